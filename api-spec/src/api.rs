@@ -1,0 +1,159 @@
+//! The whole API as one table: every class, and every wire method (`VM.get_record`,
+//! `session.login_with_password`, …) with its derived signature. Built once, on first use.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use crate::classes;
+use crate::implicit::{self, Implicit};
+use crate::model::{Class, Lifecycle, Message, Relation};
+use crate::roles::Role;
+use crate::types::{Lit, Ty};
+
+/// What a wire method is: a declared message or a derived one.
+#[derive(Debug, Clone, Copy)]
+pub enum MethodKind {
+    Explicit(&'static Message),
+    Implicit(Implicit),
+}
+
+/// A parameter of a wire method (the session is never listed).
+#[derive(Debug, Clone)]
+pub struct MethodParam {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub default: Option<Lit>,
+}
+
+/// One callable wire method.
+#[derive(Debug, Clone)]
+pub struct Method {
+    /// `Class.message`, as clients call it (without `Async.`).
+    pub wire_name: String,
+    pub class: &'static Class,
+    pub name: String,
+    pub kind: MethodKind,
+    pub params: Vec<MethodParam>,
+    /// `None` is void.
+    pub result: Option<Ty>,
+    pub role: Role,
+    pub has_async: bool,
+    pub takes_session: bool,
+    /// A removed message still has a name but answers `MESSAGE_REMOVED`.
+    pub is_removed: bool,
+}
+
+impl Method {
+    /// How many parameters a caller must give at least: those before the first trailing run of
+    /// defaulted ones (what `MESSAGE_PARAMETER_COUNT_MISMATCH` calls "expected").
+    pub fn required_params(&self) -> usize {
+        self.params.len()
+            - self
+                .params
+                .iter()
+                .rev()
+                .take_while(|p| p.default.is_some())
+                .count()
+    }
+}
+
+/// The API table.
+#[derive(Debug)]
+pub struct Api {
+    pub classes: &'static [&'static Class],
+    pub relations: &'static [Relation],
+    methods: BTreeMap<String, Method>,
+}
+
+impl Api {
+    /// The class with this wire name, matched exactly (`VM`, `host_metrics`).
+    pub fn class(&self, name: &str) -> Option<&'static Class> {
+        self.classes.iter().copied().find(|c| c.name == name)
+    }
+
+    /// The class with this name in any case, as `event.from` subscriptions name them.
+    pub fn class_ignoring_case(&self, name: &str) -> Option<&'static Class> {
+        self.classes
+            .iter()
+            .copied()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The method with this wire name (without `Async.`).
+    pub fn method(&self, wire_name: &str) -> Option<&Method> {
+        self.methods.get(wire_name)
+    }
+
+    /// Every method, sorted by wire name.
+    pub fn methods(&self) -> impl Iterator<Item = &Method> {
+        self.methods.values()
+    }
+}
+
+fn build() -> Api {
+    let mut methods = BTreeMap::new();
+    for class in classes::ALL.iter().copied() {
+        for m in implicit::derive(class) {
+            let wire_name = format!("{}.{}", class.name, m.name);
+            let method = Method {
+                wire_name: wire_name.clone(),
+                class,
+                name: m.name,
+                kind: MethodKind::Implicit(m.kind),
+                params: m
+                    .params
+                    .into_iter()
+                    .map(|p| MethodParam {
+                        name: p.name,
+                        ty: p.ty,
+                        default: None,
+                    })
+                    .collect(),
+                result: m.result,
+                role: m.role,
+                has_async: m.has_async,
+                takes_session: true,
+                is_removed: false,
+            };
+            methods.insert(wire_name, method);
+        }
+        // Explicit messages come second: a class that declares its own `get_record` (message)
+        // or `create` (task) replaces the derived one.
+        for m in class.messages {
+            let wire_name = format!("{}.{}", class.name, m.name);
+            let method = Method {
+                wire_name: wire_name.clone(),
+                class,
+                name: m.name.to_owned(),
+                kind: MethodKind::Explicit(m),
+                params: m
+                    .params
+                    .iter()
+                    .map(|p| MethodParam {
+                        name: p.name,
+                        ty: p.ty,
+                        default: p.default,
+                    })
+                    .collect(),
+                result: m.result,
+                role: m.role,
+                has_async: m.has_async,
+                takes_session: m.takes_session,
+                is_removed: m.lifecycle == Lifecycle::Removed,
+            };
+            methods.insert(wire_name, method);
+        }
+    }
+    Api {
+        classes: classes::ALL,
+        relations: classes::RELATIONS,
+        methods,
+    }
+}
+
+static API: LazyLock<Api> = LazyLock::new(build);
+
+/// The API table, built on first use.
+pub fn api() -> &'static Api {
+    &API
+}

@@ -1,0 +1,1 @@
+//! The model's invariants, checked by a unit test.

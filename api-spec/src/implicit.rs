@@ -1,0 +1,220 @@
+//! The implicit messages every class gets from its declaration: `get_record`, `get_by_uuid`,
+//! `get_X`, `set_X`, `add_to_X`, … Derived here once, never written per class.
+
+use crate::model::{Class, Field};
+use crate::roles::Role;
+use crate::types::{Qualifier, Ty};
+
+/// Which generated message a method is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Implicit {
+    GetRecord,
+    GetByUuid,
+    GetByNameLabel,
+    GetAll,
+    GetAllRecords,
+    GetAllWhere,
+    GetAllRecordsWhere,
+    Create,
+    Destroy,
+    Get(&'static Field),
+    Set(&'static Field),
+    AddToMap(&'static Field),
+    RemoveFromMap(&'static Field),
+    AddToSet(&'static Field),
+    RemoveFromSet(&'static Field),
+}
+
+/// A parameter of a derived message (the session is never listed).
+#[derive(Debug, Clone)]
+pub struct DerivedParam {
+    pub name: &'static str,
+    pub ty: Ty,
+}
+
+/// One implicit message of a class, with its derived signature.
+#[derive(Debug, Clone)]
+pub struct ImplicitMessage {
+    pub name: String,
+    pub kind: Implicit,
+    pub params: Vec<DerivedParam>,
+    pub result: Option<Ty>,
+    pub role: Role,
+    pub has_async: bool,
+}
+
+fn leak(ty: Ty) -> &'static Ty {
+    Box::leak(Box::new(ty))
+}
+
+fn param(name: &'static str, ty: Ty) -> DerivedParam {
+    DerivedParam { name, ty }
+}
+
+/// Every implicit message of `class`. Called once, when the API table is built, so the few
+/// compound result types it makes are leaked on purpose: they live as long as the process.
+pub fn derive(class: &'static Class) -> Vec<ImplicitMessage> {
+    if !class.in_db {
+        return Vec::new();
+    }
+    let this = Ty::Ref(class.name);
+    let this_ref = leak(this);
+    let record = Ty::Record(class.name);
+    let mut out = Vec::new();
+    let mut add = |name: String, kind, params, result, role, has_async| {
+        out.push(ImplicitMessage {
+            name,
+            kind,
+            params,
+            result,
+            role,
+            has_async,
+        })
+    };
+    add(
+        "get_record".into(),
+        Implicit::GetRecord,
+        vec![param("self", this)],
+        Some(record),
+        Role::ReadOnly,
+        false,
+    );
+    if class.has_uuid() {
+        add(
+            "get_by_uuid".into(),
+            Implicit::GetByUuid,
+            vec![param("uuid", Ty::String)],
+            Some(this),
+            Role::ReadOnly,
+            false,
+        );
+    }
+    if class.has_name_label() {
+        add(
+            "get_by_name_label".into(),
+            Implicit::GetByNameLabel,
+            vec![param("label", Ty::String)],
+            Some(Ty::Set(this_ref)),
+            Role::ReadOnly,
+            false,
+        );
+    }
+    if class.has_get_all {
+        let records = Ty::Map(this_ref, leak(record));
+        add(
+            "get_all".into(),
+            Implicit::GetAll,
+            vec![],
+            Some(Ty::Set(this_ref)),
+            Role::ReadOnly,
+            false,
+        );
+        add(
+            "get_all_records".into(),
+            Implicit::GetAllRecords,
+            vec![],
+            Some(records),
+            Role::ReadOnly,
+            false,
+        );
+        add(
+            "get_all_where".into(),
+            Implicit::GetAllWhere,
+            vec![param("expr", Ty::String)],
+            Some(Ty::Set(this_ref)),
+            Role::ReadOnly,
+            false,
+        );
+        add(
+            "get_all_records_where".into(),
+            Implicit::GetAllRecordsWhere,
+            vec![param("expr", Ty::String)],
+            Some(records),
+            Role::ReadOnly,
+            false,
+        );
+    }
+    if class.has_constructor {
+        add(
+            "create".into(),
+            Implicit::Create,
+            vec![param("args", record)],
+            Some(this),
+            class.writer_role,
+            true,
+        );
+        add(
+            "destroy".into(),
+            Implicit::Destroy,
+            vec![param("self", this)],
+            None,
+            class.writer_role,
+            true,
+        );
+    }
+    for field in class.fields {
+        add(
+            format!("get_{}", field.name),
+            Implicit::Get(field),
+            vec![param("self", this)],
+            Some(field.ty),
+            Role::ReadOnly,
+            false,
+        );
+        if field.qualifier != Qualifier::RW {
+            continue;
+        }
+        add(
+            format!("set_{}", field.name),
+            Implicit::Set(field),
+            vec![param("self", this), param("value", field.ty)],
+            None,
+            class.writer_role,
+            false,
+        );
+        match field.ty {
+            Ty::Map(key, value) => {
+                add(
+                    format!("add_to_{}", field.name),
+                    Implicit::AddToMap(field),
+                    vec![
+                        param("self", this),
+                        param("key", *key),
+                        param("value", *value),
+                    ],
+                    None,
+                    class.writer_role,
+                    false,
+                );
+                add(
+                    format!("remove_from_{}", field.name),
+                    Implicit::RemoveFromMap(field),
+                    vec![param("self", this), param("key", *key)],
+                    None,
+                    class.writer_role,
+                    false,
+                );
+            }
+            Ty::Set(item) => {
+                add(
+                    format!("add_{}", field.name),
+                    Implicit::AddToSet(field),
+                    vec![param("self", this), param("value", *item)],
+                    None,
+                    class.writer_role,
+                    false,
+                );
+                add(
+                    format!("remove_{}", field.name),
+                    Implicit::RemoveFromSet(field),
+                    vec![param("self", this), param("value", *item)],
+                    None,
+                    class.writer_role,
+                    false,
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}

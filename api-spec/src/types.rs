@@ -1,0 +1,196 @@
+//! The XenAPI type system (`Ty`), field qualifiers, literal defaults and wire values (`Value`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A XenAPI type, as the datamodel declares it. Declarations are `static`, so compound types borrow
+/// their parts for `'static`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ty {
+    String,
+    /// A string that must never be logged (passwords).
+    SecretString,
+    /// Always 64-bit on the wire.
+    Int,
+    Float,
+    Bool,
+    DateTime,
+    Enum(&'static EnumDecl),
+    /// A reference to an object of the named class.
+    Ref(&'static str),
+    Set(&'static Ty),
+    Map(&'static Ty, &'static Ty),
+    /// The record of the named class; `"<class>"` stands for "the record of the class at hand"
+    /// (the event snapshot).
+    Record(&'static str),
+    Option(&'static Ty),
+}
+
+/// A declared enumeration and its values, spelled as on the wire.
+#[derive(Debug, PartialEq)]
+pub struct EnumDecl {
+    pub name: &'static str,
+    pub values: &'static [&'static str],
+}
+
+impl EnumDecl {
+    /// The canonical spelling of `value`, matched case-insensitively as xapi does.
+    pub fn canonical(&self, value: &str) -> Option<&'static str> {
+        self.values
+            .iter()
+            .copied()
+            .find(|v| v.eq_ignore_ascii_case(value))
+    }
+}
+
+/// Who may write a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qualifier {
+    /// A constructor argument with generated setters.
+    RW,
+    /// A constructor argument without setters.
+    StaticRO,
+    /// Set by the toolstack only; defaulted at creation.
+    DynamicRO,
+}
+
+/// A default value written as Rust data, turned into a `Value` by [`Lit::to_value`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lit {
+    Str(&'static str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// In the wire format, e.g. `19700101T00:00:00Z`.
+    DateTime(&'static str),
+    Enum(&'static str),
+    /// `OpaqueRef:NULL`.
+    NullRef,
+    Set(&'static [Lit]),
+    Map(&'static [(Lit, Lit)]),
+}
+
+/// The null reference, as xapi spells it.
+pub const NULL_REF: &str = "OpaqueRef:NULL";
+
+/// The datetime xapi uses for "never".
+pub const NEVER: &str = "19700101T00:00:00Z";
+
+impl Lit {
+    pub fn to_value(&self) -> Value {
+        match *self {
+            Lit::Str(s) | Lit::Enum(s) => Value::String(s.to_owned()),
+            Lit::Int(i) => Value::Int(i),
+            Lit::Float(f) => Value::Float(f),
+            Lit::Bool(b) => Value::Bool(b),
+            Lit::DateTime(d) => Value::DateTime(d.to_owned()),
+            Lit::NullRef => Value::String(NULL_REF.to_owned()),
+            Lit::Set(items) => Value::Array(items.iter().map(Lit::to_value).collect()),
+            Lit::Map(pairs) => Value::Struct(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_value().to_key(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A value as it travels on the wire and as the DB stores it.
+///
+/// Canonical forms (what `coerce` produces and the DB holds): ints are `Int`, datetimes are
+/// `DateTime` in xapi's dash-less format, refs, uuids and enums are `String`, sets are `Array`,
+/// maps and records are `Struct` with string keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    /// A 32-bit int: sent as `<i4>` in XML-RPC. Only `event.from`'s `valid_ref_counts` use it.
+    Int32(i32),
+    Float(f64),
+    String(String),
+    /// `YYYYMMDDTHH:MM:SSZ`.
+    DateTime(String),
+    Array(Vec<Value>),
+    Struct(BTreeMap<String, Value>),
+}
+
+impl Value {
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::String(s.into())
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) | Value::DateTime(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Int32(i) => Some(i64::from(*i)),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn as_struct(&self) -> Option<&BTreeMap<String, Value>> {
+        match self {
+            Value::Struct(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The text of a scalar used as a map key; maps are structs keyed by strings on the wire.
+    pub fn to_key(&self) -> String {
+        match self {
+            Value::String(s) | Value::DateTime(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Int32(i) => i.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Nil | Value::Array(_) | Value::Struct(_) => String::new(),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}

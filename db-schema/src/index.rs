@@ -1,0 +1,1 @@
+//! Secondary indexes: uuid → ref and name_label → refs, per table.

@@ -1,0 +1,1 @@
+//! What every host of an oxapi pool runs.

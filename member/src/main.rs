@@ -1,0 +1,3 @@
+//! `oxapi`: flags, configuration, run.
+
+fn main() {}
