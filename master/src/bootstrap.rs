@@ -32,3 +32,20 @@ pub struct CpuFacts {
     pub speed_mhz: u64,
     pub flags: String,
 }
+
+use db_schema::Txn;
+
+/// The refs a new pool's first host is known by, chosen by `member` and kept in its identity
+/// file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstHost {
+    pub host_ref: String,
+    pub host_uuid: String,
+}
+
+/// The Txn that fills an empty DB with a new one-host pool. `root_password` is stored only as an
+/// argon2 hash.
+pub fn new_pool(facts: &HostFacts, first: &FirstHost, now_unix: i64, root_password: &str) -> Txn {
+    let _ = (facts, first, now_unix, root_password);
+    todo!()
+}

@@ -37,3 +37,63 @@ pub struct Call {
     pub params: Vec<api_spec::Value>,
     pub origin: Origin,
 }
+
+use std::sync::Arc;
+
+use api_spec::{ApiError, Value};
+
+use crate::db::ReplicatedDb;
+
+/// Policy numbers of the master. `member` fills them from its `Config`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterConfig {
+    /// How stale a session's `last_active` may get before a call writes it again, in seconds.
+    pub session_last_active_interval_secs: i64,
+    /// Sessions idle longer than this are destroyed by housekeeping, in seconds.
+    pub session_idle_timeout_secs: i64,
+    /// Finished tasks older than this are destroyed by housekeeping, in seconds (xapi: 3900).
+    pub task_gc_after_secs: i64,
+    /// Pending tasks older than this are destroyed by housekeeping, in seconds (xapi: 24 h).
+    pub pending_task_gc_after_secs: i64,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            session_last_active_interval_secs: 600,
+            session_idle_timeout_secs: 24 * 3600,
+            task_gc_after_secs: 3900,
+            pending_task_gc_after_secs: 24 * 3600,
+        }
+    }
+}
+
+/// The master role of this host: answers every XenAPI call.
+pub struct Master {
+    _todo: (Arc<dyn ReplicatedDb>, Arc<dyn Clock>, MasterConfig, String),
+}
+
+impl Master {
+    /// `this_host` is the ref of the host this master runs on.
+    pub fn new(
+        db: Arc<dyn ReplicatedDb>,
+        clock: Arc<dyn Clock>,
+        config: MasterConfig,
+        this_host: String,
+    ) -> Arc<Master> {
+        Arc::new(Master {
+            _todo: (db, clock, config, this_host),
+        })
+    }
+
+    /// Answers one call.
+    pub async fn call(self: &Arc<Self>, call: Call) -> Result<Value, ApiError> {
+        let _ = call;
+        todo!()
+    }
+
+    /// Periodic clean-up: destroys old tasks and idle sessions. `member` calls it every minute.
+    pub async fn housekeeping(&self) {
+        todo!()
+    }
+}
