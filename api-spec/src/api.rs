@@ -10,6 +10,19 @@ use crate::model::{Class, Lifecycle, Message, Relation};
 use crate::roles::Role;
 use crate::types::{Lit, Ty};
 
+/// The major XenAPI version oxapi speaks, reported in `host.API_version_major` (xapi 2.23).
+pub const API_VERSION_MAJOR: i64 = 2;
+
+/// The minor XenAPI version oxapi speaks, reported in `host.API_version_minor`.
+pub const API_VERSION_MINOR: i64 = 23;
+
+/// xapi's `api_version_vendor`, reported in `host.API_version_vendor`.
+pub const API_VERSION_VENDOR: &str = "XenSource";
+
+/// The version of this model (classes, fields, messages, errors, relations). Bumped whenever the
+/// model changes on purpose; the hash test in `check.rs` fails until it is.
+pub const MODEL_VERSION: u32 = 1;
+
 /// What a wire method is: a declared message or a derived one.
 #[derive(Debug, Clone, Copy)]
 pub enum MethodKind {

@@ -13,6 +13,7 @@ pub enum Implicit {
     GetByNameLabel,
     GetAll,
     GetAllRecords,
+    /// Never derived: xapi has no `get_all_where`, only `get_all_records_where`.
     GetAllWhere,
     GetAllRecordsWhere,
     Create,
@@ -118,14 +119,6 @@ pub fn derive(class: &'static Class) -> Vec<ImplicitMessage> {
             false,
         );
         add(
-            "get_all_where".into(),
-            Implicit::GetAllWhere,
-            vec![param("expr", Ty::String)],
-            Some(Ty::Set(this_ref)),
-            Role::ReadOnly,
-            false,
-        );
-        add(
             "get_all_records_where".into(),
             Implicit::GetAllRecordsWhere,
             vec![param("expr", Ty::String)],
@@ -161,7 +154,9 @@ pub fn derive(class: &'static Class) -> Vec<ImplicitMessage> {
             Role::ReadOnly,
             false,
         );
-        if field.qualifier != Qualifier::RW {
+        // Only RW fields can be written by clients. A set of refs is the many end of a
+        // relation (or a list the toolstack keeps), so xapi gives it only the getter.
+        if field.qualifier != Qualifier::RW || matches!(field.ty, Ty::Set(Ty::Ref(_))) {
             continue;
         }
         add(
@@ -217,4 +212,73 @@ pub fn derive(class: &'static Class) -> Vec<ImplicitMessage> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classes::vbd::VBD;
+    use crate::model::Lifecycle;
+
+    fn names(class: &'static Class) -> Vec<String> {
+        derive(class).into_iter().map(|m| m.name).collect()
+    }
+
+    /// VBD gets exactly the implicit messages xapi lists for it.
+    #[test]
+    fn vbd_gets_the_implicit_messages_xapi_lists() {
+        let mut got = names(&VBD);
+        got.sort();
+        let mut want: Vec<String> = [
+            "get_record",
+            "get_by_uuid",
+            "get_all",
+            "get_all_records",
+            "get_all_records_where",
+            "create",
+            "destroy",
+            "add_to_other_config",
+            "add_to_qos_algorithm_params",
+            "remove_from_other_config",
+            "remove_from_qos_algorithm_params",
+            "set_bootable",
+            "set_other_config",
+            "set_qos_algorithm_params",
+            "set_qos_algorithm_type",
+            "set_type",
+            "set_unpluggable",
+            "set_userdevice",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(VBD.fields.iter().map(|f| format!("get_{}", f.name)))
+        .collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    /// A writable set of refs gets a getter only, as in xapi.
+    #[test]
+    fn rw_set_of_refs_gets_only_a_getter() {
+        static REFS: Ty = Ty::Ref("VM");
+        static FIELDS: &[Field] = &[Field {
+            name: "members",
+            ty: Ty::Set(&REFS),
+            qualifier: Qualifier::RW,
+            default: None,
+            lifecycle: Lifecycle::Published,
+        }];
+        static GROUP: Class = Class {
+            name: "group",
+            fields: FIELDS,
+            messages: &[],
+            enums: &[],
+            has_constructor: false,
+            has_get_all: false,
+            in_db: true,
+            gen_events: true,
+            writer_role: Role::PoolAdmin,
+        };
+        assert_eq!(names(&GROUP), ["get_record", "get_members"]);
+    }
 }

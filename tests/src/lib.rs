@@ -1,1 +1,12 @@
-//! Helpers for the integration tests: start real `oxapi` processes and talk to them.
+//! Helpers for the integration tests and the benchmark: real `oxapi` processes on loopback
+//! addresses (`host`) and a XenAPI client that pins their certificates (`client`).
+//!
+//! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC and the
+//! listeners, bad input included) and `durability/` (kill -9 under a write load). The Python SDK
+//! tests are in `python/`; `run` runs all of them.
+
+pub mod client;
+pub mod host;
+
+pub use client::{Client, Protocol, logged_in};
+pub use host::{Host, HostOptions};

@@ -1,0 +1,202 @@
+//! The benchmark: starts a one-host pool and measures, over keep-alive HTTPS, read and write calls
+//! per second with 1 and 16 concurrent clients and the delay from a write to the wake-up of a
+//! blocked `event.from`. Run it with `tests/bench` (release build).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use api_spec::Value;
+use oxapi_tests::{Client, Host, Protocol, logged_in};
+
+const CONCURRENCY: [usize; 2] = [1, 16];
+const WAKEUP_TRIALS: usize = 200;
+
+struct Args {
+    seconds: u64,
+    protocol: Protocol,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        seconds: 5,
+        protocol: Protocol::JsonRpc,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                args.seconds = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| usage("--seconds takes a whole number"));
+            }
+            "--xmlrpc" => args.protocol = Protocol::XmlRpc,
+            "--help" | "-h" => usage(""),
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    args
+}
+
+fn usage(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("bench: {problem}");
+    }
+    eprintln!("usage: bench [--seconds N] [--xmlrpc]");
+    std::process::exit(2);
+}
+
+/// Runs `op` from `clients` concurrent clients, each on its own connection, for `duration`;
+/// returns calls per second.
+async fn throughput<F, Fut>(
+    host: &Host,
+    protocol: Protocol,
+    clients: usize,
+    duration: Duration,
+    op: F,
+) -> f64
+where
+    F: Fn(Client, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let client = logged_in(host, protocol).await;
+        let (done, stop, op) = (done.clone(), stop.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                op(client.clone(), i).await;
+                i += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    let calls = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("bench client");
+    }
+    calls as f64 / elapsed.as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The delay from sending a write to the return of an `event.from` that was blocked waiting for it.
+async fn wakeup_delays(host: &Host, protocol: Protocol, vm: &str) -> Vec<Duration> {
+    let watcher = logged_in(host, protocol).await;
+    let writer = logged_in(host, protocol).await;
+    let subscription = Value::Array(vec![Value::str(format!("vm/{vm}"))]);
+    let first = watcher
+        .ok(
+            "event.from",
+            vec![subscription.clone(), Value::str(""), Value::Float(0.0)],
+        )
+        .await;
+    let mut token = first.as_struct().expect("a struct")["token"].clone();
+    let mut delays = Vec::with_capacity(WAKEUP_TRIALS);
+    for i in 0..WAKEUP_TRIALS {
+        let watch = {
+            let watcher = watcher.clone();
+            let (subscription, token) = (subscription.clone(), token.clone());
+            tokio::spawn(async move {
+                let batch = watcher
+                    .ok("event.from", vec![subscription, token, Value::Float(30.0)])
+                    .await;
+                (Instant::now(), batch)
+            })
+        };
+        // Give the watcher's request a head start so that it is blocked when the write lands; if it
+        // is not, the measured delay only gets shorter by the part the write spent waiting.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let sent = Instant::now();
+        writer
+            .ok(
+                "VM.set_name_label",
+                vec![Value::str(vm), Value::str(format!("wake {i}"))],
+            )
+            .await;
+        let (woke, batch) = watch.await.expect("watcher task");
+        token = batch.as_struct().expect("a struct")["token"].clone();
+        delays.push(woke.saturating_duration_since(sent));
+    }
+    delays.sort();
+    delays
+}
+
+async fn first_template(client: &Client) -> String {
+    let templates = client
+        .ok(
+            "VM.get_all_records_where",
+            vec![Value::str("field \"is_a_template\"=\"true\"")],
+        )
+        .await;
+    templates
+        .as_struct()
+        .and_then(|m| m.keys().next().cloned())
+        .expect("a new pool has templates")
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let duration = Duration::from_secs(args.seconds);
+    let host = Host::start();
+    let admin = logged_in(&host, args.protocol).await;
+    let template = first_template(&admin).await;
+    let vm = admin
+        .ok(
+            "VM.clone",
+            vec![Value::str(&template), Value::str("bench vm")],
+        )
+        .await;
+    let vm = vm.as_str().expect("a VM ref").to_owned();
+
+    println!(
+        "oxapi benchmark: one-host pool, {:?} over keep-alive HTTPS, {}s per figure",
+        args.protocol, args.seconds
+    );
+    for clients in CONCURRENCY {
+        let target = vm.clone();
+        let rate = throughput(&host, args.protocol, clients, duration, move |c, _| {
+            let vm = target.clone();
+            async move {
+                c.ok("VM.get_record", vec![Value::str(vm)]).await;
+            }
+        })
+        .await;
+        println!("read   VM.get_record       {clients:>2} clients: {rate:>9.0} calls/s");
+    }
+    for clients in CONCURRENCY {
+        let target = vm.clone();
+        let rate = throughput(&host, args.protocol, clients, duration, move |c, i| {
+            let vm = target.clone();
+            async move {
+                c.ok(
+                    "VM.set_name_label",
+                    vec![Value::str(vm), Value::str(format!("n{i}"))],
+                )
+                .await;
+            }
+        })
+        .await;
+        println!(
+            "write  VM.set_name_label   {clients:>2} clients: {rate:>9.0} calls/s (each committed and fsynced)"
+        );
+    }
+    let delays = wakeup_delays(&host, args.protocol, &vm).await;
+    println!(
+        "event.from wake-up after a write ({WAKEUP_TRIALS} trials): p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&delays, 0.50).as_secs_f64() * 1e3,
+        percentile(&delays, 0.99).as_secs_f64() * 1e3
+    );
+}
