@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use api_spec::Value;
 use serde::{Deserialize, Serialize};
 
+use crate::db::Db;
+
 /// A transaction: every precondition must hold when it is applied, then every op is applied in
 /// order; if anything fails, nothing changes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -100,4 +102,163 @@ pub enum Op {
     /// Set an internal value that is not part of the API (the root password hash, the pool
     /// secret).
     PutInternal { key: String, value: Value },
+}
+
+impl Precondition {
+    /// Whether the precondition holds on `db` as it is now.
+    pub fn holds(&self, db: &Db) -> bool {
+        match self {
+            Precondition::Exists { class, r#ref } => db.get(class, r#ref).is_some(),
+            Precondition::Absent { class, r#ref } => {
+                db.get(class, r#ref).is_none() && db.tombstone(class, r#ref).is_none()
+            }
+            Precondition::FieldEquals {
+                class,
+                r#ref,
+                field,
+                value,
+            } => db
+                .get(class, r#ref)
+                .is_some_and(|row| row.get(field) == Some(value)),
+            Precondition::MapKeyAbsent {
+                class,
+                r#ref,
+                field,
+                key,
+            } => db
+                .get(class, r#ref)
+                .and_then(|row| row.get(field))
+                .and_then(Value::as_struct)
+                .is_some_and(|map| !map.contains_key(key)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ApplyError;
+    use crate::testing::{db_after, destroy, set, vm};
+
+    fn exists(r: &str) -> Precondition {
+        Precondition::Exists {
+            class: "VM".into(),
+            r#ref: r.into(),
+        }
+    }
+
+    fn absent(r: &str) -> Precondition {
+        Precondition::Absent {
+            class: "VM".into(),
+            r#ref: r.into(),
+        }
+    }
+
+    fn name_is(r: &str, name: &str) -> Precondition {
+        Precondition::FieldEquals {
+            class: "VM".into(),
+            r#ref: r.into(),
+            field: "name_label".into(),
+            value: Value::str(name),
+        }
+    }
+
+    fn key_absent(r: &str, key: &str) -> Precondition {
+        Precondition::MapKeyAbsent {
+            class: "VM".into(),
+            r#ref: r.into(),
+            field: "other_config".into(),
+            key: key.into(),
+        }
+    }
+
+    /// A DB with a live VM `a` (other_config has key `k`) and a destroyed VM `gone`.
+    fn sample() -> Db {
+        db_after([
+            vm("a"),
+            Op::MapAdd {
+                class: "VM".into(),
+                r#ref: "a".into(),
+                field: "other_config".into(),
+                key: "k".into(),
+                value: Value::str("v"),
+            },
+            vm("gone"),
+            destroy("VM", "gone"),
+        ])
+    }
+
+    /// Exists holds for live rows only, not for missing or destroyed ones.
+    #[test]
+    fn exists_holds_for_live_rows_only() {
+        let db = sample();
+        assert!(exists("a").holds(&db));
+        assert!(!exists("never").holds(&db));
+        assert!(!exists("gone").holds(&db));
+    }
+
+    /// Absent holds for refs never used; a destroyed row's ref is not absent, as refs are not reused.
+    #[test]
+    fn absent_fails_for_live_and_tombstoned_refs() {
+        let db = sample();
+        assert!(absent("never").holds(&db));
+        assert!(!absent("a").holds(&db));
+        assert!(!absent("gone").holds(&db));
+    }
+
+    /// FieldEquals compares with the value the field holds now, and fails on a missing row.
+    #[test]
+    fn field_equals_compares_with_the_current_value() {
+        let db = sample();
+        assert!(name_is("a", "a").holds(&db));
+        assert!(!name_is("a", "b").holds(&db));
+        assert!(!name_is("gone", "gone").holds(&db));
+    }
+
+    /// MapKeyAbsent holds when the map lacks the key, and fails on a present key or a missing row.
+    #[test]
+    fn map_key_absent_fails_on_a_present_key() {
+        let db = sample();
+        assert!(key_absent("a", "j").holds(&db));
+        assert!(!key_absent("a", "k").holds(&db));
+        assert!(!key_absent("never", "j").holds(&db));
+    }
+
+    /// A Txn with a failing precondition reports that precondition and applies none of its ops.
+    #[test]
+    fn txn_with_stale_precondition_changes_nothing() {
+        let mut db = sample();
+        let before = db.clone();
+        let txn = Txn {
+            preconditions: vec![exists("a"), name_is("a", "stale")],
+            ops: vec![set("VM", "a", "name_label", "new")],
+        };
+        let error = db.apply(5, 1, &txn).expect_err("stale precondition");
+        assert_eq!(
+            error,
+            ApplyError::PreconditionFailed {
+                precondition: Box::new(name_is("a", "stale"))
+            }
+        );
+        assert_eq!(db.get("VM", "a"), before.get("VM", "a"));
+        assert_eq!(db.applied_index(), 5);
+    }
+
+    /// Preconditions are checked against the DB as it is when the Txn applies: of two racing
+    /// writers that saw the same value, only the first wins.
+    #[test]
+    fn of_two_racing_writers_only_the_first_wins() {
+        let mut db = sample();
+        let write = |name: &str| Txn {
+            preconditions: vec![name_is("a", "a")],
+            ops: vec![set("VM", "a", "name_label", name)],
+        };
+        db.apply(5, 1, &write("first")).expect("first applies");
+        db.apply(6, 1, &write("second"))
+            .expect_err("second is stale");
+        assert_eq!(
+            db.get("VM", "a").map(|r| r.str("name_label")),
+            Some("first")
+        );
+    }
 }
