@@ -65,6 +65,9 @@ fn split_zone(rest: &str) -> Option<(&str, i64)> {
         let (h, m) = zone.split_once(':').unwrap_or((zone, "0"));
         let h: i64 = h.parse().ok()?;
         let m: i64 = m.parse().ok()?;
+        if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+            return None;
+        }
         return Some((time, sign * (h * 3600 + m * 60)));
     }
     Some((rest, 0))
