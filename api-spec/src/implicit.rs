@@ -13,8 +13,6 @@ pub enum Implicit {
     GetByNameLabel,
     GetAll,
     GetAllRecords,
-    /// Never derived: xapi has no `get_all_where`, only `get_all_records_where`.
-    GetAllWhere,
     GetAllRecordsWhere,
     Create,
     Destroy,
@@ -42,6 +40,22 @@ pub struct ImplicitMessage {
     pub result: Option<Ty>,
     pub role: Role,
     pub has_async: bool,
+}
+
+/// The generic message a class-level name stands for (`get_record`, `get_all_records_where`,
+/// `destroy`, …). A class that declares such a message explicitly (as `message` does, xapi
+/// keeping its rows outside the DB) is still answered the generic way when its rows are in the DB.
+pub fn class_level(name: &str) -> Option<Implicit> {
+    Some(match name {
+        "get_record" => Implicit::GetRecord,
+        "get_by_uuid" => Implicit::GetByUuid,
+        "get_by_name_label" => Implicit::GetByNameLabel,
+        "get_all" => Implicit::GetAll,
+        "get_all_records" => Implicit::GetAllRecords,
+        "get_all_records_where" => Implicit::GetAllRecordsWhere,
+        "destroy" => Implicit::Destroy,
+        _ => return None,
+    })
 }
 
 fn leak(ty: Ty) -> &'static Ty {

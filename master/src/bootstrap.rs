@@ -1,6 +1,17 @@
 //! The pool DB of a new one-host pool: the pool row, this host with its metrics and CPUs, the
 //! default network and its PIF, a local SR and its PBD, the control domain and a few templates.
 
+mod host;
+mod templates;
+
+use std::collections::BTreeMap;
+
+use api_spec::{Value, api};
+use db_schema::{Op, Txn};
+
+use crate::record::{self, new_ref};
+use crate::session::{ROOT_PASSWORD_HASH, hash_password};
+
 /// What `member` reads from the machine, so that the master can describe it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostFacts {
@@ -33,8 +44,6 @@ pub struct CpuFacts {
     pub flags: String,
 }
 
-use db_schema::Txn;
-
 /// The refs a new pool's first host is known by, chosen by `member` and kept in its identity
 /// file.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,9 +52,298 @@ pub struct FirstHost {
     pub host_uuid: String,
 }
 
+/// The memory the control domain is given, in bytes (less on a smaller host).
+const CONTROL_DOMAIN_MEMORY_BYTES: u64 = 1 << 30;
+
+/// The local SR's type: xapi's `ext` is a local filesystem holding one file per disk, which is
+/// what the local SR here is.
+const LOCAL_SR_TYPE: &str = "ext";
+
 /// The Txn that fills an empty DB with a new one-host pool. `root_password` is stored only as an
-/// argon2 hash.
+/// argon2 hash. Every row is created after the rows it points at; fields not given here take
+/// the spec's defaults.
 pub fn new_pool(facts: &HostFacts, first: &FirstHost, now_unix: i64, root_password: &str) -> Txn {
-    let _ = (facts, first, now_unix, root_password);
-    todo!()
+    let mut pool = PoolTxn::default();
+    let now = Value::DateTime(api_spec::datetime::format_unix(now_unix));
+    let host = first.host_ref.as_str();
+    let cpu_count = facts.cpus.len().max(1);
+    let dom0_memory = CONTROL_DOMAIN_MEMORY_BYTES.min(facts.memory_total_bytes);
+
+    let host_metrics = pool.create(
+        "host_metrics",
+        [
+            ("memory_total", int(facts.memory_total_bytes)),
+            (
+                "memory_free",
+                int(facts.memory_total_bytes.saturating_sub(dom0_memory)),
+            ),
+            ("live", Value::Bool(true)),
+            ("last_updated", now.clone()),
+        ],
+    );
+    let sr = pool.create(
+        "SR",
+        [
+            ("name_label", Value::str("Local storage")),
+            ("type", Value::str(LOCAL_SR_TYPE)),
+            ("content_type", Value::str("user")),
+            ("shared", Value::Bool(false)),
+            ("physical_size", int(facts.local_sr_size_bytes)),
+            ("physical_utilisation", int(facts.local_sr_used_bytes)),
+            ("virtual_allocation", Value::Int(0)),
+            (
+                "other_config",
+                strings([("i18n-key", "local-storage".to_owned())]),
+            ),
+        ],
+    );
+    let host_row = host::host_fields(facts, first, &host_metrics, &sr, now_unix);
+    pool.create_as("host", host, host_row);
+    for cpu in &facts.cpus {
+        pool.create(
+            "host_cpu",
+            [
+                ("host", Value::str(host)),
+                ("number", Value::Int(i64::from(cpu.number))),
+                ("vendor", Value::str(cpu.vendor.as_str())),
+                ("speed", int(cpu.speed_mhz)),
+                ("modelname", Value::str(cpu.model_name.as_str())),
+                ("family", Value::Int(i64::from(cpu.family))),
+                ("model", Value::Int(i64::from(cpu.model))),
+                ("stepping", Value::str(cpu.stepping.as_str())),
+                ("flags", Value::str(cpu.flags.as_str())),
+                ("utilisation", Value::Float(0.0)),
+            ],
+        );
+    }
+    let dom0 = host::control_domain(&mut pool, facts, host, cpu_count, dom0_memory, &now);
+    pool.txn.ops.push(Op::Set {
+        class: "host".to_owned(),
+        r#ref: host.to_owned(),
+        field: "control_domain".to_owned(),
+        value: Value::String(dom0),
+    });
+    host::management_network(&mut pool, facts, host);
+    pool.create(
+        "PBD",
+        [
+            ("host", Value::str(host)),
+            ("SR", Value::str(sr.as_str())),
+            (
+                "device_config",
+                strings([("path", facts.local_sr_path.clone())]),
+            ),
+            ("currently_attached", Value::Bool(true)),
+        ],
+    );
+    for template in templates::DEFAULT_TEMPLATES {
+        let metrics = pool.create("VM_metrics", [("last_updated", now.clone())]);
+        pool.create("VM", template.fields(metrics));
+    }
+    pool.create(
+        "pool",
+        [
+            ("name_label", Value::str("")),
+            ("master", Value::str(host)),
+            ("default_SR", Value::str(sr.as_str())),
+            ("suspend_image_SR", Value::str(sr.as_str())),
+            ("crash_dump_SR", Value::str(sr.as_str())),
+            (
+                "cpu_info",
+                strings([
+                    ("cpu_count", cpu_count.to_string()),
+                    ("vendor", first_cpu(facts, |c| c.vendor.clone())),
+                ]),
+            ),
+        ],
+    );
+    let hash = hash_password(root_password)
+        .expect("argon2 with its default parameters hashes any password shorter than 4 GiB");
+    pool.txn.ops.push(Op::PutInternal {
+        key: ROOT_PASSWORD_HASH.to_owned(),
+        value: Value::String(hash),
+    });
+    pool.txn
+}
+
+/// The Txn being built, one created row at a time.
+#[derive(Default)]
+struct PoolTxn {
+    txn: Txn,
+}
+
+impl PoolTxn {
+    /// Creates a row with a fresh ref and uuid; returns the ref.
+    fn create<'a>(
+        &mut self,
+        class: &str,
+        fields: impl IntoIterator<Item = (&'a str, Value)>,
+    ) -> String {
+        let r = new_ref();
+        self.create_as(class, &r, fields);
+        r
+    }
+
+    /// Creates the row `r`, with a fresh uuid unless `fields` gives one.
+    fn create_as<'a>(
+        &mut self,
+        class: &str,
+        r: &str,
+        fields: impl IntoIterator<Item = (&'a str, Value)>,
+    ) {
+        let mut given: BTreeMap<String, Value> = fields
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        given
+            .entry("uuid".to_owned())
+            .or_insert_with(|| Value::String(record::new_uuid()));
+        let fields = match api().class(class) {
+            Some(declared) => record::new_row(declared, given),
+            None => given,
+        };
+        self.txn.ops.push(Op::Create {
+            class: class.to_owned(),
+            r#ref: r.to_owned(),
+            fields,
+        });
+    }
+}
+
+/// An int field from a count of bytes or a speed.
+fn int(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A `(string -> string) map`.
+pub(crate) fn strings<const N: usize>(pairs: [(&str, String); N]) -> Value {
+    Value::Struct(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect(),
+    )
+}
+
+/// A `string set`.
+pub(crate) fn string_set(items: &[&str]) -> Value {
+    Value::Array(items.iter().map(|s| Value::str(*s)).collect())
+}
+
+fn first_cpu(facts: &HostFacts, get: impl Fn(&CpuFacts) -> String) -> String {
+    facts.cpus.first().map(get).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use api_spec::coerce::coerce;
+
+    use super::*;
+    use crate::record::refs_in;
+    use crate::session::password_matches;
+    use crate::testing::{TEST_ROOT_PASSWORD, TestPool, sample_first_host};
+
+    /// Read through the generic handlers, every ref in every row of a new pool names a live
+    /// row (or is null, or names a class without rows).
+    #[tokio::test]
+    async fn every_ref_of_a_new_pool_points_at_a_live_row() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let mut checked = 0;
+        for class in api().classes.iter().filter(|c| c.in_db && c.has_get_all) {
+            let method = format!("{}.get_all_records", class.name);
+            let records = pool
+                .call_as(&session, &method, vec![])
+                .await
+                .expect(&method);
+            for (r, record) in records.as_struct().expect("a map") {
+                for field in class.fields {
+                    let value = &record.as_struct().expect("a record")[field.name];
+                    for (target, target_ref) in refs_in(&field.ty, value) {
+                        let is_live = pool.read().get(target, &target_ref).is_some();
+                        assert!(
+                            is_live,
+                            "{}.{} of {r} points at {target_ref}",
+                            class.name, field.name
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} refs checked");
+    }
+
+    /// Every field of every row holds a value of its declared type, in canonical form.
+    #[tokio::test]
+    async fn every_field_of_a_new_pool_has_its_declared_type() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        for class in api().classes.iter().filter(|c| c.in_db) {
+            for (r, row) in db.rows(class.name) {
+                for field in class.fields {
+                    let value = row.get(field.name).cloned().expect(field.name);
+                    assert_eq!(
+                        coerce(&field.ty, value.clone()).as_ref(),
+                        Ok(&value),
+                        "{}.{} of {r}",
+                        class.name,
+                        field.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// The new pool has what clients look for: one pool mastered by this host, its running
+    /// control domain, an attached local SR as default, the management PIF, default
+    /// templates, and the root password as an argon2 hash.
+    #[tokio::test]
+    async fn new_pool_has_host_control_domain_storage_network_and_templates() {
+        let pool = TestPool::new();
+        let host = sample_first_host().host_ref;
+        let db = pool.read();
+        let pools: Vec<_> = db.rows("pool").collect();
+        assert_eq!(pools.len(), 1);
+        let (_, pool_row) = pools[0];
+        assert_eq!(pool_row.str("master"), host);
+        let host_row = db.get("host", &host).expect("the host");
+        assert_eq!(host_row.str("uuid"), sample_first_host().host_uuid);
+        assert_eq!(host_row.str("name_label"), "host1");
+        assert_eq!(
+            host_row.get("API_version_major"),
+            Some(&Value::Int(api_spec::api::API_VERSION_MAJOR))
+        );
+        let dom0 = db.get("VM", host_row.str("control_domain")).expect("dom0");
+        assert_eq!(dom0.str("power_state"), "Running");
+        assert_eq!(dom0.str("resident_on"), host);
+        assert_eq!(dom0.get("is_control_domain"), Some(&Value::Bool(true)));
+        assert_eq!(dom0.str("name_label"), "Control domain on host: host1");
+        let sr = db
+            .get("SR", pool_row.str("default_SR"))
+            .expect("default SR");
+        assert_eq!(sr.str("name_label"), "Local storage");
+        let pbds = sr.get("PBDs").and_then(Value::as_array).expect("PBDs");
+        assert_eq!(pbds.len(), 1);
+        let pif = db
+            .rows("PIF")
+            .map(|(_, row)| row)
+            .find(|row| row.get("management") == Some(&Value::Bool(true)))
+            .expect("a management PIF");
+        assert_eq!(pif.str("IP"), "127.0.0.1");
+        assert_eq!(pif.str("host"), host);
+        let network = db.get("network", pif.str("network")).expect("its network");
+        assert_eq!(network.str("bridge"), "xenbr0");
+        let templates = db
+            .rows("VM")
+            .filter(|(_, row)| row.get("is_default_template") == Some(&Value::Bool(true)))
+            .count();
+        assert_eq!(templates, templates::DEFAULT_TEMPLATES.len());
+        assert_eq!(db.rows("host_cpu").count(), 2);
+        let hash = db
+            .internal(ROOT_PASSWORD_HASH)
+            .and_then(Value::as_str)
+            .expect("hash");
+        assert!(password_matches(TEST_ROOT_PASSWORD, hash));
+    }
 }

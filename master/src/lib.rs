@@ -1,18 +1,40 @@
 //! What the pool master decides.
 //!
 //! The master turns a decoded call (`Call`) into an answer: `dispatch.rs` finds the method in the
-//! api-spec table, checks arity and types, fills defaults, checks the session, runs `Async.`
-//! calls as tasks, and hands the call to a handler: the generic handler for implicit messages
-//! (`generic.rs`), or the custom handler of an explicit one (`handlers/*.rs`). State lives in the
-//! pool DB, reached only through `ReplicatedDb` (`db.rs`); time only through `Clock`.
+//! api-spec table, checks arity and types, fills defaults, checks the session (`session.rs`),
+//! runs `Async.` calls as tasks (`tasks.rs`), and hands the call to a handler: the generic
+//! handler for implicit messages (`generic.rs`, with `record.rs` for rows and records and
+//! `where_expr.rs` for `get_all_records_where`), or the custom handler of an explicit one
+//! (`handlers/*.rs`, one table in `handlers/mod.rs`). `event.from` and friends read the DB's
+//! generations (`events.rs`). State lives in the pool DB, reached only through `ReplicatedDb`
+//! (`db.rs`; `commit.rs` proposes Txns and re-decides the ones that lost a race); time only
+//! through `Clock`. Failures become XenAPI errors in one place, `error.rs`.
 //!
 //! It opens no sockets or files and starts no processes: `member` wires it to Raft and HTTPS.
-//! `testing.rs` holds in-memory doubles so a handler test is a function call.
+//! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
+//! `dispatch.rs`.
 
 pub mod bootstrap;
+mod commit;
+mod ctx;
 pub mod db;
+mod dispatch;
+pub mod error;
+mod events;
+mod generic;
+mod handlers;
+mod record;
+mod session;
+mod tasks;
+pub mod testing;
+mod where_expr;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use api_spec::{ApiError, Value};
+
+use crate::db::ReplicatedDb;
 
 /// The source of time for the master: seconds since the Unix epoch. `member` gives the system
 /// clock; tests give a settable one.
@@ -37,12 +59,6 @@ pub struct Call {
     pub params: Vec<api_spec::Value>,
     pub origin: Origin,
 }
-
-use std::sync::Arc;
-
-use api_spec::{ApiError, Value};
-
-use crate::db::ReplicatedDb;
 
 /// Policy numbers of the master. `member` fills them from its `Config`.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +86,15 @@ impl Default for MasterConfig {
 
 /// The master role of this host: answers every XenAPI call.
 pub struct Master {
-    _todo: (Arc<dyn ReplicatedDb>, Arc<dyn Clock>, MasterConfig, String),
+    db: Arc<dyn ReplicatedDb>,
+    clock: Arc<dyn Clock>,
+    config: MasterConfig,
+    /// The ref of the host this master runs on.
+    this_host: String,
+    /// The in-process workers of tasks, by task ref.
+    workers: tasks::Workers,
+    /// The legacy `event.register` registrations, by session.
+    registrations: events::Registrations,
 }
 
 impl Master {
@@ -82,18 +106,32 @@ impl Master {
         this_host: String,
     ) -> Arc<Master> {
         Arc::new(Master {
-            _todo: (db, clock, config, this_host),
+            db,
+            clock,
+            config,
+            this_host,
+            workers: tasks::Workers::default(),
+            registrations: events::Registrations::default(),
         })
     }
 
     /// Answers one call.
     pub async fn call(self: &Arc<Self>, call: Call) -> Result<Value, ApiError> {
-        let _ = call;
-        todo!()
+        dispatch::call(self, call).await
     }
 
     /// Periodic clean-up: destroys old tasks and idle sessions. `member` calls it every minute.
+    /// A failure is logged and left for the next round.
     pub async fn housekeeping(&self) {
-        todo!()
+        if let Err(e) = session::collect_garbage(self).await {
+            tracing::warn!(code = %error::to_api_error(e).code, "session clean-up failed");
+        }
+        if let Err(e) = tasks::collect_garbage(self).await {
+            tracing::warn!(code = %error::to_api_error(e).code, "task clean-up failed");
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_unix()
     }
 }

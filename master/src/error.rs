@@ -1,0 +1,250 @@
+//! The master's internal failures (`Error`), the one place they become XenAPI errors
+//! (`to_api_error`), and the constructors of the XenAPI errors the master raises (`xenapi`).
+
+use api_spec::ApiError;
+use db_schema::{ApplyError, Precondition};
+
+use crate::db::ProposeError;
+
+/// Why a call failed inside the master.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A XenAPI failure decided by a handler; it reaches the client as it is.
+    #[error("xenapi failure {}", .0.code)]
+    Api(#[from] ApiError),
+    /// A Txn was not applied.
+    #[error("proposal was not applied")]
+    Propose(#[from] ProposeError),
+    /// The replica could not confirm that this host still leads.
+    #[error("read barrier failed")]
+    ReadBarrier(#[source] ProposeError),
+    /// Concurrent writers kept invalidating the decision.
+    #[error("decision lost its race {attempts} times")]
+    Contended { attempts: u32 },
+    /// The blocking thread that checks or hashes a password did not complete.
+    #[error("password thread failed")]
+    PasswordThread(#[source] tokio::task::JoinError),
+    /// argon2 refused to hash a password.
+    #[error("password could not be hashed")]
+    PasswordHash { reason: String },
+    /// An argument reached a handler missing or in a shape dispatch should have ruled out.
+    #[error("argument has an unexpected shape")]
+    Argument { name: &'static str },
+    /// A class the master relies on is not declared by the API spec.
+    #[error("class not declared")]
+    Undeclared { class: &'static str },
+}
+
+/// The XenAPI error a client gets for `error`. Unexpected failures are logged here and become
+/// `INTERNAL_ERROR` with a message an operator can act on.
+pub fn to_api_error(error: Error) -> ApiError {
+    let message = match &error {
+        Error::Api(e) => return e.clone(),
+        Error::Propose(ProposeError::Apply(apply)) => match expected_apply_error(apply) {
+            Some(e) => return e,
+            None => format!("the pool database refused a change ({apply}); see the master's log"),
+        },
+        Error::Propose(ProposeError::NotLeader) | Error::ReadBarrier(ProposeError::NotLeader) => {
+            "this host stopped being the pool master during the call; retry it on the new master"
+                .to_owned()
+        }
+        Error::Propose(ProposeError::Stopped) | Error::ReadBarrier(ProposeError::Stopped) => {
+            "the pool database on this host has stopped; see this host's log".to_owned()
+        }
+        Error::ReadBarrier(ProposeError::Apply(_)) => {
+            "the pool database could not confirm its leadership; retry the call".to_owned()
+        }
+        Error::Contended { attempts } => format!(
+            "the call lost {attempts} races with concurrent writers to the same objects; retry it"
+        ),
+        Error::PasswordThread(_) => {
+            "the password check did not complete; see the master's log".to_owned()
+        }
+        Error::PasswordHash { reason } => format!("the password could not be hashed: {reason}"),
+        Error::Argument { name } => {
+            format!("argument {name} reached its handler in an unexpected shape; this is a bug")
+        }
+        Error::Undeclared { class } => {
+            format!("class {class} is missing from the API declarations; this is a bug")
+        }
+    };
+    tracing::warn!(error = %error, detail = ?std::error::Error::source(&error).map(ToString::to_string), "call failed unexpectedly");
+    xenapi::internal_error(message)
+}
+
+/// The XenAPI error for an apply failure a racing writer can cause.
+fn expected_apply_error(apply: &ApplyError) -> Option<ApiError> {
+    match apply {
+        ApplyError::RowMissing { class, r#ref } => Some(xenapi::handle_invalid(class, r#ref)),
+        ApplyError::PreconditionFailed { precondition } => match precondition.as_ref() {
+            Precondition::Exists { class, r#ref } => Some(xenapi::handle_invalid(class, r#ref)),
+            _ => None,
+        },
+        // Handlers check the key first and name the object by uuid; this is the race fallback.
+        ApplyError::MapDuplicateKey {
+            class,
+            r#ref,
+            field,
+            key,
+        } => Some(xenapi::map_duplicate_key(class, field, r#ref, key)),
+        _ => None,
+    }
+}
+
+/// The XenAPI errors the master raises, parameters in the order the spec declares them.
+pub mod xenapi {
+    use api_spec::{ApiError, errors};
+
+    fn error<const N: usize>(code: &str, params: [String; N]) -> ApiError {
+        debug_assert!(
+            errors::decl(code).is_some_and(|d| d.params.len() == N),
+            "{code} is declared with {N} parameters"
+        );
+        ApiError::new(code, params)
+    }
+
+    pub fn message_method_unknown(method: &str) -> ApiError {
+        error(errors::MESSAGE_METHOD_UNKNOWN, [method.to_owned()])
+    }
+
+    pub fn message_removed() -> ApiError {
+        error(errors::MESSAGE_REMOVED, [])
+    }
+
+    /// Counts exclude the session.
+    pub fn message_parameter_count_mismatch(
+        method: &str,
+        expected: usize,
+        received: i64,
+    ) -> ApiError {
+        error(
+            errors::MESSAGE_PARAMETER_COUNT_MISMATCH,
+            [
+                method.to_owned(),
+                expected.to_string(),
+                received.to_string(),
+            ],
+        )
+    }
+
+    pub fn field_type_error(field: &str) -> ApiError {
+        error(errors::FIELD_TYPE_ERROR, [field.to_owned()])
+    }
+
+    pub fn invalid_value(field: &str, value: &str) -> ApiError {
+        error(errors::INVALID_VALUE, [field.to_owned(), value.to_owned()])
+    }
+
+    pub fn session_invalid(session: &str) -> ApiError {
+        error(errors::SESSION_INVALID, [session.to_owned()])
+    }
+
+    pub fn session_authentication_failed(uname: &str, message: &str) -> ApiError {
+        error(
+            errors::SESSION_AUTHENTICATION_FAILED,
+            [uname.to_owned(), message.to_owned()],
+        )
+    }
+
+    pub fn session_not_registered(session: &str) -> ApiError {
+        error(errors::SESSION_NOT_REGISTERED, [session.to_owned()])
+    }
+
+    pub fn handle_invalid(class: &str, r#ref: &str) -> ApiError {
+        error(errors::HANDLE_INVALID, [class.to_owned(), r#ref.to_owned()])
+    }
+
+    pub fn uuid_invalid(class: &str, uuid: &str) -> ApiError {
+        error(errors::UUID_INVALID, [class.to_owned(), uuid.to_owned()])
+    }
+
+    /// xapi's order: the class, the field, the object's uuid, the key.
+    pub fn map_duplicate_key(class: &str, field: &str, uuid: &str, key: &str) -> ApiError {
+        error(
+            errors::MAP_DUPLICATE_KEY,
+            [
+                class.to_owned(),
+                field.to_owned(),
+                uuid.to_owned(),
+                key.to_owned(),
+            ],
+        )
+    }
+
+    /// States are lowercase; several expected ones are joined by `;` as xapi does.
+    pub fn vm_bad_power_state(vm: &str, expected: &[&str], actual: &str) -> ApiError {
+        let lower = |s: &str| s.to_ascii_lowercase();
+        let expected: Vec<String> = expected.iter().map(|s| lower(s)).collect();
+        error(
+            errors::VM_BAD_POWER_STATE,
+            [vm.to_owned(), expected.join(";"), lower(actual)],
+        )
+    }
+
+    pub fn vm_cannot_delete_default_template(vm: &str) -> ApiError {
+        error(errors::VM_CANNOT_DELETE_DEFAULT_TEMPLATE, [vm.to_owned()])
+    }
+
+    pub fn operation_not_allowed(reason: &str) -> ApiError {
+        error(errors::OPERATION_NOT_ALLOWED, [reason.to_owned()])
+    }
+
+    pub fn task_cancelled(task: &str) -> ApiError {
+        error(errors::TASK_CANCELLED, [task.to_owned()])
+    }
+
+    pub fn event_subscription_parse_failure(subscription: &str) -> ApiError {
+        error(
+            errors::EVENT_SUBSCRIPTION_PARSE_FAILURE,
+            [subscription.to_owned()],
+        )
+    }
+
+    pub fn event_from_token_parse_failure(token: &str) -> ApiError {
+        error(errors::EVENT_FROM_TOKEN_PARSE_FAILURE, [token.to_owned()])
+    }
+
+    pub fn not_implemented(function: &str) -> ApiError {
+        error(errors::NOT_IMPLEMENTED, [function.to_owned()])
+    }
+
+    pub fn internal_error(message: String) -> ApiError {
+        error(errors::INTERNAL_ERROR, [message])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row that vanished under a precondition is the handle the client gave, not a crash.
+    #[test]
+    fn failed_exists_precondition_is_handle_invalid() {
+        let error = Error::Propose(ProposeError::Apply(ApplyError::PreconditionFailed {
+            precondition: Box::new(Precondition::Exists {
+                class: "VM".into(),
+                r#ref: "OpaqueRef:x".into(),
+            }),
+        }));
+        assert_eq!(
+            to_api_error(error),
+            ApiError::new("HANDLE_INVALID", ["VM", "OpaqueRef:x"])
+        );
+    }
+
+    /// Losing leadership is an internal error that tells the operator what to do.
+    #[test]
+    fn lost_leadership_is_an_actionable_internal_error() {
+        let e = to_api_error(Error::Propose(ProposeError::NotLeader));
+        assert_eq!(e.code, "INTERNAL_ERROR");
+        assert!(e.params[0].contains("retry"), "{:?}", e.params);
+    }
+
+    /// Handler decisions pass through unchanged.
+    #[test]
+    fn api_errors_pass_through() {
+        let e = xenapi::vm_bad_power_state("OpaqueRef:v", &["Halted", "Suspended"], "Running");
+        assert_eq!(to_api_error(Error::Api(e.clone())), e);
+        assert_eq!(e.params, ["OpaqueRef:v", "halted;suspended", "running"]);
+    }
+}

@@ -1,0 +1,270 @@
+//! Sessions: the root password (argon2 PHC strings), checking a caller's session, and the
+//! housekeeping that destroys idle sessions. A session is a row of the `session` table, so it
+//! survives a restart and a change of master. Session refs are secrets: never log them.
+
+use std::collections::BTreeMap;
+
+use api_spec::Value;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use db_schema::{Db, Op, Txn};
+
+use crate::Master;
+use crate::error::{Error, xenapi};
+use crate::record::exists;
+
+/// The internal DB key of the root password's argon2 PHC string.
+pub(crate) const ROOT_PASSWORD_HASH: &str = "root_password_hash";
+
+/// At most this many sessions per originator, and per user name for sessions without one.
+const MAX_SESSIONS_PER_ORIGINATOR: usize = 500;
+/// At most this many sessions without originator or user name.
+const MAX_ANONYMOUS_SESSIONS: usize = 400;
+
+/// The argon2 PHC string of `password` (Argon2id, default parameters, a fresh random salt).
+pub(crate) fn hash_password(password: &str) -> Result<String, Error> {
+    let salt = uuid::Uuid::new_v4();
+    Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::PasswordHash {
+            reason: e.to_string(),
+        })
+}
+
+/// Whether `password` matches the PHC string `hash`. A malformed hash matches nothing. Costs
+/// tens of milliseconds: call it on a blocking thread.
+pub(crate) fn password_matches(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// Checks the root password against the hash in the DB, on a blocking thread.
+pub(crate) async fn check_root_password(master: &Master, password: &str) -> Result<bool, Error> {
+    let hash = master
+        .db
+        .read()
+        .internal(ROOT_PASSWORD_HASH)
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let Some(hash) = hash else {
+        return Ok(false);
+    };
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || password_matches(&password, &hash))
+        .await
+        .map_err(Error::PasswordThread)
+}
+
+/// Checks the caller's session: `SESSION_INVALID [ref]` unless it is a live row. Writes
+/// `last_active` only when it is older than the configured interval, so a busy client does
+/// not turn every call into a DB write.
+pub(crate) async fn check(master: &Master, session: &str) -> Result<(), Error> {
+    let now = master.now();
+    let last_active = {
+        let db = master.db.read();
+        let row = db
+            .get("session", session)
+            .ok_or_else(|| xenapi::session_invalid(session))?;
+        row.get("last_active")
+            .and_then(Value::as_str)
+            .and_then(api_spec::datetime::parse_unix)
+            .unwrap_or(0)
+    };
+    if now - last_active < master.config.session_last_active_interval_secs {
+        return Ok(());
+    }
+    let txn = Txn {
+        preconditions: vec![exists("session", session)],
+        ops: vec![Op::Set {
+            class: "session".to_owned(),
+            r#ref: session.to_owned(),
+            field: "last_active".to_owned(),
+            value: Value::DateTime(api_spec::datetime::format_unix(now)),
+        }],
+    };
+    match master.commit(txn).await {
+        Ok(_) => Ok(()),
+        Err(Error::Propose(crate::db::ProposeError::Apply(_))) => {
+            Err(xenapi::session_invalid(session).into())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The fields of a new root session.
+pub(crate) fn new_session_fields(master: &Master, originator: &str) -> BTreeMap<String, Value> {
+    let now = Value::DateTime(api_spec::datetime::format_unix(master.now()));
+    BTreeMap::from([
+        ("uuid".to_owned(), Value::String(crate::record::new_uuid())),
+        (
+            "this_host".to_owned(),
+            Value::str(master.this_host.as_str()),
+        ),
+        ("last_active".to_owned(), now.clone()),
+        ("pool".to_owned(), Value::Bool(false)),
+        ("is_local_superuser".to_owned(), Value::Bool(true)),
+        ("validation_time".to_owned(), now),
+        ("auth_user_name".to_owned(), Value::str("root")),
+        ("originator".to_owned(), Value::str(originator)),
+    ])
+}
+
+/// Destroys the sessions idle beyond the configured timeout, and, beyond xapi's caps (500 per
+/// originator, 500 per user name for sessions without one, 400 anonymous), the least recently
+/// active ones.
+pub(crate) async fn collect_garbage(master: &Master) -> Result<(), Error> {
+    let now = master.now();
+    let idle_timeout = master.config.session_idle_timeout_secs;
+    let (doomed, _) = master
+        .decide(|db| {
+            let doomed = sessions_to_destroy(db, now, idle_timeout);
+            let txn = Txn {
+                preconditions: doomed.iter().map(|r| exists("session", r)).collect(),
+                ops: doomed
+                    .iter()
+                    .map(|r| Op::Destroy {
+                        class: "session".to_owned(),
+                        r#ref: r.clone(),
+                    })
+                    .collect(),
+            };
+            Ok((txn, doomed.len()))
+        })
+        .await?;
+    if doomed > 0 {
+        tracing::info!(count = doomed, "idle sessions destroyed");
+    }
+    Ok(())
+}
+
+/// Which sessions housekeeping destroys, as refs.
+fn sessions_to_destroy(db: &Db, now: i64, idle_timeout_secs: i64) -> Vec<String> {
+    let mut doomed = Vec::new();
+    let mut buckets: BTreeMap<(u8, &str), Vec<(i64, &str)>> = BTreeMap::new();
+    for (r, row) in db.rows("session") {
+        if row.get("pool").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let last_active = row
+            .get("last_active")
+            .and_then(Value::as_str)
+            .and_then(api_spec::datetime::parse_unix)
+            .unwrap_or(0);
+        if now - last_active > idle_timeout_secs {
+            doomed.push(r.to_owned());
+            continue;
+        }
+        let bucket = match (row.str("originator"), row.str("auth_user_name")) {
+            ("", "") => (2, ""),
+            ("", user) => (1, user),
+            (originator, _) => (0, originator),
+        };
+        buckets.entry(bucket).or_default().push((last_active, r));
+    }
+    for ((kind, _), mut sessions) in buckets {
+        let cap = if kind == 2 {
+            MAX_ANONYMOUS_SESSIONS
+        } else {
+            MAX_SESSIONS_PER_ORIGINATOR
+        };
+        if sessions.len() > cap {
+            sessions.sort();
+            let excess = sessions.len() - cap;
+            doomed.extend(sessions[..excess].iter().map(|(_, r)| (*r).to_owned()));
+        }
+    }
+    doomed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestPool;
+
+    /// A hash verifies its own password and no other, and a malformed hash matches nothing.
+    #[test]
+    fn hashed_password_verifies_only_itself() {
+        let hash = hash_password("secret").expect("hashes");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(password_matches("secret", &hash));
+        assert!(!password_matches("Secret", &hash));
+        assert!(!password_matches("secret", "not a hash"));
+    }
+
+    fn last_active(pool: &TestPool, session: &str) -> Option<i64> {
+        let value = pool.field("session", session, "last_active")?;
+        api_spec::datetime::parse_unix(value.as_str()?)
+    }
+
+    /// `last_active` is written only once it is older than the configured interval.
+    #[tokio::test]
+    async fn last_active_is_written_only_when_stale() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let start = crate::testing::TEST_START_UNIX;
+        assert_eq!(last_active(&pool, &session), Some(start));
+        pool.clock.advance(10);
+        let applied = pool.read().applied_index();
+        pool.call_as(&session, "VM.get_all", vec![])
+            .await
+            .expect("listed");
+        assert_eq!(
+            pool.read().applied_index(),
+            applied,
+            "no write for a fresh session"
+        );
+        pool.clock.advance(600);
+        pool.call_as(&session, "VM.get_all", vec![])
+            .await
+            .expect("listed");
+        assert_eq!(last_active(&pool, &session), Some(start + 610));
+    }
+
+    /// Housekeeping destroys sessions idle beyond the timeout and keeps the others.
+    #[tokio::test]
+    async fn housekeeping_destroys_idle_sessions() {
+        let pool = TestPool::new();
+        let old = pool.login().await;
+        pool.clock.advance(24 * 3600);
+        let fresh = pool.login().await;
+        pool.clock.advance(1);
+        pool.master.housekeeping().await;
+        assert_eq!(pool.refs("session"), [fresh]);
+        assert!(pool.read().get("session", &old).is_none());
+    }
+
+    /// Beyond 500 sessions of one originator, housekeeping destroys the least recently
+    /// active ones.
+    #[tokio::test]
+    async fn housekeeping_caps_sessions_per_originator() {
+        let pool = TestPool::new();
+        let mut sessions = Vec::new();
+        for _ in 0..MAX_SESSIONS_PER_ORIGINATOR + 2 {
+            let params = ["root", "", "1.0", "xo"].map(Value::str).to_vec();
+            let reply = pool
+                .master
+                .call(crate::Call {
+                    method: "session.login_with_password".to_owned(),
+                    params,
+                    origin: crate::Origin::LocalSocket,
+                })
+                .await;
+            sessions.push(
+                reply
+                    .expect("logged in")
+                    .as_str()
+                    .expect("a ref")
+                    .to_owned(),
+            );
+            pool.clock.advance(1);
+        }
+        let other = pool.login().await;
+        pool.master.housekeeping().await;
+        let live = pool.refs("session");
+        assert_eq!(live.len(), MAX_SESSIONS_PER_ORIGINATOR + 1);
+        assert!(!live.contains(&sessions[0]) && !live.contains(&sessions[1]));
+        assert!(live.contains(&sessions[2]) && live.contains(&other));
+    }
+}
