@@ -1,1 +1,21 @@
-//! What every host of an oxapi pool runs.
+//! What every host of an oxapi pool runs: the `oxapi` binary and the parts it wires.
+//!
+//! - `config.rs`: the one `Config` (JSON file, overridden by flags) and its validation.
+//! - `run.rs`: start-up and shutdown: a new pool or a restart, the Raft node, the master, the
+//!   listeners, the housekeeping timer, the signals. Start reading here.
+//! - `facts.rs`: what a new pool's host row says about this machine (CPUs, memory, addresses).
+//! - `identity.rs`: this host's `identity.json` (host ref and uuid, Raft node id), written before
+//!   the pool is bootstrapped, and the atomic file write the data dir uses.
+//! - `raft/`: the replicated pool DB (raft-rs, log in redb) behind `master::db::ReplicatedDb`.
+//! - `front/`: the XenAPI over HTTPS, plain HTTP and the Unix socket; XML-RPC and JSON-RPC in,
+//!   `master::Master::call` behind.
+//!
+//! The master's policy lives in the `master` crate; member holds the edges: sockets, files,
+//! time (`run::SystemClock`) and the environment (`OXAPI_ROOT_PASSWORD` on a pool's first start).
+
+pub mod config;
+pub mod facts;
+pub mod front;
+pub mod identity;
+pub mod raft;
+pub mod run;

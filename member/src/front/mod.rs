@@ -1,0 +1,31 @@
+//! The XenAPI front door: HTTPS, plain HTTP and the local Unix socket, XML-RPC and JSON-RPC.
+//!
+//! `server.rs` routes requests and reads bodies; `xmlrpc.rs` and `jsonrpc.rs` decode a body,
+//! hand the call to an `Answer` (the master) and encode the reply; `listen.rs` opens the
+//! listeners and shuts them down; `tls.rs` holds the host certificate.
+
+pub mod jsonrpc;
+pub mod listen;
+pub mod server;
+#[cfg(test)]
+mod testing;
+pub mod tls;
+pub mod xmlrpc;
+
+use std::sync::Arc;
+
+use api_spec::{ApiError, Value};
+use master::db::BoxFuture;
+use master::{Call, Master};
+
+/// What answers the calls the front door decodes: the master, or a fake in tests.
+pub trait Answer: Send + Sync + 'static {
+    fn answer(&self, call: Call) -> BoxFuture<'static, Result<Value, ApiError>>;
+}
+
+impl Answer for Arc<Master> {
+    fn answer(&self, call: Call) -> BoxFuture<'static, Result<Value, ApiError>> {
+        let master = Arc::clone(self);
+        Box::pin(async move { master.call(call).await })
+    }
+}

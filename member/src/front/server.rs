@@ -1,0 +1,315 @@
+//! The router of the front door: JSON-RPC on `/jsonrpc` and `/json`, XML-RPC on every other POST
+//! path, CORS on OPTIONS; the body limit; the origin of a call.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_spec::codec::Limits;
+use api_spec::{ApiError, Value};
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use master::{Call, Origin};
+
+use crate::front::{Answer, jsonrpc, xmlrpc};
+
+/// After a body goes over the limit, up to this many more bytes are read and dropped before the
+/// 413 goes out, so the client is not reset while it is still sending and can read the answer.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+/// How long that draining may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most buffer reserved for a body before its bytes arrive.
+const PREALLOCATE_MAX_BYTES: usize = 64 * 1024;
+
+/// What every listener shares: who answers calls and the decoding limits.
+#[derive(Clone)]
+pub struct Front {
+    answer: Arc<dyn Answer>,
+    limits: Limits,
+}
+
+/// How requests reach a router: over TCP (the peer address is known) or the local Unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    LocalSocket,
+}
+
+#[derive(Clone)]
+struct RouteState {
+    front: Front,
+    transport: Transport,
+}
+
+/// Why a request body could not be read in full.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Over the limit: `size` is the declared length, or what arrived before reading stopped.
+    TooLarge { size: usize, limit: usize },
+    /// The connection failed while the body was arriving.
+    Read,
+}
+
+impl Front {
+    pub fn new(answer: Arc<dyn Answer>, limits: Limits) -> Front {
+        Front { answer, limits }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs a call to completion in its own task, so that a client hanging up does not cut a
+    /// call short, and a panic in a handler becomes `INTERNAL_ERROR` instead of a dropped
+    /// connection.
+    pub async fn call(&self, call: Call) -> Result<Value, ApiError> {
+        let method = call.method.clone();
+        tracing::debug!(method = %method, origin = ?call.origin, "call");
+        match tokio::spawn(self.answer.answer(call)).await {
+            Ok(result) => result,
+            Err(err) => {
+                tracing::error!(method = %method, error = %err, "call failed unexpectedly");
+                Err(internal_error(
+                    "the call failed unexpectedly; see the host log",
+                ))
+            }
+        }
+    }
+}
+
+/// The router for one listener.
+pub fn router(front: Front, transport: Transport) -> Router {
+    Router::new()
+        .route("/jsonrpc", post(json_rpc).options(cors))
+        .route("/json", post(json_rpc).options(cors))
+        .fallback(other)
+        .layer(axum::middleware::map_response(allow_any_origin))
+        .with_state(RouteState { front, transport })
+}
+
+/// `INTERNAL_ERROR [message]`.
+pub fn internal_error(message: &str) -> ApiError {
+    ApiError::new("INTERNAL_ERROR", [message])
+}
+
+/// A reply with exactly this content type.
+pub fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn json_rpc(State(state): State<RouteState>, request: Request) -> Response {
+    let origin = origin_of(&request, state.transport);
+    let body = read_body(request, state.front.limits.max_body_bytes).await;
+    jsonrpc::handle(&state.front, origin, body).await
+}
+
+/// XML-RPC on any other POST path (`/`, `/RPC2`, `/xmlrpc`, …), as xapi routes it; CORS on
+/// OPTIONS; nothing else is served yet.
+async fn other(State(state): State<RouteState>, request: Request) -> Response {
+    match *request.method() {
+        Method::POST => {
+            let origin = origin_of(&request, state.transport);
+            let body = read_body(request, state.front.limits.max_body_bytes).await;
+            xmlrpc::handle(&state.front, origin, body).await
+        }
+        Method::OPTIONS => cors(request.headers().clone()).await,
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn cors(headers: HeaderMap) -> Response {
+    let allow_headers = headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("Content-Type, X-Requested-With"));
+    (
+        StatusCode::OK,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST, OPTIONS"),
+            ),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers),
+        ],
+    )
+        .into_response()
+}
+
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+fn origin_of(request: &Request, transport: Transport) -> Origin {
+    match transport {
+        Transport::LocalSocket => Origin::LocalSocket,
+        Transport::Tcp => Origin::Network {
+            peer: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip().to_canonical()),
+        },
+    }
+}
+
+/// Reads the whole body, refusing one over `limit` without buffering more than `limit` bytes.
+async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    // A client that waits for `100 Continue` has sent nothing yet: answer before asking for it.
+    let waits_for_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut body = request.into_body();
+    if let Some(size) = declared.filter(|size| *size > limit) {
+        if !waits_for_continue && size <= limit.saturating_add(DRAIN_LIMIT_BYTES) {
+            drain(&mut body, size).await;
+        }
+        return Err(BodyError::TooLarge { size, limit });
+    }
+    // A declared length is a claim, not data: reserve at most a little up front.
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(PREALLOCATE_MAX_BYTES));
+    while let Some(data) = next_data(&mut body).await? {
+        if bytes.len() + data.len() > limit {
+            let size = bytes.len() + data.len();
+            drop(bytes);
+            drain(&mut body, DRAIN_LIMIT_BYTES).await;
+            return Err(BodyError::TooLarge { size, limit });
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(bytes)
+}
+
+/// The next data frame of the body (trailers are skipped); `None` at the end.
+async fn next_data(body: &mut Body) -> Result<Option<axum::body::Bytes>, BodyError> {
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+        match frame {
+            None => return Ok(None),
+            Some(Err(_)) => return Err(BodyError::Read),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// Reads and drops up to `max` bytes of the rest of the body, within `DRAIN_TIMEOUT`.
+async fn drain(body: &mut Body, max: usize) {
+    let drained = async {
+        let mut seen = 0usize;
+        while let Ok(Some(data)) = next_data(body).await {
+            seen = seen.saturating_add(data.len());
+            if seen > max {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::testing::{
+        assert_internal_error, json_result, post, request, serve_fake, xml_call, xml_result,
+    };
+
+    /// OPTIONS on any path answers CORS.
+    #[tokio::test]
+    async fn options_answers_cors_on_any_path() {
+        let addr = serve_fake().await;
+        for path in ["/", "/jsonrpc", "/json", "/xmlrpc"] {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let raw = request("OPTIONS", path, &[("Origin", "https://xo.example")], b"");
+            let reply = crate::front::testing::exchange(stream, &raw).await;
+            assert_eq!(reply.status, 200, "{path}");
+            assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+            assert_eq!(
+                reply.header("access-control-allow-methods"),
+                Some("POST, OPTIONS")
+            );
+        }
+    }
+
+    /// A GET on an unclaimed path is 404, still with the CORS header.
+    #[tokio::test]
+    async fn get_on_unclaimed_path_is_404() {
+        let addr = serve_fake().await;
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let reply = crate::front::testing::exchange(stream, &request("GET", "/", &[], b"")).await;
+        assert_eq!(reply.status, 404);
+        assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    }
+
+    /// A call over TCP carries the peer's address as its origin.
+    #[tokio::test]
+    async fn tcp_calls_carry_the_peer_address() {
+        let addr = serve_fake().await;
+        let reply = post(addr, "/", &xml_call("origin", vec![])).await;
+        let expected = format!(
+            "{:?}",
+            Origin::Network {
+                peer: Some(addr.ip())
+            }
+        );
+        assert_eq!(xml_result(&reply), Ok(Value::str(expected)));
+    }
+
+    /// The real master answers through the front door: the method list bare over XML-RPC, a
+    /// XenAPI error over JSON-RPC.
+    #[tokio::test]
+    async fn the_master_answers_through_the_front_door() {
+        let pool = master::testing::TestPool::new();
+        let front = Front::new(Arc::new(Arc::clone(&pool.master)), Limits::default());
+        let addr = crate::front::testing::serve(front).await;
+
+        let reply = post(addr, "/", &xml_call("system.listMethods", vec![])).await;
+        assert_eq!(reply.status, 200);
+        let Ok(Value::Array(names)) = xml_result(&reply) else {
+            panic!(
+                "a method list, got {:?}",
+                String::from_utf8_lossy(&reply.body)
+            );
+        };
+        assert!(names.contains(&Value::str("VM.get_all_records")));
+        assert!(names.contains(&Value::str("session.login_with_password")));
+
+        let body = br#"{"jsonrpc":"2.0","method":"VM.no_such_message","params":[],"id":1}"#;
+        let reply = post(addr, "/jsonrpc", body).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            json_result(&reply),
+            Err(ApiError::new(
+                "MESSAGE_METHOD_UNKNOWN",
+                ["VM.no_such_message"]
+            ))
+        );
+    }
+
+    /// A handler that panics gives the client INTERNAL_ERROR, and the server keeps serving.
+    #[tokio::test]
+    async fn a_panicking_call_becomes_internal_error() {
+        let addr = serve_fake().await;
+        let reply = post(addr, "/", &xml_call("panic", vec![])).await;
+        assert_eq!(reply.status, 200);
+        assert_internal_error(xml_result(&reply));
+        let reply = post(addr, "/", &xml_call("echo", vec![])).await;
+        assert_eq!(xml_result(&reply), Ok(Value::Array(vec![])));
+    }
+}

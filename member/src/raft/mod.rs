@@ -1,0 +1,421 @@
+//! The pool DB as a Raft state machine: raft-rs, its log in redb, DB dumps as snapshots.
+//!
+//! A data dir holds `raft.redb` (the log, hard state and configuration history, `storage.rs`)
+//! and `dumps/` (the DB as MessagePack, written by `db_schema::dump`). `bootstrap` makes a new
+//! pool's store, starting from a snapshot at index 1; `open` loads the newest dump, opens the
+//! store and starts the Raft thread (`node.rs`), which replays the log after the dump. The
+//! handle, `RaftDb`, is what the master sees as `ReplicatedDb`. `snapshot.rs` writes dumps
+//! off the Raft thread and compacts the log behind them; `log.rs` bridges raft-rs's slog
+//! records to tracing.
+//!
+//! Nothing here assumes one node, but there is no peer transport yet: messages to peers are
+//! dropped, so only a one-voter group makes progress.
+
+mod log;
+mod node;
+mod snapshot;
+mod storage;
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use db_schema::{Applied, ApplyError, Db, DumpError, Txn, dump};
+use master::db::{BoxFuture, ProposeError, ReplicatedDb};
+use raft::eraftpb::{ConfState, HardState, SnapshotMetadata};
+use tokio::sync::{oneshot, watch};
+
+use self::node::{Input, Shared};
+pub use self::storage::LogSummary;
+
+/// The Raft store's file in a data dir.
+pub(crate) const STORE_FILE: &str = "raft.redb";
+/// The dumps' directory in a data dir.
+pub(crate) const DUMPS_DIR: &str = "dumps";
+/// Where `bootstrap` builds the store before renaming it into place.
+const STORE_TEMP_FILE: &str = "raft.redb.tmp";
+/// A new pool starts from a snapshot at this index and term, never 0: a group bootstrapped at
+/// index 0 cannot take joiners later (raft-rs keeps that configuration outside the log).
+const BOOTSTRAP_INDEX: u64 = 1;
+const BOOTSTRAP_TERM: u64 = 1;
+
+/// Why the Raft store or the node could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("raft store failed")]
+    Redb(#[from] redb::Error),
+    #[error("raft store io failed")]
+    Io(#[from] std::io::Error),
+    #[error("dump failed")]
+    Dump(#[from] DumpError),
+    #[error("raft store record could not be decoded")]
+    Decode {
+        record: &'static str,
+        #[source]
+        source: protobuf::ProtobufError,
+    },
+    #[error("raft store lacks a record")]
+    Missing { record: &'static str },
+    /// The stored log does not run on from the compaction point one index at a time.
+    #[error("raft log has a gap")]
+    LogGap { expected: u64, found: u64 },
+    #[error("raft store exists already")]
+    AlreadyBootstrapped,
+    #[error("raft node id must not be zero")]
+    NodeIdZero,
+    #[error("no dump to start from")]
+    NoDump,
+    /// The log was compacted past the newest readable dump: the entries in between are gone.
+    #[error("newest readable dump is older than the raft log")]
+    DumpBehindLog { dump_index: u64, first_index: u64 },
+    #[error("newest readable dump is newer than the raft log")]
+    DumpAheadOfLog { dump_index: u64, last_index: u64 },
+    /// The dump and the log disagree on the term of the dump's index: they are not one history.
+    #[error("dump does not match the raft log")]
+    DumpLogMismatch {
+        index: u64,
+        dump_term: u64,
+        log_term: u64,
+    },
+    #[error("bootstrap txn refused")]
+    BootstrapRefused(#[source] ApplyError),
+    /// A committed entry holds no valid Txn: applying past it would fork the replicas.
+    #[error("committed txn could not be decoded")]
+    TxnDecode {
+        index: u64,
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// A committed configuration entry could not be decoded.
+    #[error("committed conf change could not be decoded")]
+    ConfChangeDecode {
+        index: u64,
+        #[source]
+        source: protobuf::ProtobufError,
+    },
+    /// A snapshot from the leader does not hold the position its metadata announces.
+    #[error("snapshot does not match its metadata")]
+    SnapshotMismatch {
+        meta_index: u64,
+        meta_term: u64,
+        dump_index: u64,
+        dump_term: u64,
+    },
+    #[error("raft refused")]
+    Raft(#[from] raft::Error),
+    #[error("raft thread panicked")]
+    ThreadPanicked,
+}
+
+/// redb's specific errors, each folded into `redb::Error`.
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StorageError {
+            fn from(error: $error) -> Self {
+                StorageError::Redb(error.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Policy numbers of the Raft node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// This node's Raft id, unique in the pool; never 0.
+    pub node_id: u64,
+    /// How often raft-rs's logical clock ticks (100 ms).
+    pub tick_interval: Duration,
+    /// Ticks without a leader before a follower stands for election (10); the actual timeout
+    /// is drawn from [election_ticks, 2 × election_ticks).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats (1); below `election_ticks`.
+    pub heartbeat_ticks: usize,
+    /// Applied entries between two dumps (10 000); the log is compacted behind the older of
+    /// the two newest dumps.
+    pub compact_after_entries: u64,
+    /// Inputs taken from the queue before one Ready is handled (1 024): the most proposals
+    /// one fsync covers.
+    pub max_batch: usize,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            node_id: 1,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            compact_after_entries: 10_000,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// This node's view of the group, published after every Ready that changes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub term: u64,
+    /// The leader's node id, 0 when unknown.
+    pub leader_id: u64,
+    pub is_leader: bool,
+}
+
+/// Whether `dir` holds a Raft store (a finished `bootstrap`, or a node that has run).
+pub fn exists(dir: &Path) -> bool {
+    dir.join(STORE_FILE).exists()
+}
+
+/// Makes a new pool in `dir`: applies `txn` to an empty DB at index 1, term 1, writes it as a
+/// dump, then the store: a log that starts after a snapshot at index 1, term 1, with `node_id`
+/// the only voter, and hard state term 1, commit 1. The store is built under a temp name and
+/// renamed into place, so a crash half-way leaves nothing `exists` sees.
+pub fn bootstrap(dir: &Path, node_id: u64, txn: &Txn) -> Result<(), StorageError> {
+    if node_id == 0 {
+        return Err(StorageError::NodeIdZero);
+    }
+    if exists(dir) {
+        return Err(StorageError::AlreadyBootstrapped);
+    }
+    let mut db = Db::new();
+    db.apply(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, txn)
+        .map_err(StorageError::BootstrapRefused)?;
+    fs::create_dir_all(dir)?;
+    dump::write(&dir.join(DUMPS_DIR), &db)?;
+
+    let mut snapshot = SnapshotMetadata {
+        index: BOOTSTRAP_INDEX,
+        term: BOOTSTRAP_TERM,
+        ..SnapshotMetadata::default()
+    };
+    snapshot.set_conf_state(ConfState {
+        voters: vec![node_id],
+        ..ConfState::default()
+    });
+    let hard_state = HardState {
+        term: BOOTSTRAP_TERM,
+        commit: BOOTSTRAP_INDEX,
+        ..HardState::default()
+    };
+    let temp = dir.join(STORE_TEMP_FILE);
+    if temp.try_exists()? {
+        fs::remove_file(&temp)?;
+    }
+    storage::create(&temp, &snapshot, &hard_state)?;
+    fs::rename(&temp, dir.join(STORE_FILE))?;
+    File::open(dir)?.sync_all()?;
+    tracing::info!(node_id, "raft store bootstrapped");
+    Ok(())
+}
+
+/// What the Raft store in `dir` holds; the node must not be running.
+pub fn inspect(dir: &Path) -> Result<LogSummary, StorageError> {
+    storage::summary(&dir.join(STORE_FILE))
+}
+
+/// Starts the Raft node of `dir`: loads the newest readable dump, opens the store, and starts
+/// the Raft thread, which replays the log after the dump. A one-voter group is leader when
+/// this returns.
+pub async fn open(dir: &Path, config: RaftConfig) -> Result<RaftNode, StorageError> {
+    if config.node_id == 0 {
+        return Err(StorageError::NodeIdZero);
+    }
+    let (inputs, receiver) = mpsc::channel();
+    let loopback = inputs.clone();
+    let (opened_tx, opened) = oneshot::channel();
+    let dir = dir.to_owned();
+    let thread = thread::Builder::new()
+        .name("oxapi-raft".into())
+        .spawn(move || node::run(&dir, config, receiver, loopback, opened_tx))?;
+    match opened.await {
+        Ok(Ok(Shared {
+            db,
+            applied,
+            status,
+            compacted,
+            log_commits,
+        })) => Ok(RaftNode {
+            db: Arc::new(RaftDb {
+                inputs,
+                db,
+                applied,
+                status,
+                compacted,
+                log_commits,
+            }),
+            thread: Some(thread),
+        }),
+        Ok(Err(error)) => {
+            // The thread has reported and returns at once.
+            let _ = thread.join();
+            Err(error)
+        }
+        Err(_) => Err(StorageError::ThreadPanicked),
+    }
+}
+
+/// A running Raft node: the handle the rest of `member` uses, and the thread.
+pub struct RaftNode {
+    pub db: Arc<RaftDb>,
+    thread: Option<JoinHandle<Result<(), StorageError>>>,
+}
+
+impl RaftNode {
+    /// Stops the Raft loop and writes a final dump. Waiters still pending get `Stopped`. Also
+    /// returns the error that stopped the loop earlier, if one did.
+    pub async fn shutdown(mut self) -> Result<(), StorageError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        // A loop that stopped on an error is gone already; joining returns its error.
+        let _ = self.db.inputs.send(Input::Stop { write_dump: true });
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|_| StorageError::ThreadPanicked)?
+            .map_err(|_| StorageError::ThreadPanicked)?
+    }
+}
+
+/// Dropping a node without `shutdown` stops its loop without a final dump, as a crash would:
+/// a restart replays the log from the newest dump.
+impl Drop for RaftNode {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.db.inputs.send(Input::Stop { write_dump: false });
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The replicated pool DB as the master uses it.
+pub struct RaftDb {
+    inputs: mpsc::Sender<Input>,
+    db: Arc<RwLock<Db>>,
+    applied: watch::Receiver<u64>,
+    status: watch::Receiver<RaftStatus>,
+    compacted: watch::Receiver<u64>,
+    log_commits: Arc<AtomicU64>,
+}
+
+impl RaftDb {
+    /// This node's role, term and leader, updated as they change.
+    pub fn status(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
+    }
+
+    /// The index the log is compacted up to (it keeps the entries after it), updated after
+    /// each compaction.
+    pub fn compacted(&self) -> watch::Receiver<u64> {
+        self.compacted.clone()
+    }
+
+    /// redb write transactions (each one fsync) committed since the node started.
+    pub fn log_commits(&self) -> u64 {
+        self.log_commits.load(Ordering::Relaxed)
+    }
+}
+
+impl ReplicatedDb for RaftDb {
+    fn propose(&self, txn: Txn) -> BoxFuture<'_, Result<Applied, ProposeError>> {
+        Box::pin(async move {
+            let data =
+                rmp_serde::to_vec_named(&txn).expect("a Txn is plain data and always encodes");
+            let (reply, outcome) = oneshot::channel();
+            self.inputs
+                .send(Input::Propose { data, reply })
+                .map_err(|_| ProposeError::Stopped)?;
+            outcome.await.unwrap_or(Err(ProposeError::Stopped))
+        })
+    }
+
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), ProposeError>> {
+        Box::pin(async move {
+            let (reply, outcome) = oneshot::channel();
+            self.inputs
+                .send(Input::ReadBarrier { reply })
+                .map_err(|_| ProposeError::Stopped)?;
+            outcome.await.unwrap_or(Err(ProposeError::Stopped))
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Db> {
+        self.db
+            .read()
+            .expect("the raft thread never panics while holding the db lock")
+    }
+
+    fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use api_spec::Value;
+    use db_schema::Op;
+
+    use super::*;
+
+    fn put(key: &str) -> Txn {
+        Txn {
+            preconditions: Vec::new(),
+            ops: vec![Op::PutInternal {
+                key: key.into(),
+                value: Value::Int(1),
+            }],
+        }
+    }
+
+    /// A data dir is bootstrapped once: a second bootstrap is refused.
+    #[test]
+    fn second_bootstrap_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        bootstrap(dir.path(), 1, &put("first")).expect("bootstrap");
+        assert!(matches!(
+            bootstrap(dir.path(), 1, &put("second")),
+            Err(StorageError::AlreadyBootstrapped)
+        ));
+        assert_eq!(inspect(dir.path()).expect("inspect").snapshot_index, 1);
+    }
+
+    /// A bootstrap that stopped before the store was renamed into place does not count, and a
+    /// new one over its leftovers succeeds.
+    #[test]
+    fn bootstrap_over_a_half_done_one_succeeds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::create_dir_all(dir.path().join(DUMPS_DIR)).expect("dumps dir");
+        fs::write(dir.path().join(STORE_TEMP_FILE), b"half a store").expect("leftover");
+        assert!(!exists(dir.path()));
+        bootstrap(dir.path(), 3, &put("pool")).expect("bootstrap");
+        assert!(exists(dir.path()));
+        assert!(!dir.path().join(STORE_TEMP_FILE).exists());
+        let summary = inspect(dir.path()).expect("inspect");
+        assert_eq!((summary.snapshot_index, summary.snapshot_term), (1, 1));
+        assert_eq!((summary.term, summary.commit, summary.entries), (1, 1, 0));
+    }
+
+    /// A bootstrap Txn that the DB refuses leaves no store behind.
+    #[test]
+    fn refused_bootstrap_txn_leaves_no_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut txn = put("pool");
+        txn.preconditions.push(db_schema::Precondition::Exists {
+            class: "pool".into(),
+            r#ref: "OpaqueRef:none".into(),
+        });
+        assert!(matches!(
+            bootstrap(dir.path(), 1, &txn),
+            Err(StorageError::BootstrapRefused(_))
+        ));
+        assert!(!exists(dir.path()));
+    }
+}

@@ -1,0 +1,693 @@
+//! The Raft loop: one OS thread owns the `RawNode` (with its `LogStore`) and takes every input
+//! (proposals, read barriers, dump outcomes, stop) from one channel.
+//!
+//! A turn: wait for an input or the next tick; take every other queued input too, up to
+//! `max_batch`, so that one fsync covers them all (group commit); tick when due; then handle
+//! each Ready in this order:
+//! 1. messages a leader may send before persisting (appends to followers) go out;
+//! 2. a snapshot from the leader is staged in redb, written as a dump, and replaces the replica;
+//! 3. the snapshot's position, the entries and the hard state go into one redb transaction;
+//! 4. fsync: that transaction's commit returns once durable;
+//! 5. persisted messages (votes, append responses) go out, read states are recorded;
+//! 6. committed entries are applied and their waiters answered;
+//! 7. advance;
+//! 8. the light ready: its commit index is recorded, its messages go out, its committed entries
+//!    are applied;
+//! 9. advance_apply.
+//!
+//! Nothing steps, proposes or campaigns between `ready()` and `advance()`: inputs are taken only
+//! between Readys.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use db_schema::{Applied, Db, DumpError, Txn, dump};
+use master::db::ProposeError;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, ReadState, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use crate::raft::snapshot::{DumpPosition, Dumps};
+use crate::raft::storage::LogStore;
+use crate::raft::{DUMPS_DIR, RaftConfig, RaftStatus, STORE_FILE, StorageError, log};
+
+/// The largest size of one append message to a peer, in bytes.
+const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
+
+/// The reply to a proposal.
+pub(crate) type ProposeReply = oneshot::Sender<Result<Applied, ProposeError>>;
+/// The reply to a read barrier.
+pub(crate) type ReadReply = oneshot::Sender<Result<(), ProposeError>>;
+
+/// What the Raft thread is asked to do.
+pub(crate) enum Input {
+    /// Propose `data`, an encoded `Txn`, and answer once it is applied.
+    Propose { data: Vec<u8>, reply: ProposeReply },
+    /// Answer once leadership is confirmed and everything committed before is applied.
+    ReadBarrier { reply: ReadReply },
+    /// A dump started by the loop is written (or failed).
+    DumpWritten {
+        position: DumpPosition,
+        outcome: Result<(), DumpError>,
+    },
+    /// Stop the loop; with `write_dump`, after a final dump.
+    Stop { write_dump: bool },
+}
+
+/// What the Raft thread shares with the handles, once open.
+pub(crate) struct Shared {
+    pub db: Arc<RwLock<Db>>,
+    pub applied: watch::Receiver<u64>,
+    pub status: watch::Receiver<RaftStatus>,
+    pub compacted: watch::Receiver<u64>,
+    pub log_commits: Arc<AtomicU64>,
+}
+
+/// The body of the Raft thread: opens the node, reports through `opened`, runs until stopped.
+/// An error that stops a running node is logged here and returned.
+pub(crate) fn run(
+    dir: &Path,
+    config: RaftConfig,
+    inputs: mpsc::Receiver<Input>,
+    loopback: mpsc::Sender<Input>,
+    opened: oneshot::Sender<Result<Shared, StorageError>>,
+) -> Result<(), StorageError> {
+    let opening = Node::open(dir, config, inputs, loopback)
+        .and_then(|(mut node, shared)| node.start().map(|()| (node, shared)));
+    let mut node = match opening {
+        Ok((node, shared)) => {
+            if opened.send(Ok(shared)).is_err() {
+                return Ok(());
+            }
+            node
+        }
+        Err(error) => {
+            // The caller of `open` receives the error.
+            let _ = opened.send(Err(error));
+            return Ok(());
+        }
+    };
+    let outcome = node.run();
+    if let Err(error) = &outcome {
+        tracing::error!(
+            error = error as &dyn std::error::Error,
+            applied = node.applied,
+            "raft node stopped"
+        );
+    }
+    node.fail_waiters(&ProposeError::Stopped);
+    outcome
+}
+
+/// The state the Raft thread owns.
+struct Node {
+    raw: RawNode<LogStore>,
+    config: RaftConfig,
+    inputs: mpsc::Receiver<Input>,
+    /// Where dump threads report back.
+    loopback: mpsc::Sender<Input>,
+    db: Arc<RwLock<Db>>,
+    /// The index of the last entry applied to `db`.
+    applied: u64,
+    applied_tx: watch::Sender<u64>,
+    status_tx: watch::Sender<RaftStatus>,
+    compacted_tx: watch::Sender<u64>,
+    proposals: Proposals,
+    reads: Reads,
+    dumps: Dumps,
+    /// Set by a Stop input: whether to write a final dump.
+    stop: Option<bool>,
+}
+
+impl Node {
+    fn open(
+        dir: &Path,
+        config: RaftConfig,
+        inputs: mpsc::Receiver<Input>,
+        loopback: mpsc::Sender<Input>,
+    ) -> Result<(Node, Shared), StorageError> {
+        let dumps_dir = dir.join(DUMPS_DIR);
+        let loaded = dump::load_newest(&dumps_dir)?.ok_or(StorageError::NoDump)?;
+        for (path, error) in &loaded.skipped {
+            tracing::warn!(
+                path = %path.display(),
+                error = error as &dyn std::error::Error,
+                "unreadable dump skipped"
+            );
+            set_aside(path)?;
+        }
+        let position = DumpPosition {
+            index: loaded.db.applied_index(),
+            term: loaded.db.applied_term(),
+        };
+        tracing::info!(
+            index = position.index,
+            term = position.term,
+            path = %loaded.path.display(),
+            "replica loaded from dump"
+        );
+        let db = Arc::new(RwLock::new(loaded.db));
+        let log_commits = Arc::new(AtomicU64::new(0));
+        let store = LogStore::open(
+            &dir.join(STORE_FILE),
+            position.index,
+            position.term,
+            Arc::clone(&db),
+            Arc::clone(&log_commits),
+        )?;
+        let raft_config = raft::Config {
+            id: config.node_id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            // Entries after the dump are committed and come out again for the replica to apply.
+            applied: position.index,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: MAX_SIZE_PER_MSG,
+            ..raft::Config::default()
+        };
+        let raw = RawNode::new(&raft_config, store, &log::logger())?;
+        let (applied_tx, applied) = watch::channel(position.index);
+        let (status_tx, status) = watch::channel(status_of(&raw));
+        let (compacted_tx, compacted) = watch::channel(raw.store().snapshot_index());
+        let node = Node {
+            raw,
+            dumps: Dumps::new(dumps_dir, config.compact_after_entries, position),
+            config,
+            inputs,
+            loopback,
+            db: Arc::clone(&db),
+            applied: position.index,
+            applied_tx,
+            status_tx,
+            compacted_tx,
+            proposals: Proposals::default(),
+            reads: Reads::default(),
+            stop: None,
+        };
+        let shared = Shared {
+            db,
+            applied,
+            status,
+            compacted,
+            log_commits,
+        };
+        Ok((node, shared))
+    }
+
+    /// Replays the log after the dump, as far as it is known committed; then a sole voter
+    /// campaigns at once (nobody else can win or object: no need to wait out an election
+    /// timeout) and, as leader, commits and applies the rest. raft-rs refuses to campaign
+    /// while configuration entries wait to be applied, hence replay first.
+    fn start(&mut self) -> Result<(), StorageError> {
+        self.handle_readies()?;
+        // Joint or not: every voter, incoming or outgoing, is this node.
+        let conf_state = self.raw.store().conf_state();
+        let is_sole_voter = conf_state.voters.contains(&self.config.node_id)
+            && (conf_state.voters.iter())
+                .chain(&conf_state.voters_outgoing)
+                .all(|id| *id == self.config.node_id);
+        if is_sole_voter && self.raw.raft.state != StateRole::Leader {
+            self.raw.campaign()?;
+            self.handle_readies()?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), StorageError> {
+        let mut next_tick = Instant::now() + self.config.tick_interval;
+        while self.stop.is_none() {
+            match self
+                .inputs
+                .recv_timeout(next_tick.saturating_duration_since(Instant::now()))
+            {
+                Ok(input) => {
+                    self.take(input)?;
+                    for _ in 1..self.config.max_batch {
+                        let Ok(input) = self.inputs.try_recv() else {
+                            break;
+                        };
+                        self.take(input)?;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // The loop holds a sender itself, so this cannot happen; stop as if asked.
+                Err(RecvTimeoutError::Disconnected) => self.stop = Some(false),
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = (next_tick + self.config.tick_interval).max(now);
+            }
+            self.handle_readies()?;
+            if self.dumps.is_due(self.applied) {
+                let loopback = self.loopback.clone();
+                self.dumps
+                    .start(Arc::clone(&self.db), move |position, outcome| {
+                        // The loop may be gone already; then the outcome no longer matters.
+                        let _ = loopback.send(Input::DumpWritten { position, outcome });
+                    })?;
+            }
+        }
+        self.dumps.finish()?;
+        if self.stop == Some(true) {
+            self.dumps.write_final(&self.db)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one input; proposals and read barriers go to raft-rs between Readys only.
+    fn take(&mut self, input: Input) -> Result<(), StorageError> {
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        match input {
+            Input::Propose { reply, .. } if !is_leader => {
+                let _ = reply.send(Err(ProposeError::NotLeader));
+            }
+            Input::Propose { data, reply } => {
+                let id = self.proposals.next_id();
+                match self.raw.propose(id.to_be_bytes().to_vec(), data) {
+                    Ok(()) => self.proposals.wait(id, self.raw.raft.term, reply),
+                    Err(error) => {
+                        tracing::debug!(error = %error, "proposal dropped by raft");
+                        let _ = reply.send(Err(ProposeError::NotLeader));
+                    }
+                }
+            }
+            Input::ReadBarrier { reply } if !is_leader => {
+                let _ = reply.send(Err(ProposeError::NotLeader));
+            }
+            Input::ReadBarrier { reply } => self.reads.queued.push(reply),
+            Input::DumpWritten { position, outcome } => {
+                if let Some(index) = self.dumps.written(position, outcome) {
+                    self.raw.mut_store().compact(index)?;
+                    self.compacted_tx
+                        .send_replace(self.raw.store().snapshot_index());
+                }
+            }
+            Input::Stop { write_dump } => self.stop = Some(write_dump),
+        }
+        Ok(())
+    }
+
+    /// Handles Readys until raft-rs has nothing more to do.
+    fn handle_readies(&mut self) -> Result<(), StorageError> {
+        loop {
+            self.issue_reads();
+            if !self.raw.has_ready() {
+                return Ok(());
+            }
+            self.handle_ready()?;
+            self.after_ready();
+        }
+    }
+
+    /// One Ready, in the order of this module's header.
+    fn handle_ready(&mut self) -> Result<(), StorageError> {
+        let mut ready = self.raw.ready();
+        // 1.
+        send(ready.take_messages());
+        // 2.
+        let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+        if let Some(snapshot) = &snapshot {
+            self.raw
+                .mut_store()
+                .stage_snapshot(snapshot.get_metadata())?;
+            self.restore(snapshot)?;
+        }
+        // 3, 4.
+        if snapshot.is_some() || !ready.entries().is_empty() || ready.hs().is_some() {
+            self.raw.mut_store().persist(
+                snapshot.as_ref().map(Snapshot::get_metadata),
+                ready.entries(),
+                ready.hs(),
+            )?;
+        }
+        // 5.
+        send(ready.take_persisted_messages());
+        self.confirm_reads(ready.take_read_states());
+        // 6.
+        self.apply(ready.take_committed_entries())?;
+        // 7.
+        let mut light = self.raw.advance(ready);
+        // 8.
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        // 9.
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    /// Replaces the replica with a leader's snapshot.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let db = self.dumps.restore(snapshot)?;
+        let index = db.applied_index();
+        *self
+            .db
+            .write()
+            .expect("the raft thread never panics while holding the db lock") = db;
+        tracing::info!(index, "replica replaced by the leader's snapshot");
+        self.applied = index;
+        self.applied_tx.send_replace(index);
+        self.compacted_tx.send_replace(index);
+        Ok(())
+    }
+
+    /// Applies committed entries in order, under one write lock. Waiters are answered after
+    /// the lock is released and the applied index published, so that a caller who gets its
+    /// outcome reads a replica that holds it.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let Some(last) = entries.last().map(|entry| entry.index) else {
+            return Ok(());
+        };
+        let mut answers = Vec::new();
+        let db = Arc::clone(&self.db);
+        let mut db = db
+            .write()
+            .expect("the raft thread never panics while holding the db lock");
+        for entry in &entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {
+                    db.advance(entry.index, entry.term);
+                }
+                EntryType::EntryNormal => {
+                    let txn: Txn = rmp_serde::from_slice(&entry.data).map_err(|source| {
+                        StorageError::TxnDecode {
+                            index: entry.index,
+                            source,
+                        }
+                    })?;
+                    let outcome = db
+                        .apply(entry.index, entry.term, &txn)
+                        .map_err(ProposeError::Apply);
+                    if let Some(reply) = self.proposals.take(entry) {
+                        answers.push((reply, outcome));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let change = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|source| conf_change_decode(entry, source))?;
+                    let conf_state = self.raw.apply_conf_change(&change)?;
+                    self.conf_changed(entry, conf_state)?;
+                    db.advance(entry.index, entry.term);
+                }
+                // An empty one is the automatic leave-joint entry: applied like any other.
+                EntryType::EntryConfChangeV2 => {
+                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .map_err(|source| conf_change_decode(entry, source))?;
+                    let conf_state = self.raw.apply_conf_change(&change)?;
+                    self.conf_changed(entry, conf_state)?;
+                    db.advance(entry.index, entry.term);
+                }
+            }
+        }
+        drop(db);
+        self.applied = last;
+        self.applied_tx.send_replace(last);
+        for (reply, outcome) in answers {
+            let _ = reply.send(outcome);
+        }
+        self.reads.answer_applied(last);
+        Ok(())
+    }
+
+    /// Persists the configuration a configuration entry put in force.
+    fn conf_changed(
+        &mut self,
+        entry: &Entry,
+        conf_state: raft::eraftpb::ConfState,
+    ) -> Result<(), StorageError> {
+        tracing::info!(
+            index = entry.index,
+            voters = ?conf_state.voters,
+            learners = ?conf_state.learners,
+            voters_outgoing = ?conf_state.voters_outgoing,
+            "raft configuration changed"
+        );
+        self.raw.mut_store().set_conf_state(entry.index, conf_state)
+    }
+
+    /// Asks raft-rs for a read index for the queued barriers, once this leader has committed
+    /// an entry of its term (raft-rs drops ReadIndex requests before that).
+    fn issue_reads(&mut self) {
+        if self.reads.queued.is_empty()
+            || self.raw.raft.state != StateRole::Leader
+            || !self.raw.raft.commit_to_current_term()
+        {
+            return;
+        }
+        let ctx = self.reads.next_ctx;
+        self.reads.next_ctx += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let waiting = std::mem::take(&mut self.reads.queued);
+        self.reads.in_flight.insert(ctx, waiting);
+    }
+
+    /// Moves the barriers whose read index is known to wait for the apply to reach it.
+    fn confirm_reads(&mut self, states: Vec<ReadState>) {
+        for state in states {
+            let Some(ctx) = context_id(&state.request_ctx) else {
+                continue;
+            };
+            if let Some(waiting) = self.reads.in_flight.remove(&ctx) {
+                self.reads.confirmed.push((state.index, waiting));
+            }
+        }
+        self.reads.answer_applied(self.applied);
+    }
+
+    /// Publishes role changes; a node that is not leader fails every waiter.
+    fn after_ready(&mut self) {
+        let status = status_of(&self.raw);
+        let was_leader = self.status_tx.borrow().is_leader;
+        if status.is_leader != was_leader {
+            tracing::info!(
+                term = status.term,
+                node_id = self.config.node_id,
+                is_leader = status.is_leader,
+                "raft leadership changed"
+            );
+        }
+        self.status_tx.send_if_modified(|current| {
+            let is_changed = *current != status;
+            *current = status;
+            is_changed
+        });
+        if !status.is_leader {
+            self.fail_waiters(&ProposeError::NotLeader);
+        }
+    }
+
+    /// Answers every pending proposal and read barrier with `error`.
+    fn fail_waiters(&mut self, error: &ProposeError) {
+        for (_, waiter) in self.proposals.waiting.drain() {
+            let _ = waiter.reply.send(Err(error.clone()));
+        }
+        for reply in self.reads.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+fn status_of(raw: &RawNode<LogStore>) -> RaftStatus {
+    RaftStatus {
+        term: raw.raft.term,
+        leader_id: raw.raft.leader_id,
+        is_leader: raw.raft.state == StateRole::Leader,
+    }
+}
+
+/// Renames an unreadable dump to `<name>.corrupt`: kept for a post-mortem, but no longer a
+/// dump that `dump::write` could keep as the fallback of a newer one.
+fn set_aside(path: &Path) -> Result<(), StorageError> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".corrupt");
+    std::fs::rename(path, &aside)?;
+    Ok(())
+}
+
+/// Sends messages to peers. There is no peer transport yet: a one-voter group sends none.
+fn send(messages: Vec<Message>) {
+    for message in messages {
+        tracing::debug!(
+            to = message.to,
+            msg_type = ?message.get_msg_type(),
+            "no peer transport: raft message dropped"
+        );
+    }
+}
+
+fn conf_change_decode(entry: &Entry, source: protobuf::ProtobufError) -> StorageError {
+    StorageError::ConfChangeDecode {
+        index: entry.index,
+        source,
+    }
+}
+
+/// The id a context of 8 bytes carries.
+fn context_id(context: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(context.try_into().ok()?))
+}
+
+/// Proposals waiting for their entry to be applied.
+#[derive(Default)]
+struct Proposals {
+    last_id: u64,
+    waiting: HashMap<u64, Waiter>,
+}
+
+struct Waiter {
+    /// The term the entry was proposed in: an entry with the same id from another term (an
+    /// earlier run of this node, or another leader) is not this proposal.
+    term: u64,
+    reply: ProposeReply,
+}
+
+impl Proposals {
+    fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    fn wait(&mut self, id: u64, term: u64, reply: ProposeReply) {
+        self.waiting.insert(id, Waiter { term, reply });
+    }
+
+    /// The waiter of `entry`, if this node proposed it.
+    fn take(&mut self, entry: &Entry) -> Option<ProposeReply> {
+        let id = context_id(&entry.context)?;
+        match self.waiting.get(&id) {
+            Some(waiter) if waiter.term == entry.term => {
+                self.waiting.remove(&id).map(|waiter| waiter.reply)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Read barriers, from queued to answered.
+#[derive(Default)]
+struct Reads {
+    next_ctx: u64,
+    /// Waiting for this leader to commit an entry of its term.
+    queued: Vec<ReadReply>,
+    /// ReadIndex requests raft-rs has, by context.
+    in_flight: HashMap<u64, Vec<ReadReply>>,
+    /// Read index known, waiting for the apply to reach it.
+    confirmed: Vec<(u64, Vec<ReadReply>)>,
+}
+
+impl Reads {
+    /// Every barrier not answered yet.
+    fn drain(&mut self) -> impl Iterator<Item = ReadReply> + '_ {
+        let in_flight = self.in_flight.drain().flat_map(|(_, waiting)| waiting);
+        let confirmed = self.confirmed.drain(..).flat_map(|(_, waiting)| waiting);
+        self.queued.drain(..).chain(in_flight).chain(confirmed)
+    }
+
+    /// Answers the barriers whose read index is applied.
+    fn answer_applied(&mut self, applied: u64) {
+        self.confirmed.retain_mut(|(index, waiting)| {
+            if *index > applied {
+                return true;
+            }
+            for reply in waiting.drain(..) {
+                let _ = reply.send(Ok(()));
+            }
+            false
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::eraftpb::ConfChangeType;
+
+    use super::*;
+
+    /// The node of a data dir, opened on this thread with the first Readys handled.
+    fn open_node(dir: &Path) -> Node {
+        let (loopback, inputs) = mpsc::channel();
+        let (mut node, _shared) =
+            Node::open(dir, RaftConfig::default(), inputs, loopback).expect("open");
+        node.start().expect("start");
+        node
+    }
+
+    /// (voters, learners, outgoing voters) of the configuration in force.
+    fn configuration(node: &Node) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+        let conf_state = node.raw.store().conf_state();
+        (
+            conf_state.voters.clone(),
+            conf_state.learners.clone(),
+            conf_state.voters_outgoing.clone(),
+        )
+    }
+
+    /// Two learners added in one change go through a joint configuration; the empty entry
+    /// that leaves it is applied, not skipped, and a restart replays both to the same end.
+    #[test]
+    fn joint_change_is_left_by_applying_the_empty_conf_change_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        crate::raft::bootstrap(dir.path(), 1, &Txn::default()).expect("bootstrap");
+        let mut node = open_node(dir.path());
+        let change = ConfChangeV2 {
+            changes: [2, 3]
+                .map(|id| raft_proto::new_conf_change_single(id, ConfChangeType::AddLearnerNode))
+                .to_vec()
+                .into(),
+            ..ConfChangeV2::default()
+        };
+        node.raw
+            .propose_conf_change(Vec::new(), change)
+            .expect("propose");
+        node.handle_readies().expect("apply");
+        let left_joint = (vec![1], vec![2, 3], vec![]);
+        assert_eq!(configuration(&node), left_joint);
+        drop(node);
+
+        let node = open_node(dir.path());
+        assert_eq!(configuration(&node), left_joint);
+    }
+
+    fn entry_with_context(id: u64, term: u64) -> Entry {
+        Entry {
+            term,
+            context: id.to_be_bytes().to_vec().into(),
+            ..Entry::default()
+        }
+    }
+
+    /// An applied entry answers the proposal with its id only if the terms match too.
+    #[test]
+    fn proposal_is_matched_by_id_and_term() {
+        let mut proposals = Proposals::default();
+        let id = proposals.next_id();
+        let (reply, _outcome) = oneshot::channel();
+        proposals.wait(id, 5, reply);
+        assert!(proposals.take(&entry_with_context(id, 4)).is_none());
+        assert!(proposals.take(&entry_with_context(id + 1, 5)).is_none());
+        assert!(proposals.take(&entry_with_context(id, 5)).is_some());
+        assert!(proposals.waiting.is_empty());
+    }
+
+    /// A confirmed read barrier is answered once the apply reaches its index, not before.
+    #[test]
+    fn read_barrier_waits_for_its_index_to_be_applied() {
+        let mut reads = Reads::default();
+        let (reply, mut outcome) = oneshot::channel();
+        reads.confirmed.push((10, vec![reply]));
+        reads.answer_applied(9);
+        assert!(outcome.try_recv().is_err());
+        reads.answer_applied(10);
+        assert_eq!(outcome.try_recv().expect("answered"), Ok(()));
+        assert!(reads.confirmed.is_empty());
+    }
+}
