@@ -92,9 +92,12 @@ async fn every_acknowledged_write_survives_kill_9() {
 #[tokio::test]
 async fn sessions_survive_kill_9() {
     let mut host = Host::start();
-    let client = logged_in(&host, Protocol::XmlRpc).await;
+    let session = logged_in(&host, Protocol::XmlRpc).await.session;
     host.kill();
     host.start_again();
+    // A new connection (the old one died with the process), the old session.
+    let mut client = Client::new(&host, Protocol::XmlRpc);
+    client.session = session;
     let pools = client.ok("pool.get_all", vec![]).await;
     assert_eq!(pools.as_array().map(<[_]>::len), Some(1));
 }
@@ -125,6 +128,9 @@ async fn event_token_misses_nothing_across_kill_9() {
         .await;
     host.kill();
     host.start_again();
+    let session = client.session.clone();
+    let mut client = Client::new(&host, Protocol::JsonRpc);
+    client.session = session;
     let batch = client
         .ok(
             "event.from",

@@ -81,3 +81,22 @@ def test_task_changes_are_events(session):
     mine = [e for e in batch["events"] if e["ref"] == task]
     assert len(mine) == 1 and mine[0]["snapshot"]["status"] == "success"
     assert int(batch["valid_ref_counts"]["task"]) == len(session.xenapi.task.get_all())
+
+
+def test_finished_tasks_are_garbage_collected():
+    """With a short task lifetime, a finished task is destroyed by housekeeping: a del event."""
+    from conftest import Host
+    h = Host(config={"master": {"task_gc_after_secs": 1, "housekeeping_interval_secs": 1}})
+    try:
+        s = h.session()
+        task = s.xenapi.task.create("short-lived", "")
+        s.xenapi.task.cancel(task)
+        token = event_from(s, ["task/" + task], "", 0.0)["token"]
+        for _ in range(30):
+            batch = event_from(s, ["task/" + task], token, 10.0)
+            token = batch["token"]
+            if any(e["operation"] == "del" for e in batch["events"]):
+                break
+        assert task not in s.xenapi.task.get_all()
+    finally:
+        h.close()

@@ -151,3 +151,37 @@ async fn password_from_environment_is_only_read_when_the_pool_is_new() {
         .await
         .expect("the first password still works");
 }
+
+/// The root password is kept only as a hash: no file of the data dir holds it, neither the Raft
+/// log nor the dumps written at shutdown.
+#[tokio::test]
+async fn root_password_is_stored_only_as_a_hash() {
+    let password = "a-very-distinctive-root-password";
+    let mut host = Host::start_with(HostOptions {
+        root_password: Some(password.into()),
+        plain_http: false,
+    });
+    let mut client = Client::new(&host, Protocol::XmlRpc);
+    client.login(password).await;
+    assert_eq!(host.stop(), Some(0), "a clean shutdown writes a final dump");
+    let mut files = vec![host.data_dir()];
+    let mut checked = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("readable dir") {
+                files.push(entry.expect("dir entry").path());
+            }
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        checked += 1;
+        assert!(
+            !bytes.windows(password.len()).any(|w| w == password.as_bytes()),
+            "{} holds the password",
+            path.display()
+        );
+    }
+    assert!(checked >= 3, "the data dir holds the log, a dump and the identity");
+}
