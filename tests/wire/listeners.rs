@@ -178,10 +178,15 @@ async fn root_password_is_stored_only_as_a_hash() {
         };
         checked += 1;
         assert!(
-            !bytes.windows(password.len()).any(|w| w == password.as_bytes()),
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
             "{} holds the password",
             path.display()
         );
     }
-    assert!(checked >= 3, "the data dir holds the log, a dump and the identity");
+    assert!(
+        checked >= 3,
+        "the data dir holds the log, a dump and the identity"
+    );
 }

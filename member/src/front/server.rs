@@ -94,7 +94,7 @@ pub fn router(front: Front, transport: Transport) -> Router {
 
 /// `INTERNAL_ERROR [message]`.
 pub fn internal_error(message: &str) -> ApiError {
-    ApiError::new("INTERNAL_ERROR", [message])
+    ApiError::new(api_spec::errors::INTERNAL_ERROR, [message])
 }
 
 /// A reply with exactly this content type.
