@@ -372,6 +372,14 @@ fn check_range<T: PartialOrd + std::fmt::Display>(
 mod tests {
     use super::*;
 
+    /// The example configuration shipped in `deploy/` parses and validates.
+    #[test]
+    fn deploy_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config.json");
+        let config = Config::from_file(&path).expect("deploy/config.json is a valid config");
+        assert_eq!(config.data_dir, Path::new("/var/lib/oxapi"));
+    }
+
     fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
         let path = dir.path().join("oxapi.json");
         std::fs::write(&path, text).expect("write the test config");
