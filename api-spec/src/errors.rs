@@ -9,7 +9,7 @@ pub struct ErrorDecl {
 }
 
 /// A XenAPI failure: the code and its parameters, as sent on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{code} {params:?}")]
 pub struct ApiError {
     pub code: String,
@@ -186,6 +186,7 @@ pub static ERRORS: &[ErrorDecl] = &[
     declare(USER_IS_NOT_LOCAL_SUPERUSER, &["msg"]),
     declare(UUID_INVALID, &["type", "uuid"]),
     declare(VALUE_NOT_SUPPORTED, &["field", "value", "reason"]),
+    declare(VBD_CDS_MUST_BE_READONLY, &[]),
     declare(VBD_IS_EMPTY, &["vbd"]),
     declare(VBD_NOT_EMPTY, &["vbd"]),
     declare(VBD_NOT_REMOVABLE_MEDIA, &["vbd"]),
@@ -237,6 +238,10 @@ pub static ERRORS: &[ErrorDecl] = &[
     declare(VM_SNAPSHOT_WITH_QUIESCE_PLUGIN_DEOS_NOT_RESPOND, &["vm"]),
     declare(VM_SNAPSHOT_WITH_QUIESCE_TIMEOUT, &["vm"]),
     declare(VM_TOO_MANY_VCPUS, &["vm"]),
+    declare(
+        XAPI_HOOK_FAILED,
+        &["hook_name", "reason", "stdout", "exit_code"],
+    ),
     declare(XENAPI_MISSING_PLUGIN, &["name"]),
     declare(XENAPI_PLUGIN_FAILURE, &["status", "stdout", "stderr"]),
 ];
@@ -375,6 +380,7 @@ pub const UUID_INVALID: &str = "UUID_INVALID";
 pub const VALUE_NOT_SUPPORTED: &str = "VALUE_NOT_SUPPORTED";
 pub const VBD_IS_EMPTY: &str = "VBD_IS_EMPTY";
 pub const VBD_NOT_EMPTY: &str = "VBD_NOT_EMPTY";
+pub const VBD_CDS_MUST_BE_READONLY: &str = "VBD_CDS_MUST_BE_READONLY";
 pub const VBD_NOT_REMOVABLE_MEDIA: &str = "VBD_NOT_REMOVABLE_MEDIA";
 pub const VDI_INCOMPATIBLE_TYPE: &str = "VDI_INCOMPATIBLE_TYPE";
 pub const VDI_IN_USE: &str = "VDI_IN_USE";
@@ -424,6 +430,7 @@ pub const VM_SNAPSHOT_WITH_QUIESCE_PLUGIN_DEOS_NOT_RESPOND: &str =
     "VM_SNAPSHOT_WITH_QUIESCE_PLUGIN_DEOS_NOT_RESPOND";
 pub const VM_SNAPSHOT_WITH_QUIESCE_TIMEOUT: &str = "VM_SNAPSHOT_WITH_QUIESCE_TIMEOUT";
 pub const VM_TOO_MANY_VCPUS: &str = "VM_TOO_MANY_VCPUS";
+pub const XAPI_HOOK_FAILED: &str = "XAPI_HOOK_FAILED";
 pub const XENAPI_MISSING_PLUGIN: &str = "XENAPI_MISSING_PLUGIN";
 pub const XENAPI_PLUGIN_FAILURE: &str = "XENAPI_PLUGIN_FAILURE";
 

@@ -40,4 +40,7 @@ pub trait ReplicatedDb: Send + Sync + 'static {
 
     /// The applied index of the local replica, updated after every apply.
     fn applied(&self) -> watch::Receiver<u64>;
+
+    /// The Raft term this host knows; the master stamps the actions it sends to agents with it.
+    fn term(&self) -> u64;
 }

@@ -23,6 +23,7 @@ pub mod error;
 mod events;
 mod generic;
 mod handlers;
+pub mod host_link;
 mod record;
 mod session;
 mod tasks;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use api_spec::{ApiError, Value};
 
 use crate::db::ReplicatedDb;
+use crate::host_link::{AgentReport, HostLink};
 
 /// The source of time for the master: seconds since the Unix epoch. `member` gives the system
 /// clock; tests give a settable one.
@@ -87,6 +89,8 @@ impl Default for MasterConfig {
 /// The master role of this host: answers every XenAPI call.
 pub struct Master {
     db: Arc<dyn ReplicatedDb>,
+    /// How actions reach the agents of the pool's hosts.
+    link: Arc<dyn HostLink>,
     clock: Arc<dyn Clock>,
     config: MasterConfig,
     /// The ref of the host this master runs on.
@@ -101,12 +105,14 @@ impl Master {
     /// `this_host` is the ref of the host this master runs on.
     pub fn new(
         db: Arc<dyn ReplicatedDb>,
+        link: Arc<dyn HostLink>,
         clock: Arc<dyn Clock>,
         config: MasterConfig,
         this_host: String,
     ) -> Arc<Master> {
         Arc::new(Master {
             db,
+            link,
             clock,
             config,
             this_host,
@@ -118,6 +124,13 @@ impl Master {
     /// Answers one call.
     pub async fn call(self: &Arc<Self>, call: Call) -> Result<Value, ApiError> {
         dispatch::call(self, call).await
+    }
+
+    /// Takes in what the agent of `host` reports unasked (a guest that powered off, what runs
+    /// there after a restart) and reconciles the DB with it.
+    pub async fn report(&self, host: &str, report: AgentReport) {
+        let _ = (host, report, &self.link);
+        todo!()
     }
 
     /// Periodic clean-up: destroys old tasks and idle sessions. `member` calls it every minute.

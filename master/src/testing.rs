@@ -13,7 +13,9 @@ use tokio::sync::watch;
 
 use crate::bootstrap::{CpuFacts, FirstHost, HostFacts, new_pool};
 use crate::db::{BoxFuture, ProposeError, ReplicatedDb};
+use crate::host_link::{ActionResult, HostAction, HostLink};
 use crate::{Call, Clock, Master, MasterConfig, Origin};
+use tokio_util::sync::CancellationToken;
 
 /// A `ReplicatedDb` without Raft: a proposal is applied at once, at the next index, in term 1.
 pub struct MemoryDb {
@@ -98,6 +100,10 @@ impl ReplicatedDb for MemoryDb {
     fn applied(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
     }
+
+    fn term(&self) -> u64 {
+        1
+    }
 }
 
 /// A clock that moves only when told to.
@@ -176,6 +182,29 @@ static SAMPLE_POOL: LazyLock<Txn> = LazyLock::new(|| {
     )
 });
 
+/// A `HostLink` whose agent runs nothing: every action succeeds at once.
+pub struct FakeAgent {}
+
+impl FakeAgent {
+    pub fn new() -> Arc<FakeAgent> {
+        Arc::new(FakeAgent {})
+    }
+}
+
+impl HostLink for FakeAgent {
+    fn run(
+        &self,
+        host: &str,
+        term: u64,
+        action: HostAction,
+        progress: watch::Sender<f64>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
+        let _ = (host, term, action, progress, cancel);
+        Box::pin(async { todo!() })
+    }
+}
+
 /// A master over a new one-host pool in memory.
 pub struct TestPool {
     pub master: Arc<Master>,
@@ -197,7 +226,14 @@ impl TestPool {
             .expect("the new pool's Txn applies to an empty DB");
         let clock = ManualClock::new(TEST_START_UNIX);
         let host = sample_first_host().host_ref;
-        let master = Master::new(db.clone(), clock.clone(), config, host.clone());
+        let agent = FakeAgent::new();
+        let master = Master::new(
+            db.clone(),
+            agent.clone(),
+            clock.clone(),
+            config,
+            host.clone(),
+        );
         TestPool {
             master,
             db,

@@ -7,12 +7,14 @@
 //! - `identity.rs`: this host's `identity.json` (host ref and uuid, Raft node id), written before
 //!   the pool is bootstrapped, and the atomic file write the data dir uses.
 //! - `raft/`: the replicated pool DB (raft-rs, log in redb) behind `master::db::ReplicatedDb`.
+//! - `agent/`: the host agent (xenopsd-like): per-VM queues, micro-ops, backends.
 //! - `front/`: the XenAPI over HTTPS, plain HTTP and the Unix socket; XML-RPC and JSON-RPC in,
 //!   `master::Master::call` behind.
 //!
 //! The master's policy lives in the `master` crate; member holds the edges: sockets, files,
 //! time (`run::SystemClock`) and the environment (`OXAPI_ROOT_PASSWORD` on a pool's first start).
 
+pub mod agent;
 pub mod config;
 pub mod facts;
 pub mod front;

@@ -5,6 +5,7 @@
 //! bootstrapped DB and the identity always agree; the root password is printed before the
 //! bootstrap, so a password that is stored has always been shown.
 
+use crate::agent::{Agent, LocalLink};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,8 +95,13 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
     let node = raft::open(data_dir, raft_config(&config, identity.raft_node_id)).await?;
     let db: Arc<dyn ReplicatedDb> = node.db.clone();
+    let link = Arc::new(LocalLink {
+        host_ref: identity.host_ref.clone(),
+        agent: Arc::new(Agent {}),
+    });
     let master = Master::new(
         db,
+        link,
         Arc::new(SystemClock),
         config.master.master_config(),
         identity.host_ref.clone(),

@@ -356,6 +356,10 @@ impl ReplicatedDb for RaftDb {
     fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
     }
+
+    fn term(&self) -> u64 {
+        self.status.borrow().term
+    }
 }
 
 #[cfg(test)]
