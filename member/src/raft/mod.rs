@@ -1,20 +1,26 @@
 //! The pool DB as a Raft state machine: raft-rs, its log in redb, DB dumps as snapshots.
 //!
-//! A data dir holds `raft.redb` (the log, hard state and configuration history, `storage.rs`)
-//! and `dumps/` (the DB as MessagePack, written by `db_schema::dump`). `bootstrap` makes a new
-//! pool's store, starting from a snapshot at index 1; `open` loads the newest dump, opens the
-//! store and starts the Raft thread (`node.rs`), which replays the log after the dump. The
-//! handle, `RaftDb`, is what the master sees as `ReplicatedDb`. `snapshot.rs` writes dumps
-//! off the Raft thread and compacts the log behind them; `log.rs` bridges raft-rs's slog
-//! records to tracing.
+//! A data dir holds `raft.redb` (the log, hard state and configuration history: its tables in
+//! `tables.rs`, the store raft-rs reads in `storage.rs`) and `dumps/` (the DB as MessagePack,
+//! written by `db_schema::dump`). `bootstrap` makes a new pool's store, starting from a snapshot
+//! at index 1; `open` loads the newest dump, opens the store and starts the Raft thread
+//! (`node.rs`), which replays the log after the dump. The handle, `RaftDb`, is what the master
+//! sees as `ReplicatedDb`; the proposals and read barriers it sends wait in `waiters.rs` until
+//! the apply answers them. `snapshot.rs` loads the replica from a dump, writes dumps off the
+//! Raft thread and compacts the log behind them; `error.rs` holds `StorageError`; `log.rs`
+//! bridges raft-rs's slog records to tracing.
 //!
-//! Nothing here assumes one node, but there is no peer transport yet: messages to peers are
-//! dropped, so only a one-voter group makes progress.
+//! Nothing here assumes one node, but there is no peer transport yet: `transport.rs` drops
+//! messages to peers, so only a one-voter group makes progress.
 
+mod error;
 mod log;
 mod node;
 mod snapshot;
 mod storage;
+mod tables;
+mod transport;
+mod waiters;
 
 use std::fs::{self, File};
 use std::path::Path;
@@ -23,13 +29,14 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use db_schema::{Applied, ApplyError, Db, DumpError, Txn, dump};
+use db_schema::{Applied, Db, Txn, dump};
 use master::db::{BoxFuture, ProposeError, ReplicatedDb};
 use raft::eraftpb::{ConfState, HardState, SnapshotMetadata};
 use tokio::sync::{oneshot, watch};
 
+pub use self::error::StorageError;
 use self::node::{Input, Shared};
-pub use self::storage::LogSummary;
+pub use self::tables::LogSummary;
 
 /// The Raft store's file in a data dir.
 pub(crate) const STORE_FILE: &str = "raft.redb";
@@ -41,92 +48,6 @@ const STORE_TEMP_FILE: &str = "raft.redb.tmp";
 /// index 0 cannot take joiners later (raft-rs keeps that configuration outside the log).
 const BOOTSTRAP_INDEX: u64 = 1;
 const BOOTSTRAP_TERM: u64 = 1;
-
-/// Why the Raft store or the node could not go on.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("raft store failed")]
-    Redb(#[from] redb::Error),
-    #[error("raft store io failed")]
-    Io(#[from] std::io::Error),
-    #[error("dump failed")]
-    Dump(#[from] DumpError),
-    #[error("raft store record could not be decoded")]
-    Decode {
-        record: &'static str,
-        #[source]
-        source: protobuf::ProtobufError,
-    },
-    #[error("raft store lacks a record")]
-    Missing { record: &'static str },
-    /// The stored log does not run on from the compaction point one index at a time.
-    #[error("raft log has a gap")]
-    LogGap { expected: u64, found: u64 },
-    #[error("raft store exists already")]
-    AlreadyBootstrapped,
-    #[error("raft node id must not be zero")]
-    NodeIdZero,
-    #[error("no dump to start from")]
-    NoDump,
-    /// The log was compacted past the newest readable dump: the entries in between are gone.
-    #[error("newest readable dump is older than the raft log")]
-    DumpBehindLog { dump_index: u64, first_index: u64 },
-    #[error("newest readable dump is newer than the raft log")]
-    DumpAheadOfLog { dump_index: u64, last_index: u64 },
-    /// The dump and the log disagree on the term of the dump's index: they are not one history.
-    #[error("dump does not match the raft log")]
-    DumpLogMismatch {
-        index: u64,
-        dump_term: u64,
-        log_term: u64,
-    },
-    #[error("bootstrap txn refused")]
-    BootstrapRefused(#[source] ApplyError),
-    /// A committed entry holds no valid Txn: applying past it would fork the replicas.
-    #[error("committed txn could not be decoded")]
-    TxnDecode {
-        index: u64,
-        #[source]
-        source: rmp_serde::decode::Error,
-    },
-    /// A committed configuration entry could not be decoded.
-    #[error("committed conf change could not be decoded")]
-    ConfChangeDecode {
-        index: u64,
-        #[source]
-        source: protobuf::ProtobufError,
-    },
-    /// A snapshot from the leader does not hold the position its metadata announces.
-    #[error("snapshot does not match its metadata")]
-    SnapshotMismatch {
-        meta_index: u64,
-        meta_term: u64,
-        dump_index: u64,
-        dump_term: u64,
-    },
-    #[error("raft refused")]
-    Raft(#[from] raft::Error),
-    #[error("raft thread panicked")]
-    ThreadPanicked,
-}
-
-/// redb's specific errors, each folded into `redb::Error`.
-macro_rules! from_redb {
-    ($($error:ty),*) => {$(
-        impl From<$error> for StorageError {
-            fn from(error: $error) -> Self {
-                StorageError::Redb(error.into())
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// Policy numbers of the Raft node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +67,25 @@ pub struct RaftConfig {
     /// Inputs taken from the queue before one Ready is handled (1 024): the most proposals
     /// one fsync covers.
     pub max_batch: usize,
+}
+
+/// The largest size of one append message to a peer, in bytes.
+const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
+
+impl RaftConfig {
+    /// raft-rs's configuration for a node whose replica has applied up to `applied`.
+    fn raft_rs_config(&self, applied: u64) -> raft::Config {
+        raft::Config {
+            id: self.node_id,
+            election_tick: self.election_ticks,
+            heartbeat_tick: self.heartbeat_ticks,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: MAX_SIZE_PER_MSG,
+            ..raft::Config::default()
+        }
+    }
 }
 
 impl Default for RaftConfig {
@@ -210,7 +150,7 @@ pub fn bootstrap(dir: &Path, node_id: u64, txn: &Txn) -> Result<(), StorageError
     if temp.try_exists()? {
         fs::remove_file(&temp)?;
     }
-    storage::create(&temp, &snapshot, &hard_state)?;
+    tables::create(&temp, &snapshot, &hard_state)?;
     fs::rename(&temp, dir.join(STORE_FILE))?;
     File::open(dir)?.sync_all()?;
     tracing::info!(node_id, "raft store bootstrapped");
@@ -219,7 +159,7 @@ pub fn bootstrap(dir: &Path, node_id: u64, txn: &Txn) -> Result<(), StorageError
 
 /// What the Raft store in `dir` holds; the node must not be running.
 pub fn inspect(dir: &Path) -> Result<LogSummary, StorageError> {
-    storage::summary(&dir.join(STORE_FILE))
+    tables::summary(&dir.join(STORE_FILE))
 }
 
 /// Starts the Raft node of `dir`: loads the newest readable dump, opens the store, and starts

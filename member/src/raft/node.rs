@@ -18,31 +18,24 @@
 //! Nothing steps, proposes or campaigns between `ready()` and `advance()`: inputs are taken only
 //! between Readys.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use db_schema::{Applied, Db, DumpError, Txn, dump};
+use db_schema::{Db, DumpError, Txn};
 use master::db::ProposeError;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Snapshot};
-use raft::{RawNode, ReadState, StateRole};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::{RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
-use crate::raft::snapshot::{DumpPosition, Dumps};
+use crate::raft::snapshot::{self, DumpPosition, Dumps};
 use crate::raft::storage::LogStore;
+use crate::raft::transport::send;
+use crate::raft::waiters::{Proposals, ProposeReply, ReadReply, Reads, context};
 use crate::raft::{DUMPS_DIR, RaftConfig, RaftStatus, STORE_FILE, StorageError, log};
-
-/// The largest size of one append message to a peer, in bytes.
-const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
-
-/// The reply to a proposal.
-pub(crate) type ProposeReply = oneshot::Sender<Result<Applied, ProposeError>>;
-/// The reply to a read barrier.
-pub(crate) type ReadReply = oneshot::Sender<Result<(), ProposeError>>;
 
 /// What the Raft thread is asked to do.
 pub(crate) enum Input {
@@ -132,26 +125,8 @@ impl Node {
         loopback: mpsc::Sender<Input>,
     ) -> Result<(Node, Shared), StorageError> {
         let dumps_dir = dir.join(DUMPS_DIR);
-        let loaded = dump::load_newest(&dumps_dir)?.ok_or(StorageError::NoDump)?;
-        for (path, error) in &loaded.skipped {
-            tracing::warn!(
-                path = %path.display(),
-                error = error as &dyn std::error::Error,
-                "unreadable dump skipped"
-            );
-            set_aside(path)?;
-        }
-        let position = DumpPosition {
-            index: loaded.db.applied_index(),
-            term: loaded.db.applied_term(),
-        };
-        tracing::info!(
-            index = position.index,
-            term = position.term,
-            path = %loaded.path.display(),
-            "replica loaded from dump"
-        );
-        let db = Arc::new(RwLock::new(loaded.db));
+        let (db, position) = snapshot::load_newest(&dumps_dir)?;
+        let db = Arc::new(RwLock::new(db));
         let log_commits = Arc::new(AtomicU64::new(0));
         let store = LogStore::open(
             &dir.join(STORE_FILE),
@@ -160,17 +135,8 @@ impl Node {
             Arc::clone(&db),
             Arc::clone(&log_commits),
         )?;
-        let raft_config = raft::Config {
-            id: config.node_id,
-            election_tick: config.election_ticks,
-            heartbeat_tick: config.heartbeat_ticks,
-            // Entries after the dump are committed and come out again for the replica to apply.
-            applied: position.index,
-            check_quorum: true,
-            pre_vote: true,
-            max_size_per_msg: MAX_SIZE_PER_MSG,
-            ..raft::Config::default()
-        };
+        // Entries after the dump are committed and come out again for the replica to apply.
+        let raft_config = config.raft_rs_config(position.index);
         let raw = RawNode::new(&raft_config, store, &log::logger())?;
         let (applied_tx, applied) = watch::channel(position.index);
         let (status_tx, status) = watch::channel(status_of(&raw));
@@ -270,7 +236,7 @@ impl Node {
             }
             Input::Propose { data, reply } => {
                 let id = self.proposals.next_id();
-                match self.raw.propose(id.to_be_bytes().to_vec(), data) {
+                match self.raw.propose(context(id), data) {
                     Ok(()) => self.proposals.wait(id, self.raw.raft.term, reply),
                     Err(error) => {
                         tracing::debug!(error = %error, "proposal dropped by raft");
@@ -281,7 +247,7 @@ impl Node {
             Input::ReadBarrier { reply } if !is_leader => {
                 let _ = reply.send(Err(ProposeError::NotLeader));
             }
-            Input::ReadBarrier { reply } => self.reads.queued.push(reply),
+            Input::ReadBarrier { reply } => self.reads.queue(reply),
             Input::DumpWritten { position, outcome } => {
                 if let Some(index) = self.dumps.written(position, outcome) {
                     self.raw.mut_store().compact(index)?;
@@ -329,7 +295,7 @@ impl Node {
         }
         // 5.
         send(ready.take_persisted_messages());
-        self.confirm_reads(ready.take_read_states());
+        self.reads.confirm(ready.take_read_states(), self.applied);
         // 6.
         self.apply(ready.take_committed_entries())?;
         // 7.
@@ -391,19 +357,9 @@ impl Node {
                         answers.push((reply, outcome));
                     }
                 }
-                EntryType::EntryConfChange => {
-                    let change = ConfChange::parse_from_bytes(&entry.data)
-                        .map_err(|source| conf_change_decode(entry, source))?;
-                    let conf_state = self.raw.apply_conf_change(&change)?;
-                    self.conf_changed(entry, conf_state)?;
-                    db.advance(entry.index, entry.term);
-                }
-                // An empty one is the automatic leave-joint entry: applied like any other.
-                EntryType::EntryConfChangeV2 => {
-                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
-                        .map_err(|source| conf_change_decode(entry, source))?;
-                    let conf_state = self.raw.apply_conf_change(&change)?;
-                    self.conf_changed(entry, conf_state)?;
+                // An empty V2 one is the automatic leave-joint entry: applied like any other.
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(entry)?;
                     db.advance(entry.index, entry.term);
                 }
             }
@@ -418,12 +374,19 @@ impl Node {
         Ok(())
     }
 
-    /// Persists the configuration a configuration entry put in force.
-    fn conf_changed(
-        &mut self,
-        entry: &Entry,
-        conf_state: raft::eraftpb::ConfState,
-    ) -> Result<(), StorageError> {
+    /// Puts a configuration entry in force and persists the configuration it makes.
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), StorageError> {
+        let decode_failed = |source| StorageError::ConfChangeDecode {
+            index: entry.index,
+            source,
+        };
+        let conf_state = if entry.get_entry_type() == EntryType::EntryConfChange {
+            let change = ConfChange::parse_from_bytes(&entry.data).map_err(decode_failed)?;
+            self.raw.apply_conf_change(&change)?
+        } else {
+            let change = ConfChangeV2::parse_from_bytes(&entry.data).map_err(decode_failed)?;
+            self.raw.apply_conf_change(&change)?
+        };
         tracing::info!(
             index = entry.index,
             voters = ?conf_state.voters,
@@ -437,30 +400,13 @@ impl Node {
     /// Asks raft-rs for a read index for the queued barriers, once this leader has committed
     /// an entry of its term (raft-rs drops ReadIndex requests before that).
     fn issue_reads(&mut self) {
-        if self.reads.queued.is_empty()
-            || self.raw.raft.state != StateRole::Leader
-            || !self.raw.raft.commit_to_current_term()
+        if self.reads.has_queued()
+            && self.raw.raft.state == StateRole::Leader
+            && self.raw.raft.commit_to_current_term()
         {
-            return;
+            let id = self.reads.issue();
+            self.raw.read_index(context(id));
         }
-        let ctx = self.reads.next_ctx;
-        self.reads.next_ctx += 1;
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
-        let waiting = std::mem::take(&mut self.reads.queued);
-        self.reads.in_flight.insert(ctx, waiting);
-    }
-
-    /// Moves the barriers whose read index is known to wait for the apply to reach it.
-    fn confirm_reads(&mut self, states: Vec<ReadState>) {
-        for state in states {
-            let Some(ctx) = context_id(&state.request_ctx) else {
-                continue;
-            };
-            if let Some(waiting) = self.reads.in_flight.remove(&ctx) {
-                self.reads.confirmed.push((state.index, waiting));
-            }
-        }
-        self.reads.answer_applied(self.applied);
     }
 
     /// Publishes role changes; a node that is not leader fails every waiter.
@@ -487,12 +433,8 @@ impl Node {
 
     /// Answers every pending proposal and read barrier with `error`.
     fn fail_waiters(&mut self, error: &ProposeError) {
-        for (_, waiter) in self.proposals.waiting.drain() {
-            let _ = waiter.reply.send(Err(error.clone()));
-        }
-        for reply in self.reads.drain() {
-            let _ = reply.send(Err(error.clone()));
-        }
+        self.proposals.fail(error);
+        self.reads.fail(error);
     }
 }
 
@@ -501,108 +443,6 @@ fn status_of(raw: &RawNode<LogStore>) -> RaftStatus {
         term: raw.raft.term,
         leader_id: raw.raft.leader_id,
         is_leader: raw.raft.state == StateRole::Leader,
-    }
-}
-
-/// Renames an unreadable dump to `<name>.corrupt`: kept for a post-mortem, but no longer a
-/// dump that `dump::write` could keep as the fallback of a newer one.
-fn set_aside(path: &Path) -> Result<(), StorageError> {
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".corrupt");
-    std::fs::rename(path, &aside)?;
-    Ok(())
-}
-
-/// Sends messages to peers. There is no peer transport yet: a one-voter group sends none.
-fn send(messages: Vec<Message>) {
-    for message in messages {
-        tracing::debug!(
-            to = message.to,
-            msg_type = ?message.get_msg_type(),
-            "no peer transport: raft message dropped"
-        );
-    }
-}
-
-fn conf_change_decode(entry: &Entry, source: protobuf::ProtobufError) -> StorageError {
-    StorageError::ConfChangeDecode {
-        index: entry.index,
-        source,
-    }
-}
-
-/// The id a context of 8 bytes carries.
-fn context_id(context: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(context.try_into().ok()?))
-}
-
-/// Proposals waiting for their entry to be applied.
-#[derive(Default)]
-struct Proposals {
-    last_id: u64,
-    waiting: HashMap<u64, Waiter>,
-}
-
-struct Waiter {
-    /// The term the entry was proposed in: an entry with the same id from another term (an
-    /// earlier run of this node, or another leader) is not this proposal.
-    term: u64,
-    reply: ProposeReply,
-}
-
-impl Proposals {
-    fn next_id(&mut self) -> u64 {
-        self.last_id += 1;
-        self.last_id
-    }
-
-    fn wait(&mut self, id: u64, term: u64, reply: ProposeReply) {
-        self.waiting.insert(id, Waiter { term, reply });
-    }
-
-    /// The waiter of `entry`, if this node proposed it.
-    fn take(&mut self, entry: &Entry) -> Option<ProposeReply> {
-        let id = context_id(&entry.context)?;
-        match self.waiting.get(&id) {
-            Some(waiter) if waiter.term == entry.term => {
-                self.waiting.remove(&id).map(|waiter| waiter.reply)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Read barriers, from queued to answered.
-#[derive(Default)]
-struct Reads {
-    next_ctx: u64,
-    /// Waiting for this leader to commit an entry of its term.
-    queued: Vec<ReadReply>,
-    /// ReadIndex requests raft-rs has, by context.
-    in_flight: HashMap<u64, Vec<ReadReply>>,
-    /// Read index known, waiting for the apply to reach it.
-    confirmed: Vec<(u64, Vec<ReadReply>)>,
-}
-
-impl Reads {
-    /// Every barrier not answered yet.
-    fn drain(&mut self) -> impl Iterator<Item = ReadReply> + '_ {
-        let in_flight = self.in_flight.drain().flat_map(|(_, waiting)| waiting);
-        let confirmed = self.confirmed.drain(..).flat_map(|(_, waiting)| waiting);
-        self.queued.drain(..).chain(in_flight).chain(confirmed)
-    }
-
-    /// Answers the barriers whose read index is applied.
-    fn answer_applied(&mut self, applied: u64) {
-        self.confirmed.retain_mut(|(index, waiting)| {
-            if *index > applied {
-                return true;
-            }
-            for reply in waiting.drain(..) {
-                let _ = reply.send(Ok(()));
-            }
-            false
-        });
     }
 }
 
@@ -655,39 +495,5 @@ mod tests {
 
         let node = open_node(dir.path());
         assert_eq!(configuration(&node), left_joint);
-    }
-
-    fn entry_with_context(id: u64, term: u64) -> Entry {
-        Entry {
-            term,
-            context: id.to_be_bytes().to_vec().into(),
-            ..Entry::default()
-        }
-    }
-
-    /// An applied entry answers the proposal with its id only if the terms match too.
-    #[test]
-    fn proposal_is_matched_by_id_and_term() {
-        let mut proposals = Proposals::default();
-        let id = proposals.next_id();
-        let (reply, _outcome) = oneshot::channel();
-        proposals.wait(id, 5, reply);
-        assert!(proposals.take(&entry_with_context(id, 4)).is_none());
-        assert!(proposals.take(&entry_with_context(id + 1, 5)).is_none());
-        assert!(proposals.take(&entry_with_context(id, 5)).is_some());
-        assert!(proposals.waiting.is_empty());
-    }
-
-    /// A confirmed read barrier is answered once the apply reaches its index, not before.
-    #[test]
-    fn read_barrier_waits_for_its_index_to_be_applied() {
-        let mut reads = Reads::default();
-        let (reply, mut outcome) = oneshot::channel();
-        reads.confirmed.push((10, vec![reply]));
-        reads.answer_applied(9);
-        assert!(outcome.try_recv().is_err());
-        reads.answer_applied(10);
-        assert_eq!(outcome.try_recv().expect("answered"), Ok(()));
-        assert!(reads.confirmed.is_empty());
     }
 }

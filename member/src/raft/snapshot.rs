@@ -1,12 +1,14 @@
-//! Snapshots: DB dumps written off the Raft thread every `compact_after_entries` applied
-//! entries, the log compacted behind them, and the replica replaced by a leader's snapshot.
+//! Snapshots: the replica loaded from the newest dump, DB dumps written off the Raft thread
+//! every `compact_after_entries` applied entries, the log compacted behind them, and the
+//! replica replaced by a leader's snapshot.
 //!
 //! `db_schema::dump::write` keeps the newest dump and the one before it. The log is compacted
 //! only up to that older one, so a newest dump damaged on disk still leaves a dump plus the log
 //! that leads from it to the present; the distance between the two dumps is also the slack
-//! kept for lagging followers.
+//! kept for lagging followers. `dump::load_newest` sets damaged dumps aside, so the one kept
+//! before a new dump is always one this node loaded or wrote.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 
@@ -20,6 +22,37 @@ use crate::raft::StorageError;
 pub(crate) struct DumpPosition {
     pub index: u64,
     pub term: u64,
+}
+
+impl DumpPosition {
+    /// The position of the replica `db` holds.
+    fn of(db: &Db) -> DumpPosition {
+        DumpPosition {
+            index: db.applied_index(),
+            term: db.applied_term(),
+        }
+    }
+}
+
+/// The replica held by the newest readable dump in `dir`, and its position. The damaged dumps
+/// newer than it, which `dump::load_newest` set aside, are logged.
+pub(crate) fn load_newest(dir: &Path) -> Result<(Db, DumpPosition), StorageError> {
+    let loaded = dump::load_newest(dir)?.ok_or(StorageError::NoDump)?;
+    for (path, error) in &loaded.skipped {
+        tracing::warn!(
+            path = %path.display(),
+            error = error as &dyn std::error::Error,
+            "unreadable dump set aside"
+        );
+    }
+    let position = DumpPosition::of(&loaded.db);
+    tracing::info!(
+        index = position.index,
+        term = position.term,
+        path = %loaded.path.display(),
+        "replica loaded from dump"
+    );
+    Ok((loaded.db, position))
 }
 
 /// The dumps of this node: which exist, and when the next one is due.
@@ -54,9 +87,10 @@ impl Dumps {
         self.writing.is_none() && applied >= self.next_due
     }
 
-    /// Starts writing a dump of `db` on its own thread. The thread copies the replica under the
-    /// read lock (the apply waits only for the copy, not for the file) and then writes it;
-    /// `written` is called there with the outcome, and must hand it back to the Raft thread.
+    /// Starts writing a dump of `db` on its own thread. The thread serialises the replica under
+    /// the read lock (the apply waits for the serialising, not for the file) and then writes the
+    /// bytes; `written` is called there with the outcome, and must hand it back to the Raft
+    /// thread.
     pub(crate) fn start(
         &mut self,
         db: Arc<RwLock<Db>>,
@@ -66,15 +100,15 @@ impl Dumps {
         let thread = thread::Builder::new()
             .name("oxapi-dump".into())
             .spawn(move || {
-                let copy = db
-                    .read()
-                    .expect("the raft thread never panics while holding the db lock")
-                    .clone();
-                let position = DumpPosition {
-                    index: copy.applied_index(),
-                    term: copy.applied_term(),
+                let (position, bytes) = {
+                    let db = db
+                        .read()
+                        .expect("the raft thread never panics while holding the db lock");
+                    (DumpPosition::of(&db), dump::to_bytes(&db))
                 };
-                let outcome = dump::write(&dir, &copy).map(|_| ());
+                let outcome = bytes
+                    .and_then(|bytes| dump::write_bytes(&dir, position.index, &bytes))
+                    .map(|_| ());
                 written(position, outcome);
             })?;
         self.writing = Some(thread);
@@ -133,8 +167,9 @@ impl Dumps {
         Ok(())
     }
 
-    /// Replaces the replica by a leader's snapshot: decodes it and writes it as a dump before
-    /// the log is replaced, so that a restart finds a dump at least as new as the log's start.
+    /// Replaces the replica by a leader's snapshot: decodes it and writes its bytes, checked by
+    /// the decoding, as a dump before the log is replaced, so that a restart finds a dump at
+    /// least as new as the log's start.
     pub(crate) fn restore(&mut self, snapshot: &Snapshot) -> Result<Db, StorageError> {
         self.finish()?;
         let db = dump::from_bytes(&snapshot.data)?;
@@ -147,7 +182,7 @@ impl Dumps {
                 dump_term: db.applied_term(),
             });
         }
-        dump::write(&self.dir, &db)?;
+        dump::write_bytes(&self.dir, meta.index, &snapshot.data)?;
         // The dump kept before this one is older than the new log's start: no fallback.
         self.newest = DumpPosition {
             index: meta.index,
@@ -248,6 +283,10 @@ mod tests {
             .expect("load")
             .expect("a dump");
         assert_eq!(loaded.db.applied_index(), 7);
+        assert_eq!(
+            std::fs::read(&loaded.path).expect("read dump"),
+            snapshot.data
+        );
 
         snapshot.mut_metadata().term = 4;
         assert!(matches!(
