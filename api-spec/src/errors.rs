@@ -48,11 +48,13 @@ pub static ERRORS: &[ErrorDecl] = &[
     declare(BOOTLOADER_FAILED, &["vm", "msg"]),
     declare(CANNOT_CONTACT_HOST, &["host"]),
     declare(CANNOT_PLUG_BOND_SLAVE, &["PIF"]),
+    declare(CANNOT_RESET_CONTROL_DOMAIN, &["vm"]),
     declare(CLUSTERING_ENABLED, &["cluster_host"]),
     declare(DEFAULT_SR_NOT_FOUND, &["sr"]),
     declare(DEVICE_ALREADY_ATTACHED, &["device"]),
     declare(DEVICE_ALREADY_DETACHED, &["device"]),
     declare(DEVICE_DETACH_REJECTED, &["type", "ref", "msg"]),
+    declare(DOMAIN_EXISTS, &["vm", "domid"]),
     declare(EVENTS_LOST, &[]),
     declare(EVENT_FROM_TOKEN_PARSE_FAILURE, &["token"]),
     declare(EVENT_SUBSCRIPTION_PARSE_FAILURE, &["subscription"]),
@@ -127,6 +129,8 @@ pub static ERRORS: &[ErrorDecl] = &[
     declare(NOT_SUPPORTED_DURING_UPGRADE, &[]),
     declare(NO_HOSTS_AVAILABLE, &[]),
     declare(OBJECT_NOLONGER_EXISTS, &[]),
+    declare(ONLY_PROVISION_TEMPLATE, &[]),
+    declare(ONLY_REVERT_SNAPSHOT, &[]),
     declare(OPERATION_BLOCKED, &["ref", "code"]),
     declare(OPERATION_NOT_ALLOWED, &["reason"]),
     declare(
@@ -190,6 +194,7 @@ pub static ERRORS: &[ErrorDecl] = &[
     declare(VBD_IS_EMPTY, &["vbd"]),
     declare(VBD_NOT_EMPTY, &["vbd"]),
     declare(VBD_NOT_REMOVABLE_MEDIA, &["vbd"]),
+    declare(VBD_NOT_UNPLUGGABLE, &["vbd"]),
     declare(VDI_INCOMPATIBLE_TYPE, &["vdi", "type"]),
     declare(VDI_IN_USE, &["vdi", "operation"]),
     declare(VDI_IS_A_PHYSICAL_DEVICE, &["vdi"]),
@@ -219,6 +224,7 @@ pub static ERRORS: &[ErrorDecl] = &[
     declare(VM_INCOMPATIBLE_WITH_THIS_HOST, &["vm", "host", "reason"]),
     declare(VM_IS_IMMOBILE, &["VM"]),
     declare(VM_IS_PART_OF_AN_APPLIANCE, &["vm", "appliance"]),
+    declare(VM_IS_SNAPSHOT, &["vm", "operation"]),
     declare(VM_IS_TEMPLATE, &["vm"]),
     declare(VM_LACKS_FEATURE, &["vm"]),
     declare(VM_MEMORY_SIZE_TOO_LOW, &["vm"]),
@@ -250,11 +256,13 @@ pub static ERRORS: &[ErrorDecl] = &[
 pub const BOOTLOADER_FAILED: &str = "BOOTLOADER_FAILED";
 pub const CANNOT_CONTACT_HOST: &str = "CANNOT_CONTACT_HOST";
 pub const CANNOT_PLUG_BOND_SLAVE: &str = "CANNOT_PLUG_BOND_SLAVE";
+pub const CANNOT_RESET_CONTROL_DOMAIN: &str = "CANNOT_RESET_CONTROL_DOMAIN";
 pub const CLUSTERING_ENABLED: &str = "CLUSTERING_ENABLED";
 pub const DEFAULT_SR_NOT_FOUND: &str = "DEFAULT_SR_NOT_FOUND";
 pub const DEVICE_ALREADY_ATTACHED: &str = "DEVICE_ALREADY_ATTACHED";
 pub const DEVICE_ALREADY_DETACHED: &str = "DEVICE_ALREADY_DETACHED";
 pub const DEVICE_DETACH_REJECTED: &str = "DEVICE_DETACH_REJECTED";
+pub const DOMAIN_EXISTS: &str = "DOMAIN_EXISTS";
 pub const EVENTS_LOST: &str = "EVENTS_LOST";
 pub const EVENT_FROM_TOKEN_PARSE_FAILURE: &str = "EVENT_FROM_TOKEN_PARSE_FAILURE";
 pub const EVENT_SUBSCRIPTION_PARSE_FAILURE: &str = "EVENT_SUBSCRIPTION_PARSE_FAILURE";
@@ -327,6 +335,8 @@ pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
 pub const NOT_SUPPORTED_DURING_UPGRADE: &str = "NOT_SUPPORTED_DURING_UPGRADE";
 pub const NO_HOSTS_AVAILABLE: &str = "NO_HOSTS_AVAILABLE";
 pub const OBJECT_NOLONGER_EXISTS: &str = "OBJECT_NOLONGER_EXISTS";
+pub const ONLY_PROVISION_TEMPLATE: &str = "ONLY_PROVISION_TEMPLATE";
+pub const ONLY_REVERT_SNAPSHOT: &str = "ONLY_REVERT_SNAPSHOT";
 pub const OPERATION_BLOCKED: &str = "OPERATION_BLOCKED";
 pub const OPERATION_NOT_ALLOWED: &str = "OPERATION_NOT_ALLOWED";
 pub const OTHER_OPERATION_IN_PROGRESS: &str = "OTHER_OPERATION_IN_PROGRESS";
@@ -382,6 +392,7 @@ pub const VBD_IS_EMPTY: &str = "VBD_IS_EMPTY";
 pub const VBD_NOT_EMPTY: &str = "VBD_NOT_EMPTY";
 pub const VBD_CDS_MUST_BE_READONLY: &str = "VBD_CDS_MUST_BE_READONLY";
 pub const VBD_NOT_REMOVABLE_MEDIA: &str = "VBD_NOT_REMOVABLE_MEDIA";
+pub const VBD_NOT_UNPLUGGABLE: &str = "VBD_NOT_UNPLUGGABLE";
 pub const VDI_INCOMPATIBLE_TYPE: &str = "VDI_INCOMPATIBLE_TYPE";
 pub const VDI_IN_USE: &str = "VDI_IN_USE";
 pub const VDI_IS_A_PHYSICAL_DEVICE: &str = "VDI_IS_A_PHYSICAL_DEVICE";
@@ -410,6 +421,7 @@ pub const VM_HVM_REQUIRED: &str = "VM_HVM_REQUIRED";
 pub const VM_INCOMPATIBLE_WITH_THIS_HOST: &str = "VM_INCOMPATIBLE_WITH_THIS_HOST";
 pub const VM_IS_IMMOBILE: &str = "VM_IS_IMMOBILE";
 pub const VM_IS_PART_OF_AN_APPLIANCE: &str = "VM_IS_PART_OF_AN_APPLIANCE";
+pub const VM_IS_SNAPSHOT: &str = "VM_IS_SNAPSHOT";
 pub const VM_IS_TEMPLATE: &str = "VM_IS_TEMPLATE";
 pub const VM_LACKS_FEATURE: &str = "VM_LACKS_FEATURE";
 pub const VM_MEMORY_SIZE_TOO_LOW: &str = "VM_MEMORY_SIZE_TOO_LOW";

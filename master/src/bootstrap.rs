@@ -61,7 +61,7 @@ const LOCAL_SR_TYPE: &str = "ext";
 
 /// The Txn that fills an empty DB with a new one-host pool. `root_password` is stored only as an
 /// argon2 hash. Every row is created after the rows it points at; fields not given here take
-/// the spec's defaults.
+/// the spec's defaults; `allowed_operations` are computed as on any other Txn.
 pub fn new_pool(facts: &HostFacts, first: &FirstHost, now_unix: i64, root_password: &str) -> Txn {
     let mut pool = PoolTxn::default();
     let now = Value::DateTime(api_spec::datetime::format_unix(now_unix));
@@ -73,10 +73,6 @@ pub fn new_pool(facts: &HostFacts, first: &FirstHost, now_unix: i64, root_passwo
         "host_metrics",
         [
             ("memory_total", int(facts.memory_total_bytes)),
-            (
-                "memory_free",
-                int(facts.memory_total_bytes.saturating_sub(dom0_memory)),
-            ),
             ("live", Value::Bool(true)),
             ("last_updated", now.clone()),
         ],
@@ -163,7 +159,7 @@ pub fn new_pool(facts: &HostFacts, first: &FirstHost, now_unix: i64, root_passwo
         key: ROOT_PASSWORD_HASH.to_owned(),
         value: Value::String(hash),
     });
-    pool.txn
+    crate::operations::complete(&db_schema::Db::new(), pool.txn)
 }
 
 /// The Txn being built, one created row at a time.
@@ -345,5 +341,30 @@ mod tests {
             .and_then(Value::as_str)
             .expect("hash");
         assert!(password_matches(TEST_ROOT_PASSWORD, hash));
+    }
+
+    /// The new pool's VMs have their allowed operations: a default template may be cloned,
+    /// copied, exported and provisioned; the control domain may change its memory.
+    #[tokio::test]
+    async fn new_pool_vms_have_their_allowed_operations() {
+        let pool = TestPool::new();
+        let template = pool.read().refs_by_name_label("VM", "Debian Bookworm 12")[0].to_owned();
+        assert_eq!(
+            pool.allowed("VM", &template),
+            [
+                "changing_dynamic_range",
+                "changing_shadow_memory",
+                "changing_static_range",
+                "clone",
+                "copy",
+                "export",
+                "provision"
+            ]
+        );
+        let dom0 = pool.text("host", &pool.host, "control_domain");
+        assert_eq!(
+            pool.allowed("VM", &dom0),
+            ["changing_dynamic_range", "changing_static_range"]
+        );
     }
 }

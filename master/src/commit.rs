@@ -1,5 +1,6 @@
 //! Writing the pool DB: proposing a Txn, and deciding again when a racing writer invalidated a
-//! decision before it was applied.
+//! decision before it was applied. Every Txn goes through `operations::complete` first, so the
+//! `allowed_operations` of what it touches are right when it is applied.
 
 use db_schema::{Applied, ApplyError, Db, Txn};
 
@@ -13,6 +14,7 @@ const MAX_ATTEMPTS: u32 = 8;
 impl Master {
     /// Proposes `txn` and waits until it is committed and applied.
     pub(crate) async fn commit(&self, txn: Txn) -> Result<Applied, Error> {
+        let txn = crate::operations::complete(&self.db.read(), txn);
         Ok(self.db.propose(txn).await?)
     }
 
@@ -28,7 +30,8 @@ impl Master {
         for _ in 0..MAX_ATTEMPTS {
             let (txn, out) = {
                 let db = self.db.read();
-                decide(&db)?
+                let (txn, out) = decide(&db)?;
+                (crate::operations::complete(&db, txn), out)
             };
             if txn == Txn::default() {
                 return Ok((out, Applied::default()));

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLockReadGuard};
 
 use api_spec::{Method, Value};
 use db_schema::Db;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, xenapi};
 use crate::tasks::TaskHandle;
@@ -50,15 +51,26 @@ impl Ctx {
         }
     }
 
+    /// The key an operation of this call holds in `current_operations`: the task's ref for a
+    /// task, else a fresh ref that names no task (xapi's sync calls run under a context task
+    /// that is not in the DB either).
+    pub fn operation_key(&self) -> String {
+        match &self.task {
+            Some(task) => task.r#ref.clone(),
+            None => crate::record::new_ref(),
+        }
+    }
+
+    /// What cancels this call's host actions: its task's token, or one nobody cancels.
+    pub fn cancel_token(&self) -> CancellationToken {
+        match &self.task {
+            Some(task) => task.cancel.clone(),
+            None => CancellationToken::new(),
+        }
+    }
+
     /// Reports the progress (0 to 1) of the task this call runs as; throttled, so it is cheap
     /// to call often. Does nothing for calls that are not tasks.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the VM lifecycle's long operations report progress"
-        )
-    )]
     pub async fn set_progress(&self, progress: f64) {
         if let Some(task) = &self.task {
             crate::tasks::report_progress(&self.master, task, progress).await;
@@ -99,6 +111,10 @@ impl Args {
 
     pub fn bool(&self, name: &'static str) -> Result<bool, Error> {
         self.get(name)?.as_bool().ok_or(Error::Argument { name })
+    }
+
+    pub fn int(&self, name: &'static str) -> Result<i64, Error> {
+        self.get(name)?.as_int().ok_or(Error::Argument { name })
     }
 
     pub fn float(&self, name: &'static str) -> Result<f64, Error> {

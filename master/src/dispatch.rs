@@ -374,13 +374,9 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let vm = pool.refs("VM").remove(0);
-        let args = vec![
-            Value::str(vm.as_str()),
-            Value::Bool(false),
-            Value::Bool(false),
-        ];
-        let reply = pool.call_as(&session, "VM.start", args).await;
-        assert_eq!(reply, Err(xenapi::not_implemented("VM.start")));
+        let args = vec![Value::str(vm.as_str()), Value::str("b")];
+        let reply = pool.call_as(&session, "VM.send_sysrq", args).await;
+        assert_eq!(reply, Err(xenapi::not_implemented("VM.send_sysrq")));
     }
 
     /// An `Async.` call answers a task ref at once; the task records the call's result as

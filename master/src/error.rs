@@ -171,14 +171,147 @@ pub mod xenapi {
         )
     }
 
-    /// States are lowercase; several expected ones are joined by `;` as xapi does.
+    /// States are lowercase; several expected ones are joined by `, `, as xapi's operation
+    /// check (`report_power_state_error`) does. (Its later `assert_initial_power_state_in`
+    /// joins with `;`, but a call never gets past the operation check to reach it.)
     pub fn vm_bad_power_state(vm: &str, expected: &[&str], actual: &str) -> ApiError {
         let lower = |s: &str| s.to_ascii_lowercase();
         let expected: Vec<String> = expected.iter().map(|s| lower(s)).collect();
         error(
             errors::VM_BAD_POWER_STATE,
-            [vm.to_owned(), expected.join(";"), lower(actual)],
+            [vm.to_owned(), expected.join(", "), lower(actual)],
         )
+    }
+
+    pub fn vm_is_template(vm: &str) -> ApiError {
+        error(errors::VM_IS_TEMPLATE, [vm.to_owned()])
+    }
+
+    pub fn vm_is_immobile(vm: &str) -> ApiError {
+        error(errors::VM_IS_IMMOBILE, [vm.to_owned()])
+    }
+
+    pub fn vm_no_suspend_sr(vm: &str) -> ApiError {
+        error(errors::VM_NO_SUSPEND_SR, [vm.to_owned()])
+    }
+
+    pub fn operation_blocked(r#ref: &str, reason: &str) -> ApiError {
+        error(
+            errors::OPERATION_BLOCKED,
+            [r#ref.to_owned(), reason.to_owned()],
+        )
+    }
+
+    /// `key` is the key of the operation in `current_operations` (its task).
+    pub fn other_operation_in_progress(
+        class: &str,
+        r#ref: &str,
+        operation: &str,
+        key: &str,
+    ) -> ApiError {
+        error(
+            errors::OTHER_OPERATION_IN_PROGRESS,
+            [
+                class.to_owned(),
+                r#ref.to_owned(),
+                operation.to_owned(),
+                key.to_owned(),
+            ],
+        )
+    }
+
+    pub fn memory_constraint_violation(constraint: &str) -> ApiError {
+        error(errors::MEMORY_CONSTRAINT_VIOLATION, [constraint.to_owned()])
+    }
+
+    /// Amounts in bytes.
+    pub fn host_not_enough_free_memory(needed: i64, available: i64) -> ApiError {
+        error(
+            errors::HOST_NOT_ENOUGH_FREE_MEMORY,
+            [needed.to_string(), available.to_string()],
+        )
+    }
+
+    pub fn no_hosts_available() -> ApiError {
+        error(errors::NO_HOSTS_AVAILABLE, [])
+    }
+
+    pub fn host_disabled(host: &str) -> ApiError {
+        error(errors::HOST_DISABLED, [host.to_owned()])
+    }
+
+    pub fn host_not_live() -> ApiError {
+        error(errors::HOST_NOT_LIVE, [])
+    }
+
+    pub fn device_already_attached(device: &str) -> ApiError {
+        error(errors::DEVICE_ALREADY_ATTACHED, [device.to_owned()])
+    }
+
+    pub fn device_already_detached(device: &str) -> ApiError {
+        error(errors::DEVICE_ALREADY_DETACHED, [device.to_owned()])
+    }
+
+    pub fn vbd_not_removable_media(vbd: &str) -> ApiError {
+        error(errors::VBD_NOT_REMOVABLE_MEDIA, [vbd.to_owned()])
+    }
+
+    pub fn vbd_is_empty(vbd: &str) -> ApiError {
+        error(errors::VBD_IS_EMPTY, [vbd.to_owned()])
+    }
+
+    pub fn vbd_not_empty(vbd: &str) -> ApiError {
+        error(errors::VBD_NOT_EMPTY, [vbd.to_owned()])
+    }
+
+    pub fn vdi_in_use(vdi: &str, operation: &str) -> ApiError {
+        error(errors::VDI_IN_USE, [vdi.to_owned(), operation.to_owned()])
+    }
+
+    pub fn vdi_readonly(vdi: &str) -> ApiError {
+        error(errors::VDI_READONLY, [vdi.to_owned()])
+    }
+
+    pub fn vdi_on_boot_mode_incompatible_with_operation() -> ApiError {
+        error(errors::VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION, [])
+    }
+
+    pub fn invalid_value_of(field: &str, value: i64) -> ApiError {
+        invalid_value(field, &value.to_string())
+    }
+
+    pub fn value_not_supported(field: &str, value: &str, reason: &str) -> ApiError {
+        error(
+            errors::VALUE_NOT_SUPPORTED,
+            [field.to_owned(), value.to_owned(), reason.to_owned()],
+        )
+    }
+
+    pub fn vm_is_snapshot(vm: &str, operation: &str) -> ApiError {
+        error(
+            errors::VM_IS_SNAPSHOT,
+            [vm.to_owned(), operation.to_owned()],
+        )
+    }
+
+    pub fn only_provision_template() -> ApiError {
+        error(errors::ONLY_PROVISION_TEMPLATE, [])
+    }
+
+    pub fn only_revert_snapshot() -> ApiError {
+        error(errors::ONLY_REVERT_SNAPSHOT, [])
+    }
+
+    pub fn vbd_not_unpluggable(vbd: &str) -> ApiError {
+        error(errors::VBD_NOT_UNPLUGGABLE, [vbd.to_owned()])
+    }
+
+    pub fn domain_exists(vm: &str, domid: i64) -> ApiError {
+        error(errors::DOMAIN_EXISTS, [vm.to_owned(), domid.to_string()])
+    }
+
+    pub fn cannot_reset_control_domain(vm: &str) -> ApiError {
+        error(errors::CANNOT_RESET_CONTROL_DOMAIN, [vm.to_owned()])
     }
 
     pub fn vm_cannot_delete_default_template(vm: &str) -> ApiError {
@@ -245,6 +378,6 @@ mod tests {
     fn api_errors_pass_through() {
         let e = xenapi::vm_bad_power_state("OpaqueRef:v", &["Halted", "Suspended"], "Running");
         assert_eq!(to_api_error(Error::Api(e.clone())), e);
-        assert_eq!(e.params, ["OpaqueRef:v", "halted;suspended", "running"]);
+        assert_eq!(e.params, ["OpaqueRef:v", "halted, suspended", "running"]);
     }
 }

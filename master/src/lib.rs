@@ -10,6 +10,13 @@
 //! (`db.rs`; `commit.rs` proposes Txns and re-decides the ones that lost a race); time only
 //! through `Clock`. Failures become XenAPI errors in one place, `error.rs`.
 //!
+//! The VM lifecycle: `operations/` decides which operations a VM, VBD or VIF allows (xapi's
+//! tables) and keeps `allowed_operations` / `current_operations` exact on every Txn; the
+//! handlers in `handlers/vm/` run power operations as begin Txn, host action (`HostLink`,
+//! with a `VmSpec` from `vm_spec.rs`), end Txn (`power_state.rs` writes what the domain now
+//! is); `placement.rs` and `memory.rs` choose hosts and count memory; `reconcile.rs` makes the
+//! DB agree with what agents report (`Master::report`).
+//!
 //! It opens no sockets or files and starts no processes: `member` wires it to Raft and HTTPS.
 //! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
 //! `dispatch.rs`.
@@ -24,10 +31,16 @@ mod events;
 mod generic;
 mod handlers;
 pub mod host_link;
+mod memory;
+mod operations;
+mod placement;
+mod power_state;
+mod reconcile;
 mod record;
 mod session;
 mod tasks;
 pub mod testing;
+mod vm_spec;
 mod where_expr;
 
 use std::net::IpAddr;
@@ -99,6 +112,11 @@ pub struct Master {
     workers: tasks::Workers,
     /// The legacy `event.register` registrations, by session.
     registrations: events::Registrations,
+    /// The VM, VBD and VIF operations this process runs, by their `current_operations` key.
+    in_flight: operations::InFlight,
+    /// Held while a VM is placed and its host reserved, so that two starts never count the
+    /// same free memory.
+    placement: tokio::sync::Mutex<()>,
 }
 
 impl Master {
@@ -118,6 +136,8 @@ impl Master {
             this_host,
             workers: tasks::Workers::default(),
             registrations: events::Registrations::default(),
+            in_flight: operations::InFlight::default(),
+            placement: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -126,11 +146,19 @@ impl Master {
         dispatch::call(self, call).await
     }
 
-    /// Takes in what the agent of `host` reports unasked (a guest that powered off, what runs
-    /// there after a restart) and reconciles the DB with it.
+    /// Takes in what the agent of `host` (a host ref) reports unasked (a guest that powered
+    /// off, what runs there after a restart) and reconciles the DB with it. A failure is
+    /// logged; the agent's next report reconciles again.
     pub async fn report(&self, host: &str, report: AgentReport) {
-        let _ = (host, report, &self.link);
-        todo!()
+        reconcile::report(self, host, report).await;
+    }
+
+    /// Asks the agent of `host` what it runs and reconciles the DB with the answer, as after
+    /// an `Inventory` report (for a master that takes over while the agents keep running).
+    pub async fn reconcile(&self, host: &str) -> Result<(), ApiError> {
+        reconcile::ask(self, host)
+            .await
+            .map_err(error::to_api_error)
     }
 
     /// Periodic clean-up: destroys old tasks and idle sessions. `member` calls it every minute.

@@ -4,13 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_spec::{ApiError, NEVER, NULL_REF, Value};
 use db_schema::{Db, Op, Precondition, Txn};
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::Master;
 use crate::error::Error;
@@ -21,53 +20,13 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// Housekeeping keeps at most this many finished tasks (xapi's cap).
 const MAX_FINISHED_TASKS: usize = 200;
 
-/// A task's cancellation token: set once by `task.cancel`, read by the worker at its
-/// cancellation points.
-#[derive(Clone, Default)]
-pub(crate) struct Cancel(Arc<CancelState>);
-
-#[derive(Default)]
-struct CancelState {
-    is_cancelled: AtomicBool,
-    notify: Notify,
-}
-
-impl Cancel {
-    pub fn cancel(&self) {
-        self.0.is_cancelled.store(true, Ordering::SeqCst);
-        self.0.notify.notify_waiters();
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once the task is cancelled.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the VM lifecycle's long operations wait on cancellation"
-        )
-    )]
-    pub async fn cancelled(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
 /// What a worker knows of the task it runs as.
 #[derive(Clone)]
 pub(crate) struct TaskHandle {
     pub r#ref: String,
-    pub cancel: Cancel,
+    /// Cancelled once by `task.cancel`; the worker checks it at its cancellation points and
+    /// passes it on to host actions.
+    pub cancel: CancellationToken,
     /// When progress was last written.
     last_progress: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
@@ -76,16 +35,16 @@ pub(crate) struct TaskHandle {
 /// sees their rows pending, and cancelling one then marks it cancelled.
 #[derive(Default)]
 pub(crate) struct Workers {
-    running: Mutex<HashMap<String, Cancel>>,
+    running: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Workers {
     /// The cancellation token of the worker running `task`, if one runs here.
-    pub fn get(&self, task: &str) -> Option<Cancel> {
+    pub fn get(&self, task: &str) -> Option<CancellationToken> {
         self.lock().get(task).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cancel>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.running
             .lock()
             .expect("no panic while holding the workers lock")
@@ -160,7 +119,7 @@ where
     let r = create(master, new).await?;
     let handle = TaskHandle {
         r#ref: r.clone(),
-        cancel: Cancel::default(),
+        cancel: CancellationToken::new(),
         last_progress: Arc::default(),
     };
     master
@@ -400,7 +359,7 @@ mod tests {
             origin: crate::Origin::LocalSocket,
             task: Some(TaskHandle {
                 r#ref: r.clone(),
-                cancel: Cancel::default(),
+                cancel: CancellationToken::new(),
                 last_progress: Arc::default(),
             }),
         };

@@ -1,21 +1,24 @@
 //! In-memory doubles, so a handler test is a function call: `MemoryDb` (a `ReplicatedDb` that
-//! applies each Txn at once, at increasing indexes), `ManualClock` (a settable `Clock`), and
-//! `TestPool` (a master over a new one-host pool, with a few call helpers).
+//! applies each Txn at once, at increasing indexes), `ManualClock` (a settable `Clock`),
+//! `FakeAgent` (a scriptable `HostLink`), and `TestPool` (a master over a new one-host pool,
+//! with a few call helpers).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use api_spec::{ApiError, Value};
-use db_schema::{Applied, Db, Txn};
+use db_schema::{Applied, Db, Op, Txn};
 use tokio::sync::watch;
+
+mod agent;
+
+pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received};
 
 use crate::bootstrap::{CpuFacts, FirstHost, HostFacts, new_pool};
 use crate::db::{BoxFuture, ProposeError, ReplicatedDb};
-use crate::host_link::{ActionResult, HostAction, HostLink};
 use crate::{Call, Clock, Master, MasterConfig, Origin};
-use tokio_util::sync::CancellationToken;
 
 /// A `ReplicatedDb` without Raft: a proposal is applied at once, at the next index, in term 1.
 pub struct MemoryDb {
@@ -182,34 +185,45 @@ static SAMPLE_POOL: LazyLock<Txn> = LazyLock::new(|| {
     )
 });
 
-/// A `HostLink` whose agent runs nothing: every action succeeds at once.
-pub struct FakeAgent {}
+/// The allowed operations of a plain halted VM, sorted.
+pub const HALTED_OPERATIONS: [&str; 12] = [
+    "changing_dynamic_range",
+    "changing_shadow_memory",
+    "changing_static_range",
+    "clone",
+    "copy",
+    "destroy",
+    "export",
+    "make_into_template",
+    "migrate_send",
+    "snapshot",
+    "start",
+    "start_on",
+];
 
-impl FakeAgent {
-    pub fn new() -> Arc<FakeAgent> {
-        Arc::new(FakeAgent {})
-    }
-}
-
-impl HostLink for FakeAgent {
-    fn run(
-        &self,
-        host: &str,
-        term: u64,
-        action: HostAction,
-        progress: watch::Sender<f64>,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
-        let _ = (host, term, action, progress, cancel);
-        Box::pin(async { todo!() })
-    }
-}
+/// The allowed operations of a plain running VM, sorted.
+pub const RUNNING_OPERATIONS: [&str; 12] = [
+    "changing_VCPUs_live",
+    "changing_dynamic_range",
+    "checkpoint",
+    "clean_reboot",
+    "clean_shutdown",
+    "hard_reboot",
+    "hard_shutdown",
+    "migrate_send",
+    "pause",
+    "pool_migrate",
+    "snapshot",
+    "suspend",
+];
 
 /// A master over a new one-host pool in memory.
 pub struct TestPool {
     pub master: Arc<Master>,
     pub db: Arc<MemoryDb>,
     pub clock: Arc<ManualClock>,
+    /// The agent of every host of the pool.
+    pub agent: Arc<FakeAgent>,
     /// The ref of the pool's only host.
     pub host: String,
 }
@@ -238,6 +252,7 @@ impl TestPool {
             master,
             db,
             clock,
+            agent,
             host,
         }
     }
@@ -320,6 +335,180 @@ impl TestPool {
     /// A field of a live row, if both exist.
     pub fn field(&self, class: &str, r: &str, field: &str) -> Option<Value> {
         self.db.read().get(class, r)?.get(field).cloned()
+    }
+
+    /// The text of a string field of a live row, `""` if either is missing.
+    pub fn text(&self, class: &str, r: &str, field: &str) -> String {
+        self.field(class, r, field)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// The `allowed_operations` of a live row, sorted.
+    pub fn allowed(&self, class: &str, r: &str) -> Vec<String> {
+        let mut ops: Vec<String> = self
+            .field(class, r, "allowed_operations")
+            .and_then(|v| {
+                v.as_array().map(|ops| {
+                    ops.iter()
+                        .filter_map(|o| o.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        ops.sort();
+        ops
+    }
+
+    /// The `current_operations` of a live row, as (key, operation).
+    pub fn current(&self, class: &str, r: &str) -> Vec<(String, String)> {
+        self.field(class, r, "current_operations")
+            .and_then(|v| {
+                v.as_struct().map(|ops| {
+                    ops.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `task` is no longer pending; answers its status.
+    pub async fn finished(&self, task: &str) -> String {
+        self.wait_until("the task to finish", |db| {
+            db.get("task", task)
+                .is_some_and(|t| !matches!(t.str("status"), "pending" | "cancelling"))
+        })
+        .await;
+        self.text("task", task, "status")
+    }
+
+    /// A new halted VM named `name`, cloned from the "Debian Bookworm 12" template (1 GiB,
+    /// one VCPU, no devices).
+    pub async fn new_vm(&self, session: &str, name: &str) -> String {
+        let template = self.read().refs_by_name_label("VM", "Debian Bookworm 12")[0].to_owned();
+        let vm = self
+            .call_as(
+                session,
+                "VM.clone",
+                vec![Value::str(template), Value::str(name)],
+            )
+            .await
+            .expect("the template clones");
+        let vm = vm.as_str().expect("a ref").to_owned();
+        self.call_as(
+            session,
+            "VM.set_is_a_template",
+            vec![Value::str(vm.as_str()), Value::Bool(false)],
+        )
+        .await
+        .expect("the clone becomes a VM");
+        vm
+    }
+
+    /// A new VM named `name`, started (as `new_vm`, then `VM.start`).
+    pub async fn running_vm(&self, session: &str, name: &str) -> String {
+        let vm = self.new_vm(session, name).await;
+        let args = vec![
+            Value::str(vm.as_str()),
+            Value::Bool(false),
+            Value::Bool(false),
+        ];
+        self.call_as(session, "VM.start", args)
+            .await
+            .expect("the VM starts");
+        vm
+    }
+
+    /// Gives `vm` a NIC (device `device`) on the management network; returns the VIF.
+    pub async fn add_nic(&self, session: &str, vm: &str, device: &str) -> String {
+        let network = self.refs("network").remove(0);
+        let empty = Value::Struct(BTreeMap::new());
+        let record: BTreeMap<String, Value> = [
+            ("device", Value::str(device)),
+            ("network", Value::String(network)),
+            ("VM", Value::str(vm)),
+            ("MAC", Value::String(format!("02:00:00:00:01:{device:0>2}"))),
+            ("MTU", Value::Int(1500)),
+            ("other_config", empty.clone()),
+            ("qos_algorithm_type", Value::str("")),
+            ("qos_algorithm_params", empty),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let vif = self
+            .call_as(session, "VIF.create", vec![Value::Struct(record)])
+            .await
+            .expect("the VIF is created");
+        vif.as_str().expect("a ref").to_owned()
+    }
+
+    /// Adds an enabled, live host named `name` with `memory_total_bytes` of memory and its
+    /// metrics to the pool's DB; returns its ref.
+    pub fn add_host(&self, name: &str, memory_total_bytes: i64) -> String {
+        let class = |name| api_spec::api().class(name).expect("a declared class");
+        let metrics = crate::record::new_ref();
+        let host = crate::record::new_ref();
+        let fields = |given: &[(&str, Value)]| {
+            let mut given: BTreeMap<String, Value> = given
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            given.insert("uuid".to_owned(), Value::String(crate::record::new_uuid()));
+            given
+        };
+        let txn = Txn {
+            preconditions: Vec::new(),
+            ops: vec![
+                Op::Create {
+                    class: "host_metrics".to_owned(),
+                    r#ref: metrics.clone(),
+                    fields: crate::record::new_row(
+                        class("host_metrics"),
+                        fields(&[
+                            ("memory_total", Value::Int(memory_total_bytes)),
+                            ("live", Value::Bool(true)),
+                        ]),
+                    ),
+                },
+                Op::Create {
+                    class: "host".to_owned(),
+                    r#ref: host.clone(),
+                    fields: crate::record::new_row(
+                        class("host"),
+                        fields(&[
+                            ("name_label", Value::str(name)),
+                            ("hostname", Value::str(name)),
+                            ("address", Value::str("127.0.0.2")),
+                            ("enabled", Value::Bool(true)),
+                            ("metrics", Value::str(metrics.as_str())),
+                        ]),
+                    ),
+                },
+            ],
+        };
+        self.db.apply(&txn).expect("a new host applies");
+        host
+    }
+
+    /// Writes fields of a row directly, as another writer would (allowed operations
+    /// recomputed as on any write).
+    pub fn write(&self, class: &str, r: &str, fields: &[(&str, Value)]) {
+        let txn = Txn {
+            preconditions: Vec::new(),
+            ops: fields
+                .iter()
+                .map(|(field, value)| Op::Set {
+                    class: class.to_owned(),
+                    r#ref: r.to_owned(),
+                    field: (*field).to_owned(),
+                    value: value.clone(),
+                })
+                .collect(),
+        };
+        let txn = crate::operations::complete(&self.read(), txn);
+        self.db.apply(&txn).expect("a direct write applies");
     }
 }
 

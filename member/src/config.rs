@@ -1,10 +1,15 @@
 //! `Config`: what an operator can set for one host, read from a JSON file and overridden by flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::agent::backend::BackendOp;
+use crate::agent::backend::simulator::{Failure, SimulatorConfig};
+use crate::agent::{AgentConfig, BackendConfig};
 
 /// Everything an operator can set for one host. The default runs a one-host pool on this machine.
 ///
@@ -42,6 +47,52 @@ pub struct Config {
     pub master: MasterSettings,
     /// How long a shutdown waits for calls in flight, in seconds, 0..=600.
     pub shutdown_grace_secs: u64,
+    /// The hypervisor backend the host agent drives: `"simulator"` (the only one yet).
+    pub backend: BackendKind,
+    /// The host agent's policy numbers.
+    pub agent: AgentSettings,
+    /// The simulator's behaviour; read only when `backend` is `"simulator"`.
+    pub simulator: SimulatorSettings,
+}
+
+/// The hypervisor backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// In-memory domains kept in `<data_dir>/simulator/domains.json`, for tests and benchmarks.
+    #[default]
+    Simulator,
+}
+
+/// The host agent's policy numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSettings {
+    /// The most VM operations running at once on this host (the parallelism of VM starts;
+    /// xapi's default is 4), 1..=1024.
+    pub workers: usize,
+    /// How long one hook script may run before it is killed, in seconds, 1..=86400.
+    pub hook_timeout_secs: u64,
+    /// How long a clean shutdown or reboot waits for the guest before failing with
+    /// `VM_SHUTDOWN_TIMEOUT`, in seconds, 1..=86400 (xapi: 1200).
+    pub clean_shutdown_timeout_secs: u64,
+}
+
+/// The simulator's behaviour, e.g.
+/// `{"latency_ms": {"build": 50}, "fail": [{"operation": "build", "nth": 3}]}`. Operations are
+/// named as the backend's methods: `create`, `build`, `plug_disk`, `plug_nic`,
+/// `start_device_model`, `unpause`, `set_needs_poweroff`, `pause`, `request_shutdown`,
+/// `unplug_nic`, `unplug_disk`, `stop_device_model`, `destroy`, `save`, `restore`,
+/// `insert_cd`, `eject_cd`, `set_vcpus`, `set_memory_target`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// How long each kind of operation takes, in milliseconds, 0..=600000; absent kinds take
+    /// no time.
+    pub latency_ms: BTreeMap<BackendOp, u64>,
+    /// Failures to inject: `{"operation": "build", "nth": 3}` fails the third `build` after
+    /// start (once); `nth` is at least 1.
+    pub fail: Vec<Failure>,
 }
 
 /// The Raft node's policy numbers.
@@ -116,6 +167,7 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
     pub unix_socket: Option<PathBuf>,
+    pub backend: Option<BackendKind>,
 }
 
 impl Default for Config {
@@ -129,6 +181,20 @@ impl Default for Config {
             limits: RequestLimits::default(),
             master: MasterSettings::default(),
             shutdown_grace_secs: 5,
+            backend: BackendKind::default(),
+            agent: AgentSettings::default(),
+            simulator: SimulatorSettings::default(),
+        }
+    }
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        let agent = AgentConfig::default();
+        AgentSettings {
+            workers: agent.workers,
+            hook_timeout_secs: agent.hook_timeout.as_secs(),
+            clean_shutdown_timeout_secs: agent.clean_shutdown_timeout.as_secs(),
         }
     }
 }
@@ -278,7 +344,46 @@ impl Config {
             1,
             86_400,
         )?;
+
+        let agent = &self.agent;
+        check_range("agent.workers", agent.workers, 1, 1024)?;
+        check_range(
+            "agent.hook_timeout_secs",
+            agent.hook_timeout_secs,
+            1,
+            86_400,
+        )?;
+        check_range(
+            "agent.clean_shutdown_timeout_secs",
+            agent.clean_shutdown_timeout_secs,
+            1,
+            86_400,
+        )?;
+        for latency in self.simulator.latency_ms.values() {
+            check_range("simulator.latency_ms", *latency, 0, 600_000)?;
+        }
         Ok(())
+    }
+
+    /// The host agent's part of the settings.
+    pub fn agent_config(&self) -> AgentConfig {
+        let backend = match self.backend {
+            BackendKind::Simulator => BackendConfig::Simulator(SimulatorConfig {
+                latency: self
+                    .simulator
+                    .latency_ms
+                    .iter()
+                    .map(|(op, ms)| (*op, Duration::from_millis(*ms)))
+                    .collect(),
+                failures: self.simulator.fail.clone(),
+            }),
+        };
+        AgentConfig {
+            workers: self.agent.workers,
+            hook_timeout: Duration::from_secs(self.agent.hook_timeout_secs),
+            clean_shutdown_timeout: Duration::from_secs(self.agent.clean_shutdown_timeout_secs),
+            backend,
+        }
     }
 
     /// The Unix socket path, defaulted from the data dir.
@@ -341,6 +446,9 @@ impl Overrides {
         if let Some(unix_socket) = self.unix_socket {
             config.unix_socket = Some(unix_socket);
         }
+        if let Some(backend) = self.backend {
+            config.backend = backend;
+        }
     }
 }
 
@@ -369,165 +477,4 @@ fn check_range<T: PartialOrd + std::fmt::Display>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The example configuration shipped in `deploy/` parses and validates.
-    #[test]
-    fn deploy_example_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config.json");
-        let config = Config::from_file(&path).expect("deploy/config.json is a valid config");
-        assert_eq!(config.data_dir, Path::new("/var/lib/oxapi"));
-    }
-
-    fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-        let path = dir.path().join("oxapi.json");
-        std::fs::write(&path, text).expect("write the test config");
-        path
-    }
-
-    fn invalid_field(result: Result<Config, ConfigError>) -> &'static str {
-        match result {
-            Err(ConfigError::Invalid { field, .. }) => field,
-            other => panic!("expected an invalid field, got {other:?}"),
-        }
-    }
-
-    /// The default configuration is valid and runs a one-host pool on loopback.
-    #[test]
-    fn default_config_is_valid() {
-        let config = Config::default();
-        config.validate().expect("the default is valid");
-        assert_eq!(config.listen, "127.0.0.1:4443".parse().expect("address"));
-        assert_eq!(config.http_listen, None);
-        assert_eq!(
-            config.unix_socket_path(),
-            Path::new("oxapi-data").join("xapi.sock")
-        );
-        assert_eq!(config.raft.tick_interval(), Duration::from_millis(100));
-        assert_eq!(
-            config.limits.codec_limits(),
-            api_spec::codec::Limits::default()
-        );
-        assert_eq!(
-            config.master.master_config(),
-            master::MasterConfig::default()
-        );
-    }
-
-    /// A partial file keeps the defaults of the fields it does not set.
-    #[test]
-    fn partial_file_keeps_other_defaults() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = write_config(
-            &dir,
-            r#"{"data_dir": "/srv/oxapi", "raft": {"election_ticks": 20}}"#,
-        );
-        let config = Config::load(Some(&path), Overrides::default()).expect("valid config");
-        assert_eq!(config.data_dir, PathBuf::from("/srv/oxapi"));
-        assert_eq!(config.raft.election_ticks, 20);
-        assert_eq!(config.raft.tick_interval_ms, 100);
-        assert_eq!(config.unix_socket_path(), Path::new("/srv/oxapi/xapi.sock"));
-    }
-
-    /// Flags replace what the file says.
-    #[test]
-    fn flags_override_the_file() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = write_config(
-            &dir,
-            r#"{"data_dir": "from-file", "listen": "127.0.0.1:1000", "http_listen": "127.0.0.1:1001"}"#,
-        );
-        let overrides = Overrides {
-            data_dir: Some(PathBuf::from("from-flag")),
-            listen: Some("127.0.0.2:2000".parse().expect("address")),
-            http_listen: None,
-            unix_socket: Some(PathBuf::from("flag.sock")),
-        };
-        let config = Config::load(Some(&path), overrides).expect("valid config");
-        assert_eq!(config.data_dir, PathBuf::from("from-flag"));
-        assert_eq!(config.listen, "127.0.0.2:2000".parse().expect("address"));
-        assert_eq!(
-            config.http_listen,
-            Some("127.0.0.1:1001".parse().expect("address"))
-        );
-        assert_eq!(config.unix_socket_path(), PathBuf::from("flag.sock"));
-    }
-
-    /// An unknown field is refused, and the error names it.
-    #[test]
-    fn unknown_field_is_refused_by_name() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = write_config(&dir, r#"{"raft": {"tick_interval": 100}}"#);
-        let err = Config::load(Some(&path), Overrides::default()).expect_err("unknown field");
-        let ConfigError::Parse { source, .. } = err else {
-            panic!("expected a parse error, got {err:?}");
-        };
-        assert!(source.to_string().contains("tick_interval"), "{source}");
-    }
-
-    /// A missing config file is a read error naming the path.
-    #[test]
-    fn missing_file_is_a_read_error() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("absent.json");
-        let err = Config::load(Some(&path), Overrides::default()).expect_err("no file");
-        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
-        assert!(err.to_string().contains("absent.json"));
-    }
-
-    /// Out-of-range values are refused, naming the field.
-    #[test]
-    fn out_of_range_values_name_their_field() {
-        let cases = [
-            (
-                r#"{"raft": {"tick_interval_ms": 0}}"#,
-                "raft.tick_interval_ms",
-            ),
-            (
-                r#"{"raft": {"election_ticks": 3, "heartbeat_ticks": 3}}"#,
-                "raft.election_ticks",
-            ),
-            (r#"{"raft": {"max_batch": 0}}"#, "raft.max_batch"),
-            (
-                r#"{"limits": {"max_body_bytes": 10}}"#,
-                "limits.max_body_bytes",
-            ),
-            (
-                r#"{"limits": {"max_body_bytes": 2048, "max_string_bytes": 4096}}"#,
-                "limits.max_string_bytes",
-            ),
-            (
-                r#"{"master": {"session_idle_timeout_secs": 0}}"#,
-                "master.session_idle_timeout_secs",
-            ),
-            (r#"{"data_dir": ""}"#, "data_dir"),
-            (
-                r#"{"listen": "127.0.0.1:80", "http_listen": "127.0.0.1:80"}"#,
-                "http_listen",
-            ),
-            (r#"{"shutdown_grace_secs": 601}"#, "shutdown_grace_secs"),
-        ];
-        let dir = tempfile::tempdir().expect("temp dir");
-        for (text, field) in cases {
-            let path = write_config(&dir, text);
-            assert_eq!(
-                invalid_field(Config::load(Some(&path), Overrides::default())),
-                field,
-                "{text}"
-            );
-        }
-    }
-
-    /// The error message starts with the field, so an operator sees what to fix.
-    #[test]
-    fn invalid_error_message_starts_with_the_field() {
-        let mut config = Config::default();
-        config.raft.heartbeat_ticks = 0;
-        let err = config.validate().expect_err("heartbeat 0");
-        assert!(
-            err.to_string().starts_with("raft.heartbeat_ticks: "),
-            "{err}"
-        );
-    }
-}
+mod tests;

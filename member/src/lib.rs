@@ -7,9 +7,12 @@
 //! - `identity.rs`: this host's `identity.json` (host ref and uuid, Raft node id), written before
 //!   the pool is bootstrapped, and the atomic file write the data dir uses.
 //! - `raft/`: the replicated pool DB (raft-rs, log in redb) behind `master::db::ReplicatedDb`.
-//! - `agent/`: the host agent (xenopsd-like): per-VM queues, micro-ops, backends.
+//! - `agent/`: the host agent (xenopsd-like): per-VM queues and the worker pool, actions as
+//!   micro-ops with cancellation, progress and undo, hooks, guest events, and the `Backend`
+//!   trait with its first backend, the simulator. `agent::LocalLink` is the master's
+//!   `HostLink` to it; `AgentReport`s go to `Master::report`.
 //! - `front/`: the XenAPI over HTTPS, plain HTTP and the Unix socket; XML-RPC and JSON-RPC in,
-//!   `master::Master::call` behind.
+//!   `master::Master::call` behind; the simulator's test-only control on the Unix socket.
 //!
 //! The master's policy lives in the `master` crate; member holds the edges: sockets, files,
 //! time (`run::SystemClock`) and the environment (`OXAPI_ROOT_PASSWORD` on a pool's first start).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use member::config::{Config, Overrides};
+use member::config::{BackendKind, Config, Overrides};
 use tracing_subscriber::EnvFilter;
 
 /// One host of an oxapi pool: the XenAPI over HTTPS, on a Raft-replicated pool database.
@@ -41,6 +41,9 @@ struct ServeArgs {
     /// The Unix socket of local, trusted calls [default: <DIR>/xapi.sock].
     #[arg(long, value_name = "PATH")]
     unix_socket: Option<PathBuf>,
+    /// The hypervisor backend of the host agent [default: simulator].
+    #[arg(long, value_name = "NAME")]
+    backend: Option<BackendKind>,
     /// Log filter, as in RUST_LOG (which is used when this is absent) [default: info].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -78,6 +81,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         http_listen: args.http_listen,
         unix_socket: args.unix_socket,
+        backend: args.backend,
     };
     let config = match Config::load(args.config.as_deref(), overrides) {
         Ok(config) => config,

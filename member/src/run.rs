@@ -1,11 +1,14 @@
-//! Start-up and shutdown of one host: a new pool or a restart, then the Raft node, the master,
-//! housekeeping and the listeners, until SIGTERM or SIGINT.
+//! Start-up and shutdown of one host: a new pool or a restart, then the Raft node, the host
+//! agent, the master, housekeeping and the listeners, until SIGTERM or SIGINT.
+//!
+//! The agent starts after the Raft node (it begins at the node's term) and before the master is
+//! used; what it reports unasked (its inventory once it has checked the domains it found, guest
+//! changes) goes to `Master::report`, one report at a time, in order.
 //!
 //! Order on a first start: identity.json is written before the pool is bootstrapped, so the
 //! bootstrapped DB and the identity always agree; the root password is printed before the
 //! bootstrap, so a password that is stored has always been shown.
 
-use crate::agent::{Agent, LocalLink};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,19 +17,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use master::bootstrap::FirstHost;
 use master::db::ReplicatedDb;
+use master::host_link::AgentReport;
 use master::{Clock, Master};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
+use crate::agent::{Agent, AgentError, LocalLink};
 use crate::config::Config;
 use crate::facts::{self, FactsError};
 use crate::front::listen::{Addresses, ListenError, Listeners};
 use crate::front::server::Front;
+use crate::front::simulator;
 use crate::front::tls::{self, TlsError};
 use crate::identity::{Identity, IdentityError, generate_root_password};
 use crate::raft::{self, RaftConfig, StorageError};
 
 /// The root password of a new pool; read only on the pool's first start.
 pub const ROOT_PASSWORD_ENV: &str = "OXAPI_ROOT_PASSWORD";
+/// Reports the agent may send before the master has taken the first of them.
+const REPORT_QUEUE: usize = 1024;
 
 /// The system clock, in whole seconds since the Unix epoch.
 pub struct SystemClock;
@@ -59,6 +68,8 @@ pub enum RunError {
     Tls(#[from] TlsError),
     #[error("raft storage failed")]
     Raft(#[from] StorageError),
+    #[error("cannot start the host agent")]
+    Agent(#[source] AgentError),
     #[error("cannot open a listener")]
     Listen(#[from] ListenError),
     #[error("cannot listen for signals")]
@@ -95,9 +106,18 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
     let node = raft::open(data_dir, raft_config(&config, identity.raft_node_id)).await?;
     let db: Arc<dyn ReplicatedDb> = node.db.clone();
+    let (reports, reported) = mpsc::channel(REPORT_QUEUE);
+    let agent = match Agent::start(config.agent_config(), data_dir, db.term(), reports).await {
+        Ok(agent) => agent,
+        Err(err) => {
+            stop_raft(node).await;
+            return Err(RunError::Agent(err));
+        }
+    };
+    let simulator = agent.simulator();
     let link = Arc::new(LocalLink {
         host_ref: identity.host_ref.clone(),
-        agent: Arc::new(Agent {}),
+        agent,
     });
     let master = Master::new(
         db,
@@ -110,7 +130,15 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         Arc::clone(&master),
         config.master.housekeeping_interval(),
     ));
-    let front = Front::new(Arc::new(master), config.limits.codec_limits());
+    let forwarding = tokio::spawn(forward_reports(
+        Arc::clone(&master),
+        identity.host_ref.clone(),
+        reported,
+    ));
+    let mut front = Front::new(Arc::new(master), config.limits.codec_limits());
+    if let Some(simulator) = simulator {
+        front = front.with_local_routes(simulator::routes(simulator));
+    }
     let addresses = Addresses {
         https: config.listen,
         http: config.http_listen,
@@ -120,6 +148,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         Ok(listeners) => listeners,
         Err(err) => {
             housekeeping.abort();
+            forwarding.abort();
             stop_raft(node).await;
             return Err(err.into());
         }
@@ -140,6 +169,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     }
     listeners.shutdown(config.shutdown_grace()).await;
     housekeeping.abort();
+    forwarding.abort();
     node.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
@@ -198,6 +228,23 @@ async fn housekeeping(master: Arc<Master>, interval: Duration) {
         let master = Arc::clone(&master);
         if let Err(err) = tokio::spawn(async move { master.housekeeping().await }).await {
             tracing::error!(error = %err, "housekeeping failed");
+        }
+    }
+}
+
+/// Hands each report of the agent to `Master::report`, in order. A report whose handling
+/// panics is logged and the next one still goes through.
+async fn forward_reports(
+    master: Arc<Master>,
+    host_ref: String,
+    mut reported: mpsc::Receiver<AgentReport>,
+) {
+    while let Some(report) = reported.recv().await {
+        let master = Arc::clone(&master);
+        let host_ref = host_ref.clone();
+        if let Err(err) = tokio::spawn(async move { master.report(&host_ref, report).await }).await
+        {
+            tracing::error!(error = %err, "taking in an agent report failed");
         }
     }
 }

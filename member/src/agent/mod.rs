@@ -1,15 +1,325 @@
-//! The host agent: what happens to a VM on this host goes through here.
+//! The host agent (xenopsd-like): everything that happens to a VM on this host goes through
+//! here, from the master's actions (`LocalLink`, later the peer link) and from the hypervisor's
+//! own events.
+//!
+//! - `queue.rs`: one queue per VM and the worker pool (`agent.workers`).
+//! - `actions.rs`: what each action is made of; `micro_ops.rs`: the steps and the loop that
+//!   runs them with cancellation, progress and undo.
+//! - `guest.rs`: what the agent does when a guest stops by itself, and on start-up.
+//! - `hooks.rs`: the hook scripts. `error.rs`: errors, and their XenAPI form.
+//! - `backend/`: the `Backend` trait and the simulator.
+//!
+//! Terms: the agent keeps the newest Raft term it has seen (starting from the node's term when
+//! it starts) and refuses an action stamped with an older one, so a deposed master can no
+//! longer act. It checks when the action arrives and again when it leaves its queue.
+//!
+//! On start the agent reads every domain the backend runs, checks each on its queue (finishing
+//! operations a crash cut short, handling guests that stopped meanwhile), then sends
+//! `AgentReport::Inventory`, from which the master reconciles the DB.
 
-use std::sync::Arc;
+mod actions;
+pub mod backend;
+mod error;
+mod guest;
+pub mod hooks;
+mod micro_ops;
+pub mod queue;
+pub mod testing;
 
-use api_spec::ApiError;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use api_spec::{ApiError, errors};
 use master::db::BoxFuture;
-use master::host_link::{ActionResult, HostAction, HostLink};
-use tokio::sync::watch;
+use master::host_link::{ActionResult, AgentReport, HostAction, HostLink};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use self::backend::simulator::{Simulator, SimulatorConfig};
+use self::backend::{Backend, BackendEvent, Domain};
+pub use self::error::AgentError;
+use self::hooks::Hooks;
+use self::queue::Queues;
+
+/// How the agent runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// The most actions running at once across all VMs: the parallelism of VM starts.
+    pub workers: usize,
+    /// How long one hook script may run before it is killed.
+    pub hook_timeout: Duration,
+    /// How long a clean shutdown or reboot waits for the guest.
+    pub clean_shutdown_timeout: Duration,
+    pub backend: BackendConfig,
+}
+
+/// The backend and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendConfig {
+    Simulator(SimulatorConfig),
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            workers: 8,
+            hook_timeout: Duration::from_secs(120),
+            // xapi's `domain_shutdown_total_timeout`.
+            clean_shutdown_timeout: Duration::from_secs(1200),
+            backend: BackendConfig::Simulator(SimulatorConfig::default()),
+        }
+    }
+}
+
 /// The agent of this host.
-pub struct Agent {}
+pub struct Agent {
+    backend: Arc<dyn Backend>,
+    /// The same backend when it is the simulator, for its test-only control.
+    simulator: Option<Arc<Simulator>>,
+    hooks: Hooks,
+    queues: Arc<Queues>,
+    reports: mpsc::Sender<AgentReport>,
+    /// The newest Raft term seen; never decreases.
+    newest_term: AtomicU64,
+    clean_shutdown_timeout: Duration,
+    /// Stops the task that listens to the backend's events.
+    stop: CancellationToken,
+}
+
+impl Agent {
+    /// Opens the backend over `data_dir` and starts the agent, which has seen Raft term
+    /// `term`. Reports (the inventory once the domains found are checked, then guest changes)
+    /// go to `reports`. Must run inside the runtime.
+    pub async fn start(
+        config: AgentConfig,
+        data_dir: &Path,
+        term: u64,
+        reports: mpsc::Sender<AgentReport>,
+    ) -> Result<Arc<Agent>, AgentError> {
+        let (backend, simulator): (Arc<dyn Backend>, _) = match config.backend {
+            BackendConfig::Simulator(settings) => {
+                let simulator = Simulator::open(data_dir, settings)?;
+                (simulator.clone(), Some(simulator))
+            }
+        };
+        // Subscribed before reading the domains, so no change falls between the two.
+        let events = backend.events();
+        let domains = backend.discover().await?;
+        let agent = Arc::new(Agent {
+            backend,
+            simulator,
+            hooks: Hooks::new(data_dir, config.hook_timeout),
+            queues: Queues::new(config.workers),
+            reports,
+            newest_term: AtomicU64::new(term),
+            clean_shutdown_timeout: config.clean_shutdown_timeout,
+            stop: CancellationToken::new(),
+        });
+        let checks = domains
+            .iter()
+            .map(|domain| agent.submit_check(domain.vm()))
+            .collect();
+        tokio::spawn(report_inventory(Arc::downgrade(&agent), checks));
+        tokio::spawn(listen(Arc::downgrade(&agent), events, agent.stop.clone()));
+        tracing::info!(
+            workers = config.workers,
+            domains = domains.len(),
+            term,
+            "host agent started"
+        );
+        Ok(agent)
+    }
+
+    /// The simulator, when it is the backend.
+    pub fn simulator(&self) -> Option<Arc<Simulator>> {
+        self.simulator.clone()
+    }
+
+    pub fn newest_term(&self) -> u64 {
+        self.newest_term.load(Ordering::SeqCst)
+    }
+
+    /// Runs `action`, stamped with Raft `term`: see `HostLink::run`. The action runs in a task
+    /// of its own on its VM's queue; dropping this future does not stop it (cancel does).
+    pub async fn run(
+        self: &Arc<Self>,
+        term: u64,
+        action: HostAction,
+        progress: watch::Sender<f64>,
+        cancel: CancellationToken,
+    ) -> Result<ActionResult, AgentError> {
+        self.observe_term(term)?;
+        let Some(vm) = actions::vm_of(&action).map(str::to_owned) else {
+            let domains = self.backend.discover().await?;
+            progress.send_replace(1.0);
+            return Ok(ActionResult::Inventory(
+                domains.iter().map(Domain::info).collect(),
+            ));
+        };
+        let (answer, answered) = oneshot::channel();
+        let agent = Arc::clone(self);
+        let job_vm = vm.clone();
+        self.queues.submit(
+            &vm,
+            Box::pin(async move {
+                let result = agent
+                    .perform(term, &job_vm, &action, &progress, &cancel)
+                    .await;
+                let _ = answer.send(result);
+            }),
+        );
+        answered.await.unwrap_or(Err(AgentError::Lost))
+    }
+
+    async fn perform(
+        &self,
+        term: u64,
+        vm: &str,
+        action: &HostAction,
+        progress: &watch::Sender<f64>,
+        cancel: &CancellationToken,
+    ) -> Result<ActionResult, AgentError> {
+        // A newer master may have appeared while this waited in the queue.
+        self.check_still_current(term)?;
+        let name = actions::name_of(action);
+        tracing::debug!(vm, action = name, term, "action begins");
+        let result = actions::perform(self, vm, action, progress, cancel).await;
+        match &result {
+            Ok(_) => tracing::debug!(vm, action = name, "action done"),
+            Err(AgentError::Cancelled) => tracing::info!(vm, action = name, "action cancelled"),
+            Err(err) => {
+                tracing::error!(
+                    vm,
+                    action = name,
+                    error = err as &dyn std::error::Error,
+                    "action failed"
+                );
+            }
+        }
+        result
+    }
+
+    /// Raises the newest term to `term`, or refuses `term` if it is older.
+    fn observe_term(&self, term: u64) -> Result<(), AgentError> {
+        let newest_seen = self.newest_term.fetch_max(term, Ordering::SeqCst);
+        if term > newest_seen {
+            tracing::info!(term, previous = newest_seen, "a newer raft term");
+        }
+        self.refuse_if_stale(term, newest_seen)
+    }
+
+    fn check_still_current(&self, term: u64) -> Result<(), AgentError> {
+        self.refuse_if_stale(term, self.newest_term())
+    }
+
+    fn refuse_if_stale(&self, term: u64, newest_seen: u64) -> Result<(), AgentError> {
+        if term < newest_seen {
+            tracing::warn!(
+                newest_seen,
+                got = term,
+                "refused an action stamped with a stale term"
+            );
+            return Err(AgentError::StaleTerm {
+                newest_seen,
+                got: term,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a check of the domain of `vm`; the receiver resolves once it is done.
+    fn submit_check(self: &Arc<Self>, vm: &str) -> oneshot::Receiver<()> {
+        let (done, finished) = oneshot::channel();
+        let agent = Arc::clone(self);
+        let job_vm = vm.to_owned();
+        self.queues.submit(
+            vm,
+            Box::pin(async move {
+                guest::check_state(&agent, &job_vm).await;
+                let _ = done.send(());
+            }),
+        );
+        finished
+    }
+
+    async fn report(&self, report: AgentReport) {
+        if self.reports.send(report).await.is_err() {
+            tracing::warn!("no one takes the agent's reports any more");
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Once the domains found at start are checked, reports what runs here.
+async fn report_inventory(agent: Weak<Agent>, checks: Vec<oneshot::Receiver<()>>) {
+    for check in checks {
+        // A check that ended without answering (it panicked) was logged by the queue.
+        let _ = check.await;
+    }
+    let Some(agent) = agent.upgrade() else {
+        return;
+    };
+    match agent.backend.discover().await {
+        Ok(domains) => {
+            let domains = domains.iter().map(Domain::info).collect();
+            agent.report(AgentReport::Inventory(domains)).await;
+        }
+        Err(err) => {
+            tracing::error!(
+                error = &err as &dyn std::error::Error,
+                "cannot list the domains for the inventory"
+            );
+        }
+    }
+}
+
+/// Turns each backend event into a check of the VM on its queue.
+async fn listen(
+    agent: Weak<Agent>,
+    mut events: broadcast::Receiver<BackendEvent>,
+    stop: CancellationToken,
+) {
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            received = events.recv() => received,
+        };
+        let Some(agent) = agent.upgrade() else {
+            return;
+        };
+        match received {
+            Ok(event) => {
+                tracing::debug!(vm = %event.vm, "backend event");
+                drop(agent.submit_check(&event.vm));
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed backend events; checking every domain");
+                match agent.backend.discover().await {
+                    Ok(domains) => {
+                        for domain in &domains {
+                            drop(agent.submit_check(domain.vm()));
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            error = &err as &dyn std::error::Error,
+                            "cannot list the domains"
+                        );
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
 
 /// The `HostLink` of a one-host pool: every action goes to this host's agent.
 pub struct LocalLink {
@@ -27,15 +337,15 @@ impl HostLink for LocalLink {
         progress: watch::Sender<f64>,
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
-        let _ = (
-            host,
-            term,
-            action,
-            progress,
-            cancel,
-            &self.host_ref,
-            &self.agent,
-        );
-        Box::pin(async { todo!() })
+        if host != self.host_ref {
+            let offline = ApiError::new(errors::HOST_OFFLINE, [host]);
+            return Box::pin(std::future::ready(Err(offline)));
+        }
+        Box::pin(async move {
+            self.agent
+                .run(term, action, progress, cancel)
+                .await
+                .map_err(ApiError::from)
+        })
     }
 }

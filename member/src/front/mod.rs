@@ -2,11 +2,13 @@
 //!
 //! `server.rs` routes requests and reads bodies; `xmlrpc.rs` and `jsonrpc.rs` decode a body,
 //! hand the call to an `Answer` (the master) and encode the reply; `listen.rs` opens the
-//! listeners and shuts them down; `tls.rs` holds the host certificate.
+//! listeners and shuts them down; `tls.rs` holds the host certificate. `simulator.rs` is the
+//! simulator's test-only control, mounted on the local Unix socket only.
 
 pub mod jsonrpc;
 pub mod listen;
 pub mod server;
+pub mod simulator;
 #[cfg(test)]
 mod testing;
 pub mod tls;

@@ -26,11 +26,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most buffer reserved for a body before its bytes arrive.
 const PREALLOCATE_MAX_BYTES: usize = 64 * 1024;
 
-/// What every listener shares: who answers calls and the decoding limits.
+/// What every listener shares: who answers calls, the decoding limits, and the routes served
+/// only on the local Unix socket.
 #[derive(Clone)]
 pub struct Front {
     answer: Arc<dyn Answer>,
     limits: Limits,
+    local_routes: Option<Router>,
 }
 
 /// How requests reach a router: over TCP (the peer address is known) or the local Unix socket.
@@ -57,7 +59,18 @@ pub enum BodyError {
 
 impl Front {
     pub fn new(answer: Arc<dyn Answer>, limits: Limits) -> Front {
-        Front { answer, limits }
+        Front {
+            answer,
+            limits,
+            local_routes: None,
+        }
+    }
+
+    /// Adds routes served only on the local Unix socket (the simulator's test-only control),
+    /// before the XML-RPC fallback.
+    pub fn with_local_routes(mut self, routes: Router) -> Front {
+        self.local_routes = Some(routes);
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -84,12 +97,20 @@ impl Front {
 
 /// The router for one listener.
 pub fn router(front: Front, transport: Transport) -> Router {
-    Router::new()
+    let local_routes = match transport {
+        Transport::LocalSocket => front.local_routes.clone(),
+        Transport::Tcp => None,
+    };
+    let router = Router::new()
         .route("/jsonrpc", post(json_rpc).options(cors))
         .route("/json", post(json_rpc).options(cors))
         .fallback(other)
-        .layer(axum::middleware::map_response(allow_any_origin))
-        .with_state(RouteState { front, transport })
+        .with_state(RouteState { front, transport });
+    let router = match local_routes {
+        Some(local_routes) => router.merge(local_routes),
+        None => router,
+    };
+    router.layer(axum::middleware::map_response(allow_any_origin))
 }
 
 /// `INTERNAL_ERROR [message]`.

@@ -1,6 +1,7 @@
 //! The benchmark: starts a one-host pool and measures, over keep-alive HTTPS, read and write calls
-//! per second with 1 and 16 concurrent clients and the delay from a write to the wake-up of a
-//! blocked `event.from`. Run it with `tests/bench` (release build).
+//! per second with 1 and 16 concurrent clients, `VM.start` and `VM.clean_shutdown` throughput on
+//! the zero-latency simulator with 1, 10 and 100 concurrent calls, and the delay from a write to
+//! the wake-up of a blocked `event.from`. Run it with `tests/bench` (release build).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +12,12 @@ use oxapi_tests::{Client, Host, Protocol, logged_in};
 
 const CONCURRENCY: [usize; 2] = [1, 16];
 const WAKEUP_TRIALS: usize = 200;
+/// Concurrent `VM.start` / `VM.clean_shutdown` calls measured on the zero-latency simulator.
+const LIFECYCLE_CONCURRENCY: [usize; 3] = [1, 10, 100];
+/// VMs started (then shut down) at each concurrency.
+const LIFECYCLE_VMS: usize = 300;
+/// Memory of each of those VMs, small so that all of them fit on one host.
+const LIFECYCLE_VM_BYTES: i64 = 32 << 20;
 
 struct Args {
     seconds: u64,
@@ -133,6 +140,76 @@ async fn wakeup_delays(host: &Host, protocol: Protocol, vm: &str) -> Vec<Duratio
     delays
 }
 
+/// Runs `method` on every VM of `vms` from `clients` concurrent clients (each takes the next VM
+/// until none is left); returns calls per second.
+async fn over_all_vms(
+    host: &Host,
+    protocol: Protocol,
+    clients: usize,
+    vms: &Arc<Vec<String>>,
+    method: &'static str,
+    extra: fn() -> Vec<Value>,
+) -> f64 {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        workers.push(logged_in(host, protocol).await);
+    }
+    let start = Instant::now();
+    for client in workers {
+        let (next, vms) = (next.clone(), vms.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(vm) = vms.get(i) else { break };
+                let mut params = vec![Value::str(vm)];
+                params.extend(extra());
+                client.ok(method, params).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("lifecycle client");
+    }
+    vms.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `LIFECYCLE_VMS` halted VMs with little memory, cloned from `template`.
+async fn lifecycle_vms(admin: &Client, template: &str) -> Arc<Vec<String>> {
+    let size = Value::Int(LIFECYCLE_VM_BYTES);
+    let mut vms = Vec::with_capacity(LIFECYCLE_VMS);
+    for i in 0..LIFECYCLE_VMS {
+        let vm = admin
+            .ok(
+                "VM.clone",
+                vec![Value::str(template), Value::str(format!("lifecycle {i}"))],
+            )
+            .await;
+        let vm = vm.as_str().expect("a VM ref").to_owned();
+        admin
+            .ok(
+                "VM.set_is_a_template",
+                vec![Value::str(&vm), Value::Bool(false)],
+            )
+            .await;
+        admin
+            .ok(
+                "VM.set_memory_limits",
+                vec![
+                    Value::str(&vm),
+                    size.clone(),
+                    size.clone(),
+                    size.clone(),
+                    size.clone(),
+                ],
+            )
+            .await;
+        vms.push(vm);
+    }
+    Arc::new(vms)
+}
+
 async fn first_template(client: &Client) -> String {
     let templates = client
         .ok(
@@ -191,6 +268,25 @@ async fn main() {
         .await;
         println!(
             "write  VM.set_name_label   {clients:>2} clients: {rate:>9.0} calls/s (each committed and fsynced)"
+        );
+    }
+    let vms = lifecycle_vms(&admin, &template).await;
+    for clients in LIFECYCLE_CONCURRENCY {
+        let no_extra: fn() -> Vec<Value> = Vec::new;
+        let start_extra: fn() -> Vec<Value> = || vec![Value::Bool(false), Value::Bool(false)];
+        let starts =
+            over_all_vms(&host, args.protocol, clients, &vms, "VM.start", start_extra).await;
+        let stops = over_all_vms(
+            &host,
+            args.protocol,
+            clients,
+            &vms,
+            "VM.clean_shutdown",
+            no_extra,
+        )
+        .await;
+        println!(
+            "VM.start           {clients:>3} concurrent: {starts:>7.0} calls/s; VM.clean_shutdown: {stops:>7.0} calls/s (simulator, zero latency, {LIFECYCLE_VMS} VMs)"
         );
     }
     let delays = wakeup_delays(&host, args.protocol, &vm).await;

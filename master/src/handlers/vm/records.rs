@@ -1,5 +1,6 @@
-//! The custom messages of `VM`, and the generic ones it extends (`create`, `destroy`,
-//! `set_is_a_template`).
+//! A VM's records: the generic messages `VM` extends (`create`, `destroy`,
+//! `set_is_a_template`) and `clone`. Each is one Txn; `allowed_operations` of what it writes
+//! is recomputed on the way to the DB (`operations::complete`).
 
 use std::collections::BTreeMap;
 
@@ -9,27 +10,22 @@ use db_schema::{Db, Op, Precondition, Row, Txn};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
 use crate::generic;
+use crate::operations::{self, Overlay, field_equals};
+use crate::power_state::NO_DOMID;
 use crate::record::{self, exists, row};
 
-/// The states `clone` and `destroy` accept (xapi's lifecycle table).
-const HALTED_OR_SUSPENDED: [&str; 2] = ["Halted", "Suspended"];
-
-fn field_equals(class: &str, r: &str, field: &str, value: Value) -> Precondition {
-    Precondition::FieldEquals {
-        class: class.to_owned(),
-        r#ref: r.to_owned(),
-        field: field.to_owned(),
-        value,
-    }
-}
-
-/// Checks that `vm` is in one of `allowed`; returns the precondition that keeps it so.
-fn require_power_state(vm: &str, row: &Row, allowed: &[&str]) -> Result<Precondition, Error> {
-    let actual = row.str("power_state");
-    if !allowed.contains(&actual) {
-        return Err(xenapi::vm_bad_power_state(vm, allowed, actual).into());
-    }
-    Ok(field_equals("VM", vm, "power_state", Value::str(actual)))
+/// Checks that `op` may start on `vm` now (xapi's operation rules); returns the preconditions
+/// that keep what the check read: the VM's power state and operations in progress.
+fn require_operation(db: &Db, vm: &str, op: &str) -> Result<Vec<Precondition>, Error> {
+    operations::check(&Overlay::new(db), "VM", vm, op)?;
+    let row = row(db, "VM", vm)?;
+    Ok(["power_state", "current_operations"]
+        .into_iter()
+        .filter_map(|field| {
+            let value = row.get(field)?.clone();
+            Some(field_equals("VM", vm, field, value))
+        })
+        .collect())
 }
 
 /// The refs in a ref-set field of a row.
@@ -68,12 +64,9 @@ fn create_metrics(now: i64) -> Result<(String, Op), Error> {
     Ok((r, op))
 }
 
-/// A VM that is not running has no domain.
-const NO_DOMID: i64 = -1;
-
 /// `VM.create`: the generic constructor, plus the VM's metrics row, as xapi does;
 /// `power_state` comes from the record.
-pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
+pub(in crate::handlers) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let class = args.class();
     let given = args.fields("args")?.clone();
     let now = ctx.now();
@@ -95,7 +88,7 @@ pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
 
 /// `VM.destroy`: a Halted or Suspended VM that is not a default template, with its VBDs,
 /// VIFs, consoles and metrics rows. Its disks (VDIs) stay.
-pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
+pub(in crate::handlers) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vm = args.str("self")?;
     ctx.master
         .decide(|db| Ok((destroy_txn(db, vm)?, ())))
@@ -109,7 +102,7 @@ fn destroy_txn(db: &Db, vm: &str) -> Result<Txn, Error> {
         return Err(xenapi::vm_cannot_delete_default_template(vm).into());
     }
     let mut txn = Txn {
-        preconditions: vec![require_power_state(vm, row, &HALTED_OR_SUSPENDED)?],
+        preconditions: require_operation(db, vm, "destroy")?,
         ops: Vec::new(),
     };
     for (class, field) in [("VBD", "VBDs"), ("VIF", "VIFs"), ("console", "consoles")] {
@@ -147,7 +140,7 @@ fn destroy_txn(db: &Db, vm: &str) -> Result<Txn, Error> {
 /// and uuids, a new metrics row and copies of its VBD and VIF rows. The VBD copies point at
 /// the same VDIs: copying the disks themselves comes with the VM lifecycle work. A suspended
 /// VM's clone starts Halted, without the suspend image.
-pub(super) async fn clone(ctx: Ctx, args: Args) -> Result<Value, Error> {
+pub(in crate::handlers) async fn clone(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vm, new_name) = (args.str("vm")?, args.str("new_name")?);
     let now = ctx.now();
     let (r, _) = ctx
@@ -192,7 +185,7 @@ fn clone_txn(db: &Db, vm: &str, new_name: &str, now: i64) -> Result<(Txn, String
     let vm_class = record::class("VM")?;
     let source = row(db, "VM", vm)?;
     let mut txn = Txn {
-        preconditions: vec![require_power_state(vm, source, &HALTED_OR_SUSPENDED)?],
+        preconditions: require_operation(db, vm, "clone")?,
         ops: Vec::new(),
     };
     let (metrics, metrics_op) = create_metrics(now)?;
@@ -250,7 +243,7 @@ fn random_mac() -> String {
 
 /// `VM.set_is_a_template`: making a template needs a Halted VM; turning a template into a VM
 /// records its install time in its metrics, as xapi does.
-pub(super) async fn set_is_a_template(ctx: Ctx, args: Args) -> Result<Value, Error> {
+pub(in crate::handlers) async fn set_is_a_template(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vm, value) = (args.str("self")?, args.bool("value")?);
     let now = Value::DateTime(api_spec::datetime::format_unix(ctx.now()));
     ctx.master
@@ -267,8 +260,8 @@ pub(super) async fn set_is_a_template(ctx: Ctx, args: Args) -> Result<Value, Err
             };
             let is_template = row.get("is_a_template").and_then(Value::as_bool) == Some(true);
             if value && !is_template {
-                txn.preconditions
-                    .push(require_power_state(vm, row, &["Halted"])?);
+                let checked = require_operation(db, vm, "make_into_template")?;
+                txn.preconditions.extend(checked);
             }
             let metrics = row.str("metrics");
             if !value && db.get("VM_metrics", metrics).is_some() {
@@ -403,6 +396,14 @@ mod tests {
             db.get("VIF", &vif).expect("VIF").str("network")
         );
         assert_eq!(ref_set(source, "VBDs"), [vbd]);
+        drop(db);
+        assert_eq!(pool.allowed("VBD", &vbds[0]), ["attach", "insert"]);
+        assert_eq!(pool.allowed("VIF", &vifs[0]), ["attach"]);
+        let mut template_operations = pool.allowed("VM", &template);
+        template_operations.push("destroy".to_owned());
+        template_operations.push("migrate_send".to_owned());
+        template_operations.sort();
+        assert_eq!(pool.allowed("VM", &clone), template_operations);
     }
 
     /// `set_is_a_template false` turns a cloned template into a halted VM and records its
@@ -430,6 +431,10 @@ mod tests {
             Some(Value::Bool(false))
         );
         assert_eq!(pool.field("VM", &clone, "power_state"), Some(s("Halted")));
+        assert_eq!(
+            pool.allowed("VM", &clone),
+            crate::testing::HALTED_OPERATIONS
+        );
         let metrics = pool.field("VM", &clone, "metrics").expect("metrics");
         let install_time = api_spec::datetime::format_unix(crate::testing::TEST_START_UNIX + 60);
         assert_eq!(
@@ -443,7 +448,7 @@ mod tests {
     }
 
     /// A running VM cannot be cloned, destroyed or made a template: `VM_BAD_POWER_STATE`
-    /// with lowercase states.
+    /// with the lowercase states the operation accepts.
     #[tokio::test]
     async fn running_vms_cannot_be_cloned_destroyed_or_templated() {
         let pool = TestPool::new();
@@ -453,9 +458,9 @@ mod tests {
         let reply = pool
             .call_as(&session, "VM.clone", vec![s(&dom0), s("x")])
             .await;
-        assert_eq!(reply, bad(&HALTED_OR_SUSPENDED));
+        assert_eq!(reply, bad(&["Halted"]));
         let reply = pool.call_as(&session, "VM.destroy", vec![s(&dom0)]).await;
-        assert_eq!(reply, bad(&HALTED_OR_SUSPENDED));
+        assert_eq!(reply, bad(&["Halted", "Suspended"]));
         let reply = pool
             .call_as(
                 &session,
@@ -531,5 +536,7 @@ mod tests {
         assert_eq!(row.get("is_control_domain"), Some(&Value::Bool(false)));
         assert_eq!(row.get("domid"), Some(&Value::Int(NO_DOMID)));
         assert!(db.get("VM_metrics", row.str("metrics")).is_some());
+        drop(db);
+        assert_eq!(pool.allowed("VM", &vm), crate::testing::HALTED_OPERATIONS);
     }
 }

@@ -1,0 +1,353 @@
+//! The power operations on a domain that is there: `suspend` (to a suspend image on the VM's
+//! suspend SR), `pause`, `unpause`, `clean_reboot`, `hard_reboot`.
+
+use api_spec::Value;
+
+use super::{Expect, Operation, answer, mark_devices, unmark_devices};
+use crate::ctx::{Args, Ctx};
+use crate::error::{Error, xenapi};
+use crate::host_link::{ActionResult, HostAction};
+use crate::operations::{Draft, Overlay};
+use crate::power_state::{drop_suspend_image, set_running, set_stopped};
+use crate::vm_spec;
+
+/// A suspend image's size: the VM's memory at most, and room for its device state.
+const SUSPEND_IMAGE_EXTRA_BYTES: i64 = 1 << 20;
+
+/// The SR a VM's suspend image goes to: the VM's `suspend_SR`, else the pool's
+/// `suspend_image_SR`, else its host's `suspend_image_sr` (xapi's `choose_suspend_sr`), else
+/// the pool's default SR.
+fn suspend_sr(view: &Overlay, vm: &str, host: &str) -> Option<String> {
+    let pool = view.refs("pool").into_iter().next().unwrap_or_default();
+    [
+        view.str("VM", vm, "suspend_SR"),
+        view.str("pool", &pool, "suspend_image_SR"),
+        view.str("host", host, "suspend_image_sr"),
+        view.str("pool", &pool, "default_SR"),
+    ]
+    .into_iter()
+    .find(|sr| view.exists("SR", sr))
+    .map(str::to_owned)
+}
+
+/// Creates the record of `vm`'s suspend image on `sr` (its data comes with the storage
+/// work: the agent writes it at its `location`); returns its ref.
+fn create_suspend_image(draft: &mut Draft, vm: &str, sr: &str) -> String {
+    let size = draft
+        .view()
+        .int("VM", vm, "memory_static_max")
+        .saturating_add(SUSPEND_IMAGE_EXTRA_BYTES);
+    let uuid = crate::record::new_uuid();
+    let name = format!(
+        "Suspend image of {}",
+        draft.view().str("VM", vm, "name_label")
+    );
+    draft.create(
+        "VDI",
+        [
+            ("uuid", Value::String(uuid.clone())),
+            ("name_label", Value::String(name)),
+            ("name_description", Value::str("Suspend image")),
+            ("SR", Value::str(sr)),
+            ("virtual_size", Value::Int(size)),
+            ("physical_utilisation", Value::Int(size)),
+            ("type", Value::str("suspend")),
+            ("sharable", Value::Bool(false)),
+            ("read_only", Value::Bool(false)),
+            ("managed", Value::Bool(true)),
+            ("location", Value::String(uuid)),
+            ("other_config", Value::Struct(Default::default())),
+        ],
+    )
+}
+
+/// `VM.suspend`: saves a running VM to a new suspend image and destroys its domain.
+pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let vm = args.str("vm")?;
+    let operation = Operation::new(&ctx, "VM", vm, "suspend");
+    let (host, action) = operation
+        .begin(|draft| {
+            let host = draft.view().str("VM", vm, "resident_on").to_owned();
+            let sr =
+                suspend_sr(draft.view(), vm, &host).ok_or_else(|| xenapi::vm_no_suspend_sr(vm))?;
+            let image = create_suspend_image(draft, vm, &sr);
+            draft.set("VM", vm, "suspend_VDI", Value::str(image.as_str()));
+            let action = HostAction::Suspend {
+                vm: draft.view().str("VM", vm, "uuid").to_owned(),
+                image: vm_spec::disk(draft.view(), &image),
+            };
+            Ok((host, action))
+        })
+        .await?;
+    let outcome = operation.run(&host, action).await;
+    let now = ctx.now();
+    operation
+        .end(|draft| {
+            match &outcome {
+                Ok(ActionResult::Domain(None)) => set_stopped(draft, vm, "Suspended", now),
+                Ok(ActionResult::Domain(Some(info))) => {
+                    set_running(draft, vm, &host, info, false, now);
+                    drop_suspend_image(draft, vm);
+                }
+                _ => drop_suspend_image(draft, vm),
+            }
+            Ok(())
+        })
+        .await?;
+    answer(vm, outcome, Expect::Gone)
+}
+
+/// An operation on a live domain that leaves one: what to send and what to expect.
+struct OnDomain {
+    op: &'static str,
+    /// Whether the domain is created anew (a reboot): new start time and consoles.
+    is_new_domain: bool,
+    expect: Expect,
+    action: fn(&Overlay, &str) -> HostAction,
+}
+
+/// Runs an `OnDomain` operation on the host `vm` is resident on.
+async fn on_domain(ctx: &Ctx, vm: &str, how: OnDomain) -> Result<Value, Error> {
+    let operation = Operation::new(ctx, "VM", vm, how.op);
+    let key = operation.key().to_owned();
+    let (host, action) = operation
+        .begin(|draft| {
+            if how.is_new_domain {
+                mark_devices(draft, vm, &key)?;
+            }
+            let view = draft.view();
+            let host = view.str("VM", vm, "resident_on").to_owned();
+            Ok((host, (how.action)(view, vm)))
+        })
+        .await?;
+    let outcome = operation.run(&host, action).await;
+    let now = ctx.now();
+    operation
+        .end(|draft| {
+            unmark_devices(draft, vm, &key);
+            match &outcome {
+                Ok(ActionResult::Domain(Some(info))) => {
+                    set_running(draft, vm, &host, info, how.is_new_domain, now);
+                }
+                Ok(ActionResult::Domain(None)) => set_stopped(draft, vm, "Halted", now),
+                _ => {}
+            }
+            Ok(())
+        })
+        .await?;
+    answer(vm, outcome, how.expect)
+}
+
+fn uuid(view: &Overlay, vm: &str) -> String {
+    view.str("VM", vm, "uuid").to_owned()
+}
+
+/// `VM.pause`.
+pub(in crate::handlers) async fn pause(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let how = OnDomain {
+        op: "pause",
+        is_new_domain: false,
+        expect: Expect::Domain { paused: true },
+        action: |view, vm| HostAction::Pause { vm: uuid(view, vm) },
+    };
+    on_domain(&ctx, args.str("vm")?, how).await
+}
+
+/// `VM.unpause`.
+pub(in crate::handlers) async fn unpause(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let how = OnDomain {
+        op: "unpause",
+        is_new_domain: false,
+        expect: Expect::Domain { paused: false },
+        action: |view, vm| HostAction::Unpause { vm: uuid(view, vm) },
+    };
+    on_domain(&ctx, args.str("vm")?, how).await
+}
+
+/// `VM.clean_reboot`: asks the guest to reboot; the domain is created anew.
+pub(in crate::handlers) async fn clean_reboot(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let how = OnDomain {
+        op: "clean_reboot",
+        is_new_domain: true,
+        expect: Expect::Domain { paused: false },
+        action: |view, vm| HostAction::Reboot {
+            vm: vm_spec::build(view, vm),
+            clean: true,
+        },
+    };
+    on_domain(&ctx, args.str("vm")?, how).await
+}
+
+/// `VM.hard_reboot`: destroys the domain and starts it again.
+pub(in crate::handlers) async fn hard_reboot(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let how = OnDomain {
+        op: "hard_reboot",
+        is_new_domain: true,
+        expect: Expect::Domain { paused: false },
+        action: |view, vm| HostAction::Reboot {
+            vm: vm_spec::build(view, vm),
+            clean: false,
+        },
+    };
+    on_domain(&ctx, args.str("vm")?, how).await
+}
+
+#[cfg(test)]
+mod tests {
+    use api_spec::{NULL_REF, Value};
+
+    use super::*;
+    use crate::testing::{ActionKind, RUNNING_OPERATIONS, TestPool};
+
+    fn s(text: &str) -> Value {
+        Value::str(text)
+    }
+
+    /// Suspend saves the VM to a suspend image on the pool's suspend SR and leaves it
+    /// Suspended without a host; resume boots it again and the image goes.
+    #[tokio::test]
+    async fn suspend_and_resume_go_through_a_suspend_image() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.running_vm(&session, "web").await;
+        assert_eq!(
+            pool.call_as(&session, "VM.suspend", vec![s(&vm)]).await,
+            Ok(s(""))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Suspended");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), NULL_REF);
+        assert_eq!(pool.field("VM", &vm, "domid"), Some(Value::Int(-1)));
+        let image = pool.text("VM", &vm, "suspend_VDI");
+        assert_eq!(pool.text("VDI", &image, "type"), "suspend");
+        let sr = pool.refs("SR").remove(0);
+        assert_eq!(pool.text("VDI", &image, "SR"), sr);
+        assert_eq!(
+            pool.allowed("VM", &vm),
+            [
+                "checkpoint",
+                "destroy",
+                "export",
+                "hard_shutdown",
+                "migrate_send",
+                "resume",
+                "resume_on",
+                "snapshot"
+            ]
+        );
+        let HostAction::Suspend { image: disk, .. } = &pool.agent.received()[1].action else {
+            panic!("a suspend");
+        };
+        assert_eq!(disk.vdi_uuid, pool.text("VDI", &image, "uuid"));
+        let args = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
+        assert_eq!(pool.call_as(&session, "VM.resume", args).await, Ok(s("")));
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "suspend_VDI"), NULL_REF);
+        assert!(pool.read().get("VDI", &image).is_none());
+        assert_eq!(
+            pool.agent.kinds(),
+            [ActionKind::Start, ActionKind::Suspend, ActionKind::Resume]
+        );
+    }
+
+    /// A suspend the agent fails keeps the VM running and removes the image it made.
+    #[tokio::test]
+    async fn a_failed_suspend_keeps_the_vm_running_without_an_image() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.running_vm(&session, "web").await;
+        let error = api_spec::ApiError::new("SR_FULL", ["1", "0"]);
+        pool.agent.fail_next(ActionKind::Suspend, error.clone());
+        assert_eq!(
+            pool.call_as(&session, "VM.suspend", vec![s(&vm)]).await,
+            Err(error)
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "suspend_VDI"), NULL_REF);
+        assert_eq!(pool.refs("VDI").len(), 0);
+        assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
+    }
+
+    /// Pause and unpause keep the domain; unpausing a running VM is `VM_BAD_POWER_STATE`.
+    #[tokio::test]
+    async fn pause_and_unpause_keep_the_domain() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.running_vm(&session, "web").await;
+        assert_eq!(
+            pool.call_as(&session, "VM.unpause", vec![s(&vm)]).await,
+            Err(xenapi::vm_bad_power_state(&vm, &["Paused"], "Running"))
+        );
+        let consoles = pool.field("VM", &vm, "consoles");
+        assert_eq!(
+            pool.call_as(&session, "VM.pause", vec![s(&vm)]).await,
+            Ok(s(""))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Paused");
+        assert_eq!(pool.field("VM", &vm, "consoles"), consoles);
+        assert_eq!(
+            pool.call_as(&session, "VM.unpause", vec![s(&vm)]).await,
+            Ok(s(""))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.field("VM", &vm, "domid"), Some(Value::Int(1)));
+    }
+
+    /// A reboot gives the VM a new domain: new domid, start time and consoles.
+    #[tokio::test]
+    async fn reboots_give_a_new_domain() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.running_vm(&session, "web").await;
+        let consoles = pool.field("VM", &vm, "consoles");
+        let metrics = pool.text("VM", &vm, "metrics");
+        pool.clock.advance(60);
+        assert_eq!(
+            pool.call_as(&session, "VM.clean_reboot", vec![s(&vm)])
+                .await,
+            Ok(s(""))
+        );
+        assert_eq!(pool.field("VM", &vm, "domid"), Some(Value::Int(2)));
+        assert_ne!(pool.field("VM", &vm, "consoles"), consoles);
+        let start_time = api_spec::datetime::format_unix(crate::testing::TEST_START_UNIX + 60);
+        assert_eq!(
+            pool.field("VM_metrics", &metrics, "start_time"),
+            Some(Value::DateTime(start_time))
+        );
+        assert_eq!(
+            pool.call_as(&session, "VM.hard_reboot", vec![s(&vm)]).await,
+            Ok(s(""))
+        );
+        assert_eq!(pool.field("VM", &vm, "domid"), Some(Value::Int(3)));
+        let received = pool.agent.received();
+        assert!(matches!(
+            received[1].action,
+            HostAction::Reboot { clean: true, .. }
+        ));
+        assert!(matches!(
+            received[2].action,
+            HostAction::Reboot { clean: false, .. }
+        ));
+        assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
+    }
+
+    /// Operations on a halted VM's domain are refused with the states they need.
+    #[tokio::test]
+    async fn domain_operations_on_a_halted_vm_are_refused() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        for (method, states) in [
+            ("VM.suspend", &["Running"][..]),
+            ("VM.pause", &["Running"][..]),
+            ("VM.clean_reboot", &["Running"][..]),
+            ("VM.hard_reboot", &["Paused", "Running"][..]),
+        ] {
+            assert_eq!(
+                pool.call_as(&session, method, vec![s(&vm)]).await,
+                Err(xenapi::vm_bad_power_state(&vm, states, "Halted")),
+                "{method}"
+            );
+        }
+        assert!(pool.agent.received().is_empty());
+    }
+}

@@ -1,0 +1,537 @@
+//! The operations that boot a VM on a host: `start`, `start_on`, `resume`, `resume_on`. The
+//! VM is placed (or the named host checked) and the host's memory reserved with
+//! `scheduled_to_be_resident_on` until the domain runs.
+
+use api_spec::{NULL_REF, Value};
+
+use super::{Expect, Operation, answer, mark_devices, unmark_devices};
+use crate::ctx::{Args, Ctx};
+use crate::error::{Error, xenapi};
+use crate::host_link::{ActionResult, HostAction};
+use crate::memory::{self, Limits};
+use crate::operations::Overlay;
+use crate::placement::{self, Need, Policy};
+use crate::power_state::{drop_suspend_image, set_running};
+use crate::vm_spec;
+
+/// Where a VM boots.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// Where placement chooses.
+    Anywhere,
+    /// On the host the caller named.
+    On(&'a str),
+}
+
+/// `VM.start`: boots a halted VM where placement chooses, paused when `start_paused`.
+/// (`force` skips guest feature checks in xapi; oxapi makes none.)
+pub(in crate::handlers) async fn start(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let (vm, paused) = (args.str("vm")?, args.bool("start_paused")?);
+    boot(&ctx, vm, "start", Target::Anywhere, paused).await
+}
+
+/// `VM.start_on`: boots a halted VM on the given host.
+pub(in crate::handlers) async fn start_on(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let (vm, host, paused) = (
+        args.str("vm")?,
+        args.str("host")?,
+        args.bool("start_paused")?,
+    );
+    boot(&ctx, vm, "start_on", Target::On(host), paused).await
+}
+
+/// `VM.resume`: restores a suspended VM where placement chooses; its suspend image goes.
+pub(in crate::handlers) async fn resume(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let (vm, paused) = (args.str("vm")?, args.bool("start_paused")?);
+    boot(&ctx, vm, "resume", Target::Anywhere, paused).await
+}
+
+/// `VM.resume_on`: restores a suspended VM on the given host.
+pub(in crate::handlers) async fn resume_on(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let (vm, host, paused) = (
+        args.str("vm")?,
+        args.str("host")?,
+        args.bool("start_paused")?,
+    );
+    boot(&ctx, vm, "resume_on", Target::On(host), paused).await
+}
+
+/// xapi's VCPU checks at boot: at least one, and no more at startup than the maximum.
+fn check_vcpus(view: &Overlay, vm: &str) -> Result<(), Error> {
+    let (max, at_startup) = (
+        view.int("VM", vm, "VCPUs_max"),
+        view.int("VM", vm, "VCPUs_at_startup"),
+    );
+    if max < 1 {
+        return Err(xenapi::invalid_value_of("VCPUs_max", max).into());
+    }
+    if at_startup < 1 {
+        return Err(xenapi::invalid_value_of("VCPUs-at-startup", at_startup).into());
+    }
+    if at_startup > max {
+        return Err(xenapi::value_not_supported(
+            "VCPUs-at-startup",
+            &at_startup.to_string(),
+            "value greater than VCPUs-max",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The host `vm` boots on: `target`, checked, or placement's choice.
+fn place(view: &Overlay, vm: &str, target: Target<'_>) -> Result<String, Error> {
+    let need = memory::start_bytes(view, vm);
+    match target {
+        Target::On(host) => {
+            if !view.exists("host", host) {
+                return Err(xenapi::handle_invalid("host", host).into());
+            }
+            placement::check(&placement::candidate(view, host, vm), need)?;
+            Ok(host.to_owned())
+        }
+        Target::Anywhere => {
+            let affinity = view.str("VM", vm, "affinity");
+            let need = Need {
+                memory_bytes: need,
+                affinity: view.exists("host", affinity).then(|| affinity.to_owned()),
+            };
+            let candidates = placement::candidates(view, vm);
+            let (host, reason) = placement::choose(&candidates, &need, Policy::of_pool(view))?;
+            tracing::debug!(vm = %vm, host = %host, reason = ?reason, "VM placed");
+            Ok(host)
+        }
+    }
+}
+
+/// Starts (or resumes) `vm`: the begin Txn checks the operation, the memory limits and the
+/// VCPUs, places the VM and reserves the host (`scheduled_to_be_resident_on`), and marks the
+/// devices; the end Txn makes the VM show its new domain, or just releases the host.
+async fn boot(
+    ctx: &Ctx,
+    vm: &str,
+    op: &'static str,
+    target: Target<'_>,
+    paused: bool,
+) -> Result<Value, Error> {
+    let is_resume = matches!(op, "resume" | "resume_on");
+    let operation = Operation::new(ctx, "VM", vm, op);
+    let key = operation.key().to_owned();
+    let (host, action) = {
+        // Placement reads what every host has free; one decision at a time, as xapi's global
+        // lock around `choose_host` and the reservation.
+        let _placing = ctx.master.placement.lock().await;
+        operation
+            .begin(|draft| {
+                let view = draft.view();
+                Limits::read(view, vm).check(view.bool("VM", vm, "is_control_domain"))?;
+                check_vcpus(view, vm)?;
+                let host = place(view, vm, target)?;
+                let spec = vm_spec::build(view, vm);
+                let action = if is_resume {
+                    let image = view.str("VM", vm, "suspend_VDI");
+                    if !view.exists("VDI", image) {
+                        return Err(xenapi::handle_invalid("VDI", image).into());
+                    }
+                    HostAction::Resume {
+                        vm: spec,
+                        image: vm_spec::disk(view, image),
+                        paused,
+                    }
+                } else {
+                    HostAction::Start { vm: spec, paused }
+                };
+                draft.set(
+                    "VM",
+                    vm,
+                    "scheduled_to_be_resident_on",
+                    Value::str(host.as_str()),
+                );
+                mark_devices(draft, vm, &key)?;
+                Ok((host, action))
+            })
+            .await?
+    };
+    let outcome = operation.run(&host, action).await;
+    let now = ctx.now();
+    operation
+        .end(|draft| {
+            unmark_devices(draft, vm, &key);
+            match &outcome {
+                Ok(ActionResult::Domain(Some(info))) => {
+                    set_running(draft, vm, &host, info, true, now);
+                    if is_resume {
+                        drop_suspend_image(draft, vm);
+                    }
+                }
+                _ => draft.update(
+                    "VM",
+                    vm,
+                    "scheduled_to_be_resident_on",
+                    Value::str(NULL_REF),
+                ),
+            }
+            Ok(())
+        })
+        .await?;
+    if outcome.is_ok() {
+        tracing::debug!(vm = %vm, host = %host, operation = op, "VM started");
+    }
+    answer(vm, outcome, Expect::Domain { paused })
+}
+
+#[cfg(test)]
+mod tests {
+    use api_spec::Value;
+
+    use super::*;
+    use crate::testing::{
+        ActionKind, FAKE_PROGRESS, HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool,
+    };
+
+    const GIB: i64 = 1 << 30;
+
+    fn s(text: &str) -> Value {
+        Value::str(text)
+    }
+
+    async fn start(pool: &TestPool, session: &str, vm: &str) -> Result<Value, api_spec::ApiError> {
+        let args = vec![s(vm), Value::Bool(false), Value::Bool(false)];
+        pool.call_as(session, "VM.start", args).await
+    }
+
+    /// `VM.start` runs the VM on the host: power state, host, domid, metrics, consoles and
+    /// allowed operations follow, and the agent got one `Start` stamped with the term.
+    #[tokio::test]
+    async fn start_runs_the_vm_with_its_domain_metrics_and_consoles() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        assert_eq!(pool.allowed("VM", &vm), HALTED_OPERATIONS);
+        assert_eq!(start(&pool, &session, &vm).await, Ok(s("")));
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert_eq!(pool.field("VM", &vm, "domid"), Some(Value::Int(1)));
+        assert!(pool.current("VM", &vm).is_empty());
+        assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
+        let metrics = pool.text("VM", &vm, "metrics");
+        assert_eq!(
+            pool.field("VM_metrics", &metrics, "memory_actual"),
+            Some(Value::Int(GIB))
+        );
+        assert_eq!(
+            pool.field("VM_metrics", &metrics, "VCPUs_number"),
+            Some(Value::Int(1))
+        );
+        let start_time = api_spec::datetime::format_unix(crate::testing::TEST_START_UNIX);
+        assert_eq!(
+            pool.field("VM_metrics", &metrics, "start_time"),
+            Some(Value::DateTime(start_time))
+        );
+        let consoles: Vec<String> = pool
+            .field("VM", &vm, "consoles")
+            .and_then(|v| {
+                v.as_array().map(|c| {
+                    c.iter()
+                        .filter_map(|r| r.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        let mut protocols: Vec<String> = consoles
+            .iter()
+            .map(|c| pool.text("console", c, "protocol"))
+            .collect();
+        protocols.sort();
+        assert_eq!(protocols, ["rfb", "vt100"]);
+        let uuid = pool.text("console", &consoles[0], "uuid");
+        assert_eq!(
+            pool.text("console", &consoles[0], "location"),
+            format!("https://127.0.0.1/console?uuid={uuid}")
+        );
+        let received = pool.agent.received();
+        assert_eq!(received.len(), 1);
+        assert_eq!(
+            (received[0].host.as_str(), received[0].term),
+            (pool.host.as_str(), 1)
+        );
+        let HostAction::Start { vm: spec, paused } = &received[0].action else {
+            panic!("a start: {:?}", received[0].action);
+        };
+        assert_eq!(
+            (spec.uuid.as_str(), *paused),
+            (pool.text("VM", &vm, "uuid").as_str(), false)
+        );
+    }
+
+    /// `start_paused` leaves the VM Paused, with only the paused operations allowed.
+    #[tokio::test]
+    async fn start_paused_leaves_the_vm_paused() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        let args = vec![s(&vm), Value::Bool(true), Value::Bool(false)];
+        assert_eq!(pool.call_as(&session, "VM.start", args).await, Ok(s("")));
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Paused");
+        assert_eq!(
+            pool.allowed("VM", &vm),
+            [
+                "checkpoint",
+                "hard_reboot",
+                "hard_shutdown",
+                "snapshot",
+                "unpause"
+            ]
+        );
+    }
+
+    /// The errors of xapi's table: a running VM, a template, a blocked start, an unknown VM.
+    #[tokio::test]
+    async fn start_refuses_running_vms_templates_and_blocked_starts() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        start(&pool, &session, &vm).await.expect("started");
+        assert_eq!(
+            start(&pool, &session, &vm).await,
+            Err(xenapi::vm_bad_power_state(&vm, &["Halted"], "Running"))
+        );
+        let template = pool.read().refs_by_name_label("VM", "Debian Bookworm 12")[0].to_owned();
+        assert_eq!(
+            start(&pool, &session, &template).await,
+            Err(xenapi::vm_is_template(&template))
+        );
+        let other = pool.new_vm(&session, "db").await;
+        let blocked = vec![s(&other), s("start"), s("maintenance")];
+        pool.call_as(&session, "VM.add_to_blocked_operations", blocked)
+            .await
+            .expect("blocked");
+        assert!(!pool.allowed("VM", &other).contains(&"start".to_owned()));
+        assert_eq!(
+            start(&pool, &session, &other).await,
+            Err(xenapi::operation_blocked(&other, "maintenance"))
+        );
+        assert_eq!(
+            start(&pool, &session, "OpaqueRef:gone").await,
+            Err(xenapi::handle_invalid("VM", "OpaqueRef:gone"))
+        );
+        assert_eq!(pool.agent.kinds(), [ActionKind::Start]);
+    }
+
+    /// While a start runs (the agent holds it), the VM has the task in `current_operations`,
+    /// its host reserved, its devices marked, nothing else allowed, and a second start gets
+    /// `OTHER_OPERATION_IN_PROGRESS` naming the first one's task; the task shows the agent's
+    /// progress.
+    #[tokio::test]
+    async fn a_start_in_progress_excludes_a_second_one() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        let vif = pool.add_nic(&session, &vm, "0").await;
+        assert_eq!(pool.allowed("VIF", &vif), ["attach"]);
+        let gate = pool.agent.block_next(ActionKind::Start);
+        let args = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
+        let task = pool
+            .call_as(&session, "Async.VM.start", args)
+            .await
+            .expect("a task");
+        let task = task.as_str().expect("a ref").to_owned();
+        gate.entered().await;
+        assert_eq!(
+            pool.current("VM", &vm),
+            [(task.clone(), "start".to_owned())]
+        );
+        assert_eq!(
+            pool.current("VIF", &vif),
+            [(task.clone(), "attach".to_owned())]
+        );
+        assert!(pool.allowed("VM", &vm).is_empty());
+        assert!(pool.allowed("VIF", &vif).is_empty());
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            pool.host
+        );
+        pool.wait_until("the task to show the agent's progress", |db| {
+            db.get("task", &task)
+                .is_some_and(|t| t.get("progress") == Some(&Value::Float(FAKE_PROGRESS)))
+        })
+        .await;
+        assert_eq!(
+            start(&pool, &session, &vm).await,
+            Err(xenapi::other_operation_in_progress(
+                "VM", &vm, "start", &task
+            ))
+        );
+        gate.release();
+        assert_eq!(pool.finished(&task).await, "success");
+        assert!(pool.current("VM", &vm).is_empty() && pool.current("VIF", &vif).is_empty());
+        assert_eq!(
+            pool.field("VIF", &vif, "currently_attached"),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(pool.allowed("VIF", &vif), ["attach", "unplug"]);
+    }
+
+    /// Of two starts decided on the same state, the one applied second is decided again and
+    /// gets `OTHER_OPERATION_IN_PROGRESS`.
+    #[tokio::test]
+    async fn racing_starts_cannot_both_win() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        let winner = "OpaqueRef:winner";
+        pool.db.race_next_proposal(db_schema::Txn {
+            preconditions: Vec::new(),
+            ops: vec![db_schema::Op::MapPut {
+                class: "VM".to_owned(),
+                r#ref: vm.clone(),
+                field: "current_operations".to_owned(),
+                key: winner.to_owned(),
+                value: s("start"),
+            }],
+        });
+        assert_eq!(
+            start(&pool, &session, &vm).await,
+            Err(xenapi::other_operation_in_progress(
+                "VM", &vm, "start", winner
+            ))
+        );
+        assert!(pool.agent.received().is_empty());
+    }
+
+    /// Cancelling a start while the agent holds it ends the task cancelled and leaves the
+    /// VM halted, its host released and no operation behind.
+    #[tokio::test]
+    async fn cancel_mid_start_leaves_the_vm_halted() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        let gate = pool.agent.block_next(ActionKind::Start);
+        let args = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
+        let task = pool
+            .call_as(&session, "Async.VM.start", args)
+            .await
+            .expect("a task");
+        let task = task.as_str().expect("a ref").to_owned();
+        gate.entered().await;
+        pool.call_as(&session, "task.cancel", vec![s(&task)])
+            .await
+            .expect("cancelled");
+        assert_eq!(pool.finished(&task).await, "cancelled");
+        assert_eq!(
+            pool.field("task", &task, "error_info"),
+            Some(Value::Array(vec![s("TASK_CANCELLED"), s(&task)]))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert!(pool.current("VM", &vm).is_empty());
+        assert_eq!(pool.allowed("VM", &vm), HALTED_OPERATIONS);
+    }
+
+    /// A start the agent fails answers the agent's error and leaves the VM halted.
+    #[tokio::test]
+    async fn a_failed_start_answers_the_agents_error() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        let error = api_spec::ApiError::new("BOOTLOADER_FAILED", [vm.as_str(), "no disk"]);
+        pool.agent.fail_next(ActionKind::Start, error.clone());
+        assert_eq!(start(&pool, &session, &vm).await, Err(error));
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert_eq!(pool.allowed("VM", &vm), HALTED_OPERATIONS);
+    }
+
+    /// A VM too big for every host cannot start, and the answer says how much memory is
+    /// missing, for a start as for one on a named host; limits out of order are
+    /// `MEMORY_CONSTRAINT_VIOLATION`.
+    #[tokio::test]
+    async fn memory_errors_stop_a_start() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "big").await;
+        let limits = [32 * GIB, 32 * GIB, 32 * GIB, 32 * GIB].map(Value::Int);
+        let mut args = vec![s(&vm)];
+        args.extend(limits);
+        pool.call_as(&session, "VM.set_memory_limits", args)
+            .await
+            .expect("set");
+        assert_eq!(
+            start(&pool, &session, &vm).await,
+            Err(xenapi::host_not_enough_free_memory(32 * GIB, 15 * GIB))
+        );
+        let on = vec![
+            s(&vm),
+            s(&pool.host),
+            Value::Bool(false),
+            Value::Bool(false),
+        ];
+        assert_eq!(
+            pool.call_as(&session, "VM.start_on", on).await,
+            Err(xenapi::host_not_enough_free_memory(32 * GIB, 15 * GIB))
+        );
+        pool.write("VM", &vm, &[("memory_dynamic_min", Value::Int(64 * GIB))]);
+        assert_eq!(
+            start(&pool, &session, &vm).await,
+            Err(xenapi::memory_constraint_violation(
+                crate::memory::ORDER_CONSTRAINT
+            ))
+        );
+        assert!(pool.agent.received().is_empty());
+        assert!(pool.current("VM", &vm).is_empty());
+    }
+
+    /// `start_on` refuses a disabled host.
+    #[tokio::test]
+    async fn start_on_a_disabled_host_is_refused() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        let other = pool.add_host("host2", 64 * GIB);
+        pool.write("host", &other, &[("enabled", Value::Bool(false))]);
+        let on = vec![s(&vm), s(&other), Value::Bool(false), Value::Bool(false)];
+        assert_eq!(
+            pool.call_as(&session, "VM.start_on", on).await,
+            Err(xenapi::host_disabled(&other))
+        );
+    }
+
+    /// With several hosts, breadth-first (the default) starts on the host with the most free
+    /// memory, depth-first on the fullest one that fits, and an affinity host that fits wins.
+    #[tokio::test]
+    async fn placement_follows_the_pools_policy_and_affinity() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let big = pool.add_host("big", 64 * GIB);
+        let small = pool.add_host("small", 4 * GIB);
+        let first = pool.new_vm(&session, "first").await;
+        start(&pool, &session, &first).await.expect("started");
+        assert_eq!(pool.text("VM", &first, "resident_on"), big);
+        let pool_ref = pool.refs("pool").remove(0);
+        let policy = vec![s(&pool_ref), s("placement-policy"), s("depth-first")];
+        pool.call_as(&session, "pool.add_to_other_config", policy)
+            .await
+            .expect("set");
+        let second = pool.new_vm(&session, "second").await;
+        start(&pool, &session, &second).await.expect("started");
+        assert_eq!(pool.text("VM", &second, "resident_on"), small);
+        let third = pool.new_vm(&session, "third").await;
+        pool.call_as(&session, "VM.set_affinity", vec![s(&third), s(&big)])
+            .await
+            .expect("set");
+        start(&pool, &session, &third).await.expect("started");
+        assert_eq!(pool.text("VM", &third, "resident_on"), big);
+        let hosts: Vec<String> = pool.agent.received().into_iter().map(|r| r.host).collect();
+        assert_eq!(hosts, [big.clone(), small, big]);
+    }
+}

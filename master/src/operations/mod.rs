@@ -1,0 +1,259 @@
+//! `allowed_operations` and `current_operations` of VMs, VBDs and VIFs.
+//!
+//! An operation begins by checking it may start (`vm.rs`, `devices.rs`: xapi's rules, in
+//! xapi's order) and recording `current_operations[key] = op` in the same Txn, whose
+//! preconditions hold what the check read: of two racing calls one applies and the other is
+//! decided again and gets `OTHER_OPERATION_IN_PROGRESS`. It ends by removing its key. The key
+//! is the task's ref for `Async.` calls and a fresh ref that names no task for sync calls, as
+//! xapi's context tasks; `in_flight.rs` lists the keys of the operations this process runs.
+//!
+//! `allowed_operations` is never written by hand: `complete` recomputes it for every VM, VBD
+//! and VIF a Txn touches (and for the devices of every VM it touches) from the DB as the Txn
+//! leaves it (`overlay.rs`), and adds the preconditions that keep that computation true.
+//! `Master::decide` and `Master::commit` run every Txn through it.
+
+mod devices;
+mod in_flight;
+mod overlay;
+mod vm;
+mod vm_facts;
+
+use std::collections::BTreeSet;
+
+use api_spec::{ApiError, Value};
+use db_schema::{Db, Txn};
+
+use crate::error::{Error, xenapi};
+pub(crate) use in_flight::{InFlight, InFlightGuard};
+pub(crate) use overlay::{Draft, Overlay, field_equals};
+pub(crate) use vm_facts::VmFacts;
+
+/// Whether `op` may start on the row `r` of `class` (`VM`, `VBD` or `VIF`) now.
+pub(crate) fn check(view: &Overlay, class: &str, r: &str, op: &str) -> Result<(), Error> {
+    if !view.exists(class, r) {
+        return Err(xenapi::handle_invalid(class, r).into());
+    }
+    let verdict: Result<(), ApiError> = match class {
+        "VM" => match VmFacts::read(view, r) {
+            Some(facts) => vm::check(&facts, op),
+            None => Err(xenapi::handle_invalid(class, r)),
+        },
+        "VBD" => devices::check_vbd(view, r, op),
+        "VIF" => devices::check_vif(view, r, op),
+        _ => Err(xenapi::operation_not_allowed(&format!(
+            "{class} has no operations"
+        ))),
+    };
+    Ok(verdict?)
+}
+
+/// Checks that `op` may start on `r` and records it under `key` in `current_operations`. The
+/// Txn then requires the row's `current_operations` and (for a VM) `power_state`, and a
+/// device's VM's, to be as read.
+pub(crate) fn begin(
+    draft: &mut Draft,
+    class: &str,
+    r: &str,
+    op: &'static str,
+    key: &str,
+) -> Result<(), Error> {
+    check(draft.view(), class, r, op)?;
+    draft.require_unchanged(class, r, "current_operations");
+    if class == "VM" {
+        draft.require_unchanged(class, r, "power_state");
+    } else {
+        let vm = draft.view().str(class, r, "VM").to_owned();
+        draft.require_unchanged("VM", &vm, "power_state");
+        draft.require_unchanged("VM", &vm, "current_operations");
+    }
+    draft.map_put(class, r, "current_operations", key, Value::str(op));
+    Ok(())
+}
+
+/// Removes `key` from the row's `current_operations` (nothing when it is not there).
+pub(crate) fn end(draft: &mut Draft, class: &str, r: &str, key: &str) {
+    if draft.view().exists(class, r) {
+        draft.map_remove(class, r, "current_operations", key);
+    }
+}
+
+/// The `allowed_operations` of a live VM, VBD or VIF in `view`.
+fn allowed(view: &Overlay, class: &str, r: &str) -> Option<Vec<&'static str>> {
+    match class {
+        "VM" => VmFacts::read(view, r).map(|facts| vm::allowed(&facts)),
+        "VBD" if view.exists(class, r) => Some(devices::allowed_vbd(view, r)),
+        "VIF" if view.exists(class, r) => Some(devices::allowed_vif(view, r)),
+        _ => None,
+    }
+}
+
+/// `txn` with `allowed_operations` set right on every VM, VBD and VIF it touches (and on the
+/// VBDs and VIFs of every VM it touches), as the DB will be after it, and with preconditions
+/// on the fields that computation read from the replica.
+pub(crate) fn complete(db: &Db, txn: Txn) -> Txn {
+    let mut draft = Draft::new(db);
+    let Txn { preconditions, ops } = txn;
+    for precondition in preconditions {
+        draft.precondition(precondition);
+    }
+    for op in ops {
+        draft.push(op);
+    }
+    let mut rows: BTreeSet<(&'static str, String)> = BTreeSet::new();
+    for (class, r) in draft.view().touched() {
+        match class {
+            "VM" => {
+                rows.insert(("VM", r.to_owned()));
+            }
+            "VBD" => {
+                rows.insert(("VBD", r.to_owned()));
+            }
+            "VIF" => {
+                rows.insert(("VIF", r.to_owned()));
+            }
+            _ => {}
+        }
+    }
+    let vms: Vec<String> = rows
+        .iter()
+        .filter(|(class, _)| *class == "VM")
+        .map(|(_, r)| r.clone())
+        .collect();
+    for vm in &vms {
+        for class in ["VBD", "VIF"] {
+            for device in draft.view().children(class, "VM", vm) {
+                rows.insert((class, device));
+            }
+        }
+    }
+    for (class, r) in &rows {
+        let Some(allowed) = allowed(draft.view(), class, r) else {
+            continue;
+        };
+        let value = Value::Array(allowed.into_iter().map(Value::str).collect());
+        draft.update(class, r, "allowed_operations", value);
+        require_facts(&mut draft, class, r);
+    }
+    draft.into_txn()
+}
+
+/// Requires the fields `allowed_operations` of the row was computed from to be, when the Txn
+/// is applied, as the replica holds them now.
+fn require_facts(draft: &mut Draft, class: &str, r: &str) {
+    if class == "VM" {
+        for field in vm_facts::FACT_FIELDS {
+            draft.require_unchanged(class, r, field);
+        }
+        return;
+    }
+    for field in devices::FACT_FIELDS {
+        draft.require_unchanged(class, r, field);
+    }
+    let vm = draft.view().str(class, r, "VM").to_owned();
+    for field in devices::VM_FACT_FIELDS {
+        draft.require_unchanged("VM", &vm, field);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use db_schema::Op;
+
+    use super::*;
+    use crate::testing::TestPool;
+
+    /// A Txn that touches a VM gets its allowed operations recomputed and a precondition on
+    /// its power state; one that changes nothing it reads gets no new Set.
+    #[test]
+    fn complete_recomputes_allowed_operations_of_touched_vms() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        let vm = db.refs_by_name_label("VM", "Other install media")[0].to_owned();
+        let block = Txn {
+            preconditions: Vec::new(),
+            ops: vec![Op::MapPut {
+                class: "VM".to_owned(),
+                r#ref: vm.clone(),
+                field: "blocked_operations".to_owned(),
+                key: "clone".to_owned(),
+                value: Value::str("kept"),
+            }],
+        };
+        let completed = complete(&db, block);
+        let allowed = completed.ops.iter().find_map(|op| match op {
+            Op::Set { field, value, .. } if field == "allowed_operations" => Some(value.clone()),
+            _ => None,
+        });
+        let allowed = allowed.expect("allowed_operations recomputed");
+        assert!(
+            !allowed
+                .as_array()
+                .expect("a set")
+                .contains(&Value::str("clone"))
+        );
+        assert!(completed.preconditions.contains(&field_equals(
+            "VM",
+            &vm,
+            "power_state",
+            Value::str("Halted")
+        )));
+        let rename = Txn {
+            preconditions: Vec::new(),
+            ops: vec![Op::Set {
+                class: "VM".to_owned(),
+                r#ref: vm.clone(),
+                field: "name_label".to_owned(),
+                value: Value::str("x"),
+            }],
+        };
+        assert_eq!(complete(&db, rename).ops.len(), 1);
+    }
+
+    /// Beginning an operation records its key; a second operation on the same VM is refused
+    /// with the first one's operation and key.
+    #[test]
+    fn begin_records_the_key_and_refuses_a_second_operation() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        let vm = db.refs_by_name_label("VM", "Control domain on host: host1")[0].to_owned();
+        let mut draft = Draft::new(&db);
+        begin(
+            &mut draft,
+            "VM",
+            &vm,
+            "changing_dynamic_range",
+            "OpaqueRef:k",
+        )
+        .expect("begun");
+        let current = draft.view().field("VM", &vm, "current_operations").cloned();
+        assert_eq!(
+            current,
+            Some(Value::Struct(
+                [(
+                    "OpaqueRef:k".to_owned(),
+                    Value::str("changing_dynamic_range")
+                )]
+                .into()
+            ))
+        );
+        let second = begin(
+            &mut draft,
+            "VM",
+            &vm,
+            "changing_static_range",
+            "OpaqueRef:j",
+        );
+        assert_eq!(
+            second.map_err(crate::error::to_api_error),
+            Err(xenapi::other_operation_in_progress(
+                "VM",
+                &vm,
+                "changing_dynamic_range",
+                "OpaqueRef:k"
+            ))
+        );
+        end(&mut draft, "VM", &vm, "OpaqueRef:k");
+        let current = draft.view().field("VM", &vm, "current_operations").cloned();
+        assert_eq!(current, Some(Value::Struct([].into())));
+    }
+}

@@ -1,0 +1,420 @@
+//! What each `HostAction` is made of: its precondition on the domain, and its micro-ops.
+//!
+//! The lists follow xenopsd's (`atomics_of_operation`), with the teardown in the reverse order
+//! of the start so each step undoes one of the start's:
+//!
+//! - start: `vm-pre-start` hook, create, build, plug the disks (read-write ones before
+//!   read-only ones, each in device order), plug the NICs, start the device model, unpause
+//!   (unless asked paused), then clear the domain's needs-poweroff mark (the start is complete);
+//! - shutdown: `vm-pre-shutdown` hook, mark needs-poweroff, (clean: ask the guest and wait),
+//!   unplug the NICs, unplug the disks, stop the device model, destroy, `vm-post-destroy` hook;
+//! - reboot: the shutdown with a reboot request, then the `vm-pre-reboot` hook and a start;
+//! - suspend: `vm-pre-suspend` hook, save, then the hard shutdown's teardown;
+//! - resume: create, `vm-pre-resume` hook, restore, plug, device model, `vm-post-resume` hook,
+//!   unpause (unless asked paused), clear the mark;
+//! - pause, unpause, device hotplug, CD insert and eject, VCPUs, memory target: one step each.
+//!
+//! The needs-poweroff mark lives with the domain in the backend: if oxapi dies in the middle of
+//! a start or a teardown, the restarted agent finds the mark and powers the domain off, so no
+//! half-built domain survives a crash.
+
+use master::host_link::{ActionResult, DiskSpec, HostAction, VmSpec};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Agent;
+use crate::agent::backend::{Domain, RunState, ShutdownReason};
+use crate::agent::error::AgentError;
+use crate::agent::hooks::{HookPoint, HookReason};
+use crate::agent::micro_ops::{MicroOp, execute};
+
+/// The VM an action is for; `None` for `Inventory`, which concerns every domain.
+pub(crate) fn vm_of(action: &HostAction) -> Option<&str> {
+    Some(match action {
+        HostAction::Start { vm, .. }
+        | HostAction::Reboot { vm, .. }
+        | HostAction::Resume { vm, .. } => &vm.uuid,
+        HostAction::Shutdown { vm, .. }
+        | HostAction::Suspend { vm, .. }
+        | HostAction::Pause { vm }
+        | HostAction::Unpause { vm }
+        | HostAction::PlugVbd { vm, .. }
+        | HostAction::UnplugVbd { vm, .. }
+        | HostAction::PlugVif { vm, .. }
+        | HostAction::UnplugVif { vm, .. }
+        | HostAction::InsertCd { vm, .. }
+        | HostAction::EjectCd { vm, .. }
+        | HostAction::SetVcpus { vm, .. }
+        | HostAction::SetMemoryTarget { vm, .. } => vm,
+        HostAction::Inventory => return None,
+    })
+}
+
+/// The action's name, for logs.
+pub(crate) fn name_of(action: &HostAction) -> &'static str {
+    match action {
+        HostAction::Start { .. } => "start",
+        HostAction::Shutdown { clean: true, .. } => "clean_shutdown",
+        HostAction::Shutdown { clean: false, .. } => "hard_shutdown",
+        HostAction::Reboot { clean: true, .. } => "clean_reboot",
+        HostAction::Reboot { clean: false, .. } => "hard_reboot",
+        HostAction::Suspend { .. } => "suspend",
+        HostAction::Resume { .. } => "resume",
+        HostAction::Pause { .. } => "pause",
+        HostAction::Unpause { .. } => "unpause",
+        HostAction::PlugVbd { .. } => "plug_vbd",
+        HostAction::UnplugVbd { .. } => "unplug_vbd",
+        HostAction::PlugVif { .. } => "plug_vif",
+        HostAction::UnplugVif { .. } => "unplug_vif",
+        HostAction::InsertCd { .. } => "insert_cd",
+        HostAction::EjectCd { .. } => "eject_cd",
+        HostAction::SetVcpus { .. } => "set_vcpus",
+        HostAction::SetMemoryTarget { .. } => "set_memory_target",
+        HostAction::Inventory => "inventory",
+    }
+}
+
+/// Carries out `action` on the domain of `vm` and says what the domain now is.
+pub(crate) async fn perform(
+    agent: &Agent,
+    vm: &str,
+    action: &HostAction,
+    progress: &watch::Sender<f64>,
+    cancel: &CancellationToken,
+) -> Result<ActionResult, AgentError> {
+    let domain = agent.backend.domain(vm).await?;
+    let plan = plan(action, vm, domain.as_ref())?;
+    execute(agent, vm, plan, progress, cancel).await?;
+    let now = agent.backend.domain(vm).await?;
+    Ok(ActionResult::Domain(now.as_ref().map(Domain::info)))
+}
+
+/// Checks the action's precondition on `domain` (the domain of `vm` now) and lists its steps.
+pub(crate) fn plan(
+    action: &HostAction,
+    vm: &str,
+    domain: Option<&Domain>,
+) -> Result<Vec<MicroOp>, AgentError> {
+    Ok(match action {
+        HostAction::Start { vm: spec, paused } => {
+            absent(vm, domain, "halted")?;
+            start(spec, *paused)
+        }
+        HostAction::Shutdown { clean, .. } => {
+            let domain = if *clean {
+                in_state(vm, domain, RunState::Running)?
+            } else {
+                present(vm, domain, "running")?
+            };
+            let (reason, guest) = if *clean {
+                (HookReason::CleanShutdown, Some(ShutdownReason::PowerOff))
+            } else {
+                (HookReason::HardShutdown, None)
+            };
+            teardown(domain, reason, guest)
+        }
+        HostAction::Reboot { vm: spec, clean } => {
+            let domain = if *clean {
+                in_state(vm, domain, RunState::Running)?
+            } else {
+                present(vm, domain, "running")?
+            };
+            let (reason, guest) = if *clean {
+                (HookReason::CleanReboot, Some(ShutdownReason::Reboot))
+            } else {
+                (HookReason::HardReboot, None)
+            };
+            reboot(domain, spec, reason, guest)
+        }
+        HostAction::Suspend { image, .. } => {
+            suspend(in_state(vm, domain, RunState::Running)?, image)
+        }
+        HostAction::Resume {
+            vm: spec,
+            image,
+            paused,
+        } => {
+            absent(vm, domain, "suspended")?;
+            resume(spec, image, *paused)
+        }
+        HostAction::Pause { .. } => {
+            in_state(vm, domain, RunState::Running)?;
+            vec![MicroOp::Pause]
+        }
+        HostAction::Unpause { .. } => {
+            in_state(vm, domain, RunState::Paused)?;
+            vec![MicroOp::Unpause]
+        }
+        HostAction::PlugVbd { vbd, .. } => {
+            live(vm, domain)?;
+            vec![MicroOp::PlugDisk(vbd.clone())]
+        }
+        HostAction::UnplugVbd { vbd, force, .. } => {
+            let plugged = live(vm, domain)?
+                .vbds
+                .iter()
+                .find(|plugged| plugged.uuid == *vbd);
+            let vbd = plugged.ok_or_else(|| detached(vbd))?;
+            vec![MicroOp::UnplugDisk {
+                vbd: vbd.clone(),
+                force: *force,
+            }]
+        }
+        HostAction::PlugVif { vif, .. } => {
+            live(vm, domain)?;
+            vec![MicroOp::PlugNic(vif.clone())]
+        }
+        HostAction::UnplugVif { vif, force, .. } => {
+            let plugged = live(vm, domain)?
+                .vifs
+                .iter()
+                .find(|plugged| plugged.uuid == *vif);
+            let vif = plugged.ok_or_else(|| detached(vif))?;
+            vec![MicroOp::UnplugNic {
+                vif: vif.clone(),
+                force: *force,
+            }]
+        }
+        HostAction::InsertCd { vbd, disk, .. } => {
+            live(vm, domain)?;
+            vec![MicroOp::InsertCd {
+                vbd: vbd.clone(),
+                disk: disk.clone(),
+            }]
+        }
+        HostAction::EjectCd { vbd, .. } => {
+            live(vm, domain)?;
+            vec![MicroOp::EjectCd { vbd: vbd.clone() }]
+        }
+        HostAction::SetVcpus { count, .. } => {
+            live(vm, domain)?;
+            vec![MicroOp::SetVcpus(*count)]
+        }
+        HostAction::SetMemoryTarget { bytes, .. } => {
+            live(vm, domain)?;
+            vec![MicroOp::SetMemoryTarget(*bytes)]
+        }
+        // Answered from `discover`, without a queue.
+        HostAction::Inventory => Vec::new(),
+    })
+}
+
+/// Start `spec` on a new domain.
+pub(crate) fn start(spec: &VmSpec, paused: bool) -> Vec<MicroOp> {
+    let mut plan = vec![
+        MicroOp::Hook(HookPoint::PreStart, HookReason::None),
+        MicroOp::Create(Box::new(spec.clone())),
+        MicroOp::Build,
+    ];
+    plan.extend(plug_devices(spec));
+    if !paused {
+        plan.push(MicroOp::Unpause);
+    }
+    plan.push(MicroOp::SetNeedsPoweroff(false));
+    plan
+}
+
+/// Tear `domain` down, asking its guest first when `guest` says how.
+pub(crate) fn teardown(
+    domain: &Domain,
+    reason: HookReason,
+    guest: Option<ShutdownReason>,
+) -> Vec<MicroOp> {
+    let mut plan = vec![
+        MicroOp::Hook(HookPoint::PreShutdown, reason),
+        MicroOp::SetNeedsPoweroff(true),
+    ];
+    plan.extend(guest.map(MicroOp::ShutdownGuest));
+    plan.extend(domain.vifs.iter().rev().map(|vif| MicroOp::UnplugNic {
+        vif: vif.clone(),
+        force: true,
+    }));
+    plan.extend(domain.vbds.iter().rev().map(|vbd| MicroOp::UnplugDisk {
+        vbd: vbd.clone(),
+        force: true,
+    }));
+    if domain.has_device_model {
+        plan.push(MicroOp::StopDeviceModel);
+    }
+    plan.push(MicroOp::Destroy);
+    plan.push(MicroOp::Hook(HookPoint::PostDestroy, reason));
+    plan
+}
+
+/// Tear `domain` down and start `spec` on a new one.
+pub(crate) fn reboot(
+    domain: &Domain,
+    spec: &VmSpec,
+    reason: HookReason,
+    guest: Option<ShutdownReason>,
+) -> Vec<MicroOp> {
+    let mut plan = teardown(domain, reason, guest);
+    plan.push(MicroOp::Hook(HookPoint::PreReboot, HookReason::None));
+    plan.extend(start(spec, false));
+    plan
+}
+
+fn suspend(domain: &Domain, image: &DiskSpec) -> Vec<MicroOp> {
+    let mut plan = vec![
+        MicroOp::Hook(HookPoint::PreSuspend, HookReason::Suspend),
+        MicroOp::Save(image.clone()),
+    ];
+    plan.extend(teardown(domain, HookReason::Suspend, None));
+    plan
+}
+
+fn resume(spec: &VmSpec, image: &DiskSpec, paused: bool) -> Vec<MicroOp> {
+    let mut plan = vec![
+        MicroOp::Create(Box::new(spec.clone())),
+        MicroOp::Hook(HookPoint::PreResume, HookReason::None),
+        MicroOp::Restore(image.clone()),
+    ];
+    plan.extend(plug_devices(spec));
+    plan.push(MicroOp::Hook(HookPoint::PostResume, HookReason::None));
+    if !paused {
+        plan.push(MicroOp::Unpause);
+    }
+    plan.push(MicroOp::SetNeedsPoweroff(false));
+    plan
+}
+
+/// The disks (read-write before read-only), the NICs, then the device model.
+fn plug_devices(spec: &VmSpec) -> impl Iterator<Item = MicroOp> + '_ {
+    let read_write = spec.vbds.iter().filter(|vbd| !vbd.read_only);
+    let read_only = spec.vbds.iter().filter(|vbd| vbd.read_only);
+    read_write
+        .chain(read_only)
+        .map(|vbd| MicroOp::PlugDisk(vbd.clone()))
+        .chain(spec.vifs.iter().map(|vif| MicroOp::PlugNic(vif.clone())))
+        .chain(std::iter::once(MicroOp::StartDeviceModel))
+}
+
+fn absent(vm: &str, domain: Option<&Domain>, expected: &'static str) -> Result<(), AgentError> {
+    match domain {
+        None => Ok(()),
+        Some(domain) => Err(bad_power_state(vm, expected, domain.state.power_word())),
+    }
+}
+
+fn present<'a>(
+    vm: &str,
+    domain: Option<&'a Domain>,
+    expected: &'static str,
+) -> Result<&'a Domain, AgentError> {
+    domain.ok_or_else(|| bad_power_state(vm, expected, "halted"))
+}
+
+/// A domain whose guest has not shut down.
+fn live<'a>(vm: &str, domain: Option<&'a Domain>) -> Result<&'a Domain, AgentError> {
+    let domain = present(vm, domain, "running")?;
+    match domain.state {
+        RunState::Shutdown(_) => Err(bad_power_state(vm, "running", domain.state.power_word())),
+        RunState::Running | RunState::Paused => Ok(domain),
+    }
+}
+
+fn in_state<'a>(
+    vm: &str,
+    domain: Option<&'a Domain>,
+    wanted: RunState,
+) -> Result<&'a Domain, AgentError> {
+    let expected = wanted.power_word();
+    let domain = present(vm, domain, expected)?;
+    if domain.state == wanted {
+        Ok(domain)
+    } else {
+        Err(bad_power_state(vm, expected, domain.state.power_word()))
+    }
+}
+
+fn bad_power_state(vm: &str, expected: &'static str, actual: &'static str) -> AgentError {
+    AgentError::BadPowerState {
+        vm: vm.to_owned(),
+        expected,
+        actual,
+    }
+}
+
+fn detached(device: &str) -> AgentError {
+    AgentError::Backend(crate::agent::backend::BackendError::DeviceDetached {
+        device: device.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::testing::{cd_drive, vm_spec};
+
+    fn names(plan: &[MicroOp]) -> Vec<&'static str> {
+        plan.iter().map(MicroOp::name).collect()
+    }
+
+    /// A start plugs read-write disks before read-only ones, then NICs, the device model, and
+    /// unpauses last unless asked paused.
+    #[test]
+    fn start_plugs_read_write_disks_first_and_unpauses_last() {
+        let mut spec = vm_spec("a", 1, 1);
+        spec.vbds.insert(0, cd_drive(3));
+        let plan = start(&spec, false);
+        assert_eq!(
+            names(&plan),
+            [
+                "hook",
+                "create",
+                "build",
+                "plug_disk",
+                "plug_disk",
+                "plug_nic",
+                "start_device_model",
+                "unpause",
+                "set_needs_poweroff"
+            ]
+        );
+        assert_eq!(plan[3], MicroOp::PlugDisk(spec.vbds[1].clone()));
+        assert_eq!(plan[4], MicroOp::PlugDisk(spec.vbds[0].clone()));
+        assert!(!names(&start(&spec, true)).contains(&"unpause"));
+    }
+
+    /// A start on a VM that has a domain, or a clean shutdown of a paused one, is refused with
+    /// VM_BAD_POWER_STATE naming what was expected and what is.
+    #[test]
+    fn preconditions_give_bad_power_state() {
+        let spec = vm_spec("a", 0, 0);
+        let action = HostAction::Start {
+            vm: spec.clone(),
+            paused: false,
+        };
+        assert!(plan(&action, &spec.uuid, None).is_ok());
+        let mut domain = crate::agent::testing::domain_of(&spec);
+        domain.state = RunState::Paused;
+        let refused = plan(&action, &spec.uuid, Some(&domain));
+        assert!(matches!(
+            refused,
+            Err(AgentError::BadPowerState {
+                expected: "halted",
+                actual: "paused",
+                ..
+            })
+        ));
+        let shutdown = HostAction::Shutdown {
+            vm: spec.uuid.clone(),
+            clean: true,
+        };
+        assert!(matches!(
+            plan(&shutdown, &spec.uuid, Some(&domain)),
+            Err(AgentError::BadPowerState {
+                expected: "running",
+                actual: "paused",
+                ..
+            })
+        ));
+        assert!(matches!(
+            plan(&shutdown, &spec.uuid, None),
+            Err(AgentError::BadPowerState {
+                actual: "halted",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,260 @@
+//! The `Backend` trait: what the agent asks of a hypervisor, one method per micro-op, and the
+//! domains, events and errors it answers with.
+//!
+//! A backend is shaped for real hypervisors: an operation may take seconds, may fail half-way
+//! (the agent then runs the reverse operations of what was done), and the domains outlive the
+//! daemon, so after a restart `discover` finds what really runs. A backend keeps, with each
+//! domain, the `VmSpec` it was created from and the devices plugged now (as xenopsd keeps its
+//! per-VM metadata), so the agent can restart a domain in place after a guest reboot without
+//! asking the master.
+//!
+//! Events only say "this VM needs attention" (as xenstore watches do for xenopsd): the agent
+//! then reads the domain and decides from its current state, so a lost or repeated event does
+//! no harm.
+
+pub mod simulator;
+
+use std::fmt;
+
+use master::db::BoxFuture;
+use master::host_link::{ConsoleInfo, DiskSpec, DomainInfo, DomainState, VbdSpec, VifSpec, VmSpec};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// The future of one backend operation.
+pub type Op<'a, T = ()> = BoxFuture<'a, Result<T, BackendError>>;
+
+/// A hypervisor, as the agent drives it. Methods are in the order a start uses them, then the
+/// reverses, then the rest. VMs are named by uuid.
+pub trait Backend: Send + Sync + 'static {
+    /// Makes an empty, paused domain for `spec` and returns its domid. A new domain needs
+    /// power-off (see `set_needs_poweroff`) until the agent says it is complete.
+    fn create<'a>(&'a self, spec: &'a VmSpec) -> Op<'a, i64>;
+    /// Loads the guest (firmware or kernel) and gives it its memory and VCPUs.
+    fn build<'a>(&'a self, vm: &'a str) -> Op<'a>;
+    fn plug_disk<'a>(&'a self, vm: &'a str, vbd: &'a VbdSpec) -> Op<'a>;
+    fn plug_nic<'a>(&'a self, vm: &'a str, vif: &'a VifSpec) -> Op<'a>;
+    /// Starts the device model (emulated devices and the consoles).
+    fn start_device_model<'a>(&'a self, vm: &'a str) -> Op<'a>;
+    fn unpause<'a>(&'a self, vm: &'a str) -> Op<'a>;
+    /// Marks the domain as one to power off if the agent restarts and finds it (an operation
+    /// that builds or tears it down is in progress), or clears the mark. It lives with the
+    /// domain, so it survives the agent.
+    fn set_needs_poweroff<'a>(&'a self, vm: &'a str, needs_poweroff: bool) -> Op<'a>;
+    fn pause<'a>(&'a self, vm: &'a str) -> Op<'a>;
+    /// Asks the guest to power off or reboot; returns once asked, not once done.
+    fn request_shutdown<'a>(&'a self, vm: &'a str, reason: ShutdownReason) -> Op<'a>;
+    /// Resolves once the domain has shut down, with the reason the guest gave. Dropping the
+    /// future changes nothing, so the agent may wrap it in a timeout.
+    fn wait_shutdown<'a>(&'a self, vm: &'a str) -> Op<'a, ShutdownReason>;
+    fn unplug_nic<'a>(&'a self, vm: &'a str, vif: &'a str, force: bool) -> Op<'a>;
+    fn unplug_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, force: bool) -> Op<'a>;
+    fn stop_device_model<'a>(&'a self, vm: &'a str) -> Op<'a>;
+    /// Destroys the domain, whatever its state.
+    fn destroy<'a>(&'a self, vm: &'a str) -> Op<'a>;
+    /// Writes the domain's memory to `image` and leaves the domain paused.
+    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
+    /// Fills a created domain from `image` (instead of `build`); leaves it paused.
+    fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
+    fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a>;
+    fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a>;
+    fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
+    fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a>;
+    /// The domain of `vm`, if there is one.
+    fn domain<'a>(&'a self, vm: &'a str) -> Op<'a, Option<Domain>>;
+    /// Every domain that really runs here, as after a restart of the daemon.
+    fn discover(&self) -> Op<'_, Vec<Domain>>;
+    /// Events from now on: a guest shut down, rebooted or crashed by itself.
+    fn events(&self) -> broadcast::Receiver<BackendEvent>;
+}
+
+/// The kinds of backend operations, named as the trait's methods. The simulator's latency,
+/// failure injection and history name operations by these (`"build"`, `"plug_nic"`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendOp {
+    Create,
+    Build,
+    PlugDisk,
+    PlugNic,
+    StartDeviceModel,
+    Unpause,
+    SetNeedsPoweroff,
+    Pause,
+    RequestShutdown,
+    UnplugNic,
+    UnplugDisk,
+    StopDeviceModel,
+    Destroy,
+    Save,
+    Restore,
+    InsertCd,
+    EjectCd,
+    SetVcpus,
+    SetMemoryTarget,
+}
+
+impl BackendOp {
+    /// The name used in settings and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendOp::Create => "create",
+            BackendOp::Build => "build",
+            BackendOp::PlugDisk => "plug_disk",
+            BackendOp::PlugNic => "plug_nic",
+            BackendOp::StartDeviceModel => "start_device_model",
+            BackendOp::Unpause => "unpause",
+            BackendOp::SetNeedsPoweroff => "set_needs_poweroff",
+            BackendOp::Pause => "pause",
+            BackendOp::RequestShutdown => "request_shutdown",
+            BackendOp::UnplugNic => "unplug_nic",
+            BackendOp::UnplugDisk => "unplug_disk",
+            BackendOp::StopDeviceModel => "stop_device_model",
+            BackendOp::Destroy => "destroy",
+            BackendOp::Save => "save",
+            BackendOp::Restore => "restore",
+            BackendOp::InsertCd => "insert_cd",
+            BackendOp::EjectCd => "eject_cd",
+            BackendOp::SetVcpus => "set_vcpus",
+            BackendOp::SetMemoryTarget => "set_memory_target",
+        }
+    }
+}
+
+impl fmt::Display for BackendOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a guest's domain shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownReason {
+    PowerOff,
+    Reboot,
+    Crash,
+}
+
+/// What a domain is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Paused,
+    Running,
+    /// The guest has stopped; the domain stays until it is destroyed.
+    Shutdown(ShutdownReason),
+}
+
+impl RunState {
+    /// The power state a client would see, in xapi's lowercase words.
+    pub fn power_word(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Paused | RunState::Shutdown(_) => "paused",
+        }
+    }
+}
+
+/// One domain, as the backend keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Domain {
+    pub domid: i64,
+    pub state: RunState,
+    /// What the domain was created from; its `vbds` and `vifs` are those asked for at start.
+    pub spec: VmSpec,
+    /// Whether `build` or `restore` has filled it.
+    pub is_built: bool,
+    /// Power it off if found after an agent restart: an operation on it was cut short.
+    pub needs_poweroff: bool,
+    pub memory_actual_bytes: u64,
+    pub vcpus: u32,
+    /// The disks plugged now, in plug order.
+    pub vbds: Vec<VbdSpec>,
+    /// The NICs plugged now, in plug order.
+    pub vifs: Vec<VifSpec>,
+    pub has_device_model: bool,
+    pub consoles: Vec<ConsoleInfo>,
+}
+
+impl Domain {
+    pub fn vm(&self) -> &str {
+        &self.spec.uuid
+    }
+
+    /// The domain as the master sees it. A shut-down domain not yet destroyed shows as paused,
+    /// as a preserved crashed domain does in xapi.
+    pub fn info(&self) -> DomainInfo {
+        DomainInfo {
+            vm: self.spec.uuid.clone(),
+            state: match self.state {
+                RunState::Running => DomainState::Running,
+                RunState::Paused | RunState::Shutdown(_) => DomainState::Paused,
+            },
+            domid: self.domid,
+            memory_actual_bytes: self.memory_actual_bytes,
+            vcpus: self.vcpus,
+            vbds: self.vbds.iter().map(|vbd| vbd.uuid.clone()).collect(),
+            vifs: self.vifs.iter().map(|vif| vif.uuid.clone()).collect(),
+            consoles: self.consoles.clone(),
+        }
+    }
+
+    /// The spec to start this domain again in place: as created, with the devices plugged now.
+    pub fn restart_spec(&self) -> VmSpec {
+        VmSpec {
+            vbds: self.vbds.clone(),
+            vifs: self.vifs.clone(),
+            ..self.spec.clone()
+        }
+    }
+}
+
+/// "This VM needs attention": its domain changed without the agent asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendEvent {
+    pub vm: String,
+}
+
+/// Why a backend operation failed. `agent::error` turns these into XenAPI errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("vm {vm} has no domain")]
+    NoDomain { vm: String },
+    #[error("vm {vm} already has a domain")]
+    DomainExists { vm: String },
+    #[error("domain of vm {vm} is {actual}, not {expected}")]
+    BadState {
+        vm: String,
+        expected: &'static str,
+        actual: &'static str,
+    },
+    #[error("device {device} is already attached")]
+    DeviceAttached { device: String },
+    #[error("device {device} is not attached")]
+    DeviceDetached { device: String },
+    #[error("drive {vbd} is empty")]
+    DriveEmpty { vbd: String },
+    #[error("drive {vbd} is not empty")]
+    DriveNotEmpty { vbd: String },
+    #[error("drive {vbd} has no removable media")]
+    NotRemovable { vbd: String },
+    #[error("{count} vcpus for vm {vm} is outside 1..={max}")]
+    TooManyVcpus { vm: String, count: u32, max: u32 },
+    #[error("no saved image at {location}")]
+    NoImage { location: String },
+    #[error("{op} failed: {reason}")]
+    Failed { op: BackendOp, reason: String },
+    #[error("cannot keep the backend's state in {path}")]
+    State {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the backend's state in {path}")]
+    Corrupt {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}

@@ -1,0 +1,297 @@
+//! Micro-ops, as xenopsd's atomics: the steps every action is made of, the step that undoes
+//! each, and the loop that runs a list of them.
+//!
+//! Between two micro-ops the loop checks for cancellation and reports progress (k of n steps
+//! done). On a failure or a cancellation it runs the reverses of the steps done, newest first
+//! (best effort: a reverse that fails is logged), so a start that fails or is cancelled leaves
+//! no domain behind, and a shutdown that fails before the guest is down leaves it running.
+//! Two steps are points of no return: the guest has shut down (`ShutdownGuest`) and the domain
+//! is destroyed (`Destroy`). What came before them is no longer undone, and cancellation is no
+//! longer honoured after them: the operation finishes, as the only consistent outcome left.
+//! A cancellation that arrives while the agent waits for a guest to shut down stops the wait.
+
+use std::time::Duration;
+
+use master::host_link::{DiskSpec, VbdSpec, VifSpec, VmSpec};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Agent;
+use crate::agent::backend::ShutdownReason;
+use crate::agent::error::AgentError;
+use crate::agent::hooks::{HookPoint, HookReason};
+
+/// One step of an action on one VM's domain.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MicroOp {
+    Hook(HookPoint, HookReason),
+    Create(Box<VmSpec>),
+    Build,
+    PlugDisk(VbdSpec),
+    PlugNic(VifSpec),
+    StartDeviceModel,
+    Unpause,
+    SetNeedsPoweroff(bool),
+    Pause,
+    /// Ask the guest to power off or reboot, and wait until it has (within the agent's
+    /// clean-shutdown timeout).
+    ShutdownGuest(ShutdownReason),
+    UnplugNic {
+        vif: VifSpec,
+        force: bool,
+    },
+    UnplugDisk {
+        vbd: VbdSpec,
+        force: bool,
+    },
+    StopDeviceModel,
+    Destroy,
+    Save(DiskSpec),
+    Restore(DiskSpec),
+    InsertCd {
+        vbd: String,
+        disk: DiskSpec,
+    },
+    EjectCd {
+        vbd: String,
+    },
+    SetVcpus(u32),
+    SetMemoryTarget(u64),
+}
+
+impl MicroOp {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            MicroOp::Hook(..) => "hook",
+            MicroOp::Create(_) => "create",
+            MicroOp::Build => "build",
+            MicroOp::PlugDisk(_) => "plug_disk",
+            MicroOp::PlugNic(_) => "plug_nic",
+            MicroOp::StartDeviceModel => "start_device_model",
+            MicroOp::Unpause => "unpause",
+            MicroOp::SetNeedsPoweroff(_) => "set_needs_poweroff",
+            MicroOp::Pause => "pause",
+            MicroOp::ShutdownGuest(_) => "shutdown_guest",
+            MicroOp::UnplugNic { .. } => "unplug_nic",
+            MicroOp::UnplugDisk { .. } => "unplug_disk",
+            MicroOp::StopDeviceModel => "stop_device_model",
+            MicroOp::Destroy => "destroy",
+            MicroOp::Save(_) => "save",
+            MicroOp::Restore(_) => "restore",
+            MicroOp::InsertCd { .. } => "insert_cd",
+            MicroOp::EjectCd { .. } => "eject_cd",
+            MicroOp::SetVcpus(_) => "set_vcpus",
+            MicroOp::SetMemoryTarget(_) => "set_memory_target",
+        }
+    }
+
+    /// The step that undoes this one, if it needs undoing. Steps that fill a domain need none:
+    /// destroying it undoes them.
+    fn reverse(&self) -> Option<MicroOp> {
+        Some(match self {
+            MicroOp::Create(_) => MicroOp::Destroy,
+            MicroOp::PlugDisk(vbd) => MicroOp::UnplugDisk {
+                vbd: vbd.clone(),
+                force: true,
+            },
+            MicroOp::PlugNic(vif) => MicroOp::UnplugNic {
+                vif: vif.clone(),
+                force: true,
+            },
+            MicroOp::StartDeviceModel => MicroOp::StopDeviceModel,
+            MicroOp::Unpause => MicroOp::Pause,
+            MicroOp::SetNeedsPoweroff(needs) => MicroOp::SetNeedsPoweroff(!needs),
+            // Saving leaves the domain paused; undoing it lets the guest run on.
+            MicroOp::Pause | MicroOp::Save(_) => MicroOp::Unpause,
+            MicroOp::UnplugNic { vif, .. } => MicroOp::PlugNic(vif.clone()),
+            MicroOp::UnplugDisk { vbd, .. } => MicroOp::PlugDisk(vbd.clone()),
+            MicroOp::StopDeviceModel => MicroOp::StartDeviceModel,
+            MicroOp::Hook(..)
+            | MicroOp::Build
+            | MicroOp::ShutdownGuest(_)
+            | MicroOp::Destroy
+            | MicroOp::Restore(_)
+            | MicroOp::InsertCd { .. }
+            | MicroOp::EjectCd { .. }
+            | MicroOp::SetVcpus(_)
+            | MicroOp::SetMemoryTarget(_) => return None,
+        })
+    }
+
+    fn is_point_of_no_return(&self) -> bool {
+        matches!(self, MicroOp::ShutdownGuest(_) | MicroOp::Destroy)
+    }
+}
+
+/// Runs `plan` on the domain of `vm`: see the module comment.
+pub(crate) async fn execute(
+    agent: &Agent,
+    vm: &str,
+    plan: Vec<MicroOp>,
+    progress: &watch::Sender<f64>,
+    cancel: &CancellationToken,
+) -> Result<(), AgentError> {
+    let total = plan.len();
+    let mut undo: Vec<MicroOp> = Vec::new();
+    let mut is_past_return = false;
+    for (done, op) in plan.into_iter().enumerate() {
+        if !is_past_return && cancel.is_cancelled() {
+            tracing::info!(vm, next = op.name(), "cancelled; undoing what was done");
+            rollback(agent, vm, undo).await;
+            return Err(AgentError::Cancelled);
+        }
+        tracing::debug!(vm, step = op.name(), "micro-op");
+        if let Err(err) = perform(agent, vm, &op, cancel).await {
+            tracing::debug!(vm, step = op.name(), error = %err, "micro-op failed; undoing what was done");
+            rollback(agent, vm, undo).await;
+            return Err(err);
+        }
+        if op.is_point_of_no_return() {
+            undo.clear();
+            is_past_return = true;
+        } else if let Some(reverse) = op.reverse() {
+            undo.push(reverse);
+        }
+        progress.send_replace(fraction(done + 1, total));
+    }
+    Ok(())
+}
+
+async fn rollback(agent: &Agent, vm: &str, undo: Vec<MicroOp>) {
+    let never = CancellationToken::new();
+    for op in undo.into_iter().rev() {
+        if let Err(err) = perform(agent, vm, &op, &never).await {
+            tracing::warn!(vm, step = op.name(), error = %err, "cannot undo a step");
+        }
+    }
+}
+
+fn fraction(done: usize, total: usize) -> f64 {
+    // Step counts are small: the conversions are exact.
+    done as f64 / total.max(1) as f64
+}
+
+async fn perform(
+    agent: &Agent,
+    vm: &str,
+    op: &MicroOp,
+    cancel: &CancellationToken,
+) -> Result<(), AgentError> {
+    let backend = agent.backend.as_ref();
+    match op {
+        MicroOp::Hook(point, reason) => run_hook(agent, vm, *point, *reason).await,
+        MicroOp::Create(spec) => {
+            let domid = backend.create(spec).await?;
+            tracing::debug!(vm, domid, "domain created");
+            Ok(())
+        }
+        MicroOp::Build => Ok(backend.build(vm).await?),
+        MicroOp::PlugDisk(vbd) => Ok(backend.plug_disk(vm, vbd).await?),
+        MicroOp::PlugNic(vif) => Ok(backend.plug_nic(vm, vif).await?),
+        MicroOp::StartDeviceModel => Ok(backend.start_device_model(vm).await?),
+        MicroOp::Unpause => Ok(backend.unpause(vm).await?),
+        MicroOp::SetNeedsPoweroff(needs) => Ok(backend.set_needs_poweroff(vm, *needs).await?),
+        MicroOp::Pause => Ok(backend.pause(vm).await?),
+        MicroOp::ShutdownGuest(reason) => {
+            shutdown_guest(agent, vm, *reason, agent.clean_shutdown_timeout, cancel).await
+        }
+        MicroOp::UnplugNic { vif, force } => Ok(backend.unplug_nic(vm, &vif.uuid, *force).await?),
+        MicroOp::UnplugDisk { vbd, force } => {
+            Ok(backend.unplug_disk(vm, &vbd.uuid, *force).await?)
+        }
+        MicroOp::StopDeviceModel => Ok(backend.stop_device_model(vm).await?),
+        MicroOp::Destroy => Ok(backend.destroy(vm).await?),
+        MicroOp::Save(image) => Ok(backend.save(vm, image).await?),
+        MicroOp::Restore(image) => Ok(backend.restore(vm, image).await?),
+        MicroOp::InsertCd { vbd, disk } => Ok(backend.insert_cd(vm, vbd, disk).await?),
+        MicroOp::EjectCd { vbd } => Ok(backend.eject_cd(vm, vbd).await?),
+        MicroOp::SetVcpus(count) => Ok(backend.set_vcpus(vm, *count).await?),
+        MicroOp::SetMemoryTarget(bytes) => Ok(backend.set_memory_target(vm, *bytes).await?),
+    }
+}
+
+/// A failing hook fails the operation only where that hook is fatal; elsewhere it is logged.
+async fn run_hook(
+    agent: &Agent,
+    vm: &str,
+    point: HookPoint,
+    reason: HookReason,
+) -> Result<(), AgentError> {
+    match agent.hooks.run(point, reason, vm).await {
+        Ok(()) => Ok(()),
+        Err(err) if point.is_fatal() => {
+            tracing::warn!(
+                vm,
+                hook = point.folder(),
+                error = &err as &dyn std::error::Error,
+                "hook failed; stopping the operation"
+            );
+            Err(err.into())
+        }
+        Err(err) => {
+            tracing::warn!(
+                vm,
+                hook = point.folder(),
+                error = &err as &dyn std::error::Error,
+                "hook failed; carrying on"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_guest(
+    agent: &Agent,
+    vm: &str,
+    reason: ShutdownReason,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<(), AgentError> {
+    agent.backend.request_shutdown(vm, reason).await?;
+    tokio::select! {
+        waited = tokio::time::timeout(timeout, agent.backend.wait_shutdown(vm)) => match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => Err(AgentError::ShutdownTimeout { vm: vm.to_owned(), timeout }),
+        },
+        () = cancel.cancelled() => Err(AgentError::Cancelled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::testing::vm_spec;
+
+    /// Every step that changes a domain's devices or state has a reverse, and reversing twice
+    /// gives the step back.
+    #[test]
+    fn reversible_steps_reverse_back_to_themselves() {
+        let spec = vm_spec("a", 1, 1);
+        let steps = [
+            MicroOp::PlugDisk(spec.vbds[0].clone()),
+            MicroOp::PlugNic(spec.vifs[0].clone()),
+            MicroOp::StartDeviceModel,
+            MicroOp::Pause,
+            MicroOp::SetNeedsPoweroff(true),
+        ];
+        for step in steps {
+            let reverse = step.reverse().expect("a reverse");
+            let back = reverse.reverse().expect("a reverse of the reverse");
+            assert_eq!(back, step, "{}", step.name());
+        }
+    }
+
+    /// A created domain is undone by destroying it; steps that only fill it need no reverse.
+    #[test]
+    fn create_is_undone_by_destroy_and_build_needs_nothing() {
+        let spec = vm_spec("a", 0, 0);
+        assert_eq!(
+            MicroOp::Create(Box::new(spec)).reverse(),
+            Some(MicroOp::Destroy)
+        );
+        assert_eq!(MicroOp::Build.reverse(), None);
+        assert!(MicroOp::Destroy.is_point_of_no_return());
+        assert!(MicroOp::ShutdownGuest(ShutdownReason::PowerOff).is_point_of_no_return());
+    }
+}

@@ -1,0 +1,182 @@
+//! Actions that fail or are cancelled half-way: what was done is undone, newest first, so a
+//! start leaves no domain and a shutdown leaves the domain running.
+
+mod agent_support;
+
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use agent_support::{HOST, TERM, TestAgent, api_error, names, wait_until};
+use master::host_link::{DomainState, HostAction, HostLink};
+use member::agent::AgentConfig;
+use member::agent::backend::BackendOp;
+use member::agent::backend::simulator::{Failure, GuestAction};
+use member::agent::testing::vm_spec;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn fail_next(agent: &TestAgent, operation: BackendOp) {
+    agent.simulator().fail(Failure {
+        operation,
+        nth: NonZeroU64::MIN,
+    });
+}
+
+/// A start cancelled after its first progress step, while its build runs, stops at the next
+/// micro-op: TASK_CANCELLED, and the domain it created is destroyed.
+#[tokio::test]
+async fn cancelling_a_start_mid_way_leaves_no_domain() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let spec = vm_spec("cancelled", 1, 1);
+    let hold = agent.simulator().hold(BackendOp::Build);
+    let (progress, mut watched) = watch::channel(0.0);
+    let cancel = CancellationToken::new();
+    let start = agent.link.run(
+        HOST,
+        TERM,
+        HostAction::Start {
+            vm: spec.clone(),
+            paused: false,
+        },
+        progress,
+        cancel.clone(),
+    );
+    tokio::pin!(start);
+    tokio::select! {
+        _ = &mut start => panic!("the start cannot finish while build is held"),
+        seen = watched.wait_for(|done| *done > 0.0) => {
+            seen.expect("the start reports progress");
+        }
+    }
+    tokio::select! {
+        _ = &mut start => panic!("the start cannot finish while build is held"),
+        () = hold.arrivals(1) => {}
+    }
+    cancel.cancel();
+    hold.release();
+    assert_eq!(api_error(start.await).description(), ["TASK_CANCELLED"]);
+    assert_eq!(agent.domain(&spec.uuid).await, None);
+    assert_eq!(
+        names(&agent.ops_on(&spec.uuid)),
+        ["create", "build", "destroy"]
+    );
+}
+
+/// A NIC that fails to plug makes the start fail, and the disks plugged and the domain
+/// created before it are undone in reverse order.
+#[tokio::test]
+async fn a_failure_at_plug_nic_undoes_the_earlier_micro_ops() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let spec = vm_spec("unlucky", 2, 1);
+    fail_next(&agent, BackendOp::PlugNic);
+    let failed = agent
+        .run(HostAction::Start {
+            vm: spec.clone(),
+            paused: false,
+        })
+        .await;
+    assert_eq!(
+        api_error(failed).description(),
+        [
+            "INTERNAL_ERROR",
+            "host agent: plug_nic failed: injected failure"
+        ]
+    );
+    assert_eq!(agent.domain(&spec.uuid).await, None);
+    let ops = agent.ops_on(&spec.uuid);
+    assert_eq!(
+        names(&ops),
+        [
+            "create",
+            "build",
+            "plug_disk",
+            "plug_disk",
+            "plug_nic",
+            "unplug_disk",
+            "unplug_disk",
+            "destroy"
+        ]
+    );
+    assert!(!ops[4].is_ok);
+    assert!(ops.iter().enumerate().all(|(i, op)| i == 4 || op.is_ok));
+    // A later start of the same VM succeeds: nothing was left behind.
+    let started = agent.start_vm(&spec).await;
+    assert_eq!(started.state, DomainState::Running);
+}
+
+/// A hard shutdown that fails half-way puts back what it had unplugged: the domain runs on
+/// with all its devices.
+#[tokio::test]
+async fn a_failed_hard_shutdown_leaves_the_domain_running() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let spec = vm_spec("stubborn", 2, 1);
+    let before = agent.start_vm(&spec).await;
+    fail_next(&agent, BackendOp::StopDeviceModel);
+    let failed = agent
+        .run(HostAction::Shutdown {
+            vm: spec.uuid.clone(),
+            clean: false,
+        })
+        .await;
+    assert_eq!(api_error(failed).code, "INTERNAL_ERROR");
+    let after = agent.domain(&spec.uuid).await.expect("the domain remains");
+    assert_eq!(after.state, DomainState::Running);
+    assert_eq!(after.domid, before.domid);
+    let mut vbds = after.vbds.clone();
+    vbds.sort();
+    let mut expected = before.vbds.clone();
+    expected.sort();
+    assert_eq!(vbds, expected);
+    assert_eq!(after.vifs, before.vifs);
+    assert_eq!(after.consoles, before.consoles);
+}
+
+/// A clean shutdown cancelled while it waits for a guest that does not answer stops waiting
+/// at once: TASK_CANCELLED, and the domain runs on.
+#[tokio::test]
+async fn cancelling_a_clean_shutdown_stops_the_wait() {
+    let config = AgentConfig {
+        clean_shutdown_timeout: Duration::from_secs(3600),
+        ..AgentConfig::default()
+    };
+    let agent = TestAgent::start(config).await;
+    let spec = vm_spec("waited", 1, 0);
+    agent.start_vm(&spec).await;
+    agent
+        .simulator()
+        .guest(&spec.uuid, GuestAction::Hang)
+        .await
+        .expect("the guest hangs");
+    let (progress, mut watched) = watch::channel(0.0);
+    let cancel = CancellationToken::new();
+    let shutdown = agent.link.run(
+        HOST,
+        TERM,
+        HostAction::Shutdown {
+            vm: spec.uuid.clone(),
+            clean: true,
+        },
+        progress,
+        cancel.clone(),
+    );
+    tokio::pin!(shutdown);
+    let asked = async {
+        let simulator = agent.simulator();
+        let has_asked = || {
+            simulator
+                .history()
+                .iter()
+                .any(|record| record.op == BackendOp::RequestShutdown)
+        };
+        wait_until(has_asked).await;
+    };
+    tokio::select! {
+        _ = &mut shutdown => panic!("a hung guest cannot shut down"),
+        () = asked => {}
+    }
+    assert!(*watched.borrow_and_update() > 0.0);
+    cancel.cancel();
+    assert_eq!(api_error(shutdown.await).description(), ["TASK_CANCELLED"]);
+    let domain = agent.domain(&spec.uuid).await.expect("the domain remains");
+    assert_eq!(domain.state, DomainState::Running);
+}

@@ -1,0 +1,273 @@
+//! The XenAPI client: JSON-RPC over HTTPS (api-spec's codec), a login with failover to the pool
+//! members seen before, and calls in the session.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_spec::codec::{Limits, MethodCall, jsonrpc};
+use api_spec::{ApiError, Value};
+
+use crate::error::XeError;
+use crate::members::{self, Attempt, PoolMembers};
+use crate::settings::{self, Paths, Settings};
+use crate::trust::{self, KnownHosts, Trust};
+
+/// How long a connection attempt may take before the next member is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What xe tells the server it is, as the session's originator.
+const ORIGINATOR: &str = "xe";
+
+/// One HTTP(S) endpoint of the XenAPI.
+pub struct Connection {
+    http: reqwest::Client,
+    url: String,
+    /// `host:port`.
+    pub address: String,
+    trust: Option<Arc<Trust>>,
+    known_hosts: Option<PathBuf>,
+}
+
+impl Connection {
+    /// A client of `address`, checking its certificate against `known` (see `trust`).
+    pub fn new(
+        address: &str,
+        settings: &Settings,
+        known: &KnownHosts,
+        known_hosts: Option<PathBuf>,
+    ) -> Connection {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .no_proxy()
+            .http1_only();
+        let (builder, trust, scheme) = if settings.use_tls {
+            let trust = Trust::new(address, known.get(address), settings.no_verify);
+            (
+                builder.tls_backend_preconfigured(trust.client_config()),
+                Some(trust),
+                "https",
+            )
+        } else {
+            (builder, None, "http")
+        };
+        let http = builder
+            .build()
+            .expect("invariant: an HTTP client with a preconfigured rustls config builds");
+        Connection {
+            http,
+            url: format!("{scheme}://{address}/jsonrpc"),
+            address: address.to_owned(),
+            trust,
+            known_hosts,
+        }
+    }
+
+    /// Calls `method` with exactly `params`: the XenAPI's answer, or why none came.
+    pub async fn rpc(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<Result<Value, ApiError>, XeError> {
+        let call = MethodCall {
+            method: method.to_owned(),
+            params,
+        };
+        let body = jsonrpc::encode_call(jsonrpc::Version::V2, &serde_json::json!(1), &call);
+        let reply = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("user-agent", "xe (oxapi)")
+            .body(body)
+            .send()
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply.bytes().await,
+            Err(e) => Err(e),
+        };
+        let bytes = reply.map_err(|source| self.transport_error(source))?;
+        jsonrpc::decode_response(&bytes, &Limits::default()).map_err(|source| XeError::Decode {
+            server: self.address.clone(),
+            method: method.to_owned(),
+            source,
+        })
+    }
+
+    fn transport_error(&self, source: reqwest::Error) -> XeError {
+        let changed = self
+            .trust
+            .as_ref()
+            .zip(self.known_hosts.as_ref())
+            .and_then(|(trust, file)| trust.changed_error(file));
+        changed.unwrap_or_else(|| XeError::Unreachable {
+            server: self.address.clone(),
+            source,
+        })
+    }
+}
+
+/// A logged-in session on one host of the pool.
+pub struct Session {
+    conn: Connection,
+    session: String,
+    /// Logged in with `slave_local_login_with_password`: valid on that host only.
+    is_local: bool,
+}
+
+impl Session {
+    /// Calls `method` in the session (the session ref goes first).
+    pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, XeError> {
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(Value::String(self.session.clone()));
+        all.extend(params);
+        self.conn
+            .rpc(method, all)
+            .await?
+            .map_err(|e| XeError::api(method, e))
+    }
+
+    /// Calls `method` and expects a string (a ref, a uuid).
+    pub async fn call_str(&self, method: &str, params: Vec<Value>) -> Result<String, XeError> {
+        let value = self.call(method, params).await?;
+        as_string(value, "a string")
+    }
+
+    /// Ends the session; a failure here changes nothing for the command, so it is ignored.
+    pub async fn logout(self) {
+        let method = if self.is_local {
+            "session.local_logout"
+        } else {
+            "session.logout"
+        };
+        let _ = self.call(method, Vec::new()).await;
+    }
+}
+
+/// A string value, or `UnexpectedReply`.
+pub fn as_string(value: Value, expected: &'static str) -> Result<String, XeError> {
+    match value {
+        Value::String(s) => Ok(s),
+        other => Err(XeError::UnexpectedReply {
+            what: format!("{other:?}"),
+            expected,
+        }),
+    }
+}
+
+/// How to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// `session.login_with_password`, through any host of the pool.
+    Pool,
+    /// `session.slave_local_login_with_password` on the host named, and no other.
+    Local,
+}
+
+/// Logs in to the server of `settings`, or, when it is down, to the first pool member seen
+/// behind it that answers (a local login tries the server only). Afterwards the certificate of
+/// a first use and the current members are remembered.
+pub async fn connect(
+    settings: &Settings,
+    paths: Option<&Paths>,
+    how: Login,
+) -> Result<Session, XeError> {
+    let known_hosts_path = paths.map(|p| p.known_hosts.clone());
+    let known = match &known_hosts_path {
+        Some(path) => KnownHosts::load(path)?,
+        None => KnownHosts::default(),
+    };
+    let mut pool_members = match paths {
+        Some(p) => PoolMembers::load(&p.pool_members)?,
+        None => PoolMembers::default(),
+    };
+    let server = settings.address();
+    let remembered = match how {
+        Login::Pool => pool_members.get(&server),
+        Login::Local => &[],
+    };
+    let addresses = members::candidates(&server, remembered);
+    let session = members::first_reachable(&addresses, |address| {
+        let conn = Connection::new(&address, settings, &known, known_hosts_path.clone());
+        login(conn, settings, &known, known_hosts_path.clone(), how)
+    })
+    .await?;
+    if how == Login::Pool
+        && let Some(paths) = paths
+        && let Ok(seen) = member_addresses(&session, settings.port).await
+        && pool_members.set(&server, seen)
+    {
+        pool_members.save(&paths.pool_members)?;
+    }
+    Ok(session)
+}
+
+async fn login(
+    conn: Connection,
+    settings: &Settings,
+    known: &KnownHosts,
+    known_hosts_path: Option<PathBuf>,
+    how: Login,
+) -> Attempt<Session> {
+    let mut params = vec![
+        Value::str(settings.username.as_str()),
+        Value::str(settings.password.as_str()),
+    ];
+    let method = match how {
+        Login::Pool => {
+            params.extend([Value::str("1.0"), Value::str(ORIGINATOR)]);
+            "session.login_with_password"
+        }
+        Login::Local => "session.slave_local_login_with_password",
+    };
+    let answer = match conn.rpc(method, params.clone()).await {
+        Ok(answer) => answer,
+        Err(e @ XeError::Unreachable { .. }) => return Attempt::Unreachable(e),
+        Err(e) => return Attempt::Fatal(e),
+    };
+    let (conn, answer) = match answer {
+        // A host that is not the master names it (xapi's slaves do; oxapi hosts forward
+        // instead): log in there.
+        Err(e) if how == Login::Pool && e.code == "HOST_IS_SLAVE" && !e.params.is_empty() => {
+            let master = settings::address(&e.params[0], settings.port);
+            let conn = Connection::new(&master, settings, known, known_hosts_path);
+            match conn.rpc(method, params).await {
+                Ok(answer) => (conn, answer),
+                Err(e) => return Attempt::Fatal(e),
+            }
+        }
+        answer => (conn, answer),
+    };
+    match answer {
+        Ok(Value::String(session)) => {
+            if let Some(trust) = &conn.trust
+                && let Err(e) = trust::remember_first_use(trust, conn.known_hosts.as_ref())
+            {
+                return Attempt::Fatal(e);
+            }
+            Attempt::Connected(Session {
+                conn,
+                session,
+                is_local: how == Login::Local,
+            })
+        }
+        Ok(other) => Attempt::Fatal(XeError::UnexpectedReply {
+            what: format!("{other:?}"),
+            expected: "a session reference",
+        }),
+        Err(e) => Attempt::Fatal(XeError::api(method, e)),
+    }
+}
+
+/// The `host:port` of every host of the pool, from their `address` fields.
+async fn member_addresses(session: &Session, port: u16) -> Result<Vec<String>, XeError> {
+    let records = session.call("host.get_all_records", Vec::new()).await?;
+    Ok(records
+        .as_struct()
+        .into_iter()
+        .flat_map(|all| all.values())
+        .filter_map(|host| host.as_struct()?.get("address")?.as_str())
+        .filter(|a| !a.is_empty())
+        .map(|a| settings::address(a, port))
+        .collect())
+}
