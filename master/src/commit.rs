@@ -1,6 +1,7 @@
 //! Writing the pool DB: proposing a Txn, and deciding again when a racing writer invalidated a
 //! decision before it was applied. Every Txn goes through `operations::complete` first, so the
-//! `allowed_operations` of what it touches are right when it is applied.
+//! `allowed_operations` of what it touches are right when it is applied; once it is applied,
+//! the agents of the running VMs whose spec it changed get the new spec (`spec_push`).
 
 use db_schema::{Applied, ApplyError, Db, Txn};
 
@@ -15,7 +16,10 @@ impl Master {
     /// Proposes `txn` and waits until it is committed and applied.
     pub(crate) async fn commit(&self, txn: Txn) -> Result<Applied, Error> {
         let txn = crate::operations::complete(&self.db.read(), txn);
-        Ok(self.db.propose(txn).await?)
+        let pushed = crate::spec_push::written_vms(&txn);
+        let applied = self.db.propose(txn).await?;
+        crate::spec_push::after_write(self, &pushed).await;
+        Ok(applied)
     }
 
     /// Takes a decision on the replica as it is now and commits it. The Txn's preconditions
@@ -36,8 +40,12 @@ impl Master {
             if txn == Txn::default() {
                 return Ok((out, Applied::default()));
             }
+            let pushed = crate::spec_push::written_vms(&txn);
             match self.db.propose(txn).await {
-                Ok(applied) => return Ok((out, applied)),
+                Ok(applied) => {
+                    crate::spec_push::after_write(self, &pushed).await;
+                    return Ok((out, applied));
+                }
                 Err(ProposeError::Apply(ApplyError::PreconditionFailed { .. })) => continue,
                 Err(e) => return Err(e.into()),
             }

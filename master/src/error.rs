@@ -272,6 +272,11 @@ pub mod xenapi {
         error(errors::VDI_READONLY, [vdi.to_owned()])
     }
 
+    /// `minimum` in bytes.
+    pub fn vdi_too_small(vdi: &str, minimum: i64) -> ApiError {
+        error(errors::VDI_TOO_SMALL, [vdi.to_owned(), minimum.to_string()])
+    }
+
     pub fn vdi_on_boot_mode_incompatible_with_operation() -> ApiError {
         error(errors::VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION, [])
     }
@@ -317,6 +322,49 @@ pub mod xenapi {
     pub fn vm_cannot_delete_default_template(vm: &str) -> ApiError {
         error(errors::VM_CANNOT_DELETE_DEFAULT_TEMPLATE, [vm.to_owned()])
     }
+
+    pub fn vbd_cds_must_be_readonly() -> ApiError {
+        error(errors::VBD_CDS_MUST_BE_READONLY, [])
+    }
+
+    pub fn vdi_incompatible_type(vdi: &str, vdi_type: &str) -> ApiError {
+        error(
+            errors::VDI_INCOMPATIBLE_TYPE,
+            [vdi.to_owned(), vdi_type.to_owned()],
+        )
+    }
+
+    pub fn vm_revert_failed(vm: &str, snapshot: &str) -> ApiError {
+        error(
+            errors::VM_REVERT_FAILED,
+            [vm.to_owned(), snapshot.to_owned()],
+        )
+    }
+
+    pub fn default_sr_not_found(sr: &str) -> ApiError {
+        error(errors::DEFAULT_SR_NOT_FOUND, [sr.to_owned()])
+    }
+
+    /// xapi's `INVALID_DEVICE [device]`: a device name or number a VBD or VIF cannot have.
+    /// api-spec does not declare this code yet.
+    pub fn invalid_device(device: &str) -> ApiError {
+        ApiError::new(INVALID_DEVICE, [device])
+    }
+
+    /// xapi's `DEVICE_ALREADY_EXISTS [device]`: another VBD (or VIF) of the VM has the device.
+    /// api-spec does not declare this code yet.
+    pub fn device_already_exists(device: &str) -> ApiError {
+        ApiError::new(DEVICE_ALREADY_EXISTS, [device])
+    }
+
+    /// xapi's `MAC_INVALID [MAC]`. api-spec does not declare this code yet.
+    pub fn mac_invalid(mac: &str) -> ApiError {
+        ApiError::new(MAC_INVALID, [mac])
+    }
+
+    pub const INVALID_DEVICE: &str = "INVALID_DEVICE";
+    pub const DEVICE_ALREADY_EXISTS: &str = "DEVICE_ALREADY_EXISTS";
+    pub const MAC_INVALID: &str = "MAC_INVALID";
 
     pub fn operation_not_allowed(reason: &str) -> ApiError {
         error(errors::OPERATION_NOT_ALLOWED, [reason.to_owned()])

@@ -15,7 +15,7 @@ use crate::error::{Error, xenapi};
 use crate::record::{self, field_value, row};
 use crate::where_expr;
 
-pub(crate) use write::create_txn;
+pub(crate) use write::{create_txn, created_fields};
 
 /// Answers an implicit message.
 pub(crate) async fn handle(ctx: Ctx, kind: Implicit, args: Args) -> Result<Value, Error> {

@@ -177,6 +177,12 @@ pub enum HostAction {
         vm: String,
         bytes: u64,
     },
+    /// Keep `vm` as the spec of the running domain of `vm.uuid`: what the agent acts on unasked
+    /// from now on (the `actions_after_*`, and the spec a guest reboot restarts the domain
+    /// with), as xapi pushes a VM's metadata to xenopsd. The domain itself is not changed.
+    UpdateSpec {
+        vm: VmSpec,
+    },
     /// Report every domain this host runs.
     Inventory,
 }

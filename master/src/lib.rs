@@ -21,10 +21,12 @@
 //! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
 //! `dispatch.rs`.
 
+mod agent_errors;
 pub mod bootstrap;
 mod commit;
 mod ctx;
 pub mod db;
+mod device_slots;
 mod dispatch;
 pub mod error;
 mod events;
@@ -38,6 +40,8 @@ mod power_state;
 mod reconcile;
 mod record;
 mod session;
+mod spec_push;
+mod storage;
 mod tasks;
 pub mod testing;
 mod vm_spec;

@@ -1,7 +1,7 @@
 //! In-memory doubles, so a handler test is a function call: `MemoryDb` (a `ReplicatedDb` that
 //! applies each Txn at once, at increasing indexes), `ManualClock` (a settable `Clock`),
 //! `FakeAgent` (a scriptable `HostLink`), and `TestPool` (a master over a new one-host pool,
-//! with a few call helpers).
+//! with a few call helpers; `devices.rs` gives its VMs disks, CD drives and NICs).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -13,6 +13,7 @@ use db_schema::{Applied, Db, Op, Txn};
 use tokio::sync::watch;
 
 mod agent;
+mod devices;
 
 pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received};
 
@@ -418,30 +419,6 @@ impl TestPool {
             .await
             .expect("the VM starts");
         vm
-    }
-
-    /// Gives `vm` a NIC (device `device`) on the management network; returns the VIF.
-    pub async fn add_nic(&self, session: &str, vm: &str, device: &str) -> String {
-        let network = self.refs("network").remove(0);
-        let empty = Value::Struct(BTreeMap::new());
-        let record: BTreeMap<String, Value> = [
-            ("device", Value::str(device)),
-            ("network", Value::String(network)),
-            ("VM", Value::str(vm)),
-            ("MAC", Value::String(format!("02:00:00:00:01:{device:0>2}"))),
-            ("MTU", Value::Int(1500)),
-            ("other_config", empty.clone()),
-            ("qos_algorithm_type", Value::str("")),
-            ("qos_algorithm_params", empty),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let vif = self
-            .call_as(session, "VIF.create", vec![Value::Struct(record)])
-            .await
-            .expect("the VIF is created");
-        vif.as_str().expect("a ref").to_owned()
     }
 
     /// Adds an enabled, live host named `name` with `memory_total_bytes` of memory and its

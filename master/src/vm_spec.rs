@@ -8,6 +8,29 @@ use std::collections::BTreeMap;
 use crate::host_link::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
 use crate::operations::Overlay;
 
+/// The fields of a VM that its spec is built from (its devices aside): a write to one of them
+/// changes what the agent of a running domain must know.
+pub(crate) static SPEC_FIELDS: &[&str] = &[
+    "uuid",
+    "name_label",
+    "domain_type",
+    "HVM_boot_policy",
+    "memory_static_max",
+    "memory_dynamic_min",
+    "memory_dynamic_max",
+    "VCPUs_max",
+    "VCPUs_at_startup",
+    "platform",
+    "HVM_boot_params",
+    "PV_kernel",
+    "PV_ramdisk",
+    "PV_args",
+    "PV_bootloader",
+    "actions_after_shutdown",
+    "actions_after_reboot",
+    "actions_after_crash",
+];
+
 /// A count or size from the DB as the unsigned number an agent takes (negatives are 0).
 fn unsigned<T: TryFrom<i64> + Default>(value: i64) -> T {
     T::try_from(value.max(0)).unwrap_or_default()
@@ -194,5 +217,42 @@ mod tests {
         assert!(!spec.vbds[1].read_only);
         assert_eq!(spec.vifs[0].bridge, "xenbr0");
         assert_eq!(spec.vifs[0].mtu, 1500);
+    }
+
+    /// Writing any field of `SPEC_FIELDS` changes the spec, and writing a field outside it
+    /// (the VM's description) does not: the list is what `build` reads.
+    #[test]
+    fn spec_fields_are_what_the_spec_reads() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        let vm = db.refs_by_name_label("VM", "Other install media")[0].to_owned();
+        let unspecified = |draft: &mut Draft| {
+            draft.set("VM", &vm, "domain_type", Value::str("unspecified"));
+        };
+        let mut draft = Draft::new(&db);
+        unspecified(&mut draft);
+        let before = build(draft.view(), &vm);
+        for field in SPEC_FIELDS {
+            let mut draft = Draft::new(&db);
+            unspecified(&mut draft);
+            let value = match draft.view().field("VM", &vm, field) {
+                Some(Value::Int(n)) => Value::Int(n + 1),
+                Some(Value::Struct(_)) => Value::Struct([("k".to_owned(), Value::str("v"))].into()),
+                _ => Value::str(match *field {
+                    "domain_type" => "pv",
+                    "actions_after_shutdown" => "restart",
+                    "actions_after_reboot" => "destroy",
+                    "actions_after_crash" => "preserve",
+                    "HVM_boot_policy" => "",
+                    _ => "changed",
+                }),
+            };
+            draft.set("VM", &vm, field, value);
+            assert_ne!(build(draft.view(), &vm), before, "{field}");
+        }
+        let mut draft = Draft::new(&db);
+        unspecified(&mut draft);
+        draft.set("VM", &vm, "name_description", Value::str("changed"));
+        assert_eq!(build(draft.view(), &vm), before);
     }
 }

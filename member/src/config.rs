@@ -83,7 +83,7 @@ pub struct AgentSettings {
 /// named as the backend's methods: `create`, `build`, `plug_disk`, `plug_nic`,
 /// `start_device_model`, `unpause`, `set_needs_poweroff`, `pause`, `request_shutdown`,
 /// `unplug_nic`, `unplug_disk`, `stop_device_model`, `destroy`, `save`, `restore`,
-/// `insert_cd`, `eject_cd`, `set_vcpus`, `set_memory_target`.
+/// `insert_cd`, `eject_cd`, `set_vcpus`, `set_memory_target`, `update_spec`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorSettings {

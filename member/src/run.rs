@@ -3,7 +3,9 @@
 //!
 //! The agent starts after the Raft node (it begins at the node's term) and before the master is
 //! used; what it reports unasked (its inventory once it has checked the domains it found, guest
-//! changes) goes to `Master::report`, one report at a time, in order.
+//! changes) goes to `Master::report`, one report at a time, in order. The first inventory (and
+//! any guest change reported before it) is reconciled before the listeners open, so that no
+//! client sees the DB as it was before a restart.
 //!
 //! Order on a first start: identity.json is written before the pool is bootstrapped, so the
 //! bootstrapped DB and the identity always agree; the root password is printed before the
@@ -106,7 +108,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
     let node = raft::open(data_dir, raft_config(&config, identity.raft_node_id)).await?;
     let db: Arc<dyn ReplicatedDb> = node.db.clone();
-    let (reports, reported) = mpsc::channel(REPORT_QUEUE);
+    let (reports, mut reported) = mpsc::channel(REPORT_QUEUE);
     let agent = match Agent::start(config.agent_config(), data_dir, db.term(), reports).await {
         Ok(agent) => agent,
         Err(err) => {
@@ -130,6 +132,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         Arc::clone(&master),
         config.master.housekeeping_interval(),
     ));
+    reconcile_first_inventory(&master, &identity.host_ref, &mut reported).await;
     let forwarding = tokio::spawn(forward_reports(
         Arc::clone(&master),
         identity.host_ref.clone(),
@@ -228,6 +231,22 @@ async fn housekeeping(master: Arc<Master>, interval: Duration) {
         let master = Arc::clone(&master);
         if let Err(err) = tokio::spawn(async move { master.housekeeping().await }).await {
             tracing::error!(error = %err, "housekeeping failed");
+        }
+    }
+}
+
+/// Hands the agent's reports to `Master::report`, in order, up to and including its first
+/// inventory.
+async fn reconcile_first_inventory(
+    master: &Arc<Master>,
+    host_ref: &str,
+    reported: &mut mpsc::Receiver<AgentReport>,
+) {
+    while let Some(report) = reported.recv().await {
+        let is_inventory = matches!(report, AgentReport::Inventory(_));
+        master.report(host_ref, report).await;
+        if is_inventory {
+            return;
         }
     }
 }

@@ -150,3 +150,39 @@ async fn a_requested_shutdown_is_not_reported_as_a_guest_event() {
     assert_eq!(vm, witness.uuid);
     assert_eq!(agent.domain(&spec.uuid).await, None, "not restarted");
 }
+
+/// A new spec for a running domain (`UpdateSpec`) changes what a later crash does, leaves the
+/// domain as it is, and is refused for a VM without a domain.
+#[tokio::test]
+async fn an_updated_spec_decides_what_a_crash_does() {
+    let mut agent = TestAgent::start(AgentConfig::default()).await;
+    let mut spec = vm_spec("updated", 1, 1);
+    spec.on_crash = AfterCrash::Destroy;
+    let before = agent.start_vm(&spec).await;
+    spec.on_crash = AfterCrash::Preserve;
+    spec.pv_args = "quiet".to_owned();
+    let update = master::host_link::HostAction::UpdateSpec { vm: spec.clone() };
+    let after = agent.domain_after(update).await;
+    assert_eq!(after, before, "the domain itself is unchanged");
+    agent
+        .simulator()
+        .guest(&spec.uuid, GuestAction::Crash)
+        .await
+        .expect("the guest crashes");
+    let AgentReport::GuestChanged { now, .. } = agent.next_report().await else {
+        panic!("a guest change");
+    };
+    let now = now.expect("preserved, as the new spec says");
+    assert_eq!(now.state, DomainState::Paused);
+    assert_eq!(now.domid, before.domid);
+    let unknown = vm_spec("nowhere", 0, 0);
+    let refused = agent
+        .run(master::host_link::HostAction::UpdateSpec {
+            vm: unknown.clone(),
+        })
+        .await;
+    assert_eq!(
+        agent_support::api_error(refused).description(),
+        ["VM_BAD_POWER_STATE", &unknown.uuid, "running", "halted"]
+    );
+}

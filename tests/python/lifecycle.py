@@ -12,10 +12,16 @@ def event_from(session, classes, token, timeout):
     return getattr(session.xenapi.event, "from")(classes, token, timeout)
 
 
+def default_template(session):
+    """The pool's default template first by name: other tests' templates and snapshots (which
+    may carry devices) are never picked."""
+    templates = session.xenapi.VM.get_all_records_where('field "is_default_template"="true"')
+    return min(templates, key=lambda ref: templates[ref]["name_label"])
+
+
 def new_vm(session, name, memory_mib=256):
-    """A halted VM cloned from the first template, with small memory so many fit on a host."""
-    templates = session.xenapi.VM.get_all_records_where('field "is_a_template"="true"')
-    vm = session.xenapi.VM.clone(sorted(templates)[0], name)
+    """A halted VM cloned from a default template, with small memory so many fit on a host."""
+    vm = session.xenapi.VM.clone(default_template(session), name)
     session.xenapi.VM.set_is_a_template(vm, False)
     size = str(memory_mib * MIB)
     session.xenapi.VM.set_memory_limits(vm, size, size, size, size)

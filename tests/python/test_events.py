@@ -7,14 +7,15 @@ import time
 import pytest
 import XenAPI
 
+from lifecycle import default_template
+
 
 def event_from(session, classes, token, timeout):
     return getattr(session.xenapi.event, "from")(classes, token, timeout)
 
 
 def _vm(session, name):
-    templates = session.xenapi.VM.get_all_records_where('field "is_a_template"="true"')
-    vm = session.xenapi.VM.clone(sorted(templates)[0], name)
+    vm = session.xenapi.VM.clone(default_template(session), name)
     session.xenapi.VM.set_is_a_template(vm, False)
     return vm
 

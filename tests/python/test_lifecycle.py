@@ -4,7 +4,7 @@ each step, the errors xapi raises, resources and placement."""
 import pytest
 import XenAPI
 
-from lifecycle import new_vm, wait_task
+from lifecycle import default_template, new_vm, wait_task
 
 
 def test_start_and_clean_shutdown(session):
@@ -120,7 +120,7 @@ def test_power_state_errors(session):
 
 def test_templates_cannot_start(session):
     """A template cannot be started: VM_IS_TEMPLATE."""
-    template = sorted(session.xenapi.VM.get_all_records_where('field "is_a_template"="true"'))[0]
+    template = default_template(session)
     assert _error(lambda: session.xenapi.VM.start(template, False, False)) == [
         "VM_IS_TEMPLATE", template]
 

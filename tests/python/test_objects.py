@@ -6,14 +6,11 @@ import uuid
 import pytest
 import XenAPI
 
-
-def _template(session):
-    templates = session.xenapi.VM.get_all_records_where('field "is_a_template"="true"')
-    return sorted(templates)[0]
+from lifecycle import default_template
 
 
 def _new_vm(session, name):
-    vm = session.xenapi.VM.clone(_template(session), name)
+    vm = session.xenapi.VM.clone(default_template(session), name)
     session.xenapi.VM.set_is_a_template(vm, False)
     return vm
 
@@ -112,7 +109,7 @@ def test_get_all_records_where_filters(session):
 
 def test_clone_of_template_and_turning_it_into_a_vm(session):
     """VM.clone of a template gives a template copy; set_is_a_template(false) makes a halted VM."""
-    template = _template(session)
+    template = default_template(session)
     copy = session.xenapi.VM.clone(template, "my copy")
     rec = session.xenapi.VM.get_record(copy)
     assert copy != template

@@ -5,6 +5,8 @@ import xmlrpc.client
 import pytest
 import XenAPI
 
+from lifecycle import default_template
+
 
 def event_from(session, classes, token, timeout):
     return getattr(session.xenapi.event, "from")(classes, token, timeout)
@@ -21,14 +23,10 @@ def wait_finished(session, task):
     raise AssertionError("task %s never finished" % task)
 
 
-def _template(session):
-    return sorted(session.xenapi.VM.get_all_records_where('field "is_a_template"="true"'))[0]
-
-
 def test_async_call_gives_a_task_with_the_result(session):
     """Async.VM.clone returns a task that ends in success with the XML-RPC text of the new ref."""
     host_ref = session.xenapi.host.get_all()[0]
-    task = session.xenapi.Async.VM.clone(_template(session), "async clone")
+    task = session.xenapi.Async.VM.clone(default_template(session), "async clone")
     assert task.startswith("OpaqueRef:")
     assert wait_finished(session, task) == "success"
     rec = session.xenapi.task.get_record(task)
@@ -75,7 +73,7 @@ def test_client_task_can_be_cancelled_and_destroyed(session):
 def test_task_changes_are_events(session):
     """Creating and finishing a task are seen through event.from on class task."""
     token = event_from(session, ["task"], "", 0.0)["token"]
-    task = session.xenapi.Async.VM.clone(_template(session), "evented")
+    task = session.xenapi.Async.VM.clone(default_template(session), "evented")
     wait_finished(session, task)
     batch = event_from(session, ["task"], token, 5.0)
     mine = [e for e in batch["events"] if e["ref"] == task]

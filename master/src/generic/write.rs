@@ -177,6 +177,14 @@ pub(crate) fn create_txn(
     Ok((r, txn))
 }
 
+/// The fields of the row a `create_txn` Txn creates, for a handler to check or complete.
+pub(crate) fn created_fields(txn: &mut Txn) -> Option<&mut BTreeMap<String, Value>> {
+    txn.ops.iter_mut().find_map(|op| match op {
+        Op::Create { fields, .. } => Some(fields),
+        _ => None,
+    })
+}
+
 /// The Txn that sets one field of an existing row; refs must name live rows.
 fn set_txn(db: &Db, class: &Class, r: &str, field: &Field, value: Value) -> Result<Txn, Error> {
     row(db, class.name, r)?;

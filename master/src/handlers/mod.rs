@@ -5,9 +5,13 @@
 
 mod event;
 mod host;
+mod hotplug;
 mod message;
 mod session;
 mod task;
+pub(crate) mod vbd;
+mod vdi;
+pub(crate) mod vif;
 mod vm;
 
 use api_spec::Value;
@@ -55,16 +59,38 @@ table! {
     "task.set_progress" => task::set_progress,
     "task.set_result" => task::set_result,
     "task.set_status" => task::set_status,
+    "VBD.create" => vbd::create,
+    "VBD.destroy" => vbd::destroy,
+    "VBD.eject" => vbd::eject,
+    "VBD.insert" => vbd::insert,
+    "VBD.plug" => vbd::plug,
+    "VBD.unplug" => vbd::unplug,
+    "VBD.unplug_force" => vbd::unplug_force,
+    "VDI.clone" => vdi::clone,
+    "VDI.copy" => vdi::copy,
+    "VDI.create" => vdi::create,
+    "VDI.destroy" => vdi::destroy,
+    "VDI.snapshot" => vdi::snapshot,
+    "VIF.create" => vif::create,
+    "VIF.destroy" => vif::destroy,
+    "VIF.plug" => vif::plug,
+    "VIF.unplug" => vif::unplug,
+    "VIF.unplug_force" => vif::unplug_force,
     "VM.clean_reboot" => vm::clean_reboot,
     "VM.clean_shutdown" => vm::clean_shutdown,
     "VM.clone" => vm::clone,
+    "VM.copy" => vm::copy,
     "VM.create" => vm::create,
     "VM.destroy" => vm::destroy,
+    "VM.get_allowed_VBD_devices" => vm::get_allowed_vbd_devices,
+    "VM.get_allowed_VIF_devices" => vm::get_allowed_vif_devices,
     "VM.hard_reboot" => vm::hard_reboot,
     "VM.hard_shutdown" => vm::hard_shutdown,
     "VM.pause" => vm::pause,
     "VM.power_state_reset" => vm::power_state_reset,
+    "VM.provision" => vm::provision,
     "VM.resume" => vm::resume,
+    "VM.revert" => vm::revert,
     "VM.resume_on" => vm::resume_on,
     "VM.set_VCPUs_at_startup" => vm::set_vcpus_at_startup,
     "VM.set_VCPUs_max" => vm::set_vcpus_max,
@@ -83,6 +109,7 @@ table! {
     "VM.set_shutdown_delay" => vm::set_shutdown_delay,
     "VM.set_start_delay" => vm::set_start_delay,
     "VM.shutdown" => vm::shutdown,
+    "VM.snapshot" => vm::snapshot,
     "VM.start" => vm::start,
     "VM.start_on" => vm::start_on,
     "VM.suspend" => vm::suspend,
@@ -155,6 +182,23 @@ mod tests {
             "VM.set_VCPUs_number_live",
             "VM.set_actions_after_crash",
             "host.compute_free_memory",
+            "VM.copy",
+            "VM.snapshot",
+            "VM.revert",
+            "VM.provision",
+            "VM.get_allowed_VBD_devices",
+            "VM.get_allowed_VIF_devices",
+            "VBD.plug",
+            "VBD.unplug",
+            "VBD.unplug_force",
+            "VBD.insert",
+            "VBD.eject",
+            "VIF.plug",
+            "VIF.unplug",
+            "VIF.unplug_force",
+            "VDI.snapshot",
+            "VDI.clone",
+            "VDI.copy",
         ];
         for name in needed {
             assert!(api().method(name).is_some(), "{name} is declared");

@@ -24,8 +24,9 @@ use api_spec::{ApiError, Value};
 use db_schema::{Db, Txn};
 
 use crate::error::{Error, xenapi};
+pub(crate) use devices::FACT_FIELDS as DEVICE_FACT_FIELDS;
 pub(crate) use in_flight::{InFlight, InFlightGuard};
-pub(crate) use overlay::{Draft, Overlay, field_equals};
+pub(crate) use overlay::{Draft, Fields, Overlay, field_equals};
 pub(crate) use vm_facts::VmFacts;
 
 /// Whether `op` may start on the row `r` of `class` (`VM`, `VBD` or `VIF`) now.

@@ -262,9 +262,15 @@ impl<'a> Draft<'a> {
         }
     }
 
-    /// Requires the row to exist when the Txn is applied.
+    /// Requires the row to exist when the Txn is applied (a row the Txn creates needs no
+    /// precondition: it will).
     pub fn require_exists(&mut self, class: &str, r: &str) {
-        self.precondition(record::exists(class, r));
+        let key = (class.to_owned(), r.to_owned());
+        let is_created = self.view.db.get(class, r).is_none()
+            && matches!(self.view.rows.get(&key), Some(Some(_)));
+        if !is_created {
+            self.precondition(record::exists(class, r));
+        }
     }
 
     /// Requires a field to hold, when the Txn is applied, what the replica holds now.

@@ -30,6 +30,7 @@ pub enum ActionKind {
     EjectCd,
     SetVcpus,
     SetMemoryTarget,
+    UpdateSpec,
     Inventory,
 }
 
@@ -51,6 +52,7 @@ impl ActionKind {
             HostAction::EjectCd { .. } => ActionKind::EjectCd,
             HostAction::SetVcpus { .. } => ActionKind::SetVcpus,
             HostAction::SetMemoryTarget { .. } => ActionKind::SetMemoryTarget,
+            HostAction::UpdateSpec { .. } => ActionKind::UpdateSpec,
             HostAction::Inventory => ActionKind::Inventory,
         }
     }
@@ -112,6 +114,9 @@ struct FakeState {
     received: Vec<Received>,
     /// The domains it runs, by VM uuid.
     domains: BTreeMap<String, DomainInfo>,
+    /// The spec each domain runs with, by VM uuid: the one it was booted with, or the last
+    /// `UpdateSpec`.
+    specs: BTreeMap<String, VmSpec>,
     last_domid: i64,
     failures: Vec<(ActionKind, ApiError)>,
     gates: Vec<(ActionKind, Gate)>,
@@ -168,6 +173,13 @@ impl FakeAgent {
         self.lock().domains.get(uuid).cloned()
     }
 
+    /// The spec the domain of the VM `uuid` runs with, if it runs one.
+    pub fn spec(&self, uuid: &str) -> Option<VmSpec> {
+        let state = self.lock();
+        state.domains.get(uuid)?;
+        state.specs.get(uuid).cloned()
+    }
+
     /// Every domain it runs.
     pub fn domains(&self) -> Vec<DomainInfo> {
         self.lock().domains.values().cloned().collect()
@@ -206,6 +218,7 @@ impl FakeAgent {
                 .collect(),
         };
         state.domains.insert(info.vm.clone(), info.clone());
+        state.specs.insert(info.vm.clone(), spec.clone());
         info
     }
 
@@ -251,6 +264,14 @@ impl FakeAgent {
             HostAction::SetVcpus { vm, count } => changed(state, vm, &|d| d.vcpus = *count),
             HostAction::SetMemoryTarget { vm, bytes } => {
                 changed(state, vm, &|d| d.memory_actual_bytes = *bytes)
+            }
+            HostAction::UpdateSpec { vm } => {
+                let Some(info) = state.domains.get(&vm.uuid) else {
+                    let params = [vm.uuid.as_str(), "running", "halted"];
+                    return Err(ApiError::new(errors::VM_BAD_POWER_STATE, params));
+                };
+                state.specs.insert(vm.uuid.clone(), vm.clone());
+                Ok(ActionResult::Domain(Some(info.clone())))
             }
             HostAction::Inventory => Ok(ActionResult::Inventory(
                 state.domains.values().cloned().collect(),

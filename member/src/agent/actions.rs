@@ -12,7 +12,9 @@
 //! - suspend: `vm-pre-suspend` hook, save, then the hard shutdown's teardown;
 //! - resume: create, `vm-pre-resume` hook, restore, plug, device model, `vm-post-resume` hook,
 //!   unpause (unless asked paused), clear the mark;
-//! - pause, unpause, device hotplug, CD insert and eject, VCPUs, memory target: one step each.
+//! - pause, unpause, device hotplug, CD insert and eject, VCPUs, memory target: one step each;
+//! - a new spec for a running domain: no step, and no queue (`Agent::run` keeps it at once, so
+//!   that what the guest does next is judged by it, even while an operation holds the queue).
 //!
 //! The needs-poweroff mark lives with the domain in the backend: if oxapi dies in the middle of
 //! a start or a teardown, the restarted agent finds the mark and powers the domain off, so no
@@ -33,7 +35,8 @@ pub(crate) fn vm_of(action: &HostAction) -> Option<&str> {
     Some(match action {
         HostAction::Start { vm, .. }
         | HostAction::Reboot { vm, .. }
-        | HostAction::Resume { vm, .. } => &vm.uuid,
+        | HostAction::Resume { vm, .. }
+        | HostAction::UpdateSpec { vm } => &vm.uuid,
         HostAction::Shutdown { vm, .. }
         | HostAction::Suspend { vm, .. }
         | HostAction::Pause { vm }
@@ -70,6 +73,7 @@ pub(crate) fn name_of(action: &HostAction) -> &'static str {
         HostAction::EjectCd { .. } => "eject_cd",
         HostAction::SetVcpus { .. } => "set_vcpus",
         HostAction::SetMemoryTarget { .. } => "set_memory_target",
+        HostAction::UpdateSpec { .. } => "update_spec",
         HostAction::Inventory => "inventory",
     }
 }
@@ -194,8 +198,8 @@ pub(crate) fn plan(
             live(vm, domain)?;
             vec![MicroOp::SetMemoryTarget(*bytes)]
         }
-        // Answered from `discover`, without a queue.
-        HostAction::Inventory => Vec::new(),
+        // Answered without a queue: from `discover`, and by `Backend::update_spec`.
+        HostAction::Inventory | HostAction::UpdateSpec { .. } => Vec::new(),
     })
 }
 

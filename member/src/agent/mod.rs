@@ -15,7 +15,8 @@
 //!
 //! On start the agent reads every domain the backend runs, checks each on its queue (finishing
 //! operations a crash cut short, handling guests that stopped meanwhile), then sends
-//! `AgentReport::Inventory`, from which the master reconciles the DB.
+//! `AgentReport::Inventory`, from which the master reconciles the DB (before the host says it
+//! is ready: `run.rs`).
 
 mod actions;
 pub mod backend;
@@ -33,13 +34,13 @@ use std::time::Duration;
 
 use api_spec::{ApiError, errors};
 use master::db::BoxFuture;
-use master::host_link::{ActionResult, AgentReport, HostAction, HostLink};
+use master::host_link::{ActionResult, AgentReport, HostAction, HostLink, VmSpec};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use self::backend::simulator::{Simulator, SimulatorConfig};
-use self::backend::{Backend, BackendEvent, Domain};
+use self::backend::{Backend, BackendError, BackendEvent, Domain};
 pub use self::error::AgentError;
 use self::hooks::Hooks;
 use self::queue::Queues;
@@ -73,6 +74,10 @@ impl Default for AgentConfig {
         }
     }
 }
+
+/// How long the agent waits before listing its domains again for the inventory, after a
+/// failure.
+const INVENTORY_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The agent of this host.
 pub struct Agent {
@@ -152,6 +157,11 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Result<ActionResult, AgentError> {
         self.observe_term(term)?;
+        if let HostAction::UpdateSpec { vm: spec } = &action {
+            let result = self.update_spec(spec).await;
+            progress.send_replace(1.0);
+            return result;
+        }
         let Some(vm) = actions::vm_of(&action).map(str::to_owned) else {
             let domains = self.backend.discover().await?;
             progress.send_replace(1.0);
@@ -172,6 +182,26 @@ impl Agent {
             }),
         );
         answered.await.unwrap_or(Err(AgentError::Lost))
+    }
+
+    /// Keeps `spec` for the domain of its VM at once, beside whatever its queue runs: see
+    /// `HostAction::UpdateSpec`. A VM without a domain is `VM_BAD_POWER_STATE`.
+    async fn update_spec(&self, spec: &VmSpec) -> Result<ActionResult, AgentError> {
+        let vm = spec.uuid.as_str();
+        match self.backend.update_spec(vm, spec).await {
+            Ok(()) => {}
+            Err(BackendError::NoDomain { .. }) => {
+                return Err(AgentError::BadPowerState {
+                    vm: vm.to_owned(),
+                    expected: "running",
+                    actual: "halted",
+                });
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tracing::debug!(vm, "domain spec updated");
+        let now = self.backend.domain(vm).await?;
+        Ok(ActionResult::Domain(now.as_ref().map(Domain::info)))
     }
 
     async fn perform(
@@ -264,20 +294,26 @@ async fn report_inventory(agent: Weak<Agent>, checks: Vec<oneshot::Receiver<()>>
         // A check that ended without answering (it panicked) was logged by the queue.
         let _ = check.await;
     }
-    let Some(agent) = agent.upgrade() else {
-        return;
-    };
-    match agent.backend.discover().await {
-        Ok(domains) => {
-            let domains = domains.iter().map(Domain::info).collect();
-            agent.report(AgentReport::Inventory(domains)).await;
+    // The host is not ready before the master has the inventory (`run.rs`): keep trying.
+    loop {
+        let Some(agent) = agent.upgrade() else {
+            return;
+        };
+        match agent.backend.discover().await {
+            Ok(domains) => {
+                let domains = domains.iter().map(Domain::info).collect();
+                agent.report(AgentReport::Inventory(domains)).await;
+                return;
+            }
+            Err(err) => {
+                tracing::error!(
+                    error = &err as &dyn std::error::Error,
+                    "cannot list the domains for the inventory; trying again"
+                );
+            }
         }
-        Err(err) => {
-            tracing::error!(
-                error = &err as &dyn std::error::Error,
-                "cannot list the domains for the inventory"
-            );
-        }
+        drop(agent);
+        tokio::time::sleep(INVENTORY_RETRY_INTERVAL).await;
     }
 }
 

@@ -26,13 +26,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most buffer reserved for a body before its bytes arrive.
 const PREALLOCATE_MAX_BYTES: usize = 64 * 1024;
 
-/// What every listener shares: who answers calls, the decoding limits, and the routes served
-/// only on the local Unix socket.
+/// What every listener shares: who answers calls, the decoding limits, the routes served only
+/// on the local Unix socket, and the routes between pool members served over TCP.
 #[derive(Clone)]
 pub struct Front {
     answer: Arc<dyn Answer>,
     limits: Limits,
     local_routes: Option<Router>,
+    pool_routes: Option<Router>,
 }
 
 /// How requests reach a router: over TCP (the peer address is known) or the local Unix socket.
@@ -63,7 +64,18 @@ impl Front {
             answer,
             limits,
             local_routes: None,
+            pool_routes: None,
         }
+    }
+
+    /// Adds routes between pool members (the peer stream, joins), served over TCP before the
+    /// XML-RPC fallback; they check the pool secret themselves.
+    pub fn with_pool_routes(mut self, routes: Router) -> Front {
+        self.pool_routes = Some(match self.pool_routes.take() {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        });
+        self
     }
 
     /// Adds routes served only on the local Unix socket (the simulator's test-only control),
@@ -97,17 +109,17 @@ impl Front {
 
 /// The router for one listener.
 pub fn router(front: Front, transport: Transport) -> Router {
-    let local_routes = match transport {
+    let extra_routes = match transport {
         Transport::LocalSocket => front.local_routes.clone(),
-        Transport::Tcp => None,
+        Transport::Tcp => front.pool_routes.clone(),
     };
     let router = Router::new()
         .route("/jsonrpc", post(json_rpc).options(cors))
         .route("/json", post(json_rpc).options(cors))
         .fallback(other)
         .with_state(RouteState { front, transport });
-    let router = match local_routes {
-        Some(local_routes) => router.merge(local_routes),
+    let router = match extra_routes {
+        Some(extra_routes) => router.merge(extra_routes),
         None => router,
     };
     router.layer(axum::middleware::map_response(allow_any_origin))

@@ -346,10 +346,17 @@ mod tests {
             .await;
         assert_eq!(reply, Ok(s("")));
         assert_eq!(limits(&pool, &vm), [GIB, 2 * GIB, 3 * GIB, 4 * GIB]);
-        let last = pool.agent.received().pop().expect("an action");
+        let mut received = pool.agent.received();
+        let pushed = received.pop().expect("an action");
+        let target = received.pop().expect("an action");
         assert!(
-            matches!(last.action, HostAction::SetMemoryTarget { bytes, .. } if bytes == 3 << 30)
+            matches!(target.action, HostAction::SetMemoryTarget { bytes, .. } if bytes == 3 << 30)
         );
+        // The agent also holds the new range for the domain, as a guest reboot would use it.
+        assert!(matches!(
+            pushed.action,
+            HostAction::UpdateSpec { vm: spec } if spec.memory_dynamic_max_bytes == 3 << 30
+        ));
         let metrics = pool.text("VM", &vm, "metrics");
         assert_eq!(
             pool.field("VM_metrics", &metrics, "memory_actual"),
@@ -366,7 +373,7 @@ mod tests {
             reply,
             Err(xenapi::memory_constraint_violation(ORDER_CONSTRAINT))
         );
-        assert_eq!(pool.agent.kinds().len(), 2);
+        assert_eq!(pool.agent.kinds().len(), 3);
         assert!(pool.current("VM", &vm).is_empty());
     }
 

@@ -1,18 +1,24 @@
-//! The custom messages of `VM`: its records (`records.rs`: create, destroy, clone,
-//! set_is_a_template; `settings.rs`: setters xapi checks), its power operations (`start.rs`: start and resume, placed;
-//! `power.rs`: suspend, pause, unpause, reboots; `shutdown.rs`: the shutdowns and
-//! power_state_reset) and its resources (`memory.rs`, `vcpus.rs`).
+//! The custom messages of `VM`: its records (`records.rs`: create, destroy,
+//! set_is_a_template, free device slots; `settings.rs`: setters xapi checks), its copies
+//! (`copies.rs`: clone, copy; `snapshot.rs`; `revert.rs`; `provision.rs`: a template's disks), its
+//! power operations (`start.rs`: start and resume, placed; `power.rs`: suspend, pause,
+//! unpause, reboots; `shutdown.rs`: the shutdowns and power_state_reset) and its resources
+//! (`memory.rs`, `vcpus.rs`).
 //!
 //! A power operation is an `Operation`: a Txn that checks and records it in
 //! `current_operations` with whatever it reserves (`scheduled_to_be_resident_on`, its devices
 //! marked `attach`), the host action, stamped with the Raft term, its progress reported to the
 //! task and cancelled with it, then a Txn that writes the outcome and removes the operation.
 
+mod copies;
 mod memory;
 mod power;
+mod provision;
 mod records;
+mod revert;
 mod settings;
 mod shutdown;
+mod snapshot;
 mod start;
 mod vcpus;
 
@@ -25,16 +31,22 @@ use crate::error::{Error, xenapi};
 use crate::host_link::{ActionResult, DomainInfo, HostAction};
 use crate::operations::{self, Draft, InFlightGuard};
 
+pub(super) use copies::{clone, copy};
 pub(super) use memory::{
     set_memory, set_memory_dynamic_max, set_memory_dynamic_min, set_memory_dynamic_range,
     set_memory_limits, set_memory_static_max, set_memory_static_min, set_memory_static_range,
 };
 pub(super) use power::{clean_reboot, hard_reboot, pause, suspend, unpause};
-pub(super) use records::{clone, create, destroy, set_is_a_template};
+pub(super) use provision::provision;
+pub(super) use records::{
+    create, destroy, get_allowed_vbd_devices, get_allowed_vif_devices, set_is_a_template,
+};
+pub(super) use revert::revert;
 pub(super) use settings::{
     set_actions_after_crash, set_order, set_shutdown_delay, set_start_delay,
 };
 pub(super) use shutdown::{clean_shutdown, hard_shutdown, power_state_reset, shutdown};
+pub(super) use snapshot::snapshot;
 pub(super) use start::{resume, resume_on, start, start_on};
 pub(super) use vcpus::{set_vcpus_at_startup, set_vcpus_max, set_vcpus_number_live};
 
@@ -111,7 +123,7 @@ impl<'c> Operation<'c> {
 
     /// Runs `action` on the agent of `host`, stamped with this master's Raft term; its
     /// progress becomes the task's, `cancel` stops it. An agent's `TASK_CANCELLED` names the
-    /// task (or, for a sync call, the operation's key).
+    /// task (or, for a sync call, the operation's key); its other errors name objects by ref.
     pub async fn run_with(
         &self,
         host: &str,
@@ -145,7 +157,7 @@ impl<'c> Operation<'c> {
                     .map_or(self.key(), |t| t.r#ref.as_str());
                 xenapi::task_cancelled(task)
             } else {
-                e
+                crate::agent_errors::with_refs(&master.db.read(), e)
             }
         })
     }

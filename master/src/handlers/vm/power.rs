@@ -120,6 +120,10 @@ async fn on_domain(ctx: &Ctx, vm: &str, how: OnDomain) -> Result<Value, Error> {
             Ok((host, (how.action)(view, vm)))
         })
         .await?;
+    let booted = match &action {
+        HostAction::Reboot { vm: spec, .. } => Some(spec.clone()),
+        _ => None,
+    };
     let outcome = operation.run(&host, action).await;
     let now = ctx.now();
     operation
@@ -135,6 +139,9 @@ async fn on_domain(ctx: &Ctx, vm: &str, how: OnDomain) -> Result<Value, Error> {
             Ok(())
         })
         .await?;
+    if let (Some(spec), Ok(_)) = (&booted, &outcome) {
+        crate::spec_push::push_if_stale(&ctx.master, vm, spec).await;
+    }
     answer(vm, outcome, how.expect)
 }
 

@@ -1,16 +1,18 @@
 //! A VM's records: the generic messages `VM` extends (`create`, `destroy`,
-//! `set_is_a_template`) and `clone`. Each is one Txn; `allowed_operations` of what it writes
-//! is recomputed on the way to the DB (`operations::complete`).
+//! `set_is_a_template`) and the device slots it has free. Each write is one Txn;
+//! `allowed_operations` of what it writes is recomputed on the way to the DB
+//! (`operations::complete`).
 
 use std::collections::BTreeMap;
 
-use api_spec::{NEVER, NULL_REF, Value};
-use db_schema::{Db, Op, Precondition, Row, Txn};
+use api_spec::Value;
+use db_schema::{Db, Op, Precondition, Txn};
 
 use crate::ctx::{Args, Ctx, void};
+use crate::device_slots::{free_vbd_disks, free_vif_devices};
 use crate::error::{Error, xenapi};
 use crate::generic;
-use crate::operations::{self, Overlay, field_equals};
+use crate::operations::{self, Draft, Overlay, field_equals};
 use crate::power_state::NO_DOMID;
 use crate::record::{self, exists, row};
 
@@ -28,27 +30,8 @@ fn require_operation(db: &Db, vm: &str, op: &str) -> Result<Vec<Precondition>, E
         .collect())
 }
 
-/// The refs in a ref-set field of a row.
-fn ref_set(row: &Row, field: &str) -> Vec<String> {
-    row.get(field)
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The precondition that a field of the VM still holds what the decision read.
-fn unchanged(vm: &str, row: &Row, field: &str) -> Precondition {
-    let value = row.get(field).cloned().unwrap_or(Value::Array(Vec::new()));
-    field_equals("VM", vm, field, value)
-}
-
 /// The op that creates the VM_metrics row of a new VM; returns its ref.
-fn create_metrics(now: i64) -> Result<(String, Op), Error> {
+pub(super) fn create_metrics(now: i64) -> Result<(String, Op), Error> {
     let class = record::class("VM_metrics")?;
     let r = record::new_ref();
     let now = Value::DateTime(api_spec::datetime::format_unix(now));
@@ -87,12 +70,14 @@ pub(in crate::handlers) async fn create(ctx: Ctx, args: Args) -> Result<Value, E
 }
 
 /// `VM.destroy`: a Halted or Suspended VM that is not a default template, with its VBDs,
-/// VIFs, consoles and metrics rows. Its disks (VDIs) stay.
+/// VIFs, consoles, metrics rows and suspend image. Its disks (VDIs) stay, as xapi keeps them;
+/// its children (snapshots whose parent it is) get its parent, and its snapshots stay.
 pub(in crate::handlers) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vm = args.str("self")?;
     ctx.master
         .decide(|db| Ok((destroy_txn(db, vm)?, ())))
         .await?;
+    tracing::debug!(vm = %vm, "VM destroyed");
     Ok(void())
 }
 
@@ -101,144 +86,66 @@ fn destroy_txn(db: &Db, vm: &str) -> Result<Txn, Error> {
     if row.get("is_default_template").and_then(Value::as_bool) == Some(true) {
         return Err(xenapi::vm_cannot_delete_default_template(vm).into());
     }
-    let mut txn = Txn {
-        preconditions: require_operation(db, vm, "destroy")?,
-        ops: Vec::new(),
-    };
-    for (class, field) in [("VBD", "VBDs"), ("VIF", "VIFs"), ("console", "consoles")] {
-        let children = ref_set(row, field);
-        txn.preconditions.push(unchanged(vm, row, field));
-        for child in children.into_iter().filter(|c| db.get(class, c).is_some()) {
-            txn.preconditions.push(exists(class, &child));
-            txn.ops.push(Op::Destroy {
-                class: class.to_owned(),
-                r#ref: child,
-            });
+    let mut draft = Draft::new(db);
+    operations::check(draft.view(), "VM", vm, "destroy")?;
+    for field in [
+        "power_state",
+        "current_operations",
+        "VBDs",
+        "VIFs",
+        "consoles",
+        "children",
+        "suspend_VDI",
+        "parent",
+    ] {
+        draft.require_unchanged("VM", vm, field);
+    }
+    for class in ["VBD", "VIF", "console"] {
+        for child in draft.view().children(class, "VM", vm) {
+            draft.destroy(class, &child);
         }
     }
     for (class, field) in [
         ("VM_metrics", "metrics"),
         ("VM_guest_metrics", "guest_metrics"),
+        ("VDI", "suspend_VDI"),
     ] {
-        let child = row.str(field);
-        if db.get(class, child).is_some() {
-            txn.preconditions.push(exists(class, child));
-            txn.ops.push(Op::Destroy {
-                class: class.to_owned(),
-                r#ref: child.to_owned(),
-            });
-        }
+        let child = row.str(field).to_owned();
+        draft.destroy(class, &child);
     }
-    txn.ops.push(Op::Destroy {
-        class: "VM".to_owned(),
-        r#ref: vm.to_owned(),
-    });
-    Ok(txn)
+    let parent = Value::str(row.str("parent"));
+    for child in draft.view().children("VM", "parent", vm) {
+        draft.require_exists("VM", &child);
+        draft.set("VM", &child, "parent", parent.clone());
+    }
+    draft.destroy("VM", vm);
+    Ok(draft.into_txn())
 }
 
-/// `VM.clone`: a Halted or Suspended VM or template copied under a new name, with new refs
-/// and uuids, a new metrics row and copies of its VBD and VIF rows. The VBD copies point at
-/// the same VDIs: copying the disks themselves comes with the VM lifecycle work. A suspended
-/// VM's clone starts Halted, without the suspend image.
-pub(in crate::handlers) async fn clone(ctx: Ctx, args: Args) -> Result<Value, Error> {
-    let (vm, new_name) = (args.str("vm")?, args.str("new_name")?);
-    let now = ctx.now();
-    let (r, _) = ctx
-        .master
-        .decide(|db| clone_txn(db, vm, new_name, now))
-        .await?;
-    Ok(Value::String(r))
+/// `VM.get_allowed_VBD_devices`: the disk numbers a new VBD of the VM may take.
+pub(in crate::handlers) async fn get_allowed_vbd_devices(
+    ctx: Ctx,
+    args: Args,
+) -> Result<Value, Error> {
+    let vm = args.str("vm")?;
+    let db = ctx.db();
+    row(&db, "VM", vm)?;
+    let free = free_vbd_disks(&Overlay::new(&db), vm);
+    Ok(Value::Array(
+        free.iter().map(|n| Value::String(n.to_string())).collect(),
+    ))
 }
 
-/// Fields of a VM that a clone does not inherit, with the values it starts with.
-fn fresh_vm_fields(new_name: &str, metrics: String) -> [(&'static str, Value); 15] {
-    [
-        ("uuid", Value::String(record::new_uuid())),
-        ("name_label", Value::str(new_name)),
-        ("is_default_template", Value::Bool(false)),
-        ("power_state", Value::str("Halted")),
-        ("suspend_VDI", Value::str(NULL_REF)),
-        ("resident_on", Value::str(NULL_REF)),
-        ("scheduled_to_be_resident_on", Value::str(NULL_REF)),
-        ("domid", Value::Int(NO_DOMID)),
-        ("allowed_operations", Value::Array(Vec::new())),
-        ("current_operations", Value::Struct(BTreeMap::new())),
-        ("metrics", Value::String(metrics)),
-        ("guest_metrics", Value::str(NULL_REF)),
-        ("is_a_snapshot", Value::Bool(false)),
-        ("snapshot_of", Value::str(NULL_REF)),
-        ("snapshot_time", Value::DateTime(NEVER.to_owned())),
-    ]
-}
-
-/// Fields of a VBD or VIF that a copy does not inherit, besides its uuid and VM.
-const DEVICE_RUNTIME_FIELDS: [&str; 6] = [
-    "currently_attached",
-    "allowed_operations",
-    "current_operations",
-    "status_code",
-    "status_detail",
-    "runtime_properties",
-];
-
-fn clone_txn(db: &Db, vm: &str, new_name: &str, now: i64) -> Result<(Txn, String), Error> {
-    let vm_class = record::class("VM")?;
-    let source = row(db, "VM", vm)?;
-    let mut txn = Txn {
-        preconditions: require_operation(db, vm, "clone")?,
-        ops: Vec::new(),
-    };
-    let (metrics, metrics_op) = create_metrics(now)?;
-    txn.ops.push(metrics_op);
-    let mut fields = source.fields.clone();
-    for (name, value) in fresh_vm_fields(new_name, metrics) {
-        fields.insert(name.to_owned(), value);
-    }
-    if let Some(Value::Struct(other_config)) = fields.get_mut("other_config") {
-        other_config.remove("default_template");
-        other_config.remove("mac_seed");
-    }
-    let clone = record::new_ref();
-    txn.ops.push(Op::Create {
-        class: "VM".to_owned(),
-        r#ref: clone.clone(),
-        fields: record::new_row(vm_class, fields),
-    });
-    for (class, field) in [("VBD", "VBDs"), ("VIF", "VIFs")] {
-        let devices = ref_set(source, field);
-        txn.preconditions.push(unchanged(vm, source, field));
-        let device_class = record::class(class)?;
-        for device in devices {
-            let Some(device_row) = db.get(class, &device) else {
-                continue;
-            };
-            let mut fields = device_row.fields.clone();
-            for name in DEVICE_RUNTIME_FIELDS {
-                fields.remove(name);
-            }
-            fields.insert("uuid".to_owned(), Value::String(record::new_uuid()));
-            fields.insert("VM".to_owned(), Value::String(clone.clone()));
-            fields.insert("metrics".to_owned(), Value::str(NULL_REF));
-            let is_mac_generated = fields.get("MAC_autogenerated").and_then(Value::as_bool);
-            if class == "VIF" && is_mac_generated == Some(true) {
-                fields.insert("MAC".to_owned(), Value::String(random_mac()));
-            }
-            txn.ops.push(Op::Create {
-                class: class.to_owned(),
-                r#ref: record::new_ref(),
-                fields: record::new_row(device_class, fields),
-            });
-        }
-    }
-    Ok((txn, clone))
-}
-
-/// A random locally administered unicast MAC address.
-fn random_mac() -> String {
-    let bytes = *uuid::Uuid::new_v4().as_bytes();
-    let first = (bytes[0] & 0xfe) | 0x02;
-    let rest: Vec<String> = bytes[1..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{first:02x}:{}", rest.join(":"))
+/// `VM.get_allowed_VIF_devices`: the devices a new VIF of the VM may take.
+pub(in crate::handlers) async fn get_allowed_vif_devices(
+    ctx: Ctx,
+    args: Args,
+) -> Result<Value, Error> {
+    let vm = args.str("vm")?;
+    let db = ctx.db();
+    row(&db, "VM", vm)?;
+    let free = free_vif_devices(&Overlay::new(&db), vm);
+    Ok(Value::Array(free.into_iter().map(Value::String).collect()))
 }
 
 /// `VM.set_is_a_template`: making a template needs a Halted VM; turning a template into a VM
@@ -281,6 +188,8 @@ pub(in crate::handlers) async fn set_is_a_template(ctx: Ctx, args: Args) -> Resu
 
 #[cfg(test)]
 mod tests {
+    use api_spec::NULL_REF;
+
     use super::*;
     use crate::testing::TestPool;
 
@@ -296,114 +205,6 @@ mod tests {
         pool.field("host", &pool.host, "control_domain")
             .and_then(|v| v.as_str().map(str::to_owned))
             .expect("dom0")
-    }
-
-    fn record(pairs: &[(&str, Value)]) -> Value {
-        Value::Struct(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
-        )
-    }
-
-    /// Gives `vm` an empty CD drive and a NIC on the management network; returns their refs.
-    async fn add_devices(pool: &TestPool, session: &str, vm: &str) -> (String, String) {
-        let empty = Value::Struct(BTreeMap::new());
-        let vbd = record(&[
-            ("VM", s(vm)),
-            ("VDI", s(NULL_REF)),
-            ("userdevice", s("3")),
-            ("bootable", Value::Bool(false)),
-            ("mode", s("RO")),
-            ("type", s("CD")),
-            ("empty", Value::Bool(true)),
-            ("other_config", empty.clone()),
-            ("qos_algorithm_type", s("")),
-            ("qos_algorithm_params", empty.clone()),
-        ]);
-        let vbd = pool
-            .call_as(session, "VBD.create", vec![vbd])
-            .await
-            .expect("a VBD");
-        let network = pool.refs("network").remove(0);
-        let vif = record(&[
-            ("device", s("0")),
-            ("network", s(&network)),
-            ("VM", s(vm)),
-            ("MAC", s("")),
-            ("MTU", Value::Int(1500)),
-            ("other_config", empty.clone()),
-            ("qos_algorithm_type", s("")),
-            ("qos_algorithm_params", empty),
-            ("locking_mode", s("network_default")),
-        ]);
-        let vif = pool
-            .call_as(session, "VIF.create", vec![vif])
-            .await
-            .expect("a VIF");
-        let text = |v: Value| v.as_str().expect("a ref").to_owned();
-        (text(vbd), text(vif))
-    }
-
-    /// Cloning a template gives a new template (not a default one) under the new name, with
-    /// its own metrics and copies of the devices pointing at the same disks and networks.
-    #[tokio::test]
-    async fn clone_of_a_template_is_a_new_template_with_copied_devices() {
-        let pool = TestPool::new();
-        let session = pool.login().await;
-        let template = template(&pool);
-        let (vbd, vif) = add_devices(&pool, &session, &template).await;
-        let clone = pool
-            .call_as(&session, "VM.clone", vec![s(&template), s("my vm")])
-            .await
-            .expect("cloned");
-        let clone = clone.as_str().expect("a ref").to_owned();
-        let db = pool.read();
-        let (source, copy) = (
-            db.get("VM", &template).expect("kept"),
-            db.get("VM", &clone).expect("new"),
-        );
-        assert_eq!(copy.str("name_label"), "my vm");
-        assert_eq!(copy.get("is_a_template"), Some(&Value::Bool(true)));
-        assert_eq!(copy.get("is_default_template"), Some(&Value::Bool(false)));
-        assert_ne!(copy.str("uuid"), source.str("uuid"));
-        assert_ne!(copy.str("metrics"), source.str("metrics"));
-        assert!(db.get("VM_metrics", copy.str("metrics")).is_some());
-        assert_eq!(
-            copy.get("memory_static_max"),
-            source.get("memory_static_max")
-        );
-        let other_config = copy
-            .get("other_config")
-            .and_then(Value::as_struct)
-            .expect("a map");
-        assert!(!other_config.contains_key("default_template"));
-        let vbds = ref_set(copy, "VBDs");
-        let vifs = ref_set(copy, "VIFs");
-        assert_eq!((vbds.len(), vifs.len()), (1, 1));
-        assert!(!vbds.contains(&vbd) && !vifs.contains(&vif));
-        let vbd_copy = db.get("VBD", &vbds[0]).expect("VBD copy");
-        assert_eq!(vbd_copy.str("VM"), clone);
-        assert_eq!(
-            vbd_copy.str("VDI"),
-            db.get("VBD", &vbd).expect("VBD").str("VDI")
-        );
-        assert_eq!(vbd_copy.str("userdevice"), "3");
-        let vif_copy = db.get("VIF", &vifs[0]).expect("VIF copy");
-        assert_eq!(
-            vif_copy.str("network"),
-            db.get("VIF", &vif).expect("VIF").str("network")
-        );
-        assert_eq!(ref_set(source, "VBDs"), [vbd]);
-        drop(db);
-        assert_eq!(pool.allowed("VBD", &vbds[0]), ["attach", "insert"]);
-        assert_eq!(pool.allowed("VIF", &vifs[0]), ["attach"]);
-        let mut template_operations = pool.allowed("VM", &template);
-        template_operations.push("destroy".to_owned());
-        template_operations.push("migrate_send".to_owned());
-        template_operations.sort();
-        assert_eq!(pool.allowed("VM", &clone), template_operations);
     }
 
     /// `set_is_a_template false` turns a cloned template into a halted VM and records its
@@ -493,7 +294,8 @@ mod tests {
             .await
             .expect("cloned");
         let clone = clone.as_str().expect("a ref").to_owned();
-        let (vbd, vif) = add_devices(&pool, &session, &clone).await;
+        let vbd = pool.add_cd(&session, &clone, "3").await;
+        let vif = pool.add_nic(&session, &clone, "0").await;
         let metrics = pool.field("VM", &clone, "metrics").expect("metrics");
         let reply = pool.call_as(&session, "VM.destroy", vec![s(&clone)]).await;
         assert_eq!(reply, Ok(s("")));
@@ -504,6 +306,76 @@ mod tests {
             db.get("VM_metrics", metrics.as_str().expect("a ref"))
                 .is_none()
         );
+    }
+
+    /// Destroying a suspended VM removes its suspend image but keeps its disks and its
+    /// snapshots; destroying a snapshot gives its children its own parent; a running VM is
+    /// refused.
+    #[tokio::test]
+    async fn destroy_removes_the_suspend_image_and_keeps_disks_and_snapshots() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.running_vm(&session, "web").await;
+        let (_, vdi) = pool.add_disk(&session, &vm, "1").await;
+        let snap = pool
+            .call_as(
+                &session,
+                "VM.snapshot",
+                vec![s(&vm), s("snap"), Value::Array(Vec::new())],
+            )
+            .await
+            .expect("a snapshot");
+        let snap = snap.as_str().expect("a ref").to_owned();
+        let newer = pool
+            .call_as(
+                &session,
+                "VM.snapshot",
+                vec![s(&vm), s("newer"), Value::Array(Vec::new())],
+            )
+            .await
+            .expect("a snapshot");
+        let newer = newer.as_str().expect("a ref").to_owned();
+        assert_eq!(pool.text("VM", &vm, "parent"), newer);
+        pool.call_as(&session, "VM.destroy", vec![s(&newer)])
+            .await
+            .expect("destroyed");
+        assert_eq!(pool.text("VM", &vm, "parent"), snap);
+        let reply = pool.call_as(&session, "VM.destroy", vec![s(&vm)]).await;
+        assert_eq!(
+            reply,
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &["Halted", "Suspended"],
+                "Running"
+            ))
+        );
+        pool.call_as(&session, "VM.suspend", vec![s(&vm)])
+            .await
+            .expect("suspended");
+        let image = pool.text("VM", &vm, "suspend_VDI");
+        let reply = pool.call_as(&session, "VM.destroy", vec![s(&vm)]).await;
+        assert_eq!(reply, Ok(s("")));
+        let db = pool.read();
+        assert!(db.get("VDI", &image).is_none());
+        assert!(db.get("VDI", &vdi).is_some());
+        assert!(db.get("VM", &snap).is_some());
+        assert_eq!(db.get("VM", &snap).expect("kept").str("snapshot_of"), vm);
+    }
+
+    /// A VM's free VBD slots leave out those its disks use.
+    #[tokio::test]
+    async fn allowed_vbd_devices_leave_out_used_ones() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        pool.add_disk(&session, &vm, "1").await;
+        let reply = pool
+            .call_as(&session, "VM.get_allowed_VBD_devices", vec![s(&vm)])
+            .await
+            .expect("devices");
+        let devices = reply.as_array().expect("a set");
+        assert_eq!(devices[..3], [s("0"), s("2"), s("3")]);
+        assert_eq!(devices.len(), 254);
     }
 
     /// `VM.create` makes the VM and its metrics row; `power_state` comes from the record,

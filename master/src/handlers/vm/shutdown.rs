@@ -45,6 +45,11 @@ pub(in crate::handlers) async fn hard_shutdown(ctx: Ctx, args: Args) -> Result<V
     stop(&ctx, args.str("vm")?, "hard_shutdown", How::Hard).await
 }
 
+/// A hard shutdown of `vm` as part of another operation (a revert).
+pub(super) async fn hard_shutdown_vm(ctx: &Ctx, vm: &str) -> Result<Value, Error> {
+    stop(ctx, vm, "hard_shutdown", How::Hard).await
+}
+
 /// `VM.shutdown`: clean, then hard.
 pub(in crate::handlers) async fn shutdown(ctx: Ctx, args: Args) -> Result<Value, Error> {
     stop(&ctx, args.str("vm")?, "shutdown", How::CleanThenHard).await

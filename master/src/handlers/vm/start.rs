@@ -117,7 +117,7 @@ async fn boot(
     let is_resume = matches!(op, "resume" | "resume_on");
     let operation = Operation::new(ctx, "VM", vm, op);
     let key = operation.key().to_owned();
-    let (host, action) = {
+    let (host, spec, action) = {
         // Placement reads what every host has free; one decision at a time, as xapi's global
         // lock around `choose_host` and the reservation.
         let _placing = ctx.master.placement.lock().await;
@@ -128,6 +128,7 @@ async fn boot(
                 check_vcpus(view, vm)?;
                 let host = place(view, vm, target)?;
                 let spec = vm_spec::build(view, vm);
+                let sent = spec.clone();
                 let action = if is_resume {
                     let image = view.str("VM", vm, "suspend_VDI");
                     if !view.exists("VDI", image) {
@@ -148,7 +149,7 @@ async fn boot(
                     Value::str(host.as_str()),
                 );
                 mark_devices(draft, vm, &key)?;
-                Ok((host, action))
+                Ok((host, sent, action))
             })
             .await?
     };
@@ -176,6 +177,7 @@ async fn boot(
         .await?;
     if outcome.is_ok() {
         tracing::debug!(vm = %vm, host = %host, operation = op, "VM started");
+        crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
     }
     answer(vm, outcome, Expect::Domain { paused })
 }

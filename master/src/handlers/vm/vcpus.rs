@@ -204,9 +204,16 @@ mod tests {
             reply,
             Err(xenapi::invalid_value_of(LIVE_VCPUS_CONSTRAINT, 5))
         );
+        // The new startup count reaches the agent too, for a reboot of the guest.
         assert_eq!(
             pool.agent.kinds(),
-            [ActionKind::Start, ActionKind::SetVcpus]
+            [
+                ActionKind::Start,
+                ActionKind::SetVcpus,
+                ActionKind::UpdateSpec
+            ]
         );
+        let uuid = pool.text("VM", &vm, "uuid");
+        assert_eq!(pool.agent.spec(&uuid).map(|s| s.vcpus_at_startup), Some(3));
     }
 }

@@ -60,6 +60,10 @@ pub trait Backend: Send + Sync + 'static {
     fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a>;
     fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
     fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a>;
+    /// Keeps `spec` as what the domain of `vm` was created from (its `vbds` and `vifs` aside):
+    /// what the agent honours when the guest stops by itself, and what a restart in place
+    /// builds. The running domain is not changed.
+    fn update_spec<'a>(&'a self, vm: &'a str, spec: &'a VmSpec) -> Op<'a>;
     /// The domain of `vm`, if there is one.
     fn domain<'a>(&'a self, vm: &'a str) -> Op<'a, Option<Domain>>;
     /// Every domain that really runs here, as after a restart of the daemon.
@@ -92,6 +96,7 @@ pub enum BackendOp {
     EjectCd,
     SetVcpus,
     SetMemoryTarget,
+    UpdateSpec,
 }
 
 impl BackendOp {
@@ -117,6 +122,7 @@ impl BackendOp {
             BackendOp::EjectCd => "eject_cd",
             BackendOp::SetVcpus => "set_vcpus",
             BackendOp::SetMemoryTarget => "set_memory_target",
+            BackendOp::UpdateSpec => "update_spec",
         }
     }
 }

@@ -468,6 +468,12 @@ impl Backend for Simulator {
         }))
     }
 
+    fn update_spec<'a>(&'a self, vm: &'a str, spec: &'a VmSpec) -> Op<'a> {
+        Box::pin(self.run(BackendOp::UpdateSpec, vm, |m| {
+            quiet(m.update_spec(vm, spec))
+        }))
+    }
+
     fn domain<'a>(&'a self, vm: &'a str) -> Op<'a, Option<Domain>> {
         Box::pin(async move { Ok(self.domain_now(vm)) })
     }

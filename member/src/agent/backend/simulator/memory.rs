@@ -328,6 +328,18 @@ impl Memory {
         Ok(())
     }
 
+    /// Replaces the spec of the domain of `vm`, but for the devices asked for at start (the new
+    /// spec's are the master's view of now, not what the domain was created with).
+    pub fn update_spec(&mut self, vm: &str, spec: &VmSpec) -> Result<(), BackendError> {
+        let domain = &mut self.get(vm)?.domain;
+        domain.spec = VmSpec {
+            vbds: std::mem::take(&mut domain.spec.vbds),
+            vifs: std::mem::take(&mut domain.spec.vifs),
+            ..spec.clone()
+        };
+        Ok(())
+    }
+
     /// The guest powers off, reboots or crashes by itself.
     pub fn guest_stops(
         &mut self,

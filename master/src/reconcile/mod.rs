@@ -12,14 +12,15 @@
 //!   with an earlier process: their keys are removed and their tasks fail with
 //!   `INTERNAL_ERROR ["operation interrupted by a restart"]`.
 //!
-//! VMs with an operation running in this process are left to that operation, whose end writes
-//! what its action did.
+//! VMs with an operation running in this process (on the VM or on one of its devices) are left
+//! to that operation, whose end writes what its action did (`in_progress.rs`).
 
-use std::collections::BTreeMap;
+mod in_progress;
 
 use api_spec::{NULL_REF, Value};
 use db_schema::Txn;
 
+use self::in_progress::{clear_dead_operations, is_busy};
 use crate::Master;
 use crate::error::{Error, to_api_error};
 use crate::host_link::{ActionResult, AgentReport, DomainInfo, GuestEvent, HostAction};
@@ -31,9 +32,6 @@ pub(crate) const GHOST_MESSAGE: &str = "VM_GHOST";
 
 /// The priority of that message (1 is the highest): a VM may be running twice.
 const GHOST_PRIORITY: i64 = 2;
-
-/// What a task killed with its process ends with.
-const INTERRUPTED: &str = "operation interrupted by a restart";
 
 /// Takes in a report of the agent of `host`; a failure is logged, the next report retries.
 pub(crate) async fn report(master: &Master, host: &str, report: AgentReport) {
@@ -145,7 +143,7 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
                     draft.require_unchanged("VM", &vm, field);
                 }
                 clear_dead_operations(master, &mut draft, &vm, now);
-                if master.in_flight.is_busy("VM", &vm) {
+                if is_busy(master, draft.view(), &vm) {
                     continue;
                 }
                 match (is_here, reported) {
@@ -244,65 +242,12 @@ fn ghost(draft: &mut Draft, host: &str, info: &DomainInfo, vm: Option<&str>, why
     );
 }
 
-/// Removes from `vm` and its devices every operation key that no operation of this process
-/// holds, and fails the tasks behind them.
-fn clear_dead_operations(master: &Master, draft: &mut Draft, vm: &str, now: i64) {
-    let mut rows = vec![("VM", vm.to_owned())];
-    for class in ["VBD", "VIF"] {
-        for device in draft.view().children(class, "VM", vm) {
-            rows.push((class, device));
-        }
-    }
-    for (class, r) in rows {
-        let keys: Vec<String> = draft
-            .view()
-            .field(class, &r, "current_operations")
-            .and_then(Value::as_struct)
-            .map(|ops| ops.keys().cloned().collect())
-            .unwrap_or_default();
-        for key in keys {
-            if master.in_flight.contains(&key) {
-                continue;
-            }
-            draft.map_remove(class, &r, "current_operations", &key);
-            fail_task(master, draft, &key, now);
-        }
-    }
-}
-
-/// Ends a pending task that lost its worker with `INTERNAL_ERROR`.
-fn fail_task(master: &Master, draft: &mut Draft, task: &str, now: i64) {
-    let status = draft.view().str("task", task, "status").to_owned();
-    let is_pending = matches!(status.as_str(), "pending" | "cancelling");
-    if !is_pending || master.workers.get(task).is_some() {
-        return;
-    }
-    draft.require_unchanged("task", task, "status");
-    let info = [api_spec::errors::INTERNAL_ERROR, INTERRUPTED]
-        .into_iter()
-        .map(Value::str)
-        .collect();
-    let stamp = Value::DateTime(api_spec::datetime::format_unix(now));
-    for (field, value) in [
-        ("status", Value::str("failure")),
-        ("error_info", Value::Array(info)),
-        ("progress", Value::Float(1.0)),
-        ("finished", stamp),
-        ("allowed_operations", Value::Array(Vec::new())),
-        ("current_operations", Value::Struct(BTreeMap::new())),
-    ] {
-        draft.update("task", task, field, value);
-    }
-    tracing::info!(task = %task, "task interrupted by a restart failed");
-}
-
 #[cfg(test)]
 mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
     use crate::host_link::{ConsoleInfo, DomainState};
-    use crate::tasks::NewTask;
     use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool};
 
     fn s(text: &str) -> Value {
@@ -419,57 +364,6 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(raised, expected);
-    }
-
-    /// Operations left behind by a dead process are removed and their tasks fail; one this
-    /// process runs is kept.
-    #[tokio::test]
-    async fn an_inventory_clears_operations_of_dead_workers() {
-        let pool = TestPool::new();
-        let session = pool.login().await;
-        let vm = pool.running_vm(&session, "web").await;
-        let new = NewTask {
-            label: "Async.VM.clean_shutdown",
-            description: "",
-            subtask_of: NULL_REF,
-            is_cancellable: true,
-        };
-        let task = crate::tasks::create(&pool.master, new)
-            .await
-            .expect("a task");
-        let live = pool.master.in_flight.register(
-            "OpaqueRef:live",
-            "VM",
-            &vm,
-            "hard_shutdown",
-            tokio_util::sync::CancellationToken::new(),
-        );
-        let stale = Value::Struct(
-            [
-                (task.clone(), s("clean_shutdown")),
-                ("OpaqueRef:live".to_owned(), s("hard_shutdown")),
-            ]
-            .into(),
-        );
-        pool.write("VM", &vm, &[("current_operations", stale)]);
-        pool.master
-            .report(&pool.host, AgentReport::Inventory(pool.agent.domains()))
-            .await;
-        assert_eq!(
-            pool.current("VM", &vm),
-            [("OpaqueRef:live".to_owned(), "hard_shutdown".to_owned())]
-        );
-        assert_eq!(pool.text("task", &task, "status"), "failure");
-        assert_eq!(
-            pool.field("task", &task, "error_info"),
-            Some(Value::Array(vec![s("INTERNAL_ERROR"), s(INTERRUPTED)]))
-        );
-        drop(live);
-        pool.master
-            .report(&pool.host, AgentReport::Inventory(pool.agent.domains()))
-            .await;
-        assert!(pool.current("VM", &vm).is_empty());
-        assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
     }
 
     /// A start cut short after its begin Txn (the VM scheduled here, its task pending) ends

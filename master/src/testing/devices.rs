@@ -1,0 +1,108 @@
+//! `TestPool` helpers that give VMs devices: NICs, CD drives and disks, made through the API.
+
+use std::collections::BTreeMap;
+
+use api_spec::Value;
+
+use super::TestPool;
+
+impl TestPool {
+    /// Gives `vm` a NIC (device `device`) on the management network; returns the VIF.
+    pub async fn add_nic(&self, session: &str, vm: &str, device: &str) -> String {
+        let network = self.refs("network").remove(0);
+        let empty = Value::Struct(BTreeMap::new());
+        let record: BTreeMap<String, Value> = [
+            ("device", Value::str(device)),
+            ("network", Value::String(network)),
+            ("VM", Value::str(vm)),
+            ("MAC", Value::String(format!("02:00:00:00:01:{device:0>2}"))),
+            ("MTU", Value::Int(1500)),
+            ("other_config", empty.clone()),
+            ("qos_algorithm_type", Value::str("")),
+            ("qos_algorithm_params", empty),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let vif = self
+            .call_as(session, "VIF.create", vec![Value::Struct(record)])
+            .await
+            .expect("the VIF is created");
+        vif.as_str().expect("a ref").to_owned()
+    }
+
+    /// Gives `vm` an empty CD drive at `device`; returns the VBD.
+    pub async fn add_cd(&self, session: &str, vm: &str, device: &str) -> String {
+        let empty = Value::Struct(BTreeMap::new());
+        let record = fields(&[
+            ("VM", Value::str(vm)),
+            ("VDI", Value::str(api_spec::NULL_REF)),
+            ("userdevice", Value::str(device)),
+            ("bootable", Value::Bool(false)),
+            ("mode", Value::str("RO")),
+            ("type", Value::str("CD")),
+            ("empty", Value::Bool(true)),
+            ("other_config", empty.clone()),
+            ("qos_algorithm_type", Value::str("")),
+            ("qos_algorithm_params", empty),
+        ]);
+        let vbd = self
+            .call_as(session, "VBD.create", vec![record])
+            .await
+            .expect("the VBD is created");
+        vbd.as_str().expect("a ref").to_owned()
+    }
+
+    /// A new 1 GiB user disk named `name` in the pool's SR; returns the VDI.
+    pub async fn new_disk(&self, session: &str, name: &str) -> String {
+        let sr = self.refs("SR").remove(0);
+        let record = fields(&[
+            ("name_label", Value::str(name)),
+            ("SR", Value::String(sr)),
+            ("virtual_size", Value::Int(1 << 30)),
+            ("type", Value::str("user")),
+            ("sharable", Value::Bool(false)),
+            ("read_only", Value::Bool(false)),
+            ("other_config", Value::Struct(BTreeMap::new())),
+        ]);
+        let vdi = self
+            .call_as(session, "VDI.create", vec![record])
+            .await
+            .expect("the VDI is created");
+        vdi.as_str().expect("a ref").to_owned()
+    }
+
+    /// Gives `vm` a new 1 GiB disk (`new_disk`) in a read-write VBD at `device`; returns the
+    /// VBD and the VDI.
+    pub async fn add_disk(&self, session: &str, vm: &str, device: &str) -> (String, String) {
+        let vdi = self.new_disk(session, &format!("disk {device}")).await;
+        let empty = Value::Struct(BTreeMap::new());
+        let record = fields(&[
+            ("VM", Value::str(vm)),
+            ("VDI", Value::str(vdi.as_str())),
+            ("userdevice", Value::str(device)),
+            ("bootable", Value::Bool(device == "0")),
+            ("mode", Value::str("RW")),
+            ("type", Value::str("Disk")),
+            ("empty", Value::Bool(false)),
+            ("other_config", empty.clone()),
+            ("qos_algorithm_type", Value::str("")),
+            ("qos_algorithm_params", empty),
+        ]);
+        let vbd = self
+            .call_as(session, "VBD.create", vec![record])
+            .await
+            .expect("the VBD is created");
+        (vbd.as_str().expect("a ref").to_owned(), vdi)
+    }
+}
+
+/// A record (a struct value) of `pairs`.
+fn fields(pairs: &[(&str, Value)]) -> Value {
+    Value::Struct(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
