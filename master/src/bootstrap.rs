@@ -1,5 +1,6 @@
-//! The pool DB of a new one-host pool: the pool row, this host with its metrics and CPUs, the
-//! default network and its PIF, a local SR and its PBD, the control domain and a few templates.
+//! The pool DB of a new one-host pool: the pool row and its membership keys, this host with its
+//! metrics and CPUs, the default network and its PIF, a local SR and its PBD, the control
+//! domain and a few templates; and the rows a joining host brings to an existing pool.
 
 mod host;
 mod templates;
@@ -7,13 +8,16 @@ mod templates;
 use std::collections::BTreeMap;
 
 use api_spec::{Value, api};
-use db_schema::{Op, Txn};
+use db_schema::{Db, Op, Precondition, Txn};
+use serde::{Deserialize, Serialize};
 
+use crate::pool_control::{POOL_EPOCH, POOL_SECRET, PoolMember, put_member};
 use crate::record::{self, new_ref};
 use crate::session::{ROOT_PASSWORD_HASH, hash_password};
 
-/// What `member` reads from the machine, so that the master can describe it.
-#[derive(Debug, Clone, PartialEq)]
+/// What `member` reads from the machine, so that the master can describe it. A joiner sends
+/// its facts to the master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostFacts {
     pub hostname: String,
     /// The management address (the IP the XenAPI listens on).
@@ -32,7 +36,7 @@ pub struct HostFacts {
 }
 
 /// One logical CPU, from /proc/cpuinfo.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuFacts {
     pub number: u32,
     pub vendor: String,
@@ -52,86 +56,42 @@ pub struct FirstHost {
     pub host_uuid: String,
 }
 
-/// The memory the control domain is given, in bytes (less on a smaller host).
-const CONTROL_DOMAIN_MEMORY_BYTES: u64 = 1 << 30;
+/// The membership keys of a new pool: its secret and epoch, chosen by `member` from its random
+/// source, and the first host's member entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolKeys {
+    /// 64 lowercase hex characters.
+    pub pool_secret: String,
+    /// A uuid.
+    pub pool_epoch: String,
+    pub first_member: PoolMember,
+}
 
-/// The local SR's type: xapi's `ext` is a local filesystem holding one file per disk, which is
-/// what the local SR here is.
-const LOCAL_SR_TYPE: &str = "ext";
+/// The root password of a new pool: given by the operator, or kept (as its argon2 hash) from
+/// the pool a host was ejected from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RootPassword<'a> {
+    Plain(&'a str),
+    Hash(&'a str),
+}
 
-/// The Txn that fills an empty DB with a new one-host pool. `root_password` is stored only as an
-/// argon2 hash. Every row is created after the rows it points at; fields not given here take
-/// the spec's defaults; `allowed_operations` are computed as on any other Txn.
-pub fn new_pool(facts: &HostFacts, first: &FirstHost, now_unix: i64, root_password: &str) -> Txn {
+/// The Txn that fills an empty DB with a new one-host pool. A plain root password is stored
+/// only as an argon2 hash. Every row is created after the rows it points at; fields not given
+/// here take the spec's defaults; `allowed_operations` are computed as on any other Txn.
+pub fn new_pool(
+    facts: &HostFacts,
+    first: &FirstHost,
+    keys: &PoolKeys,
+    now_unix: i64,
+    root_password: RootPassword<'_>,
+) -> Txn {
     let mut pool = PoolTxn::default();
     let now = Value::DateTime(api_spec::datetime::format_unix(now_unix));
     let host = first.host_ref.as_str();
     let cpu_count = facts.cpus.len().max(1);
-    let dom0_memory = CONTROL_DOMAIN_MEMORY_BYTES.min(facts.memory_total_bytes);
 
-    let host_metrics = pool.create(
-        "host_metrics",
-        [
-            ("memory_total", int(facts.memory_total_bytes)),
-            ("live", Value::Bool(true)),
-            ("last_updated", now.clone()),
-        ],
-    );
-    let sr = pool.create(
-        "SR",
-        [
-            ("name_label", Value::str("Local storage")),
-            ("type", Value::str(LOCAL_SR_TYPE)),
-            ("content_type", Value::str("user")),
-            ("shared", Value::Bool(false)),
-            ("physical_size", int(facts.local_sr_size_bytes)),
-            ("physical_utilisation", int(facts.local_sr_used_bytes)),
-            ("virtual_allocation", Value::Int(0)),
-            (
-                "other_config",
-                strings([("i18n-key", "local-storage".to_owned())]),
-            ),
-        ],
-    );
-    let host_row = host::host_fields(facts, first, &host_metrics, &sr, now_unix);
-    pool.create_as("host", host, host_row);
-    for cpu in &facts.cpus {
-        pool.create(
-            "host_cpu",
-            [
-                ("host", Value::str(host)),
-                ("number", Value::Int(i64::from(cpu.number))),
-                ("vendor", Value::str(cpu.vendor.as_str())),
-                ("speed", int(cpu.speed_mhz)),
-                ("modelname", Value::str(cpu.model_name.as_str())),
-                ("family", Value::Int(i64::from(cpu.family))),
-                ("model", Value::Int(i64::from(cpu.model))),
-                ("stepping", Value::str(cpu.stepping.as_str())),
-                ("flags", Value::str(cpu.flags.as_str())),
-                ("utilisation", Value::Float(0.0)),
-            ],
-        );
-    }
-    let dom0 = host::control_domain(&mut pool, facts, host, cpu_count, dom0_memory, &now);
-    pool.txn.ops.push(Op::Set {
-        class: "host".to_owned(),
-        r#ref: host.to_owned(),
-        field: "control_domain".to_owned(),
-        value: Value::String(dom0),
-    });
-    host::management_network(&mut pool, facts, host);
-    pool.create(
-        "PBD",
-        [
-            ("host", Value::str(host)),
-            ("SR", Value::str(sr.as_str())),
-            (
-                "device_config",
-                strings([("path", facts.local_sr_path.clone())]),
-            ),
-            ("currently_attached", Value::Bool(true)),
-        ],
-    );
+    let network = host::management_network(&mut pool, facts);
+    let sr = host::host_rows(&mut pool, facts, host, &first.host_uuid, &network, now_unix);
     for template in templates::DEFAULT_TEMPLATES {
         let metrics = pool.create("VM_metrics", [("last_updated", now.clone())]);
         pool.create("VM", template.fields(metrics));
@@ -153,13 +113,76 @@ pub fn new_pool(facts: &HostFacts, first: &FirstHost, now_unix: i64, root_passwo
             ),
         ],
     );
-    let hash = hash_password(root_password)
-        .expect("argon2 with its default parameters hashes any password shorter than 4 GiB");
+    let hash = match root_password {
+        RootPassword::Plain(password) => hash_password(password)
+            .expect("argon2 with its default parameters hashes any password shorter than 4 GiB"),
+        RootPassword::Hash(hash) => hash.to_owned(),
+    };
     pool.txn.ops.push(Op::PutInternal {
         key: ROOT_PASSWORD_HASH.to_owned(),
         value: Value::String(hash),
     });
-    crate::operations::complete(&db_schema::Db::new(), pool.txn)
+    pool.txn.ops.extend([
+        Op::PutInternal {
+            key: POOL_SECRET.to_owned(),
+            value: Value::str(keys.pool_secret.as_str()),
+        },
+        Op::PutInternal {
+            key: POOL_EPOCH.to_owned(),
+            value: Value::str(keys.pool_epoch.as_str()),
+        },
+        put_member(&keys.first_member),
+    ]);
+    crate::operations::complete(&Db::new(), pool.txn)
+}
+
+/// The Txn that adds a joining host to the pool in `db`: its rows as a first host would have
+/// them, its management PIF on the pool's management network, and its member entry. It fails
+/// at apply time if the host ref is taken (a racing join of the same host).
+pub fn joining_host(
+    db: &Db,
+    facts: &HostFacts,
+    member: &PoolMember,
+    host_uuid: &str,
+    now_unix: i64,
+) -> Txn {
+    let mut pool = PoolTxn::default();
+    pool.txn.preconditions.push(Precondition::Absent {
+        class: "host".to_owned(),
+        r#ref: member.host.clone(),
+    });
+    let network = match management_network_of(db) {
+        Some(network) => network,
+        None => host::management_network(&mut pool, facts),
+    };
+    host::host_rows(
+        &mut pool,
+        facts,
+        &member.host,
+        host_uuid,
+        &network,
+        now_unix,
+    );
+    pool.txn.ops.push(put_member(member));
+    crate::operations::complete(db, pool.txn)
+}
+
+/// The pool's root password hash, which an ejected host keeps for its new pool.
+pub fn root_password_hash(db: &Db) -> Option<String> {
+    db.internal(ROOT_PASSWORD_HASH)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The network of the pool master's management PIF.
+fn management_network_of(db: &Db) -> Option<String> {
+    let master = db.rows("pool").next()?.1.str("master").to_owned();
+    db.rows("PIF")
+        .find(|(_, pif)| {
+            pif.str("host") == master && pif.get("management") == Some(&Value::Bool(true))
+        })
+        .map(|(_, pif)| pif.str("network").to_owned())
+        .filter(|network| db.get("network", network).is_some())
 }
 
 /// The Txn being built, one created row at a time.
@@ -341,6 +364,17 @@ mod tests {
             .and_then(Value::as_str)
             .expect("hash");
         assert!(password_matches(TEST_ROOT_PASSWORD, hash));
+    }
+
+    /// The new pool holds its secret, its epoch and its first host's member entry.
+    #[tokio::test]
+    async fn new_pool_holds_its_membership_keys() {
+        let pool = TestPool::new();
+        let keys = crate::testing::sample_keys();
+        let admission = crate::pool_control::admission(&pool.read()).expect("membership keys");
+        assert_eq!(admission.pool_secret, keys.pool_secret);
+        assert_eq!(admission.pool_epoch, keys.pool_epoch);
+        assert_eq!(admission.members, vec![keys.first_member]);
     }
 
     /// The new pool's VMs have their allowed operations: a default template may be cloned,

@@ -14,14 +14,21 @@
 //! tables) and keeps `allowed_operations` / `current_operations` exact on every Txn; the
 //! handlers in `handlers/vm/` run power operations as begin Txn, host action (`HostLink`,
 //! with a `VmSpec` from `vm_spec.rs`), end Txn (`power_state.rs` writes what the domain now
-//! is); `placement.rs` and `memory.rs` choose hosts and count memory; `reconcile.rs` makes the
+//! is); `placement.rs` and `memory.rs` choose hosts and count memory; `reconcile/` makes the
 //! DB agree with what agents report (`Master::report`).
+//!
+//! The pool: every host runs a `Master`, and `member` hands calls only to the Raft leader's.
+//! On election `member` calls `Master::on_elected` (`reconcile/takeover.rs`: tasks of the old
+//! master failed, every live host's inventory reconciled); agents' heartbeats reach
+//! `Master::heartbeat` and `Master::check_liveness` runs every second on the leader
+//! (`liveness.rs`: `host_metrics.live`, the VMs of a silent host halted).
 //!
 //! It opens no sockets or files and starts no processes: `member` wires it to Raft and HTTPS.
 //! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
 //! `dispatch.rs`.
 
 mod agent_errors;
+mod alerts;
 pub mod bootstrap;
 mod commit;
 mod ctx;
@@ -33,9 +40,11 @@ mod events;
 mod generic;
 mod handlers;
 pub mod host_link;
+mod liveness;
 mod memory;
 mod operations;
 mod placement;
+pub mod pool_control;
 mod power_state;
 mod reconcile;
 mod record;
@@ -52,8 +61,11 @@ use std::sync::Arc;
 
 use api_spec::{ApiError, Value};
 
+use serde::{Deserialize, Serialize};
+
 use crate::db::ReplicatedDb;
 use crate::host_link::{AgentReport, HostLink};
+pub use crate::reconcile::Takeover;
 
 /// The source of time for the master: seconds since the Unix epoch. `member` gives the system
 /// clock; tests give a settable one.
@@ -61,8 +73,9 @@ pub trait Clock: Send + Sync + 'static {
     fn now_unix(&self) -> i64;
 }
 
-/// Where a call came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a call came from. It crosses the peer link with a forwarded call: a call a member
+/// took on its Unix socket stays trusted as root on the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
     /// Over TCP (HTTPS or plain HTTP) from this address.
     Network { peer: Option<IpAddr> },
@@ -71,7 +84,7 @@ pub enum Origin {
 }
 
 /// A decoded call, before the master has checked anything.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Call {
     /// The wire name, possibly with the `Async.` prefix.
     pub method: String,
@@ -121,6 +134,10 @@ pub struct Master {
     /// Held while a VM is placed and its host reserved, so that two starts never count the
     /// same free memory.
     placement: tokio::sync::Mutex<()>,
+    /// When this master last heard from each host.
+    liveness: liveness::Liveness,
+    /// Raft membership changes, leadership transfer, joins and restarts, done by member.
+    pool: Arc<dyn pool_control::PoolControl>,
 }
 
 impl Master {
@@ -131,6 +148,7 @@ impl Master {
         clock: Arc<dyn Clock>,
         config: MasterConfig,
         this_host: String,
+        pool: Arc<dyn pool_control::PoolControl>,
     ) -> Arc<Master> {
         Arc::new(Master {
             db,
@@ -142,6 +160,8 @@ impl Master {
             registrations: events::Registrations::default(),
             in_flight: operations::InFlight::default(),
             placement: tokio::sync::Mutex::new(()),
+            liveness: liveness::Liveness::default(),
+            pool,
         })
     }
 
@@ -154,7 +174,27 @@ impl Master {
     /// off, what runs there after a restart) and reconciles the DB with it. A failure is
     /// logged; the agent's next report reconciles again.
     pub async fn report(&self, host: &str, report: AgentReport) {
+        self.liveness.heard(host, self.now());
         reconcile::report(self, host, report).await;
+    }
+
+    /// Takes a heartbeat of the agent of `host`: `host_metrics.live` becomes true if it was
+    /// not, and then the host is asked what it runs.
+    pub async fn heartbeat(self: &Arc<Self>, host: &str) {
+        liveness::heartbeat(self, host).await;
+    }
+
+    /// Marks the hosts silent for more than `dead_after_secs` not live and halts their VMs;
+    /// returns those hosts. `member` calls it every second on the leader.
+    pub async fn check_liveness(&self, dead_after_secs: i64) -> Vec<String> {
+        liveness::check(self, dead_after_secs).await
+    }
+
+    /// Starts the master role on a host that has just become the Raft leader: fails the tasks
+    /// the old master ran, restarts every host's liveness count and reconciles every live
+    /// host's inventory.
+    pub async fn on_elected(self: &Arc<Self>) -> Takeover {
+        reconcile::take_over(self).await
     }
 
     /// Asks the agent of `host` what it runs and reconciles the DB with the answer, as after

@@ -14,10 +14,12 @@ use tokio::sync::watch;
 
 mod agent;
 mod devices;
+mod pool_control;
 
 pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received};
+pub use pool_control::{ControlCall, FakePoolControl, TEST_NODE_ID};
 
-use crate::bootstrap::{CpuFacts, FirstHost, HostFacts, new_pool};
+use crate::bootstrap::{CpuFacts, FirstHost, HostFacts, PoolKeys, RootPassword, new_pool};
 use crate::db::{BoxFuture, ProposeError, ReplicatedDb};
 use crate::{Call, Clock, Master, MasterConfig, Origin};
 
@@ -176,13 +178,28 @@ pub fn sample_first_host() -> FirstHost {
     }
 }
 
+/// The membership keys of `TestPool`s: its host is node `TEST_NODE_ID`.
+pub fn sample_keys() -> PoolKeys {
+    PoolKeys {
+        pool_secret: "5e".repeat(32),
+        pool_epoch: "00000000-0000-4000-8000-0000000000e1".to_owned(),
+        first_member: crate::pool_control::PoolMember {
+            node_id: TEST_NODE_ID,
+            host: sample_first_host().host_ref,
+            address: "127.0.0.1:4443".to_owned(),
+            cert_sha256: "c0".repeat(32),
+        },
+    }
+}
+
 /// The new pool's Txn, built once: hashing the password is slow in debug builds.
 static SAMPLE_POOL: LazyLock<Txn> = LazyLock::new(|| {
     new_pool(
         &sample_facts(),
         &sample_first_host(),
+        &sample_keys(),
         TEST_START_UNIX,
-        TEST_ROOT_PASSWORD,
+        RootPassword::Plain(TEST_ROOT_PASSWORD),
     )
 });
 
@@ -227,6 +244,8 @@ pub struct TestPool {
     pub agent: Arc<FakeAgent>,
     /// The ref of the pool's only host.
     pub host: String,
+    /// What the pool handlers asked of `member`.
+    pub pool_control: Arc<FakePoolControl>,
 }
 
 impl TestPool {
@@ -242,12 +261,14 @@ impl TestPool {
         let clock = ManualClock::new(TEST_START_UNIX);
         let host = sample_first_host().host_ref;
         let agent = FakeAgent::new();
+        let pool_control = FakePoolControl::new();
         let master = Master::new(
             db.clone(),
             agent.clone(),
             clock.clone(),
             config,
             host.clone(),
+            pool_control.clone(),
         );
         TestPool {
             master,
@@ -255,6 +276,7 @@ impl TestPool {
             clock,
             agent,
             host,
+            pool_control,
         }
     }
 

@@ -11,6 +11,9 @@ use crate::agent::backend::BackendOp;
 use crate::agent::backend::simulator::{Failure, SimulatorConfig};
 use crate::agent::{AgentConfig, BackendConfig};
 
+mod pool;
+pub use self::pool::PoolSettings;
+
 /// Everything an operator can set for one host. The default runs a one-host pool on this machine.
 ///
 /// The file is JSON; every field may be left out and keeps its default:
@@ -53,6 +56,8 @@ pub struct Config {
     pub agent: AgentSettings,
     /// The simulator's behaviour; read only when `backend` is `"simulator"`.
     pub simulator: SimulatorSettings,
+    /// How the hosts of a pool answer for each other.
+    pub pool: PoolSettings,
 }
 
 /// The hypervisor backends.
@@ -110,6 +115,10 @@ pub struct RaftSettings {
     pub compact_after_entries: u64,
     /// The most proposals committed in one batch (one fsync), 1..=65536.
     pub max_batch: usize,
+    /// The leader promotes caught-up learners while there are fewer voters than this, 1..=5.
+    pub max_voters: usize,
+    /// A voter silent this long is replaced by a caught-up learner, in seconds, 1..=86400.
+    pub replace_voter_after_secs: u64,
 }
 
 /// Bounds on a request body, applied before and while decoding it.
@@ -184,6 +193,7 @@ impl Default for Config {
             backend: BackendKind::default(),
             agent: AgentSettings::default(),
             simulator: SimulatorSettings::default(),
+            pool: PoolSettings::default(),
         }
     }
 }
@@ -207,6 +217,8 @@ impl Default for RaftSettings {
             heartbeat_ticks: 1,
             compact_after_entries: 10_000,
             max_batch: 256,
+            max_voters: 3,
+            replace_voter_after_secs: 30,
         }
     }
 }
@@ -297,6 +309,13 @@ impl Config {
             100_000_000,
         )?;
         check_range("raft.max_batch", raft.max_batch, 1, 65_536)?;
+        check_range("raft.max_voters", raft.max_voters, 1, 5)?;
+        check_range(
+            "raft.replace_voter_after_secs",
+            raft.replace_voter_after_secs,
+            1,
+            86_400,
+        )?;
 
         let limits = &self.limits;
         check_range(
@@ -362,7 +381,7 @@ impl Config {
         for latency in self.simulator.latency_ms.values() {
             check_range("simulator.latency_ms", *latency, 0, 600_000)?;
         }
-        Ok(())
+        self.pool.validate()
     }
 
     /// The host agent's part of the settings.
@@ -401,6 +420,14 @@ impl Config {
 impl RaftSettings {
     pub fn tick_interval(&self) -> Duration {
         Duration::from_millis(self.tick_interval_ms)
+    }
+
+    /// The leader's voter policy.
+    pub fn voter_policy(&self) -> crate::raft::VoterPolicy {
+        crate::raft::VoterPolicy {
+            max_voters: self.max_voters,
+            replace_voter_after: Duration::from_secs(self.replace_voter_after_secs),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! This host's local identity (`identity.json`: its host ref and uuid, its Raft node id), the
-//! root password of a new pool, and the atomic file write every file of the data dir uses.
+//! root password and secret of a new pool, and the atomic file write every file of the data
+//! dir uses.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -15,6 +16,8 @@ pub const IDENTITY_FILE: &str = "identity.json";
 const PASSWORD_ALPHABET: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const PASSWORD_LENGTH: usize = 24;
+/// The random bytes of a pool secret (64 hex characters).
+const POOL_SECRET_BYTES: usize = 32;
 
 /// Who this host is, chosen on its first start and never changed afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +74,16 @@ impl Identity {
             host_ref: format!("OpaqueRef:{host_uuid}"),
             host_uuid: host_uuid.to_string(),
             raft_node_id,
+        }
+    }
+
+    /// The identity of a host ejected from a pool: the same uuid, a new host ref (the pool
+    /// keeps the old one's tombstone, and refs are never reused) and a new Raft node id.
+    pub fn after_eject(&self) -> Identity {
+        Identity {
+            host_ref: format!("OpaqueRef:{}", uuid::Uuid::new_v4()),
+            host_uuid: self.host_uuid.clone(),
+            raft_node_id: Identity::generate().raft_node_id,
         }
     }
 
@@ -152,14 +165,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Iden
 /// The root password of a new pool: 24 characters from a URL-safe alphabet, from the kernel's
 /// random source.
 pub fn generate_root_password() -> Result<String, IdentityError> {
-    let mut bytes = [0u8; PASSWORD_LENGTH];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut bytes))
-        .map_err(IdentityError::Random)?;
+    let bytes = random_bytes::<PASSWORD_LENGTH>()?;
     Ok(bytes
         .iter()
         .map(|b| char::from(PASSWORD_ALPHABET[usize::from(b % 64)]))
         .collect())
+}
+
+/// The secret of a new pool: 32 random bytes from the kernel, as 64 lowercase hex characters.
+pub fn generate_pool_secret() -> Result<String, IdentityError> {
+    let bytes = random_bytes::<POOL_SECRET_BYTES>()?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .map_err(IdentityError::Random)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -238,6 +262,30 @@ mod tests {
         let path = dir.path().join("absent/identity.json");
         let err = write_atomically(&path, b"x", 0o644).expect_err("no dir");
         assert!(err.to_string().contains("identity.json"), "{err}");
+    }
+
+    /// A pool secret is 64 lowercase hex characters and differs each time.
+    #[test]
+    fn generated_pool_secret_is_64_hex_characters() {
+        let a = generate_pool_secret().expect("secret");
+        assert_eq!(a.len(), 64);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            "{a}"
+        );
+        assert_ne!(a, generate_pool_secret().expect("secret"));
+    }
+
+    /// After an eject the uuid stays; the ref and node id are new.
+    #[test]
+    fn identity_after_eject_keeps_only_the_uuid() {
+        let identity = Identity::generate();
+        let next = identity.after_eject();
+        assert_eq!(next.host_uuid, identity.host_uuid);
+        assert_ne!(next.host_ref, identity.host_ref);
+        assert_ne!(next.raft_node_id, identity.raft_node_id);
+        assert!(next.raft_node_id > 0);
     }
 
     /// A generated password has 24 URL-safe characters and differs each time.

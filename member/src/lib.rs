@@ -7,10 +7,15 @@
 //! - `identity.rs`: this host's `identity.json` (host ref and uuid, Raft node id), written before
 //!   the pool is bootstrapped, and the atomic file write the data dir uses.
 //! - `raft/`: the replicated pool DB (raft-rs, log in redb) behind `master::db::ReplicatedDb`.
+//! - `peer/`: the transport between pool members (one framed stream per peer over the HTTPS
+//!   port) and the membership book.
 //! - `agent/`: the host agent (xenopsd-like): per-VM queues and the worker pool, actions as
 //!   micro-ops with cancellation, progress and undo, hooks, guest events, and the `Backend`
 //!   trait with its first backend, the simulator. `agent::LocalLink` is the master's
 //!   `HostLink` to it; `AgentReport`s go to `Master::report`.
+//! - `roles/`: the host's roles in its pool: calls forwarded to the leader (event reads answered
+//!   locally), actions to other hosts' agents, reports and heartbeats to the leader, fencing,
+//!   and the master role turned on and off with Raft leadership.
 //! - `front/`: the XenAPI over HTTPS, plain HTTP and the Unix socket; XML-RPC and JSON-RPC in,
 //!   `master::Master::call` behind; the simulator's test-only control on the Unix socket.
 //!
@@ -22,5 +27,8 @@ pub mod config;
 pub mod facts;
 pub mod front;
 pub mod identity;
+pub mod peer;
+pub mod pool;
 pub mod raft;
+pub mod roles;
 pub mod run;

@@ -1,15 +1,18 @@
-//! Start-up and shutdown of one host: a new pool or a restart, then the Raft node, the host
-//! agent, the master, housekeeping and the listeners, until SIGTERM or SIGINT.
+//! Start-up and shutdown of one host: a new pool or a restart, then the peer transport, the
+//! Raft node, the host agent, the master and the roles layer, and the listeners, until SIGTERM
+//! or SIGINT, or until a pool operation asks for a restart (join, eject, emergency transition).
 //!
 //! The agent starts after the Raft node (it begins at the node's term) and before the master is
 //! used; what it reports unasked (its inventory once it has checked the domains it found, guest
-//! changes) goes to `Master::report`, one report at a time, in order. The first inventory (and
-//! any guest change reported before it) is reconciled before the listeners open, so that no
-//! client sees the DB as it was before a restart.
+//! changes) goes through the roles layer to the leader's `Master::report`, one report at a
+//! time, in order. The first inventory is taken by a master (reconciled, when this host leads)
+//! before the listeners open, so that no client sees the DB as it was before a restart; a host
+//! that reaches no master says it is ready anyway after `pool.first_inventory_wait_secs`.
 //!
-//! Order on a first start: identity.json is written before the pool is bootstrapped, so the
-//! bootstrapped DB and the identity always agree; the root password is printed before the
-//! bootstrap, so a password that is stored has always been shown.
+//! Order on a first start: the TLS certificate and identity.json are written before the pool
+//! is bootstrapped, so the bootstrapped DB (which records the certificate's fingerprint) and the
+//! identity always agree; the root password is printed before the bootstrap, so a password that
+//! is stored has always been shown.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,14 +20,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use master::bootstrap::FirstHost;
+use master::bootstrap::RootPassword;
 use master::db::ReplicatedDb;
-use master::host_link::AgentReport;
+use master::host_link::HostLink;
 use master::{Clock, Master};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::agent::{Agent, AgentError, LocalLink};
+use crate::agent::{Agent, AgentError};
 use crate::config::Config;
 use crate::facts::{self, FactsError};
 use crate::front::listen::{Addresses, ListenError, Listeners};
@@ -32,11 +35,15 @@ use crate::front::server::Front;
 use crate::front::simulator;
 use crate::front::tls::{self, TlsError};
 use crate::identity::{Identity, IdentityError, generate_root_password};
-use crate::raft::{self, RaftConfig, StorageError};
+use crate::peer::{self, PeerError, Peers};
+use crate::pool::restart::{PoolError, https_address};
+use crate::pool::{self, Control, ThisHost};
+use crate::raft::{self, RaftConfig, RaftStatus, StorageError};
+use crate::roles::{Forwarder, LocalReplica, PoolLink, Roles};
 
 /// The root password of a new pool; read only on the pool's first start.
 pub const ROOT_PASSWORD_ENV: &str = "OXAPI_ROOT_PASSWORD";
-/// Reports the agent may send before the master has taken the first of them.
+/// Reports the agent may send before a master has taken the first of them.
 const REPORT_QUEUE: usize = 1024;
 
 /// The system clock, in whole seconds since the Unix epoch.
@@ -76,9 +83,16 @@ pub enum RunError {
     Listen(#[from] ListenError),
     #[error("cannot listen for signals")]
     Signals(#[source] std::io::Error),
+    #[error("cannot start the peer transport")]
+    Peer(#[from] PeerError),
+    #[error("cannot make a new pool")]
+    Pool(#[from] PoolError),
+    #[error("cannot restart after a pool operation")]
+    Restart(#[source] PoolError),
 }
 
-/// Runs this host until SIGTERM or SIGINT, then shuts down gracefully.
+/// Runs this host until SIGTERM or SIGINT, then shuts down gracefully; or until a pool
+/// operation asks for a restart, which replaces this process (and returns only on failure).
 pub async fn serve(config: Config) -> Result<(), RunError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
@@ -88,57 +102,115 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         path: data_dir.clone(),
         source,
     })?;
-    let identity = if raft::exists(data_dir) {
-        if std::env::var_os(ROOT_PASSWORD_ENV).is_some() {
-            tracing::debug!("the pool exists; {ROOT_PASSWORD_ENV} is ignored");
-        }
-        Identity::load(data_dir)?
-    } else {
-        create_pool(&config)?
-    };
-    tracing::info!(host = %identity.host_uuid, node_id = identity.raft_node_id, "starting");
-
     let management_ip = facts::management_address(config.listen.ip());
     let host_cert = tls::load_or_create(
         data_dir,
         &facts::hostname()?,
         &[config.listen.ip(), management_ip],
     )?;
+    let cert_sha256 = peer::cert_sha256(&host_cert.cert);
+    let identity = if raft::exists(data_dir) {
+        if std::env::var_os(ROOT_PASSWORD_ENV).is_some() {
+            tracing::debug!("the pool exists; {ROOT_PASSWORD_ENV} is ignored");
+        }
+        Identity::load(data_dir)?
+    } else {
+        create_pool(&config, &cert_sha256)?
+    };
+    tracing::info!(host = %identity.host_uuid, node_id = identity.raft_node_id, "starting");
     let tls = tls::server_config(host_cert)?;
 
-    let node = raft::open(data_dir, raft_config(&config, identity.raft_node_id)).await?;
+    let peers = Peers::start(identity.raft_node_id, data_dir)?;
+    let node = match raft::open_with_peers(
+        data_dir,
+        raft_config(&config, identity.raft_node_id),
+        config.raft.voter_policy(),
+        peers.clone(),
+    )
+    .await
+    {
+        Ok(node) => node,
+        Err(err) => {
+            peers.stop();
+            return Err(err.into());
+        }
+    };
     let db: Arc<dyn ReplicatedDb> = node.db.clone();
-    let (reports, mut reported) = mpsc::channel(REPORT_QUEUE);
+    let (reports, reported) = mpsc::channel(REPORT_QUEUE);
     let agent = match Agent::start(config.agent_config(), data_dir, db.term(), reports).await {
         Ok(agent) => agent,
         Err(err) => {
+            peers.stop();
             stop_raft(node).await;
             return Err(RunError::Agent(err));
         }
     };
     let simulator = agent.simulator();
-    let link = Arc::new(LocalLink {
-        host_ref: identity.host_ref.clone(),
+    let roles = Roles::new(
+        identity.host_ref.clone(),
+        Arc::new(peers.clone()),
+        node.db.status(),
         agent,
-    });
+        config.pool.clone(),
+    );
+    let link: Arc<dyn HostLink> = Arc::new(PoolLink(Arc::clone(&roles)));
+    let this_host = ThisHost {
+        identity: identity.clone(),
+        data_dir: data_dir.clone(),
+        listen_ip: config.listen.ip(),
+        address: https_address(&config),
+        cert_sha256: cert_sha256.clone(),
+    };
+    let (control, mut restarts) = Control::new(node.db.clone(), this_host);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let master = Master::new(
-        db,
-        link,
-        Arc::new(SystemClock),
+        db.clone(),
+        Arc::clone(&link),
+        Arc::clone(&clock),
         config.master.master_config(),
         identity.host_ref.clone(),
+        control.clone(),
     );
-    let housekeeping = tokio::spawn(housekeeping(
-        Arc::clone(&master),
-        config.master.housekeeping_interval(),
-    ));
-    reconcile_first_inventory(&master, &identity.host_ref, &mut reported).await;
-    let forwarding = tokio::spawn(forward_reports(
-        Arc::clone(&master),
+    // The same pool read from this host's replica: the event reads every host answers.
+    let reader = Master::new(
+        Arc::new(LocalReplica(db.clone())),
+        link,
+        Arc::clone(&clock),
+        config.master.master_config(),
         identity.host_ref.clone(),
+        control.clone(),
+    );
+    let inbound = peers
+        .take_link_inbound()
+        .expect("the link inbound is taken once, here");
+    let (duties, first_inventory) = roles.start(
+        &master,
+        inbound,
         reported,
+        config.master.housekeeping_interval(),
+    );
+    if !first_inventory
+        .wait(config.pool.first_inventory_wait())
+        .await
+    {
+        tracing::warn!("no master has taken this host's inventory yet; ready anyway");
+    }
+    let splits = tokio::spawn(raise_split_alerts(
+        Arc::clone(&master),
+        peers.splits(),
+        node.db.status(),
     ));
-    let mut front = Front::new(Arc::new(master), config.limits.codec_limits());
+    let forwarder = Forwarder::new(
+        roles,
+        Arc::clone(&master),
+        reader,
+        db,
+        clock,
+        config.master.session_last_active_interval_secs,
+    );
+    let mut front = Front::new(Arc::new(forwarder), config.limits.codec_limits())
+        .with_pool_routes(peers.router())
+        .with_pool_routes(pool::routes(master, node.db.clone(), control));
     if let Some(simulator) = simulator {
         front = front.with_local_routes(simulator::routes(simulator));
     }
@@ -150,8 +222,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let listeners = match Listeners::start(front, tls, &addresses) {
         Ok(listeners) => listeners,
         Err(err) => {
-            housekeeping.abort();
-            forwarding.abort();
+            drop(duties);
+            peers.stop();
             stop_raft(node).await;
             return Err(err.into());
         }
@@ -166,20 +238,65 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     tracing::info!(https = %listeners.https, http = ?listeners.http, unix_socket = %addresses.unix_socket.display(), "ready");
     announce(&format!("oxapi ready: https://{ready}"));
 
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let restart = tokio::select! {
+        _ = terminate.recv() => {
+            tracing::info!("SIGTERM: shutting down");
+            None
+        }
+        _ = interrupt.recv() => {
+            tracing::info!("SIGINT: shutting down");
+            None
+        }
+        Some(plan) = restarts.recv() => {
+            tracing::info!(plan = plan.kind(), "a pool operation restarts this host");
+            Some(plan)
+        }
+    };
     listeners.shutdown(config.shutdown_grace()).await;
-    housekeeping.abort();
-    forwarding.abort();
+    splits.abort();
+    drop(duties);
+    peers.stop();
     node.shutdown().await?;
     tracing::info!("stopped");
-    Ok(())
+    match restart {
+        Some(plan) => Err(RunError::Restart(
+            pool::carry_out(&config, &identity, &cert_sha256, plan).await,
+        )),
+        None => Ok(()),
+    }
 }
 
-/// Makes a new one-host pool in an empty data dir: identity first, then the bootstrap.
-fn create_pool(config: &Config) -> Result<Identity, RunError> {
+/// Turns each split the peer transport detects (a member on another `pool_epoch`) into a
+/// `POOL_SPLIT_DETECTED` message, when this host is the master; a follower only logs it (the
+/// master, which dials the same member, sees the split too).
+async fn raise_split_alerts(
+    master: Arc<Master>,
+    mut splits: tokio::sync::broadcast::Receiver<peer::SplitDetected>,
+    status: tokio::sync::watch::Receiver<RaftStatus>,
+) {
+    loop {
+        let split = match splits.recv().await {
+            Ok(split) => split,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "pool split alerts missed");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if !status.borrow().is_leader {
+            tracing::warn!(node = split.node, their_epoch = %split.their_epoch, "pool split detected by a follower");
+            continue;
+        }
+        if let Err(e) = master.split_detected(split.node, &split.their_epoch).await {
+            let code = master::error::to_api_error(e).code;
+            tracing::warn!(node = split.node, code = %code, "pool split alert not raised");
+        }
+    }
+}
+
+/// Makes a new one-host pool in an empty data dir: identity first, then the bootstrap, which
+/// records this host's certificate fingerprint `cert_sha256`.
+fn create_pool(config: &Config, cert_sha256: &str) -> Result<Identity, RunError> {
     let data_dir = &config.data_dir;
     // An identity without a Raft store is what a crash during a first start leaves: keep it.
     let identity = match Identity::load_if_present(data_dir)? {
@@ -190,7 +307,6 @@ fn create_pool(config: &Config) -> Result<Identity, RunError> {
             identity
         }
     };
-    let host_facts = facts::read(data_dir, config.listen.ip())?;
     let password = match std::env::var(ROOT_PASSWORD_ENV) {
         Ok(password) if !password.is_empty() => password,
         Ok(_) | Err(std::env::VarError::NotPresent) => {
@@ -200,13 +316,12 @@ fn create_pool(config: &Config) -> Result<Identity, RunError> {
         }
         Err(std::env::VarError::NotUnicode(_)) => return Err(RunError::PasswordNotUtf8),
     };
-    let first = FirstHost {
-        host_ref: identity.host_ref.clone(),
-        host_uuid: identity.host_uuid.clone(),
-    };
-    let txn = master::bootstrap::new_pool(&host_facts, &first, SystemClock.now_unix(), &password);
-    raft::bootstrap(data_dir, identity.raft_node_id, &txn)?;
-    tracing::info!(host = %identity.host_uuid, hostname = %host_facts.hostname, address = %host_facts.address, "created a new pool");
+    pool::bootstrap_pool(
+        config,
+        &identity,
+        cert_sha256,
+        RootPassword::Plain(&password),
+    )?;
     Ok(identity)
 }
 
@@ -218,53 +333,6 @@ fn raft_config(config: &Config, node_id: u64) -> RaftConfig {
         heartbeat_ticks: config.raft.heartbeat_ticks,
         compact_after_entries: config.raft.compact_after_entries,
         max_batch: config.raft.max_batch,
-    }
-}
-
-/// Calls `Master::housekeeping` every `interval`, the first time one interval after start. A
-/// round that panics is logged and the next one still runs.
-async fn housekeeping(master: Arc<Master>, interval: Duration) {
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let master = Arc::clone(&master);
-        if let Err(err) = tokio::spawn(async move { master.housekeeping().await }).await {
-            tracing::error!(error = %err, "housekeeping failed");
-        }
-    }
-}
-
-/// Hands the agent's reports to `Master::report`, in order, up to and including its first
-/// inventory.
-async fn reconcile_first_inventory(
-    master: &Arc<Master>,
-    host_ref: &str,
-    reported: &mut mpsc::Receiver<AgentReport>,
-) {
-    while let Some(report) = reported.recv().await {
-        let is_inventory = matches!(report, AgentReport::Inventory(_));
-        master.report(host_ref, report).await;
-        if is_inventory {
-            return;
-        }
-    }
-}
-
-/// Hands each report of the agent to `Master::report`, in order. A report whose handling
-/// panics is logged and the next one still goes through.
-async fn forward_reports(
-    master: Arc<Master>,
-    host_ref: String,
-    mut reported: mpsc::Receiver<AgentReport>,
-) {
-    while let Some(report) = reported.recv().await {
-        let master = Arc::clone(&master);
-        let host_ref = host_ref.clone();
-        if let Err(err) = tokio::spawn(async move { master.report(&host_ref, report).await }).await
-        {
-            tracing::error!(error = %err, "taking in an agent report failed");
-        }
     }
 }
 

@@ -108,7 +108,13 @@ pub struct Client {
 impl Client {
     /// A client with its own keep-alive connection(s) to `host`, trusting only its certificate.
     pub fn new(host: &Host, protocol: Protocol) -> Client {
-        let der = CertificateDer::from_pem_slice(&host.cert_pem())
+        Client::pinned(host.url(), &host.cert_pem(), protocol)
+    }
+
+    /// A client of the server at `base` (`https://ip:port`), trusting only the certificate
+    /// `cert_pem`.
+    pub fn pinned(base: String, cert_pem: &[u8], protocol: Protocol) -> Client {
+        let der = CertificateDer::from_pem_slice(cert_pem)
             .expect("the host's certificate is PEM")
             .to_vec();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -126,7 +132,7 @@ impl Client {
             .expect("an HTTPS client");
         Client {
             http,
-            base: host.url(),
+            base,
             protocol,
             session: None,
         }

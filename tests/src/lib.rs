@@ -2,10 +2,12 @@
 //! addresses (`host`) and a XenAPI client that pins their certificates (`client`).
 //!
 //! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC and the
-//! listeners, bad input included) and `durability/` (kill -9 under a write load). The Python SDK
+//! listeners, bad input included), `durability/` (kill -9 under a write load) and `cluster/`
+//! (pools of several hosts, with `cluster`'s harness). The Python SDK
 //! tests are in `python/`; `run` runs all of them.
 
 pub mod client;
+pub mod cluster;
 pub mod host;
 
 pub use client::{Client, Protocol, logged_in};

@@ -1,20 +1,108 @@
-//! This host's rows in a new pool: the host itself, its control domain, and the management
-//! network with the host's PIF.
+//! One host's rows, for a new pool's first host and for a joiner alike: the host with its
+//! metrics and CPUs, its control domain, its management PIF and its local SR with its PBD; and
+//! the management network of a new pool.
 
 use std::net::IpAddr;
 
 use api_spec::api::{API_VERSION_MAJOR, API_VERSION_MINOR, API_VERSION_VENDOR};
 use api_spec::{NULL_REF, Value};
+use db_schema::Op;
 
-use super::{CpuFacts, FirstHost, HostFacts, PoolTxn, first_cpu, int, string_set, strings};
+use super::{CpuFacts, HostFacts, PoolTxn, first_cpu, int, string_set, strings};
 
 /// The name of the default network's bridge.
 const DEFAULT_BRIDGE: &str = "xenbr0";
 
-/// The host row.
-pub(super) fn host_fields(
+/// The memory the control domain is given, in bytes (less on a smaller host).
+const CONTROL_DOMAIN_MEMORY_BYTES: u64 = 1 << 30;
+
+/// The local SR's type: xapi's `ext` is a local filesystem holding one file per disk, which is
+/// what the local SR here is.
+const LOCAL_SR_TYPE: &str = "ext";
+
+/// The rows of host `host` (uuid `host_uuid`) described by `facts`, its management PIF on
+/// `network`; returns the ref of its local SR.
+pub(super) fn host_rows(
+    pool: &mut PoolTxn,
     facts: &HostFacts,
-    first: &FirstHost,
+    host: &str,
+    host_uuid: &str,
+    network: &str,
+    now_unix: i64,
+) -> String {
+    let now = Value::DateTime(api_spec::datetime::format_unix(now_unix));
+    let cpu_count = facts.cpus.len().max(1);
+    let dom0_memory = CONTROL_DOMAIN_MEMORY_BYTES.min(facts.memory_total_bytes);
+    let host_metrics = pool.create(
+        "host_metrics",
+        [
+            ("memory_total", int(facts.memory_total_bytes)),
+            ("live", Value::Bool(true)),
+            ("last_updated", now.clone()),
+        ],
+    );
+    let sr = pool.create(
+        "SR",
+        [
+            ("name_label", Value::str("Local storage")),
+            ("type", Value::str(LOCAL_SR_TYPE)),
+            ("content_type", Value::str("user")),
+            ("shared", Value::Bool(false)),
+            ("physical_size", int(facts.local_sr_size_bytes)),
+            ("physical_utilisation", int(facts.local_sr_used_bytes)),
+            ("virtual_allocation", Value::Int(0)),
+            (
+                "other_config",
+                strings([("i18n-key", "local-storage".to_owned())]),
+            ),
+        ],
+    );
+    let host_row = host_fields(facts, host_uuid, &host_metrics, &sr, now_unix);
+    pool.create_as("host", host, host_row);
+    for cpu in &facts.cpus {
+        pool.create(
+            "host_cpu",
+            [
+                ("host", Value::str(host)),
+                ("number", Value::Int(i64::from(cpu.number))),
+                ("vendor", Value::str(cpu.vendor.as_str())),
+                ("speed", int(cpu.speed_mhz)),
+                ("modelname", Value::str(cpu.model_name.as_str())),
+                ("family", Value::Int(i64::from(cpu.family))),
+                ("model", Value::Int(i64::from(cpu.model))),
+                ("stepping", Value::str(cpu.stepping.as_str())),
+                ("flags", Value::str(cpu.flags.as_str())),
+                ("utilisation", Value::Float(0.0)),
+            ],
+        );
+    }
+    let dom0 = control_domain(pool, facts, host, cpu_count, dom0_memory, &now);
+    pool.txn.ops.push(Op::Set {
+        class: "host".to_owned(),
+        r#ref: host.to_owned(),
+        field: "control_domain".to_owned(),
+        value: Value::String(dom0),
+    });
+    management_pif(pool, facts, host, network);
+    pool.create(
+        "PBD",
+        [
+            ("host", Value::str(host)),
+            ("SR", Value::str(sr.as_str())),
+            (
+                "device_config",
+                strings([("path", facts.local_sr_path.clone())]),
+            ),
+            ("currently_attached", Value::Bool(true)),
+        ],
+    );
+    sr
+}
+
+/// The host row.
+fn host_fields(
+    facts: &HostFacts,
+    host_uuid: &str,
     metrics: &str,
     sr: &str,
     now_unix: i64,
@@ -23,7 +111,7 @@ pub(super) fn host_fields(
     let cpu = |get: fn(&CpuFacts) -> String| first_cpu(facts, get);
     let boot_time = now_unix.to_string();
     vec![
-        ("uuid", Value::str(first.host_uuid.as_str())),
+        ("uuid", Value::str(host_uuid)),
         ("name_label", Value::str(facts.hostname.as_str())),
         ("name_description", Value::str("Default install")),
         ("hostname", Value::str(facts.hostname.as_str())),
@@ -96,7 +184,7 @@ pub(super) fn host_fields(
 }
 
 /// The control domain (dom0) and its metrics; returns its ref.
-pub(super) fn control_domain(
+fn control_domain(
     pool: &mut PoolTxn,
     facts: &HostFacts,
     host: &str,
@@ -153,12 +241,11 @@ pub(super) fn control_domain(
     )
 }
 
-/// The default network and this host's management PIF on it. The address is configured
-/// statically as far as the pool knows (`member` reports the address in use, not how it was
-/// obtained); an address that is not an IP literal leaves the PIF unconfigured.
-pub(super) fn management_network(pool: &mut PoolTxn, facts: &HostFacts, host: &str) {
+/// The default network of a new pool, named after the first host's management interface;
+/// returns its ref.
+pub(super) fn management_network(pool: &mut PoolTxn, facts: &HostFacts) -> String {
     let device = facts.management_device.as_str();
-    let network = pool.create(
+    pool.create(
         "network",
         [
             (
@@ -169,7 +256,14 @@ pub(super) fn management_network(pool: &mut PoolTxn, facts: &HostFacts, host: &s
             ("MTU", Value::Int(1500)),
             ("managed", Value::Bool(true)),
         ],
-    );
+    )
+}
+
+/// The host's management PIF on `network`. The address is configured statically as far as the
+/// pool knows (`member` reports the address in use, not how it was obtained); an address that
+/// is not an IP literal leaves the PIF unconfigured.
+fn management_pif(pool: &mut PoolTxn, facts: &HostFacts, host: &str, network: &str) {
+    let device = facts.management_device.as_str();
     let (mode, ip, ipv6_mode, ipv6, primary) = match facts.address.parse::<IpAddr>() {
         Ok(IpAddr::V4(_)) => ("Static", facts.address.as_str(), "None", vec![], "IPv4"),
         Ok(IpAddr::V6(_)) => ("None", "", "Static", vec![facts.address.as_str()], "IPv6"),
@@ -179,7 +273,7 @@ pub(super) fn management_network(pool: &mut PoolTxn, facts: &HostFacts, host: &s
         "PIF",
         [
             ("device", Value::str(device)),
-            ("network", Value::String(network)),
+            ("network", Value::str(network)),
             ("host", Value::str(host)),
             ("MAC", Value::str(facts.management_mac.as_str())),
             ("MTU", Value::Int(1500)),

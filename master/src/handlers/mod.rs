@@ -7,6 +7,7 @@ mod event;
 mod host;
 mod hotplug;
 mod message;
+mod pool;
 mod session;
 mod task;
 pub(crate) mod vbd;
@@ -47,6 +48,13 @@ table! {
     "message.destroy_many" => message::destroy_many,
     "message.get" => message::get,
     "message.get_since" => message::get_since,
+    "pool.designate_new_master" => pool::designate_new_master,
+    "pool.eject" => pool::eject,
+    "pool.emergency_transition_to_master" => pool::emergency_transition_to_master,
+    "pool.join" => pool::join,
+    "pool.join_force" => pool::join_force,
+    "pool.recover_slaves" => pool::recover_slaves,
+    "pool.sync_database" => pool::sync_database,
     "session.change_password" => session::change_password,
     "session.get_all_subject_identifiers" => session::get_all_subject_identifiers,
     "session.local_logout" => session::local_logout,

@@ -14,7 +14,7 @@ const INTERRUPTED: &str = "operation interrupted by a restart";
 
 /// Whether an operation of this process runs on `vm` or on one of its VBDs and VIFs: its end
 /// writes what its action did to the domain.
-pub(super) fn is_busy(master: &Master, view: &Overlay, vm: &str) -> bool {
+pub(crate) fn is_busy(master: &Master, view: &Overlay, vm: &str) -> bool {
     master.in_flight.is_busy("VM", vm)
         || ["VBD", "VIF"].into_iter().any(|class| {
             view.children(class, "VM", vm)
@@ -25,7 +25,7 @@ pub(super) fn is_busy(master: &Master, view: &Overlay, vm: &str) -> bool {
 
 /// Removes from `vm` and its devices every operation key that no operation of this process
 /// holds, and fails the tasks behind them.
-pub(super) fn clear_dead_operations(master: &Master, draft: &mut Draft, vm: &str, now: i64) {
+pub(crate) fn clear_dead_operations(master: &Master, draft: &mut Draft, vm: &str, now: i64) {
     let mut rows = vec![("VM", vm.to_owned())];
     for class in ["VBD", "VIF"] {
         for device in draft.view().children(class, "VM", vm) {

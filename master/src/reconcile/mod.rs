@@ -16,11 +16,14 @@
 //! to that operation, whose end writes what its action did (`in_progress.rs`).
 
 mod in_progress;
+mod takeover;
 
 use api_spec::{NULL_REF, Value};
 use db_schema::Txn;
 
-use self::in_progress::{clear_dead_operations, is_busy};
+pub(crate) use self::in_progress::{clear_dead_operations, is_busy};
+pub use self::takeover::Takeover;
+pub(crate) use self::takeover::take_over;
 use crate::Master;
 use crate::error::{Error, to_api_error};
 use crate::host_link::{ActionResult, AgentReport, DomainInfo, GuestEvent, HostAction};

@@ -17,6 +17,10 @@
 //! operations a crash cut short, handling guests that stopped meanwhile), then sends
 //! `AgentReport::Inventory`, from which the master reconciles the DB (before the host says it
 //! is ready: `run.rs`).
+//!
+//! Fencing: a host that has lost contact with every master for long enough (`roles/` keeps the
+//! time) calls `Agent::fence`, which hard-stops every domain, so that the master on the other
+//! side can halt them in the DB and start them elsewhere without a VM ever running twice.
 
 mod actions;
 pub mod backend;
@@ -34,7 +38,7 @@ use std::time::Duration;
 
 use api_spec::{ApiError, errors};
 use master::db::BoxFuture;
-use master::host_link::{ActionResult, AgentReport, HostAction, HostLink, VmSpec};
+use master::host_link::{ActionResult, AgentReport, GuestEvent, HostAction, HostLink, VmSpec};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -230,6 +234,76 @@ impl Agent {
             }
         }
         result
+    }
+
+    /// Hard-stops every domain of this host, each on its VM's queue after what runs there, and
+    /// reports each stopped guest as powered off; returns how many were stopped. Used when the
+    /// host has lost contact with every master (see the module header); no term is checked.
+    pub async fn fence(self: &Arc<Self>) -> usize {
+        let domains = match self.backend.discover().await {
+            Ok(domains) => domains,
+            Err(err) => {
+                tracing::error!(
+                    error = &err as &dyn std::error::Error,
+                    "cannot list the domains to fence"
+                );
+                return 0;
+            }
+        };
+        tracing::warn!(domains = domains.len(), "no master: fencing this host");
+        let mut stops = Vec::new();
+        for domain in &domains {
+            let vm = domain.vm().to_owned();
+            let (done, finished) = oneshot::channel();
+            let agent = Arc::clone(self);
+            let job_vm = vm.clone();
+            self.queues.submit(
+                &vm,
+                Box::pin(async move {
+                    let _ = done.send(agent.hard_stop(&job_vm).await);
+                }),
+            );
+            stops.push(finished);
+        }
+        let mut stopped = 0;
+        for stop in stops {
+            if stop.await.unwrap_or(false) {
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
+    /// Hard-stops the domain of `vm` if it still has one and reports it powered off; whether
+    /// it was stopped.
+    async fn hard_stop(&self, vm: &str) -> bool {
+        let action = HostAction::Shutdown {
+            vm: vm.to_owned(),
+            clean: false,
+        };
+        let (progress, _) = watch::channel(0.0);
+        let cancel = CancellationToken::new();
+        match actions::perform(self, vm, &action, &progress, &cancel).await {
+            Ok(_) => {
+                tracing::warn!(vm, "domain fenced");
+                self.report(AgentReport::GuestChanged {
+                    vm: vm.to_owned(),
+                    event: GuestEvent::PoweredOff,
+                    now: None,
+                })
+                .await;
+                true
+            }
+            Err(AgentError::BadPowerState { .. }) => false,
+            Err(err) => {
+                tracing::error!(
+                    vm,
+                    error = &err as &dyn std::error::Error,
+                    "cannot fence a domain"
+                );
+                false
+            }
+        }
     }
 
     /// Raises the newest term to `term`, or refuses `term` if it is older.

@@ -10,21 +10,28 @@
 //! Raft thread and compacts the log behind them; `error.rs` holds `StorageError`; `log.rs`
 //! bridges raft-rs's slog records to tracing.
 //!
-//! Nothing here assumes one node, but there is no peer transport yet: `transport.rs` drops
-//! messages to peers, so only a one-voter group makes progress.
+//! Across hosts, `transport.rs` sends the node's messages through `peer::Peers`, which hands
+//! inbound ones back as `Input::Step`; `voters.rs` is the leader's voter policy (caught-up
+//! learners promoted, silent voters replaced) and `offline.rs` the store operations for a
+//! stopped node (a joiner's reset, an emergency's single voter). `apply.rs` applies committed
+//! entries.
 
+mod apply;
 mod error;
 mod log;
+mod members;
 mod node;
+mod offline;
 mod snapshot;
 mod storage;
 mod tables;
 mod transport;
+mod voters;
 mod waiters;
 
 use std::fs::{self, File};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -35,8 +42,12 @@ use raft::eraftpb::{ConfState, HardState, SnapshotMetadata};
 use tokio::sync::{oneshot, watch};
 
 pub use self::error::StorageError;
+pub use self::members::{RaftMembership, VoterPolicy};
 use self::node::{Input, Shared};
+pub use self::offline::{force_single_voter, prepare_joiner};
 pub use self::tables::LogSummary;
+use self::transport::Transport;
+use crate::peer::Peers;
 
 /// The Raft store's file in a data dir.
 pub(crate) const STORE_FILE: &str = "raft.redb";
@@ -164,8 +175,36 @@ pub fn inspect(dir: &Path) -> Result<LogSummary, StorageError> {
 
 /// Starts the Raft node of `dir`: loads the newest readable dump, opens the store, and starts
 /// the Raft thread, which replays the log after the dump. A one-voter group is leader when
-/// this returns.
+/// this returns. Without peers: messages to other nodes are dropped.
 pub async fn open(dir: &Path, config: RaftConfig) -> Result<RaftNode, StorageError> {
+    start(dir, config, Transport::none(), VoterPolicy::default()).await
+}
+
+/// `open`, in a pool: messages go through `peers`, which also hands this node the messages of
+/// the others and follows the membership the replica holds; as leader, the node applies
+/// `policy` to the voter set.
+pub async fn open_with_peers(
+    dir: &Path,
+    config: RaftConfig,
+    policy: VoterPolicy,
+    peers: Peers,
+) -> Result<RaftNode, StorageError> {
+    let node = start(dir, config, Transport::new(peers.clone()), policy).await?;
+    let inputs = node.db.inputs.clone();
+    peers.set_raft_sink(Box::new(move |inbound| {
+        // A stopped node takes nothing more.
+        let _ = inputs.send(Input::from(inbound));
+    }));
+    peers.follow(Arc::clone(&node.db.db), node.db.applied.clone());
+    Ok(node)
+}
+
+async fn start(
+    dir: &Path,
+    config: RaftConfig,
+    transport: Transport,
+    policy: VoterPolicy,
+) -> Result<RaftNode, StorageError> {
     if config.node_id == 0 {
         return Err(StorageError::NodeIdZero);
     }
@@ -175,7 +214,16 @@ pub async fn open(dir: &Path, config: RaftConfig) -> Result<RaftNode, StorageErr
     let dir = dir.to_owned();
     let thread = thread::Builder::new()
         .name("oxapi-raft".into())
-        .spawn(move || node::run(&dir, config, receiver, loopback, opened_tx))?;
+        .spawn(move || {
+            node::run(
+                &dir,
+                (config, policy),
+                transport,
+                receiver,
+                loopback,
+                opened_tx,
+            )
+        })?;
     match opened.await {
         Ok(Ok(Shared {
             db,
@@ -183,6 +231,9 @@ pub async fn open(dir: &Path, config: RaftConfig) -> Result<RaftNode, StorageErr
             status,
             compacted,
             log_commits,
+            membership,
+            reachable_voters,
+            election_timeout,
         })) => Ok(RaftNode {
             db: Arc::new(RaftDb {
                 inputs,
@@ -191,6 +242,9 @@ pub async fn open(dir: &Path, config: RaftConfig) -> Result<RaftNode, StorageErr
                 status,
                 compacted,
                 log_commits,
+                membership,
+                reachable_voters,
+                election_timeout,
             }),
             thread: Some(thread),
         }),
@@ -244,6 +298,9 @@ pub struct RaftDb {
     status: watch::Receiver<RaftStatus>,
     compacted: watch::Receiver<u64>,
     log_commits: Arc<AtomicU64>,
+    membership: watch::Receiver<RaftMembership>,
+    reachable_voters: Arc<AtomicUsize>,
+    election_timeout: Duration,
 }
 
 impl RaftDb {

@@ -16,26 +16,29 @@
 //! 9. advance_apply.
 //!
 //! Nothing steps, proposes or campaigns between `ready()` and `advance()`: inputs are taken only
-//! between Readys.
+//! between Readys. The peers a Ready's messages could not reach are reported to raft-rs after
+//! it. The leader's voter policy (`voters.rs`) runs at each tick; the apply is in `apply.rs`.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use db_schema::{Db, DumpError, Txn};
+use db_schema::{Db, DumpError};
 use master::db::ProposeError;
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{ConfChangeV2, Message, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
 use crate::raft::snapshot::{self, DumpPosition, Dumps};
 use crate::raft::storage::LogStore;
-use crate::raft::transport::send;
+use crate::raft::transport::{Transport, Undelivered};
 use crate::raft::waiters::{Proposals, ProposeReply, ReadReply, Reads, context};
-use crate::raft::{DUMPS_DIR, RaftConfig, RaftStatus, STORE_FILE, StorageError, log};
+use crate::raft::{
+    DUMPS_DIR, RaftConfig, RaftMembership, RaftStatus, STORE_FILE, StorageError, VoterPolicy, log,
+};
 
 /// What the Raft thread is asked to do.
 pub(crate) enum Input {
@@ -50,6 +53,21 @@ pub(crate) enum Input {
     },
     /// Stop the loop; with `write_dump`, after a final dump.
     Stop { write_dump: bool },
+    /// A message from a peer.
+    Step(Message),
+    /// A snapshot message to `to` left on its stream (`finished`), or was lost.
+    SnapshotSent { to: u64, finished: bool },
+    /// Propose a configuration change (as leader, once no other is pending) and answer once
+    /// applied; answered at once when it changes nothing.
+    ConfChange {
+        change: ConfChangeV2,
+        reply: ProposeReply,
+    },
+    /// Start handing leadership to `node`; answered once started.
+    TransferLeader {
+        node: u64,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
 }
 
 /// What the Raft thread shares with the handles, once open.
@@ -59,18 +77,22 @@ pub(crate) struct Shared {
     pub status: watch::Receiver<RaftStatus>,
     pub compacted: watch::Receiver<u64>,
     pub log_commits: Arc<AtomicU64>,
+    pub membership: watch::Receiver<RaftMembership>,
+    pub reachable_voters: Arc<AtomicUsize>,
+    pub election_timeout: Duration,
 }
 
 /// The body of the Raft thread: opens the node, reports through `opened`, runs until stopped.
 /// An error that stops a running node is logged here and returned.
 pub(crate) fn run(
     dir: &Path,
-    config: RaftConfig,
+    config: (RaftConfig, VoterPolicy),
+    transport: Transport,
     inputs: mpsc::Receiver<Input>,
     loopback: mpsc::Sender<Input>,
     opened: oneshot::Sender<Result<Shared, StorageError>>,
 ) -> Result<(), StorageError> {
-    let opening = Node::open(dir, config, inputs, loopback)
+    let opening = Node::open(dir, config, transport, inputs, loopback)
         .and_then(|(mut node, shared)| node.start().map(|()| (node, shared)));
     let mut node = match opening {
         Ok((node, shared)) => {
@@ -98,20 +120,32 @@ pub(crate) fn run(
 }
 
 /// The state the Raft thread owns.
-struct Node {
-    raw: RawNode<LogStore>,
-    config: RaftConfig,
+pub(super) struct Node {
+    pub(super) raw: RawNode<LogStore>,
+    pub(super) config: RaftConfig,
+    pub(super) policy: VoterPolicy,
     inputs: mpsc::Receiver<Input>,
     /// Where dump threads report back.
     loopback: mpsc::Sender<Input>,
-    db: Arc<RwLock<Db>>,
+    transport: Transport,
+    /// What the current Ready could not send.
+    pub(super) undelivered: Undelivered,
+    pub(super) db: Arc<RwLock<Db>>,
     /// The index of the last entry applied to `db`.
-    applied: u64,
-    applied_tx: watch::Sender<u64>,
+    pub(super) applied: u64,
+    pub(super) applied_tx: watch::Sender<u64>,
     status_tx: watch::Sender<RaftStatus>,
     compacted_tx: watch::Sender<u64>,
-    proposals: Proposals,
-    reads: Reads,
+    pub(super) membership_tx: watch::Sender<RaftMembership>,
+    pub(super) reachable_voters: Arc<AtomicUsize>,
+    /// When each peer's last message arrived.
+    pub(super) heard: HashMap<u64, Instant>,
+    /// Since when this node leads, if it does.
+    pub(super) leader_since: Option<Instant>,
+    /// Configuration changes asked for, proposed one at a time.
+    pub(super) changes: VecDeque<(ConfChangeV2, ProposeReply)>,
+    pub(super) proposals: Proposals,
+    pub(super) reads: Reads,
     dumps: Dumps,
     /// Set by a Stop input: whether to write a final dump.
     stop: Option<bool>,
@@ -120,7 +154,8 @@ struct Node {
 impl Node {
     fn open(
         dir: &Path,
-        config: RaftConfig,
+        (config, policy): (RaftConfig, VoterPolicy),
+        transport: Transport,
         inputs: mpsc::Receiver<Input>,
         loopback: mpsc::Sender<Input>,
     ) -> Result<(Node, Shared), StorageError> {
@@ -141,17 +176,30 @@ impl Node {
         let (applied_tx, applied) = watch::channel(position.index);
         let (status_tx, status) = watch::channel(status_of(&raw));
         let (compacted_tx, compacted) = watch::channel(raw.store().snapshot_index());
+        let (membership_tx, membership) =
+            watch::channel(RaftMembership::of(raw.store().conf_state()));
+        let reachable_voters = Arc::new(AtomicUsize::new(0));
+        let election_timeout =
+            config.tick_interval * u32::try_from(config.election_ticks).unwrap_or(u32::MAX);
         let node = Node {
             raw,
             dumps: Dumps::new(dumps_dir, config.compact_after_entries, position),
             config,
+            policy,
             inputs,
             loopback,
+            transport,
+            undelivered: Undelivered::default(),
             db: Arc::clone(&db),
             applied: position.index,
             applied_tx,
             status_tx,
             compacted_tx,
+            membership_tx,
+            reachable_voters: Arc::clone(&reachable_voters),
+            heard: HashMap::new(),
+            leader_since: None,
+            changes: VecDeque::new(),
             proposals: Proposals::default(),
             reads: Reads::default(),
             stop: None,
@@ -162,6 +210,9 @@ impl Node {
             status,
             compacted,
             log_commits,
+            membership,
+            reachable_voters,
+            election_timeout,
         };
         Ok((node, shared))
     }
@@ -209,7 +260,9 @@ impl Node {
             if now >= next_tick {
                 self.raw.tick();
                 next_tick = (next_tick + self.config.tick_interval).max(now);
+                self.manage_voters(now);
             }
+            self.count_reachable_voters(now);
             self.handle_readies()?;
             if self.dumps.is_due(self.applied) {
                 let loopback = self.loopback.clone();
@@ -256,6 +309,32 @@ impl Node {
                 }
             }
             Input::Stop { write_dump } => self.stop = Some(write_dump),
+            Input::Step(message) => {
+                self.heard.insert(message.from, Instant::now());
+                let from = message.from;
+                if let Err(error) = self.raw.step(message) {
+                    tracing::debug!(from, error = %error, "raft message refused");
+                }
+            }
+            Input::SnapshotSent { to, finished } => {
+                let status = if finished {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+            Input::ConfChange { reply, .. } if !is_leader => {
+                let _ = reply.send(Err(ProposeError::NotLeader));
+            }
+            Input::ConfChange { change, reply } => self.changes.push_back((change, reply)),
+            Input::TransferLeader { reply, .. } if !is_leader => {
+                let _ = reply.send(Err(ProposeError::NotLeader));
+            }
+            Input::TransferLeader { node, reply } => {
+                self.raw.transfer_leader(node);
+                let _ = reply.send(Ok(()));
+            }
         }
         Ok(())
     }
@@ -268,6 +347,7 @@ impl Node {
                 return Ok(());
             }
             self.handle_ready()?;
+            self.report_undelivered();
             self.after_ready();
         }
     }
@@ -276,7 +356,8 @@ impl Node {
     fn handle_ready(&mut self) -> Result<(), StorageError> {
         let mut ready = self.raw.ready();
         // 1.
-        send(ready.take_messages());
+        self.transport
+            .send(ready.take_messages(), &mut self.undelivered);
         // 2.
         let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
         if let Some(snapshot) = &snapshot {
@@ -294,7 +375,8 @@ impl Node {
             )?;
         }
         // 5.
-        send(ready.take_persisted_messages());
+        self.transport
+            .send(ready.take_persisted_messages(), &mut self.undelivered);
         self.reads.confirm(ready.take_read_states(), self.applied);
         // 6.
         self.apply(ready.take_committed_entries())?;
@@ -304,7 +386,8 @@ impl Node {
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit);
         }
-        send(light.take_messages());
+        self.transport
+            .send(light.take_messages(), &mut self.undelivered);
         self.apply(light.take_committed_entries())?;
         // 9.
         self.raw.advance_apply();
@@ -321,80 +404,12 @@ impl Node {
             .expect("the raft thread never panics while holding the db lock") = db;
         tracing::info!(index, "replica replaced by the leader's snapshot");
         self.applied = index;
-        self.applied_tx.send_replace(index);
+        // The applied index last: whoever waits on it sees the rest published.
         self.compacted_tx.send_replace(index);
+        self.membership_tx
+            .send_replace(RaftMembership::of(snapshot.get_metadata().get_conf_state()));
+        self.applied_tx.send_replace(index);
         Ok(())
-    }
-
-    /// Applies committed entries in order, under one write lock. Waiters are answered after
-    /// the lock is released and the applied index published, so that a caller who gets its
-    /// outcome reads a replica that holds it.
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
-        let Some(last) = entries.last().map(|entry| entry.index) else {
-            return Ok(());
-        };
-        let mut answers = Vec::new();
-        let db = Arc::clone(&self.db);
-        let mut db = db
-            .write()
-            .expect("the raft thread never panics while holding the db lock");
-        for entry in &entries {
-            match entry.get_entry_type() {
-                EntryType::EntryNormal if entry.data.is_empty() => {
-                    db.advance(entry.index, entry.term);
-                }
-                EntryType::EntryNormal => {
-                    let txn: Txn = rmp_serde::from_slice(&entry.data).map_err(|source| {
-                        StorageError::TxnDecode {
-                            index: entry.index,
-                            source,
-                        }
-                    })?;
-                    let outcome = db
-                        .apply(entry.index, entry.term, &txn)
-                        .map_err(ProposeError::Apply);
-                    if let Some(reply) = self.proposals.take(entry) {
-                        answers.push((reply, outcome));
-                    }
-                }
-                // An empty V2 one is the automatic leave-joint entry: applied like any other.
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(entry)?;
-                    db.advance(entry.index, entry.term);
-                }
-            }
-        }
-        drop(db);
-        self.applied = last;
-        self.applied_tx.send_replace(last);
-        for (reply, outcome) in answers {
-            let _ = reply.send(outcome);
-        }
-        self.reads.answer_applied(last);
-        Ok(())
-    }
-
-    /// Puts a configuration entry in force and persists the configuration it makes.
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), StorageError> {
-        let decode_failed = |source| StorageError::ConfChangeDecode {
-            index: entry.index,
-            source,
-        };
-        let conf_state = if entry.get_entry_type() == EntryType::EntryConfChange {
-            let change = ConfChange::parse_from_bytes(&entry.data).map_err(decode_failed)?;
-            self.raw.apply_conf_change(&change)?
-        } else {
-            let change = ConfChangeV2::parse_from_bytes(&entry.data).map_err(decode_failed)?;
-            self.raw.apply_conf_change(&change)?
-        };
-        tracing::info!(
-            index = entry.index,
-            voters = ?conf_state.voters,
-            learners = ?conf_state.learners,
-            voters_outgoing = ?conf_state.voters_outgoing,
-            "raft configuration changed"
-        );
-        self.raw.mut_store().set_conf_state(entry.index, conf_state)
     }
 
     /// Asks raft-rs for a read index for the queued barriers, once this leader has committed
@@ -428,6 +443,9 @@ impl Node {
         });
         if !status.is_leader {
             self.fail_waiters(&ProposeError::NotLeader);
+            self.leader_since = None;
+        } else if self.leader_since.is_none() {
+            self.leader_since = Some(Instant::now());
         }
     }
 
@@ -435,6 +453,9 @@ impl Node {
     fn fail_waiters(&mut self, error: &ProposeError) {
         self.proposals.fail(error);
         self.reads.fail(error);
+        for (_, reply) in self.changes.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
     }
 }
 
@@ -448,6 +469,7 @@ fn status_of(raw: &RawNode<LogStore>) -> RaftStatus {
 
 #[cfg(test)]
 mod tests {
+    use db_schema::Txn;
     use raft::eraftpb::ConfChangeType;
 
     use super::*;
@@ -455,8 +477,9 @@ mod tests {
     /// The node of a data dir, opened on this thread with the first Readys handled.
     fn open_node(dir: &Path) -> Node {
         let (loopback, inputs) = mpsc::channel();
+        let config = (RaftConfig::default(), VoterPolicy::default());
         let (mut node, _shared) =
-            Node::open(dir, RaftConfig::default(), inputs, loopback).expect("open");
+            Node::open(dir, config, Transport::none(), inputs, loopback).expect("open");
         node.start().expect("start");
         node
     }

@@ -1,7 +1,11 @@
 //! The benchmark: starts a one-host pool and measures, over keep-alive HTTPS, read and write calls
 //! per second with 1 and 16 concurrent clients, `VM.start` and `VM.clean_shutdown` throughput on
 //! the zero-latency simulator with 1, 10 and 100 concurrent calls, and the delay from a write to
-//! the wake-up of a blocked `event.from`. Run it with `tests/bench` (release build).
+//! the wake-up of a blocked `event.from`; then on a 3-host pool (`cluster`), the replicated write
+//! throughput and the failover time. Run it with `tests/bench` (release build).
+
+#[path = "bench/cluster.rs"]
+mod cluster;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,12 +26,18 @@ const LIFECYCLE_VM_BYTES: i64 = 32 << 20;
 struct Args {
     seconds: u64,
     protocol: Protocol,
+    /// Failover trials on the 3-host pool.
+    trials: usize,
+    /// Skip the 3-host pool's figures.
+    is_one_host_only: bool,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         seconds: 5,
         protocol: Protocol::JsonRpc,
+        trials: 10,
+        is_one_host_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -38,6 +48,14 @@ fn parse_args() -> Args {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or_else(|| usage("--seconds takes a whole number"));
             }
+            "--trials" => {
+                args.trials = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(|| usage("--trials takes a whole number above 0"));
+            }
+            "--one-host" => args.is_one_host_only = true,
             "--xmlrpc" => args.protocol = Protocol::XmlRpc,
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -50,19 +68,22 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("bench: {problem}");
     }
-    eprintln!("usage: bench [--seconds N] [--xmlrpc]");
+    eprintln!("usage: bench [--seconds N] [--trials N] [--one-host] [--xmlrpc]");
     std::process::exit(2);
 }
 
-/// Runs `op` from `clients` concurrent clients, each on its own connection, for `duration`;
-/// returns calls per second.
-async fn throughput<F, Fut>(
-    host: &Host,
-    protocol: Protocol,
-    clients: usize,
-    duration: Duration,
-    op: F,
-) -> f64
+/// `count` clients of `host`, each logged in on its own connection.
+async fn clients_of(host: &Host, protocol: Protocol, count: usize) -> Vec<Client> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(logged_in(host, protocol).await);
+    }
+    clients
+}
+
+/// Runs `op` from every client of `clients` concurrently for `duration`; returns calls per
+/// second.
+async fn throughput<F, Fut>(clients: Vec<Client>, duration: Duration, op: F) -> f64
 where
     F: Fn(Client, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -70,8 +91,7 @@ where
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let client = logged_in(host, protocol).await;
+    for client in clients {
         let (done, stop, op) = (done.clone(), stop.clone(), op.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0;
@@ -244,7 +264,8 @@ async fn main() {
     );
     for clients in CONCURRENCY {
         let target = vm.clone();
-        let rate = throughput(&host, args.protocol, clients, duration, move |c, _| {
+        let pool = clients_of(&host, args.protocol, clients).await;
+        let rate = throughput(pool, duration, move |c, _| {
             let vm = target.clone();
             async move {
                 c.ok("VM.get_record", vec![Value::str(vm)]).await;
@@ -255,7 +276,8 @@ async fn main() {
     }
     for clients in CONCURRENCY {
         let target = vm.clone();
-        let rate = throughput(&host, args.protocol, clients, duration, move |c, i| {
+        let pool = clients_of(&host, args.protocol, clients).await;
+        let rate = throughput(pool, duration, move |c, i| {
             let vm = target.clone();
             async move {
                 c.ok(
@@ -295,4 +317,8 @@ async fn main() {
         percentile(&delays, 0.50).as_secs_f64() * 1e3,
         percentile(&delays, 0.99).as_secs_f64() * 1e3
     );
+    drop(host);
+    if !args.is_one_host_only {
+        cluster::run(args.protocol, duration, args.trials).await;
+    }
 }

@@ -1,0 +1,392 @@
+//! The front door's `Answer` on every host of a pool. The leader's `Master` answers calls;
+//! another host forwards each call to the leader as `LinkFrame::Call` (or, with
+//! `pool.forward_calls` off, answers xapi's `HOST_IS_SLAVE [master address]`), waiting a
+//! bounded time for a leader when none is known. The event reads (`event.from`, the legacy
+//! `event.register` / `next` / `unregister`, `event.get_current_id`) and `system.*` are
+//! answered on every host from its own replica, by a second `Master` that reads the replica
+//! without confirming leadership (`LocalReplica`): tokens are Raft indexes, the same on every
+//! replica, so a client may follow events on any host.
+
+use std::sync::Arc;
+
+use api_spec::{ApiError, Value, errors};
+use db_schema::{Applied, Db, Txn};
+use master::db::{BoxFuture, ProposeError, ReplicatedDb};
+use master::{Call, Clock, Master};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::{LinkFrame, Roles, lock};
+use crate::front::Answer;
+use crate::front::server::internal_error;
+
+/// The calls every host answers from its own replica. The emergency transition is one: it is
+/// made for a pool whose master is gone for good.
+const LOCAL_CALLS: &[&str] = &[
+    "event.from",
+    "event.next",
+    "event.register",
+    "event.unregister",
+    "event.get_current_id",
+    "pool.emergency_transition_to_master",
+];
+
+/// Whether `method` (its wire name) is answered from the local replica on every host.
+pub fn is_local_read(method: &str) -> bool {
+    LOCAL_CALLS.contains(&method) || method.starts_with("system.")
+}
+
+/// `INTERNAL_ERROR` for a call that reached a host which no longer leads.
+pub(super) fn not_master_any_more() -> ApiError {
+    internal_error("this host stopped being the pool master during the call; retry it")
+}
+
+fn no_master() -> ApiError {
+    internal_error("no pool master is reachable from this host; retry the call later")
+}
+
+fn master_lost() -> ApiError {
+    internal_error("the pool master went silent during the call; its outcome is unknown")
+}
+
+/// The answer of every host: see the module header.
+pub struct Forwarder {
+    roles: Arc<Roles>,
+    master: Arc<Master>,
+    /// The same pool as `master`, read from the local replica without a read barrier.
+    reader: Arc<Master>,
+    /// This host's replica.
+    db: Arc<dyn ReplicatedDb>,
+    clock: Arc<dyn Clock>,
+    /// The master's `session_last_active_interval_secs`: a session older than this on the
+    /// local replica is refreshed through the leader before a local read.
+    session_refresh_secs: i64,
+}
+
+impl Forwarder {
+    /// `reader` must be a `Master` over `LocalReplica` of `db`, the DB of `master`.
+    pub fn new(
+        roles: Arc<Roles>,
+        master: Arc<Master>,
+        reader: Arc<Master>,
+        db: Arc<dyn ReplicatedDb>,
+        clock: Arc<dyn Clock>,
+        session_refresh_secs: i64,
+    ) -> Arc<Forwarder> {
+        Arc::new(Forwarder {
+            roles,
+            master,
+            reader,
+            db,
+            clock,
+            session_refresh_secs,
+        })
+    }
+
+    async fn route(&self, call: Call) -> Result<Value, ApiError> {
+        if is_local_read(&call.method) {
+            return self.read_locally(call).await;
+        }
+        if self.roles.is_leader() {
+            return self.master.call(call).await;
+        }
+        let status = self
+            .roles
+            .wait_for_leader(self.roles.settings.leader_wait())
+            .await
+            .ok_or_else(no_master)?;
+        if status.is_leader {
+            return self.master.call(call).await;
+        }
+        if !self.roles.settings.forward_calls {
+            let address = self
+                .roles
+                .transport
+                .address_of(status.leader_id)
+                .ok_or_else(no_master)?;
+            return Err(ApiError::new(errors::HOST_IS_SLAVE, [ip_of(&address)]));
+        }
+        self.roles.forward(status.leader_id, call).await
+    }
+
+    /// Answers an event read from this host's replica. On a host that does not lead, the
+    /// session's `last_active` is refreshed through the leader first when the read would
+    /// otherwise have to write it (which only the leader can).
+    async fn read_locally(&self, call: Call) -> Result<Value, ApiError> {
+        if !self.roles.is_leader()
+            && let Some(session) = call.params.first().and_then(Value::as_str)
+            && self.is_stale(session)
+        {
+            self.refresh(session).await;
+        }
+        self.reader.call(call).await
+    }
+
+    fn is_stale(&self, session: &str) -> bool {
+        let last_active = self
+            .db
+            .read()
+            .get("session", session)
+            .and_then(|row| row.get("last_active"))
+            .and_then(Value::as_str)
+            .and_then(api_spec::datetime::parse_unix);
+        // An unknown session is the reader's to refuse.
+        last_active.is_some_and(|t| self.clock.now_unix() - t >= self.session_refresh_secs)
+    }
+
+    /// Has the leader check `session` (which writes its `last_active`), then waits, for at
+    /// most the leader wait, until this replica has that write. A failure leaves the local
+    /// read to fail as it will.
+    async fn refresh(&self, session: &str) {
+        let wait = self.roles.settings.leader_wait();
+        let call = Call {
+            method: "session.get_uuid".to_owned(),
+            params: vec![Value::str(session), Value::str(session)],
+            origin: master::Origin::LocalSocket,
+        };
+        let Some(status) = self.roles.wait_for_leader(wait).await else {
+            return;
+        };
+        if status.is_leader || self.roles.forward(status.leader_id, call).await.is_err() {
+            return;
+        }
+        let mut applied = self.db.applied();
+        let _ = tokio::time::timeout(wait, async {
+            while self.is_stale(session) {
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl Answer for Arc<Forwarder> {
+    fn answer(&self, call: Call) -> BoxFuture<'static, Result<Value, ApiError>> {
+        let forwarder = Arc::clone(self);
+        Box::pin(async move { forwarder.route(call).await })
+    }
+}
+
+/// The IP of an `ip:port` address (`[v6]:port` too); the address itself when it has no port.
+fn ip_of(address: &str) -> String {
+    match address.parse::<std::net::SocketAddr>() {
+        Ok(socket) => socket.ip().to_string(),
+        Err(_) => address.to_owned(),
+    }
+}
+
+impl Roles {
+    /// Forwards `call` to the leader `node` and returns its answer. Fails when the leader
+    /// cannot be sent to, or is not heard from for `dead_after` while the call runs.
+    pub(super) async fn forward(&self, node: u64, call: Call) -> Result<Value, ApiError> {
+        let id = self.next_id();
+        let (answer, mut answered) = oneshot::channel();
+        lock(&self.calls).insert(id, answer);
+        let method = call.method.clone();
+        if self.send(node, &LinkFrame::Call { id, call }).is_err() {
+            lock(&self.calls).remove(&id);
+            return Err(no_master());
+        }
+        tracing::debug!(method = %method, node, "call forwarded to the master");
+        let sent = Instant::now();
+        let mut checks = tokio::time::interval(self.settings.heartbeat_interval());
+        loop {
+            tokio::select! {
+                result = &mut answered => return result.unwrap_or_else(|_| Err(master_lost())),
+                _ = checks.tick() => {
+                    if !self.heard_within(node, sent, self.settings.dead_after()) {
+                        lock(&self.calls).remove(&id);
+                        tracing::warn!(method = %method, node, "the master went silent during a forwarded call");
+                        return Err(master_lost());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pool DB as the local reader sees it: this host's replica, read without confirming
+/// leadership (the read barrier passes at once); writes go to the real DB, which refuses them
+/// on a host that does not lead.
+pub struct LocalReplica(pub Arc<dyn ReplicatedDb>);
+
+impl ReplicatedDb for LocalReplica {
+    fn propose(&self, txn: Txn) -> BoxFuture<'_, Result<Applied, ProposeError>> {
+        self.0.propose(txn)
+    }
+
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), ProposeError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Db> {
+        self.0.read()
+    }
+
+    fn applied(&self) -> watch::Receiver<u64> {
+        self.0.applied()
+    }
+
+    fn term(&self) -> u64 {
+        self.0.term()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use master::Origin;
+    use master::testing::TestPool;
+
+    use super::*;
+    use crate::roles::testing::{Net, TestHost, fast_settings, led_by};
+
+    /// A pool of two hosts on one net: node 1 (the pool's first host) and node 2, both
+    /// following `leader`.
+    async fn two_hosts(
+        leader: u64,
+        settings: crate::config::PoolSettings,
+    ) -> (TestPool, Arc<Net>, TestHost, TestHost) {
+        let pool = TestPool::new();
+        let second = pool.add_host("second", 64 << 30);
+        let net = Arc::new(Net::default());
+        let first_host = pool.host.clone();
+        let first = TestHost::start(
+            &net,
+            &pool,
+            1,
+            &first_host,
+            led_by(leader, 1),
+            settings.clone(),
+        )
+        .await;
+        let other = TestHost::start(&net, &pool, 2, &second, led_by(leader, 2), settings).await;
+        (pool, net, first, other)
+    }
+
+    fn login_params(password: &str) -> Vec<Value> {
+        vec![Value::str("root"), Value::str(password)]
+    }
+
+    /// A login on a follower's Unix socket is forwarded to the leader with its origin, so the
+    /// leader trusts it as root without a password; the same login from the network is refused.
+    #[tokio::test]
+    async fn a_follower_forwards_calls_with_their_origin() {
+        let (pool, _net, leader, follower) = two_hosts(1, fast_settings()).await;
+        let session = follower
+            .call(
+                "session.login_with_password",
+                login_params(""),
+                Origin::LocalSocket,
+            )
+            .await
+            .expect("a local login is trusted");
+        let session = session.as_str().expect("a session ref").to_owned();
+        assert_eq!(pool.text("session", &session, "this_host"), leader.host_ref);
+        let refused = follower
+            .call(
+                "session.login_with_password",
+                login_params(""),
+                Origin::Network { peer: None },
+            )
+            .await
+            .expect_err("an empty password over the network");
+        assert_eq!(refused.code, errors::SESSION_AUTHENTICATION_FAILED);
+    }
+
+    /// With `forward_calls` off, a follower answers `HOST_IS_SLAVE` with the master's IP, and
+    /// the master itself answers.
+    #[tokio::test]
+    async fn without_forwarding_a_follower_names_the_master() {
+        let settings = crate::config::PoolSettings {
+            forward_calls: false,
+            ..fast_settings()
+        };
+        let (_pool, _net, leader, follower) = two_hosts(1, settings).await;
+        let params = || login_params("");
+        let refused = follower
+            .call("session.login_with_password", params(), Origin::LocalSocket)
+            .await;
+        assert_eq!(
+            refused,
+            Err(ApiError::new(errors::HOST_IS_SLAVE, ["127.0.0.1"]))
+        );
+        let session = leader
+            .call("session.login_with_password", params(), Origin::LocalSocket)
+            .await;
+        assert!(session.is_ok(), "{session:?}");
+    }
+
+    /// With no leader known, a call waits the leader wait and fails with a clear error; the
+    /// event reads still answer from the local replica.
+    #[tokio::test]
+    async fn without_a_leader_calls_fail_and_event_reads_answer_locally() {
+        let (pool, _net, _first, follower) = two_hosts(0, fast_settings()).await;
+        let session = pool.login().await;
+        let failed = follower
+            .call(
+                "VM.get_all",
+                vec![Value::str(session.as_str())],
+                Origin::LocalSocket,
+            )
+            .await
+            .expect_err("no master");
+        assert_eq!(failed.code, errors::INTERNAL_ERROR);
+        assert!(failed.params[0].contains("no pool master"), "{failed:?}");
+        let id = follower
+            .call(
+                "event.get_current_id",
+                vec![Value::str(session.as_str())],
+                Origin::LocalSocket,
+            )
+            .await;
+        let applied = i64::try_from(pool.read().applied_index()).expect("small");
+        assert_eq!(id, Ok(Value::Int(applied)));
+        let from = follower
+            .call(
+                "event.from",
+                vec![
+                    Value::str(session.as_str()),
+                    Value::Array(vec![Value::str("host")]),
+                    Value::str(""),
+                    Value::Float(0.0),
+                ],
+                Origin::LocalSocket,
+            )
+            .await
+            .expect("event.from answers locally");
+        let Value::Struct(reply) = from else {
+            panic!("a struct, got {from:?}");
+        };
+        assert_eq!(
+            reply.get("events").and_then(|e| match e {
+                Value::Array(events) => Some(events.len()),
+                _ => None,
+            }),
+            Some(2)
+        );
+    }
+
+    /// A local event read on a follower whose session is due a `last_active` write has the
+    /// leader write it first, and then answers.
+    #[tokio::test]
+    async fn a_stale_session_is_refreshed_through_the_leader_before_a_local_read() {
+        let (pool, _net, _leader, follower) = two_hosts(1, fast_settings()).await;
+        let session = pool.login().await;
+        let interval = master::MasterConfig::default().session_last_active_interval_secs;
+        pool.clock.advance(interval + 1);
+        let id = follower
+            .call(
+                "event.get_current_id",
+                vec![Value::str(session.as_str())],
+                Origin::LocalSocket,
+            )
+            .await;
+        assert!(id.is_ok(), "{id:?}");
+        let last_active = pool.field("session", &session, "last_active");
+        let expected =
+            api_spec::datetime::format_unix(master::testing::TEST_START_UNIX + interval + 1);
+        assert_eq!(last_active, Some(Value::DateTime(expected)));
+    }
+}

@@ -1,0 +1,19 @@
+//! The peer transport (`peer::Peers`) as the roles layer's `Transport`.
+
+use super::{Transport, Unreachable};
+use crate::peer::Peers;
+
+impl Transport for Peers {
+    fn send(&self, node: u64, payload: Vec<u8>) -> Result<(), Unreachable> {
+        self.send_link(node, payload)
+            .map_err(|_| Unreachable { node })
+    }
+
+    fn node_of_host(&self, host: &str) -> Option<u64> {
+        Peers::node_of_host(self, host)
+    }
+
+    fn address_of(&self, node: u64) -> Option<String> {
+        self.member(node).map(|member| member.address)
+    }
+}

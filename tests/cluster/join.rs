@@ -1,0 +1,159 @@
+//! Joining and ejecting hosts with the XenAPI on real `oxapi` processes: the pool they form, and
+//! the errors xapi gives for a join or an eject that cannot be done.
+
+use std::collections::BTreeSet;
+
+use api_spec::Value;
+use oxapi_tests::Protocol;
+use oxapi_tests::cluster::{Cluster, ClusterOptions, vm};
+
+/// The host refs of the pool's `class` records' `host` field, through `client`.
+async fn hosts_of(client: &oxapi_tests::Client, class: &str) -> BTreeSet<String> {
+    let records = client.ok(&format!("{class}.get_all_records"), vec![]).await;
+    records
+        .as_struct()
+        .expect("a map of records")
+        .values()
+        .filter_map(|r| r.as_struct()?.get("host")?.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Three one-host pools joined with `pool.join`: every host lists the three hosts and their
+/// PIFs and local SRs' PBDs, every joiner restarted in place (same pid) and now takes the
+/// pool's root password, not its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hosts_joined_form_one_pool() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(3).unjoined()).await;
+    for i in 1..3 {
+        cluster
+            .join(i, 0)
+            .await
+            .unwrap_or_else(|e| panic!("host {i} cannot join: {e}"));
+    }
+    let master = cluster.settle(&[0, 1, 2]).await;
+    assert_eq!(master, 0, "the first host stays master");
+
+    let all: BTreeSet<String> = cluster.nodes.iter().map(|n| n.host_ref()).collect();
+    for i in 0..3 {
+        let seen: BTreeSet<String> = cluster.hosts_seen_by(i).await.into_iter().collect();
+        assert_eq!(seen, all, "host {i} lists the pool's hosts");
+        let client = cluster.nodes[i].login(Protocol::XmlRpc).await;
+        assert_eq!(hosts_of(&client, "PIF").await, all, "every host has PIFs");
+        assert_eq!(hosts_of(&client, "PBD").await, all, "every host has its SR");
+    }
+    for node in &cluster.nodes[1..] {
+        let (client, own) = (node.client(Protocol::JsonRpc), &node.first_password);
+        let err = client
+            .call_raw(
+                "session.login_with_password",
+                vec![Value::str("root"), Value::str(own)],
+            )
+            .await
+            .expect_err("a joiner's own password no longer works");
+        assert_eq!(err.code, "SESSION_AUTHENTICATION_FAILED");
+    }
+}
+
+/// A join with a wrong password for the master is refused with `SESSION_AUTHENTICATION_FAILED`
+/// and leaves the joiner its own pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_with_a_wrong_password_is_refused() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(2).unjoined()).await;
+    let address = cluster.nodes[0].address();
+    let err = cluster
+        .join_with(1, &address, "not the password")
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code, "SESSION_AUTHENTICATION_FAILED");
+    assert_eq!(cluster.hosts_seen_by(1).await.len(), 1);
+    assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
+}
+
+/// A join towards an address where no oxapi listens fails with `JOINING_HOST_CONNECTION_FAILED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_to_an_unreachable_master_fails() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(1).unjoined()).await;
+    let nobody = format!("{}:4443", cluster.subnet.host(200));
+    let password = cluster.password().to_owned();
+    let err = cluster
+        .join_with(0, &nobody, &password)
+        .await
+        .expect_err("nobody answers there");
+    assert_eq!(err.code, "JOINING_HOST_CONNECTION_FAILED");
+    assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
+}
+
+/// A host with a running VM cannot join (`JOINING_HOST_CANNOT_HAVE_RUNNING_VMS`); once the VM is
+/// shut down, it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joiner_with_a_running_vm_is_refused() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(2).unjoined()).await;
+    let joiner = cluster.nodes[1].login(Protocol::JsonRpc).await;
+    let guest = vm::new_vm(&joiner, "running on the joiner").await;
+    vm::start(&joiner, &guest).await.expect("the VM starts");
+    let err = cluster.join(1, 0).await.expect_err("refused");
+    assert_eq!(err.code, "JOINING_HOST_CANNOT_HAVE_RUNNING_VMS");
+
+    joiner
+        .ok("VM.hard_shutdown", vec![Value::str(&guest)])
+        .await;
+    cluster.join(1, 0).await.expect("the join succeeds now");
+    cluster.settle(&[0, 1]).await;
+    assert_eq!(cluster.hosts_seen_by(1).await.len(), 2);
+}
+
+/// `pool.eject` of a host with a VM resident is refused and changes nothing; of a host without,
+/// it leaves the pool (two hosts remain, still writable) and comes back as a one-host pool of
+/// its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eject_is_refused_with_resident_vms_and_resets_the_host_without() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let doomed = (0..3).find(|&i| i != master).expect("a non-master");
+    let doomed_ref = cluster.nodes[doomed].host_ref();
+    let admin = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    let guest = vm::new_vm(&admin, "resident").await;
+    vm::start_on(&admin, &guest, &doomed_ref)
+        .await
+        .expect("the VM starts on the host to eject");
+    let err = admin
+        .call("pool.eject", vec![Value::str(&doomed_ref)])
+        .await
+        .expect_err("a host with a resident VM cannot be ejected");
+    assert!(!err.code.is_empty());
+    assert_eq!(cluster.hosts_seen_by(master).await.len(), 3);
+
+    admin.ok("VM.hard_shutdown", vec![Value::str(&guest)]).await;
+    let ready = cluster.nodes[doomed].ready_count();
+    admin.ok("pool.eject", vec![Value::str(&doomed_ref)]).await;
+    cluster.nodes[doomed].wait_ready(ready + 1).await;
+    let rest: Vec<usize> = (0..3).filter(|&i| i != doomed).collect();
+    let master = cluster.wait_for_master(&rest).await;
+    let hosts = cluster.hosts_seen_by(master).await;
+    assert_eq!(hosts.len(), 2);
+    assert!(!hosts.contains(&doomed_ref));
+    let admin = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    admin
+        .ok(
+            "VM.set_name_label",
+            vec![Value::str(&guest), Value::str("after eject")],
+        )
+        .await;
+
+    // The ejected host is a fresh one-host pool: its own master, one host, none of the pool's VMs.
+    // Its root password is the one of its first start (its environment's), or the pool's.
+    let pool_password = cluster.password().to_owned();
+    let node = &mut cluster.nodes[doomed];
+    node.password = node.first_password.clone();
+    if cluster.try_login(doomed).await.is_none() {
+        cluster.nodes[doomed].password = pool_password;
+    }
+    let alone = cluster.nodes[doomed].login(Protocol::JsonRpc).await;
+    let hosts = alone.ok("host.get_all", vec![]).await;
+    assert_eq!(hosts.as_array().map(<[_]>::len), Some(1));
+    let err = alone
+        .call("VM.get_record", vec![Value::str(&guest)])
+        .await
+        .expect_err("the pool's VM is not in the fresh pool");
+    assert_eq!(err.code, "HANDLE_INVALID");
+}

@@ -1,0 +1,94 @@
+//! VMs for the cluster tests: small ones cloned from a template, started where the test says
+//! or where the pool places them.
+
+use api_spec::{ApiError, Value};
+
+use crate::client::Client;
+
+/// Memory of a test VM: small, so that many fit on a simulated host.
+const VM_BYTES: i64 = 256 << 20;
+
+/// A halted VM named `name`, cloned from the first template.
+pub async fn new_vm(client: &Client, name: &str) -> String {
+    let templates = client
+        .ok(
+            "VM.get_all_records_where",
+            vec![Value::str("field \"is_a_template\"=\"true\"")],
+        )
+        .await;
+    let template = templates
+        .as_struct()
+        .and_then(|m| m.keys().next().cloned())
+        .expect("a pool has templates");
+    let vm = client
+        .ok("VM.clone", vec![Value::str(&template), Value::str(name)])
+        .await;
+    let vm = vm.as_str().expect("a VM ref").to_owned();
+    client
+        .ok(
+            "VM.set_is_a_template",
+            vec![Value::str(&vm), Value::Bool(false)],
+        )
+        .await;
+    let size = Value::Int(VM_BYTES);
+    client
+        .ok(
+            "VM.set_memory_limits",
+            vec![
+                Value::str(&vm),
+                size.clone(),
+                size.clone(),
+                size.clone(),
+                size,
+            ],
+        )
+        .await;
+    vm
+}
+
+/// `VM.start(vm, false, false)`: the pool picks the host.
+pub async fn start(client: &Client, vm: &str) -> Result<Value, ApiError> {
+    client
+        .call(
+            "VM.start",
+            vec![Value::str(vm), Value::Bool(false), Value::Bool(false)],
+        )
+        .await
+}
+
+/// `VM.start_on(vm, host, false, false)`.
+pub async fn start_on(client: &Client, vm: &str, host: &str) -> Result<Value, ApiError> {
+    client
+        .call(
+            "VM.start_on",
+            vec![
+                Value::str(vm),
+                Value::str(host),
+                Value::Bool(false),
+                Value::Bool(false),
+            ],
+        )
+        .await
+}
+
+/// A string field of the VM's record (`power_state`, `resident_on`, `uuid`).
+pub async fn field(client: &Client, vm: &str, name: &str) -> String {
+    let value = client
+        .ok(&format!("VM.get_{name}"), vec![Value::str(vm)])
+        .await;
+    value.as_str().expect("a string field").to_owned()
+}
+
+/// Whether the simulator state file at `path` holds a live domain of the VM `uuid`.
+pub fn has_domain(path: &std::path::Path, uuid: &str) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    matches!(
+        state["domains"][uuid]["domain"]["state"].as_str(),
+        Some("running" | "paused")
+    )
+}
