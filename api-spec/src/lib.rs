@@ -8,7 +8,8 @@
 //!   wire method (`api`), which dispatch, `system.listMethods` and `xe` read;
 //! - the error codes with their parameter names (`errors`) and the roles (`roles`);
 //! - the conversion of wire values to declared types (`coerce`) and xapi's datetimes (`datetime`);
-//! - the XML-RPC and JSON-RPC codecs (`codec`), shared by the server and every client.
+//! - the XML-RPC and JSON-RPC codecs (`codec`), shared by the server and every client;
+//! - with the `tls-pin` feature, the clients' TLS that trusts hosts by certificate (`tls_pin`).
 //!
 //! It does no IO: bytes in, values out. Start with `classes/vm.rs` to see a declaration, then
 //! `api.rs` for how a wire name finds it.
@@ -24,6 +25,8 @@ pub mod errors;
 pub mod implicit;
 pub mod model;
 pub mod roles;
+#[cfg(feature = "tls-pin")]
+pub mod tls_pin;
 pub mod types;
 
 pub use api::{Api, Method, MethodKind, MethodParam, api};

@@ -4,72 +4,22 @@
 use std::sync::Arc;
 
 use api_spec::codec::{Limits, MethodCall, jsonrpc, xmlrpc};
+use api_spec::tls_pin::{self, CertCheck};
 use api_spec::{ApiError, Value};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::host::Host;
 
 /// Accepts exactly one certificate, whatever name it is reached by (as xapi pins pool members).
 #[derive(Debug)]
-struct PinnedCert {
-    der: Vec<u8>,
-    provider: Arc<CryptoProvider>,
-}
+struct PinnedCert(Vec<u8>);
 
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.der.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate is not the pinned one".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+impl CertCheck for PinnedCert {
+    fn check(&self, der: &[u8]) -> Result<(), &'static str> {
+        (der == self.0.as_slice())
+            .then_some(())
+            .ok_or("certificate is not the pinned one")
     }
 }
 
@@ -117,13 +67,7 @@ impl Client {
         let der = CertificateDer::from_pem_slice(cert_pem)
             .expect("the host's certificate is PEM")
             .to_vec();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("default protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedCert { der, provider }))
-            .with_no_client_auth();
+        let tls = tls_pin::client_config(Arc::new(PinnedCert(der)));
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .http1_only()

@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use api_spec::tls_pin::{self, CertCheck};
 
 use crate::error::XeError;
 use crate::files;
@@ -17,13 +14,7 @@ use crate::files;
 /// The SHA-256 of a certificate's DER, as `openssl x509 -noout -fingerprint -sha256` prints it
 /// (`AB:CD:…`), so that an operator can compare it with the host's certificate file.
 pub fn fingerprint(der: &[u8]) -> String {
-    // aws-lc-rs is reached through rustls's provider: the hash of a SHA-256 cipher suite.
-    let suite = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
-        .tls13()
-        .expect("invariant: TLS13_AES_128_GCM_SHA256 is a TLS 1.3 suite");
-    let digest = suite.common.hash_provider.hash(der);
-    digest
-        .as_ref()
+    tls_pin::sha256(der)
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
@@ -120,90 +111,25 @@ impl Trust {
 
     /// The rustls client configuration that checks certificates against this decision.
     pub fn client_config(self: &Arc<Trust>) -> rustls::ClientConfig {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("invariant: the aws-lc-rs provider supports the default protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(TofuVerifier {
-                trust: self.clone(),
-                provider,
-            }))
-            .with_no_client_auth()
+        tls_pin::client_config(self.clone())
     }
 }
 
 /// Accepts the certificate remembered for the server, any certificate on first use (it is
 /// remembered after a successful login) or with `--no-verify`; the name and chain are not
 /// checked, as pool hosts have self-signed certificates.
-#[derive(Debug)]
-struct TofuVerifier {
-    trust: Arc<Trust>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for TofuVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented = fingerprint(end_entity.as_ref());
-        let accepted = self.trust.no_verify
-            || self
-                .trust
-                .known
-                .as_ref()
-                .is_none_or(|known| *known == presented);
+impl CertCheck for Trust {
+    fn check(&self, der: &[u8]) -> Result<(), &'static str> {
+        let presented = fingerprint(der);
+        let accepted =
+            self.no_verify || self.known.as_ref().is_none_or(|known| *known == presented);
         *self
-            .trust
             .presented
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(presented);
-        if accepted {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate differs from the one remembered".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        accepted
+            .then_some(())
+            .ok_or("certificate differs from the one remembered")
     }
 }
 

@@ -6,19 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use api_spec::tls_pin;
 use reqwest::StatusCode;
 use reqwest::header::{CONNECTION, UPGRADE};
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
 use crate::peer::frame::{self, Frame, FrameError};
+use crate::peer::trust::Trust;
 use crate::peer::{
     Dialer, EPOCH_HEADER, Member, NODE_HEADER, Outbound, PEER_PATH, Peers, QUEUE_FRAMES,
-    RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL, cert_sha256,
+    RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL,
 };
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -220,77 +218,7 @@ async fn connect(peers: &Peers, member: &Member) -> Result<reqwest::Upgraded, Di
 /// A rustls client configuration that accepts only the certificate whose SHA-256 is `pin`,
 /// speaking HTTP/1.1 (the upgrade is an HTTP/1.1 mechanism).
 fn client_config(pin: &str) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(Pinned {
-        pin: pin.to_ascii_lowercase(),
-        provider: Arc::clone(&provider),
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("invariant: the aws-lc-rs provider supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    let mut config = tls_pin::client_config(Arc::new(Trust::pinned(pin)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
-}
-
-/// Accepts the one certificate a member record names, whatever names it carries.
-#[derive(Debug)]
-struct Pinned {
-    pin: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if cert_sha256(end_entity) == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "peer certificate differs from the pinned one".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }

@@ -13,6 +13,7 @@ pub mod book;
 mod dial;
 pub mod frame;
 mod route;
+pub(crate) mod trust;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -346,13 +347,7 @@ impl Inner {
 
 /// The lowercase hex SHA-256 of `der`, as `member/…` records hold certificate fingerprints.
 pub fn cert_sha256(der: &[u8]) -> String {
-    // aws-lc-rs is reached through rustls's provider: the hash of a SHA-256 cipher suite.
-    let suite = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
-        .tls13()
-        .expect("invariant: TLS13_AES_128_GCM_SHA256 is a TLS 1.3 suite");
-    let digest = suite.common.hash_provider.hash(der);
-    digest
-        .as_ref()
+    api_spec::tls_pin::sha256(der)
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()

@@ -2,19 +2,16 @@
 //! anything is known of the master) or pinning the fingerprint of its `member/…` entry; the
 //! JSON-RPC login; JSON bodies to the pool routes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use api_spec::codec::{Limits, MethodCall, jsonrpc};
+use api_spec::tls_pin;
 use api_spec::{ApiError, Value};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::peer::cert_sha256;
+use crate::peer::trust::Trust;
 
 /// The header that carries the pool secret on the pool routes.
 pub const POOL_SECRET_HEADER: &str = "x-oxapi-pool-secret";
@@ -40,104 +37,27 @@ pub enum ClientError {
     Decode { url: String, reason: String },
 }
 
-/// The certificate a host must show: any (noted, trust on first use) or one fingerprint.
-#[derive(Debug)]
-enum Trust {
-    /// Accepts the first certificate and notes its fingerprint; later ones must match it.
-    OnFirstUse(Mutex<Option<String>>),
-    Pinned(String),
-}
-
-#[derive(Debug)]
-struct Verifier {
-    trust: Trust,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = cert_sha256(end_entity.as_ref());
-        let expected = match &self.trust {
-            Trust::Pinned(fingerprint) => fingerprint.clone(),
-            Trust::OnFirstUse(noted) => noted
-                .lock()
-                .expect("no panic while holding the noted fingerprint")
-                .get_or_insert_with(|| seen.clone())
-                .clone(),
-        };
-        if seen == expected {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate is not the expected one".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// A client of one host, at `https://{address}`.
 pub struct HostClient {
     http: reqwest::Client,
     base: String,
-    verifier: Arc<Verifier>,
+    trust: Arc<Trust>,
 }
 
 impl HostClient {
     /// A client that trusts the first certificate `address` shows.
     pub fn trust_on_first_use(address: &str) -> Result<HostClient, ClientError> {
-        HostClient::new(address, Trust::OnFirstUse(Mutex::new(None)))
+        HostClient::new(address, Trust::on_first_use())
     }
 
     /// A client that accepts only the certificate of fingerprint `cert_sha256`.
     pub fn pinned(address: &str, cert_sha256: &str) -> Result<HostClient, ClientError> {
-        HostClient::new(address, Trust::Pinned(cert_sha256.to_ascii_lowercase()))
+        HostClient::new(address, Trust::pinned(cert_sha256))
     }
 
     fn new(address: &str, trust: Trust) -> Result<HostClient, ClientError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = Arc::new(Verifier {
-            trust,
-            provider: provider.clone(),
-        });
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the aws-lc-rs provider supports the default protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+        let trust = Arc::new(trust);
+        let tls = tls_pin::client_config(trust.clone());
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .http1_only()
@@ -148,19 +68,13 @@ impl HostClient {
         Ok(HostClient {
             http,
             base: format!("https://{address}"),
-            verifier,
+            trust,
         })
     }
 
     /// The fingerprint of the certificate the host showed, once it has shown one.
     pub fn seen_cert_sha256(&self) -> Option<String> {
-        match &self.verifier.trust {
-            Trust::Pinned(fingerprint) => Some(fingerprint.clone()),
-            Trust::OnFirstUse(noted) => noted
-                .lock()
-                .expect("no panic while holding the noted fingerprint")
-                .clone(),
-        }
+        self.trust.expected()
     }
 
     /// Calls a XenAPI method over JSON-RPC: `Ok(Err(_))` is the host's XenAPI error.
