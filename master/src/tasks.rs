@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Master;
 use crate::error::Error;
+use crate::operations::Draft;
 use crate::record::{self, exists};
 
 /// The least time between two progress writes of one task.
@@ -207,6 +208,30 @@ async fn finish(
         })
         .await?;
     Ok(())
+}
+
+/// Whether `task`, of status `status`, is still to finish but no worker of this process runs
+/// it: the worker died with the process (or the master) that ran it.
+pub(crate) fn is_orphan(master: &Master, task: &str, status: &str) -> bool {
+    matches!(status, "pending" | "cancelling") && master.workers.get(task).is_none()
+}
+
+/// Ends the orphaned `task` in `draft` as a failure with `error_info`, provided its status is
+/// unchanged when the Txn applies.
+pub(crate) fn fail_orphan(draft: &mut Draft, task: &str, error_info: &[&str], now: i64) {
+    draft.require_unchanged("task", task, "status");
+    let info = error_info.iter().copied().map(Value::str).collect();
+    let stamp = Value::DateTime(api_spec::datetime::format_unix(now));
+    for (field, value) in [
+        ("status", Value::str("failure")),
+        ("error_info", Value::Array(info)),
+        ("progress", Value::Float(1.0)),
+        ("finished", stamp),
+        ("allowed_operations", Value::Array(Vec::new())),
+        ("current_operations", Value::Struct(BTreeMap::new())),
+    ] {
+        draft.update("task", task, field, value);
+    }
 }
 
 /// A Txn that sets fields of a task under one precondition.

@@ -2,12 +2,12 @@
 //! left to their end Txn; those whose key no operation of this process holds died with an
 //! earlier process, and go, their tasks failed.
 
-use std::collections::BTreeMap;
 
 use api_spec::Value;
 
 use crate::Master;
 use crate::operations::{Draft, Overlay};
+use crate::tasks;
 
 /// What a task killed with its process ends with.
 const INTERRUPTED: &str = "operation interrupted by a restart";
@@ -52,26 +52,15 @@ pub(crate) fn clear_dead_operations(master: &Master, draft: &mut Draft, vm: &str
 /// Ends a pending task that lost its worker with `INTERNAL_ERROR`.
 fn fail_task(master: &Master, draft: &mut Draft, task: &str, now: i64) {
     let status = draft.view().str("task", task, "status").to_owned();
-    let is_pending = matches!(status.as_str(), "pending" | "cancelling");
-    if !is_pending || master.workers.get(task).is_some() {
+    if !tasks::is_orphan(master, task, &status) {
         return;
     }
-    draft.require_unchanged("task", task, "status");
-    let info = [api_spec::errors::INTERNAL_ERROR, INTERRUPTED]
-        .into_iter()
-        .map(Value::str)
-        .collect();
-    let stamp = Value::DateTime(api_spec::datetime::format_unix(now));
-    for (field, value) in [
-        ("status", Value::str("failure")),
-        ("error_info", Value::Array(info)),
-        ("progress", Value::Float(1.0)),
-        ("finished", stamp),
-        ("allowed_operations", Value::Array(Vec::new())),
-        ("current_operations", Value::Struct(BTreeMap::new())),
-    ] {
-        draft.update("task", task, field, value);
-    }
+    tasks::fail_orphan(
+        draft,
+        task,
+        &[api_spec::errors::INTERNAL_ERROR, INTERRUPTED],
+        now,
+    );
     tracing::info!(task = %task, "task interrupted by a restart failed");
 }
 

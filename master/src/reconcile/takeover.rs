@@ -3,7 +3,6 @@
 //! liveness grace period, and every live host's agent is asked what it runs so the DB agrees
 //! with it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api_spec::Value;
@@ -11,6 +10,7 @@ use api_spec::Value;
 use crate::Master;
 use crate::error::{Error, to_api_error};
 use crate::operations::Draft;
+use crate::tasks;
 
 /// What a takeover found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -116,26 +116,15 @@ async fn fail_orphan_tasks(master: &Master, now: i64) -> Result<Vec<String>, Err
             let mut draft = Draft::new(db);
             let mut failed = Vec::new();
             for (task, row) in db.rows("task") {
-                let is_pending = matches!(row.str("status"), "pending" | "cancelling");
-                if !is_pending || master.workers.get(task).is_some() {
+                if !tasks::is_orphan(master, task, row.str("status")) {
                     continue;
                 }
-                draft.require_unchanged("task", task, "status");
-                let info = [api_spec::errors::TASK_CANCELLED, task]
-                    .into_iter()
-                    .map(Value::str)
-                    .collect();
-                let stamp = Value::DateTime(api_spec::datetime::format_unix(now));
-                for (field, value) in [
-                    ("status", Value::str("failure")),
-                    ("error_info", Value::Array(info)),
-                    ("progress", Value::Float(1.0)),
-                    ("finished", stamp),
-                    ("allowed_operations", Value::Array(Vec::new())),
-                    ("current_operations", Value::Struct(BTreeMap::new())),
-                ] {
-                    draft.update("task", task, field, value);
-                }
+                tasks::fail_orphan(
+                    &mut draft,
+                    task,
+                    &[api_spec::errors::TASK_CANCELLED, task],
+                    now,
+                );
                 failed.push(task.to_owned());
             }
             Ok((draft.into_txn(), failed))
