@@ -360,6 +360,19 @@ impl TestPool {
         self.db.read().get(class, r)?.get(field).cloned()
     }
 
+    /// The refs a set field of a live row holds, none if either is missing.
+    pub fn ref_list(&self, class: &str, r: &str, field: &str) -> Vec<String> {
+        self.field(class, r, field)
+            .and_then(|v| {
+                v.as_array().map(|refs| {
+                    refs.iter()
+                        .filter_map(|r| r.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+
     /// The text of a string field of a live row, `""` if either is missing.
     pub fn text(&self, class: &str, r: &str, field: &str) -> String {
         self.field(class, r, field)

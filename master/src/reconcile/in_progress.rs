@@ -2,7 +2,6 @@
 //! left to their end Txn; those whose key no operation of this process holds died with an
 //! earlier process, and go, their tasks failed.
 
-
 use api_spec::Value;
 
 use crate::Master;

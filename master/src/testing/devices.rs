@@ -7,6 +7,16 @@ use api_spec::Value;
 use super::TestPool;
 
 impl TestPool {
+    /// A halted VM "orig" with a 1 GiB disk at 0, an empty CD drive at 3 and a NIC at 0;
+    /// returns the VM and the disk.
+    pub async fn vm_with_devices(&self, session: &str) -> (String, String) {
+        let vm = self.new_vm(session, "orig").await;
+        let (_, vdi) = self.add_disk(session, &vm, "0").await;
+        self.add_cd(session, &vm, "3").await;
+        self.add_nic(session, &vm, "0").await;
+        (vm, vdi)
+    }
+
     /// Gives `vm` a NIC (device `device`) on the management network; returns the VIF.
     pub async fn add_nic(&self, session: &str, vm: &str, device: &str) -> String {
         let network = self.refs("network").remove(0);

@@ -338,29 +338,8 @@ mod tests {
         pool.read().refs_by_name_label("VM", "Debian Bookworm 12")[0].to_owned()
     }
 
-    fn refs(pool: &TestPool, class: &str, r: &str, field: &str) -> Vec<String> {
-        pool.field(class, r, field)
-            .and_then(|v| {
-                v.as_array().map(|refs| {
-                    refs.iter()
-                        .filter_map(|r| r.as_str().map(str::to_owned))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
-    }
-
     fn answer(reply: Result<Value, api_spec::ApiError>) -> String {
         reply.expect("a new VM").as_str().expect("a ref").to_owned()
-    }
-
-    /// A halted VM with a 1 GiB disk at 0, an empty CD drive at 3 and a NIC at 0.
-    async fn vm_with_devices(pool: &TestPool, session: &str) -> (String, String) {
-        let vm = pool.new_vm(session, "orig").await;
-        let (_, vdi) = pool.add_disk(session, &vm, "0").await;
-        pool.add_cd(session, &vm, "3").await;
-        pool.add_nic(session, &vm, "0").await;
-        (vm, vdi)
     }
 
     /// Cloning a template gives a new template (not a default one) under the new name, with
@@ -407,8 +386,8 @@ mod tests {
             Some(&s("Debian Bookworm 12"))
         );
         let (vbds, vifs) = (
-            refs(&pool, "VM", &clone, "VBDs"),
-            refs(&pool, "VM", &clone, "VIFs"),
+            pool.ref_list("VM", &clone, "VBDs"),
+            pool.ref_list("VM", &clone, "VIFs"),
         );
         assert_eq!((vbds.len(), vifs.len()), (1, 1));
         assert!(!vbds.contains(&vbd) && !vifs.contains(&vif));
@@ -423,7 +402,7 @@ mod tests {
             pool.text("VIF", &vifs[0], "MAC"),
             pool.text("VIF", &vif, "MAC")
         );
-        assert_eq!(refs(&pool, "VM", &template, "VBDs"), [vbd]);
+        assert_eq!(pool.ref_list("VM", &template, "VBDs"), [vbd]);
         assert_eq!(pool.allowed("VBD", &vbds[0]), ["attach", "insert"]);
         assert_eq!(pool.allowed("VIF", &vifs[0]), ["attach"]);
         let mut template_operations = pool.allowed("VM", &template);
@@ -440,7 +419,7 @@ mod tests {
     async fn clones_and_copies_get_disks_of_their_own() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let (vm, vdi) = vm_with_devices(&pool, &session).await;
+        let (vm, vdi) = pool.vm_with_devices(&session).await;
         let other_sr = pool.refs("SR").remove(0);
         let clone = answer(
             pool.call_as(&session, "VM.clone", vec![s(&vm), s("clone")])
@@ -460,7 +439,7 @@ mod tests {
                 pool.field("VM", new, "is_a_template"),
                 Some(Value::Bool(false))
             );
-            let vbds = refs(&pool, "VM", new, "VBDs");
+            let vbds = pool.ref_list("VM", new, "VBDs");
             assert_eq!(vbds.len(), 2);
             let disk = vbds
                 .iter()

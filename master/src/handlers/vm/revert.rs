@@ -204,18 +204,6 @@ mod tests {
         Value::str(text)
     }
 
-    fn refs(pool: &TestPool, class: &str, r: &str, field: &str) -> Vec<String> {
-        pool.field(class, r, field)
-            .and_then(|v| {
-                v.as_array().map(|refs| {
-                    refs.iter()
-                        .filter_map(|r| r.as_str().map(str::to_owned))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
-    }
-
     /// A VM with a disk, snapshotted, then changed (renamed description, more VCPUs, a new
     /// NIC); returns the VM, its disk and the snapshot.
     async fn snapshotted(pool: &TestPool, session: &str) -> (String, String, String) {
@@ -256,17 +244,17 @@ mod tests {
         let reply = pool.call_as(&session, "VM.revert", vec![s(&snap)]).await;
         assert_eq!(reply, Ok(s("")));
         assert!(pool.read().get("VDI", &vdi).is_none());
-        let vbds = refs(&pool, "VM", &vm, "VBDs");
+        let vbds = pool.ref_list("VM", &vm, "VBDs");
         assert_eq!(vbds.len(), 1);
         let disk = pool.text("VBD", &vbds[0], "VDI");
-        let snap_disk = pool.text("VBD", &refs(&pool, "VM", &snap, "VBDs")[0], "VDI");
+        let snap_disk = pool.text("VBD", &pool.ref_list("VM", &snap, "VBDs")[0], "VDI");
         assert_ne!(disk, snap_disk);
         assert_eq!(pool.text("VDI", &snap_disk, "snapshot_of"), disk);
         assert_eq!(
             pool.field("VDI", &disk, "is_a_snapshot"),
             Some(Value::Bool(false))
         );
-        assert!(refs(&pool, "VM", &vm, "VIFs").is_empty());
+        assert!(pool.ref_list("VM", &vm, "VIFs").is_empty());
         assert_eq!(
             pool.text("VM", &vm, "name_description"),
             pool.text("VM", &snap, "name_description")
@@ -277,7 +265,7 @@ mod tests {
         assert_eq!(pool.text("VM", &vm, "uuid"), uuid);
         assert_eq!(pool.text("VM", &vm, "parent"), snap);
         assert_eq!(
-            refs(&pool, "VM", &vm, "snapshots"),
+            pool.ref_list("VM", &vm, "snapshots"),
             std::slice::from_ref(&snap)
         );
         assert_eq!(

@@ -32,34 +32,13 @@ mod tests {
         Value::str(text)
     }
 
-    fn refs(pool: &TestPool, class: &str, r: &str, field: &str) -> Vec<String> {
-        pool.field(class, r, field)
-            .and_then(|v| {
-                v.as_array().map(|refs| {
-                    refs.iter()
-                        .filter_map(|r| r.as_str().map(str::to_owned))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
-    }
-
-    /// A halted VM with a 1 GiB disk at 0, an empty CD drive at 3 and a NIC at 0.
-    async fn vm_with_devices(pool: &TestPool, session: &str) -> (String, String) {
-        let vm = pool.new_vm(session, "orig").await;
-        let (_, vdi) = pool.add_disk(session, &vm, "0").await;
-        pool.add_cd(session, &vm, "3").await;
-        pool.add_nic(session, &vm, "0").await;
-        (vm, vdi)
-    }
-
     /// A snapshot of a running VM is a halted template that is a snapshot of it, taken now,
     /// with snapshots of its disks (but those ignored), its MACs and the VM as child.
     #[tokio::test]
     async fn a_snapshot_of_a_running_vm_is_a_halted_template_of_it() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let (vm, vdi) = vm_with_devices(&pool, &session).await;
+        let (vm, vdi) = pool.vm_with_devices(&session).await;
         let (_, ignored) = pool.add_disk(&session, &vm, "1").await;
         let start = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
         pool.call_as(&session, "VM.start", start)
@@ -92,16 +71,16 @@ mod tests {
             s("Running")
         );
         assert_eq!(
-            refs(&pool, "VM", &vm, "snapshots"),
+            pool.ref_list("VM", &vm, "snapshots"),
             std::slice::from_ref(&snap)
         );
         assert_eq!(pool.text("VM", &vm, "parent"), snap);
         assert_eq!(
-            refs(&pool, "VM", &snap, "children"),
+            pool.ref_list("VM", &snap, "children"),
             std::slice::from_ref(&vm)
         );
         assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
-        let vbds = refs(&pool, "VM", &snap, "VBDs");
+        let vbds = pool.ref_list("VM", &snap, "VBDs");
         assert_eq!(vbds.len(), 2);
         let disk = vbds
             .iter()
@@ -113,9 +92,9 @@ mod tests {
         );
         let disk_snapshot = pool.text("VBD", disk, "VDI");
         assert_eq!(pool.text("VDI", &disk_snapshot, "snapshot_of"), vdi);
-        assert_eq!(refs(&pool, "VDI", &vdi, "snapshots"), [disk_snapshot]);
-        let vif = refs(&pool, "VM", &vm, "VIFs").remove(0);
-        let snap_vif = refs(&pool, "VM", &snap, "VIFs").remove(0);
+        assert_eq!(pool.ref_list("VDI", &vdi, "snapshots"), [disk_snapshot]);
+        let vif = pool.ref_list("VM", &vm, "VIFs").remove(0);
+        let snap_vif = pool.ref_list("VM", &snap, "VIFs").remove(0);
         assert_eq!(
             pool.text("VIF", &snap_vif, "MAC"),
             pool.text("VIF", &vif, "MAC")
