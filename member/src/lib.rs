@@ -11,8 +11,8 @@
 //!   port) and the membership book.
 //! - `agent/`: the host agent (xenopsd-like): per-VM queues and the worker pool, actions as
 //!   micro-ops with cancellation, progress and undo, hooks, guest events, and the `Backend`
-//!   trait with its first backend, the simulator. `agent::LocalLink` is the master's
-//!   `HostLink` to it; `AgentReport`s go to `Master::report`.
+//!   trait with its first backend, the simulator. The master reaches it through
+//!   `roles::PoolLink`; `AgentReport`s go to `Master::report`.
 //! - `roles/`: the host's roles in its pool: calls forwarded to the leader (event reads answered
 //!   locally), actions to other hosts' agents, reports and heartbeats to the leader, fencing,
 //!   and the master role turned on and off with Raft leadership.

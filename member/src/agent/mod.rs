@@ -1,5 +1,5 @@
 //! The host agent (xenopsd-like): everything that happens to a VM on this host goes through
-//! here, from the master's actions (`LocalLink`, later the peer link) and from the hypervisor's
+//! here, from the master's actions (through `roles::PoolLink`, from this host's master or another's) and from the hypervisor's
 //! own events.
 //!
 //! - `queue.rs`: one queue per VM and the worker pool (`agent.workers`).
@@ -36,9 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use api_spec::{ApiError, errors};
-use master::db::BoxFuture;
-use master::host_link::{ActionResult, AgentReport, GuestEvent, HostAction, HostLink, VmSpec};
+use master::host_link::{ActionResult, AgentReport, GuestEvent, HostAction, VmSpec};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -428,34 +426,5 @@ async fn listen(
             }
             Err(RecvError::Closed) => return,
         }
-    }
-}
-
-/// The `HostLink` of a one-host pool: every action goes to this host's agent.
-pub struct LocalLink {
-    /// The ref of this host.
-    pub host_ref: String,
-    pub agent: Arc<Agent>,
-}
-
-impl HostLink for LocalLink {
-    fn run(
-        &self,
-        host: &str,
-        term: u64,
-        action: HostAction,
-        progress: watch::Sender<f64>,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
-        if host != self.host_ref {
-            let offline = ApiError::new(errors::HOST_OFFLINE, [host]);
-            return Box::pin(std::future::ready(Err(offline)));
-        }
-        Box::pin(async move {
-            self.agent
-                .run(term, action, progress, cancel)
-                .await
-                .map_err(ApiError::from)
-        })
     }
 }

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_spec::ApiError;
+use api_spec::{ApiError, errors};
+use master::db::BoxFuture;
 use master::host_link::{ActionResult, AgentReport, DomainInfo, HostAction, HostLink, VmSpec};
 use member::agent::backend::simulator::{OpRecord, Simulator};
-use member::agent::{Agent, AgentConfig, LocalLink};
+use member::agent::{Agent, AgentConfig};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -166,5 +167,35 @@ pub fn api_error(result: Result<ActionResult, ApiError>) -> ApiError {
     match result {
         Err(err) => err,
         Ok(result) => panic!("expected a failure, got {result:?}"),
+    }
+}
+
+/// The `HostLink` of a one-host pool, as the master reaches its own host's agent (what
+/// `roles::PoolLink` does for this host); another host is `HOST_OFFLINE`.
+pub struct LocalLink {
+    /// The ref of this host.
+    pub host_ref: String,
+    pub agent: Arc<Agent>,
+}
+
+impl HostLink for LocalLink {
+    fn run(
+        &self,
+        host: &str,
+        term: u64,
+        action: HostAction,
+        progress: watch::Sender<f64>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
+        if host != self.host_ref {
+            let offline = ApiError::new(errors::HOST_OFFLINE, [host]);
+            return Box::pin(std::future::ready(Err(offline)));
+        }
+        Box::pin(async move {
+            self.agent
+                .run(term, action, progress, cancel)
+                .await
+                .map_err(ApiError::from)
+        })
     }
 }
