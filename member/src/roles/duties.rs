@@ -282,9 +282,11 @@ mod tests {
         .await;
     }
 
-    /// A host that hears from no master for `fence_after` hard-stops its domains.
-    #[tokio::test]
-    async fn a_host_without_a_master_fences_its_domains() {
+    /// Host 2 of a pool, with `status`, fencing after 1 s, running one domain; the pool and
+    /// the network are returned to keep them alive.
+    async fn host_running_a_domain(
+        status: crate::raft::RaftStatus,
+    ) -> (TestPool, Arc<Net>, TestHost) {
         let pool = TestPool::new();
         let second = pool.add_host("second", 64 << 30);
         let net = Arc::new(Net::default());
@@ -293,20 +295,24 @@ mod tests {
             dead_after_secs: 2,
             ..fast_settings()
         };
-        let lonely = TestHost::start(&net, &pool, 2, &second, led_by(0, 2), settings).await;
+        let host = TestHost::start(&net, &pool, 2, &second, status, settings).await;
         let start = HostAction::Start {
             vm: vm_spec("web", 0, 0),
             paused: false,
         };
         let (progress, _) = tokio::sync::watch::channel(0.0);
-        lonely
-            .agent
+        host.agent
             .run(1, start, progress, CancellationToken::new())
             .await
             .expect("started");
+        (pool, net, host)
+    }
+
+    /// Waits until `host`'s agent runs no domain.
+    async fn wait_fenced(host: &TestHost) {
         eventually("the domain fenced", async || {
             let (progress, _) = tokio::sync::watch::channel(0.0);
-            let inventory = lonely
+            let inventory = host
                 .agent
                 .run(1, HostAction::Inventory, progress, CancellationToken::new())
                 .await;
@@ -315,40 +321,21 @@ mod tests {
         .await;
     }
 
+    /// A host that hears from no master for `fence_after` hard-stops its domains.
+    #[tokio::test]
+    async fn a_host_without_a_master_fences_its_domains() {
+        let (_pool, _net, lonely) = host_running_a_domain(led_by(0, 2)).await;
+        wait_fenced(&lonely).await;
+    }
+
     /// A host whose contact resumes after a silence of `fence_after` (a leader paused by
     /// SIGSTOP wakes up still leading, say) fences its domains all the same.
     #[tokio::test]
     async fn a_contact_after_a_long_silence_still_fences() {
-        let pool = TestPool::new();
-        let second = pool.add_host("second", 64 << 30);
-        let net = Arc::new(Net::default());
-        let settings = PoolSettings {
-            fence_after_secs: 1,
-            dead_after_secs: 2,
-            ..fast_settings()
-        };
-        let woken = TestHost::start(&net, &pool, 2, &second, led_by(2, 2), settings).await;
-        let start = HostAction::Start {
-            vm: vm_spec("web", 0, 0),
-            paused: false,
-        };
-        let (progress, _) = tokio::sync::watch::channel(0.0);
-        woken
-            .agent
-            .run(1, start, progress, CancellationToken::new())
-            .await
-            .expect("started");
+        let (_pool, _net, woken) = host_running_a_domain(led_by(2, 2)).await;
         let long_ago = tokio::time::Instant::now() - std::time::Duration::from_secs(5);
         *super::super::lock(&woken.roles.contact) = long_ago;
-        eventually("the domain fenced", async || {
-            let (progress, _) = tokio::sync::watch::channel(0.0);
-            let inventory = woken
-                .agent
-                .run(1, HostAction::Inventory, progress, CancellationToken::new())
-                .await;
-            matches!(inventory, Ok(master::host_link::ActionResult::Inventory(d)) if d.is_empty())
-        })
-        .await;
+        wait_fenced(&woken).await;
     }
 
     /// A host that becomes the leader takes over as master: a task pending with no worker
