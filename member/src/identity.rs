@@ -90,28 +90,23 @@ impl Identity {
     /// Reads `identity.json` from the data dir.
     pub fn load(data_dir: &Path) -> Result<Identity, IdentityError> {
         let path = data_dir.join(IDENTITY_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| IdentityError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let identity: Identity =
-            serde_json::from_slice(&bytes).map_err(|source| IdentityError::Parse {
-                path: path.clone(),
-                source,
-            })?;
-        if identity.raft_node_id == 0 {
-            return Err(IdentityError::ZeroNodeId { path });
-        }
-        Ok(identity)
+        Identity::load_if_present(data_dir)?.ok_or_else(|| IdentityError::Read {
+            path,
+            source: std::io::ErrorKind::NotFound.into(),
+        })
     }
 
     /// Reads `identity.json` if the data dir has one; `None` if it does not.
     pub fn load_if_present(data_dir: &Path) -> Result<Option<Identity>, IdentityError> {
-        if data_dir.join(IDENTITY_FILE).exists() {
-            Identity::load(data_dir).map(Some)
-        } else {
-            Ok(None)
+        let path = data_dir.join(IDENTITY_FILE);
+        let identity: Option<Identity> = read_json_if_present(&path)?;
+        if identity
+            .as_ref()
+            .is_some_and(|identity| identity.raft_node_id == 0)
+        {
+            return Err(IdentityError::ZeroNodeId { path });
         }
+        Ok(identity)
     }
 
     /// Writes `identity.json` into the data dir, atomically.
@@ -120,6 +115,27 @@ impl Identity {
         text.push(b'\n');
         write_atomically(&data_dir.join(IDENTITY_FILE), &text, 0o644)
     }
+}
+
+/// Reads the JSON file `path` of a data dir; `None` if there is no such file (a damaged one is
+/// an error).
+pub fn read_json_if_present<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, IdentityError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            let path = path.to_owned();
+            return Err(IdentityError::Read { path, source });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| IdentityError::Parse {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one: a temp

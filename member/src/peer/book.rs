@@ -2,13 +2,13 @@
 //! node id, host, address and certificate fingerprint; read from the replica, or from
 //! `membership.json` before a joiner has the replica.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use api_spec::Value;
 use db_schema::Db;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{IdentityError, write_atomically};
+use crate::identity::{IdentityError, read_json_if_present, write_atomically};
 
 /// The membership file in a data dir.
 pub const MEMBERSHIP_FILE: &str = "membership.json";
@@ -39,25 +39,6 @@ pub struct Membership {
     pub pool_epoch: String,
     /// Ordered by node id.
     pub members: Vec<Member>,
-}
-
-/// Why the membership file could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum BookError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot parse {path}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("cannot write the membership file")]
-    Write(#[source] IdentityError),
 }
 
 impl Member {
@@ -125,23 +106,15 @@ impl Membership {
     }
 
     /// Reads `<data_dir>/membership.json`; `None` when there is none.
-    pub fn load(data_dir: &Path) -> Result<Option<Membership>, BookError> {
-        let path = data_dir.join(MEMBERSHIP_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(BookError::Read { path, source }),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| BookError::Parse { path, source })
+    pub fn load(data_dir: &Path) -> Result<Option<Membership>, IdentityError> {
+        read_json_if_present(&data_dir.join(MEMBERSHIP_FILE))
     }
 
     /// Writes `<data_dir>/membership.json` atomically (temp file, fsync, rename, fsync of the
     /// directory); readable by root only, as it holds the pool secret.
-    pub fn save(&self, data_dir: &Path) -> Result<(), BookError> {
+    pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
         let bytes = serde_json::to_vec_pretty(self).expect("a membership is plain data");
-        write_atomically(&data_dir.join(MEMBERSHIP_FILE), &bytes, 0o600).map_err(BookError::Write)
+        write_atomically(&data_dir.join(MEMBERSHIP_FILE), &bytes, 0o600)
     }
 
     /// Member `node_id`, if it is one.
@@ -219,7 +192,7 @@ mod tests {
         std::fs::write(dir.path().join(MEMBERSHIP_FILE), b"{").expect("write");
         assert!(matches!(
             Membership::load(dir.path()),
-            Err(BookError::Parse { .. })
+            Err(IdentityError::Parse { .. })
         ));
     }
 }

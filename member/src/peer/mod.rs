@@ -25,7 +25,7 @@ use raft::eraftpb::Message;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use self::book::{BookError, Member, Membership};
+pub use self::book::{Member, Membership};
 use self::frame::Frame;
 
 /// The header carrying the pool secret.
@@ -53,7 +53,7 @@ pub enum PeerError {
     #[error("peer transport node id must not be zero")]
     NodeIdZero,
     #[error("cannot read the membership")]
-    Book(#[from] BookError),
+    Book(#[from] crate::identity::IdentityError),
 }
 
 /// A member that answered on another pool epoch, or dialed this host with one: the pool is
