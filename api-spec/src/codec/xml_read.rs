@@ -258,23 +258,26 @@ pub(super) fn is_blank(text: &str) -> bool {
     text.chars().all(is_xml_space)
 }
 
+/// The value readers' tests here and in `xml_value.rs` share these.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::types::Value;
 
-    fn read(text: &str) -> Result<Value, DecodeError> {
+    /// One `<value>` element, read with the default limits.
+    pub(in crate::codec) fn read(text: &str) -> Result<Value, DecodeError> {
         read_with(text, &Limits::default())
     }
 
-    fn read_with(text: &str, limits: &Limits) -> Result<Value, DecodeError> {
+    /// One `<value>` element and nothing after it.
+    pub(in crate::codec) fn read_with(text: &str, limits: &Limits) -> Result<Value, DecodeError> {
         let mut reader = XmlReader::new(text.as_bytes(), limits)?;
         let value = reader.value_element()?;
         reader.end()?;
         Ok(value)
     }
 
-    fn malformed(result: Result<Value, DecodeError>) -> bool {
+    pub(in crate::codec) fn malformed(result: Result<Value, DecodeError>) -> bool {
         matches!(result, Err(DecodeError::Malformed { .. }))
     }
 

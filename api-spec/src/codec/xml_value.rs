@@ -326,21 +326,7 @@ fn base64(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn read(text: &str) -> Result<Value, DecodeError> {
-        read_with(text, &Limits::default())
-    }
-
-    fn read_with(text: &str, limits: &Limits) -> Result<Value, DecodeError> {
-        let mut reader = XmlReader::new(text.as_bytes(), limits)?;
-        let value = reader.value_element()?;
-        reader.end()?;
-        Ok(value)
-    }
-
-    fn malformed(result: Result<Value, DecodeError>) -> bool {
-        matches!(result, Err(DecodeError::Malformed { .. }))
-    }
+    use crate::codec::xml_read::tests::{malformed, read, read_with};
 
     /// Every standard type tag is read, with xapi's leniencies.
     #[test]
