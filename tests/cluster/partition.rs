@@ -68,9 +68,16 @@ async fn a_partitioned_master_steps_down_and_the_majority_elects() {
     let new_master = cluster.wait_for_master(&majority).await;
     assert_ne!(new_master, master);
 
-    // Past a few election timeouts the old master has stepped down: it takes no write and
-    // does not name itself master.
-    tokio::time::sleep_until((cut_at + STEP_DOWN_LIMIT).into()).await;
+    // Within a few election timeouts the old master steps down (its log says so); then it
+    // takes no write and does not name itself master.
+    while cluster.nodes[master].leads_by_its_logs() {
+        assert!(
+            Instant::now() < cut_at + STEP_DOWN_LIMIT,
+            "the cut-off master still leads {STEP_DOWN_LIMIT:?} after the cut\n{}",
+            cluster.log_tails(&[master])
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let probe_from = Instant::now();
     let (pool, session) = oxapi_tests::cluster::load::pool_and_session(&cluster).await;
     let mut old = cluster.nodes[master].client(Protocol::JsonRpc);

@@ -110,6 +110,15 @@ impl Node {
             .collect()
     }
 
+    /// Whether this host leads, as the last leadership change in its logs says (`raft
+    /// leadership changed … is_leader=…`); a host that never led does not.
+    pub fn leads_by_its_logs(&self) -> bool {
+        self.logs()
+            .lines()
+            .rfind(|line| line.contains("raft leadership changed"))
+            .is_some_and(|line| line.contains("is_leader=true"))
+    }
+
     /// The last lines of the current log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default();
