@@ -1,5 +1,6 @@
 //! Helpers for the integration tests and the benchmark: real `oxapi` processes on loopback
-//! addresses (`host`) and a XenAPI client that pins their certificates (`client`).
+//! addresses (`host`), a XenAPI client that pins their certificates (`client`) and halted VMs
+//! to work on (`vms`).
 //!
 //! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC and the
 //! listeners, bad input included), `durability/` (kill -9 under a write load) and `cluster/`
@@ -9,6 +10,7 @@
 pub mod client;
 pub mod cluster;
 pub mod host;
+pub mod vms;
 
 pub use client::{Client, Protocol, logged_in};
 pub use host::{Host, HostOptions};

@@ -324,16 +324,7 @@ async fn entities_and_character_references_round_trip() {
 async fn async_call_returns_a_task_whose_result_is_xmlrpc_text() {
     let host = Host::start();
     let client = logged_in(&host, Protocol::XmlRpc).await;
-    let templates = client
-        .ok(
-            "VM.get_all_records_where",
-            vec![Value::str("field \"is_a_template\"=\"true\"")],
-        )
-        .await;
-    let template = templates
-        .as_struct()
-        .and_then(|m| m.keys().next().cloned())
-        .expect("a new pool has templates");
+    let template = oxapi_tests::vms::default_template(&client).await;
     let token = client
         .ok(
             "event.from",

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use api_spec::Value;
+use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Host, Protocol, logged_in};
 
 const CONCURRENCY: [usize; 2] = [1, 16];
@@ -197,50 +198,12 @@ async fn over_all_vms(
 
 /// `LIFECYCLE_VMS` halted VMs with little memory, cloned from `template`.
 async fn lifecycle_vms(admin: &Client, template: &str) -> Arc<Vec<String>> {
-    let size = Value::Int(LIFECYCLE_VM_BYTES);
     let mut vms = Vec::with_capacity(LIFECYCLE_VMS);
     for i in 0..LIFECYCLE_VMS {
-        let vm = admin
-            .ok(
-                "VM.clone",
-                vec![Value::str(template), Value::str(format!("lifecycle {i}"))],
-            )
-            .await;
-        let vm = vm.as_str().expect("a VM ref").to_owned();
-        admin
-            .ok(
-                "VM.set_is_a_template",
-                vec![Value::str(&vm), Value::Bool(false)],
-            )
-            .await;
-        admin
-            .ok(
-                "VM.set_memory_limits",
-                vec![
-                    Value::str(&vm),
-                    size.clone(),
-                    size.clone(),
-                    size.clone(),
-                    size.clone(),
-                ],
-            )
-            .await;
-        vms.push(vm);
+        let name = format!("lifecycle {i}");
+        vms.push(halted_vm(admin, template, &name, LIFECYCLE_VM_BYTES).await);
     }
     Arc::new(vms)
-}
-
-async fn first_template(client: &Client) -> String {
-    let templates = client
-        .ok(
-            "VM.get_all_records_where",
-            vec![Value::str("field \"is_a_template\"=\"true\"")],
-        )
-        .await;
-    templates
-        .as_struct()
-        .and_then(|m| m.keys().next().cloned())
-        .expect("a new pool has templates")
 }
 
 #[tokio::main]
@@ -249,7 +212,7 @@ async fn main() {
     let duration = Duration::from_secs(args.seconds);
     let host = Host::start();
     let admin = logged_in(&host, args.protocol).await;
-    let template = first_template(&admin).await;
+    let template = default_template(&admin).await;
     let vm = admin
         .ok(
             "VM.clone",

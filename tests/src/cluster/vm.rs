@@ -4,46 +4,15 @@
 use api_spec::{ApiError, Value};
 
 use crate::client::Client;
+use crate::vms;
 
 /// Memory of a test VM: small, so that many fit on a simulated host.
 const VM_BYTES: i64 = 256 << 20;
 
-/// A halted VM named `name`, cloned from the first template.
+/// A halted VM named `name`, cloned from a default template.
 pub async fn new_vm(client: &Client, name: &str) -> String {
-    let templates = client
-        .ok(
-            "VM.get_all_records_where",
-            vec![Value::str("field \"is_a_template\"=\"true\"")],
-        )
-        .await;
-    let template = templates
-        .as_struct()
-        .and_then(|m| m.keys().next().cloned())
-        .expect("a pool has templates");
-    let vm = client
-        .ok("VM.clone", vec![Value::str(&template), Value::str(name)])
-        .await;
-    let vm = vm.as_str().expect("a VM ref").to_owned();
-    client
-        .ok(
-            "VM.set_is_a_template",
-            vec![Value::str(&vm), Value::Bool(false)],
-        )
-        .await;
-    let size = Value::Int(VM_BYTES);
-    client
-        .ok(
-            "VM.set_memory_limits",
-            vec![
-                Value::str(&vm),
-                size.clone(),
-                size.clone(),
-                size.clone(),
-                size,
-            ],
-        )
-        .await;
-    vm
+    let template = vms::default_template(client).await;
+    vms::halted_vm(client, &template, name, VM_BYTES).await
 }
 
 /// `VM.start(vm, false, false)`: the pool picks the host.
