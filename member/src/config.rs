@@ -98,6 +98,18 @@ pub struct SimulatorSettings {
     /// Failures to inject: `{"operation": "build", "nth": 3}` fails the third `build` after
     /// start (once); `nth` is at least 1.
     pub fail: Vec<Failure>,
+    /// The CPU the simulated host presents to guests, e.g. `{"vendor": "GenuineIntel",
+    /// "flags": "fpu vme"}`: the vendor and flags of every `host_cpu` (the pool's homogeneity
+    /// check compares them at a join). Absent: the machine's, from /proc/cpuinfo.
+    pub cpu: Option<SimulatedCpu>,
+}
+
+/// The vendor and flags a simulated host's CPUs show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedCpu {
+    pub vendor: String,
+    pub flags: String,
 }
 
 /// The Raft node's policy numbers.
@@ -382,6 +394,13 @@ impl Config {
             check_range("simulator.latency_ms", *latency, 0, 600_000)?;
         }
         self.pool.validate()
+    }
+
+    /// The CPU the backend presents instead of the machine's, if it does.
+    pub fn presented_cpu(&self) -> Option<&SimulatedCpu> {
+        match self.backend {
+            BackendKind::Simulator => self.simulator.cpu.as_ref(),
+        }
     }
 
     /// The host agent's part of the settings.

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use master::bootstrap::{CpuFacts, HostFacts};
 
+use crate::config::SimulatedCpu;
+
 /// The directory, in the data dir, where the local SR keeps its disks.
 pub const LOCAL_SR_DIR: &str = "sr";
 
@@ -45,8 +47,13 @@ pub struct InterfaceAddress {
 }
 
 /// Reads everything a new pool's host row needs. `listen_ip` is the XenAPI's listen address;
-/// the local SR directory is created under `data_dir` if missing.
-pub fn read(data_dir: &Path, listen_ip: IpAddr) -> Result<HostFacts, FactsError> {
+/// the local SR directory is created under `data_dir` if missing. The CPUs show the vendor and
+/// flags of `presented_cpu` when the backend presents its own.
+pub fn read(
+    data_dir: &Path,
+    listen_ip: IpAddr,
+    presented_cpu: Option<&SimulatedCpu>,
+) -> Result<HostFacts, FactsError> {
     let hostname = hostname()?;
     let meminfo_path = Path::new("/proc/meminfo");
     let memory_total_bytes =
@@ -55,12 +62,18 @@ pub fn read(data_dir: &Path, listen_ip: IpAddr) -> Result<HostFacts, FactsError>
             what: "MemTotal",
         })?;
     let cpuinfo_path = Path::new("/proc/cpuinfo");
-    let cpus = parse_cpuinfo(&read_text(cpuinfo_path)?);
+    let mut cpus = parse_cpuinfo(&read_text(cpuinfo_path)?);
     if cpus.is_empty() {
         return Err(FactsError::Missing {
             path: cpuinfo_path.to_owned(),
             what: "processor",
         });
+    }
+    if let Some(presented) = presented_cpu {
+        for cpu in &mut cpus {
+            cpu.vendor.clone_from(&presented.vendor);
+            cpu.flags.clone_from(&presented.flags);
+        }
     }
 
     let addresses = interface_addresses();
@@ -456,7 +469,7 @@ eth0\t00000000\t0111A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
     #[test]
     fn reading_this_machine_fills_every_fact() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let facts = read(dir.path(), "127.0.0.1".parse().expect("ip")).expect("facts");
+        let facts = read(dir.path(), "127.0.0.1".parse().expect("ip"), None).expect("facts");
         assert!(!facts.hostname.is_empty());
         assert_eq!(facts.address, "127.0.0.1");
         assert_eq!(facts.management_device, "lo");
@@ -465,5 +478,25 @@ eth0\t00000000\t0111A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
         assert!(dir.path().join(LOCAL_SR_DIR).is_dir());
         assert!(facts.local_sr_size_bytes >= facts.local_sr_used_bytes);
         assert!(facts.local_sr_size_bytes > 0);
+    }
+
+    /// A backend's presented CPU replaces the vendor and flags of every CPU, not their count.
+    #[test]
+    fn a_presented_cpu_replaces_vendor_and_flags() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ip = "127.0.0.1".parse().expect("ip");
+        let machine = read(dir.path(), ip, None).expect("facts");
+        let presented = SimulatedCpu {
+            vendor: "OtherVendor".to_owned(),
+            flags: "fpu".to_owned(),
+        };
+        let facts = read(dir.path(), ip, Some(&presented)).expect("facts");
+        assert_eq!(facts.cpus.len(), machine.cpus.len());
+        assert!(
+            facts
+                .cpus
+                .iter()
+                .all(|cpu| cpu.vendor == "OtherVendor" && cpu.flags == "fpu")
+        );
     }
 }

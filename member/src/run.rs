@@ -160,6 +160,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         listen_ip: config.listen.ip(),
         address: https_address(&config),
         cert_sha256: cert_sha256.clone(),
+        presented_cpu: config.presented_cpu().cloned(),
     };
     let (control, mut restarts) = Control::new(node.db.clone(), this_host);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -195,9 +196,11 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     {
         tracing::warn!("no master has taken this host's inventory yet; ready anyway");
     }
+    let (earlier_splits, splits) = peers.splits();
     let splits = tokio::spawn(raise_split_alerts(
         Arc::clone(&master),
-        peers.splits(),
+        earlier_splits,
+        splits,
         node.db.status(),
     ));
     let forwarder = Forwarder::new(
@@ -266,31 +269,53 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     }
 }
 
+/// How soon a master tries again to raise a split alert whose commit failed (e.g. while it
+/// takes over).
+const SPLIT_ALERT_RETRY: Duration = Duration::from_secs(1);
+
 /// Turns each split the peer transport detects (a member on another `pool_epoch`) into a
-/// `POOL_SPLIT_DETECTED` message, when this host is the master; a follower only logs it (the
-/// master, which dials the same member, sees the split too).
+/// `POOL_SPLIT_DETECTED` message when this host is the master, starting with `pending`, those
+/// detected before. A split seen while a follower is kept and raised if this host becomes master: the transport reports each split once, and
+/// the hosts of an old configuration may see it before they have elected a master.
 async fn raise_split_alerts(
     master: Arc<Master>,
+    mut pending: Vec<peer::SplitDetected>,
     mut splits: tokio::sync::broadcast::Receiver<peer::SplitDetected>,
-    status: tokio::sync::watch::Receiver<RaftStatus>,
+    mut status: tokio::sync::watch::Receiver<RaftStatus>,
 ) {
+    let mut retry = !pending.is_empty();
     loop {
-        let split = match splits.recv().await {
-            Ok(split) => split,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "pool split alerts missed");
-                continue;
+        tokio::select! {
+            split = splits.recv() => match split {
+                Ok(split) => {
+                    if !status.borrow().is_leader {
+                        tracing::warn!(node = split.node, their_epoch = %split.their_epoch, "pool split detected by a follower: raised if it becomes master");
+                    }
+                    pending.push(split);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "pool split alerts missed");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
-        if !status.borrow().is_leader {
-            tracing::warn!(node = split.node, their_epoch = %split.their_epoch, "pool split detected by a follower");
+            () = tokio::time::sleep(SPLIT_ALERT_RETRY), if retry => {}
+        }
+        if pending.is_empty() || !status.borrow_and_update().is_leader {
             continue;
         }
-        if let Err(e) = master.split_detected(split.node, &split.their_epoch).await {
-            let code = master::error::to_api_error(e).code;
-            tracing::warn!(node = split.node, code = %code, "pool split alert not raised");
+        for split in std::mem::take(&mut pending) {
+            if let Err(e) = master.split_detected(split.node, &split.their_epoch).await {
+                let code = master::error::to_api_error(e).code;
+                tracing::warn!(node = split.node, code = %code, "pool split alert not raised yet");
+                pending.push(split);
+            }
         }
+        retry = !pending.is_empty();
     }
 }
 

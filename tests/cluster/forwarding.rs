@@ -1,13 +1,14 @@
 //! Every host of a pool answers the XenAPI: calls and logins on a non-master are forwarded to
 //! the master, `event.from` is served from each host's replica with the pool's tokens, VMs are
-//! placed over every live host, and `pool.forward_calls = false` gives xapi's `HOST_IS_SLAVE`.
+//! placed over every live host (a host that is down is `HOST_OFFLINE`, then not live), and
+//! `pool.forward_calls = false` gives xapi's `HOST_IS_SLAVE`.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use api_spec::Value;
-use oxapi_tests::Protocol;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, vm};
+use oxapi_tests::{Client, Protocol};
 
 /// Logins, reads and writes through a non-master work, and a write made there is what the
 /// master then answers; the non-master names the master as the pool's.
@@ -120,6 +121,83 @@ async fn vms_started_without_a_host_spread_over_the_hosts() {
     }
     assert!(used.len() >= 2, "six VMs all placed on {used:?}");
     watch.finish();
+}
+
+/// Waits, with `event.from` on `host_metrics`, until the master reports `live` for the host
+/// metrics `metrics`.
+async fn wait_live(client: &Client, metrics: &Value, live: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let classes = Value::Array(vec![Value::str("host_metrics")]);
+    let mut token = Value::str("");
+    loop {
+        let now = client
+            .ok("host_metrics.get_live", vec![metrics.clone()])
+            .await;
+        if now == Value::Bool(live) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host_metrics.live never became {live}"
+        );
+        let batch = client
+            .ok(
+                "event.from",
+                vec![classes.clone(), token, Value::Float(5.0)],
+            )
+            .await;
+        token = batch.as_struct().expect("an event batch")["token"].clone();
+    }
+}
+
+/// A host killed is `HOST_OFFLINE` to a VM started on it before the pool counts it dead; once
+/// its heartbeats are missed its `host_metrics.live` is false, a start there is `HOST_NOT_LIVE`
+/// and placement leaves it out; restarted, it is live again and runs the VM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_that_is_down_is_offline_then_not_live_until_it_is_back() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let down = (0..3).find(|&i| i != master).expect("a non-master");
+    let down_ref = cluster.nodes[down].host_ref();
+    let admin = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    let metrics = admin
+        .ok("host.get_metrics", vec![Value::str(&down_ref)])
+        .await;
+    wait_live(&admin, &metrics, true).await;
+    let guest = vm::new_vm(&admin, "for the host that is down").await;
+
+    cluster.nodes[down].kill();
+    let err = vm::start_on(&admin, &guest, &down_ref)
+        .await
+        .expect_err("a host that is down runs nothing");
+    assert_eq!(
+        (err.code.as_str(), err.params.clone()),
+        ("HOST_OFFLINE", vec![down_ref.clone()])
+    );
+    assert_eq!(vm::field(&admin, &guest, "power_state").await, "Halted");
+
+    wait_live(&admin, &metrics, false).await;
+    let err = vm::start_on(&admin, &guest, &down_ref)
+        .await
+        .expect_err("a host that is not live runs nothing");
+    assert_eq!(err.code, "HOST_NOT_LIVE");
+    for i in 0..4 {
+        let placed = vm::new_vm(&admin, &format!("placed {i}")).await;
+        vm::start(&admin, &placed).await.expect("the VM starts");
+        let host = vm::field(&admin, &placed, "resident_on").await;
+        assert_ne!(host, down_ref, "VM {i} placed on the host that is down");
+    }
+
+    cluster.nodes[down].restart().await;
+    wait_live(&admin, &metrics, true).await;
+    vm::start_on(&admin, &guest, &down_ref)
+        .await
+        .expect("the host is back and runs the VM");
+    let uuid = vm::field(&admin, &guest, "uuid").await;
+    assert!(vm::has_domain(
+        &cluster.nodes[down].simulator_state(),
+        &uuid
+    ));
 }
 
 /// With `pool.forward_calls = false`, a login on a non-master gets `HOST_IS_SLAVE` with the

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use api_spec::Value;
 use oxapi_tests::Protocol;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, vm};
+use serde_json::json;
 
 /// The host refs of the pool's `class` records' `host` field, through `client`.
 async fn hosts_of(client: &oxapi_tests::Client, class: &str) -> BTreeSet<String> {
@@ -156,4 +157,96 @@ async fn eject_is_refused_with_resident_vms_and_resets_the_host_without() {
         .await
         .expect_err("the pool's VM is not in the fresh pool");
     assert_eq!(err.code, "HANDLE_INVALID");
+}
+
+/// A joiner whose CPUs are not the master's (another vendor and flags, as the simulator
+/// presents them with `simulator.cpu`) is refused with `HOSTS_NOT_HOMOGENEOUS`;
+/// `pool.join_force` skips that check and the joiner's CPUs are then the pool's record of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joiner_with_other_cpus_needs_join_force() {
+    let mut options = ClusterOptions::hosts(2).unjoined();
+    let cpu = json!({ "vendor": "OxapiTestVendor", "flags": "fpu vme" });
+    options
+        .host_config
+        .insert(1, json!({ "simulator": { "cpu": cpu } }));
+    let mut cluster = Cluster::start(options).await;
+    let err = cluster.join(1, 0).await.expect_err("refused");
+    assert_eq!(err.code, "HOSTS_NOT_HOMOGENEOUS");
+    assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
+    assert_eq!(cluster.hosts_seen_by(1).await.len(), 1);
+
+    cluster.join_force(1, 0).await.expect("a forced join");
+    cluster.settle(&[0, 1]).await;
+    assert_eq!(cluster.hosts_seen_by(0).await.len(), 2);
+    let admin = cluster.nodes[0].login(Protocol::JsonRpc).await;
+    let joiner = cluster.nodes[1].host_ref();
+    let cpus = admin.ok("host_cpu.get_all_records", vec![]).await;
+    let vendors: BTreeSet<String> = cpus
+        .as_struct()
+        .expect("a map of records")
+        .values()
+        .filter_map(Value::as_struct)
+        .filter(|cpu| cpu.get("host").and_then(Value::as_str) == Some(joiner.as_str()))
+        .filter_map(|cpu| cpu.get("vendor")?.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(vendors, BTreeSet::from(["OxapiTestVendor".to_owned()]));
+}
+
+/// The master refuses a joiner of another API version with
+/// `POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION` naming both versions, and adds nothing: the
+/// joiner is played by the test, which sends the master's join route what an older oxapi would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joiner_of_another_api_version_is_refused() {
+    let cluster = Cluster::start(ClusterOptions::hosts(1).unjoined()).await;
+    let master = cluster.nodes[0].login(Protocol::JsonRpc).await;
+    let host = Value::str(cluster.nodes[0].host_ref());
+    let major = master
+        .ok("host.get_API_version_major", vec![host.clone()])
+        .await;
+    let minor = master.ok("host.get_API_version_minor", vec![host]).await;
+    let ours = format!(
+        "{}.{}",
+        major.as_int().expect("an int"),
+        minor.as_int().expect("an int")
+    );
+    let cpu = json!({
+        "number": 0, "vendor": "v", "model_name": "m", "family": 6, "model": 1,
+        "stepping": "1", "speed_mhz": 1000, "flags": "fpu"
+    });
+    let request = json!({
+        "session": master.session.clone().expect("logged in"),
+        "force": false,
+        "member": {
+            "node_id": 4242,
+            "host": "OpaqueRef:00000000-0000-4000-8000-00000000abcd",
+            "address": format!("{}:4443", cluster.subnet.host(9)),
+            "cert_sha256": "00".repeat(32),
+        },
+        "host_uuid": "00000000-0000-4000-8000-00000000abcd",
+        "api_version_major": 1,
+        "api_version_minor": 1,
+        "facts": {
+            "hostname": "older", "address": cluster.subnet.host(9).to_string(),
+            "memory_total_bytes": 1u64 << 34, "cpus": [cpu],
+            "management_device": "lo", "management_mac": "",
+            "local_sr_path": "/nowhere", "local_sr_size_bytes": 0, "local_sr_used_bytes": 0,
+        },
+    });
+    let reply = master
+        .post_raw(
+            "/pool/join",
+            "application/json",
+            serde_json::to_vec(&request).expect("JSON"),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let reply: serde_json::Value = serde_json::from_slice(&reply.body).expect("a JSON answer");
+    assert_eq!(
+        reply,
+        json!({ "Refused": {
+            "code": "POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION",
+            "params": ["1.1", ours],
+        }})
+    );
+    assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
 }

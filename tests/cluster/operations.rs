@@ -1,6 +1,7 @@
 //! The pool operations an operator runs: `pool.designate_new_master` (a leadership transfer
 //! under load), `pool.sync_database`, and for a pool that lost its quorum for good,
-//! `pool.emergency_transition_to_master` on a survivor then `pool.recover_slaves`.
+//! `pool.emergency_transition_to_master` on a survivor then `pool.recover_slaves`; the hosts of
+//! the old configuration that come back meanwhile detect the split and raise an alert.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -65,9 +66,44 @@ async fn other_config(client: &Client) -> BTreeSet<String> {
     config.as_struct().expect("a map").keys().cloned().collect()
 }
 
+/// Waits, with `event.from` on `message`, until the pool `client` reaches through host `via`
+/// has a `POOL_SPLIT_DETECTED` message; returns its body.
+async fn wait_split_alert(cluster: &Cluster, via: usize, client: &Client) -> String {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let classes = Value::Array(vec![Value::str("message")]);
+    let mut token = Value::str("");
+    loop {
+        let messages = client.ok("message.get_all_records", vec![]).await;
+        let body = messages
+            .as_struct()
+            .expect("a map of messages")
+            .values()
+            .filter_map(Value::as_struct)
+            .find(|m| m.get("name").and_then(Value::as_str) == Some("POOL_SPLIT_DETECTED"))
+            .and_then(|m| m.get("body")?.as_str().map(str::to_owned));
+        if let Some(body) = body {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no POOL_SPLIT_DETECTED message through host {via}\n{}",
+            cluster.log_tails(&[0, 1, 2])
+        );
+        let batch = client
+            .ok(
+                "event.from",
+                vec![classes.clone(), token, Value::Float(5.0)],
+            )
+            .await;
+        token = batch.as_struct().expect("an event batch")["token"].clone();
+    }
+}
+
 /// Refused while the quorum is there; once two of three hosts are gone for good, the survivor
-/// becomes master of its own (with what it had), takes writes, and after the two come back
-/// (in the old configuration) `pool.recover_slaves` brings them into its pool.
+/// becomes master of its own (with what it had) and takes writes. The two come back in the old
+/// configuration: both sides raise `POOL_SPLIT_DETECTED`, and the two do not rejoin silently
+/// (they do not get the survivor's writes) until `pool.recover_slaves` brings them into its
+/// pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn emergency_transition_then_recover_slaves_rebuilds_the_pool() {
     let mut cluster = Cluster::start(ClusterOptions::hosts(3)).await;
@@ -143,6 +179,18 @@ async fn emergency_transition_then_recover_slaves_rebuilds_the_pool() {
         cluster.nodes[i].restart().await;
         readies.push(cluster.nodes[i].ready_count());
     }
+    let body = wait_split_alert(&cluster, survivor, &client).await;
+    assert!(body.contains("epoch"), "{body}");
+    cluster.wait_for_master(&lost).await;
+    let old_side = cluster
+        .try_login(lost[0])
+        .await
+        .expect("the old configuration's two hosts have a master");
+    wait_split_alert(&cluster, lost[0], &old_side).await;
+    let old_keys = other_config(&old_side).await;
+    assert!(old_keys.contains("before-emergency"), "{old_keys:?}");
+    assert!(!old_keys.contains("after-emergency"), "{old_keys:?}");
+
     let recovered = client.ok("pool.recover_slaves", vec![]).await;
     let recovered: BTreeSet<String> = recovered
         .as_array()

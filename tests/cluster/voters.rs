@@ -1,6 +1,7 @@
 //! Voter replacement on a 5-host pool with 3 voters: a voter down longer than
 //! `raft.replace_voter_after_secs` is replaced by a caught-up learner, so the pool survives two
-//! successive losses of voters that, without replacement, would leave it without a quorum.
+//! successive losses of voters that, without replacement, would leave it without a quorum. With
+//! `raft.max_voters = 5` every host of a 5-host pool votes, and two hosts may go at once.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,40 @@ async fn a_five_host_pool_survives_two_successive_voter_losses() {
     }
     let live = cluster.running();
     assert_eq!(live.len(), 3);
+    let history = load.stop().await;
+    assert_history(&cluster, &history, &live, None).await;
+}
+
+/// With `raft.max_voters = 5` the five hosts all vote; the master and another voter killed at
+/// the same moment leave a quorum of three, which elects a master that takes writes within 3 s,
+/// and the three hosts left have every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_voters_survive_two_hosts_killed_at_once() {
+    let mut options = ClusterOptions::hosts(5);
+    options.max_voters = Some(5);
+    let mut cluster = Cluster::start(options).await;
+    let master = cluster.settle(&[0, 1, 2, 3, 4]).await;
+    assert_eq!(cluster.voter_hosts(master), vec![0, 1, 2, 3, 4]);
+    let load = Load::start(&cluster, 4).await;
+    assert!(load.history.wait_len(50, Duration::from_secs(30)).await);
+
+    let other = (0..5)
+        .find(|&i| i != master)
+        .expect("a voter that is not master");
+    cluster.nodes[master].kill();
+    cluster.nodes[other].kill();
+    let killed_at = Instant::now();
+    let live = cluster.running();
+    assert!(
+        load.history
+            .wait_ack_after(killed_at, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "no write acknowledged within 3 s of losing two of five voters\n{}",
+        cluster.log_tails(&live)
+    );
+    let new_master = cluster.wait_for_master(&live).await;
+    assert_ne!(new_master, master);
     let history = load.stop().await;
     assert_history(&cluster, &history, &live, None).await;
 }

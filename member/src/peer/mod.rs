@@ -214,9 +214,23 @@ impl Peers {
             .is_some_and(|dialer| dialer.connected.load(Ordering::Relaxed))
     }
 
-    /// Splits detected from now on.
-    pub fn splits(&self) -> broadcast::Receiver<SplitDetected> {
-        self.inner.splits.subscribe()
+    /// The splits detected so far, and a receiver of those detected from now on (none is in
+    /// both, none is missed: the transport may detect one before anyone listens).
+    pub fn splits(&self) -> (Vec<SplitDetected>, broadcast::Receiver<SplitDetected>) {
+        let reported = self
+            .inner
+            .reported
+            .lock()
+            .expect("no panics under the split lock");
+        let receiver = self.inner.splits.subscribe();
+        let so_far = reported
+            .iter()
+            .map(|(node, their_epoch)| SplitDetected {
+                node: *node,
+                their_epoch: their_epoch.clone(),
+            })
+            .collect();
+        (so_far, receiver)
     }
 
     /// Stops every outgoing stream; inbound ones end with the listener.
@@ -304,18 +318,18 @@ impl Peers {
 
     /// Reports a split once per (node, epoch).
     fn report_split(&self, node: u64, their_epoch: &str) {
-        let is_new = self
+        let mut reported = self
             .inner
             .reported
             .lock()
-            .expect("no panics under the split lock")
-            .insert((node, their_epoch.to_owned()));
-        if is_new {
+            .expect("no panics under the split lock");
+        if reported.insert((node, their_epoch.to_owned())) {
             tracing::error!(
                 node,
                 their_epoch,
                 "pool split: a member is on another pool epoch"
             );
+            // Sent under the lock, so that `splits` sees each split exactly once.
             let _ = self.inner.splits.send(SplitDetected {
                 node,
                 their_epoch: their_epoch.to_owned(),

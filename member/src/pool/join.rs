@@ -42,7 +42,8 @@ pub(super) async fn join(
     let master_cert = client
         .seen_cert_sha256()
         .ok_or_else(|| connection("the master showed no certificate".to_owned()))?;
-    let facts = facts::read(&this.data_dir, this.listen_ip).map_err(|e| connection(chain(&e)))?;
+    let facts = facts::read(&this.data_dir, this.listen_ip, this.presented_cpu.as_ref())
+        .map_err(|e| connection(chain(&e)))?;
     let request = JoinRequest {
         session,
         force: target.force,

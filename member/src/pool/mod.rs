@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 pub use self::restart::{RestartPlan, bootstrap_pool, carry_out};
 pub use self::routes::routes;
+use crate::config::SimulatedCpu;
 use crate::identity::Identity;
 use crate::peer::{Member, Membership};
 use crate::raft::RaftDb;
@@ -41,6 +42,8 @@ pub struct ThisHost {
     pub address: SocketAddr,
     /// Lowercase hex SHA-256 of this host's certificate.
     pub cert_sha256: String,
+    /// The CPU the backend presents instead of the machine's (`Config::presented_cpu`).
+    pub presented_cpu: Option<SimulatedCpu>,
 }
 
 /// `PoolControl` for the master on this host.

@@ -82,7 +82,7 @@ pub fn bootstrap_pool(
     root_password: RootPassword<'_>,
 ) -> Result<(), PoolError> {
     let data_dir = &config.data_dir;
-    let host_facts = facts::read(data_dir, config.listen.ip())?;
+    let host_facts = facts::read(data_dir, config.listen.ip(), config.presented_cpu())?;
     let first = FirstHost {
         host_ref: identity.host_ref.clone(),
         host_uuid: identity.host_uuid.clone(),

@@ -2,6 +2,7 @@
 //! tests ask of the pool as a whole: who is master, which hosts are voters, waiting until it
 //! settles after a failure.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub struct ClusterOptions {
     pub replace_voter_after_secs: u64,
     /// Join the hosts into one pool at start (else each stays a one-host pool).
     pub join: bool,
+    /// Config sections of one host, by index, merged over the pool's (e.g. `simulator.cpu`).
+    pub host_config: BTreeMap<usize, serde_json::Value>,
 }
 
 impl ClusterOptions {
@@ -49,6 +52,7 @@ impl ClusterOptions {
             fence_after_secs: 2,
             replace_voter_after_secs: 4,
             join: true,
+            host_config: BTreeMap::new(),
         }
     }
 
@@ -56,6 +60,17 @@ impl ClusterOptions {
     pub fn unjoined(mut self) -> ClusterOptions {
         self.join = false;
         self
+    }
+
+    /// Host `index`'s config: the pool's, with the sections of `host_config` merged over it.
+    fn config_of(&self, index: usize) -> serde_json::Value {
+        let mut config = self.config();
+        if let Some(serde_json::Value::Object(own)) = self.host_config.get(&index) {
+            for (section, value) in own {
+                config[section.as_str()] = value.clone();
+            }
+        }
+        config
     }
 
     fn config(&self) -> serde_json::Value {
@@ -107,9 +122,8 @@ impl Cluster {
     /// waits until the pool has settled.
     pub async fn start(options: ClusterOptions) -> Cluster {
         let subnet = Subnet::take();
-        let config = options.config();
         let starts: Vec<_> = (0..options.hosts)
-            .map(|i| tokio::spawn(Node::start(i, subnet.host(i), config.clone())))
+            .map(|i| tokio::spawn(Node::start(i, subnet.host(i), options.config_of(i))))
             .collect();
         let mut nodes = Vec::with_capacity(starts.len());
         for start in starts {
@@ -150,9 +164,30 @@ impl Cluster {
         Ok(())
     }
 
+    /// `pool.join_force` called on host `joiner` towards host `master`; on success, as `join`.
+    pub async fn join_force(&mut self, joiner: usize, master: usize) -> Result<(), ApiError> {
+        let (address, password) = {
+            let m = &self.nodes[master];
+            (m.address(), m.password.clone())
+        };
+        self.join_by("pool.join_force", joiner, &address, &password)
+            .await
+    }
+
     /// `pool.join(address, "root", password)` on host `joiner`; on success, as `join`.
     pub async fn join_with(
         &mut self,
+        joiner: usize,
+        address: &str,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        self.join_by("pool.join", joiner, address, password).await
+    }
+
+    /// `method(address, "root", password)` on host `joiner`; on success, as `join`.
+    async fn join_by(
+        &mut self,
+        method: &str,
         joiner: usize,
         address: &str,
         password: &str,
@@ -163,7 +198,7 @@ impl Cluster {
         let ready = node.ready_count();
         client
             .call(
-                "pool.join",
+                method,
                 vec![
                     Value::str(address),
                     Value::str("root"),
