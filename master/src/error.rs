@@ -191,6 +191,31 @@ pub mod xenapi {
         error(errors::VM_IS_IMMOBILE, [vm.to_owned()])
     }
 
+    pub fn vm_requires_sr(vm: &str, sr: &str) -> ApiError {
+        error(errors::VM_REQUIRES_SR, [vm.to_owned(), sr.to_owned()])
+    }
+
+    pub fn vm_migrate_failed(vm: &str, source: &str, destination: &str, msg: &str) -> ApiError {
+        error(
+            errors::VM_MIGRATE_FAILED,
+            [
+                vm.to_owned(),
+                source.to_owned(),
+                destination.to_owned(),
+                msg.to_owned(),
+            ],
+        )
+    }
+
+    /// xapi's `CANNOT_EVACUATE_HOST [errors]`: `errors` lists, separated by `|`, each VM's
+    /// error as its code and parameters separated by `,`. api-spec does not declare this code
+    /// yet.
+    pub fn cannot_evacuate_host(errors: &str) -> ApiError {
+        ApiError::new(CANNOT_EVACUATE_HOST, [errors])
+    }
+
+    pub const CANNOT_EVACUATE_HOST: &str = "CANNOT_EVACUATE_HOST";
+
     pub fn vm_no_suspend_sr(vm: &str) -> ApiError {
         error(errors::VM_NO_SUSPEND_SR, [vm.to_owned()])
     }

@@ -183,6 +183,19 @@ pub enum HostAction {
     UpdateSpec {
         vm: VmSpec,
     },
+    /// Save the domain's memory to an image held in memory, then destroy the domain: the
+    /// outgoing half of a migration (stop-and-copy). Answers `ActionResult::Image`.
+    MigrateOut {
+        vm: String,
+    },
+    /// Build a domain from an `image` that `MigrateOut` made (here or on another host): the
+    /// incoming half of a migration, or the way back when the other half failed. Leave it
+    /// paused when `paused`.
+    MigrateIn {
+        vm: VmSpec,
+        image: Vec<u8>,
+        paused: bool,
+    },
     /// Report every domain this host runs.
     Inventory,
 }
@@ -223,6 +236,8 @@ pub enum ActionResult {
     Domain(Option<DomainInfo>),
     /// The answer to `Inventory`.
     Inventory(Vec<DomainInfo>),
+    /// The answer to `MigrateOut`: the memory image of the domain, which is gone.
+    Image(Vec<u8>),
 }
 
 /// Why a guest's domain changed without being asked.

@@ -14,7 +14,8 @@
 //! tables) and keeps `allowed_operations` / `current_operations` exact on every Txn; the
 //! handlers in `handlers/vm/` run power operations as begin Txn, host action (`HostLink`,
 //! with a `VmSpec` from `vm_spec.rs`), end Txn (`power_state.rs` writes what the domain now
-//! is); `placement.rs` and `memory.rs` choose hosts and count memory; `reconcile/` makes the
+//! is); `placement.rs` and `memory.rs` choose hosts and count memory (`evacuation.rs`: where
+//! a host's VMs go when it is evacuated); `reconcile/` makes the
 //! DB agree with what agents report (`Master::report`).
 //!
 //! The pool: every host runs a `Master`, and `member` hands calls only to the Raft leader's.
@@ -36,6 +37,7 @@ pub mod db;
 mod device_slots;
 mod dispatch;
 pub mod error;
+mod evacuation;
 mod events;
 mod generic;
 mod handlers;

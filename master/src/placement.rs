@@ -1,6 +1,7 @@
 //! Where a VM starts: `choose` picks a host among candidates (affinity first, then by the
-//! pool's placement policy), `check` vets a host the caller named (`start_on`), and
-//! `candidates` reads the pool's hosts with what they have free.
+//! pool's placement policy), `check` vets a host the caller named (`start_on`), `check_srs`
+//! whether a host sees the VM's disks (a migration's destination), and `candidates` reads the
+//! pool's hosts with what they have free.
 
 use api_spec::ApiError;
 
@@ -82,6 +83,37 @@ pub(crate) fn check(candidate: &Candidate, memory_bytes: i64) -> Result<(), ApiE
             memory_bytes,
             candidate.free_bytes,
         ));
+    }
+    Ok(())
+}
+
+/// `VM_REQUIRES_SR [vm; sr]` unless `host` has a plugged PBD for the SR of every disk of `vm`
+/// (empty drives aside, the suspend image included for a suspended VM), as xapi's
+/// `assert_can_see_SRs`: a VM whose disks are on a host's local SR can run only there.
+pub(crate) fn check_srs(view: &Overlay, vm: &str, host: &str) -> Result<(), ApiError> {
+    let plugged: Vec<String> = view
+        .children("PBD", "host", host)
+        .into_iter()
+        .filter(|pbd| view.bool("PBD", pbd, "currently_attached"))
+        .map(|pbd| view.str("PBD", &pbd, "SR").to_owned())
+        .collect();
+    let mut vdis: Vec<String> = view
+        .children("VBD", "VM", vm)
+        .into_iter()
+        .filter(|vbd| !view.bool("VBD", vbd, "empty"))
+        .map(|vbd| view.str("VBD", &vbd, "VDI").to_owned())
+        .collect();
+    if view.str("VM", vm, "power_state") == "Suspended" {
+        vdis.push(view.str("VM", vm, "suspend_VDI").to_owned());
+    }
+    let needed = vdis
+        .iter()
+        .filter(|vdi| view.exists("VDI", vdi))
+        .map(|vdi| view.str("VDI", vdi, "SR"));
+    for sr in needed {
+        if !plugged.iter().any(|p| p == sr) {
+            return Err(xenapi::vm_requires_sr(vm, sr));
+        }
     }
     Ok(())
 }

@@ -127,7 +127,7 @@ fn boot_metrics(draft: &mut Draft, vm: &str, metrics: &str, now: i64) {
     );
 }
 
-/// Gives `vm` one console per protocol its domain offers, at a location on `host`.
+/// Gives `vm` one console per protocol its domain offers, each at a location on `host`.
 fn set_consoles(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, is_new_domain: bool) {
     let mut existing: BTreeMap<String, String> = BTreeMap::new();
     for console in draft.view().children("console", "VM", vm) {
@@ -140,6 +140,12 @@ fn set_consoles(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, is_n
         }
     }
     let address = draft.view().str("host", host, "address").to_owned();
+    // A kept console moves with its domain (a migration): its location names the new host.
+    for console in existing.values() {
+        let uuid = draft.view().str("console", console, "uuid").to_owned();
+        let location = console_location(&address, &uuid);
+        draft.update("console", console, "location", Value::String(location));
+    }
     for offered in &info.consoles {
         let protocol = offered.protocol.as_str();
         if existing.contains_key(protocol) {

@@ -16,7 +16,7 @@ mod agent;
 mod devices;
 mod pool_control;
 
-pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received};
+pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received, fake_image};
 pub use pool_control::{ControlCall, FakePoolControl, TEST_NODE_ID};
 
 use crate::bootstrap::{CpuFacts, FirstHost, HostFacts, PoolKeys, RootPassword, new_pool};

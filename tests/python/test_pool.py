@@ -97,6 +97,38 @@ def test_calls_through_a_non_master_are_forwarded(pool):
     assert rec["resident_on"] in m.xenapi.host.get_all()
 
 
+def test_pool_migrate_and_evacuate_move_vms_between_hosts(pool):
+    """A diskless VM started on one host moves to another with VM.pool_migrate and off it again
+    with host.evacuate, running all along; a VM with a disk on its host's local SR gets
+    VM_REQUIRES_SR."""
+    s = pool[0].session()
+    hosts = s.xenapi.host.get_all()
+    vm = new_vm(s, "migrating")
+    s.xenapi.VM.start_on(vm, hosts[0], False, False)
+    s.xenapi.VM.pool_migrate(vm, hosts[1], {"live": "true"})
+    assert s.xenapi.VM.get_resident_on(vm) == hosts[1]
+    assert s.xenapi.VM.get_power_state(vm) == "Running"
+    s.xenapi.host.evacuate(hosts[1])
+    assert s.xenapi.VM.get_resident_on(vm) in (hosts[0], hosts[2])
+    assert s.xenapi.VM.get_power_state(vm) == "Running"
+
+    pbd = s.xenapi.host.get_PBDs(hosts[0])[0]
+    sr = s.xenapi.PBD.get_SR(pbd)
+    rooted = new_vm(s, "rooted")
+    vdi = s.xenapi.VDI.create({
+        "name_label": "root", "SR": sr, "virtual_size": str(1 << 30), "type": "user",
+        "sharable": False, "read_only": False, "other_config": {}})
+    s.xenapi.VBD.create({
+        "VM": rooted, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW",
+        "type": "Disk", "empty": False, "other_config": {}, "qos_algorithm_type": "",
+        "qos_algorithm_params": {}})
+    s.xenapi.VM.start_on(rooted, hosts[0], False, False)
+    with pytest.raises(XenAPI.Failure) as err:
+        s.xenapi.VM.pool_migrate(rooted, hosts[1], {"live": "true"})
+    assert err.value.details == ["VM_REQUIRES_SR", rooted, sr]
+    assert s.xenapi.VM.get_resident_on(rooted) == hosts[0]
+
+
 def test_after_the_master_is_killed_the_sdk_goes_on_through_another_host(pool):
     """kill -9 of the master: the SDK logs in through another host within seconds, sees what it
     wrote before, writes again, and its old session still works there."""

@@ -61,8 +61,8 @@ pub(crate) async fn ask(master: &Master, host: &str) -> Result<(), Error> {
         .await?;
     match answer {
         ActionResult::Inventory(domains) => inventory(master, host, &domains).await,
-        ActionResult::Domain(_) => {
-            tracing::warn!(host = %host, "host agent answered an inventory with one domain");
+        ActionResult::Domain(_) | ActionResult::Image(_) => {
+            tracing::warn!(host = %host, "host agent answered an inventory with something else");
             Ok(())
         }
     }

@@ -31,6 +31,8 @@ pub enum ActionKind {
     SetVcpus,
     SetMemoryTarget,
     UpdateSpec,
+    MigrateOut,
+    MigrateIn,
     Inventory,
 }
 
@@ -53,6 +55,8 @@ impl ActionKind {
             HostAction::SetVcpus { .. } => ActionKind::SetVcpus,
             HostAction::SetMemoryTarget { .. } => ActionKind::SetMemoryTarget,
             HostAction::UpdateSpec { .. } => ActionKind::UpdateSpec,
+            HostAction::MigrateOut { .. } => ActionKind::MigrateOut,
+            HostAction::MigrateIn { .. } => ActionKind::MigrateIn,
             HostAction::Inventory => ActionKind::Inventory,
         }
     }
@@ -273,6 +277,22 @@ impl FakeAgent {
                 state.specs.insert(vm.uuid.clone(), vm.clone());
                 Ok(ActionResult::Domain(Some(info.clone())))
             }
+            HostAction::MigrateOut { vm } => match state.domains.remove(vm) {
+                Some(_) => Ok(ActionResult::Image(fake_image(vm))),
+                None => Err(ApiError::new(
+                    errors::VM_BAD_POWER_STATE,
+                    [vm.as_str(), "running", "halted"],
+                )),
+            },
+            HostAction::MigrateIn { vm, image, paused } => {
+                if *image != fake_image(&vm.uuid) {
+                    let message = format!("not an image of VM {}", vm.uuid);
+                    return Err(ApiError::new(errors::INTERNAL_ERROR, [message]));
+                }
+                Ok(ActionResult::Domain(Some(FakeAgent::boot(
+                    state, vm, *paused,
+                ))))
+            }
             HostAction::Inventory => Ok(ActionResult::Inventory(
                 state.domains.values().cloned().collect(),
             )),
@@ -321,6 +341,11 @@ impl HostLink for FakeAgent {
             self.perform(&action)
         })
     }
+}
+
+/// The memory image the fake agent's `MigrateOut` answers for the VM `uuid`.
+pub fn fake_image(uuid: &str) -> Vec<u8> {
+    format!("memory of {uuid}").into_bytes()
 }
 
 /// Removes and returns the first entry of `kind`.

@@ -12,6 +12,10 @@
 //! - suspend: `vm-pre-suspend` hook, save, then the hard shutdown's teardown;
 //! - resume: create, `vm-pre-resume` hook, restore, plug, device model, `vm-post-resume` hook,
 //!   unpause (unless asked paused), clear the mark;
+//! - migrate out: `vm-pre-migrate` hook, save the memory to an image held in memory, then the
+//!   suspend's teardown; the action answers the image;
+//! - migrate in: create, restore from the image, plug, device model, `vm-post-migrate` hook,
+//!   unpause (unless asked paused), clear the mark;
 //! - pause, unpause, device hotplug, CD insert and eject, VCPUs, memory target: one step each;
 //! - a new spec for a running domain: no step, and no queue (`Agent::run` keeps it at once, so
 //!   that what the guest does next is judged by it, even while an operation holds the queue).
@@ -25,7 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
-use crate::agent::backend::{Domain, RunState, ShutdownReason};
+use crate::agent::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
 use crate::agent::error::AgentError;
 use crate::agent::hooks::{HookPoint, HookReason};
 use crate::agent::micro_ops::{MicroOp, execute};
@@ -36,6 +40,7 @@ pub(crate) fn vm_of(action: &HostAction) -> Option<&str> {
         HostAction::Start { vm, .. }
         | HostAction::Reboot { vm, .. }
         | HostAction::Resume { vm, .. }
+        | HostAction::MigrateIn { vm, .. }
         | HostAction::UpdateSpec { vm } => &vm.uuid,
         HostAction::Shutdown { vm, .. }
         | HostAction::Suspend { vm, .. }
@@ -48,7 +53,8 @@ pub(crate) fn vm_of(action: &HostAction) -> Option<&str> {
         | HostAction::InsertCd { vm, .. }
         | HostAction::EjectCd { vm, .. }
         | HostAction::SetVcpus { vm, .. }
-        | HostAction::SetMemoryTarget { vm, .. } => vm,
+        | HostAction::SetMemoryTarget { vm, .. }
+        | HostAction::MigrateOut { vm } => vm,
         HostAction::Inventory => return None,
     })
 }
@@ -74,6 +80,8 @@ pub(crate) fn name_of(action: &HostAction) -> &'static str {
         HostAction::SetVcpus { .. } => "set_vcpus",
         HostAction::SetMemoryTarget { .. } => "set_memory_target",
         HostAction::UpdateSpec { .. } => "update_spec",
+        HostAction::MigrateOut { .. } => "migrate_out",
+        HostAction::MigrateIn { .. } => "migrate_in",
         HostAction::Inventory => "inventory",
     }
 }
@@ -88,7 +96,14 @@ pub(crate) async fn perform(
 ) -> Result<ActionResult, AgentError> {
     let domain = agent.backend.domain(vm).await?;
     let plan = plan(action, vm, domain.as_ref())?;
-    execute(agent, vm, plan, progress, cancel).await?;
+    let produced = execute(agent, vm, plan, progress, cancel).await?;
+    if let HostAction::MigrateOut { .. } = action {
+        let image = produced.image.ok_or_else(|| BackendError::Failed {
+            op: BackendOp::SaveImage,
+            reason: "the migration saved no image".to_owned(),
+        })?;
+        return Ok(ActionResult::Image(image));
+    }
     let now = agent.backend.domain(vm).await?;
     Ok(ActionResult::Domain(now.as_ref().map(Domain::info)))
 }
@@ -140,6 +155,15 @@ pub(crate) fn plan(
         } => {
             absent(vm, domain, "suspended")?;
             resume(spec, image, *paused)
+        }
+        HostAction::MigrateOut { .. } => migrate_out(live(vm, domain)?),
+        HostAction::MigrateIn {
+            vm: spec,
+            image,
+            paused,
+        } => {
+            absent(vm, domain, "halted")?;
+            migrate_in(spec, image, *paused)
         }
         HostAction::Pause { .. } => {
             in_state(vm, domain, RunState::Running)?;
@@ -282,6 +306,32 @@ fn resume(spec: &VmSpec, image: &DiskSpec, paused: bool) -> Vec<MicroOp> {
     plan
 }
 
+fn migrate_out(domain: &Domain) -> Vec<MicroOp> {
+    let mut plan = vec![
+        MicroOp::Hook(HookPoint::PreMigrate, HookReason::MigrateSource),
+        MicroOp::SaveImage,
+    ];
+    plan.extend(teardown(domain, HookReason::Suspend, None));
+    plan
+}
+
+fn migrate_in(spec: &VmSpec, image: &[u8], paused: bool) -> Vec<MicroOp> {
+    let mut plan = vec![
+        MicroOp::Create(Box::new(spec.clone())),
+        MicroOp::RestoreImage(image.to_vec()),
+    ];
+    plan.extend(plug_devices(spec));
+    plan.push(MicroOp::Hook(
+        HookPoint::PostMigrate,
+        HookReason::MigrateDestination,
+    ));
+    if !paused {
+        plan.push(MicroOp::Unpause);
+    }
+    plan.push(MicroOp::SetNeedsPoweroff(false));
+    plan
+}
+
 /// The disks (read-write before read-only), the NICs, then the device model.
 fn plug_devices(spec: &VmSpec) -> impl Iterator<Item = MicroOp> + '_ {
     let read_write = spec.vbds.iter().filter(|vbd| !vbd.read_only);
@@ -340,7 +390,7 @@ fn bad_power_state(vm: &str, expected: &'static str, actual: &'static str) -> Ag
 }
 
 fn detached(device: &str) -> AgentError {
-    AgentError::Backend(crate::agent::backend::BackendError::DeviceDetached {
+    AgentError::Backend(BackendError::DeviceDetached {
         device: device.to_owned(),
     })
 }

@@ -37,6 +37,10 @@ pub enum HookPoint {
     PreSuspend,
     PreResume,
     PostResume,
+    /// On the source, before a migration saves the domain.
+    PreMigrate,
+    /// On the destination, once a migrated domain is rebuilt.
+    PostMigrate,
 }
 
 impl HookPoint {
@@ -49,6 +53,8 @@ impl HookPoint {
             HookPoint::PreSuspend => "vm-pre-suspend",
             HookPoint::PreResume => "vm-pre-resume",
             HookPoint::PostResume => "vm-post-resume",
+            HookPoint::PreMigrate => "vm-pre-migrate",
+            HookPoint::PostMigrate => "vm-post-migrate",
         }
     }
 
@@ -67,6 +73,10 @@ pub enum HookReason {
     CleanReboot,
     HardReboot,
     Suspend,
+    /// A migration, on its source host.
+    MigrateSource,
+    /// A migration, on its destination host.
+    MigrateDestination,
 }
 
 impl HookReason {
@@ -78,6 +88,8 @@ impl HookReason {
             HookReason::CleanReboot => "clean-reboot",
             HookReason::HardReboot => "hard-reboot",
             HookReason::Suspend => "suspend",
+            HookReason::MigrateSource => "source",
+            HookReason::MigrateDestination => "destination",
         }
     }
 }

@@ -48,6 +48,10 @@ pub(crate) enum MicroOp {
     Destroy,
     Save(DiskSpec),
     Restore(DiskSpec),
+    /// Save the domain's memory to an image held in memory (a migration's); the plan's run
+    /// returns it.
+    SaveImage,
+    RestoreImage(Vec<u8>),
     InsertCd {
         vbd: String,
         disk: DiskSpec,
@@ -78,6 +82,8 @@ impl MicroOp {
             MicroOp::Destroy => "destroy",
             MicroOp::Save(_) => "save",
             MicroOp::Restore(_) => "restore",
+            MicroOp::SaveImage => "save_image",
+            MicroOp::RestoreImage(_) => "restore_image",
             MicroOp::InsertCd { .. } => "insert_cd",
             MicroOp::EjectCd { .. } => "eject_cd",
             MicroOp::SetVcpus(_) => "set_vcpus",
@@ -102,7 +108,7 @@ impl MicroOp {
             MicroOp::Unpause => MicroOp::Pause,
             MicroOp::SetNeedsPoweroff(needs) => MicroOp::SetNeedsPoweroff(!needs),
             // Saving leaves the domain paused; undoing it lets the guest run on.
-            MicroOp::Pause | MicroOp::Save(_) => MicroOp::Unpause,
+            MicroOp::Pause | MicroOp::Save(_) | MicroOp::SaveImage => MicroOp::Unpause,
             MicroOp::UnplugNic { vif, .. } => MicroOp::PlugNic(vif.clone()),
             MicroOp::UnplugDisk { vbd, .. } => MicroOp::PlugDisk(vbd.clone()),
             MicroOp::StopDeviceModel => MicroOp::StartDeviceModel,
@@ -111,6 +117,7 @@ impl MicroOp {
             | MicroOp::ShutdownGuest(_)
             | MicroOp::Destroy
             | MicroOp::Restore(_)
+            | MicroOp::RestoreImage(_)
             | MicroOp::InsertCd { .. }
             | MicroOp::EjectCd { .. }
             | MicroOp::SetVcpus(_)
@@ -123,6 +130,13 @@ impl MicroOp {
     }
 }
 
+/// What the steps of a plan produced, beyond the domain's new state.
+#[derive(Debug, Default)]
+pub(crate) struct Produced {
+    /// The memory image a `SaveImage` step took.
+    pub image: Option<Vec<u8>>,
+}
+
 /// Runs `plan` on the domain of `vm`: see the module comment.
 pub(crate) async fn execute(
     agent: &Agent,
@@ -130,10 +144,11 @@ pub(crate) async fn execute(
     plan: Vec<MicroOp>,
     progress: &watch::Sender<f64>,
     cancel: &CancellationToken,
-) -> Result<(), AgentError> {
+) -> Result<Produced, AgentError> {
     let total = plan.len();
     let mut undo: Vec<MicroOp> = Vec::new();
     let mut is_past_return = false;
+    let mut produced = Produced::default();
     for (done, op) in plan.into_iter().enumerate() {
         if !is_past_return && cancel.is_cancelled() {
             tracing::info!(vm, next = op.name(), "cancelled; undoing what was done");
@@ -141,7 +156,7 @@ pub(crate) async fn execute(
             return Err(AgentError::Cancelled);
         }
         tracing::debug!(vm, step = op.name(), "micro-op");
-        if let Err(err) = perform(agent, vm, &op, cancel).await {
+        if let Err(err) = perform(agent, vm, &op, cancel, &mut produced).await {
             tracing::debug!(vm, step = op.name(), error = %err, "micro-op failed; undoing what was done");
             rollback(agent, vm, undo).await;
             return Err(err);
@@ -154,13 +169,13 @@ pub(crate) async fn execute(
         }
         progress.send_replace(fraction(done + 1, total));
     }
-    Ok(())
+    Ok(produced)
 }
 
 async fn rollback(agent: &Agent, vm: &str, undo: Vec<MicroOp>) {
     let never = CancellationToken::new();
     for op in undo.into_iter().rev() {
-        if let Err(err) = perform(agent, vm, &op, &never).await {
+        if let Err(err) = perform(agent, vm, &op, &never, &mut Produced::default()).await {
             tracing::warn!(vm, step = op.name(), error = %err, "cannot undo a step");
         }
     }
@@ -176,6 +191,7 @@ async fn perform(
     vm: &str,
     op: &MicroOp,
     cancel: &CancellationToken,
+    produced: &mut Produced,
 ) -> Result<(), AgentError> {
     let backend = agent.backend.as_ref();
     match op {
@@ -203,6 +219,11 @@ async fn perform(
         MicroOp::Destroy => Ok(backend.destroy(vm).await?),
         MicroOp::Save(image) => Ok(backend.save(vm, image).await?),
         MicroOp::Restore(image) => Ok(backend.restore(vm, image).await?),
+        MicroOp::SaveImage => {
+            produced.image = Some(backend.save_image(vm).await?);
+            Ok(())
+        }
+        MicroOp::RestoreImage(image) => Ok(backend.restore_image(vm, image).await?),
         MicroOp::InsertCd { vbd, disk } => Ok(backend.insert_cd(vm, vbd, disk).await?),
         MicroOp::EjectCd { vbd } => Ok(backend.eject_cd(vm, vbd).await?),
         MicroOp::SetVcpus(count) => Ok(backend.set_vcpus(vm, *count).await?),

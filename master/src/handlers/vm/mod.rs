@@ -2,8 +2,8 @@
 //! set_is_a_template, free device slots; `settings.rs`: setters xapi checks), its copies
 //! (`copies.rs`: clone, copy; `snapshot.rs`; `revert.rs`; `provision.rs`: a template's disks), its
 //! power operations (`start.rs`: start and resume, placed; `power.rs`: suspend, pause,
-//! unpause, reboots; `shutdown.rs`: the shutdowns and power_state_reset) and its resources
-//! (`memory.rs`, `vcpus.rs`).
+//! unpause, reboots; `shutdown.rs`: the shutdowns and power_state_reset; `migrate.rs`:
+//! pool_migrate, which `host.evacuate` also uses) and its resources (`memory.rs`, `vcpus.rs`).
 //!
 //! A power operation is an `Operation`: a Txn that checks and records it in
 //! `current_operations` with whatever it reserves (`scheduled_to_be_resident_on`, its devices
@@ -12,6 +12,7 @@
 
 mod copies;
 mod memory;
+mod migrate;
 mod power;
 mod provision;
 mod records;
@@ -36,6 +37,7 @@ pub(super) use memory::{
     set_memory, set_memory_dynamic_max, set_memory_dynamic_min, set_memory_dynamic_range,
     set_memory_limits, set_memory_static_max, set_memory_static_min, set_memory_static_range,
 };
+pub(super) use migrate::{migrate, pool_migrate};
 pub(super) use power::{clean_reboot, hard_reboot, pause, suspend, unpause};
 pub(super) use provision::provision;
 pub(super) use records::{
@@ -60,6 +62,38 @@ pub(crate) struct Operation<'c> {
     op: &'static str,
     cancel: CancellationToken,
     in_flight: InFlightGuard<'c>,
+    /// The part of the task's progress this operation's host actions fill.
+    share: Share,
+}
+
+/// A part of a task's progress: from `start`, `length` wide (both within 0 to 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Share {
+    pub start: f64,
+    pub length: f64,
+}
+
+impl Share {
+    /// The whole of a task's progress.
+    pub const WHOLE: Share = Share {
+        start: 0.0,
+        length: 1.0,
+    };
+
+    /// The `index`th of `count` equal parts of this share.
+    pub fn part(self, index: usize, count: usize) -> Share {
+        // Counts are small: the conversions are exact.
+        let length = self.length / count.max(1) as f64;
+        Share {
+            start: self.start + length * index as f64,
+            length,
+        }
+    }
+
+    /// Where progress `fraction` (0 to 1) of this share puts the task.
+    fn at(self, fraction: f64) -> f64 {
+        self.start + self.length * fraction.clamp(0.0, 1.0)
+    }
 }
 
 impl<'c> Operation<'c> {
@@ -78,7 +112,13 @@ impl<'c> Operation<'c> {
             op,
             cancel,
             in_flight,
+            share: Share::WHOLE,
         }
+    }
+
+    /// The same operation, its host actions filling only `share` of the task's progress.
+    pub fn sharing(self, share: Share) -> Operation<'c> {
+        Operation { share, ..self }
     }
 
     /// The key the operation holds in `current_operations`.
@@ -130,6 +170,21 @@ impl<'c> Operation<'c> {
         action: HostAction,
         cancel: CancellationToken,
     ) -> Result<ActionResult, ApiError> {
+        self.run_in(host, action, cancel, Share::WHOLE).await
+    }
+
+    /// As `run_with`, the action's progress filling `part` of the operation's share.
+    pub async fn run_in(
+        &self,
+        host: &str,
+        action: HostAction,
+        cancel: CancellationToken,
+        part: Share,
+    ) -> Result<ActionResult, ApiError> {
+        let share = Share {
+            start: self.share.at(part.start),
+            length: self.share.length * part.length,
+        };
         let master = &self.ctx.master;
         let (progress, mut reports) = watch::channel(0.0);
         let term = master.db.term();
@@ -142,7 +197,7 @@ impl<'c> Operation<'c> {
                 changed = reports.changed() => match changed {
                     Ok(()) => {
                         let progress = *reports.borrow_and_update();
-                        self.ctx.set_progress(progress).await;
+                        self.ctx.set_progress(share.at(progress)).await;
                     }
                     Err(_) => break run.await,
                 },
@@ -219,9 +274,10 @@ pub(crate) fn answer(
 ) -> Result<Value, Error> {
     let domain: Option<DomainInfo> = match outcome? {
         ActionResult::Domain(domain) => domain,
-        ActionResult::Inventory(_) => {
-            let message =
-                format!("the host agent answered an inventory for VM {vm}; this is a bug");
+        ActionResult::Inventory(_) | ActionResult::Image(_) => {
+            let message = format!(
+                "the host agent answered another action's result for VM {vm}; this is a bug"
+            );
             return Err(xenapi::internal_error(message).into());
         }
     };

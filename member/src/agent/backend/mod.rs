@@ -56,6 +56,12 @@ pub trait Backend: Send + Sync + 'static {
     fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
     /// Fills a created domain from `image` (instead of `build`); leaves it paused.
     fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
+    /// Writes the domain's memory to an image held in memory, for a migration, and leaves the
+    /// domain paused.
+    fn save_image<'a>(&'a self, vm: &'a str) -> Op<'a, Vec<u8>>;
+    /// Fills a created domain from an image `save_image` made, on this host or another
+    /// (instead of `build`); leaves it paused.
+    fn restore_image<'a>(&'a self, vm: &'a str, image: &'a [u8]) -> Op<'a>;
     fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a>;
     fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a>;
     fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
@@ -92,6 +98,8 @@ pub enum BackendOp {
     Destroy,
     Save,
     Restore,
+    SaveImage,
+    RestoreImage,
     InsertCd,
     EjectCd,
     SetVcpus,
@@ -118,6 +126,8 @@ impl BackendOp {
             BackendOp::Destroy => "destroy",
             BackendOp::Save => "save",
             BackendOp::Restore => "restore",
+            BackendOp::SaveImage => "save_image",
+            BackendOp::RestoreImage => "restore_image",
             BackendOp::InsertCd => "insert_cd",
             BackendOp::EjectCd => "eject_cd",
             BackendOp::SetVcpus => "set_vcpus",

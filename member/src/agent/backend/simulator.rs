@@ -446,6 +446,16 @@ impl Backend for Simulator {
         Box::pin(self.run(BackendOp::Restore, vm, |m| quiet(m.restore(vm, image))))
     }
 
+    fn save_image<'a>(&'a self, vm: &'a str) -> Op<'a, Vec<u8>> {
+        Box::pin(self.run(BackendOp::SaveImage, vm, |m| quiet(m.save_image(vm))))
+    }
+
+    fn restore_image<'a>(&'a self, vm: &'a str, image: &'a [u8]) -> Op<'a> {
+        Box::pin(self.run(BackendOp::RestoreImage, vm, |m| {
+            quiet(m.restore_image(vm, image))
+        }))
+    }
+
     fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a> {
         Box::pin(self.run(BackendOp::InsertCd, vm, |m| {
             quiet(m.insert_cd(vm, vbd, disk))

@@ -36,6 +36,14 @@ pub(super) struct Image {
     pub vcpus: u32,
 }
 
+/// The image a migration carries from one host's simulator to another's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationImage {
+    vm: String,
+    image: Image,
+}
+
 /// What an operation changed, beyond its result: whether the guest's domain shut down (the
 /// agent is then told).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +264,42 @@ impl Memory {
         }
         domain.memory_actual_bytes = saved.memory_bytes;
         domain.vcpus = saved.vcpus;
+        domain.is_built = true;
+        Ok(())
+    }
+
+    /// The memory image of a live domain, for a migration: its `Image` as JSON, tagged with
+    /// the VM so that it cannot fill another's domain. Leaves the domain paused.
+    pub fn save_image(&mut self, vm: &str) -> Result<Vec<u8>, BackendError> {
+        let domain = self.live(vm)?;
+        let image = MigrationImage {
+            vm: vm.to_owned(),
+            image: Image {
+                memory_bytes: domain.memory_actual_bytes,
+                vcpus: domain.vcpus,
+            },
+        };
+        domain.state = RunState::Paused;
+        Ok(serde_json::to_vec(&image).expect("an image is plain data"))
+    }
+
+    /// Fills a created domain from an image `save_image` made for the same VM.
+    pub fn restore_image(&mut self, vm: &str, bytes: &[u8]) -> Result<(), BackendError> {
+        let saved: MigrationImage = serde_json::from_slice(bytes)
+            .map_err(|err| failed(BackendOp::RestoreImage, &format!("not an image: {err}")))?;
+        if saved.vm != vm {
+            let reason = format!("the image is of vm {}", saved.vm);
+            return Err(failed(BackendOp::RestoreImage, &reason));
+        }
+        let domain = self.live(vm)?;
+        if domain.is_built {
+            return Err(failed(
+                BackendOp::RestoreImage,
+                "the domain is already built",
+            ));
+        }
+        domain.memory_actual_bytes = saved.image.memory_bytes;
+        domain.vcpus = saved.image.vcpus;
         domain.is_built = true;
         Ok(())
     }

@@ -1,0 +1,490 @@
+//! `VM.pool_migrate`: a running VM moved to another host of the pool (or to its own, as xapi's
+//! localhost migration), stop-and-copy. The source agent saves the domain's memory to an image
+//! and destroys the domain (`MigrateOut`); the master hands the image to the destination agent,
+//! which builds the domain from it (`MigrateIn`). The source's domain is gone before the
+//! destination's is built, so the VM never runs on two hosts. If the destination fails, the
+//! source builds the domain back from the same image and the VM stays where it was.
+//!
+//! Once the image is taken the migration cannot be cancelled (as in xapi, where a migration
+//! past its suspend cannot be): the only consistent outcome left is a running domain.
+
+use api_spec::{ApiError, NULL_REF, Value, errors};
+use tokio_util::sync::CancellationToken;
+
+use super::{Operation, Share};
+use crate::ctx::{Args, Ctx, void};
+use crate::error::{Error, xenapi};
+use crate::host_link::{ActionResult, DomainInfo, HostAction, VmSpec};
+use crate::memory;
+use crate::operations::Overlay;
+use crate::placement;
+use crate::power_state::{set_running, set_stopped};
+use crate::vm_spec;
+
+/// `VM.pool_migrate`: moves a running VM to `host`. The `live` option is accepted; every
+/// migration is stop-and-copy for now.
+pub(in crate::handlers) async fn pool_migrate(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let (vm, host) = (args.str("vm")?, args.str("host")?);
+    migrate(&ctx, vm, host, Share::WHOLE).await?;
+    Ok(void())
+}
+
+/// Whether `vm` can run on `host` once migrated, in xapi's order (`assert_can_boot_here`):
+/// `HOST_NOT_LIVE`, `HOST_DISABLED [host]`, `VM_REQUIRES_SR [vm; sr]`, then
+/// `HOST_NOT_ENOUGH_FREE_MEMORY [needed; available]` (the VM's own use not counted, so its own
+/// host always has room for it).
+pub(crate) fn check_destination(view: &Overlay, vm: &str, host: &str) -> Result<(), ApiError> {
+    let candidate = placement::candidate(view, host, vm);
+    placement::check(&candidate, 0)?;
+    placement::check_srs(view, vm, host)?;
+    placement::check(&candidate, memory::start_bytes(view, vm))
+}
+
+/// What became of the domain once the destination had its turn.
+enum Landed {
+    /// It runs on the destination.
+    There(DomainInfo),
+    /// The destination failed with the error; the domain runs on the source again.
+    Back(ApiError, DomainInfo),
+    /// The destination failed with the first error, the way back with the second: the VM
+    /// runs nowhere.
+    Lost(ApiError, ApiError),
+}
+
+/// Migrates `vm` to `host`, its host actions filling `share` of the task's progress: the begin
+/// Txn checks the operation and the destination and reserves it (`scheduled_to_be_resident_on`);
+/// the end Txn makes the VM show where its domain now runs, in one commit.
+pub(in crate::handlers) async fn migrate(
+    ctx: &Ctx,
+    vm: &str,
+    host: &str,
+    share: Share,
+) -> Result<(), Error> {
+    let operation = Operation::new(ctx, "VM", vm, "pool_migrate").sharing(share);
+    let (source, spec, paused) = {
+        // Reads what the destination has free: one decision at a time, as for a start.
+        let _placing = ctx.master.placement.lock().await;
+        operation
+            .begin(|draft| {
+                let view = draft.view();
+                if !view.exists("host", host) {
+                    return Err(xenapi::handle_invalid("host", host).into());
+                }
+                check_destination(view, vm, host)?;
+                let source = view.str("VM", vm, "resident_on").to_owned();
+                if !view.exists("host", &source) {
+                    let message = format!("VM {vm} is running but resident on no host");
+                    return Err(xenapi::internal_error(message).into());
+                }
+                let paused = view.str("VM", vm, "power_state") == "Paused";
+                let spec = vm_spec::build(view, vm);
+                draft.require_unchanged("VM", vm, "resident_on");
+                draft.set("VM", vm, "scheduled_to_be_resident_on", Value::str(host));
+                Ok((source, spec, paused))
+            })
+            .await?
+    };
+    let out = HostAction::MigrateOut {
+        vm: spec.uuid.clone(),
+    };
+    let cancel = operation.cancel_token().clone();
+    let image = match operation
+        .run_in(&source, out, cancel, Share::WHOLE.part(0, 2))
+        .await
+    {
+        Ok(ActionResult::Image(image)) => image,
+        outcome => {
+            // The source agent undid what it did (or, unreachable, keeps what it runs): the
+            // VM stays where it is.
+            let error = match outcome {
+                Err(error) => error,
+                Ok(_) => unexpected(vm, "MigrateOut"),
+            };
+            release(&operation, vm).await?;
+            return Err(error.into());
+        }
+    };
+    tracing::info!(vm = %vm, source = %source, destination = %host, "domain saved for migration");
+    let never = CancellationToken::new();
+    let rest = Share::WHOLE.part(1, 2);
+    let incoming = |spec: &VmSpec| HostAction::MigrateIn {
+        vm: spec.clone(),
+        image: image.clone(),
+        paused,
+    };
+    let landed = match operation
+        .run_in(host, incoming(&spec), never.clone(), rest)
+        .await
+    {
+        Ok(ActionResult::Domain(Some(info))) => Landed::There(info),
+        outcome => {
+            let error = destination_error(vm, &source, host, outcome);
+            tracing::warn!(vm = %vm, destination = %host, code = %error.code, "migration failed at the destination; restoring on the source");
+            match operation
+                .run_in(&source, incoming(&spec), never, rest)
+                .await
+            {
+                Ok(ActionResult::Domain(Some(info))) => Landed::Back(error, info),
+                Ok(_) => Landed::Lost(error, unexpected(vm, "MigrateIn")),
+                Err(back) => Landed::Lost(error, back),
+            }
+        }
+    };
+    let now = ctx.now();
+    operation
+        .end(|draft| {
+            match &landed {
+                Landed::There(info) => set_running(draft, vm, host, info, false, now),
+                Landed::Back(_, info) => set_running(draft, vm, &source, info, false, now),
+                Landed::Lost(..) => set_stopped(draft, vm, "Halted", now),
+            }
+            Ok(())
+        })
+        .await?;
+    match landed {
+        Landed::There(_) => {
+            tracing::info!(vm = %vm, source = %source, destination = %host, "VM migrated");
+            crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
+            Ok(())
+        }
+        Landed::Back(error, _) => {
+            crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
+            Err(error.into())
+        }
+        Landed::Lost(error, back) => {
+            tracing::error!(vm = %vm, source = %source, code = %back.code, "migration failed and the domain could not be restored on the source; the VM is halted");
+            Err(error.into())
+        }
+    }
+}
+
+/// Frees the destination the begin Txn reserved, the VM unchanged.
+async fn release(operation: &Operation<'_>, vm: &str) -> Result<(), Error> {
+    operation
+        .end(|draft| {
+            draft.update(
+                "VM",
+                vm,
+                "scheduled_to_be_resident_on",
+                Value::str(NULL_REF),
+            );
+            Ok(())
+        })
+        .await
+}
+
+/// The error of a migration the destination failed: `HOST_OFFLINE` as it is, anything else as
+/// xapi reports a failed migration, `VM_MIGRATE_FAILED [vm; source; destination; msg]`.
+fn destination_error(
+    vm: &str,
+    source: &str,
+    destination: &str,
+    outcome: Result<ActionResult, ApiError>,
+) -> ApiError {
+    let error = match outcome {
+        Err(error) if error.code == errors::HOST_OFFLINE => return error,
+        Err(error) => error,
+        Ok(_) => unexpected(vm, "MigrateIn"),
+    };
+    let message = error.description().join(" ");
+    xenapi::vm_migrate_failed(vm, source, destination, &message)
+}
+
+fn unexpected(vm: &str, action: &str) -> ApiError {
+    xenapi::internal_error(format!(
+        "the host agent answered {action} for VM {vm} with another action's result; this is a bug"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use api_spec::Value;
+
+    use super::*;
+    use crate::testing::{ActionKind, FAKE_PROGRESS, RUNNING_OPERATIONS, TestPool, fake_image};
+
+    const GIB: i64 = 1 << 30;
+
+    fn s(text: &str) -> Value {
+        Value::str(text)
+    }
+
+    fn live() -> Value {
+        Value::Struct(BTreeMap::from([("live".to_owned(), s("true"))]))
+    }
+
+    async fn migrate(
+        pool: &TestPool,
+        session: &str,
+        vm: &str,
+        host: &str,
+    ) -> Result<Value, ApiError> {
+        pool.call_as(session, "VM.pool_migrate", vec![s(vm), s(host), live()])
+            .await
+    }
+
+    /// A VM started on the pool's first host, with a second host to go to.
+    async fn running_on_first(pool: &TestPool, session: &str, name: &str) -> String {
+        let vm = pool.new_vm(session, name).await;
+        let args = vec![
+            s(&vm),
+            s(&pool.host),
+            Value::Bool(false),
+            Value::Bool(false),
+        ];
+        pool.call_as(session, "VM.start_on", args)
+            .await
+            .expect("started on the first host");
+        vm
+    }
+
+    /// A running VM with a NIC and an empty CD drive moves to the named host: the source
+    /// saves and destroys the domain before the destination builds it from that image, and
+    /// one commit makes the VM show its new host, domain, devices and consoles.
+    #[tokio::test]
+    async fn pool_migrate_moves_a_running_vm_to_the_named_host() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let second = pool.add_host("second", 64 * GIB);
+        let vm = pool.new_vm(&session, "web").await;
+        let vif = pool.add_nic(&session, &vm, "0").await;
+        pool.add_cd(&session, &vm, "3").await;
+        let args = vec![
+            s(&vm),
+            s(&pool.host),
+            Value::Bool(false),
+            Value::Bool(false),
+        ];
+        pool.call_as(&session, "VM.start_on", args)
+            .await
+            .expect("started");
+        let domid = pool.field("VM", &vm, "domid");
+        let metrics = pool.text("VM", &vm, "metrics");
+        let started_at = pool.field("VM_metrics", &metrics, "start_time");
+        assert_eq!(migrate(&pool, &session, &vm, &second).await, Ok(s("")));
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), second);
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert_ne!(pool.field("VM", &vm, "domid"), domid);
+        assert_eq!(pool.field("VM_metrics", &metrics, "start_time"), started_at);
+        assert!(pool.current("VM", &vm).is_empty());
+        assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
+        assert_eq!(
+            pool.field("VIF", &vif, "currently_attached"),
+            Some(Value::Bool(true))
+        );
+        for console in pool.ref_list("VM", &vm, "consoles") {
+            let location = pool.text("console", &console, "location");
+            assert!(location.starts_with("https://127.0.0.2/"), "{location}");
+        }
+        let uuid = pool.text("VM", &vm, "uuid");
+        let received = pool.agent.received();
+        let sent: Vec<(ActionKind, &str, u64)> = received
+            .iter()
+            .map(|r| (ActionKind::of(&r.action), r.host.as_str(), r.term))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (ActionKind::Start, pool.host.as_str(), 1),
+                (ActionKind::MigrateOut, pool.host.as_str(), 1),
+                (ActionKind::MigrateIn, second.as_str(), 1),
+            ]
+        );
+        let HostAction::MigrateIn {
+            vm: spec,
+            image,
+            paused,
+        } = &received[2].action
+        else {
+            panic!("a migrate in: {:?}", received[2].action);
+        };
+        assert_eq!((spec.uuid.as_str(), *paused), (uuid.as_str(), false));
+        assert_eq!(*image, fake_image(&uuid));
+    }
+
+    /// xapi's refusals, none of which reaches an agent: a halted or paused VM, an unknown,
+    /// dead, disabled or too small host, and a VM with a disk on the source's local SR.
+    #[tokio::test]
+    async fn pool_migrate_refuses_what_xapi_refuses() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let second = pool.add_host("second", 64 * GIB);
+        let halted = pool.new_vm(&session, "halted").await;
+        assert_eq!(
+            migrate(&pool, &session, &halted, &second).await,
+            Err(xenapi::vm_bad_power_state(&halted, &["Running"], "Halted"))
+        );
+        let vm = running_on_first(&pool, &session, "web").await;
+        let before = pool.agent.received().len();
+        assert_eq!(
+            migrate(&pool, &session, &vm, "OpaqueRef:nowhere").await,
+            Err(xenapi::handle_invalid("host", "OpaqueRef:nowhere"))
+        );
+        let small = pool.add_host("small", GIB / 2);
+        assert_eq!(
+            migrate(&pool, &session, &vm, &small).await,
+            Err(xenapi::host_not_enough_free_memory(GIB, GIB / 2))
+        );
+        pool.write("host", &second, &[("enabled", Value::Bool(false))]);
+        assert_eq!(
+            migrate(&pool, &session, &vm, &second).await,
+            Err(xenapi::host_disabled(&second))
+        );
+        let metrics = pool.text("host", &second, "metrics");
+        pool.write("host_metrics", &metrics, &[("live", Value::Bool(false))]);
+        assert_eq!(
+            migrate(&pool, &session, &vm, &second).await,
+            Err(xenapi::host_not_live())
+        );
+        let third = pool.add_host("third", 64 * GIB);
+        let with_disk = pool.new_vm(&session, "with disk").await;
+        let (_, vdi) = pool.add_disk(&session, &with_disk, "0").await;
+        let args = vec![
+            s(&with_disk),
+            s(&pool.host),
+            Value::Bool(false),
+            Value::Bool(false),
+        ];
+        pool.call_as(&session, "VM.start_on", args)
+            .await
+            .expect("started");
+        let sr = pool.text("VDI", &vdi, "SR");
+        assert_eq!(
+            migrate(&pool, &session, &with_disk, &third).await,
+            Err(xenapi::vm_requires_sr(&with_disk, &sr))
+        );
+        pool.call_as(&session, "VM.pause", vec![s(&vm)])
+            .await
+            .expect("paused");
+        assert_eq!(
+            migrate(&pool, &session, &vm, &third).await,
+            Err(xenapi::vm_bad_power_state(&vm, &["Running"], "Paused"))
+        );
+        let kinds = pool.agent.kinds();
+        assert!(
+            !kinds[before..]
+                .iter()
+                .any(|k| matches!(k, ActionKind::MigrateOut | ActionKind::MigrateIn)),
+            "{kinds:?}"
+        );
+        assert_eq!(pool.text("VM", &with_disk, "resident_on"), pool.host);
+        assert!(pool.current("VM", &with_disk).is_empty());
+    }
+
+    /// When the destination fails, the source builds the domain back from the same image:
+    /// the VM runs where it was and the answer is `VM_MIGRATE_FAILED`.
+    #[tokio::test]
+    async fn a_failed_destination_leaves_the_vm_running_on_the_source() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let second = pool.add_host("second", 64 * GIB);
+        let vm = running_on_first(&pool, &session, "web").await;
+        let failure = ApiError::new("INTERNAL_ERROR", ["no room"]);
+        pool.agent.fail_next(ActionKind::MigrateIn, failure);
+        assert_eq!(
+            migrate(&pool, &session, &vm, &second).await,
+            Err(xenapi::vm_migrate_failed(
+                &vm,
+                &pool.host,
+                &second,
+                "INTERNAL_ERROR no room"
+            ))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert!(pool.current("VM", &vm).is_empty());
+        let hosts: Vec<(ActionKind, String)> = pool
+            .agent
+            .received()
+            .into_iter()
+            .map(|r| (ActionKind::of(&r.action), r.host))
+            .collect();
+        assert_eq!(
+            hosts[1..],
+            [
+                (ActionKind::MigrateOut, pool.host.clone()),
+                (ActionKind::MigrateIn, second),
+                (ActionKind::MigrateIn, pool.host.clone()),
+            ]
+        );
+        let uuid = pool.text("VM", &vm, "uuid");
+        assert!(pool.agent.domain(&uuid).is_some());
+    }
+
+    /// While the source saves the domain, the VM has the task in `current_operations` and the
+    /// destination reserved, a second migration is refused, and the task's progress is half
+    /// the agent's (the image is half the way); a cancel then leaves the VM where it was.
+    #[tokio::test]
+    async fn a_migration_in_progress_excludes_others_and_cancels_before_the_image() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let second = pool.add_host("second", 64 * GIB);
+        let vm = running_on_first(&pool, &session, "web").await;
+        let gate = pool.agent.block_next(ActionKind::MigrateOut);
+        let task = pool
+            .call_as(
+                &session,
+                "Async.VM.pool_migrate",
+                vec![s(&vm), s(&second), live()],
+            )
+            .await
+            .expect("a task");
+        let task = task.as_str().expect("a ref").to_owned();
+        gate.entered().await;
+        assert_eq!(
+            pool.current("VM", &vm),
+            [(task.clone(), "pool_migrate".to_owned())]
+        );
+        assert_eq!(pool.text("VM", &vm, "scheduled_to_be_resident_on"), second);
+        pool.wait_until("the task to show half the agent's progress", |db| {
+            db.get("task", &task)
+                .is_some_and(|t| t.get("progress") == Some(&Value::Float(FAKE_PROGRESS / 2.0)))
+        })
+        .await;
+        assert_eq!(
+            migrate(&pool, &session, &vm, &second).await,
+            Err(xenapi::other_operation_in_progress(
+                "VM",
+                &vm,
+                "pool_migrate",
+                &task
+            ))
+        );
+        pool.call_as(&session, "task.cancel", vec![s(&task)])
+            .await
+            .expect("cancelled");
+        assert_eq!(pool.finished(&task).await, "cancelled");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert!(pool.current("VM", &vm).is_empty());
+        assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
+        assert!(!pool.agent.kinds().contains(&ActionKind::MigrateIn));
+    }
+
+    /// A migration to the VM's own host (xapi's localhost migration) rebuilds the domain
+    /// there: its own memory is not counted against it.
+    #[tokio::test]
+    async fn pool_migrate_to_its_own_host_rebuilds_the_domain_there() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = running_on_first(&pool, &session, "web").await;
+        let domid = pool.field("VM", &vm, "domid");
+        assert_eq!(migrate(&pool, &session, &vm, &pool.host).await, Ok(s("")));
+        assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_ne!(pool.field("VM", &vm, "domid"), domid);
+    }
+}

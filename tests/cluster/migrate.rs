@@ -1,0 +1,206 @@
+//! Migration across real hosts: `VM.pool_migrate` moves a running diskless VM to another host
+//! (its domain leaves one host's simulator for the other's, never running on both), a VM with a
+//! disk on a host's local SR cannot move, `host.evacuate` empties a host, and xe's `vm-migrate`
+//! and `host-evacuate` do the same from the command line.
+
+#[path = "../xe/support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+
+use api_spec::Value;
+use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, vm};
+use oxapi_tests::{Client, Protocol};
+use support::Xe;
+
+/// The hosts whose simulator runs a domain of the VM `uuid`.
+fn hosts_running(cluster: &Cluster, uuid: &str) -> Vec<usize> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|node| vm::has_domain(&node.simulator_state(), uuid))
+        .map(|node| node.index)
+        .collect()
+}
+
+/// A running diskless VM named `name`, started on host `on`; its ref.
+async fn running_on(cluster: &Cluster, client: &Client, name: &str, on: usize) -> String {
+    let guest = vm::new_vm(client, name).await;
+    vm::start_on(client, &guest, &cluster.nodes[on].host_ref())
+        .await
+        .expect("the VM starts");
+    guest
+}
+
+/// `VM.pool_migrate(vm, host, {"live": "true"})`.
+async fn pool_migrate(
+    client: &Client,
+    guest: &str,
+    host: &str,
+) -> Result<Value, api_spec::ApiError> {
+    let options = Value::Struct(BTreeMap::from([("live".to_owned(), Value::str("true"))]));
+    client
+        .call(
+            "VM.pool_migrate",
+            vec![Value::str(guest), Value::str(host), options],
+        )
+        .await
+}
+
+/// A diskless VM started on one host and migrated to another runs there: `resident_on` names
+/// it, its simulator has the domain and the first host's no longer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pool_migrate_moves_a_diskless_vm_to_another_host() {
+    let cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let watch = VmWatch::start(&cluster);
+    let client = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    let (from, to) = ((master + 1) % 3, (master + 2) % 3);
+    let guest = running_on(&cluster, &client, "mover", from).await;
+    let uuid = vm::field(&client, &guest, "uuid").await;
+    assert_eq!(hosts_running(&cluster, &uuid), [from]);
+    let destination = cluster.nodes[to].host_ref();
+    assert_eq!(
+        pool_migrate(&client, &guest, &destination).await,
+        Ok(Value::str(""))
+    );
+    assert_eq!(vm::field(&client, &guest, "resident_on").await, destination);
+    assert_eq!(vm::field(&client, &guest, "power_state").await, "Running");
+    assert_eq!(hosts_running(&cluster, &uuid), [to]);
+    watch.finish();
+}
+
+/// A VM whose disk is on its host's local SR cannot migrate: `VM_REQUIRES_SR [vm; sr]`, and
+/// it runs on where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vm_with_a_local_disk_cannot_migrate() {
+    let cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let client = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    let (from, to) = ((master + 1) % 3, (master + 2) % 3);
+    let host = cluster.nodes[from].host_ref();
+    let pbds = client.ok("host.get_PBDs", vec![Value::str(&host)]).await;
+    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
+    let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
+    let sr = sr.as_str().expect("an SR ref").to_owned();
+    let guest = vm::new_vm(&client, "rooted").await;
+    let disk = |pairs: &[(&str, Value)]| {
+        Value::Struct(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
+    };
+    let empty = || Value::Struct(BTreeMap::new());
+    let vdi = client
+        .ok(
+            "VDI.create",
+            vec![disk(&[
+                ("name_label", Value::str("root")),
+                ("SR", Value::str(&sr)),
+                ("virtual_size", Value::Int(1 << 30)),
+                ("type", Value::str("user")),
+                ("sharable", Value::Bool(false)),
+                ("read_only", Value::Bool(false)),
+                ("other_config", empty()),
+            ])],
+        )
+        .await;
+    client
+        .ok(
+            "VBD.create",
+            vec![disk(&[
+                ("VM", Value::str(&guest)),
+                ("VDI", vdi),
+                ("userdevice", Value::str("0")),
+                ("bootable", Value::Bool(true)),
+                ("mode", Value::str("RW")),
+                ("type", Value::str("Disk")),
+                ("empty", Value::Bool(false)),
+                ("other_config", empty()),
+                ("qos_algorithm_type", Value::str("")),
+                ("qos_algorithm_params", empty()),
+            ])],
+        )
+        .await;
+    vm::start_on(&client, &guest, &host)
+        .await
+        .expect("the VM starts on its disk's host");
+    let refused = pool_migrate(&client, &guest, &cluster.nodes[to].host_ref())
+        .await
+        .expect_err("a VM on a local SR stays");
+    assert_eq!(refused.code, "VM_REQUIRES_SR");
+    assert_eq!(refused.params, [guest.clone(), sr]);
+    assert_eq!(vm::field(&client, &guest, "resident_on").await, host);
+    let uuid = vm::field(&client, &guest, "uuid").await;
+    assert_eq!(hosts_running(&cluster, &uuid), [from]);
+}
+
+/// `host.evacuate` of a host running two diskless VMs moves both to the other hosts, where
+/// they run; the host runs none after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evacuate_moves_every_vm_off_the_host() {
+    let cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let watch = VmWatch::start(&cluster);
+    let client = cluster.nodes[master].login(Protocol::XmlRpc).await;
+    let from = (master + 1) % 3;
+    let host = cluster.nodes[from].host_ref();
+    let mut guests = Vec::new();
+    for name in ["first", "second"] {
+        guests.push(running_on(&cluster, &client, name, from).await);
+    }
+    client
+        .ok("host.assert_can_evacuate", vec![Value::str(&host)])
+        .await;
+    client.ok("host.evacuate", vec![Value::str(&host)]).await;
+    for guest in &guests {
+        let now_on = vm::field(&client, guest, "resident_on").await;
+        let index = cluster.index_of(&now_on).expect("a host of the pool");
+        assert_ne!(index, from);
+        assert_eq!(vm::field(&client, guest, "power_state").await, "Running");
+        let uuid = vm::field(&client, guest, "uuid").await;
+        assert_eq!(hosts_running(&cluster, &uuid), [index]);
+    }
+    watch.finish();
+}
+
+/// `xe vm-migrate vm= host=` moves a VM to the host named, and `xe host-evacuate uuid=` moves
+/// it off again, through a host that is not the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn xe_vm_migrate_and_host_evacuate_move_vms() {
+    let cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let client = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    let (from, to) = ((master + 1) % 3, (master + 2) % 3);
+    let guest = running_on(&cluster, &client, "xe-mover", from).await;
+    let uuid = vm::field(&client, &guest, "uuid").await;
+    let via = &cluster.nodes[from];
+    let xe = Xe {
+        home: tempfile::Builder::new()
+            .prefix("xe-home-")
+            .tempdir()
+            .expect("a temp home"),
+        server: via.ip.to_string(),
+        password: via.password.clone(),
+    };
+    let destination = cluster.nodes[to].host_ref();
+    let destination_uuid = client
+        .ok("host.get_uuid", vec![Value::str(&destination)])
+        .await;
+    let destination_uuid = destination_uuid.as_str().expect("a uuid").to_owned();
+    xe.ok(&[
+        "vm-migrate",
+        "vm=xe-mover",
+        &format!("host={destination_uuid}"),
+        "live=true",
+    ]);
+    assert_eq!(vm::field(&client, &guest, "resident_on").await, destination);
+    assert_eq!(hosts_running(&cluster, &uuid), [to]);
+    xe.ok(&["host-evacuate", &format!("uuid={destination_uuid}")]);
+    let now_on = vm::field(&client, &guest, "resident_on").await;
+    let index = cluster.index_of(&now_on).expect("a host of the pool");
+    assert_ne!(index, to);
+    assert_eq!(hosts_running(&cluster, &uuid), [index]);
+}
