@@ -52,6 +52,8 @@ pub struct Method {
     pub role: Role,
     pub has_async: bool,
     pub takes_session: bool,
+    /// See `Message::on_every_host`; derived messages are the master's.
+    pub on_every_host: bool,
     /// A removed message still has a name but answers `MESSAGE_REMOVED`.
     pub is_removed: bool,
 }
@@ -97,6 +99,12 @@ impl Api {
         self.methods.get(wire_name)
     }
 
+    /// Whether the wire method `wire_name` is answered by every host from its own replica:
+    /// the messages so declared, and `system.*`.
+    pub fn is_on_every_host(&self, wire_name: &str) -> bool {
+        wire_name.starts_with("system.") || self.method(wire_name).is_some_and(|m| m.on_every_host)
+    }
+
     /// Every method, sorted by wire name.
     pub fn methods(&self) -> impl Iterator<Item = &Method> {
         self.methods.values()
@@ -126,6 +134,7 @@ fn build() -> Api {
                 role: m.role,
                 has_async: m.has_async,
                 takes_session: true,
+                on_every_host: false,
                 is_removed: false,
             };
             methods.insert(wire_name, method);
@@ -152,6 +161,7 @@ fn build() -> Api {
                 role: m.role,
                 has_async: m.has_async,
                 takes_session: m.takes_session,
+                on_every_host: m.on_every_host,
                 is_removed: m.lifecycle == Lifecycle::Removed,
             };
             methods.insert(wire_name, method);

@@ -86,6 +86,10 @@ pub struct Message {
     /// Whether an `Async.` form exists.
     pub has_async: bool,
     pub takes_session: bool,
+    /// Answered by every host of a pool from its own replica, never forwarded to the master:
+    /// the event reads (tokens are the same on every replica) and what a host needs when its
+    /// pool has no master (the emergency transition, the slave-local login).
+    pub on_every_host: bool,
     pub lifecycle: Lifecycle,
 }
 

@@ -41,6 +41,7 @@ mod evacuation;
 mod events;
 mod generic;
 mod handlers;
+mod handover;
 pub mod host_link;
 mod liveness;
 mod memory;
@@ -138,6 +139,8 @@ pub struct Master {
     placement: tokio::sync::Mutex<()>,
     /// When this master last heard from each host.
     liveness: liveness::Liveness,
+    /// Sessions of `session.slave_local_login_with_password`, valid in this process only.
+    local_sessions: session::LocalSessions,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
     pool: Arc<dyn pool_control::PoolControl>,
 }
@@ -163,8 +166,15 @@ impl Master {
             in_flight: operations::InFlight::default(),
             placement: tokio::sync::Mutex::new(()),
             liveness: liveness::Liveness::default(),
+            local_sessions: session::LocalSessions::default(),
             pool,
         })
+    }
+
+    /// Whether `session` is a slave-local session of this `Master`: calls made with it must be
+    /// answered by it, not forwarded.
+    pub fn has_local_session(&self, session: &str) -> bool {
+        self.local_sessions.contains(session)
     }
 
     /// Answers one call.

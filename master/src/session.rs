@@ -57,10 +57,54 @@ pub(crate) async fn check_root_password(master: &Master, password: &str) -> Resu
         .map_err(Error::PasswordThread)
 }
 
-/// Checks the caller's session: `SESSION_INVALID [ref]` unless it is a live row. Writes
+/// At most this many slave-local sessions at once; a new one ends the oldest.
+const MAX_LOCAL_SESSIONS: usize = 100;
+
+/// The sessions of `session.slave_local_login_with_password`: root's, kept in this process only
+/// (never in the pool DB, which may have no master to write it), valid on the host whose
+/// replica answers them. They end with `session.local_logout`, or with the process.
+#[derive(Default)]
+pub(crate) struct LocalSessions(std::sync::Mutex<std::collections::VecDeque<String>>);
+
+impl LocalSessions {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<String>> {
+        self.0
+            .lock()
+            .expect("no panics under the local sessions lock")
+    }
+
+    /// A new session's ref.
+    pub(crate) fn create(&self) -> String {
+        let session = crate::record::new_ref();
+        let mut sessions = self.sessions();
+        if sessions.len() == MAX_LOCAL_SESSIONS {
+            sessions.pop_front();
+        }
+        sessions.push_back(session.clone());
+        session
+    }
+
+    pub(crate) fn contains(&self, session: &str) -> bool {
+        self.sessions().iter().any(|s| s == session)
+    }
+
+    /// Ends `session`; whether it was one.
+    pub(crate) fn remove(&self, session: &str) -> bool {
+        let mut sessions = self.sessions();
+        let before = sessions.len();
+        sessions.retain(|s| s != session);
+        sessions.len() != before
+    }
+}
+
+/// Checks the caller's session: `SESSION_INVALID [ref]` unless it is a live row or a
+/// slave-local session of this process. Writes
 /// `last_active` only when it is older than the configured interval, so a busy client does
 /// not turn every call into a DB write.
 pub(crate) async fn check(master: &Master, session: &str) -> Result<(), Error> {
+    if master.local_sessions.contains(session) {
+        return Ok(());
+    }
     let now = master.now();
     let last_active = {
         let db = master.db.read();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use api_spec::Value;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, vm};
 use oxapi_tests::{Client, Protocol};
+use serde_json::json;
 
 /// Logins, reads and writes through a non-master work, and a write made there is what the
 /// master then answers; the non-master names the master as the pool's.
@@ -196,6 +197,84 @@ async fn a_host_that_is_down_is_offline_then_not_live_until_it_is_back() {
     let uuid = vm::field(&admin, &guest, "uuid").await;
     assert!(vm::has_domain(
         &cluster.nodes[down].simulator_state(),
+        &uuid
+    ));
+}
+
+/// Waits, with `event.from` on the task, until `done(record)` holds; returns the record.
+async fn wait_task(
+    client: &Client,
+    task: &Value,
+    done: impl Fn(&std::collections::BTreeMap<String, Value>) -> bool,
+) -> std::collections::BTreeMap<String, Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task_ref = task.as_str().expect("a task ref");
+    let classes = Value::Array(vec![Value::str(format!("task/{task_ref}"))]);
+    let mut token = Value::str("");
+    loop {
+        let record = client.ok("task.get_record", vec![task.clone()]).await;
+        let record = record.as_struct().expect("a task record").clone();
+        if done(&record) {
+            return record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task never got there: {record:?}"
+        );
+        let batch = client
+            .ok(
+                "event.from",
+                vec![classes.clone(), token, Value::Float(5.0)],
+            )
+            .await;
+        token = batch.as_struct().expect("an event batch")["token"].clone();
+    }
+}
+
+/// A start on another host, slow there (its simulator builds for 5 s), cancelled with
+/// `task.cancel` once that host's agent reports progress: the cancel crosses to that agent,
+/// the task ends `cancelled` with `TASK_CANCELLED`, the VM is halted and no domain is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_cancelled_on_the_master_stops_on_the_other_host() {
+    let mut options = ClusterOptions::hosts(3);
+    let slow = json!({ "simulator": { "latency_ms": { "build": 5000 } } });
+    for i in 0..3 {
+        options.host_config.insert(i, slow.clone());
+    }
+    let cluster = Cluster::start(options).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let other = (master + 1) % 3;
+    let admin = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    let guest = vm::new_vm(&admin, "cancelled elsewhere").await;
+    let task = admin
+        .ok(
+            "Async.VM.start_on",
+            vec![
+                Value::str(&guest),
+                Value::str(cluster.nodes[other].host_ref()),
+                Value::Bool(false),
+                Value::Bool(false),
+            ],
+        )
+        .await;
+    let progressed = |t: &std::collections::BTreeMap<String, Value>| {
+        matches!(t.get("progress"), Some(Value::Float(p)) if *p > 0.0)
+            || t.get("status").and_then(Value::as_str) != Some("pending")
+    };
+    let record = wait_task(&admin, &task, progressed).await;
+    assert_eq!(record["status"].as_str(), Some("pending"), "{record:?}");
+    admin.ok("task.cancel", vec![task.clone()]).await;
+    let record = wait_task(&admin, &task, |t| {
+        !matches!(t["status"].as_str(), Some("pending" | "cancelling"))
+    })
+    .await;
+    assert_eq!(record["status"].as_str(), Some("cancelled"), "{record:?}");
+    let info = record["error_info"].as_array().expect("error info");
+    assert_eq!(info.first().and_then(Value::as_str), Some("TASK_CANCELLED"));
+    assert_eq!(vm::field(&admin, &guest, "power_state").await, "Halted");
+    let uuid = vm::field(&admin, &guest, "uuid").await;
+    assert!(!vm::has_domain(
+        &cluster.nodes[other].simulator_state(),
         &uuid
     ));
 }

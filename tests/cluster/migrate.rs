@@ -177,14 +177,7 @@ async fn xe_vm_migrate_and_host_evacuate_move_vms() {
     let guest = running_on(&cluster, &client, "xe-mover", from).await;
     let uuid = vm::field(&client, &guest, "uuid").await;
     let via = &cluster.nodes[from];
-    let xe = Xe {
-        home: tempfile::Builder::new()
-            .prefix("xe-home-")
-            .tempdir()
-            .expect("a temp home"),
-        server: via.ip.to_string(),
-        password: via.password.clone(),
-    };
+    let xe = Xe::at(&via.ip.to_string(), &via.password);
     let destination = cluster.nodes[to].host_ref();
     let destination_uuid = client
         .ok("host.get_uuid", vec![Value::str(&destination)])

@@ -47,13 +47,19 @@ impl From<Output> for Run {
 
 impl Xe {
     pub fn new(host: &Host) -> Xe {
+        Xe::at(&host.ip.to_string(), &host.password)
+    }
+
+    /// xe for the host at `server` (its HTTPS port), root with `password`, with a home of its
+    /// own.
+    pub fn at(server: &str, password: &str) -> Xe {
         Xe {
             home: tempfile::Builder::new()
                 .prefix("xe-home-")
                 .tempdir()
                 .expect("a temp home"),
-            server: host.ip.to_string(),
-            password: host.password.clone(),
+            server: server.to_owned(),
+            password: password.to_owned(),
         }
     }
 

@@ -29,15 +29,18 @@ pub static EVENT_MESSAGES: &[Message] = &[
     Message::new("register", Role::ReadOnly)
         .params(&[Param::new("classes", STRING_SET)])
         .sync_only()
+        .on_every_host()
         .lifecycle(Lifecycle::Deprecated),
     Message::new("unregister", Role::ReadOnly)
         .params(&[Param::new("classes", STRING_SET)])
         .sync_only()
+        .on_every_host()
         .lifecycle(Lifecycle::Deprecated),
     Message::new("next", Role::ReadOnly)
         .returns(Ty::Set(&Ty::Record("event")))
         .errors(NEXT_ERRORS)
         .sync_only()
+        .on_every_host()
         .lifecycle(Lifecycle::Deprecated),
     Message::new("from", Role::ReadOnly)
         .params(&[
@@ -49,10 +52,12 @@ pub static EVENT_MESSAGES: &[Message] = &[
         // cannot express either. `event_batch` is no class, so `coerce` passes it through.
         .returns(Ty::Record("event_batch"))
         .errors(NEXT_ERRORS)
-        .sync_only(),
+        .sync_only()
+        .on_every_host(),
     Message::new("get_current_id", Role::ReadOnly)
         .returns(Ty::Int)
-        .sync_only(),
+        .sync_only()
+        .on_every_host(),
     Message::new("inject", Role::ReadOnly)
         .params(&[
             Param::new("class", Ty::String),

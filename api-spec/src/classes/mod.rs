@@ -168,6 +168,7 @@ impl Message {
             role,
             has_async: true,
             takes_session: true,
+            on_every_host: false,
             lifecycle: Lifecycle::Published,
         }
     }
@@ -191,6 +192,14 @@ impl Message {
     pub(crate) const fn sync_only(self) -> Message {
         Message {
             has_async: false,
+            ..self
+        }
+    }
+
+    /// Answered by every host from its own replica (`Message::on_every_host`).
+    pub(crate) const fn on_every_host(self) -> Message {
+        Message {
+            on_every_host: true,
             ..self
         }
     }

@@ -151,7 +151,9 @@ pub static POOL_MESSAGES: &[Message] = &[
         Param::new("master_password", Ty::SecretString),
     ]),
     Message::new("eject", Role::PoolOperator).params(&[Param::new("host", Ty::Ref("host"))]),
-    Message::new("emergency_transition_to_master", Role::PoolOperator).sync_only(),
+    Message::new("emergency_transition_to_master", Role::PoolOperator)
+        .sync_only()
+        .on_every_host(),
     Message::new("emergency_reset_master", Role::PoolOperator)
         .params(&[Param::new("master_address", Ty::String)])
         .sync_only(),

@@ -55,12 +55,15 @@ pub static SESSION_MESSAGES: &[Message] = &[
         ])
         .returns(SESSION_REF)
         .sync_only()
-        .without_session(),
+        .without_session()
+        .on_every_host(),
     Message::new("create_from_db_file", Role::PoolAdmin)
         .params(&[Param::new("filename", Ty::String)])
         .returns(SESSION_REF)
         .sync_only(),
-    Message::new("local_logout", Role::PoolAdmin).sync_only(),
+    Message::new("local_logout", Role::PoolAdmin)
+        .sync_only()
+        .on_every_host(),
     Message::new("get_all_subject_identifiers", Role::ReadOnly)
         .returns(STRING_SET)
         .sync_only(),

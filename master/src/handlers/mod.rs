@@ -65,6 +65,7 @@ table! {
     "session.local_logout" => session::local_logout,
     "session.login_with_password" => session::login_with_password,
     "session.logout" => session::logout,
+    "session.slave_local_login_with_password" => session::slave_local_login_with_password,
     "task.cancel" => task::cancel,
     "task.create" => task::create,
     "task.destroy" => task::destroy,

@@ -60,9 +60,28 @@ pub(super) async fn logout(ctx: Ctx, _args: Args) -> Result<Value, Error> {
     }
 }
 
-/// Ends a session made by `slave_local_login`; every session lives in the pool DB here, so it
-/// is `logout`.
+/// Logs in as `root` on this host alone, for when the pool has no master: the password is
+/// checked against this host's replica and the session is kept in this process, not in the
+/// pool DB (see `session::LocalSessions`).
+pub(super) async fn slave_local_login_with_password(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let uname = args.str("uname")?;
+    let is_trusted = ctx.origin == Origin::LocalSocket;
+    if uname != "root"
+        || !(is_trusted || check_root_password(&ctx.master, args.str("pwd")?).await?)
+    {
+        return Err(xenapi::session_authentication_failed(uname, AUTHENTICATION_FAILURE).into());
+    }
+    tracing::info!("slave-local session created");
+    Ok(Value::String(ctx.master.local_sessions.create()))
+}
+
+/// Ends a session made by `slave_local_login_with_password` (a pool session is logged out as
+/// `logout` does).
 pub(super) async fn local_logout(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let session = ctx.session()?;
+    if ctx.master.local_sessions.remove(session) {
+        return Ok(void());
+    }
     logout(ctx, args).await
 }
 
@@ -96,6 +115,8 @@ pub(super) async fn get_all_subject_identifiers(_ctx: Ctx, _args: Args) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use api_spec::errors;
+
     use super::*;
     use crate::testing::{TEST_ROOT_PASSWORD, TestPool};
 
@@ -162,6 +183,40 @@ mod tests {
         let reply = pool.call_as(&session, "VM.get_all", vec![]).await;
         assert_eq!(reply, Err(xenapi::session_invalid(&session)));
         let reply = pool.call_as(&session, "session.local_logout", vec![]).await;
+        assert_eq!(reply, Err(xenapi::session_invalid(&session)));
+    }
+
+    /// A slave-local login checks the password, writes no session row, works for calls on
+    /// this master and ends with `local_logout`.
+    #[tokio::test]
+    async fn slave_local_sessions_live_outside_the_db() {
+        let pool = TestPool::new();
+        let method = "session.slave_local_login_with_password";
+        let refused = pool
+            .call(method, vec![Value::str("root"), Value::str("wrong")])
+            .await;
+        assert_eq!(
+            refused.map_err(|e| e.code),
+            Err(errors::SESSION_AUTHENTICATION_FAILED.to_owned())
+        );
+        let session = pool
+            .call(
+                method,
+                vec![Value::str("root"), Value::str(TEST_ROOT_PASSWORD)],
+            )
+            .await
+            .expect("a local login");
+        let session = session.as_str().expect("a session ref").to_owned();
+        assert!(pool.master.has_local_session(&session));
+        assert!(pool.refs("session").is_empty());
+        let hosts = pool.call_as(&session, "host.get_all", vec![]).await;
+        assert_eq!(
+            hosts,
+            Ok(Value::Array(vec![Value::str(pool.host.as_str())]))
+        );
+        let reply = pool.call_as(&session, "session.local_logout", vec![]).await;
+        assert_eq!(reply, Ok(Value::str("")));
+        let reply = pool.call_as(&session, "host.get_all", vec![]).await;
         assert_eq!(reply, Err(xenapi::session_invalid(&session)));
     }
 

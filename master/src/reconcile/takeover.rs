@@ -109,14 +109,18 @@ async fn name_this_host_master(master: &Master) -> Result<(), Error> {
 }
 
 /// Fails every pending or cancelling task that no worker of this process runs, as xapi
-/// cancels the tasks a restarted toolstack finds: status `failure`, `TASK_CANCELLED [task]`.
+/// cancels the tasks a restarted toolstack finds: status `failure`, `TASK_CANCELLED [task]`;
+/// but the task that handed the mastership to this host succeeds (`handover`).
 async fn fail_orphan_tasks(master: &Master, now: i64) -> Result<Vec<String>, Error> {
     let (failed, _) = master
         .decide(|db| {
             let mut draft = Draft::new(db);
+            let handed = crate::handover::complete(db, &mut draft, &master.this_host, now);
             let mut failed = Vec::new();
             for (task, row) in db.rows("task") {
-                if !tasks::is_orphan(master, task, row.str("status")) {
+                if handed.as_deref() == Some(task)
+                    || !tasks::is_orphan(master, task, row.str("status"))
+                {
                     continue;
                 }
                 tasks::fail_orphan(
@@ -194,5 +198,38 @@ mod tests {
             .map(|r| r.host)
             .collect();
         assert_eq!(asked, std::slice::from_ref(&pool.host));
+    }
+
+    /// The task that designated this host master succeeds when this host takes over, the
+    /// handover record goes, and another pending task still fails.
+    #[tokio::test]
+    async fn the_task_that_designated_this_host_succeeds() {
+        let pool = TestPool::new();
+        let new = |label| NewTask {
+            label,
+            description: "",
+            subtask_of: NULL_REF,
+            is_cancellable: true,
+        };
+        let designate = create(&pool.master, new("Async.pool.designate_new_master"))
+            .await
+            .expect("created");
+        let other = create(&pool.master, new("Async.VM.start"))
+            .await
+            .expect("created");
+        let txn = db_schema::Txn {
+            preconditions: Vec::new(),
+            ops: vec![crate::handover::put(&designate, &pool.host)],
+        };
+        pool.master.commit(txn).await.expect("handover recorded");
+
+        let takeover = pool.master.on_elected().await;
+
+        assert_eq!(pool.text("task", &designate, "status"), "success");
+        assert_eq!(takeover.failed_tasks, std::slice::from_ref(&other));
+        assert_eq!(pool.text("task", &other, "status"), "failure");
+        let again = pool.master.on_elected().await;
+        assert!(again.failed_tasks.is_empty());
+        assert_eq!(pool.text("task", &designate, "status"), "success");
     }
 }

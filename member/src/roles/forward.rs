@@ -1,11 +1,12 @@
 //! The front door's `Answer` on every host of a pool. The leader's `Master` answers calls;
 //! another host forwards each call to the leader as `LinkFrame::Call` (or, with
 //! `pool.forward_calls` off, answers xapi's `HOST_IS_SLAVE [master address]`), waiting a
-//! bounded time for a leader when none is known. The event reads (`event.from`, the legacy
-//! `event.register` / `next` / `unregister`, `event.get_current_id`) and `system.*` are
+//! bounded time for a leader when none is known. The messages api-spec marks `on_every_host`
+//! (the event reads, the emergency transition, the slave-local login) and `system.*` are
 //! answered on every host from its own replica, by a second `Master` that reads the replica
-//! without confirming leadership (`LocalReplica`): tokens are Raft indexes, the same on every
-//! replica, so a client may follow events on any host.
+//! without confirming leadership (`LocalReplica`): event tokens are Raft indexes, the same on
+//! every replica, so a client may follow events on any host. So are the calls made with a
+//! slave-local session of this host, which only its `reader` knows.
 
 use std::sync::Arc;
 
@@ -19,22 +20,6 @@ use tokio::time::Instant;
 use super::{LinkFrame, Roles, lock};
 use crate::front::Answer;
 use crate::front::server::internal_error;
-
-/// The calls every host answers from its own replica. The emergency transition is one: it is
-/// made for a pool whose master is gone for good.
-const LOCAL_CALLS: &[&str] = &[
-    "event.from",
-    "event.next",
-    "event.register",
-    "event.unregister",
-    "event.get_current_id",
-    "pool.emergency_transition_to_master",
-];
-
-/// Whether `method` (its wire name) is answered from the local replica on every host.
-pub fn is_local_read(method: &str) -> bool {
-    LOCAL_CALLS.contains(&method) || method.starts_with("system.")
-}
 
 /// `INTERNAL_ERROR` for a call that reached a host which no longer leads.
 pub(super) fn not_master_any_more() -> ApiError {
@@ -84,8 +69,16 @@ impl Forwarder {
     }
 
     async fn route(&self, call: Call) -> Result<Value, ApiError> {
-        if is_local_read(&call.method) {
+        if api_spec::api().is_on_every_host(&call.method) {
             return self.read_locally(call).await;
+        }
+        if call
+            .params
+            .first()
+            .and_then(Value::as_str)
+            .is_some_and(|session| self.reader.has_local_session(session))
+        {
+            return self.reader.call(call).await;
         }
         if self.roles.is_leader() {
             return self.master.call(call).await;
@@ -316,6 +309,41 @@ mod tests {
             .call("session.login_with_password", params(), Origin::LocalSocket)
             .await;
         assert!(session.is_ok(), "{session:?}");
+    }
+
+    /// With no leader known, root logs in on a follower with `slave_local_login_with_password`
+    /// and reads its replica with that session; the session means nothing to another host, and
+    /// ends with `local_logout`.
+    #[tokio::test]
+    async fn without_a_leader_a_slave_local_session_reads_the_local_replica() {
+        let (pool, _net, first, follower) = two_hosts(0, fast_settings()).await;
+        let network = || Origin::Network { peer: None };
+        let login = "session.slave_local_login_with_password";
+        let password = master::testing::TEST_ROOT_PASSWORD;
+        let session = follower
+            .call(login, login_params(password), network())
+            .await
+            .expect("a local login without a master");
+        let session = session.as_str().expect("a session ref").to_owned();
+        let hosts = follower
+            .call("host.get_all", vec![Value::str(&session)], network())
+            .await
+            .expect("read from the local replica");
+        assert_eq!(hosts.as_array().map(<[_]>::len), Some(2));
+        let elsewhere = first
+            .call("host.get_all", vec![Value::str(&session)], network())
+            .await
+            .expect_err("another host does not know the session");
+        assert_eq!(elsewhere.code, errors::INTERNAL_ERROR, "{elsewhere:?}");
+        assert!(pool.refs("session").is_empty());
+        let out = follower
+            .call(
+                "session.local_logout",
+                vec![Value::str(&session)],
+                network(),
+            )
+            .await;
+        assert_eq!(out, Ok(Value::str("")));
     }
 
     /// With no leader known, a call waits the leader wait and fails with a clear error; the

@@ -8,6 +8,7 @@
 //! (`PoolControl::take_emergency_force`).
 
 use api_spec::Value;
+use db_schema::Txn;
 
 use super::errors;
 use crate::ctx::{Args, Ctx, void};
@@ -40,6 +41,14 @@ pub(in crate::handlers) async fn designate_new_master(
         return Err(
             errors::operation_not_allowed("the host is not a voter of the pool yet").into(),
         );
+    }
+    if let Some(task) = &ctx.task {
+        // This master cannot end the task once the other leads: the new master will.
+        let txn = Txn {
+            preconditions: Vec::new(),
+            ops: vec![crate::handover::put(&task.r#ref, host)],
+        };
+        ctx.master.commit(txn).await?;
     }
     pool.transfer_leader(member.node_id)
         .await
