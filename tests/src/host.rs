@@ -55,6 +55,8 @@ pub struct HostOptions {
     pub root_password: Option<String>,
     /// Also listen on plain HTTP (port `HTTP_PORT`).
     pub plain_http: bool,
+    /// A config file for `--config` (e.g. the simulator's latencies).
+    pub config: Option<serde_json::Value>,
 }
 
 /// A running (or stopped) `oxapi` process with its own data dir and address.
@@ -146,6 +148,12 @@ impl Host {
         }
         if let Some(pw) = &self.options.root_password {
             cmd.env("OXAPI_ROOT_PASSWORD", pw);
+        }
+        if let Some(config) = &self.options.config {
+            let path = self.root.path().join("config.json");
+            let text = serde_json::to_vec_pretty(config).expect("a config is plain JSON");
+            std::fs::write(&path, text).expect("config file written");
+            cmd.arg("--config").arg(path);
         }
         let mut child = cmd
             .spawn()

@@ -66,6 +66,7 @@ async fn plain_http_listener_serves_the_api() {
     let host = Host::start_with(HostOptions {
         root_password: Some("plain-http-pw".into()),
         plain_http: true,
+        ..HostOptions::default()
     });
     let reply = plain_http_post(&host.http_url(), login_body("plain-http-pw")).await;
     let value = xmlrpc::decode_response(reply.as_bytes(), &Limits::default())
@@ -130,7 +131,7 @@ async fn generated_password_is_printed_once_and_state_survives_restart() {
 async fn password_from_environment_is_only_read_when_the_pool_is_new() {
     let mut host = Host::start_with(HostOptions {
         root_password: Some("first-password".into()),
-        plain_http: false,
+        ..HostOptions::default()
     });
     host.stop();
     host.start_again_with_password("second-password");
@@ -159,7 +160,7 @@ async fn root_password_is_stored_only_as_a_hash() {
     let password = "a-very-distinctive-root-password";
     let mut host = Host::start_with(HostOptions {
         root_password: Some(password.into()),
-        plain_http: false,
+        ..HostOptions::default()
     });
     let mut client = Client::new(&host, Protocol::XmlRpc);
     client.login(password).await;

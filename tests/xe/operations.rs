@@ -5,7 +5,7 @@
 mod support;
 
 use api_spec::Value;
-use oxapi_tests::{Host, Protocol, logged_in};
+use oxapi_tests::{Host, HostOptions, Protocol, logged_in};
 use support::{Xe, reached};
 
 fn power_state(xe: &Xe, vm: &str) -> String {
@@ -85,6 +85,30 @@ fn vm_power_commands_change_the_power_state() {
     // Whether a VM whose domain still runs may be reset is the server's decision.
     let run = xe.run(&["vm-reset-powerstate", &sel, "--force"]);
     assert!(reached(&run, "VM.power_state_reset"), "{}", run.stderr);
+}
+
+/// A long operation shows a progress bar, from its task's progress, when stderr is a terminal,
+/// and writes nothing on stderr when it is not.
+#[test]
+fn long_operations_show_progress_only_on_a_terminal() {
+    let host = Host::start_with(HostOptions {
+        root_password: Some(format!("pw-{}", std::process::id())),
+        config: Some(serde_json::json!({ "simulator": { "latency_ms": { "build": 1500 } } })),
+        ..HostOptions::default()
+    });
+    let xe = Xe::new(&host);
+    let vm = xe.install("slow");
+    let sel = format!("uuid={vm}");
+    let (ok, screen) = xe.run_on_terminal(&["vm-start", &sel]);
+    assert!(ok, "{screen}");
+    assert!(
+        screen.contains("VM.start [") && screen.contains('%'),
+        "no progress bar on the terminal: {screen:?}"
+    );
+    assert_eq!(power_state(&xe, &vm), "running");
+    xe.ok(&["vm-shutdown", &sel, "--force"]);
+    let run = xe.run(&["vm-start", &sel]);
+    assert!(run.ok && run.stderr.is_empty(), "{:?}", run.stderr);
 }
 
 /// A XenAPI failure prints its code and its parameters under their names, the VM by uuid and

@@ -118,6 +118,61 @@ impl Xe {
         child.wait_with_output().expect("xe ends").into()
     }
 
+    /// Runs with stderr on a terminal (a pseudo-terminal of 100 columns) and stdout piped;
+    /// returns whether xe succeeded and what it wrote on the terminal.
+    pub fn run_on_terminal(&self, args: &[&str]) -> (bool, String) {
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+
+        let (mut leader, follower) = {
+            let (mut leader, mut follower) = (-1, -1);
+            let size = libc::winsize {
+                ws_row: 24,
+                ws_col: 100,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: the out-pointers are valid; no name buffer or termios is passed.
+            let rc = unsafe {
+                libc::openpty(
+                    &mut leader,
+                    &mut follower,
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    &size,
+                )
+            };
+            assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+            // SAFETY: openpty returned two open descriptors that nothing else owns.
+            unsafe {
+                (
+                    std::fs::File::from(OwnedFd::from_raw_fd(leader)),
+                    OwnedFd::from_raw_fd(follower),
+                )
+            }
+        };
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(follower))
+            .spawn()
+            .expect("xe starts");
+        // The command kept the only copy of the follower side: reading ends (EIO) when xe does.
+        let mut screen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = leader.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            screen.extend_from_slice(&chunk[..n]);
+        }
+        let status = child.wait().expect("xe ends");
+        (
+            status.success(),
+            String::from_utf8_lossy(&screen).into_owned(),
+        )
+    }
+
     /// Runs and fails the test unless xe succeeded; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let run = self.run(args);
