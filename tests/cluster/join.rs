@@ -84,6 +84,19 @@ async fn join_to_an_unreachable_master_fails() {
     assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
 }
 
+/// The master of a pool of two cannot join another pool
+/// (`JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS`); both pools are left as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_of_other_hosts_cannot_join() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(3).unjoined()).await;
+    cluster.join(1, 0).await.expect("host 1 joins host 0");
+    cluster.settle(&[0, 1]).await;
+    let err = cluster.join(0, 2).await.expect_err("refused");
+    assert_eq!(err.code, "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS");
+    assert_eq!(cluster.hosts_seen_by(0).await.len(), 2);
+    assert_eq!(cluster.hosts_seen_by(2).await.len(), 1);
+}
+
 /// A host with a running VM cannot join (`JOINING_HOST_CANNOT_HAVE_RUNNING_VMS`); once the VM is
 /// shut down, it can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
