@@ -59,6 +59,24 @@ pub struct Method {
 }
 
 impl Method {
+    /// Whether calling it twice is as calling it once, so that a call whose master was lost
+    /// may be sent again: the derived reads, and the logins (a second session is harmless).
+    pub fn is_retry_safe(&self) -> bool {
+        match self.kind {
+            MethodKind::Implicit(kind) => matches!(
+                kind,
+                Implicit::GetRecord
+                    | Implicit::GetByUuid
+                    | Implicit::GetByNameLabel
+                    | Implicit::GetAll
+                    | Implicit::GetAllRecords
+                    | Implicit::GetAllRecordsWhere
+                    | Implicit::Get(_)
+            ),
+            MethodKind::Explicit(message) => !message.takes_session,
+        }
+    }
+
     /// How many parameters a caller must give at least: those before the first trailing run of
     /// defaulted ones (what `MESSAGE_PARAMETER_COUNT_MISMATCH` calls "expected").
     pub fn required_params(&self) -> usize {
@@ -179,4 +197,33 @@ static API: LazyLock<Api> = LazyLock::new(build);
 /// The API table, built on first use.
 pub fn api() -> &'static Api {
     &API
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api;
+
+    /// The reads and the logins may be sent twice; writes and operations may not; the event
+    /// reads and the slave-local login are answered on every host.
+    #[test]
+    fn methods_say_whether_they_repeat_safely_and_where_they_are_answered() {
+        let safe = |name: &str| api().method(name).expect(name).is_retry_safe();
+        for name in [
+            "VM.get_record",
+            "VM.get_all_records_where",
+            "host.get_name_label",
+            "session.login_with_password",
+        ] {
+            assert!(safe(name), "{name}");
+        }
+        for name in ["VM.set_name_label", "VM.start", "VM.create", "pool.join"] {
+            assert!(!safe(name), "{name}");
+        }
+        let api = api();
+        assert!(api.is_on_every_host("event.from"));
+        assert!(api.is_on_every_host("session.slave_local_login_with_password"));
+        assert!(api.is_on_every_host("system.listMethods"));
+        assert!(!api.is_on_every_host("VM.get_all"));
+        assert!(!api.is_on_every_host("Async.pool.emergency_transition_to_master"));
+    }
 }

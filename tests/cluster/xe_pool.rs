@@ -135,3 +135,25 @@ async fn xe_emergency_transition_then_recover_slaves() {
     }
     assert_eq!(cluster.hosts_seen_by(survivor).await.len(), 3);
 }
+
+/// xe remembers the members of the pool it talked to: with that host (the master) killed, the
+/// same command line reaches the pool through another member, whose new master answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn xe_reaches_the_pool_through_another_member_when_its_host_is_down() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let xe = xe_via(&cluster, master);
+    let before = xe.minimal(&["host-list", "params=uuid"]);
+    assert_eq!(before.split(',').count(), 3, "{before}");
+
+    cluster.nodes[master].kill();
+    let after = xe.minimal(&["host-list", "params=uuid"]);
+    let sorted = |list: &str| {
+        let mut uuids: Vec<String> = list.split(',').map(str::to_owned).collect();
+        uuids.sort();
+        uuids
+    };
+    assert_eq!(sorted(&after), sorted(&before));
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    assert_ne!(cluster.wait_for_master(&survivors).await, master);
+}

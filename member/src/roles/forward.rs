@@ -99,7 +99,31 @@ impl Forwarder {
                 .ok_or_else(no_master)?;
             return Err(ApiError::new(errors::HOST_IS_SLAVE, [ip_of(&address)]));
         }
-        self.roles.forward(status.leader_id, call).await
+        match self.roles.forward(status.leader_id, call.clone()).await {
+            Ok(answer) => answer,
+            Err(NotForwarded::MasterLost) if is_retry_safe(&call.method) => {
+                tracing::info!(method = %call.method, "the master was lost during a call that is safe to repeat: sent to the next master");
+                self.forward_once_more(call).await
+            }
+            Err(failure) => Err(failure.into()),
+        }
+    }
+
+    /// Sends `call` to the master once more, waiting for one as `route` does; whatever comes
+    /// back is the answer.
+    async fn forward_once_more(&self, call: Call) -> Result<Value, ApiError> {
+        let status = self
+            .roles
+            .wait_for_leader(self.roles.settings.leader_wait())
+            .await
+            .ok_or_else(no_master)?;
+        if status.is_leader {
+            return self.master.call(call).await;
+        }
+        self.roles
+            .forward(status.leader_id, call)
+            .await
+            .unwrap_or_else(|failure| Err(failure.into()))
     }
 
     /// Answers an event read from this host's replica. On a host that does not lead, the
@@ -140,7 +164,9 @@ impl Forwarder {
         let Some(status) = self.roles.wait_for_leader(wait).await else {
             return;
         };
-        if status.is_leader || self.roles.forward(status.leader_id, call).await.is_err() {
+        if status.is_leader
+            || !matches!(self.roles.forward(status.leader_id, call).await, Ok(Ok(_)))
+        {
             return;
         }
         let mut applied = self.db.applied();
@@ -170,29 +196,71 @@ fn ip_of(address: &str) -> String {
     }
 }
 
+/// Whether a call of the wire method `method` may be sent again when the master that had it
+/// was lost: it changes nothing (api-spec's reads) or nothing that matters (a login).
+fn is_retry_safe(method: &str) -> bool {
+    api_spec::api()
+        .method(method)
+        .is_some_and(api_spec::api::Method::is_retry_safe)
+}
+
+/// Why a forwarded call has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NotForwarded {
+    /// The leader could not be sent to: the call never left this host.
+    Unsent,
+    /// Another host became leader, or the leader went silent, after the call left: its outcome
+    /// is unknown.
+    MasterLost,
+}
+
+impl From<NotForwarded> for ApiError {
+    fn from(failure: NotForwarded) -> ApiError {
+        match failure {
+            NotForwarded::Unsent => no_master(),
+            NotForwarded::MasterLost => master_lost(),
+        }
+    }
+}
+
 impl Roles {
     /// Forwards `call` to the leader `node` and returns its answer. Fails when the leader
-    /// cannot be sent to, or is not heard from for `dead_after` while the call runs.
-    pub(super) async fn forward(&self, node: u64, call: Call) -> Result<Value, ApiError> {
+    /// cannot be sent to, when another host becomes leader while the call runs, or when the
+    /// leader is not heard from for `dead_after` while it runs.
+    pub(super) async fn forward(
+        &self,
+        node: u64,
+        call: Call,
+    ) -> Result<Result<Value, ApiError>, NotForwarded> {
         let id = self.next_id();
         let (answer, mut answered) = oneshot::channel();
         lock(&self.calls).insert(id, answer);
         let method = call.method.clone();
         if self.send(node, &LinkFrame::Call { id, call }).is_err() {
             lock(&self.calls).remove(&id);
-            return Err(no_master());
+            return Err(NotForwarded::Unsent);
         }
         tracing::debug!(method = %method, node, "call forwarded to the master");
         let sent = Instant::now();
         let mut checks = tokio::time::interval(self.settings.heartbeat_interval());
+        let mut status = self.status.clone();
         loop {
             tokio::select! {
-                result = &mut answered => return result.unwrap_or_else(|_| Err(master_lost())),
+                result = &mut answered => return result.map_err(|_| NotForwarded::MasterLost),
+                changed = status.changed() => {
+                    // A closed status is a stopping host: the call's outcome is unknown.
+                    let leader = changed.map_or(u64::MAX, |()| status.borrow_and_update().leader_id);
+                    if leader != 0 && leader != node {
+                        lock(&self.calls).remove(&id);
+                        tracing::warn!(method = %method, node, leader, "the master was deposed during a forwarded call");
+                        return Err(NotForwarded::MasterLost);
+                    }
+                }
                 _ = checks.tick() => {
                     if !self.heard_within(node, sent, self.settings.dead_after()) {
                         lock(&self.calls).remove(&id);
                         tracing::warn!(method = %method, node, "the master went silent during a forwarded call");
-                        return Err(master_lost());
+                        return Err(NotForwarded::MasterLost);
                     }
                 }
             }
