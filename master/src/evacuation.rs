@@ -127,15 +127,7 @@ mod tests {
         pool.call_as(session, "VM.set_memory_limits", limits)
             .await
             .expect("limits set");
-        let on = vec![
-            Value::str(vm.as_str()),
-            Value::str(pool.host.as_str()),
-            Value::Bool(false),
-            Value::Bool(false),
-        ];
-        pool.call_as(session, "VM.start_on", on)
-            .await
-            .expect("started");
+        pool.start_on(session, &vm, &pool.host).await;
         vm
     }
 

@@ -456,6 +456,19 @@ impl TestPool {
         vm
     }
 
+    /// Starts `vm` on `host` (`VM.start_on`, not paused, not forced).
+    pub async fn start_on(&self, session: &str, vm: &str, host: &str) {
+        let args = vec![
+            Value::str(vm),
+            Value::str(host),
+            Value::Bool(false),
+            Value::Bool(false),
+        ];
+        self.call_as(session, "VM.start_on", args)
+            .await
+            .expect("the VM starts on the host");
+    }
+
     /// Adds an enabled, live host named `name` with `memory_total_bytes` of memory and its
     /// metrics to the pool's DB; returns its ref.
     pub fn add_host(&self, name: &str, memory_total_bytes: i64) -> String {

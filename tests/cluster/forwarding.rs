@@ -3,11 +3,12 @@
 //! placed over every live host (a host that is down is `HOST_OFFLINE`, then not live), and
 //! `pool.forward_calls = false` gives xapi's `HOST_IS_SLAVE`.
 
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use api_spec::Value;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, vm};
+use oxapi_tests::events::EventWait;
 use oxapi_tests::{Client, Protocol};
 use serde_json::json;
 
@@ -127,27 +128,15 @@ async fn vms_started_without_a_host_spread_over_the_hosts() {
 /// Waits, with `event.from` on `host_metrics`, until the master reports `live` for the host
 /// metrics `metrics`.
 async fn wait_live(client: &Client, metrics: &Value, live: bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let classes = Value::Array(vec![Value::str("host_metrics")]);
-    let mut token = Value::str("");
-    loop {
-        let now = client
-            .ok("host_metrics.get_live", vec![metrics.clone()])
+    let mut events = EventWait::new(client, &["host_metrics"], Duration::from_secs(30));
+    while client
+        .ok("host_metrics.get_live", vec![metrics.clone()])
+        .await
+        != Value::Bool(live)
+    {
+        events
+            .next(&format!("host_metrics.live never became {live}"))
             .await;
-        if now == Value::Bool(live) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "host_metrics.live never became {live}"
-        );
-        let batch = client
-            .ok(
-                "event.from",
-                vec![classes.clone(), token, Value::Float(5.0)],
-            )
-            .await;
-        token = batch.as_struct().expect("an event batch")["token"].clone();
     }
 }
 
@@ -205,29 +194,20 @@ async fn a_host_that_is_down_is_offline_then_not_live_until_it_is_back() {
 async fn wait_task(
     client: &Client,
     task: &Value,
-    done: impl Fn(&std::collections::BTreeMap<String, Value>) -> bool,
-) -> std::collections::BTreeMap<String, Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    done: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> BTreeMap<String, Value> {
     let task_ref = task.as_str().expect("a task ref");
-    let classes = Value::Array(vec![Value::str(format!("task/{task_ref}"))]);
-    let mut token = Value::str("");
+    let class = format!("task/{task_ref}");
+    let mut events = EventWait::new(client, &[class.as_str()], Duration::from_secs(60));
     loop {
         let record = client.ok("task.get_record", vec![task.clone()]).await;
         let record = record.as_struct().expect("a task record").clone();
         if done(&record) {
             return record;
         }
-        assert!(
-            Instant::now() < deadline,
-            "task never got there: {record:?}"
-        );
-        let batch = client
-            .ok(
-                "event.from",
-                vec![classes.clone(), token, Value::Float(5.0)],
-            )
+        events
+            .next(&format!("task never got there: {record:?}"))
             .await;
-        token = batch.as_struct().expect("an event batch")["token"].clone();
     }
 }
 
@@ -257,7 +237,7 @@ async fn a_start_cancelled_on_the_master_stops_on_the_other_host() {
             ],
         )
         .await;
-    let progressed = |t: &std::collections::BTreeMap<String, Value>| {
+    let progressed = |t: &BTreeMap<String, Value>| {
         matches!(t.get("progress"), Some(Value::Float(p)) if *p > 0.0)
             || t.get("status").and_then(Value::as_str) != Some("pending")
     };

@@ -10,6 +10,7 @@ use api_spec::Value;
 use oxapi_tests::cluster::history::{Ack, History, assert_no_ack_lost};
 use oxapi_tests::cluster::pool::{SETTLE_TIMEOUT, within};
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Load, assert_history};
+use oxapi_tests::events::EventWait;
 use oxapi_tests::{Client, Protocol};
 
 /// `pool.designate_new_master` under load moves the master to the named host; writes go on,
@@ -69,9 +70,7 @@ async fn other_config(client: &Client) -> BTreeSet<String> {
 /// Waits, with `event.from` on `message`, until the pool `client` reaches through host `via`
 /// has a `POOL_SPLIT_DETECTED` message; returns its body.
 async fn wait_split_alert(cluster: &Cluster, via: usize, client: &Client) -> String {
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    let classes = Value::Array(vec![Value::str("message")]);
-    let mut token = Value::str("");
+    let mut events = EventWait::new(client, &["message"], SETTLE_TIMEOUT);
     loop {
         let messages = client.ok("message.get_all_records", vec![]).await;
         let body = messages
@@ -84,18 +83,11 @@ async fn wait_split_alert(cluster: &Cluster, via: usize, client: &Client) -> Str
         if let Some(body) = body {
             return body;
         }
-        assert!(
-            Instant::now() < deadline,
+        let what = format!(
             "no POOL_SPLIT_DETECTED message through host {via}\n{}",
             cluster.log_tails(&[0, 1, 2])
         );
-        let batch = client
-            .ok(
-                "event.from",
-                vec![classes.clone(), token, Value::Float(5.0)],
-            )
-            .await;
-        token = batch.as_struct().expect("an event batch")["token"].clone();
+        events.next(&what).await;
     }
 }
 

@@ -5,10 +5,8 @@
 //! with the current term is obeyed, so the refusal is the term's doing.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_spec::tls_pin::{self, CertCheck};
 use master::host_link::HostAction;
 use member::peer::Membership;
 use member::peer::frame::{self, Bytes, Frame};
@@ -16,24 +14,10 @@ use member::roles::LinkFrame;
 use oxapi_tests::Protocol;
 use oxapi_tests::cluster::history::leaderships;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, vm};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio::io::AsyncWriteExt;
 
 /// How long the host may take to show what the test waits for.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Accepts exactly the host's certificate.
-#[derive(Debug)]
-struct Exact(Vec<u8>);
-
-impl CertCheck for Exact {
-    fn check(&self, der: &[u8]) -> Result<(), &'static str> {
-        (der == self.0.as_slice())
-            .then_some(())
-            .ok_or("not the host's certificate")
-    }
-}
 
 /// A peer stream to the host at `address` (certificate `cert_pem`), dialed as `node` of the
 /// pool `membership` describes; the `Hello` frame is sent.
@@ -43,10 +27,7 @@ async fn peer_stream(
     membership: &Membership,
     node: u64,
 ) -> reqwest::Upgraded {
-    let der = CertificateDer::from_pem_slice(cert_pem)
-        .expect("a PEM certificate")
-        .to_vec();
-    let mut tls = tls_pin::client_config(Arc::new(Exact(der)));
+    let mut tls = oxapi_tests::client::pinned_tls(cert_pem);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)

@@ -38,6 +38,14 @@ impl RawReply {
     }
 }
 
+/// A TLS client configuration that trusts only the certificate `cert_pem`.
+pub fn pinned_tls(cert_pem: &[u8]) -> rustls::ClientConfig {
+    let der = CertificateDer::from_pem_slice(cert_pem)
+        .expect("the host's certificate is PEM")
+        .to_vec();
+    tls_pin::client_config(Arc::new(PinnedCert(der)))
+}
+
 /// Which protocol `Client::call` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -64,10 +72,7 @@ impl Client {
     /// A client of the server at `base` (`https://ip:port`), trusting only the certificate
     /// `cert_pem`.
     pub fn pinned(base: String, cert_pem: &[u8], protocol: Protocol) -> Client {
-        let der = CertificateDer::from_pem_slice(cert_pem)
-            .expect("the host's certificate is PEM")
-            .to_vec();
-        let tls = tls_pin::client_config(Arc::new(PinnedCert(der)));
+        let tls = pinned_tls(cert_pem);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .http1_only()

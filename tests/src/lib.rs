@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod events;
 pub mod host;
 pub mod vms;
 

@@ -159,15 +159,7 @@ mod tests {
     /// A VM started on the pool's first host.
     async fn running_on_first(pool: &TestPool, session: &str, name: &str) -> String {
         let vm = pool.new_vm(session, name).await;
-        let args = vec![
-            s(&vm),
-            s(&pool.host),
-            Value::Bool(false),
-            Value::Bool(false),
-        ];
-        pool.call_as(session, "VM.start_on", args)
-            .await
-            .expect("started on the first host");
+        pool.start_on(session, &vm, &pool.host).await;
         vm
     }
 
@@ -230,15 +222,7 @@ mod tests {
         running_on_first(&pool, &session, "diskless").await;
         let with_disk = pool.new_vm(&session, "with disk").await;
         let (_, vdi) = pool.add_disk(&session, &with_disk, "0").await;
-        let args = vec![
-            s(&with_disk),
-            s(&pool.host),
-            Value::Bool(false),
-            Value::Bool(false),
-        ];
-        pool.call_as(&session, "VM.start_on", args)
-            .await
-            .expect("started");
+        pool.start_on(&session, &with_disk, &pool.host).await;
         let sr = pool.text("VDI", &vdi, "SR");
         let host = s(&pool.host);
         assert_eq!(

@@ -80,50 +80,41 @@ impl Forwarder {
         {
             return self.reader.call(call).await;
         }
-        if self.roles.is_leader() {
-            return self.master.call(call).await;
-        }
-        let status = self
-            .roles
-            .wait_for_leader(self.roles.settings.leader_wait())
-            .await
-            .ok_or_else(no_master)?;
-        if status.is_leader {
-            return self.master.call(call).await;
-        }
-        if !self.roles.settings.forward_calls {
-            let address = self
-                .roles
-                .transport
-                .address_of(status.leader_id)
-                .ok_or_else(no_master)?;
-            return Err(ApiError::new(errors::HOST_IS_SLAVE, [ip_of(&address)]));
-        }
-        match self.roles.forward(status.leader_id, call.clone()).await {
-            Ok(answer) => answer,
+        match self.to_master(call.clone()).await {
             Err(NotForwarded::MasterLost) if is_retry_safe(&call.method) => {
                 tracing::info!(method = %call.method, "the master was lost during a call that is safe to repeat: sent to the next master");
-                self.forward_once_more(call).await
+                self.to_master(call)
+                    .await
+                    .unwrap_or_else(|failure| Err(failure.into()))
             }
-            Err(failure) => Err(failure.into()),
+            outcome => outcome.unwrap_or_else(|failure| Err(failure.into())),
         }
     }
 
-    /// Sends `call` to the master once more, waiting for one as `route` does; whatever comes
-    /// back is the answer.
-    async fn forward_once_more(&self, call: Call) -> Result<Value, ApiError> {
-        let status = self
+    /// The master's answer to `call`: this host's own when it leads, else the leader's (waiting
+    /// a bounded time for one), or xapi's `HOST_IS_SLAVE` when forwarding is off.
+    async fn to_master(&self, call: Call) -> Result<Result<Value, ApiError>, NotForwarded> {
+        if self.roles.is_leader() {
+            return Ok(self.master.call(call).await);
+        }
+        let Some(status) = self
             .roles
             .wait_for_leader(self.roles.settings.leader_wait())
             .await
-            .ok_or_else(no_master)?;
+        else {
+            return Ok(Err(no_master()));
+        };
         if status.is_leader {
-            return self.master.call(call).await;
+            return Ok(self.master.call(call).await);
         }
-        self.roles
-            .forward(status.leader_id, call)
-            .await
-            .unwrap_or_else(|failure| Err(failure.into()))
+        if !self.roles.settings.forward_calls {
+            let refusal = match self.roles.transport.address_of(status.leader_id) {
+                Some(address) => ApiError::new(errors::HOST_IS_SLAVE, [ip_of(&address)]),
+                None => no_master(),
+            };
+            return Ok(Err(refusal));
+        }
+        self.roles.forward(status.leader_id, call).await
     }
 
     /// Answers an event read from this host's replica. On a host that does not lead, the

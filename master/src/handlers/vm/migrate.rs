@@ -228,15 +228,7 @@ mod tests {
     /// A VM started on the pool's first host, with a second host to go to.
     async fn running_on_first(pool: &TestPool, session: &str, name: &str) -> String {
         let vm = pool.new_vm(session, name).await;
-        let args = vec![
-            s(&vm),
-            s(&pool.host),
-            Value::Bool(false),
-            Value::Bool(false),
-        ];
-        pool.call_as(session, "VM.start_on", args)
-            .await
-            .expect("started on the first host");
+        pool.start_on(session, &vm, &pool.host).await;
         vm
     }
 
@@ -251,15 +243,7 @@ mod tests {
         let vm = pool.new_vm(&session, "web").await;
         let vif = pool.add_nic(&session, &vm, "0").await;
         pool.add_cd(&session, &vm, "3").await;
-        let args = vec![
-            s(&vm),
-            s(&pool.host),
-            Value::Bool(false),
-            Value::Bool(false),
-        ];
-        pool.call_as(&session, "VM.start_on", args)
-            .await
-            .expect("started");
+        pool.start_on(&session, &vm, &pool.host).await;
         let domid = pool.field("VM", &vm, "domid");
         let metrics = pool.text("VM", &vm, "metrics");
         let started_at = pool.field("VM_metrics", &metrics, "start_time");
@@ -345,15 +329,7 @@ mod tests {
         let third = pool.add_host("third", 64 * GIB);
         let with_disk = pool.new_vm(&session, "with disk").await;
         let (_, vdi) = pool.add_disk(&session, &with_disk, "0").await;
-        let args = vec![
-            s(&with_disk),
-            s(&pool.host),
-            Value::Bool(false),
-            Value::Bool(false),
-        ];
-        pool.call_as(&session, "VM.start_on", args)
-            .await
-            .expect("started");
+        pool.start_on(&session, &with_disk, &pool.host).await;
         let sr = pool.text("VDI", &vdi, "SR");
         assert_eq!(
             migrate(&pool, &session, &with_disk, &third).await,
