@@ -456,6 +456,16 @@ impl TestPool {
         vm
     }
 
+    /// `VM.snapshot(vm, name, [])`: the snapshot's ref.
+    pub async fn snapshot(&self, session: &str, vm: &str, name: &str) -> String {
+        let args = vec![Value::str(vm), Value::str(name), Value::Array(Vec::new())];
+        let snap = self
+            .call_as(session, "VM.snapshot", args)
+            .await
+            .expect("a snapshot");
+        snap.as_str().expect("a snapshot ref").to_owned()
+    }
+
     /// Starts `vm` on `host` (`VM.start_on`, not paused, not forced).
     pub async fn start_on(&self, session: &str, vm: &str, host: &str) {
         let args = vec![

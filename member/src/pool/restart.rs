@@ -244,13 +244,10 @@ mod tests {
         }
     }
 
-    /// A new pool holds a 64-hex secret, an epoch, and this host's member entry with its
-    /// address and certificate fingerprint.
-    #[tokio::test]
-    async fn new_pool_holds_its_secret_epoch_and_first_member() {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// A new pool in `dir` for a new identity (root password hash "h", certificate "abab…").
+    fn bootstrapped(dir: &Path) -> (Identity, Config) {
         let identity = Identity::generate();
-        let config = config(dir.path());
+        let config = config(dir);
         bootstrap_pool(
             &config,
             &identity,
@@ -258,6 +255,15 @@ mod tests {
             RootPassword::Hash("h"),
         )
         .expect("bootstrap");
+        (identity, config)
+    }
+
+    /// A new pool holds a 64-hex secret, an epoch, and this host's member entry with its
+    /// address and certificate fingerprint.
+    #[tokio::test]
+    async fn new_pool_holds_its_secret_epoch_and_first_member() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (identity, _) = bootstrapped(dir.path());
         let node = raft::open(
             dir.path(),
             RaftConfig {
@@ -290,16 +296,8 @@ mod tests {
     #[test]
     fn reset_makes_a_new_pool_with_the_same_uuid() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let identity = Identity::generate();
+        let (identity, config) = bootstrapped(dir.path());
         identity.save(dir.path()).expect("identity");
-        let config = config(dir.path());
-        bootstrap_pool(
-            &config,
-            &identity,
-            &"ab".repeat(32),
-            RootPassword::Hash("h"),
-        )
-        .expect("bootstrap");
         std::fs::write(dir.path().join(MEMBERSHIP_FILE), b"{}").expect("membership");
         reset(&config, &identity, &"ab".repeat(32), "h").expect("reset");
         let next = Identity::load(dir.path()).expect("identity");

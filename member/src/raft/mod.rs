@@ -359,22 +359,22 @@ impl ReplicatedDb for RaftDb {
     }
 }
 
+/// A Txn that sets the internal value `key`: the write the Raft tests replicate.
+#[cfg(test)]
+pub(crate) fn put(key: &str) -> Txn {
+    Txn {
+        preconditions: Vec::new(),
+        ops: vec![db_schema::Op::PutInternal {
+            key: key.into(),
+            value: api_spec::Value::Int(1),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use api_spec::Value;
-    use db_schema::Op;
 
     use super::*;
-
-    fn put(key: &str) -> Txn {
-        Txn {
-            preconditions: Vec::new(),
-            ops: vec![Op::PutInternal {
-                key: key.into(),
-                value: Value::Int(1),
-            }],
-        }
-    }
 
     /// A data dir is bootstrapped once: a second bootstrap is refused.
     #[test]

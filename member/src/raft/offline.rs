@@ -121,22 +121,10 @@ fn replace_store(
 
 #[cfg(test)]
 mod tests {
-    use api_spec::Value;
-    use db_schema::Op;
     use master::db::ReplicatedDb;
 
     use super::*;
-    use crate::raft::{self, RaftConfig};
-
-    fn put(key: &str) -> Txn {
-        Txn {
-            preconditions: Vec::new(),
-            ops: vec![Op::PutInternal {
-                key: key.into(),
-                value: Value::Int(1),
-            }],
-        }
-    }
+    use crate::raft::{self, RaftConfig, put};
 
     /// A joiner's store is empty: no configuration, no log, an empty replica at index 0.
     #[tokio::test]

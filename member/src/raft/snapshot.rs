@@ -198,7 +198,7 @@ impl Dumps {
 mod tests {
     use std::sync::mpsc;
 
-    use db_schema::{Op, Txn};
+    use crate::raft::put;
 
     use super::*;
 
@@ -208,16 +208,6 @@ mod tests {
             db.advance(i, 1);
         }
         db
-    }
-
-    fn put(key: &str) -> Txn {
-        Txn {
-            preconditions: Vec::new(),
-            ops: vec![Op::PutInternal {
-                key: key.into(),
-                value: api_spec::Value::Int(1),
-            }],
-        }
     }
 
     /// A dump is due every `compact_after_entries` applied entries, one at a time.

@@ -84,6 +84,16 @@ async fn clients_of(host: &Host, protocol: Protocol, count: usize) -> Vec<Client
 
 /// Runs `op` from every client of `clients` concurrently for `duration`; returns calls per
 /// second.
+/// The benchmark's write: `VM.set_name_label(vm, "n<i>")`.
+async fn rename(client: Client, vm: String, i: u64) {
+    client
+        .ok(
+            "VM.set_name_label",
+            vec![Value::str(vm), Value::str(format!("n{i}"))],
+        )
+        .await;
+}
+
 async fn throughput<F, Fut>(clients: Vec<Client>, duration: Duration, op: F) -> f64
 where
     F: Fn(Client, u64) -> Fut + Send + Sync + Clone + 'static,
@@ -240,17 +250,7 @@ async fn main() {
     for clients in CONCURRENCY {
         let target = vm.clone();
         let pool = clients_of(&host, args.protocol, clients).await;
-        let rate = throughput(pool, duration, move |c, i| {
-            let vm = target.clone();
-            async move {
-                c.ok(
-                    "VM.set_name_label",
-                    vec![Value::str(vm), Value::str(format!("n{i}"))],
-                )
-                .await;
-            }
-        })
-        .await;
+        let rate = throughput(pool, duration, move |c, i| rename(c, target.clone(), i)).await;
         println!(
             "write  VM.set_name_label   {clients:>2} clients: {rate:>9.0} calls/s (each committed and fsynced)"
         );

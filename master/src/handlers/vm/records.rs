@@ -317,24 +317,8 @@ mod tests {
         let session = pool.login().await;
         let vm = pool.running_vm(&session, "web").await;
         let (_, vdi) = pool.add_disk(&session, &vm, "1").await;
-        let snap = pool
-            .call_as(
-                &session,
-                "VM.snapshot",
-                vec![s(&vm), s("snap"), Value::Array(Vec::new())],
-            )
-            .await
-            .expect("a snapshot");
-        let snap = snap.as_str().expect("a ref").to_owned();
-        let newer = pool
-            .call_as(
-                &session,
-                "VM.snapshot",
-                vec![s(&vm), s("newer"), Value::Array(Vec::new())],
-            )
-            .await
-            .expect("a snapshot");
-        let newer = newer.as_str().expect("a ref").to_owned();
+        let snap = pool.snapshot(&session, &vm, "snap").await;
+        let newer = pool.snapshot(&session, &vm, "newer").await;
         assert_eq!(pool.text("VM", &vm, "parent"), newer);
         pool.call_as(&session, "VM.destroy", vec![s(&newer)])
             .await

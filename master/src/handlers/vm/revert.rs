@@ -209,15 +209,7 @@ mod tests {
     async fn snapshotted(pool: &TestPool, session: &str) -> (String, String, String) {
         let vm = pool.new_vm(session, "web").await;
         let (_, vdi) = pool.add_disk(session, &vm, "0").await;
-        let snap = pool
-            .call_as(
-                session,
-                "VM.snapshot",
-                vec![s(&vm), s("before"), Value::Array(Vec::new())],
-            )
-            .await
-            .expect("a snapshot");
-        let snap = snap.as_str().expect("a ref").to_owned();
+        let snap = pool.snapshot(session, &vm, "before").await;
         pool.call_as(
             session,
             "VM.set_name_description",

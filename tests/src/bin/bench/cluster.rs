@@ -10,7 +10,7 @@ use oxapi_tests::cluster::{Cluster, ClusterOptions};
 use oxapi_tests::{Client, Protocol};
 use tokio::task::JoinSet;
 
-use crate::{percentile, throughput};
+use crate::{percentile, rename, throughput};
 
 const CONCURRENCY: [usize; 2] = [1, 32];
 /// How long one probe write may go unanswered before the prober sends another.
@@ -93,17 +93,7 @@ pub async fn run(protocol: Protocol, duration: Duration, trials: usize) {
     for clients in CONCURRENCY {
         let pool = clients_of(&cluster, master, protocol, &session, clients);
         let target = vm.clone();
-        let rate = throughput(pool, duration, move |c, i| {
-            let vm = target.clone();
-            async move {
-                c.ok(
-                    "VM.set_name_label",
-                    vec![Value::str(vm), Value::str(format!("n{i}"))],
-                )
-                .await;
-            }
-        })
-        .await;
+        let rate = throughput(pool, duration, move |c, i| rename(c, target.clone(), i)).await;
         println!(
             "write  VM.set_name_label   {clients:>2} clients: {rate:>9.0} calls/s (committed by 2 of 3 hosts, fsynced)"
         );
