@@ -43,24 +43,7 @@ impl TestPool {
 
     /// Gives `vm` an empty CD drive at `device`; returns the VBD.
     pub async fn add_cd(&self, session: &str, vm: &str, device: &str) -> String {
-        let empty = Value::Struct(BTreeMap::new());
-        let record = fields(&[
-            ("VM", Value::str(vm)),
-            ("VDI", Value::str(api_spec::NULL_REF)),
-            ("userdevice", Value::str(device)),
-            ("bootable", Value::Bool(false)),
-            ("mode", Value::str("RO")),
-            ("type", Value::str("CD")),
-            ("empty", Value::Bool(true)),
-            ("other_config", empty.clone()),
-            ("qos_algorithm_type", Value::str("")),
-            ("qos_algorithm_params", empty),
-        ]);
-        let vbd = self
-            .call_as(session, "VBD.create", vec![record])
-            .await
-            .expect("the VBD is created");
-        vbd.as_str().expect("a ref").to_owned()
+        self.create_vbd(session, vm, device, None).await
     }
 
     /// A new 1 GiB user disk named `name` in the pool's SR; returns the VDI.
@@ -86,15 +69,27 @@ impl TestPool {
     /// VBD and the VDI.
     pub async fn add_disk(&self, session: &str, vm: &str, device: &str) -> (String, String) {
         let vdi = self.new_disk(session, &format!("disk {device}")).await;
+        let vbd = self.create_vbd(session, vm, device, Some(&vdi)).await;
+        (vbd, vdi)
+    }
+
+    /// `VBD.create` for `vm` at `device`: a read-write disk of `vdi` (bootable at device 0),
+    /// or an empty read-only CD drive when `vdi` is `None`; returns the VBD.
+    async fn create_vbd(&self, session: &str, vm: &str, device: &str, vdi: Option<&str>) -> String {
         let empty = Value::Struct(BTreeMap::new());
+        let (mode, kind) = if vdi.is_some() {
+            ("RW", "Disk")
+        } else {
+            ("RO", "CD")
+        };
         let record = fields(&[
             ("VM", Value::str(vm)),
-            ("VDI", Value::str(vdi.as_str())),
+            ("VDI", Value::str(vdi.unwrap_or(api_spec::NULL_REF))),
             ("userdevice", Value::str(device)),
-            ("bootable", Value::Bool(device == "0")),
-            ("mode", Value::str("RW")),
-            ("type", Value::str("Disk")),
-            ("empty", Value::Bool(false)),
+            ("bootable", Value::Bool(vdi.is_some() && device == "0")),
+            ("mode", Value::str(mode)),
+            ("type", Value::str(kind)),
+            ("empty", Value::Bool(vdi.is_none())),
             ("other_config", empty.clone()),
             ("qos_algorithm_type", Value::str("")),
             ("qos_algorithm_params", empty),
@@ -103,7 +98,7 @@ impl TestPool {
             .call_as(session, "VBD.create", vec![record])
             .await
             .expect("the VBD is created");
-        (vbd.as_str().expect("a ref").to_owned(), vdi)
+        vbd.as_str().expect("a ref").to_owned()
     }
 }
 
