@@ -231,8 +231,31 @@ impl Host {
     }
 }
 
+/// How many lines of each log a failed test prints.
+const LOG_TAIL_LINES: usize = 80;
+
+/// When the current thread is panicking (a failed test), prints the end of the logs
+/// `log_path(1..=starts)` of the host at `ip`: its temp dir goes with it.
+pub fn print_logs_of_failed_test(ip: &str, starts: u32, log_path: impl Fn(u32) -> PathBuf) {
+    if !std::thread::panicking() {
+        return;
+    }
+    for start in 1..=starts {
+        let log = std::fs::read_to_string(log_path(start)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        eprintln!(
+            "--- host {ip} start {start}: log tail ---\n{}",
+            tail.join("\n")
+        );
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill();
+        print_logs_of_failed_test(&self.ip.to_string(), self.starts, |start| {
+            self.log_path(start)
+        });
     }
 }

@@ -91,30 +91,39 @@ impl Forwarder {
         }
     }
 
-    /// The master's answer to `call`: this host's own when it leads, else the leader's (waiting
-    /// a bounded time for one), or xapi's `HOST_IS_SLAVE` when forwarding is off.
+    /// The master's answer to `call`: this host's own when it leads, else the leader's, or
+    /// xapi's `HOST_IS_SLAVE` when forwarding is off. Waits a bounded time (the leader wait)
+    /// for a leader when none is known, and sends again when the known leader cannot be sent to
+    /// (a killed master that the others have not yet replaced): such a call never left.
     async fn to_master(&self, call: Call) -> Result<Result<Value, ApiError>, NotForwarded> {
-        if self.roles.is_leader() {
-            return Ok(self.master.call(call).await);
-        }
-        let Some(status) = self
-            .roles
-            .wait_for_leader(self.roles.settings.leader_wait())
-            .await
-        else {
-            return Ok(Err(no_master()));
-        };
-        if status.is_leader {
-            return Ok(self.master.call(call).await);
-        }
-        if !self.roles.settings.forward_calls {
-            let refusal = match self.roles.transport.address_of(status.leader_id) {
-                Some(address) => ApiError::new(errors::HOST_IS_SLAVE, [ip_of(&address)]),
-                None => no_master(),
+        let deadline = Instant::now() + self.roles.settings.leader_wait();
+        loop {
+            if self.roles.is_leader() {
+                return Ok(self.master.call(call).await);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Some(status) = self.roles.wait_for_leader(remaining).await else {
+                return Ok(Err(no_master()));
             };
-            return Ok(Err(refusal));
+            if status.is_leader {
+                return Ok(self.master.call(call).await);
+            }
+            if !self.roles.settings.forward_calls {
+                let refusal = match self.roles.transport.address_of(status.leader_id) {
+                    Some(address) => ApiError::new(errors::HOST_IS_SLAVE, [ip_of(&address)]),
+                    None => no_master(),
+                };
+                return Ok(Err(refusal));
+            }
+            match self.roles.forward(status.leader_id, call.clone()).await {
+                Err(NotForwarded::Unsent) if Instant::now() < deadline => {
+                    self.roles
+                        .wait_for_another_leader(status.leader_id, deadline)
+                        .await;
+                }
+                outcome => return outcome,
+            }
         }
-        self.roles.forward(status.leader_id, call).await
     }
 
     /// Answers an event read from this host's replica. On a host that does not lead, the
@@ -345,6 +354,60 @@ mod tests {
             .await
             .expect_err("an empty password over the network");
         assert_eq!(refused.code, errors::SESSION_AUTHENTICATION_FAILED);
+    }
+
+    /// A follower that still names a killed master as leader (node 3, which nothing reaches)
+    /// keeps the call and sends it to the next leader once it is known.
+    #[tokio::test]
+    async fn a_call_the_leader_could_not_be_sent_goes_to_the_next_leader() {
+        let (pool, net, leader, follower) = two_hosts(1, fast_settings()).await;
+        follower.status.send_replace(led_by(3, 2));
+        let params = vec![
+            Value::str("root"),
+            Value::str(master::testing::TEST_ROOT_PASSWORD),
+        ];
+        let call = follower.call(
+            "session.login_with_password",
+            params,
+            Origin::Network { peer: None },
+        );
+        let elect = async {
+            net.refused.notified().await;
+            follower.status.send_replace(led_by(1, 2));
+        };
+        let (session, ()) = tokio::join!(call, elect);
+        let session = session.expect("the login reaches the next leader");
+        let session = session.as_str().expect("a session ref").to_owned();
+        assert_eq!(pool.text("session", &session, "this_host"), leader.host_ref);
+    }
+
+    /// A call forwarded to a host elected a moment ago, which has not yet published that it
+    /// leads, waits for it instead of being refused.
+    #[tokio::test]
+    async fn a_forwarded_call_waits_for_the_new_leader_to_know_it_leads() {
+        let (pool, _net, leader, follower) = two_hosts(1, fast_settings()).await;
+        leader.status.send_replace(led_by(0, 1));
+        let idle = leader.status.receiver_count();
+        let params = vec![
+            Value::str("root"),
+            Value::str(master::testing::TEST_ROOT_PASSWORD),
+        ];
+        let call = follower.call(
+            "session.login_with_password",
+            params,
+            Origin::Network { peer: None },
+        );
+        let publish = async {
+            // The forwarded call's wait holds one more receiver of the leader's status.
+            while leader.status.receiver_count() == idle {
+                tokio::task::yield_now().await;
+            }
+            leader.status.send_replace(led_by(1, 1));
+        };
+        let (session, ()) = tokio::join!(call, publish);
+        let session = session.expect("the new leader answers");
+        let session = session.as_str().expect("a session ref").to_owned();
+        assert_eq!(pool.text("session", &session, "this_host"), leader.host_ref);
     }
 
     /// With `forward_calls` off, a follower answers `HOST_IS_SLAVE` with the master's IP, and

@@ -138,6 +138,15 @@ impl Roles {
         }
     }
 
+    /// Waits until the leader is no longer `unreachable`, for at most a heartbeat interval
+    /// and never past `deadline`: the link to a leader that stays may come back meanwhile.
+    async fn wait_for_another_leader(&self, unreachable: u64, deadline: Instant) {
+        let mut status = self.status.clone();
+        let limit = deadline.min(Instant::now() + self.settings.heartbeat_interval());
+        let _ =
+            tokio::time::timeout_at(limit, status.wait_for(|s| s.leader_id != unreachable)).await;
+    }
+
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -269,7 +278,9 @@ impl Roles {
         }
     }
 
-    /// Answers a call another host forwarded, on the master of this host if it leads.
+    /// Answers a call another host forwarded, on the master of this host if it leads. The
+    /// sender saw this host lead: a host just elected may not have published it yet, so it
+    /// waits a heartbeat interval for that before refusing.
     async fn answer_forwarded(
         self: Arc<Self>,
         master: Arc<Master>,
@@ -277,7 +288,14 @@ impl Roles {
         id: u64,
         call: master::Call,
     ) {
-        let result = if self.is_leader() {
+        let mut status = self.status.clone();
+        let leads = tokio::time::timeout(
+            self.settings.heartbeat_interval(),
+            status.wait_for(|s| s.is_leader),
+        )
+        .await
+        .is_ok_and(|led| led.is_ok());
+        let result = if leads {
             let method = call.method.clone();
             match tokio::spawn(async move { master.call(call).await }).await {
                 Ok(result) => result,

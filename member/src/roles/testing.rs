@@ -28,6 +28,8 @@ type Inbox = mpsc::Sender<(u64, Vec<u8>)>;
 pub(super) struct Net {
     inboxes: Mutex<HashMap<u64, Inbox>>,
     hosts: Mutex<HashMap<String, u64>>,
+    /// Notified (with a stored permit) when a frame is refused.
+    pub refused: tokio::sync::Notify,
 }
 
 /// `Net` as seen from node `me`.
@@ -39,10 +41,15 @@ struct NodeTransport {
 impl Transport for NodeTransport {
     fn send(&self, node: u64, payload: Vec<u8>) -> Result<(), Unreachable> {
         let inboxes = self.net.inboxes.lock().expect("net lock");
-        let inbox = inboxes.get(&node).ok_or(Unreachable { node })?;
-        inbox
-            .try_send((self.me, payload))
-            .map_err(|_| Unreachable { node })
+        let sent = match inboxes.get(&node) {
+            Some(inbox) => inbox.try_send((self.me, payload)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.net.refused.notify_one();
+            return Err(Unreachable { node });
+        }
+        Ok(())
     }
 
     fn node_of_host(&self, host: &str) -> Option<u64> {

@@ -294,5 +294,8 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        crate::host::print_logs_of_failed_test(&self.ip.to_string(), self.starts, |start| {
+            self.log_path(start)
+        });
     }
 }
