@@ -97,7 +97,13 @@ fn last_term_led(cluster: &Cluster, node: usize) -> u64 {
 /// See the module header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deposed_masters_action_is_refused_by_the_agent() {
-    let mut cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    // The target must not fence its VM while the survivors elect, however slowly.
+    let options = ClusterOptions {
+        fence_after_secs: 20,
+        dead_after_secs: 30,
+        ..ClusterOptions::hosts(3)
+    };
+    let mut cluster = Cluster::start(options).await;
     let old = cluster.settle(&[0, 1, 2]).await;
     let target = (old + 1) % 3;
     let target_ref = cluster.nodes[target].host_ref();

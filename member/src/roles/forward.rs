@@ -21,11 +21,6 @@ use super::{LinkFrame, Roles, lock};
 use crate::front::Answer;
 use crate::front::server::internal_error;
 
-/// `INTERNAL_ERROR` for a call that reached a host which no longer leads.
-pub(super) fn not_master_any_more() -> ApiError {
-    internal_error("this host stopped being the pool master during the call; retry it")
-}
-
 fn no_master() -> ApiError {
     internal_error("no pool master is reachable from this host; retry the call later")
 }
@@ -93,9 +88,10 @@ impl Forwarder {
 
     /// The master's answer to `call`: this host's own when it leads, else the leader's, or
     /// xapi's `HOST_IS_SLAVE` when forwarding is off. Waits a bounded time (the leader wait)
-    /// for a leader when none is known, and sends again when the known leader cannot be sent to
-    /// (a killed master that the others have not yet replaced): such a call never left.
-    async fn to_master(&self, call: Call) -> Result<Result<Value, ApiError>, NotForwarded> {
+    /// for a leader when none is known, and sends again when the known leader did not run the
+    /// call: it could not be sent to (a killed master that the others have not yet replaced)
+    /// or it no longer leads.
+    async fn to_master(&self, call: Call) -> Forwarded {
         let deadline = Instant::now() + self.roles.settings.leader_wait();
         loop {
             if self.roles.is_leader() {
@@ -116,7 +112,7 @@ impl Forwarder {
                 return Ok(Err(refusal));
             }
             match self.roles.forward(status.leader_id, call.clone()).await {
-                Err(NotForwarded::Unsent) if Instant::now() < deadline => {
+                Err(NotForwarded::NotRun) if Instant::now() < deadline => {
                     self.roles
                         .wait_for_another_leader(status.leader_id, deadline)
                         .await;
@@ -204,11 +200,14 @@ fn is_retry_safe(method: &str) -> bool {
         .is_some_and(api_spec::api::Method::is_retry_safe)
 }
 
+/// What a forwarded call comes back with: the master's answer, or why there is none.
+pub(super) type Forwarded = Result<Result<Value, ApiError>, NotForwarded>;
+
 /// Why a forwarded call has no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NotForwarded {
-    /// The leader could not be sent to: the call never left this host.
-    Unsent,
+    /// The call was not run: the leader could not be sent to, or the host sent to does not lead.
+    NotRun,
     /// Another host became leader, or the leader went silent, after the call left: its outcome
     /// is unknown.
     MasterLost,
@@ -217,7 +216,7 @@ pub(super) enum NotForwarded {
 impl From<NotForwarded> for ApiError {
     fn from(failure: NotForwarded) -> ApiError {
         match failure {
-            NotForwarded::Unsent => no_master(),
+            NotForwarded::NotRun => no_master(),
             NotForwarded::MasterLost => master_lost(),
         }
     }
@@ -227,18 +226,14 @@ impl Roles {
     /// Forwards `call` to the leader `node` and returns its answer. Fails when the leader
     /// cannot be sent to, when another host becomes leader while the call runs, or when the
     /// leader is not heard from for `dead_after` while it runs.
-    pub(super) async fn forward(
-        &self,
-        node: u64,
-        call: Call,
-    ) -> Result<Result<Value, ApiError>, NotForwarded> {
+    pub(super) async fn forward(&self, node: u64, call: Call) -> Forwarded {
         let id = self.next_id();
         let (answer, mut answered) = oneshot::channel();
         lock(&self.calls).insert(id, answer);
         let method = call.method.clone();
         if self.send(node, &LinkFrame::Call { id, call }).is_err() {
             lock(&self.calls).remove(&id);
-            return Err(NotForwarded::Unsent);
+            return Err(NotForwarded::NotRun);
         }
         tracing::debug!(method = %method, node, "call forwarded to the master");
         let sent = Instant::now();
@@ -246,7 +241,9 @@ impl Roles {
         let mut status = self.status.clone();
         loop {
             tokio::select! {
-                result = &mut answered => return result.map_err(|_| NotForwarded::MasterLost),
+                // An answer that came with a change of leader is still the answer.
+                biased;
+                answer = &mut answered => return answer.unwrap_or(Err(NotForwarded::MasterLost)),
                 changed = status.changed() => {
                     // A closed status is a stopping host: the call's outcome is unknown.
                     let leader = changed.map_or(u64::MAX, |()| status.borrow_and_update().leader_id);
@@ -408,6 +405,40 @@ mod tests {
         let session = session.expect("the new leader answers");
         let session = session.as_str().expect("a session ref").to_owned();
         assert_eq!(pool.text("session", &session, "this_host"), leader.host_ref);
+    }
+
+    /// A write forwarded to a host that does not lead is refused unrun, and the follower sends
+    /// it again to the leader it learns of next (itself here), which runs it once.
+    #[tokio::test]
+    async fn a_write_refused_unrun_by_a_host_that_does_not_lead_goes_to_the_next_leader() {
+        let settings = crate::config::PoolSettings {
+            heartbeat_interval_ms: 300,
+            leader_wait_ms: 5000,
+            ..fast_settings()
+        };
+        let (pool, _net, other, follower) = two_hosts(1, settings).await;
+        other.status.send_replace(led_by(2, 1));
+        let session = pool.login().await;
+        let pool_ref = pool.refs("pool").remove(0);
+        let params = vec![
+            Value::str(&session),
+            Value::str(&pool_ref),
+            Value::str("renamed"),
+        ];
+        let call = follower.call("pool.set_name_label", params, Origin::LocalSocket);
+        let elect = async {
+            let in_flight = || !lock(&follower.roles.calls).is_empty();
+            while !in_flight() {
+                tokio::task::yield_now().await;
+            }
+            while in_flight() {
+                tokio::task::yield_now().await;
+            }
+            follower.status.send_replace(led_by(2, 2));
+        };
+        let (renamed, ()) = tokio::join!(call, elect);
+        assert_eq!(renamed, Ok(Value::str("")));
+        assert_eq!(pool.text("pool", &pool_ref, "name_label"), "renamed");
     }
 
     /// With `forward_calls` off, a follower answers `HOST_IS_SLAVE` with the master's IP, and

@@ -22,6 +22,8 @@ pub enum LinkFrame {
         id: u64,
         result: Result<Value, ApiError>,
     },
+    /// The host a call was forwarded to does not lead: the call was not run.
+    CallRefused { id: u64 },
     /// The master asks the agent of `host` to run `action`, stamped with its Raft `term`.
     Action {
         id: u64,
@@ -65,6 +67,7 @@ impl LinkFrame {
         match self {
             LinkFrame::Call { .. } => "call",
             LinkFrame::CallResult { .. } => "call_result",
+            LinkFrame::CallRefused { .. } => "call_refused",
             LinkFrame::Action { .. } => "action",
             LinkFrame::Progress { .. } => "progress",
             LinkFrame::ActionResult { .. } => "action_result",
@@ -125,6 +128,7 @@ mod tests {
                 id: 1,
                 result: Err(ApiError::new("HOST_OFFLINE", ["OpaqueRef:h"])),
             },
+            LinkFrame::CallRefused { id: 3 },
             LinkFrame::Action {
                 id: 2,
                 host: "OpaqueRef:h".to_owned(),

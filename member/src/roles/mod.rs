@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_spec::{ApiError, Value};
+use api_spec::ApiError;
 use master::Master;
 use master::host_link::ActionResult;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use self::duties::{Duties, FirstInventory};
+use self::forward::{Forwarded, NotForwarded};
 pub use self::forward::{Forwarder, LocalReplica};
 pub use self::frame::LinkFrame;
 pub use self::link::PoolLink;
@@ -78,7 +79,7 @@ pub struct Roles {
     settings: PoolSettings,
     next_id: AtomicU64,
     /// Calls forwarded to the leader, by id.
-    calls: Mutex<HashMap<u64, oneshot::Sender<Result<Value, ApiError>>>>,
+    calls: Mutex<HashMap<u64, oneshot::Sender<Forwarded>>>,
     /// Actions sent to other hosts' agents, by id.
     actions: Mutex<HashMap<u64, OutgoingAction>>,
     /// Actions other hosts' masters asked this agent to run, by (node, id): their cancels.
@@ -224,7 +225,12 @@ impl Roles {
             }
             LinkFrame::CallResult { id, result } => {
                 if let Some(waiter) = lock(&self.calls).remove(&id) {
-                    let _ = waiter.send(result);
+                    let _ = waiter.send(Ok(result));
+                }
+            }
+            LinkFrame::CallRefused { id } => {
+                if let Some(waiter) = lock(&self.calls).remove(&id) {
+                    let _ = waiter.send(Err(NotForwarded::NotRun));
                 }
             }
             LinkFrame::Action {
@@ -280,7 +286,8 @@ impl Roles {
 
     /// Answers a call another host forwarded, on the master of this host if it leads. The
     /// sender saw this host lead: a host just elected may not have published it yet, so it
-    /// waits a heartbeat interval for that before refusing.
+    /// waits a heartbeat interval for that before refusing (`CallRefused`: the sender may send
+    /// the call again, to the leader it learns of next).
     async fn answer_forwarded(
         self: Arc<Self>,
         master: Arc<Master>,
@@ -295,19 +302,20 @@ impl Roles {
         )
         .await
         .is_ok_and(|led| led.is_ok());
-        let result = if leads {
-            let method = call.method.clone();
-            match tokio::spawn(async move { master.call(call).await }).await {
-                Ok(result) => result,
-                Err(err) => {
-                    tracing::error!(method = %method, error = %err, "forwarded call failed unexpectedly");
-                    Err(crate::front::server::internal_error(
-                        "the call failed unexpectedly; see the master's log",
-                    ))
-                }
+        if !leads {
+            tracing::info!(method = %call.method, from, "a call forwarded to this host, which does not lead, was refused");
+            let _ = self.send(from, &LinkFrame::CallRefused { id });
+            return;
+        }
+        let method = call.method.clone();
+        let result = match tokio::spawn(async move { master.call(call).await }).await {
+            Ok(result) => result,
+            Err(err) => {
+                tracing::error!(method = %method, error = %err, "forwarded call failed unexpectedly");
+                Err(crate::front::server::internal_error(
+                    "the call failed unexpectedly; see the master's log",
+                ))
             }
-        } else {
-            Err(forward::not_master_any_more())
         };
         let _ = self.send(from, &LinkFrame::CallResult { id, result });
     }
