@@ -327,6 +327,25 @@ mod tests {
         vec![Value::str("root"), Value::str(password)]
     }
 
+    /// Logs in as root over the network on `host` while `meanwhile` runs; returns the host the
+    /// session was made on.
+    async fn login_during(
+        pool: &TestPool,
+        host: &TestHost,
+        meanwhile: impl std::future::Future<Output = ()>,
+    ) -> String {
+        let params = login_params(master::testing::TEST_ROOT_PASSWORD);
+        let login = host.call(
+            "session.login_with_password",
+            params,
+            Origin::Network { peer: None },
+        );
+        let (session, ()) = tokio::join!(login, meanwhile);
+        let session = session.expect("the login is answered");
+        let session = session.as_str().expect("a session ref");
+        pool.text("session", session, "this_host")
+    }
+
     /// A login on a follower's Unix socket is forwarded to the leader with its origin, so the
     /// leader trusts it as root without a password; the same login from the network is refused.
     #[tokio::test]
@@ -359,23 +378,12 @@ mod tests {
     async fn a_call_the_leader_could_not_be_sent_goes_to_the_next_leader() {
         let (pool, net, leader, follower) = two_hosts(1, fast_settings()).await;
         follower.status.send_replace(led_by(3, 2));
-        let params = vec![
-            Value::str("root"),
-            Value::str(master::testing::TEST_ROOT_PASSWORD),
-        ];
-        let call = follower.call(
-            "session.login_with_password",
-            params,
-            Origin::Network { peer: None },
-        );
         let elect = async {
             net.refused.notified().await;
             follower.status.send_replace(led_by(1, 2));
         };
-        let (session, ()) = tokio::join!(call, elect);
-        let session = session.expect("the login reaches the next leader");
-        let session = session.as_str().expect("a session ref").to_owned();
-        assert_eq!(pool.text("session", &session, "this_host"), leader.host_ref);
+        let session_host = login_during(&pool, &follower, elect).await;
+        assert_eq!(session_host, leader.host_ref);
     }
 
     /// A call forwarded to a host elected a moment ago, which has not yet published that it
@@ -385,15 +393,6 @@ mod tests {
         let (pool, _net, leader, follower) = two_hosts(1, fast_settings()).await;
         leader.status.send_replace(led_by(0, 1));
         let idle = leader.status.receiver_count();
-        let params = vec![
-            Value::str("root"),
-            Value::str(master::testing::TEST_ROOT_PASSWORD),
-        ];
-        let call = follower.call(
-            "session.login_with_password",
-            params,
-            Origin::Network { peer: None },
-        );
         let publish = async {
             // The forwarded call's wait holds one more receiver of the leader's status.
             while leader.status.receiver_count() == idle {
@@ -401,10 +400,8 @@ mod tests {
             }
             leader.status.send_replace(led_by(1, 1));
         };
-        let (session, ()) = tokio::join!(call, publish);
-        let session = session.expect("the new leader answers");
-        let session = session.as_str().expect("a session ref").to_owned();
-        assert_eq!(pool.text("session", &session, "this_host"), leader.host_ref);
+        let session_host = login_during(&pool, &follower, publish).await;
+        assert_eq!(session_host, leader.host_ref);
     }
 
     /// A write forwarded to a host that does not lead is refused unrun, and the follower sends
