@@ -387,11 +387,7 @@ mod tests {
         let session = pool.login().await;
         let template = template(&pool);
         let args = vec![Value::str(template.as_str()), Value::str("copy")];
-        let task = pool
-            .call_as(&session, "Async.VM.clone", args)
-            .await
-            .expect("a task");
-        let task = task.as_str().expect("a ref").to_owned();
+        let task = pool.async_call(&session, "VM.clone", args).await;
         assert_eq!(
             pool.field("task", &task, "name_label"),
             Some(Value::str("Async.VM.clone"))
@@ -423,11 +419,7 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let args = vec![Value::str("OpaqueRef:missing")];
-        let task = pool
-            .call_as(&session, "Async.VM.destroy", args)
-            .await
-            .expect("a task");
-        let task = task.as_str().expect("a ref").to_owned();
+        let task = pool.async_call(&session, "VM.destroy", args).await;
         pool.wait_until("the destroy task to finish", |db| {
             db.get("task", &task)
                 .is_some_and(|t| t.str("status") != "pending")

@@ -216,11 +216,7 @@ mod tests {
         let vm = pool.new_vm(&session, "web").await;
         let gate = pool.agent.block_next(ActionKind::Start);
         let start = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
-        let task = pool
-            .call_as(&session, "Async.VM.start", start)
-            .await
-            .expect("a task");
-        let task = task.as_str().expect("a ref").to_owned();
+        let task = pool.async_call(&session, "VM.start", start).await;
         gate.entered().await;
         pool.call_as(&session, "VM.set_PV_args", vec![s(&vm), s("late")])
             .await

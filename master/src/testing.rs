@@ -304,6 +304,15 @@ impl TestPool {
         self.call(method, all).await
     }
 
+    /// Calls `Async.<method>` with `session` and then `params`; the ref of its task.
+    pub async fn async_call(&self, session: &str, method: &str, params: Vec<Value>) -> String {
+        let task = self
+            .call_as(session, &format!("Async.{method}"), params)
+            .await
+            .expect("an Async call answers a task");
+        task.as_str().expect("a task ref").to_owned()
+    }
+
     /// A root session, logged in over the local socket (no password check, so no hashing).
     pub async fn login(&self) -> String {
         let reply = self
@@ -453,6 +462,13 @@ impl TestPool {
         self.call_as(session, "VM.start", args)
             .await
             .expect("the VM starts");
+        vm
+    }
+
+    /// A new VM named `name`, started on `host` (as `new_vm`, then `start_on`).
+    pub async fn running_vm_on(&self, session: &str, name: &str, host: &str) -> String {
+        let vm = self.new_vm(session, name).await;
+        self.start_on(session, &vm, host).await;
         vm
     }
 

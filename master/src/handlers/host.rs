@@ -156,13 +156,6 @@ mod tests {
         Value::str(text)
     }
 
-    /// A VM started on the pool's first host.
-    async fn running_on_first(pool: &TestPool, session: &str, name: &str) -> String {
-        let vm = pool.new_vm(session, name).await;
-        pool.start_on(session, &vm, &pool.host).await;
-        vm
-    }
-
     /// `host.evacuate` moves every running VM off the host, spread over the other hosts
     /// (breadth-first), and leaves the control domain; the VMs run on.
     #[tokio::test]
@@ -172,8 +165,8 @@ mod tests {
         let second = pool.add_host("second", 8 * GIB);
         let third = pool.add_host("third", 8 * GIB);
         let vms = [
-            running_on_first(&pool, &session, "a").await,
-            running_on_first(&pool, &session, "b").await,
+            pool.running_vm_on(&session, "a", &pool.host).await,
+            pool.running_vm_on(&session, "b", &pool.host).await,
         ];
         let host = s(&pool.host);
         assert_eq!(
@@ -219,7 +212,7 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         pool.add_host("second", 64 * GIB);
-        running_on_first(&pool, &session, "diskless").await;
+        pool.running_vm_on(&session, "diskless", &pool.host).await;
         let with_disk = pool.new_vm(&session, "with disk").await;
         let (_, vdi) = pool.add_disk(&session, &with_disk, "0").await;
         pool.start_on(&session, &with_disk, &pool.host).await;
@@ -261,7 +254,7 @@ mod tests {
     async fn evacuate_needs_room_on_live_enabled_hosts() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let vm = running_on_first(&pool, &session, "web").await;
+        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let evacuate = || pool.call_as(&session, "host.evacuate", vec![s(&pool.host)]);
         assert_eq!(evacuate().await, Err(xenapi::no_hosts_available()));
         let disabled = pool.add_host("disabled", 64 * GIB);

@@ -425,11 +425,7 @@ mod tests {
         let vm = pool.running_vm(&session, "web").await;
         let (vbd, _) = pool.add_disk(&session, &vm, "1").await;
         let gate = pool.agent.block_next(ActionKind::PlugVbd);
-        let task = pool
-            .call_as(&session, "Async.VBD.plug", vec![s(&vbd)])
-            .await
-            .expect("a task");
-        let task = task.as_str().expect("a ref").to_owned();
+        let task = pool.async_call(&session, "VBD.plug", vec![s(&vbd)]).await;
         gate.entered().await;
         pool.write(
             "VM",

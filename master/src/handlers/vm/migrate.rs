@@ -225,13 +225,6 @@ mod tests {
             .await
     }
 
-    /// A VM started on the pool's first host, with a second host to go to.
-    async fn running_on_first(pool: &TestPool, session: &str, name: &str) -> String {
-        let vm = pool.new_vm(session, name).await;
-        pool.start_on(session, &vm, &pool.host).await;
-        vm
-    }
-
     /// A running VM with a NIC and an empty CD drive moves to the named host: the source
     /// saves and destroys the domain before the destination builds it from that image, and
     /// one commit makes the VM show its new host, domain, devices and consoles.
@@ -304,7 +297,7 @@ mod tests {
             migrate(&pool, &session, &halted, &second).await,
             Err(xenapi::vm_bad_power_state(&halted, &["Running"], "Halted"))
         );
-        let vm = running_on_first(&pool, &session, "web").await;
+        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let before = pool.agent.received().len();
         assert_eq!(
             migrate(&pool, &session, &vm, "OpaqueRef:nowhere").await,
@@ -360,7 +353,7 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let second = pool.add_host("second", 64 * GIB);
-        let vm = running_on_first(&pool, &session, "web").await;
+        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let failure = ApiError::new("INTERNAL_ERROR", ["no room"]);
         pool.agent.fail_next(ActionKind::MigrateIn, failure);
         assert_eq!(
@@ -405,17 +398,15 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let second = pool.add_host("second", 64 * GIB);
-        let vm = running_on_first(&pool, &session, "web").await;
+        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let gate = pool.agent.block_next(ActionKind::MigrateOut);
         let task = pool
-            .call_as(
+            .async_call(
                 &session,
-                "Async.VM.pool_migrate",
+                "VM.pool_migrate",
                 vec![s(&vm), s(&second), live()],
             )
-            .await
-            .expect("a task");
-        let task = task.as_str().expect("a ref").to_owned();
+            .await;
         gate.entered().await;
         assert_eq!(
             pool.current("VM", &vm),
@@ -456,7 +447,7 @@ mod tests {
     async fn pool_migrate_to_its_own_host_rebuilds_the_domain_there() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let vm = running_on_first(&pool, &session, "web").await;
+        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let domid = pool.field("VM", &vm, "domid");
         assert_eq!(migrate(&pool, &session, &vm, &pool.host).await, Ok(s("")));
         assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);

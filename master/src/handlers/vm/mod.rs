@@ -366,11 +366,7 @@ mod tests {
             ),
         ];
         for (method, args, state, allowed) in steps {
-            let task = pool
-                .call_as(&session, &format!("Async.{method}"), args)
-                .await
-                .expect("a task");
-            let task = task.as_str().expect("a ref").to_owned();
+            let task = pool.async_call(&session, method, args).await;
             assert_eq!(pool.finished(&task).await, "success", "{method}");
             assert_eq!(pool.field("task", &task, "result"), Some(s("")), "{method}");
             assert_eq!(pool.text("VM", &vm, "power_state"), state, "{method}");

@@ -357,10 +357,8 @@ mod tests {
         let vm = pool.running_vm(&session, "web").await;
         let gate = pool.agent.block_next(ActionKind::Shutdown);
         let clean = pool
-            .call_as(&session, "Async.VM.clean_shutdown", vec![s(&vm)])
-            .await
-            .expect("a task");
-        let clean = clean.as_str().expect("a ref").to_owned();
+            .async_call(&session, "VM.clean_shutdown", vec![s(&vm)])
+            .await;
         gate.entered().await;
         assert_eq!(pool.allowed("VM", &vm), ["hard_reboot", "hard_shutdown"]);
         assert_eq!(

@@ -337,11 +337,7 @@ mod tests {
         assert_eq!(pool.allowed("VIF", &vif), ["attach"]);
         let gate = pool.agent.block_next(ActionKind::Start);
         let args = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
-        let task = pool
-            .call_as(&session, "Async.VM.start", args)
-            .await
-            .expect("a task");
-        let task = task.as_str().expect("a ref").to_owned();
+        let task = pool.async_call(&session, "VM.start", args).await;
         gate.entered().await;
         assert_eq!(
             pool.current("VM", &vm),
@@ -414,11 +410,7 @@ mod tests {
         let vm = pool.new_vm(&session, "web").await;
         let gate = pool.agent.block_next(ActionKind::Start);
         let args = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
-        let task = pool
-            .call_as(&session, "Async.VM.start", args)
-            .await
-            .expect("a task");
-        let task = task.as_str().expect("a ref").to_owned();
+        let task = pool.async_call(&session, "VM.start", args).await;
         gate.entered().await;
         pool.call_as(&session, "task.cancel", vec![s(&task)])
             .await
