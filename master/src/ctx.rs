@@ -69,6 +69,29 @@ impl Ctx {
         }
     }
 
+    /// Sets `field` of the object `r` of `class` in one commit: `HANDLE_INVALID` when it does not
+    /// exist (or no longer does when the commit comes).
+    pub async fn set_field(
+        &self,
+        class: &str,
+        r: &str,
+        field: &str,
+        value: Value,
+    ) -> Result<(), Error> {
+        self.master
+            .decide(|db| {
+                let mut draft = crate::operations::Draft::new(db);
+                if !draft.view().exists(class, r) {
+                    return Err(xenapi::handle_invalid(class, r).into());
+                }
+                draft.require_exists(class, r);
+                draft.update(class, r, field, value.clone());
+                Ok((draft.into_txn(), ()))
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Reports the progress (0 to 1) of the task this call runs as; throttled, so it is cheap
     /// to call often. Does nothing for calls that are not tasks.
     pub async fn set_progress(&self, progress: f64) {

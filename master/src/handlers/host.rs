@@ -11,7 +11,7 @@ use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
 use crate::evacuation;
 use crate::memory;
-use crate::operations::{Draft, Overlay};
+use crate::operations::Overlay;
 use crate::record::row;
 
 /// The memory the host has free for VMs, in bytes, computed from the DB as xapi does
@@ -52,16 +52,7 @@ pub(super) async fn get_server_localtime(ctx: Ctx, args: Args) -> Result<Value, 
 /// Sets `host.enabled`: a disabled host gets no new VMs (placement skips it, `start_on` and
 /// migrations to it are refused with `HOST_DISABLED`).
 async fn set_enabled(ctx: &Ctx, host: &str, enabled: bool) -> Result<Value, Error> {
-    ctx.master
-        .decide(|db| {
-            let mut draft = Draft::new(db);
-            if !draft.view().exists("host", host) {
-                return Err(xenapi::handle_invalid("host", host).into());
-            }
-            draft.require_exists("host", host);
-            draft.update("host", host, "enabled", Value::Bool(enabled));
-            Ok((draft.into_txn(), ()))
-        })
+    ctx.set_field("host", host, "enabled", Value::Bool(enabled))
         .await?;
     tracing::info!(host = %host, enabled, "host enabled flag set");
     Ok(void())

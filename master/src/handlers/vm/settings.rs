@@ -6,22 +6,11 @@ use api_spec::Value;
 
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
-use crate::operations::Draft;
 use crate::vm_spec;
 
 /// Sets one field of a live VM.
 async fn set_field(ctx: &Ctx, vm: &str, field: &str, value: Value) -> Result<Value, Error> {
-    ctx.master
-        .decide(|db| {
-            let mut draft = Draft::new(db);
-            if !draft.view().exists("VM", vm) {
-                return Err(xenapi::handle_invalid("VM", vm).into());
-            }
-            draft.require_exists("VM", vm);
-            draft.update("VM", vm, field, value.clone());
-            Ok((draft.into_txn(), ()))
-        })
-        .await?;
+    ctx.set_field("VM", vm, field, value).await?;
     Ok(void())
 }
 
