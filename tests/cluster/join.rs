@@ -126,10 +126,7 @@ async fn eject_is_refused_with_resident_vms_and_resets_the_host_without() {
     let doomed = (0..3).find(|&i| i != master).expect("a non-master");
     let doomed_ref = cluster.nodes[doomed].host_ref();
     let admin = cluster.nodes[master].login(Protocol::JsonRpc).await;
-    let guest = vm::new_vm(&admin, "resident").await;
-    vm::start_on(&admin, &guest, &doomed_ref)
-        .await
-        .expect("the VM starts on the host to eject");
+    let guest = vm::running_on(&admin, "resident", &doomed_ref).await;
     let err = admin
         .call("pool.eject", vec![Value::str(&doomed_ref)])
         .await

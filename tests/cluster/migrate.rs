@@ -23,15 +23,6 @@ fn hosts_running(cluster: &Cluster, uuid: &str) -> Vec<usize> {
         .collect()
 }
 
-/// A running diskless VM named `name`, started on host `on`; its ref.
-async fn running_on(cluster: &Cluster, client: &Client, name: &str, on: usize) -> String {
-    let guest = vm::new_vm(client, name).await;
-    vm::start_on(client, &guest, &cluster.nodes[on].host_ref())
-        .await
-        .expect("the VM starts");
-    guest
-}
-
 /// `VM.pool_migrate(vm, host, {"live": "true"})`.
 async fn pool_migrate(
     client: &Client,
@@ -56,7 +47,7 @@ async fn pool_migrate_moves_a_diskless_vm_to_another_host() {
     let watch = VmWatch::start(&cluster);
     let client = cluster.nodes[master].login(Protocol::JsonRpc).await;
     let (from, to) = ((master + 1) % 3, (master + 2) % 3);
-    let guest = running_on(&cluster, &client, "mover", from).await;
+    let guest = vm::running_on(&client, "mover", &cluster.nodes[from].host_ref()).await;
     let uuid = vm::field(&client, &guest, "uuid").await;
     assert_eq!(hosts_running(&cluster, &uuid), [from]);
     let destination = cluster.nodes[to].host_ref();
@@ -149,7 +140,7 @@ async fn evacuate_moves_every_vm_off_the_host() {
     let host = cluster.nodes[from].host_ref();
     let mut guests = Vec::new();
     for name in ["first", "second"] {
-        guests.push(running_on(&cluster, &client, name, from).await);
+        guests.push(vm::running_on(&client, name, &cluster.nodes[from].host_ref()).await);
     }
     client
         .ok("host.assert_can_evacuate", vec![Value::str(&host)])
@@ -174,7 +165,7 @@ async fn xe_vm_migrate_and_host_evacuate_move_vms() {
     let master = cluster.settle(&[0, 1, 2]).await;
     let client = cluster.nodes[master].login(Protocol::JsonRpc).await;
     let (from, to) = ((master + 1) % 3, (master + 2) % 3);
-    let guest = running_on(&cluster, &client, "xe-mover", from).await;
+    let guest = vm::running_on(&client, "xe-mover", &cluster.nodes[from].host_ref()).await;
     let uuid = vm::field(&client, &guest, "uuid").await;
     let via = &cluster.nodes[from];
     let xe = Xe::at(&via.ip.to_string(), &via.password);

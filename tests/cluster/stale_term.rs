@@ -108,10 +108,7 @@ async fn a_deposed_masters_action_is_refused_by_the_agent() {
     let target = (old + 1) % 3;
     let target_ref = cluster.nodes[target].host_ref();
     let admin = cluster.nodes[old].login(Protocol::JsonRpc).await;
-    let guest = vm::new_vm(&admin, "kept running").await;
-    vm::start_on(&admin, &guest, &target_ref)
-        .await
-        .expect("the VM starts");
+    let guest = vm::running_on(&admin, "kept running", &target_ref).await;
     let uuid = vm::field(&admin, &guest, "uuid").await;
     let state = cluster.nodes[target].simulator_state();
     assert!(vm::has_domain(&state, &uuid));

@@ -40,6 +40,15 @@ pub async fn start_on(client: &Client, vm: &str, host: &str) -> Result<Value, Ap
         .await
 }
 
+/// A new VM named `name`, started on `host` (a host ref); its ref.
+pub async fn running_on(client: &Client, name: &str, host: &str) -> String {
+    let vm = new_vm(client, name).await;
+    start_on(client, &vm, host)
+        .await
+        .expect("the VM starts on the host");
+    vm
+}
+
 /// A string field of the VM's record (`power_state`, `resident_on`, `uuid`).
 pub async fn field(client: &Client, vm: &str, name: &str) -> String {
     let value = client
