@@ -20,6 +20,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::db::Db;
@@ -167,10 +168,21 @@ pub fn write_bytes(dir: &Path, index: u64, bytes: &[u8]) -> Result<PathBuf, Dump
         Some(index),
         "a dump's name carries the index its header records"
     );
-    fs::create_dir_all(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let path = dir.join(file_name(index));
     let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(index)));
-    let mut file = File::create(&temp)?;
+    // A dump holds the pool secret and the root password's hash: its owner's only.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)?;
+    // A stale temp file from a crash keeps its old mode through `open`.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

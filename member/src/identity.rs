@@ -113,7 +113,7 @@ impl Identity {
     pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
         let mut text = serde_json::to_vec_pretty(self).expect("an identity always serializes");
         text.push(b'\n');
-        write_atomically(&data_dir.join(IDENTITY_FILE), &text, 0o644)
+        write_atomically(&data_dir.join(IDENTITY_FILE), &text, 0o600)
     }
 }
 
@@ -276,7 +276,7 @@ mod tests {
     fn atomic_write_into_missing_dir_fails() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("absent/identity.json");
-        let err = write_atomically(&path, b"x", 0o644).expect_err("no dir");
+        let err = write_atomically(&path, b"x", 0o600).expect_err("no dir");
         assert!(err.to_string().contains("identity.json"), "{err}");
     }
 

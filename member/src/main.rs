@@ -50,6 +50,12 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // Everything oxapi writes is its user's alone (the data dir holds the pool secret), whatever
+    // umask it was started with; children (hooks) inherit it.
+    // SAFETY: umask(2) only sets this process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     // One process-wide crypto provider, before anything can ask rustls for the default.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();

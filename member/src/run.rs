@@ -16,7 +16,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::{Agent, AgentError};
 use crate::config::Config;
+use crate::data_dir::{self, DataDirError};
 use crate::facts::{self, FactsError};
 use crate::front::listen::{Addresses, ListenError, Listeners};
 use crate::front::server::Front;
@@ -61,12 +61,8 @@ impl Clock for SystemClock {
 /// Why the host could not start, or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot create the data dir {path}")]
-    DataDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("the data dir cannot be used")]
+    DataDir(#[from] DataDirError),
     #[error("cannot read this machine")]
     Facts(#[from] FactsError),
     #[error("cannot read or write this host's identity")]
@@ -98,10 +94,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
 
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| RunError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
+    data_dir::prepare(data_dir)?;
     let management_ip = facts::management_address(config.listen.ip());
     let host_cert = tls::load_or_create(
         data_dir,

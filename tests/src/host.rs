@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -57,6 +58,8 @@ pub struct HostOptions {
     pub plain_http: bool,
     /// A config file for `--config` (e.g. the simulator's latencies).
     pub config: Option<serde_json::Value>,
+    /// The umask the process starts with (the test's own when `None`).
+    pub umask: Option<libc::mode_t>,
 }
 
 /// A running (or stopped) `oxapi` process with its own data dir and address.
@@ -125,10 +128,9 @@ impl Host {
         std::fs::read(self.data_dir().join("tls/cert.pem")).expect("the host wrote its certificate")
     }
 
-    /// Starts the process (again) on the same data dir and waits until it prints that it is ready.
-    pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the host is running already");
-        self.starts += 1;
+    /// The command that starts this host's process on its data dir, its log going to the
+    /// file of start number `self.starts`.
+    fn command(&self) -> Command {
         let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
         let mut cmd = Command::new(oxapi_bin());
         cmd.arg("serve")
@@ -155,7 +157,24 @@ impl Host {
             std::fs::write(&path, text).expect("config file written");
             cmd.arg("--config").arg(path);
         }
-        let mut child = cmd
+        if let Some(mask) = self.options.umask {
+            // SAFETY: umask(2) is async-signal-safe and touches only the child's own mask.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
+
+    /// Starts the process (again) on the same data dir and waits until it prints that it is ready.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the host is running already");
+        self.starts += 1;
+        let mut child = self
+            .command()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", oxapi_bin().display()));
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -192,6 +211,30 @@ impl Host {
                 }
             }
         }
+    }
+
+    /// Starts the process again on the same data dir, expecting it to refuse to start: returns
+    /// its exit code and log once it has exited (within `READY_TIMEOUT`).
+    pub fn start_refused(&mut self) -> (Option<i32>, String) {
+        assert!(self.child.is_none(), "the host is running already");
+        self.starts += 1;
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", oxapi_bin().display()));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("the child can be waited for") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("oxapi did not exit; its log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status.code(), self.log())
     }
 
     /// Starts again with `OXAPI_ROOT_PASSWORD` set to `password`, which the host must ignore: its

@@ -2,6 +2,7 @@
 //! the rustls server configuration built on it.
 
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -66,13 +67,17 @@ pub fn load_or_create(
     // The certificate is written after the key, so its presence means both are complete; a key
     // alone is what a crash during the first start leaves, and is replaced.
     if !cert_path.exists() {
-        std::fs::create_dir_all(&dir).map_err(|source| TlsError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| TlsError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
         let (cert_pem, key_pem) = generate(hostname, ips)?;
         write_atomically(&key_path, key_pem.as_bytes(), 0o600).map_err(TlsError::Store)?;
-        write_atomically(&cert_path, cert_pem.as_bytes(), 0o644).map_err(TlsError::Store)?;
+        write_atomically(&cert_path, cert_pem.as_bytes(), 0o600).map_err(TlsError::Store)?;
         tracing::info!(path = %cert_path.display(), "generated a self-signed certificate");
     } else if !key_path.exists() {
         return Err(TlsError::CertWithoutKey {
