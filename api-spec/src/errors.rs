@@ -50,6 +50,8 @@ pub static ERRORS: &[ErrorDecl] = &[
     declare(CANNOT_PLUG_BOND_SLAVE, &["PIF"]),
     declare(CANNOT_RESET_CONTROL_DOMAIN, &["vm"]),
     declare(CLUSTERING_ENABLED, &["cluster_host"]),
+    declare(DATABASE_ENTRY_TOO_LARGE, &["size", "limit"]),
+    declare(DATABASE_SPACE_LOW, &["host", "reason"]),
     declare(DEFAULT_SR_NOT_FOUND, &["sr"]),
     declare(DEVICE_ALREADY_ATTACHED, &["device"]),
     declare(DEVICE_ALREADY_DETACHED, &["device"]),
@@ -258,6 +260,11 @@ pub const CANNOT_CONTACT_HOST: &str = "CANNOT_CONTACT_HOST";
 pub const CANNOT_PLUG_BOND_SLAVE: &str = "CANNOT_PLUG_BOND_SLAVE";
 pub const CANNOT_RESET_CONTROL_DOMAIN: &str = "CANNOT_RESET_CONTROL_DOMAIN";
 pub const CLUSTERING_ENABLED: &str = "CLUSTERING_ENABLED";
+/// An oxapi addition: the change a call would commit is larger than `raft.max_entry_bytes`.
+pub const DATABASE_ENTRY_TOO_LARGE: &str = "DATABASE_ENTRY_TOO_LARGE";
+/// An oxapi addition: a host of the pool is short of room for the pool database (below its
+/// disk reserve or over its quota), so the pool refuses writes until it has room again.
+pub const DATABASE_SPACE_LOW: &str = "DATABASE_SPACE_LOW";
 pub const DEFAULT_SR_NOT_FOUND: &str = "DEFAULT_SR_NOT_FOUND";
 pub const DEVICE_ALREADY_ATTACHED: &str = "DEVICE_ALREADY_ATTACHED";
 pub const DEVICE_ALREADY_DETACHED: &str = "DEVICE_ALREADY_DETACHED";

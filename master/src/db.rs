@@ -23,6 +23,9 @@ pub enum ProposeError {
     /// The Raft node has stopped.
     #[error("raft node stopped")]
     Stopped,
+    /// The encoded Txn is larger than an entry may be; nothing was proposed.
+    #[error("txn of {bytes} bytes is over the entry limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 /// The replicated pool database, as the master sees it.

@@ -82,6 +82,7 @@ async fn checked_call(
             .await
             .map_err(to_api_error)?;
     }
+    crate::no_space::check(master, method)?;
     let ctx = Ctx {
         master: master.clone(),
         session,

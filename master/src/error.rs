@@ -40,6 +40,9 @@ pub enum Error {
 pub fn to_api_error(error: Error) -> ApiError {
     let message = match &error {
         Error::Api(e) => return e.clone(),
+        Error::Propose(ProposeError::TooLarge { bytes, limit }) => {
+            return xenapi::database_entry_too_large(*bytes, *limit);
+        }
         Error::Propose(ProposeError::Apply(apply)) => match expected_apply_error(apply) {
             Some(e) => return e,
             None => format!("the pool database refused a change ({apply}); see the master's log"),
@@ -51,7 +54,7 @@ pub fn to_api_error(error: Error) -> ApiError {
         Error::Propose(ProposeError::Stopped) | Error::ReadBarrier(ProposeError::Stopped) => {
             "the pool database on this host has stopped; see this host's log".to_owned()
         }
-        Error::ReadBarrier(ProposeError::Apply(_)) => {
+        Error::ReadBarrier(ProposeError::Apply(_) | ProposeError::TooLarge { .. }) => {
             "the pool database could not confirm its leadership; retry the call".to_owned()
         }
         Error::Contended { attempts } => format!(
@@ -109,6 +112,20 @@ pub mod xenapi {
 
     pub fn message_removed() -> ApiError {
         error(errors::MESSAGE_REMOVED, [])
+    }
+
+    pub fn database_entry_too_large(size: usize, limit: usize) -> ApiError {
+        error(
+            errors::DATABASE_ENTRY_TOO_LARGE,
+            [size.to_string(), limit.to_string()],
+        )
+    }
+
+    pub fn database_space_low(host: &str, reason: &str) -> ApiError {
+        error(
+            errors::DATABASE_SPACE_LOW,
+            [host.to_owned(), reason.to_owned()],
+        )
     }
 
     /// Counts exclude the session.

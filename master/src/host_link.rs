@@ -262,6 +262,18 @@ pub enum AgentReport {
     Inventory(Vec<DomainInfo>),
 }
 
+/// What a host's heartbeat says about the host itself, besides that it is alive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostHealth {
+    /// Why this host's pool DB store failed, while it has (its replica is stale and it answers
+    /// no calls; its agent goes on).
+    pub store_failure: Option<String>,
+    /// Why this host is short of room for the pool DB (below its disk reserve, or its store
+    /// over its quota), while it is: the pool refuses API writes meanwhile.
+    pub low_space: Option<String>,
+}
+
 /// How the master reaches the agent of a host.
 pub trait HostLink: Send + Sync + 'static {
     /// Runs `action` on the agent of `host` (a host ref), stamped with the Raft `term` of this

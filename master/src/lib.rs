@@ -45,6 +45,7 @@ mod handover;
 pub mod host_link;
 mod liveness;
 mod memory;
+mod no_space;
 mod operations;
 mod placement;
 pub mod pool_control;
@@ -139,6 +140,8 @@ pub struct Master {
     placement: tokio::sync::Mutex<()>,
     /// When this master last heard from each host.
     liveness: liveness::Liveness,
+    /// The hosts short of room for the pool DB: while any is, API writes are refused.
+    shortages: no_space::Shortages,
     /// Sessions of `session.slave_local_login_with_password`, valid in this process only.
     local_sessions: session::LocalSessions,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
@@ -166,6 +169,7 @@ impl Master {
             in_flight: operations::InFlight::default(),
             placement: tokio::sync::Mutex::new(()),
             liveness: liveness::Liveness::default(),
+            shortages: no_space::Shortages::default(),
             local_sessions: session::LocalSessions::default(),
             pool,
         })
@@ -190,10 +194,12 @@ impl Master {
         reconcile::report(self, host, report).await;
     }
 
-    /// Takes a heartbeat of the agent of `host`: `host_metrics.live` becomes true if it was
-    /// not, and then the host is asked what it runs.
-    pub async fn heartbeat(self: &Arc<Self>, host: &str) {
-        liveness::heartbeat(self, host).await;
+    /// Takes a heartbeat of the agent of `host`, which says how the host is (`health`): a
+    /// healthy host's `host_metrics.live` becomes true if it was not, and then the host is
+    /// asked what it runs; a host whose store failed is not live (its VMs run on) and an alert
+    /// says why.
+    pub async fn heartbeat(self: &Arc<Self>, host: &str, health: &host_link::HostHealth) {
+        liveness::heartbeat(self, host, health).await;
     }
 
     /// Marks the hosts silent for more than `dead_after_secs` not live and halts their VMs;

@@ -5,8 +5,12 @@
 //! agent without contact with a master for `pool.fence_after_secs` hard-stops its domains,
 //! and the master waits the longer `pool.dead_after_secs`. A host that speaks again is live
 //! again and is asked what it runs, so a domain it still has is adopted.
+//!
+//! A host whose heartbeat says its store failed is heard (its agent is in contact, so it does
+//! not fence and its VMs are not halted) but not live: placement leaves it out until a
+//! heartbeat says its store works again. Its failure is raised as an alert once per failure.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use api_spec::Value;
@@ -14,6 +18,7 @@ use db_schema::Db;
 
 use crate::Master;
 use crate::error::{Error, to_api_error};
+use crate::host_link::HostHealth;
 use crate::operations::Draft;
 use crate::power_state::set_stopped;
 use crate::reconcile::{clear_dead_operations, is_busy};
@@ -23,6 +28,8 @@ use crate::reconcile::{clear_dead_operations, is_busy};
 #[derive(Default)]
 pub(crate) struct Liveness {
     last_heard: Mutex<HashMap<String, i64>>,
+    /// The hosts whose store is failed, as their last heartbeat said.
+    store_failed: Mutex<HashSet<String>>,
 }
 
 impl Liveness {
@@ -35,6 +42,20 @@ impl Liveness {
     /// Records that `host` spoke at `now`.
     pub fn heard(&self, host: &str, now: i64) {
         self.lock().insert(host.to_owned(), now);
+    }
+
+    /// Records whether `host`'s store is failed; whether that is news (a failure not known
+    /// before, or a recovery).
+    fn note_store(&self, host: &str, is_failed: bool) -> bool {
+        let mut failed = self
+            .store_failed
+            .lock()
+            .expect("no panic while holding the liveness lock");
+        if is_failed {
+            failed.insert(host.to_owned())
+        } else {
+            failed.remove(host)
+        }
     }
 
     /// Gives every host in `hosts` a full grace period from `now`, as a new master does.
@@ -61,9 +82,10 @@ impl Liveness {
     }
 }
 
-/// Takes a heartbeat of `host`: it is heard now, and live again if it was not, in which case
-/// its agent is asked what it runs (in the background) so the DB adopts what still runs.
-pub(crate) async fn heartbeat(master: &Arc<Master>, host: &str) {
+/// Takes a heartbeat of `host`, which says how it is (`health`): it is heard now; a healthy
+/// host is live again if it was not, in which case its agent is asked what it runs (in the
+/// background) so the DB adopts what still runs; a host whose store failed is made not live.
+pub(crate) async fn heartbeat(master: &Arc<Master>, host: &str, health: &HostHealth) {
     master.liveness.heard(host, master.now());
     let was_live = {
         let db = master.db.read();
@@ -73,6 +95,24 @@ pub(crate) async fn heartbeat(master: &Arc<Master>, host: &str) {
         }
         is_live(&db, host)
     };
+    if master.shortages.note(host, health.low_space.as_deref())
+        && let Some(why) = &health.low_space
+    {
+        tracing::error!(host = %host, why = %why, "a host is short of room for the pool database: writes refused");
+        if let Err(e) = master.space_low(host, why).await {
+            tracing::warn!(host = %host, code = %to_api_error(e).code, "space alert not raised");
+        }
+    }
+    let is_news = master
+        .liveness
+        .note_store(host, health.store_failure.is_some());
+    if let Some(reason) = &health.store_failure {
+        store_failed(master, host, reason, was_live, is_news).await;
+        return;
+    }
+    if is_news {
+        tracing::info!(host = %host, "the store of the host works again");
+    }
     if was_live {
         return;
     }
@@ -98,6 +138,31 @@ pub(crate) async fn heartbeat(master: &Arc<Master>, host: &str) {
     });
 }
 
+/// A heartbeat of `host` says its store failed for `reason`: it is made not live (its VMs
+/// stay where they run) and, when the failure `is_news`, an alert is raised.
+async fn store_failed(master: &Master, host: &str, reason: &str, was_live: bool, is_news: bool) {
+    if was_live {
+        let outcome = master
+            .decide(|db| {
+                let mut draft = Draft::new(db);
+                set_live(&mut draft, host, false);
+                Ok((draft.into_txn(), ()))
+            })
+            .await;
+        if let Err(e) = outcome {
+            tracing::warn!(host = %host, code = %to_api_error(e).code, "host with a failed store not marked dead");
+        }
+    }
+    if is_news {
+        tracing::error!(host = %host, reason = %reason, "the store of a host failed: not live");
+        if let Err(e) = master.store_failed(host, reason).await {
+            // Noted as known all the same: the next heartbeat must not raise a second alert
+            // while this one may still be committed by another attempt.
+            tracing::warn!(host = %host, code = %to_api_error(e).code, "store failure alert not raised");
+        }
+    }
+}
+
 /// Marks every host other than the master's own that has been silent for more than
 /// `dead_after_secs` not live, and halts its VMs; returns the hosts found silent.
 pub(crate) async fn check(master: &Master, dead_after_secs: i64) -> Vec<String> {
@@ -112,6 +177,8 @@ pub(crate) async fn check(master: &Master, dead_after_secs: i64) -> Vec<String> 
         .collect();
     let silent = master.liveness.silent(&others, now, dead_after_secs);
     for host in &silent {
+        // A silent host writes nothing: its room no longer matters.
+        master.shortages.forget(host);
         if let Err(e) = declare_dead(master, host, now).await {
             let code = to_api_error(e).code;
             tracing::warn!(host = %host, code = %code, "silent host not marked dead");
@@ -207,7 +274,7 @@ mod tests {
         let vm = pool.running_vm(&session, "web").await;
         let other = pool.add_host("host2", 64 << 30);
         pool.write("VM", &vm, &[("resident_on", Value::str(other.as_str()))]);
-        pool.master.heartbeat(&other).await;
+        pool.master.heartbeat(&other, &HostHealth::default()).await;
         (pool, other, vm)
     }
 
@@ -240,6 +307,39 @@ mod tests {
         );
     }
 
+    /// A heartbeat that says the host's store failed makes it not live, leaves its VM running
+    /// there (also past the dead time, while heartbeats come) and raises one alert; a healthy
+    /// heartbeat makes it live again.
+    #[tokio::test]
+    async fn a_host_whose_store_failed_is_not_live_but_keeps_its_vms() {
+        let (pool, other, vm) = pool_with_busy_second_host().await;
+        let failed = HostHealth {
+            store_failure: Some("disk full".to_owned()),
+            ..HostHealth::default()
+        };
+        let alerts = |pool: &TestPool| {
+            pool.read()
+                .rows("message")
+                .filter(|(_, row)| row.str("name") == crate::alerts::STORE_FAILED_MESSAGE)
+                .map(|(_, row)| row.str("body").to_owned())
+                .collect::<Vec<_>>()
+        };
+        for _ in 0..3 {
+            pool.master.heartbeat(&other, &failed).await;
+            pool.clock.advance(DEAD_AFTER_SECS);
+            assert!(pool.master.check_liveness(DEAD_AFTER_SECS).await.is_empty());
+        }
+        assert!(!live(&pool, &other));
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), other);
+        let bodies = alerts(&pool);
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        assert!(bodies[0].contains("disk full"), "{bodies:?}");
+        pool.master.heartbeat(&other, &HostHealth::default()).await;
+        assert!(live(&pool, &other));
+        assert_eq!(alerts(&pool).len(), 1);
+    }
+
     /// A dead host that speaks again is live, and a domain its agent still runs is adopted.
     #[tokio::test]
     async fn a_returning_host_is_live_and_what_it_still_runs_is_adopted() {
@@ -247,7 +347,7 @@ mod tests {
         pool.clock.advance(DEAD_AFTER_SECS + 1);
         pool.master.check_liveness(DEAD_AFTER_SECS).await;
         assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
-        pool.master.heartbeat(&other).await;
+        pool.master.heartbeat(&other, &HostHealth::default()).await;
         assert!(live(&pool, &other));
         pool.wait_until("the VM adopted", |db| {
             db.get("VM", &vm)
@@ -264,8 +364,10 @@ mod tests {
         let pool = TestPool::new();
         let other = pool.add_host("host2", 64 << 30);
         let applied = pool.read().applied_index();
-        pool.master.heartbeat(&other).await;
-        pool.master.heartbeat(&pool.host).await;
+        pool.master.heartbeat(&other, &HostHealth::default()).await;
+        pool.master
+            .heartbeat(&pool.host, &HostHealth::default())
+            .await;
         assert_eq!(pool.read().applied_index(), applied);
         let newcomer = pool.add_host("host3", 64 << 30);
         pool.clock.advance(DEAD_AFTER_SECS + 1);

@@ -131,6 +131,19 @@ pub struct RaftSettings {
     pub max_voters: usize,
     /// A voter silent this long is replaced by a caught-up learner, in seconds, 1..=86400.
     pub replace_voter_after_secs: u64,
+    /// How long a node whose store failed (a full or read-only disk) waits before it opens the
+    /// store again, in seconds, 1..=3600.
+    pub store_retry_secs: u64,
+    /// The free bytes the data dir's disk keeps in reserve: below it the pool refuses API
+    /// writes (`DATABASE_SPACE_LOW`) until there is room again, and a store that failed waits
+    /// for it before it opens again; 0 turns the reserve off (256 MiB).
+    pub min_free_bytes: u64,
+    /// The most bytes the store (Raft log and dumps) may take before the pool refuses API
+    /// writes; 0 is no quota (2 GiB).
+    pub quota_bytes: u64,
+    /// The largest encoded change one call may commit, in bytes, 1024..=67108864; larger ones
+    /// are refused with `DATABASE_ENTRY_TOO_LARGE` (2 MiB).
+    pub max_entry_bytes: usize,
 }
 
 /// Bounds on a request body, applied before and while decoding it.
@@ -231,6 +244,10 @@ impl Default for RaftSettings {
             max_batch: 256,
             max_voters: 3,
             replace_voter_after_secs: 30,
+            store_retry_secs: 2,
+            min_free_bytes: 256 << 20,
+            quota_bytes: 2 << 30,
+            max_entry_bytes: 2 << 20,
         }
     }
 }
@@ -328,6 +345,8 @@ impl Config {
             1,
             86_400,
         )?;
+        check_range("raft.store_retry_secs", raft.store_retry_secs, 1, 3600)?;
+        check_range("raft.max_entry_bytes", raft.max_entry_bytes, 1024, 64 << 20)?;
 
         let limits = &self.limits;
         check_range(
@@ -439,6 +458,14 @@ impl Config {
 impl RaftSettings {
     pub fn tick_interval(&self) -> Duration {
         Duration::from_millis(self.tick_interval_ms)
+    }
+
+    /// Where the pool DB must keep room on this host.
+    pub fn space_limits(&self) -> crate::space::SpaceLimits {
+        crate::space::SpaceLimits {
+            reserve_bytes: self.min_free_bytes,
+            quota_bytes: self.quota_bytes,
+        }
     }
 
     /// The leader's voter policy.

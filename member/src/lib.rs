@@ -14,6 +14,8 @@
 //!   micro-ops with cancellation, progress and undo, hooks, guest events, and the `Backend`
 //!   trait with its first backend, the simulator. The master reaches it through
 //!   `roles::PoolLink`; `AgentReport`s go to `Master::report`.
+//! - `space.rs`: the room the pool DB has on this host's disk (a reserve and a quota), which
+//!   heartbeats report so that the pool refuses writes before a disk fills up.
 //! - `roles/`: the host's roles in its pool: calls forwarded to the leader (event reads answered
 //!   locally), actions to other hosts' agents, reports and heartbeats to the leader, fencing,
 //!   and the master role turned on and off with Raft leadership.
@@ -34,3 +36,4 @@ pub mod pool;
 pub mod raft;
 pub mod roles;
 pub mod run;
+pub mod space;

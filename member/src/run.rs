@@ -39,7 +39,7 @@ use crate::peer::{self, PeerError, Peers};
 use crate::pool::restart::{PoolError, https_address};
 use crate::pool::{self, Control, ThisHost};
 use crate::raft::{self, RaftConfig, RaftStatus, StorageError};
-use crate::roles::{Forwarder, LocalReplica, PoolLink, Roles};
+use crate::roles::{Forwarder, HealthSource, LocalReplica, PoolLink, Roles};
 
 /// The root password of a new pool; read only on the pool's first start.
 pub const ROOT_PASSWORD_ENV: &str = "OXAPI_ROOT_PASSWORD";
@@ -143,6 +143,11 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         identity.host_ref.clone(),
         Arc::new(peers.clone()),
         node.db.status(),
+        HealthSource {
+            node: node.db.health(),
+            data_dir: data_dir.clone(),
+            space: config.raft.space_limits(),
+        },
         agent,
         config.pool.clone(),
     );
@@ -351,6 +356,9 @@ fn raft_config(config: &Config, node_id: u64) -> RaftConfig {
         heartbeat_ticks: config.raft.heartbeat_ticks,
         compact_after_entries: config.raft.compact_after_entries,
         max_batch: config.raft.max_batch,
+        store_retry_interval: Duration::from_secs(config.raft.store_retry_secs),
+        reopen_free_bytes: config.raft.min_free_bytes.max(1 << 20),
+        max_entry_bytes: config.raft.max_entry_bytes,
     }
 }
 

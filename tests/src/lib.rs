@@ -1,5 +1,5 @@
 //! Helpers for the integration tests and the benchmark: real `oxapi` processes on loopback
-//! addresses (`host`), a XenAPI client that pins their certificates (`client`) and halted VMs
+//! addresses (`host`), a small tmpfs disk for a host's data dir (`disk`), a XenAPI client that pins their certificates (`client`) and halted VMs
 //! to work on (`vms`).
 //!
 //! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC and the
@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod disk;
 pub mod events;
 pub mod host;
 pub mod vms;

@@ -78,6 +78,13 @@ pub struct RaftConfig {
     /// Inputs taken from the queue before one Ready is handled (1 024): the most proposals
     /// one fsync covers.
     pub max_batch: usize,
+    /// How long a node whose store failed waits before it opens the store again (2 s).
+    pub store_retry_interval: Duration,
+    /// The free bytes the data dir's disk must have before a failed node opens its store
+    /// again (1 MiB).
+    pub reopen_free_bytes: u64,
+    /// The largest encoded Txn a proposal may carry (2 MiB).
+    pub max_entry_bytes: usize,
 }
 
 /// The largest size of one append message to a peer, in bytes.
@@ -108,6 +115,9 @@ impl Default for RaftConfig {
             heartbeat_ticks: 1,
             compact_after_entries: 10_000,
             max_batch: 1024,
+            store_retry_interval: Duration::from_secs(2),
+            reopen_free_bytes: 1 << 20,
+            max_entry_bytes: 2 << 20,
         }
     }
 }
@@ -119,6 +129,17 @@ pub struct RaftStatus {
     /// The leader's node id, 0 when unknown.
     pub leader_id: u64,
     pub is_leader: bool,
+}
+
+/// Whether this node's store works. A failed node opens its store again by itself (see
+/// `node.rs`); meanwhile it does not lead, takes nothing from its peers and its replica stays
+/// as it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NodeHealth {
+    #[default]
+    Healthy,
+    /// The store failed (or raft-rs panicked) for `reason`, and has not opened again since.
+    Failed { reason: String },
 }
 
 /// Whether `dir` holds a Raft store (a finished `bootstrap`, or a node that has run).
@@ -208,6 +229,7 @@ async fn start(
     if config.node_id == 0 {
         return Err(StorageError::NodeIdZero);
     }
+    let max_entry_bytes = config.max_entry_bytes;
     let (inputs, receiver) = mpsc::channel();
     let loopback = inputs.clone();
     let (opened_tx, opened) = oneshot::channel();
@@ -229,6 +251,7 @@ async fn start(
             db,
             applied,
             status,
+            health,
             compacted,
             log_commits,
             membership,
@@ -240,11 +263,13 @@ async fn start(
                 db,
                 applied,
                 status,
+                health,
                 compacted,
                 log_commits,
                 membership,
                 reachable_voters,
                 election_timeout,
+                max_entry_bytes,
             }),
             thread: Some(thread),
         }),
@@ -296,17 +321,25 @@ pub struct RaftDb {
     db: Arc<RwLock<Db>>,
     applied: watch::Receiver<u64>,
     status: watch::Receiver<RaftStatus>,
+    health: watch::Receiver<NodeHealth>,
     compacted: watch::Receiver<u64>,
     log_commits: Arc<AtomicU64>,
     membership: watch::Receiver<RaftMembership>,
     reachable_voters: Arc<AtomicUsize>,
     election_timeout: Duration,
+    /// The largest encoded Txn a proposal may carry.
+    max_entry_bytes: usize,
 }
 
 impl RaftDb {
     /// This node's role, term and leader, updated as they change.
     pub fn status(&self) -> watch::Receiver<RaftStatus> {
         self.status.clone()
+    }
+
+    /// Whether the store works, updated as it fails and opens again.
+    pub fn health(&self) -> watch::Receiver<NodeHealth> {
+        self.health.clone()
     }
 
     /// The index the log is compacted up to (it keeps the entries after it), updated after
@@ -326,6 +359,12 @@ impl ReplicatedDb for RaftDb {
         Box::pin(async move {
             let data =
                 rmp_serde::to_vec_named(&txn).expect("a Txn is plain data and always encodes");
+            if data.len() > self.max_entry_bytes {
+                return Err(ProposeError::TooLarge {
+                    bytes: data.len(),
+                    limit: self.max_entry_bytes,
+                });
+            }
             let (reply, outcome) = oneshot::channel();
             self.inputs
                 .send(Input::Propose { data, reply })
@@ -402,6 +441,59 @@ mod tests {
         let summary = inspect(dir.path()).expect("inspect");
         assert_eq!((summary.snapshot_index, summary.snapshot_term), (1, 1));
         assert_eq!((summary.term, summary.commit, summary.entries), (1, 1, 0));
+    }
+
+    /// A node that fails (here raft-rs panics on a heartbeat that commits past the end of its
+    /// log) says so, opens its store again by itself and takes proposals once more, with
+    /// nothing committed before lost.
+    #[tokio::test]
+    async fn a_failed_node_opens_again_by_itself() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        bootstrap(dir.path(), 1, &put("pool")).expect("bootstrap");
+        let config = RaftConfig {
+            store_retry_interval: Duration::from_millis(100),
+            ..RaftConfig::default()
+        };
+        let node = open(dir.path(), config).await.expect("open");
+        node.db.propose(put("before")).await.expect("committed");
+        let mut health = node.db.health();
+        let mut heartbeat = raft::eraftpb::Message::default();
+        heartbeat.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+        (
+            heartbeat.from,
+            heartbeat.to,
+            heartbeat.term,
+            heartbeat.commit,
+        ) = (2, 1, 100, 1_000);
+        node.db
+            .inputs
+            .send(Input::Step(heartbeat))
+            .expect("the node takes inputs");
+        let within = Duration::from_secs(10);
+        let failed = tokio::time::timeout(
+            within,
+            health.wait_for(|h| matches!(h, NodeHealth::Failed { .. })),
+        )
+        .await
+        .expect("the failure is published")
+        .expect("the node is there")
+        .clone();
+        let NodeHealth::Failed { reason } = failed else {
+            unreachable!("waited for a failure")
+        };
+        assert!(reason.contains("panicked"), "{reason}");
+        tokio::time::timeout(within, health.wait_for(|h| *h == NodeHealth::Healthy))
+            .await
+            .expect("opened again")
+            .expect("the node is there");
+        let mut status = node.db.status();
+        tokio::time::timeout(within, status.wait_for(|s| s.is_leader))
+            .await
+            .expect("leads again")
+            .expect("the node is there");
+        node.db.propose(put("after")).await.expect("committed");
+        let db = node.db.read();
+        assert!(db.internal("before").is_some() && db.internal("after").is_some());
     }
 
     /// A bootstrap Txn that the DB refuses leaves no store behind.

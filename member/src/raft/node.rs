@@ -18,8 +18,16 @@
 //! Nothing steps, proposes or campaigns between `ready()` and `advance()`: inputs are taken only
 //! between Readys. The peers a Ready's messages could not reach are reported to raft-rs after
 //! it. The leader's voter policy (`voters.rs`) runs at each tick; the apply is in `apply.rs`.
+//!
+//! A node whose store fails (redb cannot write: a full or read-only disk) or that panics (raft-rs
+//! finding its log changed under it) does not take the thread down: the failure is published
+//! (`NodeHealth::Failed`, and the status of a node that does not lead), waiters are failed, the
+//! store is closed, and every `store_retry_interval` the node is opened again from the newest
+//! dump and the store, as at a start, with the same channels; inputs that come meanwhile are
+//! answered as a node that does not lead answers them. Once open, it catches up from the leader.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -37,7 +45,8 @@ use crate::raft::storage::LogStore;
 use crate::raft::transport::{Transport, Undelivered};
 use crate::raft::waiters::{Proposals, ProposeReply, ReadReply, Reads, context};
 use crate::raft::{
-    DUMPS_DIR, RaftConfig, RaftMembership, RaftStatus, STORE_FILE, StorageError, VoterPolicy, log,
+    DUMPS_DIR, NodeHealth, RaftConfig, RaftMembership, RaftStatus, STORE_FILE, StorageError,
+    VoterPolicy, log,
 };
 
 /// What the Raft thread is asked to do.
@@ -75,6 +84,7 @@ pub(crate) struct Shared {
     pub db: Arc<RwLock<Db>>,
     pub applied: watch::Receiver<u64>,
     pub status: watch::Receiver<RaftStatus>,
+    pub health: watch::Receiver<NodeHealth>,
     pub compacted: watch::Receiver<u64>,
     pub log_commits: Arc<AtomicU64>,
     pub membership: watch::Receiver<RaftMembership>,
@@ -82,8 +92,138 @@ pub(crate) struct Shared {
     pub election_timeout: Duration,
 }
 
-/// The body of the Raft thread: opens the node, reports through `opened`, runs until stopped.
-/// An error that stops a running node is logged here and returned.
+/// What outlives one opening of the store: the queue of inputs, the transport, the replica's
+/// lock and the senders the handles watch. A node that fails gives them back
+/// (`Node::into_outlets`) for the next opening.
+pub(super) struct Outlets {
+    inputs: mpsc::Receiver<Input>,
+    loopback: mpsc::Sender<Input>,
+    transport: Transport,
+    db: Arc<RwLock<Db>>,
+    log_commits: Arc<AtomicU64>,
+    applied_tx: watch::Sender<u64>,
+    status_tx: watch::Sender<RaftStatus>,
+    health_tx: watch::Sender<NodeHealth>,
+    compacted_tx: watch::Sender<u64>,
+    membership_tx: watch::Sender<RaftMembership>,
+    reachable_voters: Arc<AtomicUsize>,
+}
+
+impl Outlets {
+    /// New channels (their values are set when a node opens) and the handles' ends of them.
+    fn new(
+        config: &RaftConfig,
+        inputs: mpsc::Receiver<Input>,
+        loopback: mpsc::Sender<Input>,
+        transport: Transport,
+    ) -> (Outlets, Shared) {
+        let db = Arc::new(RwLock::new(Db::new()));
+        let log_commits = Arc::new(AtomicU64::new(0));
+        let reachable_voters = Arc::new(AtomicUsize::new(0));
+        let (applied_tx, applied) = watch::channel(0);
+        let (status_tx, status) = watch::channel(RaftStatus::default());
+        let (health_tx, health) = watch::channel(NodeHealth::Healthy);
+        let (compacted_tx, compacted) = watch::channel(0);
+        let (membership_tx, membership) = watch::channel(RaftMembership::default());
+        let election_timeout =
+            config.tick_interval * u32::try_from(config.election_ticks).unwrap_or(u32::MAX);
+        let shared = Shared {
+            db: Arc::clone(&db),
+            applied,
+            status,
+            health,
+            compacted,
+            log_commits: Arc::clone(&log_commits),
+            membership,
+            reachable_voters: Arc::clone(&reachable_voters),
+            election_timeout,
+        };
+        let outlets = Outlets {
+            inputs,
+            loopback,
+            transport,
+            db,
+            log_commits,
+            applied_tx,
+            status_tx,
+            health_tx,
+            compacted_tx,
+            membership_tx,
+            reachable_voters,
+        };
+        (outlets, shared)
+    }
+
+    /// Publishes that the node failed for `reason`: it no longer leads (its last term and
+    /// leader stay known, so this host can still reach the master).
+    fn publish_failure(&self, reason: &str) {
+        self.status_tx
+            .send_modify(|status| status.is_leader = false);
+        self.health_tx.send_replace(NodeHealth::Failed {
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Waits `interval` while the node is down, answering inputs as a node that does not
+    /// lead; `false` when asked to stop meanwhile.
+    fn wait_down(&self, interval: Duration) -> bool {
+        let until = Instant::now() + interval;
+        loop {
+            match self
+                .inputs
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(Input::Stop { .. }) | Err(RecvTimeoutError::Disconnected) => return false,
+                Ok(input) => refuse(input),
+                Err(RecvTimeoutError::Timeout) => return true,
+            }
+        }
+    }
+}
+
+/// Answers an input as a node that does not lead (and takes nothing from peers) answers it.
+fn refuse(input: Input) {
+    match input {
+        Input::Propose { reply, .. } | Input::ConfChange { reply, .. } => {
+            let _ = reply.send(Err(ProposeError::NotLeader));
+        }
+        Input::ReadBarrier { reply } => {
+            let _ = reply.send(Err(ProposeError::NotLeader));
+        }
+        Input::TransferLeader { reply, .. } => {
+            let _ = reply.send(Err(ProposeError::NotLeader));
+        }
+        Input::DumpWritten { .. }
+        | Input::Stop { .. }
+        | Input::Step(_)
+        | Input::SnapshotSent { .. } => {}
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// An error and the errors it wraps, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The body of the Raft thread: opens the node, reports through `opened`, runs until stopped;
+/// a node that fails is opened again every `store_retry_interval` until it works or is stopped.
+/// Returns the error of a clean stop that failed (its final dump).
 pub(crate) fn run(
     dir: &Path,
     config: (RaftConfig, VoterPolicy),
@@ -92,31 +232,95 @@ pub(crate) fn run(
     loopback: mpsc::Sender<Input>,
     opened: oneshot::Sender<Result<Shared, StorageError>>,
 ) -> Result<(), StorageError> {
-    let opening = Node::open(dir, config, transport, inputs, loopback)
-        .and_then(|(mut node, shared)| node.start().map(|()| (node, shared)));
-    let mut node = match opening {
-        Ok((node, shared)) => {
+    let (outlets, shared) = Outlets::new(&config.0, inputs, loopback, transport);
+    let mut node = match Node::open(dir, config.clone(), outlets) {
+        Ok(node) => {
             if opened.send(Ok(shared)).is_err() {
                 return Ok(());
             }
             node
         }
-        Err(error) => {
+        Err((error, _)) => {
             // The caller of `open` receives the error.
             let _ = opened.send(Err(error));
             return Ok(());
         }
     };
-    let outcome = node.run();
-    if let Err(error) = &outcome {
-        tracing::error!(
-            error = error as &dyn std::error::Error,
-            applied = node.applied,
-            "raft node stopped"
-        );
+    loop {
+        let outcome = catch_unwind(AssertUnwindSafe(|| node.run()));
+        let is_stopping = node.stop.is_some();
+        let reason = match outcome {
+            Ok(Ok(())) => {
+                node.fail_waiters(&ProposeError::Stopped);
+                return Ok(());
+            }
+            Ok(Err(error)) if is_stopping => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "raft node stopped"
+                );
+                node.fail_waiters(&ProposeError::Stopped);
+                return Err(error);
+            }
+            Ok(Err(error)) => error_chain(&error),
+            Err(panic) => format!("raft panicked: {}", panic_text(panic.as_ref())),
+        };
+        tracing::error!(reason = %reason, applied = node.applied, "raft node failed; it will be opened again");
+        if is_stopping {
+            node.fail_waiters(&ProposeError::Stopped);
+            return Err(StorageError::ThreadPanicked);
+        }
+        let outlets = node.into_outlets(&reason);
+        node = match reopen(dir, &config, outlets) {
+            Some(node) => node,
+            None => return Ok(()),
+        };
     }
-    node.fail_waiters(&ProposeError::Stopped);
-    outcome
+}
+
+/// Opens a failed node again every `store_retry_interval` until it opens and can write
+/// (`None` when stopped first). It waits for `reopen_free_bytes` on the data dir's disk first:
+/// a store that failed on a full disk would only fail again at its next write.
+fn reopen(dir: &Path, config: &(RaftConfig, VoterPolicy), mut outlets: Outlets) -> Option<Node> {
+    loop {
+        if !outlets.wait_down(config.0.store_retry_interval) {
+            return None;
+        }
+        match crate::space::free_bytes(dir) {
+            Ok(free) if free < config.0.reopen_free_bytes => {
+                tracing::debug!(free, "raft node waits for room on its disk");
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "cannot read the data dir's free space"),
+        }
+        let opened = Node::open(dir, config.clone(), outlets).and_then(|mut node| {
+            // Opening reads; this proves the store takes writes again.
+            match node.raw.mut_store().persist(None, &[], None) {
+                Ok(()) => Ok(node),
+                Err(error) => {
+                    let reason = error_chain(&error);
+                    Err((error, Box::new(node.into_outlets(&reason))))
+                }
+            }
+        });
+        match opened {
+            Ok(node) => {
+                tracing::info!(
+                    applied = node.applied,
+                    "raft node opened again after a failure"
+                );
+                node.health_tx.send_replace(NodeHealth::Healthy);
+                return Some(node);
+            }
+            Err((error, given_back)) => {
+                let reason = error_chain(&error);
+                tracing::warn!(reason = %reason, "raft node still cannot open");
+                given_back.publish_failure(&reason);
+                outlets = *given_back;
+            }
+        }
+    }
 }
 
 /// The state the Raft thread owns.
@@ -135,9 +339,11 @@ pub(super) struct Node {
     pub(super) applied: u64,
     pub(super) applied_tx: watch::Sender<u64>,
     status_tx: watch::Sender<RaftStatus>,
+    health_tx: watch::Sender<NodeHealth>,
     compacted_tx: watch::Sender<u64>,
     pub(super) membership_tx: watch::Sender<RaftMembership>,
     pub(super) reachable_voters: Arc<AtomicUsize>,
+    log_commits: Arc<AtomicU64>,
     /// When each peer's last message arrived.
     pub(super) heard: HashMap<u64, Instant>,
     /// Since when this node leads, if it does.
@@ -152,51 +358,59 @@ pub(super) struct Node {
 }
 
 impl Node {
+    /// Opens the node of `dir` with `outlets`, as at a start: the replica from the newest
+    /// dump, the store, raft-rs, then the log replayed (`start`). On failure the outlets come
+    /// back with the error.
     fn open(
         dir: &Path,
-        (config, policy): (RaftConfig, VoterPolicy),
-        transport: Transport,
-        inputs: mpsc::Receiver<Input>,
-        loopback: mpsc::Sender<Input>,
-    ) -> Result<(Node, Shared), StorageError> {
-        let dumps_dir = dir.join(DUMPS_DIR);
-        let (db, position) = snapshot::load_newest(&dumps_dir)?;
-        let db = Arc::new(RwLock::new(db));
-        let log_commits = Arc::new(AtomicU64::new(0));
-        let store = LogStore::open(
-            &dir.join(STORE_FILE),
-            position.index,
-            position.term,
-            Arc::clone(&db),
-            Arc::clone(&log_commits),
-        )?;
-        // Entries after the dump are committed and come out again for the replica to apply.
-        let raft_config = config.raft_rs_config(position.index);
-        let raw = RawNode::new(&raft_config, store, &log::logger())?;
-        let (applied_tx, applied) = watch::channel(position.index);
-        let (status_tx, status) = watch::channel(status_of(&raw));
-        let (compacted_tx, compacted) = watch::channel(raw.store().snapshot_index());
-        let (membership_tx, membership) =
-            watch::channel(RaftMembership::of(raw.store().conf_state()));
-        let reachable_voters = Arc::new(AtomicUsize::new(0));
-        let election_timeout =
-            config.tick_interval * u32::try_from(config.election_ticks).unwrap_or(u32::MAX);
-        let node = Node {
+        config: (RaftConfig, VoterPolicy),
+        outlets: Outlets,
+    ) -> Result<Node, (StorageError, Box<Outlets>)> {
+        let (raw, db, position) = match Node::load(dir, &config.0, &outlets) {
+            Ok(loaded) => loaded,
+            Err(error) => return Err((error, Box::new(outlets))),
+        };
+        let Outlets {
+            inputs,
+            loopback,
+            transport,
+            db: shared_db,
+            log_commits,
+            applied_tx,
+            status_tx,
+            health_tx,
+            compacted_tx,
+            membership_tx,
+            reachable_voters,
+        } = outlets;
+        // A panic of the failed node may have poisoned the lock; the replica is replaced whole.
+        *shared_db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = db;
+        shared_db.clear_poison();
+        compacted_tx.send_replace(raw.store().snapshot_index());
+        membership_tx.send_replace(RaftMembership::of(raw.store().conf_state()));
+        applied_tx.send_replace(position.index);
+        status_tx.send_replace(status_of(&raw));
+        let (config, policy) = config;
+        let mut node = Node {
             raw,
-            dumps: Dumps::new(dumps_dir, config.compact_after_entries, position),
+            dumps: Dumps::new(dir.join(DUMPS_DIR), config.compact_after_entries, position),
             config,
             policy,
             inputs,
             loopback,
             transport,
             undelivered: Undelivered::default(),
-            db: Arc::clone(&db),
+            db: shared_db,
             applied: position.index,
             applied_tx,
             status_tx,
+            health_tx,
             compacted_tx,
             membership_tx,
-            reachable_voters: Arc::clone(&reachable_voters),
+            reachable_voters,
+            log_commits,
             heard: HashMap::new(),
             leader_since: None,
             changes: VecDeque::new(),
@@ -204,17 +418,57 @@ impl Node {
             reads: Reads::default(),
             stop: None,
         };
-        let shared = Shared {
-            db,
-            applied,
-            status,
-            compacted,
-            log_commits,
-            membership,
-            reachable_voters,
-            election_timeout,
+        match node.start() {
+            Ok(()) => Ok(node),
+            Err(error) => {
+                let reason = error_chain(&error);
+                Err((error, Box::new(node.into_outlets(&reason))))
+            }
+        }
+    }
+
+    /// The replica of the newest dump, the store opened for it, and raft-rs over the store.
+    fn load(
+        dir: &Path,
+        config: &RaftConfig,
+        outlets: &Outlets,
+    ) -> Result<(RawNode<LogStore>, Db, DumpPosition), StorageError> {
+        let (db, position) = snapshot::load_newest(&dir.join(DUMPS_DIR))?;
+        let store = LogStore::open(
+            &dir.join(STORE_FILE),
+            position.index,
+            position.term,
+            Arc::clone(&outlets.db),
+            Arc::clone(&outlets.log_commits),
+        )?;
+        // Entries after the dump are committed and come out again for the replica to apply.
+        let raft_config = config.raft_rs_config(position.index);
+        let raw = RawNode::new(&raft_config, store, &log::logger())?;
+        Ok((raw, db, position))
+    }
+
+    /// Takes the node apart after a failure for `reason`: waiters failed, the dump in
+    /// progress waited for, the store closed; the failure published on the outlets returned.
+    fn into_outlets(mut self, reason: &str) -> Outlets {
+        self.fail_waiters(&ProposeError::NotLeader);
+        if let Err(error) = self.dumps.finish() {
+            tracing::warn!(error = %error, "a dump thread of the failed node panicked");
+        }
+        let outlets = Outlets {
+            inputs: self.inputs,
+            loopback: self.loopback,
+            transport: self.transport,
+            db: self.db,
+            log_commits: self.log_commits,
+            applied_tx: self.applied_tx,
+            status_tx: self.status_tx,
+            health_tx: self.health_tx,
+            compacted_tx: self.compacted_tx,
+            membership_tx: self.membership_tx,
+            reachable_voters: self.reachable_voters,
         };
-        Ok((node, shared))
+        outlets.publish_failure(reason);
+        outlets
     }
 
     /// Replays the log after the dump, as far as it is known committed; then a sole voter
@@ -478,10 +732,11 @@ mod tests {
     fn open_node(dir: &Path) -> Node {
         let (loopback, inputs) = mpsc::channel();
         let config = (RaftConfig::default(), VoterPolicy::default());
-        let (mut node, _shared) =
-            Node::open(dir, config, Transport::none(), inputs, loopback).expect("open");
-        node.start().expect("start");
-        node
+        let (outlets, _shared) = Outlets::new(&config.0, inputs, loopback, Transport::none());
+        match Node::open(dir, config, outlets) {
+            Ok(node) => node,
+            Err((error, _)) => panic!("open: {error}"),
+        }
     }
 
     /// (voters, learners, outgoing voters) of the configuration in force.

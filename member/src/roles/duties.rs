@@ -112,7 +112,7 @@ impl Roles {
     }
 
     /// Every heartbeat interval: contact while this host leads, else a heartbeat to the
-    /// leader (whose ack is the contact); fences the agent once when contact has been lost for
+    /// leader (whose ack is the contact; to every member while the store failed); fences the agent once when contact has been lost for
     /// `fence_after`, or when a contact came after such a silence.
     async fn beat(self: Arc<Self>, master: Arc<Master>) {
         let mut ticker = tokio::time::interval(self.settings.heartbeat_interval());
@@ -121,14 +121,25 @@ impl Roles {
         loop {
             ticker.tick().await;
             let status = self.status();
+            let health = self.health.now();
             if status.is_leader {
                 self.note_contact();
-                master.heartbeat(&self.host_ref).await;
-            } else if status.leader_id != 0 {
+                master.heartbeat(&self.host_ref, &health).await;
+            } else {
+                // A host whose store failed does not learn who leads now: it tells every
+                // member, and the leader among them answers.
+                let to = if health.store_failure.is_some() {
+                    self.transport.others()
+                } else {
+                    Vec::from_iter((status.leader_id != 0).then_some(status.leader_id))
+                };
                 let heartbeat = LinkFrame::Heartbeat {
                     host: self.host_ref.clone(),
+                    health,
                 };
-                let _ = self.send(status.leader_id, &heartbeat);
+                for node in to {
+                    let _ = self.send(node, &heartbeat);
+                }
             }
             let silent = self.since_contact();
             let silence_ended = self.take_fence_due();
@@ -336,6 +347,51 @@ mod tests {
         let long_ago = tokio::time::Instant::now() - std::time::Duration::from_secs(5);
         *super::super::lock(&woken.roles.contact) = long_ago;
         wait_fenced(&woken).await;
+    }
+
+    /// A host whose store failed while it still names an old leader (gone since) keeps its
+    /// guests: its heartbeats reach the member that leads now, whose master marks it not live
+    /// and raises an alert; calls to it say why it answers none.
+    #[tokio::test]
+    async fn a_host_whose_store_failed_keeps_contact_with_the_new_leader_and_its_guests() {
+        let (pool, net, failed) = host_running_a_domain(led_by(1, 2)).await;
+        let leader_host = pool.host.clone();
+        let _leader =
+            TestHost::start(&net, &pool, 3, &leader_host, led_by(3, 3), fast_settings()).await;
+        failed.health.send_replace(crate::raft::NodeHealth::Failed {
+            reason: "disk full".to_owned(),
+        });
+        let second = failed.host_ref.clone();
+        eventually("the host not live", async || !is_live(&pool, &second)).await;
+        let alert = pool.read().rows("message").any(|(_, row)| {
+            row.str("name") == "HOST_DATABASE_STORE_FAILED" && row.str("body").contains("disk full")
+        });
+        assert!(alert, "an alert names the failure");
+        // Longer than fence_after (1 s): the domain still runs.
+        let fence_after = failed.roles.settings.fence_after();
+        let until = Instant::now() + fence_after * 3;
+        while Instant::now() < until {
+            assert!(failed.roles.since_contact() < fence_after, "contact lost");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (progress, _) = tokio::sync::watch::channel(0.0);
+        let inventory = failed
+            .agent
+            .run(1, HostAction::Inventory, progress, CancellationToken::new())
+            .await;
+        assert!(
+            matches!(inventory, Ok(master::host_link::ActionResult::Inventory(d)) if d.len() == 1),
+            "the domain still runs"
+        );
+        let refused = failed
+            .call(
+                "VM.get_all",
+                vec![Value::str("OpaqueRef:x")],
+                master::Origin::LocalSocket,
+            )
+            .await
+            .expect_err("refused");
+        assert!(refused.params[0].contains("disk full"), "{refused:?}");
     }
 
     /// A host that becomes the leader takes over as master: a task pending with no worker

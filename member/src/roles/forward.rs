@@ -25,6 +25,15 @@ fn no_master() -> ApiError {
     internal_error("no pool master is reachable from this host; retry the call later")
 }
 
+/// The answer of a host whose Raft store failed: its replica is stale, and it does not follow
+/// who leads, so it neither answers nor forwards.
+fn store_failed(reason: &str) -> ApiError {
+    internal_error(&format!(
+        "the pool database store of this host failed ({reason}); it is opened again by \
+         itself, and meanwhile this host answers no calls: use another host of the pool"
+    ))
+}
+
 fn master_lost() -> ApiError {
     internal_error("the pool master went silent during the call; its outcome is unknown")
 }
@@ -64,6 +73,9 @@ impl Forwarder {
     }
 
     async fn route(&self, call: Call) -> Result<Value, ApiError> {
+        if let Some(reason) = self.roles.store_failure() {
+            return Err(store_failed(&reason));
+        }
         if api_spec::api().is_on_every_host(&call.method) {
             return self.read_locally(call).await;
         }

@@ -3,7 +3,7 @@
 
 use api_spec::{ApiError, Value};
 use master::Call;
-use master::host_link::{ActionResult, AgentReport, HostAction};
+use master::host_link::{ActionResult, AgentReport, HostAction, HostHealth};
 use serde::{Deserialize, Serialize};
 
 /// One message between the roles layers of two hosts. Ids are chosen by the sender of the
@@ -42,8 +42,9 @@ pub enum LinkFrame {
     Cancel { id: u64 },
     /// What the agent of `host` tells the master unasked.
     Report { host: String, report: AgentReport },
-    /// The agent of `host` is alive; the master answers `HeartbeatAck`.
-    Heartbeat { host: String },
+    /// The agent of `host` is alive, and its host is as `health` says; the master answers
+    /// `HeartbeatAck`.
+    Heartbeat { host: String, health: HostHealth },
     /// The master (leading in `term`) heard a heartbeat: the agent is in contact with a master.
     HeartbeatAck { term: u64 },
 }

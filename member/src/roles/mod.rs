@@ -25,13 +25,14 @@ mod peers;
 mod testing;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_spec::ApiError;
 use master::Master;
-use master::host_link::ActionResult;
+use master::host_link::{ActionResult, HostHealth};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +44,8 @@ pub use self::frame::LinkFrame;
 pub use self::link::PoolLink;
 use crate::agent::Agent;
 use crate::config::PoolSettings;
-use crate::raft::RaftStatus;
+use crate::raft::{NodeHealth, RaftStatus};
+use crate::space::SpaceLimits;
 
 /// How this layer reaches the other hosts: the peer transport, or an in-memory one in tests.
 pub trait Transport: Send + Sync + 'static {
@@ -53,6 +55,8 @@ pub trait Transport: Send + Sync + 'static {
     fn node_of_host(&self, host: &str) -> Option<u64>;
     /// The `ip:port` of the HTTPS listener of `node`, if it is a member.
     fn address_of(&self, node: u64) -> Option<String>;
+    /// The node ids of the other members.
+    fn others(&self) -> Vec<u64>;
 }
 
 /// A frame could not be queued for a node (not a member, or not connected).
@@ -60,6 +64,32 @@ pub trait Transport: Send + Sync + 'static {
 #[error("node {node} unreachable")]
 pub struct Unreachable {
     pub node: u64,
+}
+
+/// Where this host's heartbeats read its health: its Raft node's (while the store has failed,
+/// the status is frozen, the host answers no calls and heartbeats go to every member, so that
+/// whichever leads hears them), and the room its data dir has for the pool DB.
+pub struct HealthSource {
+    pub node: watch::Receiver<NodeHealth>,
+    pub data_dir: PathBuf,
+    pub space: SpaceLimits,
+}
+
+impl HealthSource {
+    fn store_failure(&self) -> Option<String> {
+        match &*self.node.borrow() {
+            NodeHealth::Healthy => None,
+            NodeHealth::Failed { reason } => Some(reason.clone()),
+        }
+    }
+
+    /// The health a heartbeat sent now says.
+    fn now(&self) -> HostHealth {
+        HostHealth {
+            store_failure: self.store_failure(),
+            low_space: crate::space::shortage(&self.data_dir, self.space),
+        }
+    }
 }
 
 /// An action this host's master sent to another host, waiting for its result.
@@ -75,6 +105,8 @@ pub struct Roles {
     host_ref: String,
     transport: Arc<dyn Transport>,
     status: watch::Receiver<RaftStatus>,
+    /// What this host's heartbeats say about it.
+    health: HealthSource,
     agent: Arc<Agent>,
     settings: PoolSettings,
     next_id: AtomicU64,
@@ -101,6 +133,7 @@ impl Roles {
         host_ref: String,
         transport: Arc<dyn Transport>,
         status: watch::Receiver<RaftStatus>,
+        health: HealthSource,
         agent: Arc<Agent>,
         settings: PoolSettings,
     ) -> Arc<Roles> {
@@ -108,6 +141,7 @@ impl Roles {
             host_ref,
             transport,
             status,
+            health,
             agent,
             settings,
             next_id: AtomicU64::new(1),
@@ -127,6 +161,11 @@ impl Roles {
 
     pub fn is_leader(&self) -> bool {
         self.status().is_leader
+    }
+
+    /// Why this host's Raft store failed, while it has.
+    fn store_failure(&self) -> Option<String> {
+        self.health.store_failure()
     }
 
     /// The Raft status once a leader is known, waiting up to `timeout`; `None` if none is.
@@ -266,18 +305,21 @@ impl Roles {
                     );
                 }
             }
-            LinkFrame::Heartbeat { host } => {
+            LinkFrame::Heartbeat { host, health } => {
                 let status = self.status();
                 if !status.is_leader {
                     return;
                 }
                 let _ = self.send(from, &LinkFrame::HeartbeatAck { term: status.term });
                 let master = Arc::clone(master);
-                tokio::spawn(async move { master.heartbeat(&host).await });
+                tokio::spawn(async move { master.heartbeat(&host, &health).await });
             }
             LinkFrame::HeartbeatAck { term } => {
+                // A host whose store failed no longer follows who leads: any member leading
+                // in its last term or later is a master in contact with it.
                 let status = self.status();
-                if status.leader_id == from && term >= status.term {
+                let is_from_leader = status.leader_id == from || self.store_failure().is_some();
+                if is_from_leader && term >= status.term {
                     self.note_contact();
                 }
             }

@@ -16,4 +16,18 @@ impl Transport for Peers {
     fn address_of(&self, node: u64) -> Option<String> {
         self.member(node).map(|member| member.address)
     }
+
+    fn others(&self) -> Vec<u64> {
+        let me = self.node_id();
+        self.membership()
+            .map(|membership| {
+                membership
+                    .members
+                    .iter()
+                    .map(|m| m.node_id)
+                    .filter(|id| *id != me)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }

@@ -11,11 +11,14 @@ use master::testing::TestPool;
 use master::{Call, Master, Origin};
 use tokio::sync::{mpsc, watch};
 
-use super::{Duties, Forwarder, LocalReplica, PoolLink, Roles, Transport, Unreachable};
+use super::{
+    Duties, Forwarder, HealthSource, LocalReplica, PoolLink, Roles, Transport, Unreachable,
+};
 use crate::agent::{Agent, AgentConfig};
 use crate::config::PoolSettings;
 use crate::front::Answer;
-use crate::raft::RaftStatus;
+use crate::raft::{NodeHealth, RaftStatus};
+use crate::space::SpaceLimits;
 
 /// How long a test waits for something that should happen at once.
 pub(super) const PROMPTLY: Duration = Duration::from_secs(10);
@@ -59,6 +62,15 @@ impl Transport for NodeTransport {
     fn address_of(&self, node: u64) -> Option<String> {
         Some(format!("127.0.0.{node}:4443"))
     }
+
+    fn others(&self) -> Vec<u64> {
+        let inboxes = self.net.inboxes.lock().expect("net lock");
+        inboxes
+            .keys()
+            .copied()
+            .filter(|node| *node != self.me)
+            .collect()
+    }
 }
 
 impl Net {
@@ -75,6 +87,7 @@ pub(super) struct TestHost {
     pub agent: Arc<Agent>,
     pub answer: Arc<Forwarder>,
     pub status: watch::Sender<RaftStatus>,
+    pub health: watch::Sender<NodeHealth>,
     _duties: Duties,
     _dir: tempfile::TempDir,
 }
@@ -102,6 +115,7 @@ impl TestHost {
             .await
             .expect("the agent starts");
         let (status_sender, status_receiver) = watch::channel(status);
+        let (health_sender, health_receiver) = watch::channel(NodeHealth::Healthy);
         let transport = NodeTransport {
             net: Arc::clone(net),
             me: node,
@@ -110,6 +124,14 @@ impl TestHost {
             host_ref.to_owned(),
             Arc::new(transport),
             status_receiver,
+            HealthSource {
+                node: health_receiver,
+                data_dir: dir.path().to_owned(),
+                space: SpaceLimits {
+                    reserve_bytes: 0,
+                    quota_bytes: 0,
+                },
+            },
             Arc::clone(&agent),
             settings,
         );
@@ -142,6 +164,7 @@ impl TestHost {
             agent,
             answer,
             status: status_sender,
+            health: health_sender,
             _duties: duties,
             _dir: dir,
         }

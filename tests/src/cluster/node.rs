@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::client::{Client, Protocol};
+use crate::disk::SmallDisk;
 use crate::host::{HTTPS_PORT, oxapi_bin};
 
 /// How long a start (or a self-restart) may take: debug builds on a loaded 2-core machine.
@@ -44,6 +45,8 @@ pub struct Node {
     pub password: String,
     /// The root password of its first start (its environment's, whenever it starts a new pool).
     pub first_password: String,
+    /// The tmpfs the data dir is on, if it has one of its own (before `root`: unmounted first).
+    pub disk: Option<SmallDisk>,
     root: tempfile::TempDir,
     child: Option<Child>,
     stdout: Option<watch::Receiver<Stdout>>,
@@ -52,12 +55,22 @@ pub struct Node {
 }
 
 impl Node {
-    /// Writes the config file and starts the process; returns once it is ready.
-    pub async fn start(index: usize, ip: Ipv4Addr, config: serde_json::Value) -> Node {
+    /// Writes the config file and starts the process; returns once it is ready. With
+    /// `disk_bytes`, the data dir is a tmpfs of that size (which needs root).
+    pub async fn start(
+        index: usize,
+        ip: Ipv4Addr,
+        config: serde_json::Value,
+        disk_bytes: Option<u64>,
+    ) -> Node {
         let root = tempfile::Builder::new()
             .prefix("oxapi-cluster-")
             .tempdir()
             .expect("a temp dir for the host");
+        let disk = disk_bytes.map(|bytes| {
+            SmallDisk::mount(&root.path().join("data"), bytes)
+                .unwrap_or_else(|why| panic!("no small disk for host {index}: {why}"))
+        });
         let text = serde_json::to_vec_pretty(&config).expect("a config is plain JSON");
         std::fs::write(root.path().join("config.json"), text).expect("config file written");
         let password = format!("pw-{}-{index}", std::process::id());
@@ -66,6 +79,7 @@ impl Node {
             ip,
             first_password: password.clone(),
             password,
+            disk,
             root,
             child: None,
             stdout: None,

@@ -39,6 +39,8 @@ pub struct ClusterOptions {
     pub join: bool,
     /// Config sections of one host, by index, merged over the pool's (e.g. `simulator.cpu`).
     pub host_config: BTreeMap<usize, serde_json::Value>,
+    /// Hosts whose data dir is a tmpfs of its own, by index: its size in bytes (needs root).
+    pub small_disks: BTreeMap<usize, u64>,
 }
 
 impl ClusterOptions {
@@ -53,6 +55,7 @@ impl ClusterOptions {
             replace_voter_after_secs: 4,
             join: true,
             host_config: BTreeMap::new(),
+            small_disks: BTreeMap::new(),
         }
     }
 
@@ -62,12 +65,19 @@ impl ClusterOptions {
         self
     }
 
-    /// Host `index`'s config: the pool's, with the sections of `host_config` merged over it.
+    /// Host `index`'s config: the pool's, with the settings of `host_config` merged over it
+    /// (each one replacing the pool's setting of the same name in the same section).
     fn config_of(&self, index: usize) -> serde_json::Value {
         let mut config = self.config();
         if let Some(serde_json::Value::Object(own)) = self.host_config.get(&index) {
             for (section, value) in own {
-                config[section.as_str()] = value.clone();
+                match (config.get_mut(section.as_str()), value) {
+                    (
+                        Some(serde_json::Value::Object(settings)),
+                        serde_json::Value::Object(own_settings),
+                    ) => settings.extend(own_settings.clone()),
+                    _ => config[section.as_str()] = value.clone(),
+                }
             }
         }
         config
@@ -123,7 +133,10 @@ impl Cluster {
     pub async fn start(options: ClusterOptions) -> Cluster {
         let subnet = Subnet::take();
         let starts: Vec<_> = (0..options.hosts)
-            .map(|i| tokio::spawn(Node::start(i, subnet.host(i), options.config_of(i))))
+            .map(|i| {
+                let disk = options.small_disks.get(&i).copied();
+                tokio::spawn(Node::start(i, subnet.host(i), options.config_of(i), disk))
+            })
             .collect();
         let mut nodes = Vec::with_capacity(starts.len());
         for start in starts {
