@@ -31,6 +31,14 @@ pub enum Precondition {
         field: String,
         value: Value,
     },
+    /// The row exists and its field holds a value whose `digest` is this: `FieldEquals` for a
+    /// large value, in 32 characters instead of the whole value.
+    FieldDigest {
+        class: String,
+        r#ref: String,
+        field: String,
+        digest: String,
+    },
     /// The row exists and its map field has no entry for this key.
     MapKeyAbsent {
         class: String,
@@ -104,7 +112,42 @@ pub enum Op {
     PutInternal { key: String, value: Value },
 }
 
+/// Values whose MessagePack encoding is longer than this are required unchanged by digest.
+const LARGEST_VALUE_KEPT_WHOLE: usize = 64;
+
+/// The digest of `value`: the first 128 bits of the SHA-256 of its MessagePack encoding (maps
+/// are sorted, so equal values encode alike), as 32 lowercase hex characters.
+pub fn digest(value: &Value) -> String {
+    use sha2::Digest;
+    let bytes = rmp_serde::to_vec(value).expect("a value is plain data and always encodes");
+    sha2::Sha256::digest(&bytes)[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 impl Precondition {
+    /// Requires the field to hold `value` at apply time: `FieldEquals` for a small value,
+    /// `FieldDigest` for a large one, so that an entry is about the size of its change even
+    /// when the decision read a large map.
+    pub fn unchanged(class: &str, r: &str, field: &str, value: &Value) -> Precondition {
+        let is_small = rmp_serde::to_vec(value).is_ok_and(|b| b.len() <= LARGEST_VALUE_KEPT_WHOLE);
+        if is_small {
+            return Precondition::FieldEquals {
+                class: class.to_owned(),
+                r#ref: r.to_owned(),
+                field: field.to_owned(),
+                value: value.clone(),
+            };
+        }
+        Precondition::FieldDigest {
+            class: class.to_owned(),
+            r#ref: r.to_owned(),
+            field: field.to_owned(),
+            digest: digest(value),
+        }
+    }
+
     /// Whether the precondition holds on `db` as it is now.
     pub fn holds(&self, db: &Db) -> bool {
         match self {
@@ -120,6 +163,15 @@ impl Precondition {
             } => db
                 .get(class, r#ref)
                 .is_some_and(|row| row.get(field) == Some(value)),
+            Precondition::FieldDigest {
+                class,
+                r#ref,
+                field,
+                digest: expected,
+            } => db
+                .get(class, r#ref)
+                .and_then(|row| row.get(field))
+                .is_some_and(|value| digest(value) == *expected),
             Precondition::MapKeyAbsent {
                 class,
                 r#ref,
@@ -213,6 +265,49 @@ mod tests {
         assert!(name_is("a", "a").holds(&db));
         assert!(!name_is("a", "b").holds(&db));
         assert!(!name_is("gone", "gone").holds(&db));
+    }
+
+    /// `unchanged` keeps a small value whole and a large one as a digest of 32 characters;
+    /// the digest holds while the field keeps that value and fails once it changes or the row
+    /// is gone.
+    #[test]
+    fn a_large_value_is_required_unchanged_by_its_digest() {
+        let small = Value::str("Halted");
+        assert!(matches!(
+            Precondition::unchanged("VM", "a", "power_state", &small),
+            Precondition::FieldEquals { .. }
+        ));
+        let large: BTreeMap<String, Value> = (0..1000)
+            .map(|i| (format!("key{i}"), Value::str("x".repeat(100))))
+            .collect();
+        let large = Value::Struct(large);
+        let precondition = Precondition::unchanged("VM", "a", "other_config", &large);
+        let Precondition::FieldDigest { digest: hash, .. } = &precondition else {
+            panic!("a digest for a large value: {precondition:?}")
+        };
+        assert_eq!(hash.len(), 32);
+        let encoded = rmp_serde::to_vec_named(&precondition).expect("encodes");
+        assert!(encoded.len() < 128, "{} bytes", encoded.len());
+
+        let mut db = db_after([vm("a"), set("VM", "a", "other_config", large.clone())]);
+        assert!(precondition.holds(&db));
+        db.apply(
+            10,
+            1,
+            &Txn {
+                preconditions: Vec::new(),
+                ops: vec![Op::MapPut {
+                    class: "VM".into(),
+                    r#ref: "a".into(),
+                    field: "other_config".into(),
+                    key: "key0".into(),
+                    value: Value::str("changed"),
+                }],
+            },
+        )
+        .expect("applies");
+        assert!(!precondition.holds(&db));
+        assert!(!Precondition::unchanged("VM", "never", "other_config", &large).holds(&db));
     }
 
     /// MapKeyAbsent holds when the map lacks the key, and fails on a present key or a missing row.

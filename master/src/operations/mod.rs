@@ -210,6 +210,38 @@ mod tests {
         assert_eq!(complete(&db, rename).ops.len(), 1);
     }
 
+    /// A rename of a VM whose `other_config` holds 100 KB is an entry of a few hundred bytes:
+    /// the facts `allowed_operations` was computed from are required unchanged by digest.
+    #[test]
+    fn a_change_to_a_vm_with_large_facts_is_a_small_entry() {
+        let pool = TestPool::new();
+        let vm = pool.read().refs_by_name_label("VM", "Other install media")[0].to_owned();
+        let large: std::collections::BTreeMap<String, Value> = (0..1000)
+            .map(|i| (format!("key{i}"), Value::str("v".repeat(100))))
+            .collect();
+        pool.write("VM", &vm, &[("other_config", Value::Struct(large))]);
+        let rename = Txn {
+            preconditions: Vec::new(),
+            ops: vec![Op::Set {
+                class: "VM".to_owned(),
+                r#ref: vm.clone(),
+                field: "name_label".to_owned(),
+                value: Value::str("renamed"),
+            }],
+        };
+        let completed = complete(&pool.read(), rename);
+        assert!(
+            completed
+                .preconditions
+                .iter()
+                .any(|p| matches!(p, db_schema::Precondition::FieldDigest { field, .. } if field == "other_config"))
+        );
+        let bytes = rmp_serde::to_vec_named(&completed)
+            .expect("a Txn encodes")
+            .len();
+        assert!(bytes < 2048, "an entry of {bytes} bytes");
+    }
+
     /// Beginning an operation records its key; a second operation on the same VM is refused
     /// with the first one's operation and key.
     #[test]

@@ -276,7 +276,7 @@ impl<'a> Draft<'a> {
     /// Requires a field to hold, when the Txn is applied, what the replica holds now.
     pub fn require_unchanged(&mut self, class: &str, r: &str, field: &str) {
         if let Some(value) = self.view.db.get(class, r).and_then(|row| row.get(field)) {
-            self.precondition(field_equals(class, r, field, value.clone()));
+            self.precondition(Precondition::unchanged(class, r, field, value));
         }
     }
 
