@@ -11,7 +11,9 @@ use crate::agent::backend::BackendOp;
 use crate::agent::backend::simulator::{Failure, SimulatorConfig};
 use crate::agent::{AgentConfig, BackendConfig};
 
+mod peer;
 mod pool;
+pub use self::peer::PeerSettings;
 pub use self::pool::PoolSettings;
 
 /// Everything an operator can set for one host. The default runs a one-host pool on this machine.
@@ -58,6 +60,8 @@ pub struct Config {
     pub simulator: SimulatorSettings,
     /// How the hosts of a pool answer for each other.
     pub pool: PoolSettings,
+    /// How the streams between the hosts of a pool notice a silent peer and come back.
+    pub peer: PeerSettings,
 }
 
 /// The hypervisor backends.
@@ -219,6 +223,7 @@ impl Default for Config {
             agent: AgentSettings::default(),
             simulator: SimulatorSettings::default(),
             pool: PoolSettings::default(),
+            peer: PeerSettings::default(),
         }
     }
 }
@@ -412,7 +417,8 @@ impl Config {
         for latency in self.simulator.latency_ms.values() {
             check_range("simulator.latency_ms", *latency, 0, 600_000)?;
         }
-        self.pool.validate()
+        self.pool.validate()?;
+        self.peer.validate()
     }
 
     /// The CPU the backend presents instead of the machine's, if it does.

@@ -6,8 +6,12 @@
 //! used; what it reports unasked (its inventory once it has checked the domains it found, guest
 //! changes) goes through the roles layer to the leader's `Master::report`, one report at a
 //! time, in order. The first inventory is taken by a master (reconciled, when this host leads)
-//! before the listeners open, so that no client sees the DB as it was before a restart; a host
-//! that reaches no master says it is ready anyway after `pool.first_inventory_wait_secs`.
+//! before any call is answered, so that no client sees the DB as it was before a restart; a
+//! host that reaches no master says it is ready anyway after `pool.first_inventory_wait_secs`.
+//! The listeners open before that wait, calls held until it ends (`UntilReady`): the master
+//! reaches this host through its peer route to take that inventory (a joiner, a restarted
+//! member), so a listener opened after the wait would make every such start wait in full,
+//! cut off and fenced meanwhile.
 //!
 //! Order on a first start: the TLS certificate and identity.json are written before the pool
 //! is bootstrapped, so the bootstrapped DB (which records the certificate's fingerprint) and the
@@ -19,17 +23,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use api_spec::{ApiError, Value};
 use master::bootstrap::RootPassword;
-use master::db::ReplicatedDb;
+use master::db::{BoxFuture, ReplicatedDb};
 use master::host_link::HostLink;
-use master::{Clock, Master};
+use master::{Call, Clock, Master};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::agent::{Agent, AgentError};
 use crate::config::Config;
 use crate::data_dir::{self, DataDirError};
 use crate::facts::{self, FactsError};
+use crate::front::Answer;
 use crate::front::listen::{Addresses, ListenError, Listeners};
 use crate::front::server::Front;
 use crate::front::simulator;
@@ -113,7 +119,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     tracing::info!(host = %identity.host_uuid, node_id = identity.raft_node_id, "starting");
     let tls = tls::server_config(host_cert)?;
 
-    let peers = Peers::start(identity.raft_node_id, data_dir)?;
+    let peers = Peers::start(identity.raft_node_id, data_dir, config.peer.clone())?;
     let node = match raft::open_with_peers(
         data_dir,
         raft_config(&config, identity.raft_node_id),
@@ -188,12 +194,6 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         reported,
         config.master.housekeeping_interval(),
     );
-    if !first_inventory
-        .wait(config.pool.first_inventory_wait())
-        .await
-    {
-        tracing::warn!("no master has taken this host's inventory yet; ready anyway");
-    }
     let (earlier_splits, splits) = peers.splits();
     let splits = tokio::spawn(raise_split_alerts(
         Arc::clone(&master),
@@ -209,7 +209,12 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         clock,
         config.master.session_last_active_interval_secs,
     );
-    let mut front = Front::new(Arc::new(forwarder), config.limits.codec_limits())
+    let (open, opened) = watch::channel(false);
+    let answer = UntilReady {
+        answer: Arc::new(forwarder),
+        ready: opened,
+    };
+    let mut front = Front::new(Arc::new(answer), config.limits.codec_limits())
         .with_pool_routes(peers.router())
         .with_pool_routes(pool::routes(master, node.db.clone(), control));
     if let Some(simulator) = simulator {
@@ -229,6 +234,13 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
             return Err(err.into());
         }
     };
+    if !first_inventory
+        .wait(config.pool.first_inventory_wait())
+        .await
+    {
+        tracing::warn!("no master has taken this host's inventory yet; ready anyway");
+    }
+    open.send_replace(true);
 
     let ready_ip = if config.listen.ip().is_unspecified() {
         management_ip
@@ -264,6 +276,24 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
             pool::carry_out(&config, &identity, &cert_sha256, plan).await,
         )),
         None => Ok(()),
+    }
+}
+
+/// The XenAPI's answers, each held until this host says it is ready (see the module header).
+struct UntilReady {
+    answer: Arc<dyn Answer>,
+    ready: watch::Receiver<bool>,
+}
+
+impl Answer for UntilReady {
+    fn answer(&self, call: Call) -> BoxFuture<'static, Result<Value, ApiError>> {
+        let answer = Arc::clone(&self.answer);
+        let mut ready = self.ready.clone();
+        Box::pin(async move {
+            // An error means the start was given up: nothing is left to wait for.
+            let _ = ready.wait_for(|ready| *ready).await;
+            answer.answer(call).await
+        })
     }
 }
 
@@ -377,5 +407,40 @@ fn announce(line: &str) {
     let mut stdout = std::io::stdout().lock();
     if let Err(err) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
         tracing::warn!(error = %err, "cannot write to stdout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every call with its method name.
+    struct Echo;
+
+    impl Answer for Echo {
+        fn answer(&self, call: Call) -> BoxFuture<'static, Result<Value, ApiError>> {
+            Box::pin(async move { Ok(Value::String(call.method)) })
+        }
+    }
+
+    /// A call made before the host is ready is held, and answered once it is.
+    #[tokio::test]
+    async fn a_call_before_the_ready_line_waits_for_it() {
+        let (open, opened) = watch::channel(false);
+        let answer = UntilReady {
+            answer: Arc::new(Echo),
+            ready: opened,
+        };
+        let call = Call {
+            method: "pool.get_all".to_owned(),
+            params: Vec::new(),
+            origin: master::Origin::LocalSocket,
+        };
+        let held = tokio::spawn(answer.answer(call));
+        tokio::task::yield_now().await;
+        assert!(!held.is_finished(), "answered before the host is ready");
+        open.send_replace(true);
+        let answered = held.await.expect("no panic");
+        assert_eq!(answered, Ok(Value::String("pool.get_all".to_owned())));
     }
 }

@@ -12,6 +12,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use db_schema::{Op, Txn};
 use master::db::{ProposeError, ReplicatedDb};
+use member::config::PeerSettings;
 use member::front::tls;
 use member::peer::{self, Member, Membership, Peers};
 use member::raft::{self, RaftConfig, RaftDb, RaftNode, VoterPolicy};
@@ -67,7 +68,7 @@ impl Host {
 
     /// Starts the listener, the transport and the Raft node.
     async fn start(&mut self, config: RaftConfig, policy: VoterPolicy) {
-        let peers = Peers::start(self.id, self.dir.path()).expect("peers");
+        let peers = Peers::start(self.id, self.dir.path(), PeerSettings::default()).expect("peers");
         let listener = std::net::TcpListener::bind(self.address).expect("bind again");
         listener.set_nonblocking(true).expect("nonblocking");
         let handle = Handle::new();

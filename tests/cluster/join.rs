@@ -2,11 +2,17 @@
 //! the errors xapi gives for a join or an eject that cannot be done.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use api_spec::Value;
 use oxapi_tests::Protocol;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, vm};
 use serde_json::json;
+
+/// How soon after saying it is ready a joiner answers calls.
+const SERVE_LIMIT: Duration = Duration::from_secs(2);
+/// Time between two looks at a joiner that must stay live.
+const WATCH_POLL: Duration = Duration::from_millis(200);
 
 /// The host refs of the pool's `class` records' `host` field, through `client`.
 async fn hosts_of(client: &oxapi_tests::Client, class: &str) -> BTreeSet<String> {
@@ -52,6 +58,56 @@ async fn three_hosts_joined_form_one_pool() {
             .await
             .expect_err("a joiner's own password no longer works");
         assert_eq!(err.code, "SESSION_AUTHENTICATION_FAILED");
+    }
+}
+
+/// A joiner answers a call (forwarded to the master) within 2 s of its ready line, and its
+/// restart costs it nothing: for longer than the pool's dead time it keeps answering, is not
+/// fenced and is not marked not live. The master's stream to it, refused while it restarted,
+/// comes back as soon as it is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joiner_serves_at_once_and_stays_live() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(2).unjoined()).await;
+    let session = cluster.nodes[0]
+        .login(Protocol::JsonRpc)
+        .await
+        .session
+        .expect("logged in");
+    cluster.join(1, 0).await.expect("host 1 joins host 0");
+    let ready_at = Instant::now();
+    if let Err(failure) = cluster
+        .answers_by(1, &session, ready_at + SERVE_LIMIT)
+        .await
+    {
+        panic!(
+            "the joiner did not answer within {SERVE_LIMIT:?} of its ready line: {failure}\n{}",
+            cluster.log_tails(&[0, 1])
+        );
+    }
+    let watch_until = ready_at + Duration::from_secs(cluster.options.dead_after_secs + 1);
+    let joiner = cluster.nodes[1].host_ref();
+    loop {
+        let fenced = cluster.nodes[1].logs().contains("host fenced");
+        let dead = cluster.nodes[0]
+            .logs()
+            .lines()
+            .any(|l| l.contains("host silent too long") && l.contains(&joiner));
+        assert!(
+            !fenced && !dead,
+            "the joiner was fenced ({fenced}) or marked not live ({dead})\n{}",
+            cluster.log_tails(&[0, 1])
+        );
+        if Instant::now() >= watch_until {
+            break;
+        }
+        let deadline = Instant::now() + SERVE_LIMIT;
+        if let Err(failure) = cluster.answers_by(1, &session, deadline).await {
+            panic!(
+                "the joiner stopped answering: {failure}\n{}",
+                cluster.log_tails(&[0, 1])
+            );
+        }
+        tokio::time::sleep(WATCH_POLL).await;
     }
 }
 

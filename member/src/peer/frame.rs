@@ -16,6 +16,10 @@ pub enum Frame {
     Raft(Bytes),
     /// A frame of the roles layer, opaque here.
     Link(Bytes),
+    /// Nothing but a sign of life, on a stream that has carried nothing else for a ping
+    /// interval; the accepting end writes only these. Last, so that adding it left the
+    /// encoding of the others as it was.
+    Ping,
 }
 
 /// Bytes encoded as one MessagePack `bin`, not as an array of numbers.
@@ -124,6 +128,20 @@ mod tests {
             assert_eq!(read(&mut reader).await.expect("read").as_ref(), Some(frame));
         }
         assert_eq!(read(&mut reader).await.expect("end"), None);
+    }
+
+    /// A ping reads back, and the frames that were there before it keep their bytes: a host
+    /// that knows pings decodes what an older one sent.
+    #[tokio::test]
+    async fn ping_reads_back_and_older_frames_keep_their_encoding() {
+        let mut wire = Vec::new();
+        write(&mut wire, &Frame::Ping).await.expect("write");
+        let mut reader = wire.as_slice();
+        assert_eq!(read(&mut reader).await.expect("read"), Some(Frame::Ping));
+        let hello = rmp_serde::to_vec_named(&Frame::Hello { node: 7 }).expect("encodes");
+        assert_eq!(hello, b"\x81\xa5Hello\x81\xa4node\x07");
+        let link = rmp_serde::to_vec_named(&Frame::Link(Bytes(vec![1]))).expect("encodes");
+        assert_eq!(link, b"\x81\xa4Link\xc4\x01\x01");
     }
 
     /// A length over the limit is refused before anything is allocated for it.

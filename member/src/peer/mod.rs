@@ -2,16 +2,21 @@
 //! over the HTTPS port.
 //!
 //! A host dials each member it knows (`dial.rs`: the member's certificate pinned by its
-//! fingerprint, `GET /peer` upgraded to a byte stream, reconnects backing off from 100 ms to
-//! 5 s) and only writes on that stream; it reads the streams other members dialed to it
-//! (`route.rs`: the secret, node id and epoch headers checked, the frames dispatched: Raft
-//! messages to the Raft node, link frames to the roles layer). `frame.rs` is the framing,
-//! `book.rs` the membership: from the replica once it holds the pool secret, else from
+//! fingerprint, `GET /peer` upgraded to a byte stream, redialled after a back-off that starts
+//! at tens of milliseconds, at once when the member dials us) and writes its frames on that
+//! stream; it reads the streams other members dialed to it (`route.rs`: the secret, node id
+//! and epoch headers checked, the frames dispatched: Raft messages to the Raft node, link
+//! frames to the roles layer). Each stream has its own liveness (`liveness.rs`): both ends
+//! ping when they have written nothing for `peer.ping_interval_ms`, and an end that hears
+//! nothing for `peer.read_timeout_ms` declares the stream dead, so that a peer cut off or
+//! frozen is noticed in seconds, not when TCP gives up. `frame.rs` is the framing, `book.rs`
+//! the membership: from the replica once it holds the pool secret, else from
 //! `membership.json`. A peer on another pool epoch is refused (409) and reported as a split.
 
 pub mod book;
 mod dial;
 pub mod frame;
+mod liveness;
 mod route;
 pub(crate) mod trust;
 
@@ -27,6 +32,7 @@ use tokio::task::JoinHandle;
 
 pub use self::book::{Member, Membership};
 use self::frame::Frame;
+use crate::config::PeerSettings;
 
 /// The header carrying the pool secret.
 pub const SECRET_HEADER: &str = "x-oxapi-pool-secret";
@@ -86,6 +92,7 @@ pub struct Peers {
 
 struct Inner {
     node_id: u64,
+    settings: PeerSettings,
     membership: RwLock<Option<Membership>>,
     dialers: Mutex<HashMap<u64, Dialer>>,
     raft_sink: OnceLock<RaftSink>,
@@ -101,7 +108,9 @@ struct Dialer {
     member: Member,
     queue: mpsc::Sender<Outbound>,
     connected: Arc<AtomicBool>,
-    /// Cuts a back-off short: the member has just dialed us, so it is up.
+    /// Cuts a back-off or a dial under way short: the member has just dialed us, so it is up
+    /// and a fresh dial reaches it. Wakes only a dialer that waits (no permit is kept): a
+    /// stream that is up has nothing to redial.
     redial: Arc<Notify>,
     task: JoinHandle<()>,
 }
@@ -123,7 +132,11 @@ impl Peers {
     /// Starts the transport of node `node_id` with the membership of `<data_dir>/membership.json`
     /// if there is one; `follow` switches it to the replica's. Must run inside the tokio
     /// runtime. The streams other members dial arrive through `router`.
-    pub fn start(node_id: u64, data_dir: &Path) -> Result<Peers, PeerError> {
+    pub fn start(
+        node_id: u64,
+        data_dir: &Path,
+        settings: PeerSettings,
+    ) -> Result<Peers, PeerError> {
         if node_id == 0 {
             return Err(PeerError::NodeIdZero);
         }
@@ -132,6 +145,7 @@ impl Peers {
         let peers = Peers {
             inner: Arc::new(Inner {
                 node_id,
+                settings,
                 membership: RwLock::new(None),
                 dialers: Mutex::new(HashMap::new()),
                 raft_sink: OnceLock::new(),
@@ -299,11 +313,12 @@ impl Peers {
     }
 
     /// The member `node` has just opened a stream to us: if ours to it is down, dial again now
-    /// instead of at the end of the back-off (a joiner that has restarted gets its snapshot
-    /// at once).
+    /// instead of at the end of the back-off or of a dial that may have been sent into a cut
+    /// (a joiner that has restarted gets its snapshot at once; after a partition heals, the
+    /// first stream through brings the other direction back).
     fn redial(&self, node: u64) {
         if let Some(dialer) = self.inner.dialers().get(&node) {
-            dialer.redial.notify_one();
+            dialer.redial.notify_waiters();
         }
     }
 

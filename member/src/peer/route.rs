@@ -1,11 +1,11 @@
 //! `GET /peer`: another member's stream to this host. The pool secret, the dialing node (a
 //! member) and the pool epoch are checked, the connection is upgraded, and its frames are
-//! dispatched: Raft messages to the Raft node, link frames to the roles layer.
+//! dispatched: Raft messages to the Raft node, link frames to the roles layer. This end writes
+//! only pings, so that the dialing end hears that it is alive.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -15,16 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::peer::dial::KEEPALIVE;
-use crate::peer::frame::{self, Frame};
+use crate::peer::frame::{self, Frame, FrameError};
+use crate::peer::liveness::{Silence, ping_every};
 use crate::peer::{
     EPOCH_HEADER, NODE_HEADER, PEER_PATH, Peers, RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL,
 };
-
-/// A stream silent this long (keepalives included) is closed.
-const IDLE_TIMEOUT: Duration = KEEPALIVE.saturating_mul(5);
 
 pub(crate) fn router(peers: Peers) -> Router {
     Router::new()
@@ -45,7 +42,7 @@ async fn accept(State(peers): State<Peers>, mut request: Request) -> Response {
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(upgraded) => read_stream(&peers, node, UpgradedIo(upgraded)).await,
+            Ok(upgraded) => serve_stream(&peers, node, UpgradedIo(upgraded)).await,
             Err(error) => tracing::info!(node, error = %error, "peer stream upgrade failed"),
         }
     });
@@ -113,32 +110,46 @@ fn same_secret(given: &[u8], ours: &[u8]) -> bool {
             == 0
 }
 
-/// Reads the frames of `node`'s stream until it ends, fails or stays silent too long.
-async fn read_stream(peers: &Peers, node: u64, mut stream: UpgradedIo) {
+/// Reads the frames of `node`'s stream, pinging back, until it ends, fails or stays silent for
+/// the read timeout.
+async fn serve_stream(peers: &Peers, node: u64, stream: UpgradedIo) {
+    let settings = &peers.inner.settings;
+    let (reader, mut writer) = tokio::io::split(stream);
+    let reader = Silence::new(reader, settings.read_timeout());
+    let failed = tokio::select! {
+        failed = read_stream(peers, node, reader) => failed,
+        failed = ping_every(&mut writer, settings.ping_interval()) => Some(failed),
+    };
+    if let Some(error) = failed {
+        tracing::info!(
+            node,
+            error = &error as &dyn std::error::Error,
+            "inbound peer stream failed"
+        );
+    }
+}
+
+/// Reads and dispatches the frames of `node`'s stream until it ends (`None`), fails or carries
+/// something wrong (logged here, `None`).
+async fn read_stream<R: AsyncRead + Unpin>(
+    peers: &Peers,
+    node: u64,
+    mut stream: R,
+) -> Option<FrameError> {
     let this_node = peers.node_id();
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, frame::read(&mut stream)).await {
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => return,
-            Ok(Err(error)) => {
-                tracing::info!(
-                    node,
-                    error = &error as &dyn std::error::Error,
-                    "inbound peer stream failed"
-                );
-                return;
-            }
-            Err(_) => {
-                tracing::info!(node, "inbound peer stream silent; closed");
-                return;
-            }
+        let frame = match frame::read(&mut stream).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return None,
+            Err(error) => return Some(error),
         };
         match frame {
             Frame::Hello { node: hello } if hello == node => {}
             Frame::Hello { node: hello } => {
                 tracing::warn!(node, hello, "peer stream names another node; closed");
-                return;
+                return None;
             }
+            Frame::Ping => {}
             Frame::Raft(bytes) => match Message::parse_from_bytes(&bytes.0) {
                 Ok(message) if message.from == node && message.to == this_node => {
                     peers.to_raft(RaftInbound::Message(message));
@@ -151,7 +162,7 @@ async fn read_stream(peers: &Peers, node: u64, mut stream: UpgradedIo) {
                 ),
                 Err(error) => {
                     tracing::warn!(node, error = %error, "undecodable raft message; stream closed");
-                    return;
+                    return None;
                 }
             },
             Frame::Link(bytes) => {
@@ -163,7 +174,7 @@ async fn read_stream(peers: &Peers, node: u64, mut stream: UpgradedIo) {
     }
 }
 
-/// hyper's upgraded connection as a tokio reader.
+/// hyper's upgraded connection as a tokio reader and writer.
 struct UpgradedIo(hyper::upgrade::Upgraded);
 
 impl AsyncRead for UpgradedIo {
@@ -182,6 +193,24 @@ impl AsyncRead for UpgradedIo {
         };
         buf.advance(read);
         Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for UpgradedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        hyper::rt::Write::poll_write(Pin::new(&mut self.0), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        hyper::rt::Write::poll_flush(Pin::new(&mut self.0), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        hyper::rt::Write::poll_shutdown(Pin::new(&mut self.0), cx)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The network of a test pool: a loopback /24 of its own (127.0.X.0, held with a lock file so
 //! that concurrent test processes never share one), and partitions made with real packet drops
-//! in an iptables chain of its own, hooked into INPUT and OUTPUT and always removed.
+//! in an iptables chain of its own, hooked into INPUT and always removed.
 
 use std::fs::File;
 use std::io::Write;
@@ -10,6 +10,8 @@ use std::process::Command;
 
 /// Prefix of the iptables chains the tests create: `OXAPI_TEST_<pid>_<X>`.
 const CHAIN_PREFIX: &str = "OXAPI_TEST_";
+/// The built-in chain the tests' chains hook into (see `Firewall`).
+const HOOK: &str = "INPUT";
 
 /// A 127.0.X.0/24 block held by this process until dropped; hosts get 127.0.X.1, .2, …
 ///
@@ -67,6 +69,11 @@ pub struct Unsupported(pub String);
 /// Hosts reach each other from their own address (their outgoing peer connections are bound to
 /// it), while test clients come from 127.0.0.1: a partition cuts hosts from hosts, never the
 /// test from a host.
+///
+/// Packets are dropped where they arrive (INPUT), as a real partition drops them: the sending
+/// kernel is not told, so TCP backs off its retransmissions as it would across a network.
+/// Dropped on the way out (OUTPUT), the sender would get an error and retry at once, and a
+/// healed partition would look healed sooner than it ever is.
 pub struct Firewall {
     chain: String,
 }
@@ -97,9 +104,10 @@ fn is_alive(pid: u32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// Unhooks, flushes and deletes `chain`; errors are ignored (parts may not exist).
+/// Unhooks, flushes and deletes `chain`; errors are ignored (parts may not exist). OUTPUT too:
+/// earlier versions of these tests hooked their chains there as well.
 fn remove_chain(chain: &str) {
-    for hook in ["INPUT", "OUTPUT"] {
+    for hook in [HOOK, "OUTPUT"] {
         while iptables(&["-D", hook, "-j", chain]).is_ok() {}
     }
     let _ = iptables(&["-F", chain]);
@@ -133,15 +141,13 @@ impl Firewall {
         if unsafe { libc::geteuid() } != 0 {
             return Err(Unsupported("partitions need root (iptables)".into()));
         }
-        iptables(&["-S", "INPUT"]).map_err(Unsupported)?;
+        iptables(&["-S", HOOK]).map_err(Unsupported)?;
         remove_leftovers();
         let chain = format!("{CHAIN_PREFIX}{}_{}", std::process::id(), subnet.third);
         remove_chain(&chain);
         iptables(&["-N", &chain]).map_err(Unsupported)?;
         let firewall = Firewall { chain };
-        for hook in ["INPUT", "OUTPUT"] {
-            iptables(&["-I", hook, "1", "-j", &firewall.chain]).map_err(Unsupported)?;
-        }
+        iptables(&["-I", HOOK, "1", "-j", &firewall.chain]).map_err(Unsupported)?;
         Ok(firewall)
     }
 

@@ -20,6 +20,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Time between two looks at a pool that is settling.
 const POLL: Duration = Duration::from_millis(100);
+/// How long one try of `answers_by` waits: a call that takes longer may sit in a retry of the
+/// host's own (a forward to a master whose stream was not up yet), and a fresh one shows sooner
+/// whether the host serves.
+const TRY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How to build a test pool. The timings are short so that failures show within seconds.
 #[derive(Debug, Clone)]
@@ -273,6 +277,34 @@ impl Cluster {
         let pool = pools.as_array()?.first()?.as_str()?.to_owned();
         let master = try_ask(client, "pool.get_master", vec![Value::str(pool)]).await?;
         self.index_of(master.as_str()?)
+    }
+
+    /// Asks host `via` for the pools (`pool.get_all` with `session`: the master's answer,
+    /// forwarded when `via` does not lead) until it answers, a fresh try every `TRY_TIMEOUT` at
+    /// most; `Err` with the last failure once `deadline` passes.
+    pub async fn answers_by(
+        &self,
+        via: usize,
+        session: &str,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let mut client = self.nodes[via].client(Protocol::JsonRpc);
+        client.session = Some(session.to_owned());
+        loop {
+            let call = client.try_call("pool.get_all", vec![]);
+            let given_up = deadline.min(Instant::now() + TRY_TIMEOUT);
+            let failure = match tokio::time::timeout_at(given_up.into(), call).await {
+                Ok(Ok(Ok(_))) => return Ok(()),
+                Ok(Ok(Err(error))) => error.to_string(),
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => "no answer".to_owned(),
+            };
+            if Instant::now() >= deadline {
+                return Err(failure);
+            }
+            let pause = POLL.min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Waits until every host of `hosts` names the same master, one of `hosts`; returns it.
