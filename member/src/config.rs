@@ -143,6 +143,9 @@ pub struct RequestLimits {
     pub max_depth: usize,
     /// The longest string in a request, in bytes, 1..=`max_body_bytes`.
     pub max_string_bytes: usize,
+    /// The most values (scalars, arrays, structs) in one request body, 1..=100000000; more get
+    /// `INTERNAL_ERROR` before any of them is built. Default 100000.
+    pub max_values: usize,
 }
 
 /// The master's policy numbers (see `master::MasterConfig`).
@@ -242,6 +245,7 @@ impl Default for RequestLimits {
             max_body_bytes: limits.max_body_bytes,
             max_depth: limits.max_depth,
             max_string_bytes: limits.max_string_bytes,
+            max_values: limits.max_values,
         }
     }
 }
@@ -343,6 +347,7 @@ impl Config {
             1,
             limits.max_body_bytes,
         )?;
+        check_range("limits.max_values", limits.max_values, 1, 100_000_000)?;
 
         let master = &self.master;
         check_range(
@@ -457,6 +462,7 @@ impl RequestLimits {
             max_body_bytes: self.max_body_bytes,
             max_depth: self.max_depth,
             max_string_bytes: self.max_string_bytes,
+            max_values: self.max_values,
         }
     }
 }

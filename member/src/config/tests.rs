@@ -128,6 +128,7 @@ fn out_of_range_values_name_their_field() {
             r#"{"limits": {"max_body_bytes": 2048, "max_string_bytes": 4096}}"#,
             "limits.max_string_bytes",
         ),
+        (r#"{"limits": {"max_values": 0}}"#, "limits.max_values"),
         (
             r#"{"master": {"session_idle_timeout_secs": 0}}"#,
             "master.session_idle_timeout_secs",
