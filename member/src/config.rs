@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::backend::BackendOp;
 use crate::agent::backend::simulator::{Failure, SimulatorConfig};
 use crate::agent::{AgentConfig, BackendConfig};
+use crate::front::server::ConnectionLimits;
 
 mod pool;
 pub use self::pool::PoolSettings;
@@ -44,7 +45,7 @@ pub struct Config {
     pub unix_socket: Option<PathBuf>,
     /// The Raft node's policy numbers.
     pub raft: RaftSettings,
-    /// Bounds on request bodies.
+    /// Bounds on requests and connections.
     pub limits: RequestLimits,
     /// The master's policy numbers.
     pub master: MasterSettings,
@@ -133,7 +134,8 @@ pub struct RaftSettings {
     pub replace_voter_after_secs: u64,
 }
 
-/// Bounds on a request body, applied before and while decoding it.
+/// Bounds on a request (its body, applied before and while decoding it, and how long it may
+/// take to arrive) and on the connections of the front door.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestLimits {
@@ -146,6 +148,17 @@ pub struct RequestLimits {
     /// The most values (scalars, arrays, structs) in one request body, 1..=100000000; more get
     /// `INTERNAL_ERROR` before any of them is built. Default 100000.
     pub max_values: usize,
+    /// How long a client may take to send a request's headers, which is also how long an idle
+    /// keep-alive connection stays open, in seconds, 1..=3600; then the connection is closed.
+    /// Default 30.
+    pub header_timeout_secs: u64,
+    /// How long a client may take to send a request's body once its headers are in, in seconds,
+    /// 1..=3600; a slower one gets HTTP 408. Default 60.
+    pub body_timeout_secs: u64,
+    /// The most connections open at once on the HTTPS and plain-HTTP listeners together (the
+    /// Unix socket is not counted), 1..=1000000; more get HTTP 503. Keep it well below the
+    /// process's open-file limit. Default 512.
+    pub max_connections: usize,
 }
 
 /// The master's policy numbers (see `master::MasterConfig`).
@@ -241,11 +254,15 @@ impl Default for RaftSettings {
 impl Default for RequestLimits {
     fn default() -> Self {
         let limits = api_spec::codec::Limits::default();
+        let connections = ConnectionLimits::default();
         RequestLimits {
             max_body_bytes: limits.max_body_bytes,
             max_depth: limits.max_depth,
             max_string_bytes: limits.max_string_bytes,
             max_values: limits.max_values,
+            header_timeout_secs: connections.header_timeout.as_secs(),
+            body_timeout_secs: connections.body_timeout.as_secs(),
+            max_connections: connections.max_connections,
         }
     }
 }
@@ -348,6 +365,24 @@ impl Config {
             limits.max_body_bytes,
         )?;
         check_range("limits.max_values", limits.max_values, 1, 100_000_000)?;
+        check_range(
+            "limits.header_timeout_secs",
+            limits.header_timeout_secs,
+            1,
+            3600,
+        )?;
+        check_range(
+            "limits.body_timeout_secs",
+            limits.body_timeout_secs,
+            1,
+            3600,
+        )?;
+        check_range(
+            "limits.max_connections",
+            limits.max_connections,
+            1,
+            1_000_000,
+        )?;
 
         let master = &self.master;
         check_range(
@@ -463,6 +498,15 @@ impl RequestLimits {
             max_depth: self.max_depth,
             max_string_bytes: self.max_string_bytes,
             max_values: self.max_values,
+        }
+    }
+
+    /// The front door's bounds on connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            max_connections: self.max_connections,
         }
     }
 }

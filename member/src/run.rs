@@ -212,6 +212,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         config.master.session_last_active_interval_secs,
     );
     let mut front = Front::new(Arc::new(forwarder), config.limits.codec_limits())
+        .with_connection_limits(config.limits.connection_limits())
         .with_pool_routes(peers.router())
         .with_pool_routes(pool::routes(master, node.db.clone(), control));
     if let Some(simulator) = simulator {

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use master::{Call, Origin};
 
-use crate::front::server::{BodyError, Front, internal_error, reply};
+use crate::front::body::BodyError;
+use crate::front::server::{Front, internal_error, reply};
 
 /// Xen Orchestra checks this content type exactly: anything else makes it fall back to XML-RPC.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -16,17 +17,10 @@ pub const CONTENT_TYPE: &str = "application/json";
 pub async fn handle(front: &Front, origin: Origin, body: Result<Vec<u8>, BodyError>) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(BodyError::TooLarge { size, limit }) => {
-            let err = DecodeError::BodyTooLarge { size, limit };
-            return refuse(&err, Version::V1, &serde_json::Value::Null);
-        }
-        Err(BodyError::Read) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "cannot read the request body",
-                Version::V1,
-                &serde_json::Value::Null,
-            );
+        Err(err) => {
+            tracing::debug!(error = ?err, "JSON-RPC request body refused");
+            let (status, message) = err.refusal();
+            return failure(status, &message, Version::V1, &serde_json::Value::Null);
         }
     };
     let request = match jsonrpc::decode_call(&body, front.limits()) {
@@ -146,7 +140,8 @@ fn refuse(err: &DecodeError, version: Version, id: &serde_json::Value) -> Respon
     failure(status, &err.to_string(), version, id)
 }
 
-fn failure(
+/// `INTERNAL_ERROR [message]` as a JSON-RPC reply with this status.
+pub(super) fn failure(
     status: StatusCode,
     message: &str,
     version: Version,
