@@ -45,7 +45,7 @@ pub struct Config {
     pub unix_socket: Option<PathBuf>,
     /// The Raft node's policy numbers.
     pub raft: RaftSettings,
-    /// Bounds on requests and connections.
+    /// Bounds on requests, connections and the replies of other hosts.
     pub limits: RequestLimits,
     /// The master's policy numbers.
     pub master: MasterSettings,
@@ -135,7 +135,8 @@ pub struct RaftSettings {
 }
 
 /// Bounds on a request (its body, applied before and while decoding it, and how long it may
-/// take to arrive) and on the connections of the front door.
+/// take to arrive), on the connections of the front door, and on the replies this host reads
+/// from other hosts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestLimits {
@@ -159,6 +160,11 @@ pub struct RequestLimits {
     /// Unix socket is not counted), 1..=1000000; more get HTTP 503. Keep it well below the
     /// process's open-file limit. Default 512.
     pub max_connections: usize,
+    /// The largest reply read from another host (the master's answers to `pool.join`, a
+    /// member's to `pool.eject`, `pool.recover_slaves`, `pool.sync_database`), in bytes,
+    /// 4096..=1073741824; a longer one fails the operation as an unreachable host would.
+    /// Default 4194304.
+    pub max_reply_bytes: usize,
 }
 
 /// The master's policy numbers (see `master::MasterConfig`).
@@ -263,6 +269,7 @@ impl Default for RequestLimits {
             header_timeout_secs: connections.header_timeout.as_secs(),
             body_timeout_secs: connections.body_timeout.as_secs(),
             max_connections: connections.max_connections,
+            max_reply_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -382,6 +389,12 @@ impl Config {
             limits.max_connections,
             1,
             1_000_000,
+        )?;
+        check_range(
+            "limits.max_reply_bytes",
+            limits.max_reply_bytes,
+            4096,
+            1 << 30,
         )?;
 
         let master = &self.master;

@@ -162,7 +162,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         cert_sha256: cert_sha256.clone(),
         presented_cpu: config.presented_cpu().cloned(),
     };
-    let (control, mut restarts) = Control::new(node.db.clone(), this_host);
+    let (control, mut restarts) =
+        Control::new(node.db.clone(), this_host, config.limits.max_reply_bytes);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let master = Master::new(
         db.clone(),

@@ -146,6 +146,10 @@ fn out_of_range_values_name_their_field() {
             "limits.max_connections",
         ),
         (
+            r#"{"limits": {"max_reply_bytes": 100}}"#,
+            "limits.max_reply_bytes",
+        ),
+        (
             r#"{"master": {"session_idle_timeout_secs": 0}}"#,
             "master.session_idle_timeout_secs",
         ),
