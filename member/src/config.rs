@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::backend::BackendOp;
 use crate::agent::backend::simulator::{Failure, SimulatorConfig};
 use crate::agent::{AgentConfig, BackendConfig};
+use crate::front::server::ConnectionLimits;
 
 mod peer;
 mod pool;
@@ -46,7 +47,7 @@ pub struct Config {
     pub unix_socket: Option<PathBuf>,
     /// The Raft node's policy numbers.
     pub raft: RaftSettings,
-    /// Bounds on request bodies.
+    /// Bounds on requests, connections and the replies of other hosts.
     pub limits: RequestLimits,
     /// The master's policy numbers.
     pub master: MasterSettings,
@@ -150,7 +151,9 @@ pub struct RaftSettings {
     pub max_entry_bytes: usize,
 }
 
-/// Bounds on a request body, applied before and while decoding it.
+/// Bounds on a request (its body, applied before and while decoding it, and how long it may
+/// take to arrive), on the connections of the front door, and on the replies this host reads
+/// from other hosts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestLimits {
@@ -160,6 +163,25 @@ pub struct RequestLimits {
     pub max_depth: usize,
     /// The longest string in a request, in bytes, 1..=`max_body_bytes`.
     pub max_string_bytes: usize,
+    /// The most values (scalars, arrays, structs) in one request body, 1..=100000000; more get
+    /// `INTERNAL_ERROR` before any of them is built. Default 100000.
+    pub max_values: usize,
+    /// How long a client may take to send a request's headers, which is also how long an idle
+    /// keep-alive connection stays open, in seconds, 1..=3600; then the connection is closed.
+    /// Default 30.
+    pub header_timeout_secs: u64,
+    /// How long a client may take to send a request's body once its headers are in, in seconds,
+    /// 1..=3600; a slower one gets HTTP 408. Default 60.
+    pub body_timeout_secs: u64,
+    /// The most connections open at once on the HTTPS and plain-HTTP listeners together (the
+    /// Unix socket is not counted), 1..=1000000; more get HTTP 503. Keep it well below the
+    /// process's open-file limit. Default 512.
+    pub max_connections: usize,
+    /// The largest reply read from another host (the master's answers to `pool.join`, a
+    /// member's to `pool.eject`, `pool.recover_slaves`, `pool.sync_database`), in bytes,
+    /// 4096..=1073741824; a longer one fails the operation as an unreachable host would.
+    /// Default 4194304.
+    pub max_reply_bytes: usize,
 }
 
 /// The master's policy numbers (see `master::MasterConfig`).
@@ -260,10 +282,16 @@ impl Default for RaftSettings {
 impl Default for RequestLimits {
     fn default() -> Self {
         let limits = api_spec::codec::Limits::default();
+        let connections = ConnectionLimits::default();
         RequestLimits {
             max_body_bytes: limits.max_body_bytes,
             max_depth: limits.max_depth,
             max_string_bytes: limits.max_string_bytes,
+            max_values: limits.max_values,
+            header_timeout_secs: connections.header_timeout.as_secs(),
+            body_timeout_secs: connections.body_timeout.as_secs(),
+            max_connections: connections.max_connections,
+            max_reply_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -366,6 +394,31 @@ impl Config {
             limits.max_string_bytes,
             1,
             limits.max_body_bytes,
+        )?;
+        check_range("limits.max_values", limits.max_values, 1, 100_000_000)?;
+        check_range(
+            "limits.header_timeout_secs",
+            limits.header_timeout_secs,
+            1,
+            3600,
+        )?;
+        check_range(
+            "limits.body_timeout_secs",
+            limits.body_timeout_secs,
+            1,
+            3600,
+        )?;
+        check_range(
+            "limits.max_connections",
+            limits.max_connections,
+            1,
+            1_000_000,
+        )?;
+        check_range(
+            "limits.max_reply_bytes",
+            limits.max_reply_bytes,
+            4096,
+            1 << 30,
         )?;
 
         let master = &self.master;
@@ -490,6 +543,16 @@ impl RequestLimits {
             max_body_bytes: self.max_body_bytes,
             max_depth: self.max_depth,
             max_string_bytes: self.max_string_bytes,
+            max_values: self.max_values,
+        }
+    }
+
+    /// The front door's bounds on connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            max_connections: self.max_connections,
         }
     }
 }

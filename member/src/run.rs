@@ -166,7 +166,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         cert_sha256: cert_sha256.clone(),
         presented_cpu: config.presented_cpu().cloned(),
     };
-    let (control, mut restarts) = Control::new(node.db.clone(), this_host);
+    let (control, mut restarts) =
+        Control::new(node.db.clone(), this_host, config.limits.max_reply_bytes);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let master = Master::new(
         db.clone(),
@@ -215,6 +216,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         ready: opened,
     };
     let mut front = Front::new(Arc::new(answer), config.limits.codec_limits())
+        .with_connection_limits(config.limits.connection_limits())
         .with_pool_routes(peers.router())
         .with_pool_routes(pool::routes(master, node.db.clone(), control));
     if let Some(simulator) = simulator {

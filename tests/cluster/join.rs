@@ -2,11 +2,14 @@
 //! the errors xapi gives for a join or an eject that cannot be done.
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
 use api_spec::Value;
-use oxapi_tests::Protocol;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, vm};
+use oxapi_tests::host::HTTPS_PORT;
+use oxapi_tests::{Protocol, memory_bytes};
 use serde_json::json;
 
 /// How soon after saying it is ready a joiner answers calls.
@@ -137,6 +140,32 @@ async fn join_to_an_unreachable_master_fails() {
         .await
         .expect_err("nobody answers there");
     assert_eq!(err.code, "JOINING_HOST_CONNECTION_FAILED");
+    assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
+}
+
+/// Whatever answers at a `pool.join` address may stream an endless reply to the login: the join
+/// fails with `JOINING_HOST_CONNECTION_FAILED` within seconds, and the joiner's peak memory
+/// grows by far less than what was streamed at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_to_a_master_streaming_an_endless_reply_fails_in_bounded_memory() {
+    let mut cluster = Cluster::start(ClusterOptions::hosts(1).unjoined()).await;
+    let fake = EndlessMaster::start(cluster.subnet.host(201));
+    let pid = cluster.nodes[0].pid().expect("the joiner runs");
+    let before = memory_bytes(pid, "VmHWM").max(memory_bytes(pid, "VmRSS"));
+    let password = cluster.password().to_owned();
+    let started = Instant::now();
+    let err = cluster
+        .join_with(0, &fake.address, &password)
+        .await
+        .expect_err("the join fails");
+    let took = started.elapsed();
+    assert_eq!(err.code, "JOINING_HOST_CONNECTION_FAILED");
+    assert!(took < Duration::from_secs(10), "the join took {took:?}");
+    let peak = memory_bytes(pid, "VmHWM");
+    assert!(
+        peak < before + 64 * 1024 * 1024,
+        "the joiner's peak grew from {before} to {peak} bytes"
+    );
     assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
 }
 
@@ -315,4 +344,56 @@ async fn a_joiner_of_another_api_version_is_refused() {
         }})
     );
     assert_eq!(cluster.hosts_seen_by(0).await.len(), 1);
+}
+
+/// An HTTPS server that answers the first request it gets with 200 and a chunked body that
+/// never ends (it stops at `ENDLESS_SAFETY_BYTES`, so that a joiner without a limit does not
+/// take the test machine down with it).
+struct EndlessMaster {
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Where the endless body gives up.
+const ENDLESS_SAFETY_BYTES: usize = 512 * 1024 * 1024;
+
+impl EndlessMaster {
+    fn start(ip: Ipv4Addr) -> EndlessMaster {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let cert = member::front::tls::load_or_create(dir.path(), "localhost", &[])
+            .expect("a certificate");
+        let config = member::front::tls::server_config(cert).expect("a TLS config");
+        let listener = TcpListener::bind((ip, HTTPS_PORT)).expect("the fake master listens");
+        std::thread::spawn(move || {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(tls) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            let mut stream = rustls::StreamOwned::new(tls, tcp);
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let mut sent = 0;
+            while sent < ENDLESS_SAFETY_BYTES && stream.write_all(chunk.as_bytes()).is_ok() {
+                sent += 0x10000;
+            }
+        });
+        EndlessMaster {
+            address: format!("{ip}:{HTTPS_PORT}"),
+            _dir: dir,
+        }
+    }
 }

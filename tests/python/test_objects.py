@@ -2,6 +2,7 @@
 relations, and the errors xapi raises for each."""
 
 import uuid
+import xmlrpc.client
 
 import pytest
 import XenAPI
@@ -193,3 +194,13 @@ def test_create_with_unknown_reference_is_handle_invalid(session):
             "qos_algorithm_params": {}})
     assert _details(err)[0] == "HANDLE_INVALID"
     assert bogus in _details(err)
+
+
+def test_a_string_xml_cannot_carry_is_refused(session):
+    """A name with a NUL in it is refused whole (HTTP 500 with INTERNAL_ERROR, xapi's answer to a
+    malformed call), not stored to be dropped from every later XML-RPC reply."""
+    vm = _new_vm(session, "nul test")
+    with pytest.raises(xmlrpc.client.ProtocolError) as refused:
+        session.xenapi.VM.set_name_label(vm, "a\x00b")
+    assert refused.value.errcode == 500
+    assert session.xenapi.VM.get_name_label(vm) == "nul test"

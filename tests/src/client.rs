@@ -138,7 +138,7 @@ impl Client {
             method: method.to_owned(),
             params,
         };
-        let limits = Limits::default();
+        let limits = Limits::for_replies();
         let reply = match self.protocol {
             Protocol::XmlRpc => {
                 let body = xmlrpc::encode_call(&call).into_bytes();

@@ -274,6 +274,20 @@ impl Host {
     }
 }
 
+/// A memory figure of process `pid` from `/proc/<pid>/status`, in bytes: `"VmRSS"` (resident
+/// now) or `"VmHWM"` (the highest resident so far).
+pub fn memory_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read the status of process {pid}: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in the status of process {pid}"));
+    kib * 1024
+}
+
 /// How many lines of each log a failed test prints.
 const LOG_TAIL_LINES: usize = 80;
 

@@ -2,8 +2,8 @@
 //! addresses (`host`), a small tmpfs disk for a host's data dir (`disk`), a XenAPI client that pins their certificates (`client`) and halted VMs
 //! to work on (`vms`).
 //!
-//! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC and the
-//! listeners, bad input included), `durability/` (kill -9 under a write load) and `cluster/`
+//! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC, the
+//! listeners and the limits on requests and connections, bad input included), `durability/` (kill -9 under a write load) and `cluster/`
 //! (pools of several hosts, with `cluster`'s harness). The Python SDK
 //! tests are in `python/`; `run` runs all of them.
 
@@ -15,4 +15,4 @@ pub mod host;
 pub mod vms;
 
 pub use client::{Client, Protocol, logged_in};
-pub use host::{Host, HostOptions};
+pub use host::{Host, HostOptions, memory_bytes};

@@ -201,3 +201,69 @@ async fn sessions_work_across_protocols() {
     let pools = xml_client.ok("pool.get_all", vec![]).await;
     assert_eq!(pools.as_array().map(<[_]>::len), Some(1));
 }
+
+/// The code of the XenAPI error in a JSON-RPC reply, either version.
+fn error_code(reply: &Json) -> &str {
+    reply["error"]["message"]
+        .as_str()
+        .or_else(|| reply["error"][0].as_str())
+        .unwrap_or_else(|| panic!("no error in {reply}"))
+}
+
+/// A request naming `method` twice is refused, not read with the last one winning (which would
+/// log the session out), and the session still works.
+#[tokio::test]
+async fn a_request_naming_a_member_twice_is_refused() {
+    let host = Host::start();
+    let client = Client::new(&host, Protocol::JsonRpc);
+    let session = login(&client, &host).await;
+    let twice = format!(
+        r#"{{"jsonrpc":"2.0","method":"VM.get_all","method":"session.logout","params":["{session}"],"id":5}}"#
+    );
+    let reply = client
+        .post_raw("/jsonrpc", "application/json", twice.into_bytes())
+        .await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    let json: Json = serde_json::from_slice(&reply.body).expect("a JSON reply");
+    assert_eq!(error_code(&json), "INTERNAL_ERROR");
+    assert_eq!(json["id"], 5);
+    let (_, vms) = post(
+        &client,
+        &json!({"jsonrpc": "2.0", "method": "VM.get_all", "params": [session], "id": 6}),
+    )
+    .await;
+    assert!(vms["result"].is_array(), "the session still works: {vms}");
+}
+
+/// A string holding a NUL or another character XML 1.0 forbids (sent as a `\u` escape, since
+/// JSON cannot carry it raw) is refused, and nothing is stored.
+#[tokio::test]
+async fn strings_with_characters_xml_forbids_are_refused() {
+    let host = Host::start();
+    let client = Client::new(&host, Protocol::JsonRpc);
+    let session = login(&client, &host).await;
+    let (_, pools) = post(
+        &client,
+        &json!({"jsonrpc": "2.0", "method": "pool.get_all", "params": [session], "id": 1}),
+    )
+    .await;
+    let pool = pools["result"][0].as_str().expect("a pool ref").to_owned();
+    for text in [r"a\u0000b", r"\u0001", r"\u001f", r"x\ufffe", r"\uffff"] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","method":"pool.set_name_label","params":["{session}","{pool}","{text}"],"id":2}}"#
+        );
+        let reply = client
+            .post_raw("/jsonrpc", "application/json", body.into_bytes())
+            .await;
+        assert_eq!(reply.status, 500, "{text}: {}", reply.text());
+        let json: Json = serde_json::from_slice(&reply.body).expect("a JSON reply");
+        assert_eq!(error_code(&json), "INTERNAL_ERROR", "{text}");
+    }
+    let (_, label) = post(
+        &client,
+        &json!({"jsonrpc": "2.0", "method": "pool.get_name_label",
+                "params": [session, pool], "id": 3}),
+    )
+    .await;
+    assert_eq!(label["result"], "", "nothing was stored");
+}

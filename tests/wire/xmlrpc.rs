@@ -3,6 +3,7 @@
 
 use api_spec::Value;
 use api_spec::codec::{Limits, xmlrpc};
+use oxapi_tests::client::RawReply;
 use oxapi_tests::{Client, Host, Protocol, logged_in};
 
 fn call_body(method: &str, params: &[&str]) -> Vec<u8> {
@@ -14,6 +15,13 @@ fn call_body(method: &str, params: &[&str]) -> Vec<u8> {
         "<?xml version=\"1.0\"?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>"
     )
     .into_bytes()
+}
+
+/// POSTs the call `method(params…)` to `/`, each param written as given.
+async fn post_call(client: &Client, method: &str, params: &[&str]) -> RawReply {
+    client
+        .post_raw("/", "text/xml", call_body(method, params))
+        .await
 }
 
 fn string(s: &str) -> String {
@@ -45,11 +53,12 @@ async fn first_ref(client: &Client, class: &str) -> String {
 async fn login_reply_is_xapis_envelope_with_an_untyped_ref() {
     let host = Host::start();
     let client = Client::new(&host, Protocol::XmlRpc);
-    let body = call_body(
+    let reply = post_call(
+        &client,
         "session.login_with_password",
         &[&untyped("root"), &untyped(&host.password)],
-    );
-    let reply = client.post_raw("/", "text/xml", body).await;
+    )
+    .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.content_type, "text/xml");
     assert_eq!(reply.allow_origin.as_deref(), Some("*"));
@@ -71,16 +80,12 @@ async fn int64_is_an_untyped_string_and_datetimes_have_no_dashes() {
     let client = logged_in(&host, Protocol::XmlRpc).await;
     let session = client.session.clone().expect("logged in");
     let metrics = first_ref(&client, "host_metrics").await;
-    let reply = client
-        .post_raw(
-            "/",
-            "text/xml",
-            call_body(
-                "host_metrics.get_memory_total",
-                &[&untyped(&session), &untyped(&metrics)],
-            ),
-        )
-        .await;
+    let reply = post_call(
+        &client,
+        "host_metrics.get_memory_total",
+        &[&untyped(&session), &untyped(&metrics)],
+    )
+    .await;
     let text = reply.text();
     let value = text
         .split("<name>Value</name><value>")
@@ -91,16 +96,12 @@ async fn int64_is_an_untyped_string_and_datetimes_have_no_dashes() {
         !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()),
         "memory_total should be an untyped decimal string, got {value:?}"
     );
-    let reply = client
-        .post_raw(
-            "/",
-            "text/xml",
-            call_body(
-                "session.get_last_active",
-                &[&untyped(&session), &untyped(&session)],
-            ),
-        )
-        .await;
+    let reply = post_call(
+        &client,
+        "session.get_last_active",
+        &[&untyped(&session), &untyped(&session)],
+    )
+    .await;
     let text = reply.text();
     let stamp = text
         .split("<dateTime.iso8601>")
@@ -231,9 +232,7 @@ async fn wrong_password_and_logged_out_session_are_refused() {
 async fn list_methods_is_sent_raw() {
     let host = Host::start();
     let client = Client::new(&host, Protocol::XmlRpc);
-    let reply = client
-        .post_raw("/", "text/xml", call_body("system.listMethods", &[]))
-        .await;
+    let reply = post_call(&client, "system.listMethods", &[]).await;
     let text = reply.text();
     assert!(!text.contains("<name>Status</name>"), "{text}");
     let value = xmlrpc::decode_response(&reply.body, &Limits::default())
@@ -283,35 +282,27 @@ async fn entities_and_character_references_round_trip() {
     let client = logged_in(&host, Protocol::XmlRpc).await;
     let session = client.session.clone().expect("logged in");
     let pool = first_ref(&client, "pool").await;
-    let reply = client
-        .post_raw(
-            "/",
-            "text/xml",
-            call_body(
-                "pool.set_name_label",
-                &[
-                    &untyped(&session),
-                    &untyped(&pool),
-                    &untyped("a&lt;b&gt;c&amp;d&quot;e&apos;f&#233;&#x2603;"),
-                ],
-            ),
-        )
-        .await;
+    let reply = post_call(
+        &client,
+        "pool.set_name_label",
+        &[
+            &untyped(&session),
+            &untyped(&pool),
+            &untyped("a&lt;b&gt;c&amp;d&quot;e&apos;f&#233;&#x2603;"),
+        ],
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let label = client
         .ok("pool.get_name_label", vec![Value::str(&pool)])
         .await;
     assert_eq!(label.as_str(), Some("a<b>c&d\"e'f\u{e9}\u{2603}"));
-    let reply = client
-        .post_raw(
-            "/",
-            "text/xml",
-            call_body(
-                "pool.get_name_label",
-                &[&untyped(&session), &untyped(&pool)],
-            ),
-        )
-        .await;
+    let reply = post_call(
+        &client,
+        "pool.get_name_label",
+        &[&untyped(&session), &untyped(&pool)],
+    )
+    .await;
     assert!(
         reply.text().contains("a&lt;b&gt;c&amp;d"),
         "{}",
@@ -420,4 +411,53 @@ async fn malformed_bodies_get_a_failure_and_the_host_survives() {
         )
         .await;
     assert!(login.is_ok(), "the host still serves after hostile bodies");
+}
+
+/// A struct naming a member twice is refused, not read with the last one winning, and nothing
+/// is stored.
+#[tokio::test]
+async fn a_struct_naming_a_member_twice_is_refused() {
+    let host = Host::start();
+    let client = logged_in(&host, Protocol::XmlRpc).await;
+    let session = client.session.clone().expect("logged in");
+    let pool = first_ref(&client, "pool").await;
+    let twice = "<value><struct><member><name>k</name><value>1</value></member>\
+                 <member><name>k</name><value>2</value></member></struct></value>";
+    let reply = post_call(
+        &client,
+        "pool.set_other_config",
+        &[&untyped(&session), &untyped(&pool), twice],
+    )
+    .await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(error_of(&reply)[0], "INTERNAL_ERROR");
+    let other_config = client
+        .ok("pool.get_other_config", vec![Value::str(&pool)])
+        .await;
+    let other_config = other_config.as_struct().expect("a map");
+    assert!(!other_config.contains_key("k"), "{other_config:?}");
+}
+
+/// A string holding a NUL or another character XML 1.0 forbids, raw or as a character
+/// reference, is refused, and nothing is stored.
+#[tokio::test]
+async fn strings_with_characters_xml_forbids_are_refused() {
+    let host = Host::start();
+    let client = logged_in(&host, Protocol::XmlRpc).await;
+    let session = client.session.clone().expect("logged in");
+    let pool = first_ref(&client, "pool").await;
+    for text in ["a\u{0}b", "&#1;", "\u{1b}[0m", "x\u{fffe}", "&#xFFFF;"] {
+        let reply = post_call(
+            &client,
+            "pool.set_name_label",
+            &[&untyped(&session), &untyped(&pool), &string(text)],
+        )
+        .await;
+        assert_eq!(reply.status, 500, "{text:?}: {}", reply.text());
+        assert_eq!(error_of(&reply)[0], "INTERNAL_ERROR", "{text:?}");
+    }
+    let label = client
+        .ok("pool.get_name_label", vec![Value::str(&pool)])
+        .await;
+    assert_eq!(label.as_str(), Some(""), "nothing was stored");
 }

@@ -87,7 +87,7 @@ impl Connection {
             Err(e) => Err(e),
         };
         let bytes = reply.map_err(|source| self.transport_error(source))?;
-        jsonrpc::decode_response(&bytes, &Limits::default()).map_err(|source| XeError::Decode {
+        jsonrpc::decode_response(&bytes, &Limits::for_replies()).map_err(|source| XeError::Decode {
             server: self.address.clone(),
             method: method.to_owned(),
             source,

@@ -103,7 +103,7 @@ fn outcome_of(method: &str, task: &Value) -> Result<Value, XeError> {
             if text.is_empty() {
                 return Ok(Value::Nil);
             }
-            xmlrpc::decode_value(text, &Limits::default()).map_err(|source| XeError::Decode {
+            xmlrpc::decode_value(text, &Limits::for_replies()).map_err(|source| XeError::Decode {
                 server: "the task".to_owned(),
                 method: method.to_owned(),
                 source,

@@ -1,10 +1,16 @@
-//! Values in JSON: writing them straight from `Value` with serde, parsing a body within
-//! `Limits`, and turning parsed JSON into values.
+//! Values in JSON: writing them straight from `Value` with serde, and reading a body within
+//! `Limits` straight into values.
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
-use serde_json::{Map, Number};
+use serde_json::Number;
+use serde_json::error::Category;
 
-use crate::codec::{Limits, body_text, check_string};
+use crate::codec::{Limits, body_text, check_string, check_values};
 use crate::error::DecodeError;
 use crate::errors::ApiError;
 use crate::types::Value;
@@ -46,37 +52,58 @@ pub(super) fn to_text<T: Serialize>(value: &T, capacity: usize) -> String {
     String::from_utf8(out).expect("invariant: serde_json writes UTF-8")
 }
 
-/// Parses a body that must be a JSON object, after checking its size, its encoding, its nesting
-/// and its integer literals.
+/// Parses a body that must be a JSON object, after checking its size, its encoding, its
+/// nesting, its integer literals and how many values it holds: its members by name, each read as
+/// a `Value` at depth 0, except that the items of a `params` array are at depth 0 themselves
+/// (they are the parameters). Two members of the same name, in the envelope or in any object
+/// within, are refused.
 pub(super) fn parse_object(
     body: &[u8],
     limits: &Limits,
-) -> Result<Map<String, serde_json::Value>, DecodeError> {
+) -> Result<BTreeMap<String, Value>, DecodeError> {
     let text = body_text(body, limits)?;
     let value_depth = limits.max_depth.min(MAX_BODY_NESTING - 2);
-    prescan(text.as_bytes(), value_depth + 2, value_depth)?;
-    match serde_json::from_str(text) {
-        Ok(serde_json::Value::Object(object)) => Ok(object),
-        Ok(_) => Err(DecodeError::malformed("body is not a JSON object")),
-        Err(e) => Err(DecodeError::malformed(format!(
-            "not valid JSON at line {} column {}",
-            e.line(),
-            e.column()
-        ))),
-    }
+    prescan(text.as_bytes(), value_depth + 2, value_depth, limits)?;
+    let parse = Parse {
+        limits,
+        refusal: Cell::new(None),
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let members = Envelope(&parse)
+        .deserialize(&mut deserializer)
+        .and_then(|members| deserializer.end().map(|()| members));
+    members.map_err(|e| {
+        parse.refusal.take().unwrap_or_else(|| match e.classify() {
+            Category::Data => DecodeError::malformed("body is not a JSON object"),
+            Category::Io | Category::Syntax | Category::Eof => DecodeError::malformed(format!(
+                "not valid JSON at line {} column {}",
+                e.line(),
+                e.column()
+            )),
+        })
+    })
 }
 
 /// Checks the raw text before serde_json sees it: arrays and objects nest at most `max_nesting`
-/// deep (else `TooDeep { limit: reported_limit }`), and no integer literal is beyond i64, which
-/// serde_json would silently read as a float.
-fn prescan(text: &[u8], max_nesting: usize, reported_limit: usize) -> Result<(), DecodeError> {
+/// deep (else `TooDeep { limit: reported_limit }`), no integer literal is beyond i64, which
+/// serde_json would silently read as a float, and there are at most `limits.max_values` values,
+/// so that nothing is built for a body of too many.
+fn prescan(
+    text: &[u8],
+    max_nesting: usize,
+    reported_limit: usize,
+    limits: &Limits,
+) -> Result<(), DecodeError> {
     let mut depth = 0usize;
+    let mut values = 0usize;
     let mut i = 0;
     while i < text.len() {
-        match text[i] {
+        let is_value = match text[i] {
             b'"' => {
                 i = string_end(text, i + 1);
-                continue;
+                // A string followed by a colon is a member name, not a value.
+                let next = text[i..].iter().find(|b| !is_json_space(**b));
+                next != Some(&b':')
             }
             b'[' | b'{' => {
                 depth += 1;
@@ -85,22 +112,50 @@ fn prescan(text: &[u8], max_nesting: usize, reported_limit: usize) -> Result<(),
                         limit: reported_limit,
                     });
                 }
+                i += 1;
+                true
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+                false
+            }
             b'-' | b'0'..=b'9' => {
-                let end = text[i..]
-                    .iter()
-                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .map_or(text.len(), |len| i + len);
+                let end = token_end(text, i, |b| {
+                    matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                });
                 check_integer(&text[i..end])?;
                 i = end;
-                continue;
+                true
             }
-            _ => {}
+            // `true`, `false`, `null` (or garbage, which serde_json refuses).
+            b'a'..=b'z' => {
+                i = token_end(text, i, |b| b.is_ascii_lowercase());
+                true
+            }
+            _ => {
+                i += 1;
+                false
+            }
+        };
+        if is_value {
+            values += 1;
+            check_values(values, limits)?;
         }
-        i += 1;
     }
     Ok(())
+}
+
+/// The index just past the run of bytes from `start` that `is_part` accepts.
+fn token_end(text: &[u8], start: usize, is_part: impl Fn(u8) -> bool) -> usize {
+    text[start..]
+        .iter()
+        .position(|b| !is_part(*b))
+        .map_or(text.len(), |len| start + len)
+}
+
+fn is_json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// The index just past the closing quote of the string whose body starts at `i`.
@@ -129,60 +184,184 @@ fn out_of_range() -> DecodeError {
     DecodeError::malformed("integer out of the 64-bit range")
 }
 
-/// Parsed JSON as a value within `limits`, `depth` being the nesting of its container. Integral
-/// numbers within i64 are `Int`, other numbers `Float`, `null` is `Nil`.
-pub(super) fn value_from_json(
-    json: serde_json::Value,
-    limits: &Limits,
-    depth: usize,
-) -> Result<Value, DecodeError> {
-    Ok(match json {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => number(&n)?,
-        serde_json::Value::String(s) => {
-            check_string(s.len(), limits)?;
-            Value::String(s)
-        }
-        serde_json::Value::Array(items) => {
-            check_depth(depth, limits)?;
-            Value::Array(
-                items
-                    .into_iter()
-                    .map(|item| value_from_json(item, limits, depth + 1))
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-        serde_json::Value::Object(object) => {
-            check_depth(depth, limits)?;
-            let mut members = std::collections::BTreeMap::new();
-            for (name, item) in object {
-                check_string(name.len(), limits)?;
-                members.insert(name, value_from_json(item, limits, depth + 1)?);
+/// What the readers of one body share: the limits, and the first refusal, which serde's error
+/// type cannot carry (the reader that refuses stores it, and fails with a placeholder).
+struct Parse<'l> {
+    limits: &'l Limits,
+    refusal: Cell<Option<DecodeError>>,
+}
+
+impl<'l> Parse<'l> {
+    fn refuse<E: serde::de::Error>(&self, refusal: DecodeError) -> E {
+        self.refusal.set(Some(refusal));
+        E::custom("refused")
+    }
+
+    fn check_string<E: serde::de::Error>(&self, text: &str) -> Result<(), E> {
+        check_string(text.len(), self.limits).map_err(|e| self.refuse(e))
+    }
+
+    /// Reads the members of an object into a map, refusing a name seen before; `seed_for`
+    /// gives the reader of each member's value by its name.
+    fn members<'de, 'p, A: MapAccess<'de>>(
+        &'p self,
+        mut map: A,
+        seed_for: impl Fn(&str) -> Element<'p, 'l>,
+    ) -> Result<BTreeMap<String, Value>, A::Error> {
+        let mut members = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            self.check_string(&name)?;
+            let seed = seed_for(&name);
+            match members.entry(name) {
+                Entry::Occupied(_) => return Err(self.refuse(DecodeError::DuplicateMember)),
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(seed)?);
+                }
             }
-            Value::Struct(members)
         }
-    })
+        Ok(members)
+    }
+}
+
+/// The reader of the top-level object.
+struct Envelope<'p, 'l>(&'p Parse<'l>);
+
+impl<'de> DeserializeSeed<'de> for Envelope<'_, '_> {
+    type Value = BTreeMap<String, Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Envelope<'_, '_> {
+    type Value = BTreeMap<String, Value>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let parse = self.0;
+        parse.members(map, |name| Element {
+            parse,
+            depth: 0,
+            is_params: name == "params",
+        })
+    }
+}
+
+/// The reader of one value whose container is at nesting `depth` (0: a parameter, a result).
+#[derive(Clone, Copy)]
+struct Element<'p, 'l> {
+    parse: &'p Parse<'l>,
+    depth: usize,
+    /// The envelope's `params`: as an array, it is the parameter list, whose items are at
+    /// depth 0 like the array itself; as an object, it is the one parameter.
+    is_params: bool,
+}
+
+impl Element<'_, '_> {
+    fn inner(self) -> Self {
+        Element {
+            depth: self.depth + 1,
+            is_params: false,
+            ..self
+        }
+    }
+
+    fn check_depth<E: serde::de::Error>(self) -> Result<(), E> {
+        check_depth(self.depth, self.parse.limits).map_err(|e| self.parse.refuse(e))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Element<'_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// Integral numbers within i64 are `Int`, other numbers `Float`, `null` is `Nil`.
+impl<'de> Visitor<'de> for Element<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Value, E> {
+        i64::try_from(u)
+            .map(Value::Int)
+            .map_err(|_| self.parse.refuse(out_of_range()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        self.parse.check_string(s)?;
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Value, E> {
+        self.parse.check_string(&s)?;
+        Ok(Value::String(s))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let item = if self.is_params {
+            Element {
+                is_params: false,
+                ..self
+            }
+        } else {
+            self.check_depth()?;
+            self.inner()
+        };
+        let mut items = Vec::new();
+        while let Some(value) = seq.next_element_seed(item)? {
+            items.push(value);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        self.check_depth()?;
+        let item = self.inner();
+        self.parse.members(map, |_| item).map(Value::Struct)
+    }
 }
 
 /// A reply's error in either shape, `[code, params…]` or `{code, message, data}`, as an
-/// `ApiError`.
-pub(super) fn api_error(
-    error: serde_json::Value,
-    limits: &Limits,
-) -> Result<ApiError, DecodeError> {
+/// `ApiError`; numbers and booleans among the params become their JSON text.
+pub(super) fn api_error(error: Value) -> Result<ApiError, DecodeError> {
     let (code, data) = match error {
-        serde_json::Value::Array(mut items) if !items.is_empty() => {
+        Value::Array(mut items) if !items.is_empty() => {
             let code = items.remove(0);
             (code, items)
         }
-        serde_json::Value::Object(mut object) => {
-            let data = match object.remove("data") {
-                None | Some(serde_json::Value::Null) => Vec::new(),
-                Some(serde_json::Value::Array(items)) => items,
+        Value::Struct(mut members) => {
+            let data = match members.remove("data") {
+                None | Some(Value::Nil) => Vec::new(),
+                Some(Value::Array(items)) => items,
                 Some(_) => return Err(DecodeError::malformed("error data is not an array")),
             };
-            (object.remove("message").unwrap_or_default(), data)
+            (members.remove("message").unwrap_or(Value::Nil), data)
         }
         _ => {
             return Err(DecodeError::malformed(
@@ -190,35 +369,22 @@ pub(super) fn api_error(
             ));
         }
     };
-    let code = match code {
-        serde_json::Value::String(code) => code,
-        _ => return Err(DecodeError::malformed("error code is not a string")),
+    let Value::String(code) = code else {
+        return Err(DecodeError::malformed("error code is not a string"));
     };
-    check_string(code.len(), limits)?;
     let params = data
         .into_iter()
-        .map(|param| {
-            let text = match param {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                _ => return Err(DecodeError::malformed("error parameter is not a scalar")),
-            };
-            check_string(text.len(), limits)?;
-            Ok(text)
+        .map(|param| match param {
+            Value::String(s) => Ok(s),
+            Value::Int(i) => Ok(i.to_string()),
+            Value::Float(f) => Number::from_f64(f)
+                .map(|n| n.to_string())
+                .ok_or_else(out_of_range),
+            Value::Bool(b) => Ok(b.to_string()),
+            _ => Err(DecodeError::malformed("error parameter is not a scalar")),
         })
         .collect::<Result<_, _>>()?;
     Ok(ApiError { code, params })
-}
-
-fn number(n: &Number) -> Result<Value, DecodeError> {
-    if let Some(i) = n.as_i64() {
-        Ok(Value::Int(i))
-    } else if n.is_u64() {
-        Err(out_of_range())
-    } else {
-        n.as_f64().map(Value::Float).ok_or_else(out_of_range)
-    }
 }
 
 fn check_depth(depth: usize, limits: &Limits) -> Result<(), DecodeError> {
@@ -234,11 +400,15 @@ fn check_depth(depth: usize, limits: &Limits) -> Result<(), DecodeError> {
 mod tests {
     use super::*;
 
+    fn scan(text: &[u8], max_nesting: usize, reported_limit: usize) -> Result<(), DecodeError> {
+        prescan(text, max_nesting, reported_limit, &Limits::default())
+    }
+
     /// Integer literals beyond i64 are refused, wherever they sit outside strings.
     #[test]
     fn integers_beyond_i64_are_refused_before_parsing() {
         assert_eq!(
-            prescan(b"[9223372036854775807, -9223372036854775808]", 8, 8),
+            scan(b"[9223372036854775807, -9223372036854775808]", 8, 8),
             Ok(())
         );
         for text in [
@@ -247,12 +417,12 @@ mod tests {
             b"{\"a\":123456789012345678901234567890}",
         ] {
             assert!(matches!(
-                prescan(text, 8, 8),
+                scan(text, 8, 8),
                 Err(DecodeError::Malformed { .. })
             ));
         }
         assert_eq!(
-            prescan(b"[\"99999999999999999999\", 1e400, 1.5, -0]", 8, 8),
+            scan(b"[\"99999999999999999999\", 1e400, 1.5, -0]", 8, 8),
             Ok(())
         );
     }
@@ -260,31 +430,63 @@ mod tests {
     /// Brackets inside strings, escaped quotes included, do not count as nesting.
     #[test]
     fn nesting_is_counted_outside_strings_only() {
-        assert_eq!(prescan(br#"[["[[[[", "\"[[[["]]"#, 2, 0), Ok(()));
+        assert_eq!(scan(br#"[["[[[[", "\"[[[["]]"#, 2, 0), Ok(()));
         assert_eq!(
-            prescan(b"[[[]]]", 2, 0),
+            scan(b"[[[]]]", 2, 0),
             Err(DecodeError::TooDeep { limit: 0 })
+        );
+    }
+
+    /// Every array, object, string, number and literal counts as a value, member names and
+    /// anything inside strings do not.
+    #[test]
+    fn values_are_counted_before_parsing() {
+        let limits = |max_values| Limits {
+            max_values,
+            ..Limits::default()
+        };
+        let body = br#"{"a" : [1, -2.5e3, "x,[y]", true, false, null], "b": {"c": {}}}"#;
+        assert_eq!(prescan(body, 8, 8, &limits(10)), Ok(()));
+        assert_eq!(
+            prescan(body, 8, 8, &limits(9)),
+            Err(DecodeError::TooManyValues { limit: 9 })
+        );
+        let tiny = "[]".repeat(1000);
+        assert_eq!(
+            prescan(tiny.as_bytes(), 8, 8, &limits(999)),
+            Err(DecodeError::TooManyValues { limit: 999 })
         );
     }
 
     /// Numbers map to Int when integral and within i64, to Float otherwise.
     #[test]
     fn numbers_map_by_their_form() {
-        let limits = Limits::default();
-        let parsed: serde_json::Value =
-            serde_json::from_str("[1, -1, 1.0, 1e2, 18446744073709551615]").expect("valid JSON");
-        let serde_json::Value::Array(items) = parsed else {
-            panic!("an array");
-        };
-        let got: Vec<_> = items
-            .into_iter()
-            .map(|n| value_from_json(n, &limits, 0))
-            .collect();
-        assert_eq!(got[0], Ok(Value::Int(1)));
-        assert_eq!(got[1], Ok(Value::Int(-1)));
-        assert_eq!(got[2], Ok(Value::Float(1.0)));
-        assert_eq!(got[3], Ok(Value::Float(100.0)));
-        assert!(matches!(got[4], Err(DecodeError::Malformed { .. })));
+        let members = parse_object(br#"{"r": [1, -1, 1.0, 1e2, -0]}"#, &Limits::default());
+        let want = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(-1),
+            Value::Float(1.0),
+            Value::Float(100.0),
+            Value::Float(-0.0),
+        ]);
+        assert_eq!(members.map(|mut m| m.remove("r")), Ok(Some(want)));
+    }
+
+    /// Two members of the same name are refused, in the envelope as in any object within.
+    #[test]
+    fn members_of_the_same_name_are_refused() {
+        for body in [
+            &br#"{"method": "VM.get_all", "method": "session.logout"}"#[..],
+            br#"{"params": [{"a": 1, "b": {"c": 1, "c": 2}}]}"#,
+            br#"{"result": {"a": 1, "a": 1}}"#,
+        ] {
+            assert_eq!(
+                parse_object(body, &Limits::default()),
+                Err(DecodeError::DuplicateMember),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     /// Non-finite floats are written as null and everything else as its JSON form.

@@ -3,10 +3,8 @@
 use serde::Serialize;
 use serde::ser::Serializer;
 
-use crate::codec::json_value::{
-    Json, NODE_MARKUP, api_error, parse_object, to_text, value_from_json,
-};
-use crate::codec::{Limits, MethodCall, check_string, len_hint};
+use crate::codec::json_value::{Json, NODE_MARKUP, api_error, parse_object, to_text};
+use crate::codec::{Limits, MethodCall, check_characters, len_hint};
 use crate::error::DecodeError;
 use crate::errors::ApiError;
 use crate::types::Value;
@@ -36,40 +34,29 @@ const ERROR_CODE: i64 = 1;
 pub fn decode_call(body: &[u8], limits: &Limits) -> Result<JsonCall, DecodeError> {
     let mut request = parse_object(body, limits)?;
     let method = match request.remove("method") {
-        Some(serde_json::Value::String(method)) => method,
+        Some(Value::String(method)) => method,
         _ => return Err(DecodeError::malformed("method must be a string")),
     };
-    check_string(method.len(), limits)?;
     let version = version(request.get("jsonrpc"))?;
     let params = match (version, request.remove("params")) {
-        (_, Some(serde_json::Value::Array(items))) => items
-            .into_iter()
-            .map(|item| value_from_json(item, limits, 0))
-            .collect::<Result<_, _>>()?,
-        (Version::V2, None | Some(serde_json::Value::Null)) => Vec::new(),
-        (Version::V2, Some(object @ serde_json::Value::Object(_))) => {
-            vec![value_from_json(object, limits, 0)?]
-        }
+        (_, Some(Value::Array(items))) => items,
+        (Version::V2, None | Some(Value::Nil)) => Vec::new(),
+        (Version::V2, Some(object @ Value::Struct(_))) => vec![object],
         _ => return Err(DecodeError::malformed("params must be an array")),
     };
     let id = match request.remove("id") {
-        Some(serde_json::Value::String(id)) => {
-            check_string(id.len(), limits)?;
-            serde_json::Value::String(id)
-        }
-        Some(serde_json::Value::Number(id)) if id.is_i64() => serde_json::Value::Number(id),
-        None | Some(serde_json::Value::Null) => {
+        Some(Value::String(id)) => serde_json::Value::String(id),
+        Some(Value::Int(id)) => serde_json::Value::from(id),
+        None | Some(Value::Nil) => {
             return Err(DecodeError::malformed(
                 "a request without an id (a notification) is not supported",
             ));
         }
         Some(_) => return Err(DecodeError::malformed("id must be a string or an integer")),
     };
-    Ok(JsonCall {
-        call: MethodCall { method, params },
-        id,
-        version,
-    })
+    let call = MethodCall { method, params };
+    check_characters(&call)?;
+    Ok(JsonCall { call, id, version })
 }
 
 /// Encodes a request (for clients); params are always an array.
@@ -162,10 +149,12 @@ pub fn decode_response(
 ) -> Result<Result<Value, ApiError>, DecodeError> {
     let mut reply = parse_object(body, limits)?;
     version(reply.get("jsonrpc"))?;
-    let error = reply.remove("error").filter(|error| !error.is_null());
+    let error = reply
+        .remove("error")
+        .filter(|error| !matches!(error, Value::Nil));
     match (reply.remove("result"), error) {
-        (None | Some(serde_json::Value::Null), Some(error)) => Ok(Err(api_error(error, limits)?)),
-        (Some(result), None) => Ok(Ok(value_from_json(result, limits, 0)?)),
+        (None | Some(Value::Nil), Some(error)) => Ok(Err(api_error(error)?)),
+        (Some(result), None) => Ok(Ok(result)),
         (Some(_), Some(_)) => Err(DecodeError::malformed(
             "reply has both a result and an error",
         )),
@@ -216,10 +205,10 @@ pub fn from_json(json: serde_json::Value) -> Value {
     }
 }
 
-fn version(jsonrpc: Option<&serde_json::Value>) -> Result<Version, DecodeError> {
+fn version(jsonrpc: Option<&Value>) -> Result<Version, DecodeError> {
     match jsonrpc {
         None => Ok(Version::V1),
-        Some(serde_json::Value::String(v)) if v == "2.0" => Ok(Version::V2),
+        Some(Value::String(v)) if v == "2.0" => Ok(Version::V2),
         Some(_) => Err(DecodeError::malformed("unsupported jsonrpc version")),
     }
 }
@@ -504,6 +493,65 @@ mod tests {
                 Err(DecodeError::StringTooLong { limit: 4, .. })
             ));
         }
+    }
+
+    /// A request that names a member twice is refused, whichever member it is: with the last
+    /// one winning, `VM.get_all` could turn into `session.logout`.
+    #[test]
+    fn requests_naming_a_member_twice_are_refused() {
+        for body in [
+            r#"{"method":"VM.get_all","method":"session.logout","params":["s"],"id":1}"#,
+            r#"{"method":"m","params":[],"params":["s"],"id":1}"#,
+            r#"{"method":"m","params":[{"a":1,"a":2}],"id":1}"#,
+        ] {
+            assert_eq!(call(body), Err(DecodeError::DuplicateMember), "{body}");
+        }
+    }
+
+    /// A call whose strings, member names or method hold a character XML 1.0 forbids is
+    /// refused: it could not be sent back over XML-RPC.
+    #[test]
+    fn calls_with_characters_xml_forbids_are_refused() {
+        let forbidden = |code_point| Err(DecodeError::ForbiddenCharacter { code_point });
+        let code_point = |body: &str| call(body).map(|_| ());
+        assert_eq!(
+            code_point(r#"{"method":"m","params":["a\u0000b"],"id":1}"#),
+            forbidden(0)
+        );
+        assert_eq!(
+            code_point(r#"{"method":"m","params":[{"\u001f":1}],"id":1}"#),
+            forbidden(0x1f)
+        );
+        assert_eq!(
+            code_point(r#"{"method":"m\uffff","params":[],"id":1}"#),
+            forbidden(0xffff)
+        );
+        assert_eq!(
+            code_point(r#"{"method":"m","params":["\t\n\r\ud83d\ude00"],"id":"\u0000"}"#),
+            Ok(())
+        );
+    }
+
+    /// A body of more values than the limit is refused before anything is built from it.
+    #[test]
+    fn bodies_of_too_many_values_are_refused() {
+        let limits = Limits {
+            max_values: 1000,
+            ..Limits::default()
+        };
+        let body = format!(
+            r#"{{"method":"m","params":[{}],"id":1}}"#,
+            vec!["[]"; 1000].join(",")
+        );
+        assert_eq!(
+            decode_call(body.as_bytes(), &limits),
+            Err(DecodeError::TooManyValues { limit: 1000 })
+        );
+        let reply = format!(r#"{{"result":[{}],"error":null,"id":1}}"#, "0,".repeat(999));
+        assert!(matches!(
+            decode_response(reply.as_bytes(), &limits),
+            Err(DecodeError::TooManyValues { limit: 1000 })
+        ));
     }
 
     /// to_json and from_json map each kind as the wire does.

@@ -9,6 +9,7 @@ use proptest::sample::Index;
 use crate::codec::xml_write::carried;
 use crate::codec::{Limits, MethodCall, jsonrpc, xmlrpc};
 use crate::datetime;
+use crate::error::DecodeError;
 use crate::errors::ApiError;
 use crate::types::Value;
 
@@ -59,10 +60,11 @@ fn value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Calls whose every string is text XML 1.0 can carry: the decoders refuse any other.
 fn method_call() -> impl Strategy<Value = MethodCall> {
     (
         "[A-Za-z][A-Za-z0-9_.]{0,30}",
-        prop::collection::vec(value(), 0..4),
+        prop::collection::vec(value().prop_map(|v| carries(&v)), 0..4),
     )
         .prop_map(|(method, params)| MethodCall { method, params })
 }
@@ -83,23 +85,44 @@ fn version() -> impl Strategy<Value = jsonrpc::Version> {
     prop_oneof![Just(jsonrpc::Version::V1), Just(jsonrpc::Version::V2)]
 }
 
-/// A value as XML-RPC carries it: an int64 is an untyped string, and strings and member names
-/// lose the characters XML 1.0 cannot carry (a struct keeps the last of the members whose names
-/// then coincide, as the reader does).
-fn as_xmlrpc_carries(value: &Value) -> Value {
+/// `value` with the characters XML 1.0 cannot carry dropped from its strings and member names
+/// (of members whose names then coincide, the last is kept).
+fn carries(value: &Value) -> Value {
     match value {
+        Value::String(s) => Value::String(carried(s)),
+        Value::Array(items) => Value::Array(items.iter().map(carries).collect()),
+        Value::Struct(members) => Value::Struct(
+            members
+                .iter()
+                .map(|(name, item)| (carried(name), carries(item)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A value as XML-RPC carries it: an int64 is an untyped string, and strings and member names
+/// lose the characters XML 1.0 cannot carry; `None` when two member names of a struct then
+/// coincide, which the reader refuses.
+fn as_xmlrpc_carries(value: &Value) -> Option<Value> {
+    Some(match value {
         Value::Int(i) => Value::String(i.to_string()),
         Value::String(s) => Value::String(carried(s)),
-        Value::Array(items) => Value::Array(items.iter().map(as_xmlrpc_carries).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(as_xmlrpc_carries).collect::<Option<_>>()?)
+        }
         Value::Struct(members) => {
             let mut carried_members = BTreeMap::new();
             for (name, item) in members {
-                carried_members.insert(carried(name), as_xmlrpc_carries(item));
+                let item = as_xmlrpc_carries(item)?;
+                if carried_members.insert(carried(name), item).is_some() {
+                    return None;
+                }
             }
             Value::Struct(carried_members)
         }
         other => other.clone(),
-    }
+    })
 }
 
 /// A value as JSON carries it: an int32 is an int, a datetime its string, and a non-finite float
@@ -151,6 +174,7 @@ fn decode_everywhere(body: &[u8]) {
         max_body_bytes: 4096,
         max_depth: 3,
         max_string_bytes: 16,
+        max_values: 24,
     };
     for limits in [Limits::default(), tight] {
         let _ = xmlrpc::decode_call(body, &limits);
@@ -292,19 +316,25 @@ proptest! {
     fn xmlrpc_calls_round_trip(call in method_call()) {
         let decoded = xmlrpc::decode_call(xmlrpc::encode_call(&call).as_bytes(), &Limits::default());
         let decoded = decoded.map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let want: Vec<Value> = call.params.iter().map(as_xmlrpc_carries).collect();
+        let want: Vec<Value> = call.params.iter().map(as_xmlrpc_carries).collect::<Option<_>>()
+            .expect("names that XML carries as they are cannot coincide");
         prop_assert_eq!(&decoded.method, &call.method);
         prop_assert!(all_same(&decoded.params, &want), "{:?} != {:?}", decoded.params, want);
     }
 
-    /// An XML-RPC success reads back as its value.
+    /// An XML-RPC success reads back as its value, unless dropping what XML cannot carry
+    /// made two member names the same.
     #[test]
     fn xmlrpc_successes_round_trip(value in value()) {
         let body = xmlrpc::encode_response(&Ok(value.clone()));
         let decoded = xmlrpc::decode_response(body.as_bytes(), &Limits::default());
-        let decoded = decoded.map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let want = as_xmlrpc_carries(&value);
-        prop_assert!(matches!(&decoded, Ok(got) if same(got, &want)), "{:?} != {:?}", decoded, want);
+        match as_xmlrpc_carries(&value) {
+            Some(want) => {
+                let decoded = decoded.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(matches!(&decoded, Ok(got) if same(got, &want)), "{:?} != {:?}", decoded, want);
+            }
+            None => prop_assert_eq!(decoded, Err(DecodeError::DuplicateMember)),
+        }
     }
 
     /// An XML-RPC failure reads back as its code and parameters.
@@ -323,8 +353,35 @@ proptest! {
     #[test]
     fn xmlrpc_values_round_trip(value in value()) {
         let decoded = xmlrpc::decode_value(&xmlrpc::encode_value(&value), &Limits::default());
-        let decoded = decoded.map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert!(same(&decoded, &as_xmlrpc_carries(&value)));
+        match as_xmlrpc_carries(&value) {
+            Some(want) => {
+                let decoded = decoded.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(same(&decoded, &want));
+            }
+            None => prop_assert_eq!(decoded, Err(DecodeError::DuplicateMember)),
+        }
+    }
+
+    /// A call with a character XML 1.0 forbids anywhere in its strings is refused over both
+    /// protocols.
+    #[test]
+    fn calls_with_forbidden_characters_are_refused(
+        call in method_call(),
+        forbidden in prop::sample::select(&['\u{0}', '\u{1}', '\u{b}', '\u{1f}', '\u{fffe}', '\u{ffff}'][..]),
+        at in any::<Index>(),
+    ) {
+        let mut params = call.params.clone();
+        let text = format!("a{forbidden}");
+        let slot = at.index(params.len() + 1);
+        params.insert(slot, Value::Array(vec![Value::Struct(BTreeMap::from([(text.clone(), Value::Nil)]))]));
+        let call = MethodCall { method: call.method, params };
+        let want = Err(DecodeError::ForbiddenCharacter { code_point: u32::from(forbidden) });
+        let json = jsonrpc::encode_call(jsonrpc::Version::V2, &serde_json::Value::from(1), &call);
+        prop_assert_eq!(jsonrpc::decode_call(json.as_bytes(), &Limits::default()).map(|_| ()), want.clone());
+        let mut xml = xmlrpc::encode_call(&call);
+        // The writer drops what XML cannot carry: put the character back, raw.
+        xml = xml.replacen("<name>a</name>", &format!("<name>{text}</name>"), 1);
+        prop_assert_eq!(xmlrpc::decode_call(xml.as_bytes(), &Limits::default()).map(|_| ()), want);
     }
 
     /// A JSON-RPC call reads back with its version, id and values as JSON carries them.

@@ -110,6 +110,8 @@ pub(super) enum Token<'a> {
 pub(super) struct XmlReader<'a> {
     reader: Reader<&'a [u8]>,
     pub(super) limits: Limits,
+    /// The values read so far, against `limits.max_values`.
+    pub(super) values: usize,
 }
 
 impl<'a> XmlReader<'a> {
@@ -119,6 +121,7 @@ impl<'a> XmlReader<'a> {
         Ok(XmlReader {
             reader: Reader::from_str(text),
             limits: *limits,
+            values: 0,
         })
     }
 

@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::codec::Limits;
 use crate::codec::xml_read::{Tag, Token, XmlReader, is_blank, is_xml_space, unexpected};
+use crate::codec::{Limits, check_values};
 use crate::datetime;
 use crate::error::DecodeError;
 use crate::types::Value;
@@ -48,7 +48,10 @@ impl<'a> XmlReader<'a> {
     pub(super) fn value_element(&mut self) -> Result<Value, DecodeError> {
         match self.next_element()? {
             Token::Open(Tag::Value) => self.value(),
-            Token::Empty(Tag::Value) => Ok(Value::String(String::new())),
+            Token::Empty(Tag::Value) => {
+                self.count_value()?;
+                Ok(Value::String(String::new()))
+            }
             token => Err(unexpected(&token, "<value>")),
         }
     }
@@ -61,6 +64,7 @@ impl<'a> XmlReader<'a> {
         let mut stack: Vec<Frame> = Vec::new();
         let mut next = Item::Value;
         loop {
+            self.count_value()?;
             let head = match next {
                 Item::Value => self.value_head(stack.len())?,
                 Item::EmptyValue => Head::Done(Value::String(String::new())),
@@ -185,13 +189,16 @@ impl<'a> XmlReader<'a> {
                 }
                 token => Err(unexpected(&token, "<value> or </data>")),
             },
-            Frame::Struct { name, .. } => match self.next_element()? {
+            Frame::Struct { members, name } => match self.next_element()? {
                 Token::Open(Tag::Member) => {
                     *name = match self.next_element()? {
                         Token::Open(Tag::Name) => self.text()?.into_owned(),
                         Token::Empty(Tag::Name) => String::new(),
                         token => return Err(unexpected(&token, "<name>")),
                     };
+                    if members.contains_key(name.as_str()) {
+                        return Err(DecodeError::DuplicateMember);
+                    }
                     match self.next_element()? {
                         Token::Open(Tag::Value) => Ok(Some(Item::Value)),
                         Token::Empty(Tag::Value) => Ok(Some(Item::EmptyValue)),
@@ -205,6 +212,12 @@ impl<'a> XmlReader<'a> {
                 token => Err(unexpected(&token, "<member> or </struct>")),
             },
         }
+    }
+
+    /// Counts one more value, within the limit.
+    fn count_value(&mut self) -> Result<(), DecodeError> {
+        self.values += 1;
+        check_values(self.values, &self.limits)
     }
 
     /// Puts a finished item into its container (closing its `<member>`).
@@ -448,6 +461,46 @@ mod tests {
         assert_eq!(read(&deep), Err(DecodeError::TooDeep { limit: 64 }));
         let deep = "<value><struct><member><name>a</name>".repeat(100_000);
         assert_eq!(read(&deep), Err(DecodeError::TooDeep { limit: 64 }));
+    }
+
+    /// Every value counts against the limit, empty ones and containers included.
+    #[test]
+    fn values_beyond_the_limit_are_refused() {
+        let limits = |max_values| Limits {
+            max_values,
+            ..Limits::default()
+        };
+        let body = "<value><array><data><value/><value>a</value><value><struct><member>\
+                    <name>n</name><value><nil/></value></member></struct></value></data>\
+                    </array></value>";
+        assert!(read_with(body, &limits(5)).is_ok());
+        assert_eq!(
+            read_with(body, &limits(4)),
+            Err(DecodeError::TooManyValues { limit: 4 })
+        );
+        assert_eq!(
+            read_with("<value/>", &limits(0)),
+            Err(DecodeError::TooManyValues { limit: 0 })
+        );
+    }
+
+    /// A name seen before in the same struct is refused; the same name in two structs is not.
+    #[test]
+    fn names_repeat_only_across_structs() {
+        let member = |name: &str| format!("<member><name>{name}</name><value/></member>");
+        let nested = format!(
+            "<value><struct>{}<member><name>b</name><value><struct>{}</struct></value>\
+             </member></struct></value>",
+            member("a"),
+            member("a")
+        );
+        assert!(read(&nested).is_ok());
+        let twice = format!(
+            "<value><struct>{}{}</struct></value>",
+            member(""),
+            member("")
+        );
+        assert_eq!(read(&twice), Err(DecodeError::DuplicateMember));
     }
 
     /// Base64 decodes with or without padding and refuses a lone trailing character.

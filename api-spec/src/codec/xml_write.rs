@@ -122,11 +122,7 @@ pub(super) fn escape_into(out: &mut String, text: &str) {
 /// carry.
 #[cfg(test)]
 pub(super) fn carried(text: &str) -> String {
-    text.chars()
-        .filter(|c| {
-            matches!(c, '\t' | '\n' | '\r') || (*c >= ' ' && *c != '\u{fffe}' && *c != '\u{ffff}')
-        })
-        .collect()
+    text.chars().filter(|c| super::is_xml_char(*c)).collect()
 }
 
 #[cfg(test)]

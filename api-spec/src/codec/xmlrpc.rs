@@ -3,7 +3,7 @@
 
 use crate::codec::xml_read::{Tag, Token, XmlReader};
 use crate::codec::xml_write::{NODE_MARKUP, escape_into, write_value};
-use crate::codec::{Limits, MethodCall, len_hint};
+use crate::codec::{Limits, MethodCall, check_characters, len_hint};
 use crate::error::DecodeError;
 use crate::errors::ApiError;
 use crate::types::Value;
@@ -19,6 +19,12 @@ const RESPONSE_CLOSE: &str = "</param></params></methodResponse>";
 
 /// Decodes a `methodCall` request body.
 pub fn decode_call(body: &[u8], limits: &Limits) -> Result<MethodCall, DecodeError> {
+    let call = read_call(body, limits)?;
+    check_characters(&call)?;
+    Ok(call)
+}
+
+fn read_call(body: &[u8], limits: &Limits) -> Result<MethodCall, DecodeError> {
     let mut reader = XmlReader::new(body, limits)?;
     reader.open(Tag::MethodCall)?;
     let method = match reader.next_element()? {
@@ -490,6 +496,55 @@ mod tests {
         assert!(matches!(call(doctype), Err(DecodeError::Malformed { .. })));
         let unclosed = "<methodCall><methodName>a</methodName><params><param><value><struct>";
         assert!(matches!(call(unclosed), Err(DecodeError::Malformed { .. })));
+    }
+
+    /// A call whose method name, strings or member names hold a character XML 1.0 forbids is
+    /// refused, however it is written: raw, as a character reference, or in base64.
+    #[test]
+    fn calls_with_characters_xml_forbids_are_refused() {
+        let with_param = |value: &str| {
+            call(&format!(
+                "<methodCall><methodName>m</methodName><params><param><value>{value}\
+                 </value></param></params></methodCall>"
+            ))
+        };
+        let forbidden = |code_point| Err(DecodeError::ForbiddenCharacter { code_point });
+        assert_eq!(with_param("a\u{0}b"), forbidden(0));
+        assert_eq!(with_param("<string>&#1;</string>"), forbidden(1));
+        assert_eq!(with_param("&#xFFFE;"), forbidden(0xfffe));
+        assert_eq!(with_param("<base64>Hw==</base64>"), forbidden(0x1f));
+        assert_eq!(
+            with_param("<struct><member><name>a\u{ffff}</name><value/></member></struct>"),
+            forbidden(0xffff)
+        );
+        assert_eq!(
+            call("<methodCall><methodName>m\u{b}n</methodName></methodCall>"),
+            forbidden(0xb)
+        );
+        assert_eq!(
+            with_param("a&#9;&#10;&#13;\u{e000}\u{fffd}\u{10000}").map(|c| c.params),
+            Ok(vec![Value::str("a\t\n\r\u{e000}\u{fffd}\u{10000}")])
+        );
+    }
+
+    /// A struct with two members of the same name is refused, a call's as a reply's.
+    #[test]
+    fn members_of_the_same_name_are_refused() {
+        let twice = "<value><struct><member><name>k</name><value>1</value></member>\
+                     <member><name>k</name><value>2</value></member></struct></value>";
+        assert_eq!(
+            call(&format!(
+                "<methodCall><methodName>m</methodName><params><param>{twice}</param>\
+                 </params></methodCall>"
+            )),
+            Err(DecodeError::DuplicateMember)
+        );
+        assert_eq!(
+            response(&format!(
+                "<methodResponse><params><param>{twice}</param></params></methodResponse>"
+            )),
+            Err(DecodeError::DuplicateMember)
+        );
     }
 
     /// decode_value reads exactly one value element.

@@ -40,6 +40,10 @@ fn default_config_is_valid() {
         api_spec::codec::Limits::default()
     );
     assert_eq!(
+        config.limits.connection_limits(),
+        crate::front::server::ConnectionLimits::default()
+    );
+    assert_eq!(
         config.master.master_config(),
         master::MasterConfig::default()
     );
@@ -127,6 +131,23 @@ fn out_of_range_values_name_their_field() {
         (
             r#"{"limits": {"max_body_bytes": 2048, "max_string_bytes": 4096}}"#,
             "limits.max_string_bytes",
+        ),
+        (r#"{"limits": {"max_values": 0}}"#, "limits.max_values"),
+        (
+            r#"{"limits": {"header_timeout_secs": 0}}"#,
+            "limits.header_timeout_secs",
+        ),
+        (
+            r#"{"limits": {"body_timeout_secs": 3601}}"#,
+            "limits.body_timeout_secs",
+        ),
+        (
+            r#"{"limits": {"max_connections": 0}}"#,
+            "limits.max_connections",
+        ),
+        (
+            r#"{"limits": {"max_reply_bytes": 100}}"#,
+            "limits.max_reply_bytes",
         ),
         (
             r#"{"master": {"session_idle_timeout_secs": 0}}"#,

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use master::{Call, Origin};
 
-use crate::front::server::{BodyError, Front, internal_error, reply};
+use crate::front::body::BodyError;
+use crate::front::server::{Front, internal_error, reply};
 
 /// Xen Orchestra checks this content type exactly: anything else makes it fall back to XML-RPC.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -16,17 +17,10 @@ pub const CONTENT_TYPE: &str = "application/json";
 pub async fn handle(front: &Front, origin: Origin, body: Result<Vec<u8>, BodyError>) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(BodyError::TooLarge { size, limit }) => {
-            let err = DecodeError::BodyTooLarge { size, limit };
-            return refuse(&err, Version::V1, &serde_json::Value::Null);
-        }
-        Err(BodyError::Read) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "cannot read the request body",
-                Version::V1,
-                &serde_json::Value::Null,
-            );
+        Err(err) => {
+            tracing::debug!(error = ?err, "JSON-RPC request body refused");
+            let (status, message) = err.refusal();
+            return failure(status, &message, Version::V1, &serde_json::Value::Null);
         }
     };
     let request = match jsonrpc::decode_call(&body, front.limits()) {
@@ -51,21 +45,88 @@ pub async fn handle(front: &Front, origin: Origin, body: Result<Vec<u8>, BodyErr
 }
 
 /// The version and id of a request the codec refused, as far as they can be read: V1 and a null
-/// id when they cannot.
+/// id when they cannot. Nothing else of the body is kept, so that a body the codec refused for
+/// its size in values costs no memory here either.
 fn version_and_id(body: &[u8]) -> (Version, serde_json::Value) {
-    let Ok(serde_json::Value::Object(request)) = serde_json::from_slice(body) else {
+    /// The two members wanted; serde skips the others without building them.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        jsonrpc: Option<Scalar>,
+        id: Option<Scalar>,
+    }
+    let Ok(head) = serde_json::from_slice::<Head>(body) else {
         return (Version::V1, serde_json::Value::Null);
     };
-    let version = match request.get("jsonrpc") {
-        Some(serde_json::Value::String(v)) if v == "2.0" => Version::V2,
+    let version = match head.jsonrpc {
+        Some(Scalar::Text(v)) if v == "2.0" => Version::V2,
         _ => Version::V1,
     };
-    let id = match request.get("id") {
-        Some(id @ serde_json::Value::String(_)) => id.clone(),
-        Some(id @ serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => id.clone(),
-        _ => serde_json::Value::Null,
+    let id = match head.id {
+        Some(Scalar::Text(id)) => serde_json::Value::String(id),
+        Some(Scalar::Integer(id)) => serde_json::Value::Number(id),
+        Some(Scalar::Other) | None => serde_json::Value::Null,
     };
     (version, id)
+}
+
+/// A member that may be a string or an integer; anything else is skipped unread.
+enum Scalar {
+    Text(String),
+    Integer(serde_json::Number),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Scalar, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Text(s.to_owned()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Integer(i.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Integer(u.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Scalar::Other)
+    }
 }
 
 /// A body that cannot be decoded: HTTP 500 as on xapi (413 over the size limit), with an error
@@ -79,7 +140,8 @@ fn refuse(err: &DecodeError, version: Version, id: &serde_json::Value) -> Respon
     failure(status, &err.to_string(), version, id)
 }
 
-fn failure(
+/// `INTERNAL_ERROR [message]` as a JSON-RPC reply with this status.
+pub(super) fn failure(
     status: StatusCode,
     message: &str,
     version: Version,

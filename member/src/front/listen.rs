@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use tokio::task::JoinHandle;
 
+use crate::front::capacity::ConnectionCap;
 use crate::front::server::{Front, Transport, router};
 
 /// Where the front door listens.
@@ -54,23 +57,33 @@ pub struct Listeners {
 impl Listeners {
     /// Opens every listener and starts serving; once it returns, all of them accept
     /// connections. Must run inside the tokio runtime.
+    ///
+    /// The TCP listeners share one `ConnectionCap`; the Unix socket, reachable by root only,
+    /// is not capped, so that the host's own tools get in when the network has taken every
+    /// slot. Every listener closes a connection whose request headers are not in within the
+    /// header timeout, idle keep-alive connections included.
     pub fn start(
         front: Front,
         tls: Arc<rustls::ServerConfig>,
         addresses: &Addresses,
     ) -> Result<Listeners, ListenError> {
+        let limits = *front.connection_limits();
+        let cap = ConnectionCap::new(limits.max_connections, limits.header_timeout);
         let tcp_service = router(front.clone(), Transport::Tcp)
             .into_make_service_with_connect_info::<SocketAddr>();
         let mut tcp = Vec::new();
 
         let (listener, https) = bind_tcp(addresses.https)?;
         let handle = Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
+        let tls = RustlsAcceptor::new(RustlsConfig::from_config(tls)).acceptor(cap.clone());
+        let mut server = axum_server::from_tcp(listener)
             .map_err(|source| ListenError::Bind {
                 addr: https,
                 source,
             })?
+            .acceptor(tls)
             .handle(handle.clone());
+        set_header_timeout(server.http_builder(), limits.header_timeout);
         let service = tcp_service.clone();
         let task = tokio::spawn(async move { log_end("https", server.serve(service).await) });
         tcp.push((handle, task));
@@ -79,12 +92,14 @@ impl Listeners {
         if let Some(addr) = addresses.http {
             let (listener, bound) = bind_tcp(addr)?;
             let handle = Handle::new();
-            let server = axum_server::from_tcp(listener)
+            let mut server = axum_server::from_tcp(listener)
                 .map_err(|source| ListenError::Bind {
                     addr: bound,
                     source,
                 })?
+                .acceptor(cap)
                 .handle(handle.clone());
+            set_header_timeout(server.http_builder(), limits.header_timeout);
             let task =
                 tokio::spawn(async move { log_end("http", server.serve(tcp_service).await) });
             tcp.push((handle, task));
@@ -98,9 +113,10 @@ impl Listeners {
         };
         let listener = bind_unix(path)?;
         let handle = Handle::new();
-        let server = axum_server::from_unix(listener)
+        let mut server = axum_server::from_unix(listener)
             .map_err(unix_error)?
             .handle(handle.clone());
+        set_header_timeout(server.http_builder(), limits.header_timeout);
         let service = router(front, Transport::LocalSocket).into_make_service();
         let task = tokio::spawn(async move { log_end("unix", server.serve(service).await) });
 
@@ -139,6 +155,16 @@ impl Listeners {
             tracing::warn!(path = %self.unix_socket.display(), error = %err, "cannot remove the unix socket");
         }
     }
+}
+
+/// hyper closes an HTTP/1 connection whose request headers take longer than `timeout`, counted
+/// from when it starts waiting for them (so an idle keep-alive connection too); it needs a timer
+/// for that.
+fn set_header_timeout(builder: &mut Builder<TokioExecutor>, timeout: Duration) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
 }
 
 fn log_end(listener: &'static str, result: std::io::Result<()>) {

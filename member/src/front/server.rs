@@ -1,39 +1,55 @@
 //! The router of the front door: JSON-RPC on `/jsonrpc` and `/json`, XML-RPC on every other POST
-//! path, CORS on OPTIONS; the body limit; the origin of a call.
+//! path, CORS on OPTIONS; the body limit and deadline; the origin of a call.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use api_spec::codec::Limits;
 use api_spec::{ApiError, Value};
 use axum::Router;
-use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use master::{Call, Origin};
 
+use crate::front::body::{read_body, set_body_deadline};
 use crate::front::{Answer, jsonrpc, xmlrpc};
 
-/// After a body goes over the limit, up to this many more bytes are read and dropped before the
-/// 413 goes out, so the client is not reset while it is still sending and can read the answer.
-const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
-/// How long that draining may take.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most buffer reserved for a body before its bytes arrive.
-const PREALLOCATE_MAX_BYTES: usize = 64 * 1024;
-
-/// What every listener shares: who answers calls, the decoding limits, the routes served only
-/// on the local Unix socket, and the routes between pool members served over TCP.
+/// What every listener shares: who answers calls, the decoding limits, the bounds on
+/// connections, the routes served only on the local Unix socket, and the routes between pool
+/// members served over TCP.
 #[derive(Clone)]
 pub struct Front {
     answer: Arc<dyn Answer>,
     limits: Limits,
+    connection_limits: ConnectionLimits,
     local_routes: Option<Router>,
     pool_routes: Option<Router>,
+}
+
+/// Bounds on the front door's connections: how many may be open, and how long a request may
+/// take to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in.
+    pub body_timeout: Duration,
+    /// The most connections open at once on the TCP listeners together.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
 }
 
 /// How requests reach a router: over TCP (the peer address is known) or the local Unix socket.
@@ -49,23 +65,20 @@ struct RouteState {
     transport: Transport,
 }
 
-/// Why a request body could not be read in full.
-#[derive(Debug)]
-pub enum BodyError {
-    /// Over the limit: `size` is the declared length, or what arrived before reading stopped.
-    TooLarge { size: usize, limit: usize },
-    /// The connection failed while the body was arriving.
-    Read,
-}
-
 impl Front {
     pub fn new(answer: Arc<dyn Answer>, limits: Limits) -> Front {
         Front {
             answer,
             limits,
+            connection_limits: ConnectionLimits::default(),
             local_routes: None,
             pool_routes: None,
         }
+    }
+
+    pub fn with_connection_limits(mut self, connection_limits: ConnectionLimits) -> Front {
+        self.connection_limits = connection_limits;
+        self
     }
 
     /// Adds routes between pool members (the peer stream, joins), served over TCP before the
@@ -87,6 +100,10 @@ impl Front {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn connection_limits(&self) -> &ConnectionLimits {
+        &self.connection_limits
     }
 
     /// Runs a call to completion in its own task, so that a client hanging up does not cut a
@@ -113,6 +130,7 @@ pub fn router(front: Front, transport: Transport) -> Router {
         Transport::LocalSocket => front.local_routes.clone(),
         Transport::Tcp => front.pool_routes.clone(),
     };
+    let body_timeout = front.connection_limits.body_timeout;
     let router = Router::new()
         .route("/jsonrpc", post(json_rpc).options(cors))
         .route("/json", post(json_rpc).options(cors))
@@ -122,7 +140,12 @@ pub fn router(front: Front, transport: Transport) -> Router {
         Some(extra_routes) => router.merge(extra_routes),
         None => router,
     };
-    router.layer(axum::middleware::map_response(allow_any_origin))
+    router
+        .layer(axum::middleware::map_request_with_state(
+            body_timeout,
+            set_body_deadline,
+        ))
+        .layer(axum::middleware::map_response(allow_any_origin))
 }
 
 /// `INTERNAL_ERROR [message]`.
@@ -191,69 +214,6 @@ fn origin_of(request: &Request, transport: Transport) -> Origin {
                 .map(|info| info.0.ip().to_canonical()),
         },
     }
-}
-
-/// Reads the whole body, refusing one over `limit` without buffering more than `limit` bytes.
-async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    // A client that waits for `100 Continue` has sent nothing yet: answer before asking for it.
-    let waits_for_continue = request
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let mut body = request.into_body();
-    if let Some(size) = declared.filter(|size| *size > limit) {
-        if !waits_for_continue && size <= limit.saturating_add(DRAIN_LIMIT_BYTES) {
-            drain(&mut body, size).await;
-        }
-        return Err(BodyError::TooLarge { size, limit });
-    }
-    // A declared length is a claim, not data: reserve at most a little up front.
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(PREALLOCATE_MAX_BYTES));
-    while let Some(data) = next_data(&mut body).await? {
-        if bytes.len() + data.len() > limit {
-            let size = bytes.len() + data.len();
-            drop(bytes);
-            drain(&mut body, DRAIN_LIMIT_BYTES).await;
-            return Err(BodyError::TooLarge { size, limit });
-        }
-        bytes.extend_from_slice(&data);
-    }
-    Ok(bytes)
-}
-
-/// The next data frame of the body (trailers are skipped); `None` at the end.
-async fn next_data(body: &mut Body) -> Result<Option<axum::body::Bytes>, BodyError> {
-    loop {
-        let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
-        match frame {
-            None => return Ok(None),
-            Some(Err(_)) => return Err(BodyError::Read),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    return Ok(Some(data));
-                }
-            }
-        }
-    }
-}
-
-/// Reads and drops up to `max` bytes of the rest of the body, within `DRAIN_TIMEOUT`.
-async fn drain(body: &mut Body, max: usize) {
-    let drained = async {
-        let mut seen = 0usize;
-        while let Ok(Some(data)) = next_data(body).await {
-            seen = seen.saturating_add(data.len());
-            if seen > max {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
 }
 
 #[cfg(test)]

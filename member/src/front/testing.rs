@@ -40,6 +40,7 @@ pub fn small_limits() -> Limits {
         max_body_bytes: 4096,
         max_depth: 8,
         max_string_bytes: 1024,
+        max_values: 256,
     }
 }
 

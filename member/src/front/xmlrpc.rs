@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use master::{Call, Origin};
 
-use crate::front::server::{BodyError, Front, internal_error, reply};
+use crate::front::body::BodyError;
+use crate::front::server::{Front, internal_error, reply};
 
 /// XenAPI clients check this content type.
 pub const CONTENT_TYPE: &str = "text/xml";
@@ -15,11 +16,10 @@ pub const CONTENT_TYPE: &str = "text/xml";
 pub async fn handle(front: &Front, origin: Origin, body: Result<Vec<u8>, BodyError>) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(BodyError::TooLarge { size, limit }) => {
-            return refuse(&DecodeError::BodyTooLarge { size, limit });
-        }
-        Err(BodyError::Read) => {
-            return failure(StatusCode::BAD_REQUEST, "cannot read the request body");
+        Err(err) => {
+            tracing::debug!(error = ?err, "XML-RPC request body refused");
+            let (status, message) = err.refusal();
+            return failure(status, &message);
         }
     };
     let call = match xmlrpc::decode_call(&body, front.limits()) {
@@ -53,7 +53,8 @@ fn refuse(err: &DecodeError) -> Response {
     failure(status, &err.to_string())
 }
 
-fn failure(status: StatusCode, message: &str) -> Response {
+/// `INTERNAL_ERROR [message]` as an XML-RPC Failure with this status.
+pub(super) fn failure(status: StatusCode, message: &str) -> Response {
     reply(
         status,
         CONTENT_TYPE,

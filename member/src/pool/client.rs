@@ -1,6 +1,7 @@
 //! HTTPS to another host of the pool: trusting its certificate on first use (a join, before
 //! anything is known of the master) or pinning the fingerprint of its `member/…` entry; the
-//! JSON-RPC login; JSON bodies to the pool routes.
+//! JSON-RPC login; JSON bodies to the pool routes; every reply read within a byte limit, so that
+//! a host (or whatever answers at a join's address) cannot fill this one's memory.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub enum ClientError {
     Status { url: String, status: u16 },
     #[error("{url} answered something undecodable: {reason}")]
     Decode { url: String, reason: String },
+    #[error("{url} answered more than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
 }
 
 /// A client of one host, at `https://{address}`.
@@ -42,20 +45,29 @@ pub struct HostClient {
     http: reqwest::Client,
     base: String,
     trust: Arc<Trust>,
+    /// The longest reply body read, in bytes.
+    max_reply_bytes: usize,
 }
 
 impl HostClient {
     /// A client that trusts the first certificate `address` shows.
-    pub fn trust_on_first_use(address: &str) -> Result<HostClient, ClientError> {
-        HostClient::new(address, Trust::on_first_use())
+    pub fn trust_on_first_use(
+        address: &str,
+        max_reply_bytes: usize,
+    ) -> Result<HostClient, ClientError> {
+        HostClient::new(address, Trust::on_first_use(), max_reply_bytes)
     }
 
     /// A client that accepts only the certificate of fingerprint `cert_sha256`.
-    pub fn pinned(address: &str, cert_sha256: &str) -> Result<HostClient, ClientError> {
-        HostClient::new(address, Trust::pinned(cert_sha256))
+    pub fn pinned(
+        address: &str,
+        cert_sha256: &str,
+        max_reply_bytes: usize,
+    ) -> Result<HostClient, ClientError> {
+        HostClient::new(address, Trust::pinned(cert_sha256), max_reply_bytes)
     }
 
-    fn new(address: &str, trust: Trust) -> Result<HostClient, ClientError> {
+    fn new(address: &str, trust: Trust, max_reply_bytes: usize) -> Result<HostClient, ClientError> {
         let trust = Arc::new(trust);
         let tls = tls_pin::client_config(trust.clone());
         let http = reqwest::Client::builder()
@@ -69,6 +81,7 @@ impl HostClient {
             http,
             base: format!("https://{address}"),
             trust,
+            max_reply_bytes,
         })
     }
 
@@ -136,7 +149,7 @@ impl HostClient {
         if let Some(secret) = pool_secret {
             request = request.header(POOL_SECRET_HEADER, secret);
         }
-        let reply = request.send().await.map_err(failed)?;
+        let mut reply = request.send().await.map_err(failed)?;
         let status = reply.status().as_u16();
         if status != 200 {
             return Err(ClientError::Status {
@@ -144,6 +157,23 @@ impl HostClient {
                 status,
             });
         }
-        Ok(reply.bytes().await.map_err(failed)?.to_vec())
+        // Refused as soon as it is known to be too long: by its declared length, else once that
+        // many bytes have arrived. Dropping the reply closes the connection.
+        let too_large = || ClientError::TooLarge {
+            url: url.to_owned(),
+            limit: self.max_reply_bytes,
+        };
+        let declared = reply.content_length().unwrap_or(0);
+        if usize::try_from(declared).map_or(true, |declared| declared > self.max_reply_bytes) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = reply.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > self.max_reply_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }

@@ -17,16 +17,19 @@ use crate::facts;
 /// The originator of the joiner's session on the master.
 const ORIGINATOR: &str = "oxapi-pool-join";
 
-/// Asks the master at `target` to admit this host (`member`).
+/// Asks the master at `target` to admit this host (`member`), reading no reply longer than
+/// `max_reply_bytes`.
 pub(super) async fn join(
     this: &ThisHost,
     member: PoolMember,
     target: JoinTarget,
+    max_reply_bytes: usize,
 ) -> Result<Admission, JoinFailure> {
     let connection = |reason: String| JoinFailure::Connection { reason };
     let address = master_address(&target.master_address, this.address.port())
         .ok_or_else(|| connection(format!("{} is not an address", target.master_address)))?;
-    let client = HostClient::trust_on_first_use(&address).map_err(|e| connection(e.to_string()))?;
+    let client = HostClient::trust_on_first_use(&address, max_reply_bytes)
+        .map_err(|e| connection(e.to_string()))?;
     let params = vec![
         Value::str(target.username.as_str()),
         Value::str(target.password.as_str()),

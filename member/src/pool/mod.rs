@@ -51,21 +51,34 @@ pub struct Control {
     raft: Arc<RaftDb>,
     this: ThisHost,
     restarts: mpsc::Sender<RestartPlan>,
+    /// The longest reply read from another host, in bytes (`limits.max_reply_bytes`).
+    max_reply_bytes: usize,
 }
 
 impl Control {
     /// The control and the receiver of the restart it may ask for: run.rs stops this host
     /// cleanly when one arrives, then calls `restart::carry_out`.
-    pub fn new(raft: Arc<RaftDb>, this: ThisHost) -> (Arc<Control>, mpsc::Receiver<RestartPlan>) {
+    pub fn new(
+        raft: Arc<RaftDb>,
+        this: ThisHost,
+        max_reply_bytes: usize,
+    ) -> (Arc<Control>, mpsc::Receiver<RestartPlan>) {
         let (restarts, receiver) = mpsc::channel(1);
         (
             Arc::new(Control {
                 raft,
                 this,
                 restarts,
+                max_reply_bytes,
             }),
             receiver,
         )
+    }
+
+    /// A client of `member`, pinned to its certificate.
+    fn client_of(&self, member: &PoolMember) -> Result<client::HostClient, ControlError> {
+        client::HostClient::pinned(&member.address, &member.cert_sha256, self.max_reply_bytes)
+            .map_err(|e| unreachable(member, e))
     }
 
     /// This host as a member entry.
@@ -188,14 +201,15 @@ impl PoolControl for Control {
     }
 
     fn join(&self, target: JoinTarget) -> BoxFuture<'_, Result<Admission, JoinFailure>> {
-        Box::pin(async move { join::join(&self.this, self.as_member(), target).await })
+        Box::pin(async move {
+            join::join(&self.this, self.as_member(), target, self.max_reply_bytes).await
+        })
     }
 
     fn reset_member(&self, member: PoolMember) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
             let secret = self.pool_secret().unwrap_or_default();
-            let client = client::HostClient::pinned(&member.address, &member.cert_sha256)
-                .map_err(|e| unreachable(&member, e))?;
+            let client = self.client_of(&member)?;
             client
                 .post::<_, routes::Done>(routes::RESET, &routes::Done {}, Some(&secret))
                 .await
@@ -210,8 +224,7 @@ impl PoolControl for Control {
         admission: Admission,
     ) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
-            let client = client::HostClient::pinned(&member.address, &member.cert_sha256)
-                .map_err(|e| unreachable(&member, e))?;
+            let client = self.client_of(&member)?;
             let secret = admission.pool_secret.clone();
             client
                 .post::<_, routes::Done>(routes::RECOVER, &admission, Some(&secret))
@@ -228,8 +241,7 @@ impl PoolControl for Control {
     ) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
             let secret = self.pool_secret().unwrap_or_default();
-            let client = client::HostClient::pinned(&member.address, &member.cert_sha256)
-                .map_err(|e| unreachable(&member, e))?;
+            let client = self.client_of(&member)?;
             let request = routes::AppliedRequest { index };
             client
                 .post::<_, routes::Done>(routes::APPLIED, &request, Some(&secret))
