@@ -22,6 +22,7 @@ fn host_with_limits(limits: serde_json::Value) -> Host {
         root_password: Some(format!("pw-{}", std::process::id())),
         plain_http: true,
         config: Some(json!({ "limits": limits })),
+        ..HostOptions::default()
     })
 }
 

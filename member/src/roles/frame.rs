@@ -44,7 +44,12 @@ pub enum LinkFrame {
     Report { host: String, report: AgentReport },
     /// The agent of `host` is alive, and its host is as `health` says; the master answers
     /// `HeartbeatAck`.
-    Heartbeat { host: String, health: HostHealth },
+    Heartbeat {
+        host: String,
+        /// Absent from the heartbeats of older hosts, which say nothing of their health.
+        #[serde(default)]
+        health: HostHealth,
+    },
     /// The master (leading in `term`) heard a heartbeat: the agent is in contact with a master.
     HeartbeatAck { term: u64 },
 }
