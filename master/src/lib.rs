@@ -29,6 +29,7 @@
 //! `dispatch.rs`.
 
 mod agent_errors;
+mod aging;
 mod alerts;
 pub mod bootstrap;
 mod commit;
@@ -69,11 +70,18 @@ use serde::{Deserialize, Serialize};
 use crate::db::ReplicatedDb;
 use crate::host_link::{AgentReport, HostLink};
 pub use crate::reconcile::Takeover;
+pub use crate::session::is_last_active_stale;
 
-/// The source of time for the master: seconds since the Unix epoch. `member` gives the system
-/// clock; tests give a settable one.
+/// The sources of time for the master: the wall clock, which dates what the master writes and
+/// may jump (an operator or NTP sets it; another host's may differ), and a monotonic clock,
+/// which never jumps and ages what must not die with a jump (sessions, tasks, host liveness).
+/// `member` gives the system's clocks; tests give settable ones.
 pub trait Clock: Send + Sync + 'static {
+    /// The wall clock, in seconds since the Unix epoch.
     fn now_unix(&self) -> i64;
+    /// The time since an arbitrary start fixed for the life of the process, on a clock that
+    /// only moves forward at the pace of real time (Linux's `CLOCK_MONOTONIC`).
+    fn monotonic(&self) -> std::time::Duration;
 }
 
 /// Where a call came from. It crosses the peer link with a forwarded call: a call a member
@@ -141,6 +149,10 @@ pub struct Master {
     liveness: liveness::Liveness,
     /// Sessions of `session.slave_local_login_with_password`, valid in this process only.
     local_sessions: session::LocalSessions,
+    /// How long each session has been idle, by its `last_active`.
+    session_ages: aging::Ages,
+    /// How long each task has been pending or finished, by its `finished`.
+    task_ages: aging::Ages,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
     pool: Arc<dyn pool_control::PoolControl>,
 }
@@ -167,6 +179,8 @@ impl Master {
             placement: tokio::sync::Mutex::new(()),
             liveness: liveness::Liveness::default(),
             local_sessions: session::LocalSessions::default(),
+            session_ages: aging::Ages::default(),
+            task_ages: aging::Ages::default(),
             pool,
         })
     }
@@ -186,7 +200,7 @@ impl Master {
     /// off, what runs there after a restart) and reconciles the DB with it. A failure is
     /// logged; the agent's next report reconciles again.
     pub async fn report(&self, host: &str, report: AgentReport) {
-        self.liveness.heard(host, self.now());
+        self.liveness.heard(host, self.monotonic_secs());
         reconcile::report(self, host, report).await;
     }
 
@@ -230,5 +244,10 @@ impl Master {
 
     fn now(&self) -> i64 {
         self.clock.now_unix()
+    }
+
+    /// The monotonic clock in whole seconds: what ages host liveness.
+    fn monotonic_secs(&self) -> i64 {
+        i64::try_from(self.clock.monotonic().as_secs()).unwrap_or(i64::MAX)
     }
 }
