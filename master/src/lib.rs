@@ -114,6 +114,9 @@ pub struct MasterConfig {
     pub task_gc_after_secs: i64,
     /// Pending tasks older than this are destroyed by housekeeping, in seconds (xapi: 24 h).
     pub pending_task_gc_after_secs: i64,
+    /// A host whose wall clock differs from the master's by more than this raises
+    /// `HOST_CLOCK_SKEW_DETECTED`, in seconds.
+    pub clock_skew_limit_secs: i64,
 }
 
 impl Default for MasterConfig {
@@ -123,6 +126,7 @@ impl Default for MasterConfig {
             session_idle_timeout_secs: 24 * 3600,
             task_gc_after_secs: 3900,
             pending_task_gc_after_secs: 24 * 3600,
+            clock_skew_limit_secs: 5,
         }
     }
 }
@@ -153,6 +157,8 @@ pub struct Master {
     session_ages: aging::Ages,
     /// How long each task has been pending or finished, by its `finished`.
     task_ages: aging::Ages,
+    /// The hosts whose clocks differ from this master's.
+    clock_skews: alerts::ClockSkews,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
     pool: Arc<dyn pool_control::PoolControl>,
 }
@@ -181,6 +187,7 @@ impl Master {
             local_sessions: session::LocalSessions::default(),
             session_ages: aging::Ages::default(),
             task_ages: aging::Ages::default(),
+            clock_skews: alerts::ClockSkews::default(),
             pool,
         })
     }

@@ -160,6 +160,9 @@ pub struct MasterSettings {
     pub pending_task_gc_after_secs: i64,
     /// Time between two housekeeping rounds (old tasks, idle sessions), in seconds, 1..=86400.
     pub housekeeping_interval_secs: u64,
+    /// A host whose wall clock differs from the master's by more than this (for a few
+    /// seconds) raises `HOST_CLOCK_SKEW_DETECTED`, in seconds, 1..=86400; default 5.
+    pub clock_skew_limit_secs: i64,
 }
 
 /// Why a configuration cannot be used.
@@ -255,6 +258,7 @@ impl Default for MasterSettings {
             task_gc_after_secs: master.task_gc_after_secs,
             pending_task_gc_after_secs: master.pending_task_gc_after_secs,
             housekeeping_interval_secs: 60,
+            clock_skew_limit_secs: master.clock_skew_limit_secs,
         }
     }
 }
@@ -375,6 +379,12 @@ impl Config {
             1,
             86_400,
         )?;
+        check_range(
+            "master.clock_skew_limit_secs",
+            master.clock_skew_limit_secs,
+            1,
+            86_400,
+        )?;
 
         let agent = &self.agent;
         check_range("agent.workers", agent.workers, 1, 1024)?;
@@ -469,6 +479,7 @@ impl MasterSettings {
             session_idle_timeout_secs: self.session_idle_timeout_secs,
             task_gc_after_secs: self.task_gc_after_secs,
             pending_task_gc_after_secs: self.pending_task_gc_after_secs,
+            clock_skew_limit_secs: self.clock_skew_limit_secs,
         }
     }
 

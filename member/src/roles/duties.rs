@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use master::Master;
 use master::host_link::AgentReport;
+use master::{Clock, Master};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{LinkFrame, Roles};
+use crate::run::SystemClock;
 
 /// Reports of other hosts' agents waiting for the master.
 const REMOTE_REPORT_QUEUE: usize = 1024;
@@ -127,6 +128,7 @@ impl Roles {
             } else if status.leader_id != 0 {
                 let heartbeat = LinkFrame::Heartbeat {
                     host: self.host_ref.clone(),
+                    now_unix: SystemClock.now_unix(),
                 };
                 let _ = self.send(status.leader_id, &heartbeat);
             }

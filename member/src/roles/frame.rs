@@ -42,8 +42,10 @@ pub enum LinkFrame {
     Cancel { id: u64 },
     /// What the agent of `host` tells the master unasked.
     Report { host: String, report: AgentReport },
-    /// The agent of `host` is alive; the master answers `HeartbeatAck`.
-    Heartbeat { host: String },
+    /// The agent of `host` is alive; the master answers `HeartbeatAck`. `now_unix` is the
+    /// sender's wall clock as it sent the frame, in Unix seconds, for the master to compare
+    /// with its own.
+    Heartbeat { host: String, now_unix: i64 },
     /// The master (leading in `term`) heard a heartbeat: the agent is in contact with a master.
     HeartbeatAck { term: u64 },
 }

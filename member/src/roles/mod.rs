@@ -266,14 +266,17 @@ impl Roles {
                     );
                 }
             }
-            LinkFrame::Heartbeat { host } => {
+            LinkFrame::Heartbeat { host, now_unix } => {
                 let status = self.status();
                 if !status.is_leader {
                     return;
                 }
                 let _ = self.send(from, &LinkFrame::HeartbeatAck { term: status.term });
                 let master = Arc::clone(master);
-                tokio::spawn(async move { master.heartbeat(&host).await });
+                tokio::spawn(async move {
+                    master.heartbeat(&host).await;
+                    master.compare_clock(&host, now_unix).await;
+                });
             }
             LinkFrame::HeartbeatAck { term } => {
                 let status = self.status();
