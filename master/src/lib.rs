@@ -47,6 +47,7 @@ pub mod host_link;
 mod liveness;
 mod memory;
 mod operations;
+mod password_checks;
 mod placement;
 pub mod pool_control;
 mod power_state;
@@ -86,7 +87,7 @@ pub trait Clock: Send + Sync + 'static {
 
 /// Where a call came from. It crosses the peer link with a forwarded call: a call a member
 /// took on its Unix socket stays trusted as root on the master.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Origin {
     /// Over TCP (HTTPS or plain HTTP) from this address.
     Network { peer: Option<IpAddr> },
@@ -117,6 +118,11 @@ pub struct MasterConfig {
     /// A host whose wall clock differs from the master's by more than this raises
     /// `HOST_CLOCK_SKEW_DETECTED`, in seconds.
     pub clock_skew_limit_secs: i64,
+    /// The most argon2 password checks (and hashes) running at once in the process.
+    pub password_checks: usize,
+    /// How long a wrong password (or unknown user) holds its source before the answer and
+    /// before that source's next check, in milliseconds.
+    pub password_failure_delay_ms: u64,
 }
 
 impl Default for MasterConfig {
@@ -127,6 +133,8 @@ impl Default for MasterConfig {
             task_gc_after_secs: 3900,
             pending_task_gc_after_secs: 24 * 3600,
             clock_skew_limit_secs: 5,
+            password_checks: 2,
+            password_failure_delay_ms: 2000,
         }
     }
 }
@@ -159,6 +167,8 @@ pub struct Master {
     task_ages: aging::Ages,
     /// The hosts whose clocks differ from this master's.
     clock_skews: alerts::ClockSkews,
+    /// The bounds on argon2 work, shared with this master's `reader`.
+    passwords: Arc<password_checks::PasswordChecks>,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
     pool: Arc<dyn pool_control::PoolControl>,
 }
@@ -172,6 +182,38 @@ impl Master {
         config: MasterConfig,
         this_host: String,
         pool: Arc<dyn pool_control::PoolControl>,
+    ) -> Arc<Master> {
+        let passwords = Arc::new(password_checks::PasswordChecks::new(
+            config.password_checks,
+            std::time::Duration::from_millis(config.password_failure_delay_ms),
+        ));
+        Master::assemble(db, link, clock, config, this_host, pool, passwords)
+    }
+
+    /// A second master of the same host over `db`, another view of the same pool DB (this
+    /// host's replica read without confirming leadership, for the calls every host answers).
+    /// It shares this one's link, clock, config, pool control and bounds on password checks
+    /// (one bound per process); it has its own state of the calls it answers.
+    pub fn reader(&self, db: Arc<dyn ReplicatedDb>) -> Arc<Master> {
+        Master::assemble(
+            db,
+            Arc::clone(&self.link),
+            Arc::clone(&self.clock),
+            self.config.clone(),
+            self.this_host.clone(),
+            Arc::clone(&self.pool),
+            Arc::clone(&self.passwords),
+        )
+    }
+
+    fn assemble(
+        db: Arc<dyn ReplicatedDb>,
+        link: Arc<dyn HostLink>,
+        clock: Arc<dyn Clock>,
+        config: MasterConfig,
+        this_host: String,
+        pool: Arc<dyn pool_control::PoolControl>,
+        passwords: Arc<password_checks::PasswordChecks>,
     ) -> Arc<Master> {
         Arc::new(Master {
             db,
@@ -188,6 +230,7 @@ impl Master {
             session_ages: aging::Ages::default(),
             task_ages: aging::Ages::default(),
             clock_skews: alerts::ClockSkews::default(),
+            passwords,
             pool,
         })
     }

@@ -11,10 +11,11 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use db_schema::{Db, Op, Txn};
 
-use crate::Master;
 use crate::aging::{Ages, secs};
 use crate::error::{Error, xenapi};
+use crate::password_checks::verdict;
 use crate::record::exists;
+use crate::{Master, Origin};
 
 /// The internal DB key of the root password's argon2 PHC string.
 pub(crate) const ROOT_PASSWORD_HASH: &str = "root_password_hash";
@@ -36,28 +37,44 @@ pub(crate) fn hash_password(password: &str) -> Result<String, Error> {
 }
 
 /// Whether `password` matches the PHC string `hash`. A malformed hash matches nothing. Costs
-/// tens of milliseconds: call it on a blocking thread.
+/// tens of milliseconds and ~19 MiB: call it through `PasswordChecks`.
 pub(crate) fn password_matches(password: &str, hash: &str) -> bool {
     Argon2::default()
         .verify_password(password.as_bytes(), hash)
         .is_ok()
 }
 
-/// Checks the root password against the hash in the DB, on a blocking thread.
-pub(crate) async fn check_root_password(master: &Master, password: &str) -> Result<bool, Error> {
+/// Whether `uname` and `password`, from a caller at `origin`, are root's credentials, checked
+/// against the hash in the DB within the bounds of `password_checks.rs` (the pool, the
+/// source's turn and failure delay; the same argon2 work for any user name).
+pub(crate) async fn authenticate(
+    master: &Master,
+    origin: Origin,
+    uname: &str,
+    password: &str,
+) -> Result<bool, Error> {
     let hash = master
         .db
         .read()
         .internal(ROOT_PASSWORD_HASH)
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let Some(hash) = hash else {
-        return Ok(false);
-    };
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || password_matches(&password, &hash))
+    let (uname, password) = (uname.to_owned(), password.to_owned());
+    master
+        .passwords
+        .check(origin, move || {
+            verdict(&uname, &password, hash.as_deref(), password_matches)
+        })
         .await
-        .map_err(Error::PasswordThread)
+}
+
+/// The argon2 PHC string of `password`, hashed within the bounds of `password_checks.rs`.
+pub(crate) async fn hash_in_pool(master: &Master, password: &str) -> Result<String, Error> {
+    let password = password.to_owned();
+    master
+        .passwords
+        .hash(move || hash_password(&password))
+        .await?
 }
 
 /// At most this many slave-local sessions at once; a new one ends the oldest.
@@ -309,7 +326,7 @@ mod tests {
         pool.clock.jump(2 * 24 * 3600);
         pool.clock.advance(60);
         pool.master.housekeeping().await;
-        assert_eq!(pool.refs("session"), [session.clone()]);
+        assert_eq!(pool.refs("session"), std::slice::from_ref(&session));
         pool.clock.jump(-4 * 24 * 3600);
         pool.call_as(&session, "VM.get_all", vec![])
             .await

@@ -176,21 +176,14 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let master = Master::new(
         db.clone(),
-        Arc::clone(&link),
-        Arc::clone(&clock),
-        config.master.master_config(),
-        identity.host_ref.clone(),
-        control.clone(),
-    );
-    // The same pool read from this host's replica: the event reads every host answers.
-    let reader = Master::new(
-        Arc::new(LocalReplica(db.clone())),
         link,
         Arc::clone(&clock),
         config.master.master_config(),
         identity.host_ref.clone(),
         control.clone(),
     );
+    // The same pool read from this host's replica: the event reads every host answers.
+    let reader = master.reader(Arc::new(LocalReplica(db.clone())));
     let inbound = peers
         .take_link_inbound()
         .expect("the link inbound is taken once, here");
