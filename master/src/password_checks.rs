@@ -2,14 +2,16 @@
 //! and anyone who reaches the port may ask for one (a wrong password needs no password).
 //!
 //! - At most `password_checks` argon2 runs (checks and new hashes) at once, on blocking
-//!   threads; the others wait in arrival order. One `PasswordChecks` serves every `Master` of
-//!   a process (`Master::reader` shares it), so the bound is the process's.
+//!   threads; a caller waits for a free slot in arrival order. A run keeps its slot until it
+//!   ends, even when its caller has gone away. One `PasswordChecks` serves every `Master` of a
+//!   process (`Master::reader` shares it), so the bound is the process's. (That the memory of
+//!   a run is given back when it ends is `member`'s doing: its `main` has large blocks mapped
+//!   on their own.)
 //! - A source (the caller's `Origin`: its IP, carried across forwarding) has one check at a
-//!   time, and a failed check holds the source's turn for `password_failure_delay_ms` before
-//!   its answer: one source guesses at most once per delay, however many connections it
-//!   opens. Once a check has started, it and its delay run to the end even if the caller goes
-//!   away, so neither a dropped connection shortens the delay nor frees a slot of the pool
-//!   while argon2 still runs.
+//!   time, and a check that does not succeed holds the source for `password_failure_delay_ms`
+//!   from its start: the answer comes no sooner, and nor does the source's next check. The
+//!   hold is set before the check runs, so a caller that goes away mid-check shortens
+//!   nothing.
 //! - `verdict` runs argon2 whatever the user name, so an unknown user costs what a wrong
 //!   password costs and no user name shows by the time its answer takes.
 
@@ -18,23 +20,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::Origin;
 use crate::error::Error;
 
-/// The argon2 pool and the failure delays of one process.
+/// The argon2 slots and the failure delays of one process.
 pub(crate) struct PasswordChecks {
     /// One permit per argon2 run allowed at once.
     running: Arc<Semaphore>,
     failure_delay: Duration,
-    /// The turn of each source with a check waiting, running or in its failure delay; a turn
-    /// nobody holds is dropped at the next check.
-    sources: Mutex<HashMap<Origin, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each source's turn, and until when its last check that did not succeed holds it. A
+    /// turn that nobody holds or waits for and that holds nothing any more is dropped at the
+    /// next check.
+    sources: Mutex<HashMap<Origin, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
 }
 
 impl PasswordChecks {
     /// At most `concurrency` (at least one) argon2 runs at once; `failure_delay` after a
-    /// failed check.
+    /// check that does not succeed.
     pub fn new(concurrency: usize, failure_delay: Duration) -> PasswordChecks {
         PasswordChecks {
             running: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -43,66 +47,63 @@ impl PasswordChecks {
         }
     }
 
-    /// Runs `check` (an argon2 verification, such as `verdict`) for a caller from `origin`,
-    /// in the source's turn and within the pool; returns its result, after the failure delay
-    /// when it is `false`.
+    /// Runs `check` (an argon2 verification, such as `verdict`) for a caller from `origin`
+    /// in the source's turn and a slot of the pool; returns its result, after the failure
+    /// delay when it is `false`.
     pub async fn check(
         &self,
         origin: Origin,
         check: impl FnOnce() -> bool + Send + 'static,
     ) -> Result<bool, Error> {
-        let turn = self.turn_of(origin).lock_owned().await;
-        let permit = self.permit().await;
-        let delay = self.failure_delay;
-        let checked = tokio::spawn(async move {
-            let matches = run_blocking(permit, check).await;
-            if !matches!(matches, Ok(true)) {
-                tokio::time::sleep(delay).await;
-            }
-            drop(turn);
-            matches
-        });
-        checked.await.map_err(Error::PasswordThread)?
+        let turn = self.turn_of(origin);
+        let mut held = turn.lock().await;
+        if let Some(until) = *held {
+            tokio::time::sleep_until(until).await;
+        }
+        let until = Instant::now() + self.failure_delay;
+        *held = Some(until);
+        let matches = self.run(check).await?;
+        if matches {
+            *held = None;
+        } else {
+            tokio::time::sleep_until(until).await;
+        }
+        Ok(matches)
     }
 
-    /// Runs `work` (an argon2 hash) within the pool, without a turn or a delay.
-    pub async fn hash<T: Send + 'static>(
+    /// Runs `work` (an argon2 hash) in a slot of the pool, on a blocking thread, without a
+    /// turn or a delay.
+    pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let permit = self.permit().await;
-        run_blocking(permit, work).await
-    }
-
-    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
-        Arc::clone(&self.running)
+        let permit = Arc::clone(&self.running)
             .acquire_owned()
             .await
-            .expect("the password check semaphore is never closed")
+            .expect("the argon2 semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(Error::PasswordThread)
     }
 
     /// The turn of `origin`, shared with its other checks.
-    fn turn_of(&self, origin: Origin) -> Arc<tokio::sync::Mutex<()>> {
+    fn turn_of(&self, origin: Origin) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
+        let now = Instant::now();
         let mut sources = self
             .sources
             .lock()
             .expect("no panic under the password sources lock");
-        sources.retain(|_, turn| Arc::strong_count(turn) > 1);
+        sources.retain(|_, turn| {
+            Arc::strong_count(turn) > 1
+                || turn
+                    .try_lock()
+                    .map_or(true, |held| held.is_some_and(|until| until > now))
+        });
         Arc::clone(sources.entry(origin).or_default())
     }
-}
-
-/// Runs `work` on a blocking thread that holds `permit` until `work` ends.
-async fn run_blocking<T: Send + 'static>(
-    permit: tokio::sync::OwnedSemaphorePermit,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Error> {
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        work()
-    })
-    .await
-    .map_err(Error::PasswordThread)
 }
 
 /// Whether `uname` and `password` are root's, `hash` being root's stored hash (none: nobody
@@ -181,12 +182,18 @@ mod tests {
     }
 
     /// A failed check answers after the failure delay and holds its source's next check that
-    /// long; another source is not held, and a right password answers at once.
+    /// long.
+    // Paused time: the delay passes without waiting (time only moves forward, so the lower
+    // bounds below hold).
     #[tokio::test(start_paused = true)]
     async fn a_failure_holds_its_source_for_the_delay() {
         let delay = Duration::from_secs(2);
         let checks = Arc::new(PasswordChecks::new(4, delay));
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
+        let first = checks.check(from(1), || false).await;
+        assert!(!first.expect("checked"));
+        assert!(start.elapsed() >= delay, "{:?}", start.elapsed());
+        let start = Instant::now();
         let (first, second) = tokio::join!(
             checks.check(from(1), || false),
             checks.check(from(1), || true),
@@ -196,14 +203,17 @@ mod tests {
             (false, true)
         );
         assert!(start.elapsed() >= delay, "{:?}", start.elapsed());
+    }
 
-        let start = tokio::time::Instant::now();
+    /// A source held by a failure holds no other source, whose right password answers at once.
+    #[tokio::test]
+    async fn a_failure_holds_no_other_source() {
+        let checks = Arc::new(PasswordChecks::new(4, Duration::from_secs(3600)));
         let (held, has_run) = failing_check(&checks, from(2));
         has_run.await.expect("the check ran");
         assert!(checks.check(from(3), || true).await.expect("checked"));
-        assert!(start.elapsed() < delay);
-        assert!(!held.await.expect("no panic").expect("checked"));
-        assert!(start.elapsed() >= delay);
+        assert!(!held.is_finished());
+        held.abort();
     }
 
     /// A failing check from `origin` in a task of its own, and the news that argon2 (here a
@@ -233,7 +243,7 @@ mod tests {
     async fn a_caller_gone_does_not_shorten_the_delay() {
         let delay = Duration::from_secs(2);
         let checks = Arc::new(PasswordChecks::new(4, delay));
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let (gone, has_run) = failing_check(&checks, from(1));
         has_run.await.expect("the check ran");
         gone.abort();

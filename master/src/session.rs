@@ -73,7 +73,7 @@ pub(crate) async fn hash_in_pool(master: &Master, password: &str) -> Result<Stri
     let password = password.to_owned();
     master
         .passwords
-        .hash(move || hash_password(&password))
+        .run(move || hash_password(&password))
         .await?
 }
 
