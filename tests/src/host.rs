@@ -206,6 +206,19 @@ impl Host {
         self.child.as_ref().map(Child::id)
     }
 
+    /// A memory figure of the running process from `/proc/<pid>/status`, in KiB: `VmRSS`
+    /// (resident now) or `VmHWM` (the most it was resident).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let pid = self.pid().expect("the host runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("the process status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().strip_suffix(" kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
