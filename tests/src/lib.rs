@@ -1,15 +1,16 @@
 //! Helpers for the integration tests and the benchmark: real `oxapi` processes on loopback
-//! addresses (`host`), a XenAPI client that pins their certificates (`client`) and halted VMs
-//! to work on (`vms`).
+//! addresses (`host`), a XenAPI client that pins their certificates (`client`), halted VMs
+//! to work on (`vms`) and a wall clock of a process's own (`faketime`).
 //!
 //! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC and the
-//! listeners, bad input included), `durability/` (kill -9 under a write load) and `cluster/`
-//! (pools of several hosts, with `cluster`'s harness). The Python SDK
-//! tests are in `python/`; `run` runs all of them.
+//! listeners, bad input included), `auth/` (password logins under attack), `durability/`
+//! (kill -9 under a write load) and `cluster/` (pools of several hosts, with `cluster`'s
+//! harness). The Python SDK tests are in `python/`; `run` runs all of them.
 
 pub mod client;
 pub mod cluster;
 pub mod events;
+pub mod faketime;
 pub mod host;
 pub mod vms;
 

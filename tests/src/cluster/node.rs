@@ -45,6 +45,8 @@ pub struct Node {
     /// The root password of its first start (its environment's, whenever it starts a new pool).
     pub first_password: String,
     root: tempfile::TempDir,
+    /// Variables set in the environment of every start (e.g. a fake clock's).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     stdout: Option<watch::Receiver<Stdout>>,
     state: NodeState,
@@ -52,8 +54,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// Writes the config file and starts the process; returns once it is ready.
-    pub async fn start(index: usize, ip: Ipv4Addr, config: serde_json::Value) -> Node {
+    /// Writes the config file and starts the process, with `env` added to its environment;
+    /// returns once it is ready.
+    pub async fn start(
+        index: usize,
+        ip: Ipv4Addr,
+        config: serde_json::Value,
+        env: Vec<(String, String)>,
+    ) -> Node {
         let root = tempfile::Builder::new()
             .prefix("oxapi-cluster-")
             .tempdir()
@@ -67,6 +75,7 @@ impl Node {
             first_password: password.clone(),
             password,
             root,
+            env,
             child: None,
             stdout: None,
             state: NodeState::Down,
@@ -189,6 +198,7 @@ impl Node {
             .arg("--log")
             .arg("info")
             .env("OXAPI_ROOT_PASSWORD", &self.first_password)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -39,6 +39,8 @@ pub struct ClusterOptions {
     pub join: bool,
     /// Config sections of one host, by index, merged over the pool's (e.g. `simulator.cpu`).
     pub host_config: BTreeMap<usize, serde_json::Value>,
+    /// Environment variables of one host's process, by index (e.g. a `FakeClock`'s).
+    pub host_env: BTreeMap<usize, Vec<(String, String)>>,
 }
 
 impl ClusterOptions {
@@ -53,6 +55,7 @@ impl ClusterOptions {
             replace_voter_after_secs: 4,
             join: true,
             host_config: BTreeMap::new(),
+            host_env: BTreeMap::new(),
         }
     }
 
@@ -123,7 +126,10 @@ impl Cluster {
     pub async fn start(options: ClusterOptions) -> Cluster {
         let subnet = Subnet::take();
         let starts: Vec<_> = (0..options.hosts)
-            .map(|i| tokio::spawn(Node::start(i, subnet.host(i), options.config_of(i))))
+            .map(|i| {
+                let env = options.host_env.get(&i).cloned().unwrap_or_default();
+                tokio::spawn(Node::start(i, subnet.host(i), options.config_of(i), env))
+            })
             .collect();
         let mut nodes = Vec::with_capacity(starts.len());
         for start in starts {
