@@ -8,7 +8,9 @@
 //! (`handlers/*.rs`, one table in `handlers/mod.rs`). `event.from` and friends read the DB's
 //! generations (`events.rs`). State lives in the pool DB, reached only through `ReplicatedDb`
 //! (`db.rs`; `commit.rs` proposes Txns and re-decides the ones that lost a race); time only
-//! through `Clock`. Failures become XenAPI errors in one place, `error.rs`.
+//! through `Clock`, whose monotonic reading ages sessions and tasks (`aging.rs`). Password
+//! checks run within the bounds of `password_checks.rs`. Failures become XenAPI errors in one
+//! place, `error.rs`.
 //!
 //! The VM lifecycle: `operations/` decides which operations a VM, VBD or VIF allows (xapi's
 //! tables) and keeps `allowed_operations` / `current_operations` exact on every Txn; the
@@ -22,7 +24,8 @@
 //! On election `member` calls `Master::on_elected` (`reconcile/takeover.rs`: tasks of the old
 //! master failed, every live host's inventory reconciled); agents' heartbeats reach
 //! `Master::heartbeat` and `Master::check_liveness` runs every second on the leader
-//! (`liveness.rs`: `host_metrics.live`, the VMs of a silent host halted).
+//! (`liveness.rs`: `host_metrics.live`, the VMs of a silent host halted). The wall clock a
+//! heartbeat carries goes to `Master::compare_clock` (`alerts.rs`: `HOST_CLOCK_SKEW_DETECTED`).
 //!
 //! It opens no sockets or files and starts no processes: `member` wires it to Raft and HTTPS.
 //! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
