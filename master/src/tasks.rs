@@ -368,11 +368,16 @@ mod tests {
     }
 
     fn finish_now(pool: &TestPool, task: &str) {
-        let now = Value::DateTime(api_spec::datetime::format_unix(pool.clock.now_unix()));
+        finish_at(pool, task, pool.clock.now_unix());
+    }
+
+    /// Marks `task` a success that finished at `finished_unix`.
+    fn finish_at(pool: &TestPool, task: &str, finished_unix: i64) {
+        let finished = Value::DateTime(api_spec::datetime::format_unix(finished_unix));
         let txn = set_fields(
             task,
             exists("task", task),
-            vec![("status", Value::str("success")), ("finished", now)],
+            vec![("status", Value::str("success")), ("finished", finished)],
         );
         pool.db.apply(&txn).expect("finished");
     }
@@ -455,19 +460,7 @@ mod tests {
         pool.master.housekeeping().await;
         pool.clock.jump(2 * 24 * 3600);
         let finished_late = task(&pool, "done before the jump, seen after").await;
-        pool.db
-            .apply(&set_fields(
-                &finished_late,
-                exists("task", &finished_late),
-                vec![
-                    ("status", Value::str("success")),
-                    (
-                        "finished",
-                        Value::DateTime(api_spec::datetime::format_unix(0)),
-                    ),
-                ],
-            ))
-            .expect("finished");
+        finish_at(&pool, &finished_late, crate::testing::TEST_START_UNIX);
         pool.clock.advance(60);
         pool.master.housekeeping().await;
         let mut expected = vec![pending, finished, finished_late];
