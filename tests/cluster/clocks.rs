@@ -165,13 +165,14 @@ async fn skews_are_raised_and_a_failover_to_a_clock_ahead_keeps_sessions_and_tas
     let master = cluster.settle(&[0, 1, 2]).await;
     assert_eq!(master, 0, "the first master is the host on real time");
     let admin = cluster.nodes[0].login(Protocol::JsonRpc).await;
-    let ahead: Vec<String> = [1, 2]
+    let mut ahead: Vec<String> = [1, 2]
         .iter()
         .map(|&i| {
             let uuid = cluster.nodes[i].identity("host_uuid");
             uuid.as_str().expect("a host uuid").to_owned()
         })
         .collect();
+    ahead.sort();
     let mut events = EventWait::new(&admin, &["message"], ALERT_TIMEOUT);
     loop {
         let mut alerts = skew_alerts(&admin).await;
