@@ -89,7 +89,8 @@ async fn sixty_four_wrong_logins_at_once_stay_within_a_memory_bound() {
 
 /// Three failed logins from one address, sent at once (a wrong password, root's right
 /// password under an unknown user name, and another unknown user), are answered one failure
-/// delay apart, while a login from another address goes through at once.
+/// delay apart, while a login from another address, sent with them, is answered before the
+/// last of them.
 #[tokio::test]
 async fn one_sources_failures_are_spaced_by_the_failure_delay_unknown_users_too() {
     let host = Host::start();
