@@ -1,4 +1,9 @@
-//! Alerts the master raises about the pool itself, as `message` objects.
+//! Alerts the master raises about the pool itself, as `message` objects: a split pool, and a
+//! host whose clock differs from the master's.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use api_spec::Value;
 
@@ -124,8 +129,128 @@ impl Master {
     }
 }
 
+/// The `message` name raised when a host's wall clock differs from the master's by more than
+/// `clock_skew_limit_secs`: xapi's name for it, which XenCenter shows on the host.
+pub const CLOCK_SKEW_MESSAGE: &str = "HOST_CLOCK_SKEW_DETECTED";
+/// xapi's priority for it.
+const CLOCK_SKEW_PRIORITY: i64 = 3;
+/// How long (on the master's monotonic clock) a host's clock must stay beyond the limit
+/// before the alert is raised: heartbeats held up in a stalled stream arrive late, in a burst,
+/// and look like a clock running behind.
+const CLOCK_SKEW_CONFIRM: Duration = Duration::from_secs(3);
+
+/// The hosts whose clock was beyond the limit at their last heartbeat: since when (monotonic)
+/// and whether the alert was raised for that stretch. A host back within the limit leaves.
+#[derive(Default)]
+pub(crate) struct ClockSkews(Mutex<HashMap<String, SkewStretch>>);
+
+#[derive(Debug, Clone, Copy)]
+struct SkewStretch {
+    since: Duration,
+    is_raised: bool,
+}
+
+impl ClockSkews {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SkewStretch>> {
+        self.0.lock().expect("no panic under the clock skews lock")
+    }
+
+    /// Notes that the clock of `host` was `skew_secs` ahead of the master's (behind when
+    /// negative) at `now` (monotonic); whether the alert is due: the clock has been beyond
+    /// `limit_secs` for `CLOCK_SKEW_CONFIRM` and the alert was not raised for this stretch.
+    fn note(&self, host: &str, skew_secs: i64, limit_secs: i64, now: Duration) -> bool {
+        let mut skews = self.lock();
+        if skew_secs.unsigned_abs() <= limit_secs.unsigned_abs() {
+            skews.remove(host);
+            return false;
+        }
+        let stretch = skews.entry(host.to_owned()).or_insert(SkewStretch {
+            since: now,
+            is_raised: false,
+        });
+        if stretch.is_raised || now.saturating_sub(stretch.since) < CLOCK_SKEW_CONFIRM {
+            return false;
+        }
+        stretch.is_raised = true;
+        true
+    }
+
+    /// Makes the alert for `host` due again (its commit failed).
+    fn not_raised(&self, host: &str) {
+        if let Some(stretch) = self.lock().get_mut(host) {
+            stretch.is_raised = false;
+        }
+    }
+}
+
+impl Master {
+    /// Compares the wall clock of `host` (a host ref), `their_now_unix` as its heartbeat
+    /// carried it, with this master's. Once it has differed by more than
+    /// `clock_skew_limit_secs` for a few seconds, raises `HOST_CLOCK_SKEW_DETECTED` on the
+    /// host; again only after the clock came back within the limit and left it anew. A failed
+    /// commit is logged and retried on the next heartbeat.
+    pub async fn compare_clock(&self, host: &str, their_now_unix: i64) {
+        let skew = their_now_unix - self.now();
+        let limit = self.config.clock_skew_limit_secs;
+        if !self
+            .clock_skews
+            .note(host, skew, limit, self.clock.monotonic())
+        {
+            return;
+        }
+        match self.raise_clock_skew(host, skew, limit).await {
+            Ok(()) => {
+                tracing::warn!(host = %host, skew_secs = skew, limit_secs = limit, "host clock skew: alert raised");
+            }
+            Err(e) => {
+                self.clock_skews.not_raised(host);
+                let code = crate::error::to_api_error(e).code;
+                tracing::warn!(host = %host, code = %code, "host clock skew alert not raised yet");
+            }
+        }
+    }
+
+    async fn raise_clock_skew(&self, host: &str, skew: i64, limit: i64) -> Result<(), Error> {
+        let now = Value::DateTime(api_spec::datetime::format_unix(self.now()));
+        self.decide(|db| {
+            let mut draft = Draft::new(db);
+            let view = draft.view();
+            if db.get("host", host).is_none() {
+                return Ok((draft.into_txn(), ()));
+            }
+            let host_uuid = view.str("host", host, "uuid").to_owned();
+            let name = view.str("host", host, "name_label").to_owned();
+            let master_name = view.str("host", &self.this_host, "name_label").to_owned();
+            let (amount, direction) = (
+                skew.unsigned_abs(),
+                if skew > 0 { "ahead of" } else { "behind" },
+            );
+            let body = format!(
+                "the clock of host {name} is {amount} s {direction} the clock of the pool \
+                 master {master_name}, more than the {limit} s allowed \
+                 (master.clock_skew_limit_secs): synchronise the hosts' clocks (NTP)"
+            );
+            draft.create(
+                "message",
+                [
+                    ("name", Value::str(CLOCK_SKEW_MESSAGE)),
+                    ("priority", Value::Int(CLOCK_SKEW_PRIORITY)),
+                    ("cls", Value::str("Host")),
+                    ("obj_uuid", Value::String(host_uuid)),
+                    ("timestamp", now.clone()),
+                    ("body", Value::String(body)),
+                ],
+            );
+            Ok((draft.into_txn(), ()))
+        })
+        .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::Clock;
     use crate::testing::TestPool;
 
     use super::*;
@@ -152,5 +277,61 @@ mod tests {
             panic!("message without a body");
         };
         assert!(body.contains("old-epoch"), "{body}");
+    }
+
+    /// The bodies of the clock skew messages raised so far.
+    fn skew_messages(pool: &TestPool) -> Vec<(Value, String)> {
+        pool.read()
+            .rows("message")
+            .filter(|(_, row)| row.get("name") == Some(&Value::str(CLOCK_SKEW_MESSAGE)))
+            .map(|(_, row)| {
+                let obj = row.get("obj_uuid").cloned().unwrap_or(Value::Nil);
+                (obj, row.str("body").to_owned())
+            })
+            .collect()
+    }
+
+    /// A host whose clock stays more than the limit away from the master's gets one
+    /// `HOST_CLOCK_SKEW_DETECTED` message, after the confirmation time, that says by how much
+    /// and which way; a clock within the limit raises nothing.
+    #[tokio::test]
+    async fn a_lasting_clock_skew_raises_one_message_on_the_host() {
+        let pool = TestPool::new();
+        let other = pool.add_host("host2", 64 << 30);
+        let limit = pool.master.config.clock_skew_limit_secs;
+        let now = pool.clock.now_unix();
+        pool.master.compare_clock(&other, now + limit).await;
+        pool.master.compare_clock(&other, now + 7200).await;
+        assert!(skew_messages(&pool).is_empty(), "raised before it lasted");
+        pool.clock.advance(3);
+        let now = pool.clock.now_unix();
+        pool.master.compare_clock(&other, now + 7200).await;
+        pool.clock.advance(1);
+        pool.master.compare_clock(&other, now + 7201).await;
+        let messages = skew_messages(&pool);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        let uuid = pool.field("host", &other, "uuid").expect("a uuid");
+        assert_eq!(messages[0].0, uuid);
+        assert!(
+            messages[0].1.contains("7200 s ahead of"),
+            "{}",
+            messages[0].1
+        );
+    }
+
+    /// A skew that goes away before the confirmation time raises nothing; one that comes
+    /// back after the clock was right again is raised again.
+    #[test]
+    fn a_skew_is_raised_once_per_stretch_beyond_the_limit() {
+        let skews = ClockSkews::default();
+        let at = Duration::from_secs;
+        assert!(!skews.note("h", -10, 5, at(0)));
+        assert!(!skews.note("h", 0, 5, at(2)));
+        assert!(!skews.note("h", -10, 5, at(4)));
+        assert!(skews.note("h", -10, 5, at(7)));
+        assert!(!skews.note("h", -10, 5, at(100)));
+        assert!(!skews.note("h", 5, 5, at(101)));
+        assert!(!skews.note("h", 6, 5, at(102)));
+        assert!(skews.note("h", 6, 5, at(105)));
     }
 }

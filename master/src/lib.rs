@@ -8,7 +8,9 @@
 //! (`handlers/*.rs`, one table in `handlers/mod.rs`). `event.from` and friends read the DB's
 //! generations (`events.rs`). State lives in the pool DB, reached only through `ReplicatedDb`
 //! (`db.rs`; `commit.rs` proposes Txns and re-decides the ones that lost a race); time only
-//! through `Clock`. Failures become XenAPI errors in one place, `error.rs`.
+//! through `Clock`, whose monotonic reading ages sessions and tasks (`aging.rs`). Password
+//! checks run within the bounds of `password_checks.rs`. Failures become XenAPI errors in one
+//! place, `error.rs`.
 //!
 //! The VM lifecycle: `operations/` decides which operations a VM, VBD or VIF allows (xapi's
 //! tables) and keeps `allowed_operations` / `current_operations` exact on every Txn; the
@@ -22,13 +24,15 @@
 //! On election `member` calls `Master::on_elected` (`reconcile/takeover.rs`: tasks of the old
 //! master failed, every live host's inventory reconciled); agents' heartbeats reach
 //! `Master::heartbeat` and `Master::check_liveness` runs every second on the leader
-//! (`liveness.rs`: `host_metrics.live`, the VMs of a silent host halted).
+//! (`liveness.rs`: `host_metrics.live`, the VMs of a silent host halted). The wall clock a
+//! heartbeat carries goes to `Master::compare_clock` (`alerts.rs`: `HOST_CLOCK_SKEW_DETECTED`).
 //!
 //! It opens no sockets or files and starts no processes: `member` wires it to Raft and HTTPS.
 //! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
 //! `dispatch.rs`.
 
 mod agent_errors;
+mod aging;
 mod alerts;
 pub mod bootstrap;
 mod commit;
@@ -47,6 +51,7 @@ mod liveness;
 mod memory;
 mod no_space;
 mod operations;
+mod password_checks;
 mod placement;
 pub mod pool_control;
 mod power_state;
@@ -70,16 +75,23 @@ use serde::{Deserialize, Serialize};
 use crate::db::ReplicatedDb;
 use crate::host_link::{AgentReport, HostLink};
 pub use crate::reconcile::Takeover;
+pub use crate::session::is_last_active_stale;
 
-/// The source of time for the master: seconds since the Unix epoch. `member` gives the system
-/// clock; tests give a settable one.
+/// The sources of time for the master: the wall clock, which dates what the master writes and
+/// may jump (an operator or NTP sets it; another host's may differ), and a monotonic clock,
+/// which never jumps and ages what must not die with a jump (sessions, tasks, host liveness).
+/// `member` gives the system's clocks; tests give settable ones.
 pub trait Clock: Send + Sync + 'static {
+    /// The wall clock, in seconds since the Unix epoch.
     fn now_unix(&self) -> i64;
+    /// The time since an arbitrary start fixed for the life of the process, on a clock that
+    /// only moves forward at the pace of real time (Linux's `CLOCK_MONOTONIC`).
+    fn monotonic(&self) -> std::time::Duration;
 }
 
 /// Where a call came from. It crosses the peer link with a forwarded call: a call a member
 /// took on its Unix socket stays trusted as root on the master.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Origin {
     /// Over TCP (HTTPS or plain HTTP) from this address.
     Network { peer: Option<IpAddr> },
@@ -107,6 +119,14 @@ pub struct MasterConfig {
     pub task_gc_after_secs: i64,
     /// Pending tasks older than this are destroyed by housekeeping, in seconds (xapi: 24 h).
     pub pending_task_gc_after_secs: i64,
+    /// A host whose wall clock differs from the master's by more than this raises
+    /// `HOST_CLOCK_SKEW_DETECTED`, in seconds.
+    pub clock_skew_limit_secs: i64,
+    /// The most argon2 password checks (and hashes) running at once in the process.
+    pub password_checks: usize,
+    /// How long a wrong password (or unknown user) holds its source before the answer and
+    /// before that source's next check, in milliseconds.
+    pub password_failure_delay_ms: u64,
 }
 
 impl Default for MasterConfig {
@@ -116,6 +136,9 @@ impl Default for MasterConfig {
             session_idle_timeout_secs: 24 * 3600,
             task_gc_after_secs: 3900,
             pending_task_gc_after_secs: 24 * 3600,
+            clock_skew_limit_secs: 5,
+            password_checks: 2,
+            password_failure_delay_ms: 2000,
         }
     }
 }
@@ -144,6 +167,14 @@ pub struct Master {
     shortages: no_space::Shortages,
     /// Sessions of `session.slave_local_login_with_password`, valid in this process only.
     local_sessions: session::LocalSessions,
+    /// How long each session has been idle, by its `last_active`.
+    session_ages: aging::Ages,
+    /// How long each task has been pending or finished, by its `finished`.
+    task_ages: aging::Ages,
+    /// The hosts whose clocks differ from this master's.
+    clock_skews: alerts::ClockSkews,
+    /// The bounds on argon2 work, shared with this master's `reader`.
+    passwords: Arc<password_checks::PasswordChecks>,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
     pool: Arc<dyn pool_control::PoolControl>,
 }
@@ -158,6 +189,38 @@ impl Master {
         this_host: String,
         pool: Arc<dyn pool_control::PoolControl>,
     ) -> Arc<Master> {
+        let passwords = Arc::new(password_checks::PasswordChecks::new(
+            config.password_checks,
+            std::time::Duration::from_millis(config.password_failure_delay_ms),
+        ));
+        Master::assemble(db, link, clock, config, this_host, pool, passwords)
+    }
+
+    /// A second master of the same host over `db`, another view of the same pool DB (this
+    /// host's replica read without confirming leadership, for the calls every host answers).
+    /// It shares this one's link, clock, config, pool control and bounds on password checks
+    /// (one bound per process); it has its own state of the calls it answers.
+    pub fn reader(&self, db: Arc<dyn ReplicatedDb>) -> Arc<Master> {
+        Master::assemble(
+            db,
+            Arc::clone(&self.link),
+            Arc::clone(&self.clock),
+            self.config.clone(),
+            self.this_host.clone(),
+            Arc::clone(&self.pool),
+            Arc::clone(&self.passwords),
+        )
+    }
+
+    fn assemble(
+        db: Arc<dyn ReplicatedDb>,
+        link: Arc<dyn HostLink>,
+        clock: Arc<dyn Clock>,
+        config: MasterConfig,
+        this_host: String,
+        pool: Arc<dyn pool_control::PoolControl>,
+        passwords: Arc<password_checks::PasswordChecks>,
+    ) -> Arc<Master> {
         Arc::new(Master {
             db,
             link,
@@ -171,6 +234,10 @@ impl Master {
             liveness: liveness::Liveness::default(),
             shortages: no_space::Shortages::default(),
             local_sessions: session::LocalSessions::default(),
+            session_ages: aging::Ages::default(),
+            task_ages: aging::Ages::default(),
+            clock_skews: alerts::ClockSkews::default(),
+            passwords,
             pool,
         })
     }
@@ -190,7 +257,7 @@ impl Master {
     /// off, what runs there after a restart) and reconciles the DB with it. A failure is
     /// logged; the agent's next report reconciles again.
     pub async fn report(&self, host: &str, report: AgentReport) {
-        self.liveness.heard(host, self.now());
+        self.liveness.heard(host, self.monotonic_secs());
         reconcile::report(self, host, report).await;
     }
 
@@ -236,5 +303,10 @@ impl Master {
 
     fn now(&self) -> i64 {
         self.clock.now_unix()
+    }
+
+    /// The monotonic clock in whole seconds: what ages host liveness.
+    fn monotonic_secs(&self) -> i64 {
+        i64::try_from(self.clock.monotonic().as_secs()).unwrap_or(i64::MAX)
     }
 }

@@ -23,8 +23,9 @@ use crate::operations::Draft;
 use crate::power_state::set_stopped;
 use crate::reconcile::{clear_dead_operations, is_busy};
 
-/// When the master last heard from each host, in Unix seconds. Lost when mastership moves: a
-/// new master starts every host's count at its election.
+/// When the master last heard from each host, in seconds of its monotonic clock (a jump of the
+/// wall clock must not make every host look silent). Lost when mastership moves: a new master
+/// starts every host's count at its election.
 #[derive(Default)]
 pub(crate) struct Liveness {
     last_heard: Mutex<HashMap<String, i64>>,
@@ -86,7 +87,7 @@ impl Liveness {
 /// host is live again if it was not, in which case its agent is asked what it runs (in the
 /// background) so the DB adopts what still runs; a host whose store failed is made not live.
 pub(crate) async fn heartbeat(master: &Arc<Master>, host: &str, health: &HostHealth) {
-    master.liveness.heard(host, master.now());
+    master.liveness.heard(host, master.monotonic_secs());
     let was_live = {
         let db = master.db.read();
         if db.get("host", host).is_none() {
@@ -175,7 +176,9 @@ pub(crate) async fn check(master: &Master, dead_after_secs: i64) -> Vec<String> 
         .filter(|host| *host != master.this_host)
         .map(str::to_owned)
         .collect();
-    let silent = master.liveness.silent(&others, now, dead_after_secs);
+    let silent = master
+        .liveness
+        .silent(&others, master.monotonic_secs(), dead_after_secs);
     for host in &silent {
         // A silent host writes nothing: its room no longer matters.
         master.shortages.forget(host);
@@ -338,6 +341,19 @@ mod tests {
         pool.master.heartbeat(&other, &HostHealth::default()).await;
         assert!(live(&pool, &other));
         assert_eq!(alerts(&pool).len(), 1);
+    }
+
+    /// A jump of the master's wall clock by two days, forward or back, makes no host silent.
+    #[tokio::test]
+    async fn a_jump_of_the_wall_clock_makes_no_host_silent() {
+        let (pool, other, vm) = pool_with_busy_second_host().await;
+        pool.clock.jump(2 * 24 * 3600);
+        assert!(pool.master.check_liveness(DEAD_AFTER_SECS).await.is_empty());
+        pool.clock.jump(-4 * 24 * 3600);
+        pool.clock.advance(1);
+        assert!(pool.master.check_liveness(DEAD_AFTER_SECS).await.is_empty());
+        assert!(live(&pool, &other));
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
     }
 
     /// A dead host that speaks again is live, and a domain its agent still runs is adopted.

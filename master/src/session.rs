@@ -1,17 +1,21 @@
 //! Sessions: the root password (argon2 PHC strings), checking a caller's session, and the
-//! housekeeping that destroys idle sessions. A session is a row of the `session` table, so it
-//! survives a restart and a change of master. Session refs are secrets: never log them.
+//! housekeeping that destroys idle sessions (idle on the monotonic clock: `aging.rs`). A session
+//! is a row of the `session` table, so it survives a restart and a change of master. Session
+//! refs are secrets: never log them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use api_spec::Value;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use db_schema::{Db, Op, Txn};
 
-use crate::Master;
+use crate::aging::{Ages, secs};
 use crate::error::{Error, xenapi};
+use crate::password_checks::verdict;
 use crate::record::exists;
+use crate::{Master, Origin};
 
 /// The internal DB key of the root password's argon2 PHC string.
 pub(crate) const ROOT_PASSWORD_HASH: &str = "root_password_hash";
@@ -33,28 +37,44 @@ pub(crate) fn hash_password(password: &str) -> Result<String, Error> {
 }
 
 /// Whether `password` matches the PHC string `hash`. A malformed hash matches nothing. Costs
-/// tens of milliseconds: call it on a blocking thread.
+/// tens of milliseconds and ~19 MiB: call it through `PasswordChecks`.
 pub(crate) fn password_matches(password: &str, hash: &str) -> bool {
     Argon2::default()
         .verify_password(password.as_bytes(), hash)
         .is_ok()
 }
 
-/// Checks the root password against the hash in the DB, on a blocking thread.
-pub(crate) async fn check_root_password(master: &Master, password: &str) -> Result<bool, Error> {
+/// Whether `uname` and `password`, from a caller at `origin`, are root's credentials, checked
+/// against the hash in the DB within the bounds of `password_checks.rs` (the pool, the
+/// source's turn and failure delay; the same argon2 work for any user name).
+pub(crate) async fn authenticate(
+    master: &Master,
+    origin: Origin,
+    uname: &str,
+    password: &str,
+) -> Result<bool, Error> {
     let hash = master
         .db
         .read()
         .internal(ROOT_PASSWORD_HASH)
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let Some(hash) = hash else {
-        return Ok(false);
-    };
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || password_matches(&password, &hash))
+    let (uname, password) = (uname.to_owned(), password.to_owned());
+    master
+        .passwords
+        .check(origin, move || {
+            verdict(&uname, &password, hash.as_deref(), password_matches)
+        })
         .await
-        .map_err(Error::PasswordThread)
+}
+
+/// The argon2 PHC string of `password`, hashed within the bounds of `password_checks.rs`.
+pub(crate) async fn hash_in_pool(master: &Master, password: &str) -> Result<String, Error> {
+    let password = password.to_owned();
+    master
+        .passwords
+        .run(move || hash_password(&password))
+        .await?
 }
 
 /// At most this many slave-local sessions at once; a new one ends the oldest.
@@ -97,10 +117,17 @@ impl LocalSessions {
     }
 }
 
+/// Whether a session's `last_active` (`last_active_unix`) is due a write at `now_unix`: it is
+/// `interval_secs` or more away from the wall clock, in the past or, after the clock was set
+/// back, in the future (else a clock set back would leave a busy session's `last_active`
+/// unchanged, and housekeeping would take the session for idle).
+pub fn is_last_active_stale(last_active_unix: i64, now_unix: i64, interval_secs: i64) -> bool {
+    now_unix.abs_diff(last_active_unix) >= interval_secs.unsigned_abs()
+}
+
 /// Checks the caller's session: `SESSION_INVALID [ref]` unless it is a live row or a
-/// slave-local session of this process. Writes
-/// `last_active` only when it is older than the configured interval, so a busy client does
-/// not turn every call into a DB write.
+/// slave-local session of this process. Writes `last_active` only when it is stale
+/// (`is_last_active_stale`), so a busy client does not turn every call into a DB write.
 pub(crate) async fn check(master: &Master, session: &str) -> Result<(), Error> {
     if master.local_sessions.contains(session) {
         return Ok(());
@@ -116,7 +143,11 @@ pub(crate) async fn check(master: &Master, session: &str) -> Result<(), Error> {
             .and_then(api_spec::datetime::parse_unix)
             .unwrap_or(0)
     };
-    if now - last_active < master.config.session_last_active_interval_secs {
+    if !is_last_active_stale(
+        last_active,
+        now,
+        master.config.session_last_active_interval_secs,
+    ) {
         return Ok(());
     }
     let txn = Txn {
@@ -155,15 +186,15 @@ pub(crate) fn new_session_fields(master: &Master, originator: &str) -> BTreeMap<
     ])
 }
 
-/// Destroys the sessions idle beyond the configured timeout, and, beyond xapi's caps (500 per
-/// originator, 500 per user name for sessions without one, 400 anonymous), the least recently
-/// active ones.
+/// Destroys the sessions idle beyond the configured timeout (on the monotonic clock:
+/// `aging.rs`), and, beyond xapi's caps (500 per originator, 500 per user name for sessions
+/// without one, 400 anonymous), the least recently active ones.
 pub(crate) async fn collect_garbage(master: &Master) -> Result<(), Error> {
-    let now = master.now();
-    let idle_timeout = master.config.session_idle_timeout_secs;
+    let now = master.clock.monotonic();
+    let idle_timeout = secs(master.config.session_idle_timeout_secs);
     let (doomed, _) = master
         .decide(|db| {
-            let doomed = sessions_to_destroy(db, now, idle_timeout);
+            let doomed = sessions_to_destroy(db, &master.session_ages, now, idle_timeout);
             let txn = Txn {
                 preconditions: doomed.iter().map(|r| exists("session", r)).collect(),
                 ops: doomed
@@ -183,23 +214,26 @@ pub(crate) async fn collect_garbage(master: &Master) -> Result<(), Error> {
     Ok(())
 }
 
-/// Which sessions housekeeping destroys, as refs.
-fn sessions_to_destroy(db: &Db, now: i64, idle_timeout_secs: i64) -> Vec<String> {
+/// Which sessions housekeeping destroys at `now` (monotonic), as refs.
+fn sessions_to_destroy(db: &Db, ages: &Ages, now: Duration, idle_timeout: Duration) -> Vec<String> {
+    let sessions: Vec<(&str, &db_schema::Row, &str)> = db
+        .rows("session")
+        .filter(|(_, row)| row.get("pool").and_then(Value::as_bool) != Some(true))
+        .map(|(r, row)| {
+            let last_active = row.get("last_active").and_then(Value::as_str);
+            (r, row, last_active.unwrap_or_default())
+        })
+        .collect();
+    let values: Vec<(&str, &str)> = sessions.iter().map(|&(r, _, v)| (r, v)).collect();
+    let idle = ages.of(&values, now);
     let mut doomed = Vec::new();
     let mut buckets: BTreeMap<(u8, &str), Vec<(i64, &str)>> = BTreeMap::new();
-    for (r, row) in db.rows("session") {
-        if row.get("pool").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        let last_active = row
-            .get("last_active")
-            .and_then(Value::as_str)
-            .and_then(api_spec::datetime::parse_unix)
-            .unwrap_or(0);
-        if now - last_active > idle_timeout_secs {
+    for ((r, row, last_active), idle) in sessions.into_iter().zip(idle) {
+        if idle > idle_timeout {
             doomed.push(r.to_owned());
             continue;
         }
+        let last_active = api_spec::datetime::parse_unix(last_active).unwrap_or(0);
         let bucket = match (row.str("originator"), row.str("auth_user_name")) {
             ("", "") => (2, ""),
             ("", user) => (1, user),
@@ -225,6 +259,7 @@ fn sessions_to_destroy(db: &Db, now: i64, idle_timeout_secs: i64) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Clock;
     use crate::testing::TestPool;
 
     /// A hash verifies its own password and no other, and a malformed hash matches nothing.
@@ -266,17 +301,64 @@ mod tests {
         assert_eq!(last_active(&pool, &session), Some(start + 610));
     }
 
-    /// Housekeeping destroys sessions idle beyond the timeout and keeps the others.
+    /// Housekeeping destroys sessions idle beyond the timeout since it first saw them and
+    /// keeps the others.
     #[tokio::test]
     async fn housekeeping_destroys_idle_sessions() {
         let pool = TestPool::new();
         let old = pool.login().await;
+        pool.master.housekeeping().await;
         pool.clock.advance(24 * 3600);
         let fresh = pool.login().await;
         pool.clock.advance(1);
         pool.master.housekeeping().await;
         assert_eq!(pool.refs("session"), [fresh]);
         assert!(pool.read().get("session", &old).is_none());
+    }
+
+    /// A session outlives a jump of the wall clock by two days either way; one used twice a
+    /// day after the clock was set back has its `last_active` written again (else it would
+    /// keep a value from the future and look idle for good).
+    #[tokio::test]
+    async fn sessions_survive_jumps_of_the_wall_clock() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        pool.master.housekeeping().await;
+        pool.clock.jump(2 * 24 * 3600);
+        pool.clock.advance(60);
+        pool.master.housekeeping().await;
+        assert_eq!(pool.refs("session"), std::slice::from_ref(&session));
+        pool.clock.jump(-4 * 24 * 3600);
+        for _ in 0..2 {
+            pool.clock.advance(12 * 3600);
+            pool.call_as(&session, "VM.get_all", vec![])
+                .await
+                .expect("listed");
+            let now = pool.clock.now_unix();
+            assert_eq!(last_active(&pool, &session), Some(now));
+            pool.master.housekeeping().await;
+        }
+        assert_eq!(pool.refs("session"), [session]);
+    }
+
+    /// A master that first looks at a session with a clock two days ahead of the one that
+    /// wrote its `last_active` (a new master after a failover) keeps it.
+    #[tokio::test]
+    async fn a_master_whose_clock_runs_ahead_keeps_the_sessions_it_finds() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        pool.clock.jump(2 * 24 * 3600);
+        pool.master.housekeeping().await;
+        assert_eq!(pool.refs("session"), [session]);
+    }
+
+    /// A stale `last_active` is one the interval away from the clock, behind or ahead.
+    #[test]
+    fn last_active_is_stale_once_the_interval_away_either_way() {
+        assert!(!is_last_active_stale(1000, 1599, 600));
+        assert!(is_last_active_stale(1000, 1600, 600));
+        assert!(!is_last_active_stale(1000, 401, 600));
+        assert!(is_last_active_stale(1000, 400, 600));
     }
 
     /// Beyond 500 sessions of one originator, housekeeping destroys the least recently

@@ -12,6 +12,7 @@ use db_schema::{Db, Op, Precondition, Txn};
 use tokio_util::sync::CancellationToken;
 
 use crate::Master;
+use crate::aging::secs;
 use crate::error::Error;
 use crate::operations::Draft;
 use crate::record::{self, exists};
@@ -282,7 +283,7 @@ pub(crate) async fn report_progress(master: &Master, task: &TaskHandle, progress
 /// `pending_task_gc_after_secs` that no worker here runs, and the oldest finished ones beyond
 /// xapi's cap of 200.
 pub(crate) async fn collect_garbage(master: &Master) -> Result<(), Error> {
-    let now = master.now();
+    let now = master.clock.monotonic();
     let (count, _) = master
         .decide(|db| {
             let running = master.workers.lock();
@@ -306,35 +307,39 @@ pub(crate) async fn collect_garbage(master: &Master) -> Result<(), Error> {
     Ok(())
 }
 
+/// Which tasks housekeeping destroys at `now` (monotonic). A task ages by its `finished`
+/// (`aging.rs`): a pending one from when the master first saw it pending, a finished one from
+/// when it first saw it finished.
 fn tasks_to_destroy(
     db: &Db,
-    now: i64,
+    now: Duration,
     master: &Master,
     has_worker: impl Fn(&str) -> bool,
 ) -> Vec<String> {
-    let time = |row: &db_schema::Row, field: &str| {
-        row.get(field)
-            .and_then(Value::as_str)
-            .and_then(api_spec::datetime::parse_unix)
-            .unwrap_or(0)
-    };
+    let tasks: Vec<(&str, &str, &str)> = db
+        .rows("task")
+        .map(|(r, row)| {
+            let finished = row.get("finished").and_then(Value::as_str);
+            (r, row.str("status"), finished.unwrap_or_default())
+        })
+        .collect();
+    let values: Vec<(&str, &str)> = tasks.iter().map(|&(r, _, f)| (r, f)).collect();
+    let ages = master.task_ages.of(&values, now);
+    let pending_gc_after = secs(master.config.pending_task_gc_after_secs);
+    let gc_after = secs(master.config.task_gc_after_secs);
     let mut doomed = Vec::new();
     let mut finished = Vec::new();
-    for (r, row) in db.rows("task") {
-        match row.str("status") {
+    for ((r, status, finished_at), age) in tasks.into_iter().zip(ages) {
+        match status {
             "pending" | "cancelling" => {
-                let age = now - time(row, "created");
-                if age > master.config.pending_task_gc_after_secs && !has_worker(r) {
+                if age > pending_gc_after && !has_worker(r) {
                     doomed.push(r.to_owned());
                 }
             }
+            _ if age > gc_after => doomed.push(r.to_owned()),
             _ => {
-                let finished_at = time(row, "finished");
-                if now - finished_at > master.config.task_gc_after_secs {
-                    doomed.push(r.to_owned());
-                } else {
-                    finished.push((finished_at, r));
-                }
+                let finished_at = api_spec::datetime::parse_unix(finished_at).unwrap_or(0);
+                finished.push((finished_at, r));
             }
         }
     }
@@ -363,11 +368,16 @@ mod tests {
     }
 
     fn finish_now(pool: &TestPool, task: &str) {
-        let now = Value::DateTime(api_spec::datetime::format_unix(pool.clock.now_unix()));
+        finish_at(pool, task, pool.clock.now_unix());
+    }
+
+    /// Marks `task` a success that finished at `finished_unix`.
+    fn finish_at(pool: &TestPool, task: &str, finished_unix: i64) {
+        let finished = Value::DateTime(api_spec::datetime::format_unix(finished_unix));
         let txn = set_fields(
             task,
             exists("task", task),
-            vec![("status", Value::str("success")), ("finished", now)],
+            vec![("status", Value::str("success")), ("finished", finished)],
         );
         pool.db.apply(&txn).expect("finished");
     }
@@ -416,14 +426,16 @@ mod tests {
         );
     }
 
-    /// Housekeeping destroys finished tasks after `task_gc_after_secs` and pending ones
-    /// after `pending_task_gc_after_secs`, and keeps younger ones.
+    /// Housekeeping destroys finished tasks `task_gc_after_secs` after it first saw them
+    /// finished and pending ones `pending_task_gc_after_secs` after it first saw them, and
+    /// keeps younger ones.
     #[tokio::test]
     async fn housekeeping_destroys_old_tasks() {
         let pool = TestPool::new();
         let old_pending = task(&pool, "stuck").await;
         let old_finished = task(&pool, "done long ago").await;
         finish_now(&pool, &old_finished);
+        pool.master.housekeeping().await;
         pool.clock.advance(4000);
         let young_finished = task(&pool, "done").await;
         finish_now(&pool, &young_finished);
@@ -435,6 +447,27 @@ mod tests {
         pool.master.housekeeping().await;
         assert_eq!(pool.refs("task"), [young_pending]);
         assert!(pool.read().get("task", &old_pending).is_none());
+    }
+
+    /// Finished and pending tasks outlive a jump of the wall clock by two days, also on a
+    /// master that first looks at them after the jump.
+    #[tokio::test]
+    async fn tasks_survive_a_jump_of_the_wall_clock() {
+        let pool = TestPool::new();
+        let pending = task(&pool, "running").await;
+        let finished = task(&pool, "done").await;
+        finish_now(&pool, &finished);
+        pool.master.housekeeping().await;
+        pool.clock.jump(2 * 24 * 3600);
+        let finished_late = task(&pool, "done before the jump, seen after").await;
+        finish_at(&pool, &finished_late, crate::testing::TEST_START_UNIX);
+        pool.clock.advance(60);
+        pool.master.housekeeping().await;
+        let mut expected = vec![pending, finished, finished_late];
+        expected.sort();
+        let mut live = pool.refs("task");
+        live.sort();
+        assert_eq!(live, expected);
     }
 
     /// Housekeeping keeps at most 200 finished tasks, the most recently finished.

@@ -4,7 +4,7 @@
 //! with a few call helpers; `devices.rs` gives its VMs disks, CD drives and NICs).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -112,27 +112,43 @@ impl ReplicatedDb for MemoryDb {
     }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to: its wall clock and its monotonic clock move together,
+/// unless the wall clock alone is made to jump.
 #[derive(Debug)]
-pub struct ManualClock(AtomicI64);
+pub struct ManualClock {
+    now_unix: AtomicI64,
+    monotonic_secs: AtomicU64,
+}
 
 impl ManualClock {
     pub fn new(now_unix: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(AtomicI64::new(now_unix)))
+        Arc::new(ManualClock {
+            now_unix: AtomicI64::new(now_unix),
+            monotonic_secs: AtomicU64::new(0),
+        })
     }
 
-    pub fn set(&self, now_unix: i64) {
-        self.0.store(now_unix, Ordering::SeqCst);
-    }
-
+    /// Lets `secs` seconds pass, on both clocks.
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        let passed = u64::try_from(secs).expect("time passes forward only");
+        self.monotonic_secs.fetch_add(passed, Ordering::SeqCst);
+        self.now_unix.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// Sets the wall clock `secs` seconds forward (backward when negative) while no time
+    /// passes, as an operator or NTP stepping it does.
+    pub fn jump(&self, secs: i64) {
+        self.now_unix.fetch_add(secs, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now_unix(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.now_unix.load(Ordering::SeqCst)
+    }
+
+    fn monotonic(&self) -> Duration {
+        Duration::from_secs(self.monotonic_secs.load(Ordering::SeqCst))
     }
 }
 

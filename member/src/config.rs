@@ -199,6 +199,16 @@ pub struct MasterSettings {
     pub pending_task_gc_after_secs: i64,
     /// Time between two housekeeping rounds (old tasks, idle sessions), in seconds, 1..=86400.
     pub housekeeping_interval_secs: u64,
+    /// A host whose wall clock differs from the master's by more than this (for a few
+    /// seconds) raises `HOST_CLOCK_SKEW_DETECTED`, in seconds, 1..=86400; default 5.
+    pub clock_skew_limit_secs: i64,
+    /// The most argon2 password checks (and hashes) running at once, each ~19 MiB and a core
+    /// for ~20 ms; the others wait their turn; 1..=64, default 2.
+    pub password_checks: usize,
+    /// How long a wrong password or unknown user holds its source (the client's IP) before
+    /// the answer and before that source's next check, in milliseconds, 0..=60000; default
+    /// 2000.
+    pub password_failure_delay_ms: u64,
 }
 
 /// Why a configuration cannot be used.
@@ -305,6 +315,9 @@ impl Default for MasterSettings {
             task_gc_after_secs: master.task_gc_after_secs,
             pending_task_gc_after_secs: master.pending_task_gc_after_secs,
             housekeeping_interval_secs: 60,
+            clock_skew_limit_secs: master.clock_skew_limit_secs,
+            password_checks: master.password_checks,
+            password_failure_delay_ms: master.password_failure_delay_ms,
         }
     }
 }
@@ -452,6 +465,19 @@ impl Config {
             1,
             86_400,
         )?;
+        check_range(
+            "master.clock_skew_limit_secs",
+            master.clock_skew_limit_secs,
+            1,
+            86_400,
+        )?;
+        check_range("master.password_checks", master.password_checks, 1, 64)?;
+        check_range(
+            "master.password_failure_delay_ms",
+            master.password_failure_delay_ms,
+            0,
+            60_000,
+        )?;
 
         let agent = &self.agent;
         check_range("agent.workers", agent.workers, 1, 1024)?;
@@ -565,6 +591,9 @@ impl MasterSettings {
             session_idle_timeout_secs: self.session_idle_timeout_secs,
             task_gc_after_secs: self.task_gc_after_secs,
             pending_task_gc_after_secs: self.pending_task_gc_after_secs,
+            clock_skew_limit_secs: self.clock_skew_limit_secs,
+            password_checks: self.password_checks,
+            password_failure_delay_ms: self.password_failure_delay_ms,
         }
     }
 

@@ -52,8 +52,12 @@ pub const ROOT_PASSWORD_ENV: &str = "OXAPI_ROOT_PASSWORD";
 /// Reports the agent may send before a master has taken the first of them.
 const REPORT_QUEUE: usize = 1024;
 
-/// The system clock, in whole seconds since the Unix epoch.
+/// The system's clocks: the wall clock in whole seconds since the Unix epoch, and the monotonic
+/// clock (`Instant`) since its first reading in this process.
 pub struct SystemClock;
+
+/// The first monotonic reading of this process: `SystemClock::monotonic` counts from it.
+static MONOTONIC_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 impl Clock for SystemClock {
     fn now_unix(&self) -> i64 {
@@ -61,6 +65,12 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    fn monotonic(&self) -> Duration {
+        MONOTONIC_START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
     }
 }
 
@@ -171,21 +181,14 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let master = Master::new(
         db.clone(),
-        Arc::clone(&link),
-        Arc::clone(&clock),
-        config.master.master_config(),
-        identity.host_ref.clone(),
-        control.clone(),
-    );
-    // The same pool read from this host's replica: the event reads every host answers.
-    let reader = Master::new(
-        Arc::new(LocalReplica(db.clone())),
         link,
         Arc::clone(&clock),
         config.master.master_config(),
         identity.host_ref.clone(),
         control.clone(),
     );
+    // The same pool read from this host's replica: the event reads every host answers.
+    let reader = master.reader(Arc::new(LocalReplica(db.clone())));
     let inbound = peers
         .take_link_inbound()
         .expect("the link inbound is taken once, here");

@@ -1,6 +1,7 @@
 //! A XenAPI client for tests and the benchmark: XML-RPC or JSON-RPC over keep-alive HTTPS, with
 //! the host's certificate pinned.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use api_spec::codec::{Limits, MethodCall, jsonrpc, xmlrpc};
@@ -69,14 +70,30 @@ impl Client {
         Client::pinned(host.url(), &host.cert_pem(), protocol)
     }
 
+    /// A client of `host` whose connections come from the local address `source` (a loopback
+    /// address of its own: another client, as the host sees it).
+    pub fn from_source(host: &Host, protocol: Protocol, source: IpAddr) -> Client {
+        Client::connecting(host.url(), &host.cert_pem(), protocol, Some(source))
+    }
+
     /// A client of the server at `base` (`https://ip:port`), trusting only the certificate
     /// `cert_pem`.
     pub fn pinned(base: String, cert_pem: &[u8], protocol: Protocol) -> Client {
+        Client::connecting(base, cert_pem, protocol, None)
+    }
+
+    fn connecting(
+        base: String,
+        cert_pem: &[u8],
+        protocol: Protocol,
+        source: Option<IpAddr>,
+    ) -> Client {
         let tls = pinned_tls(cert_pem);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .http1_only()
             .pool_max_idle_per_host(64)
+            .local_address(source)
             .build()
             .expect("an HTTPS client");
         Client {

@@ -249,6 +249,12 @@ impl Host {
         self.child.as_ref().map(Child::id)
     }
 
+    /// A memory figure of the running process in KiB: `VmRSS` (resident now) or `VmHWM` (the
+    /// most it was resident).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        memory_bytes(self.pid().expect("the host runs"), field) / 1024
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

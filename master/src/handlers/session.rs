@@ -7,23 +7,33 @@ use crate::Origin;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
 use crate::record::{self, exists};
-use crate::session::{ROOT_PASSWORD_HASH, check_root_password, hash_password, new_session_fields};
+use crate::session::{ROOT_PASSWORD_HASH, authenticate, hash_in_pool, new_session_fields};
 
 /// What xapi's PAM check says when a login is refused.
 const AUTHENTICATION_FAILURE: &str = "Authentication failure";
 
-/// Logs in as the local superuser `root`, the only user: the password is checked against the
-/// stored hash, except over the local socket, which xapi trusts as root. `version` is
-/// ignored; `originator` names the caller's bucket for session housekeeping.
-pub(super) async fn login_with_password(ctx: Ctx, args: Args) -> Result<Value, Error> {
+/// Whether the caller of a login is root: over the local socket, which xapi trusts as root,
+/// by the user name alone; over the network by the password too (`session::authenticate`:
+/// bounded, delayed after a failure, as costly for any user name). A refusal is
+/// `SESSION_AUTHENTICATION_FAILED [uname; msg]`.
+async fn check_login(ctx: &Ctx, args: &Args) -> Result<(), Error> {
     let uname = args.str("uname")?;
-    let originator = args.str("originator")?;
-    let is_trusted = ctx.origin == Origin::LocalSocket;
-    if uname != "root"
-        || !(is_trusted || check_root_password(&ctx.master, args.str("pwd")?).await?)
-    {
+    let is_root = if ctx.origin == Origin::LocalSocket {
+        uname == "root"
+    } else {
+        authenticate(&ctx.master, ctx.origin, uname, args.str("pwd")?).await?
+    };
+    if !is_root {
         return Err(xenapi::session_authentication_failed(uname, AUTHENTICATION_FAILURE).into());
     }
+    Ok(())
+}
+
+/// Logs in as the local superuser `root`, the only user (see `check_login`). `version` is
+/// ignored; `originator` names the caller's bucket for session housekeeping.
+pub(super) async fn login_with_password(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    check_login(&ctx, &args).await?;
+    let originator = args.str("originator")?;
     let class = record::class("session")?;
     let r = record::new_ref();
     let txn = Txn {
@@ -64,13 +74,7 @@ pub(super) async fn logout(ctx: Ctx, _args: Args) -> Result<Value, Error> {
 /// checked against this host's replica and the session is kept in this process, not in the
 /// pool DB (see `session::LocalSessions`).
 pub(super) async fn slave_local_login_with_password(ctx: Ctx, args: Args) -> Result<Value, Error> {
-    let uname = args.str("uname")?;
-    let is_trusted = ctx.origin == Origin::LocalSocket;
-    if uname != "root"
-        || !(is_trusted || check_root_password(&ctx.master, args.str("pwd")?).await?)
-    {
-        return Err(xenapi::session_authentication_failed(uname, AUTHENTICATION_FAILURE).into());
-    }
+    check_login(&ctx, &args).await?;
     tracing::info!("slave-local session created");
     Ok(Value::String(ctx.master.local_sessions.create()))
 }
@@ -89,13 +93,10 @@ pub(super) async fn local_logout(ctx: Ctx, args: Args) -> Result<Value, Error> {
 /// PAM check asks for it).
 pub(super) async fn change_password(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (old, new) = (args.str("old_pwd")?, args.str("new_pwd")?);
-    if !check_root_password(&ctx.master, old).await? {
+    if !authenticate(&ctx.master, ctx.origin, "root", old).await? {
         return Err(xenapi::session_authentication_failed("root", AUTHENTICATION_FAILURE).into());
     }
-    let new = new.to_owned();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
-        .await
-        .map_err(Error::PasswordThread)??;
+    let hash = hash_in_pool(&ctx.master, new).await?;
     let txn = Txn {
         preconditions: Vec::new(),
         ops: vec![Op::PutInternal {
@@ -115,6 +116,8 @@ pub(super) async fn get_all_subject_identifiers(_ctx: Ctx, _args: Args) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use api_spec::errors;
 
     use super::*;
@@ -146,11 +149,15 @@ mod tests {
         assert_eq!(field("pool"), Some(Value::Bool(false)));
     }
 
-    /// A wrong password or another user is `SESSION_AUTHENTICATION_FAILED [uname; msg]`.
-    #[tokio::test]
+    /// A wrong password or another user is `SESSION_AUTHENTICATION_FAILED [uname; msg]`,
+    /// both answered after the failure delay.
+    // Paused time: the failure delays pass without waiting.
+    #[tokio::test(start_paused = true)]
     async fn wrong_passwords_and_other_users_are_refused() {
         let pool = TestPool::new();
+        let delay = Duration::from_millis(pool.master.config.password_failure_delay_ms);
         for (uname, pwd) in [("root", "wrong"), ("admin", TEST_ROOT_PASSWORD)] {
+            let start = tokio::time::Instant::now();
             let reply = pool
                 .call("session.login_with_password", login_params(uname, pwd))
                 .await;
@@ -161,6 +168,7 @@ mod tests {
                     AUTHENTICATION_FAILURE
                 ))
             );
+            assert!(start.elapsed() >= delay, "{uname}: {:?}", start.elapsed());
         }
         assert!(pool.refs("session").is_empty());
     }
@@ -188,7 +196,8 @@ mod tests {
 
     /// A slave-local login checks the password, writes no session row, works for calls on
     /// this master and ends with `local_logout`.
-    #[tokio::test]
+    // Paused time: the failure delays pass without waiting.
+    #[tokio::test(start_paused = true)]
     async fn slave_local_sessions_live_outside_the_db() {
         let pool = TestPool::new();
         let method = "session.slave_local_login_with_password";
@@ -221,7 +230,8 @@ mod tests {
     }
 
     /// `change_password` needs the old password and makes the new one the only one.
-    #[tokio::test]
+    // Paused time: the failure delays pass without waiting.
+    #[tokio::test(start_paused = true)]
     async fn change_password_needs_the_old_one() {
         let pool = TestPool::new();
         let session = pool.login().await;

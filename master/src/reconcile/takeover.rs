@@ -48,7 +48,7 @@ pub(crate) async fn take_over(master: &Arc<Master>) -> Takeover {
             .collect::<Vec<_>>();
         (hosts, live)
     };
-    master.liveness.restart(&hosts, now);
+    master.liveness.restart(&hosts, master.monotonic_secs());
     if let Err(e) = name_this_host_master(master).await {
         let code = to_api_error(e).code;
         tracing::warn!(code = %code, "pool.master not updated");

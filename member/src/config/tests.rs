@@ -153,6 +153,18 @@ fn out_of_range_values_name_their_field() {
             r#"{"master": {"session_idle_timeout_secs": 0}}"#,
             "master.session_idle_timeout_secs",
         ),
+        (
+            r#"{"master": {"password_checks": 0}}"#,
+            "master.password_checks",
+        ),
+        (
+            r#"{"master": {"password_failure_delay_ms": 60001}}"#,
+            "master.password_failure_delay_ms",
+        ),
+        (
+            r#"{"master": {"clock_skew_limit_secs": 0}}"#,
+            "master.clock_skew_limit_secs",
+        ),
         (r#"{"data_dir": ""}"#, "data_dir"),
         (
             r#"{"listen": "127.0.0.1:80", "http_listen": "127.0.0.1:80"}"#,

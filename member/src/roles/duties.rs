@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use master::Master;
 use master::host_link::AgentReport;
+use master::{Clock, Master};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{LinkFrame, Roles};
+use crate::run::SystemClock;
 
 /// Reports of other hosts' agents waiting for the master.
 const REMOTE_REPORT_QUEUE: usize = 1024;
@@ -112,8 +113,9 @@ impl Roles {
     }
 
     /// Every heartbeat interval: contact while this host leads, else a heartbeat to the
-    /// leader (whose ack is the contact; to every member while the store failed); fences the agent once when contact has been lost for
-    /// `fence_after`, or when a contact came after such a silence.
+    /// leader (whose ack is the contact; to every member while the store failed); fences the
+    /// agent once when contact has been lost for `fence_after`, or when a contact came after
+    /// such a silence.
     async fn beat(self: Arc<Self>, master: Arc<Master>) {
         let mut ticker = tokio::time::interval(self.settings.heartbeat_interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -135,6 +137,7 @@ impl Roles {
                 };
                 let heartbeat = LinkFrame::Heartbeat {
                     host: self.host_ref.clone(),
+                    now_unix: SystemClock.now_unix(),
                     health,
                 };
                 for node in to {

@@ -156,7 +156,9 @@ impl Forwarder {
             .and_then(Value::as_str)
             .and_then(api_spec::datetime::parse_unix);
         // An unknown session is the reader's to refuse.
-        last_active.is_some_and(|t| self.clock.now_unix() - t >= self.session_refresh_secs)
+        last_active.is_some_and(|t| {
+            master::is_last_active_stale(t, self.clock.now_unix(), self.session_refresh_secs)
+        })
     }
 
     /// Has the leader check `session` (which writes its `last_active`), then waits, for at

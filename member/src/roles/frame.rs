@@ -43,9 +43,11 @@ pub enum LinkFrame {
     /// What the agent of `host` tells the master unasked.
     Report { host: String, report: AgentReport },
     /// The agent of `host` is alive, and its host is as `health` says; the master answers
-    /// `HeartbeatAck`.
+    /// `HeartbeatAck`. `now_unix` is the sender's wall clock as it sent the frame, in Unix
+    /// seconds, for the master to compare with its own.
     Heartbeat {
         host: String,
+        now_unix: i64,
         /// Absent from the heartbeats of older hosts, which say nothing of their health.
         #[serde(default)]
         health: HostHealth,

@@ -305,14 +305,21 @@ impl Roles {
                     );
                 }
             }
-            LinkFrame::Heartbeat { host, health } => {
+            LinkFrame::Heartbeat {
+                host,
+                now_unix,
+                health,
+            } => {
                 let status = self.status();
                 if !status.is_leader {
                     return;
                 }
                 let _ = self.send(from, &LinkFrame::HeartbeatAck { term: status.term });
                 let master = Arc::clone(master);
-                tokio::spawn(async move { master.heartbeat(&host, &health).await });
+                tokio::spawn(async move {
+                    master.heartbeat(&host, &health).await;
+                    master.compare_clock(&host, now_unix).await;
+                });
             }
             LinkFrame::HeartbeatAck { term } => {
                 // A host whose store failed no longer follows who leads: any member leading

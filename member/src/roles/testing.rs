@@ -137,18 +137,15 @@ impl TestHost {
         );
         let link = Arc::new(PoolLink(Arc::clone(&roles)));
         let db: Arc<dyn master::db::ReplicatedDb> = pool.db.clone();
-        let new_master = |db: Arc<dyn master::db::ReplicatedDb>| {
-            Master::new(
-                db,
-                link.clone(),
-                pool.clock.clone(),
-                master::MasterConfig::default(),
-                host_ref.to_owned(),
-                master::testing::FakePoolControl::new(),
-            )
-        };
-        let master = new_master(Arc::clone(&db));
-        let reader = new_master(Arc::new(LocalReplica(Arc::clone(&db))));
+        let master = Master::new(
+            Arc::clone(&db),
+            link,
+            pool.clock.clone(),
+            master::MasterConfig::default(),
+            host_ref.to_owned(),
+            master::testing::FakePoolControl::new(),
+        );
+        let reader = master.reader(Arc::new(LocalReplica(Arc::clone(&db))));
         let (duties, _) = roles.start(&master, inbound, reported, Duration::from_secs(3600));
         let answer = Forwarder::new(
             Arc::clone(&roles),

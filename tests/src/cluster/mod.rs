@@ -15,5 +15,5 @@ pub mod vm;
 pub use history::{History, VmWatch, assert_history};
 pub use load::Load;
 pub use net::{Firewall, skipped};
-pub use node::{Node, NodeState};
+pub use node::{Node, NodeSetup, NodeState};
 pub use pool::{Cluster, ClusterOptions};

@@ -36,6 +36,17 @@ pub enum NodeState {
     Down,
 }
 
+/// How a host of a test pool starts.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSetup {
+    /// Its config file.
+    pub config: serde_json::Value,
+    /// Added to its process's environment (e.g. a `FakeClock`'s).
+    pub env: Vec<(String, String)>,
+    /// With a size, its data dir is a tmpfs of that many bytes (which needs root).
+    pub disk_bytes: Option<u64>,
+}
+
 /// One host of a test pool.
 pub struct Node {
     /// The index of this host in its cluster, from 0.
@@ -48,6 +59,8 @@ pub struct Node {
     /// The tmpfs the data dir is on, if it has one of its own (before `root`: unmounted first).
     pub disk: Option<SmallDisk>,
     root: tempfile::TempDir,
+    /// Variables set in the environment of every start (e.g. a fake clock's).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     stdout: Option<watch::Receiver<Stdout>>,
     state: NodeState,
@@ -55,14 +68,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// Writes the config file and starts the process; returns once it is ready. With
-    /// `disk_bytes`, the data dir is a tmpfs of that size (which needs root).
-    pub async fn start(
-        index: usize,
-        ip: Ipv4Addr,
-        config: serde_json::Value,
-        disk_bytes: Option<u64>,
-    ) -> Node {
+    /// Writes the config file and starts the process as `setup` says; returns once it is
+    /// ready.
+    pub async fn start(index: usize, ip: Ipv4Addr, setup: NodeSetup) -> Node {
+        let NodeSetup {
+            config,
+            env,
+            disk_bytes,
+        } = setup;
         let root = tempfile::Builder::new()
             .prefix("oxapi-cluster-")
             .tempdir()
@@ -81,6 +94,7 @@ impl Node {
             password,
             disk,
             root,
+            env,
             child: None,
             stdout: None,
             state: NodeState::Down,
@@ -203,6 +217,7 @@ impl Node {
             .arg("--log")
             .arg("info")
             .env("OXAPI_ROOT_PASSWORD", &self.first_password)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::client::{Client, Protocol};
 use crate::cluster::net::Subnet;
-use crate::cluster::node::{Node, NodeState};
+use crate::cluster::node::{Node, NodeSetup, NodeState};
 
 /// How long a call of the harness may take before the host counts as not answering.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,6 +45,8 @@ pub struct ClusterOptions {
     pub host_config: BTreeMap<usize, serde_json::Value>,
     /// Hosts whose data dir is a tmpfs of its own, by index: its size in bytes (needs root).
     pub small_disks: BTreeMap<usize, u64>,
+    /// Environment variables of one host's process, by index (e.g. a `FakeClock`'s).
+    pub host_env: BTreeMap<usize, Vec<(String, String)>>,
 }
 
 impl ClusterOptions {
@@ -60,6 +62,7 @@ impl ClusterOptions {
             join: true,
             host_config: BTreeMap::new(),
             small_disks: BTreeMap::new(),
+            host_env: BTreeMap::new(),
         }
     }
 
@@ -138,8 +141,12 @@ impl Cluster {
         let subnet = Subnet::take();
         let starts: Vec<_> = (0..options.hosts)
             .map(|i| {
-                let disk = options.small_disks.get(&i).copied();
-                tokio::spawn(Node::start(i, subnet.host(i), options.config_of(i), disk))
+                let setup = NodeSetup {
+                    config: options.config_of(i),
+                    env: options.host_env.get(&i).cloned().unwrap_or_default(),
+                    disk_bytes: options.small_disks.get(&i).copied(),
+                };
+                tokio::spawn(Node::start(i, subnet.host(i), setup))
             })
             .collect();
         let mut nodes = Vec::with_capacity(starts.len());
