@@ -169,14 +169,18 @@ impl Host {
         cmd
     }
 
-    /// Starts the process (again) on the same data dir and waits until it prints that it is ready.
-    pub fn start_again(&mut self) {
+    /// Starts the process, as the next start of this host.
+    fn spawn(&mut self) -> Child {
         assert!(self.child.is_none(), "the host is running already");
         self.starts += 1;
-        let mut child = self
-            .command()
+        self.command()
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", oxapi_bin().display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", oxapi_bin().display()))
+    }
+
+    /// Starts the process (again) on the same data dir and waits until it prints that it is ready.
+    pub fn start_again(&mut self) {
+        let mut child = self.spawn();
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         // The reader thread keeps draining stdout after the ready line, so the pipe never fills.
@@ -216,12 +220,7 @@ impl Host {
     /// Starts the process again on the same data dir, expecting it to refuse to start: returns
     /// its exit code and log once it has exited (within `READY_TIMEOUT`).
     pub fn start_refused(&mut self) -> (Option<i32>, String) {
-        assert!(self.child.is_none(), "the host is running already");
-        self.starts += 1;
-        let mut child = self
-            .command()
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", oxapi_bin().display()));
+        let mut child = self.spawn();
         let deadline = Instant::now() + READY_TIMEOUT;
         let status = loop {
             if let Some(status) = child.try_wait().expect("the child can be waited for") {

@@ -198,16 +198,20 @@ mod tests {
             "power_state",
             Value::str("Halted")
         )));
-        let rename = Txn {
+        assert_eq!(complete(&db, rename(&vm)).ops.len(), 1);
+    }
+
+    /// The Txn that renames `vm`.
+    fn rename(vm: &str) -> Txn {
+        Txn {
             preconditions: Vec::new(),
             ops: vec![Op::Set {
                 class: "VM".to_owned(),
-                r#ref: vm.clone(),
+                r#ref: vm.to_owned(),
                 field: "name_label".to_owned(),
-                value: Value::str("x"),
+                value: Value::str("renamed"),
             }],
-        };
-        assert_eq!(complete(&db, rename).ops.len(), 1);
+        }
     }
 
     /// A rename of a VM whose `other_config` holds 100 KB is an entry of a few hundred bytes:
@@ -220,16 +224,7 @@ mod tests {
             .map(|i| (format!("key{i}"), Value::str("v".repeat(100))))
             .collect();
         pool.write("VM", &vm, &[("other_config", Value::Struct(large))]);
-        let rename = Txn {
-            preconditions: Vec::new(),
-            ops: vec![Op::Set {
-                class: "VM".to_owned(),
-                r#ref: vm.clone(),
-                field: "name_label".to_owned(),
-                value: Value::str("renamed"),
-            }],
-        };
-        let completed = complete(&pool.read(), rename);
+        let completed = complete(&pool.read(), rename(&vm));
         assert!(
             completed
                 .preconditions

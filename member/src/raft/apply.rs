@@ -20,7 +20,7 @@ impl Node {
             return Ok(());
         };
         let mut answers = Vec::new();
-        let db = Arc::clone(&self.db);
+        let db = Arc::clone(&self.out.db);
         let mut db = db
             .write()
             .expect("the raft thread never panics while holding the db lock");
@@ -59,7 +59,7 @@ impl Node {
         }
         drop(db);
         self.applied = last;
-        self.applied_tx.send_replace(last);
+        self.out.applied_tx.send_replace(last);
         for (reply, outcome) in answers {
             let _ = reply.send(outcome);
         }
@@ -87,7 +87,8 @@ impl Node {
             voters_outgoing = ?conf_state.voters_outgoing,
             "raft configuration changed"
         );
-        self.membership_tx
+        self.out
+            .membership_tx
             .send_replace(RaftMembership::of(&conf_state));
         self.raw.mut_store().set_conf_state(entry.index, conf_state)
     }

@@ -96,17 +96,17 @@ pub(crate) struct Shared {
 /// lock and the senders the handles watch. A node that fails gives them back
 /// (`Node::into_outlets`) for the next opening.
 pub(super) struct Outlets {
-    inputs: mpsc::Receiver<Input>,
-    loopback: mpsc::Sender<Input>,
-    transport: Transport,
-    db: Arc<RwLock<Db>>,
-    log_commits: Arc<AtomicU64>,
-    applied_tx: watch::Sender<u64>,
-    status_tx: watch::Sender<RaftStatus>,
-    health_tx: watch::Sender<NodeHealth>,
-    compacted_tx: watch::Sender<u64>,
-    membership_tx: watch::Sender<RaftMembership>,
-    reachable_voters: Arc<AtomicUsize>,
+    pub(super) inputs: mpsc::Receiver<Input>,
+    pub(super) loopback: mpsc::Sender<Input>,
+    pub(super) transport: Transport,
+    pub(super) db: Arc<RwLock<Db>>,
+    pub(super) log_commits: Arc<AtomicU64>,
+    pub(super) applied_tx: watch::Sender<u64>,
+    pub(super) status_tx: watch::Sender<RaftStatus>,
+    pub(super) health_tx: watch::Sender<NodeHealth>,
+    pub(super) compacted_tx: watch::Sender<u64>,
+    pub(super) membership_tx: watch::Sender<RaftMembership>,
+    pub(super) reachable_voters: Arc<AtomicUsize>,
 }
 
 impl Outlets {
@@ -310,7 +310,7 @@ fn reopen(dir: &Path, config: &(RaftConfig, VoterPolicy), mut outlets: Outlets) 
                     applied = node.applied,
                     "raft node opened again after a failure"
                 );
-                node.health_tx.send_replace(NodeHealth::Healthy);
+                node.out.health_tx.send_replace(NodeHealth::Healthy);
                 return Some(node);
             }
             Err((error, given_back)) => {
@@ -328,22 +328,12 @@ pub(super) struct Node {
     pub(super) raw: RawNode<LogStore>,
     pub(super) config: RaftConfig,
     pub(super) policy: VoterPolicy,
-    inputs: mpsc::Receiver<Input>,
-    /// Where dump threads report back.
-    loopback: mpsc::Sender<Input>,
-    transport: Transport,
+    /// The channels and the replica, which outlive this opening of the store.
+    pub(super) out: Outlets,
     /// What the current Ready could not send.
     pub(super) undelivered: Undelivered,
-    pub(super) db: Arc<RwLock<Db>>,
-    /// The index of the last entry applied to `db`.
+    /// The index of the last entry applied to `out.db`.
     pub(super) applied: u64,
-    pub(super) applied_tx: watch::Sender<u64>,
-    status_tx: watch::Sender<RaftStatus>,
-    health_tx: watch::Sender<NodeHealth>,
-    compacted_tx: watch::Sender<u64>,
-    pub(super) membership_tx: watch::Sender<RaftMembership>,
-    pub(super) reachable_voters: Arc<AtomicUsize>,
-    log_commits: Arc<AtomicU64>,
     /// When each peer's last message arrived.
     pub(super) heard: HashMap<u64, Instant>,
     /// Since when this node leads, if it does.
@@ -370,47 +360,29 @@ impl Node {
             Ok(loaded) => loaded,
             Err(error) => return Err((error, Box::new(outlets))),
         };
-        let Outlets {
-            inputs,
-            loopback,
-            transport,
-            db: shared_db,
-            log_commits,
-            applied_tx,
-            status_tx,
-            health_tx,
-            compacted_tx,
-            membership_tx,
-            reachable_voters,
-        } = outlets;
         // A panic of the failed node may have poisoned the lock; the replica is replaced whole.
-        *shared_db
+        *outlets
+            .db
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = db;
-        shared_db.clear_poison();
-        compacted_tx.send_replace(raw.store().snapshot_index());
-        membership_tx.send_replace(RaftMembership::of(raw.store().conf_state()));
-        applied_tx.send_replace(position.index);
-        status_tx.send_replace(status_of(&raw));
+        outlets.db.clear_poison();
+        outlets
+            .compacted_tx
+            .send_replace(raw.store().snapshot_index());
+        outlets
+            .membership_tx
+            .send_replace(RaftMembership::of(raw.store().conf_state()));
+        outlets.applied_tx.send_replace(position.index);
+        outlets.status_tx.send_replace(status_of(&raw));
         let (config, policy) = config;
         let mut node = Node {
             raw,
             dumps: Dumps::new(dir.join(DUMPS_DIR), config.compact_after_entries, position),
             config,
             policy,
-            inputs,
-            loopback,
-            transport,
+            out: outlets,
             undelivered: Undelivered::default(),
-            db: shared_db,
             applied: position.index,
-            applied_tx,
-            status_tx,
-            health_tx,
-            compacted_tx,
-            membership_tx,
-            reachable_voters,
-            log_commits,
             heard: HashMap::new(),
             leader_since: None,
             changes: VecDeque::new(),
@@ -454,19 +426,7 @@ impl Node {
         if let Err(error) = self.dumps.finish() {
             tracing::warn!(error = %error, "a dump thread of the failed node panicked");
         }
-        let outlets = Outlets {
-            inputs: self.inputs,
-            loopback: self.loopback,
-            transport: self.transport,
-            db: self.db,
-            log_commits: self.log_commits,
-            applied_tx: self.applied_tx,
-            status_tx: self.status_tx,
-            health_tx: self.health_tx,
-            compacted_tx: self.compacted_tx,
-            membership_tx: self.membership_tx,
-            reachable_voters: self.reachable_voters,
-        };
+        let outlets = self.out;
         outlets.publish_failure(reason);
         outlets
     }
@@ -494,13 +454,14 @@ impl Node {
         let mut next_tick = Instant::now() + self.config.tick_interval;
         while self.stop.is_none() {
             match self
+                .out
                 .inputs
                 .recv_timeout(next_tick.saturating_duration_since(Instant::now()))
             {
                 Ok(input) => {
                     self.take(input)?;
                     for _ in 1..self.config.max_batch {
-                        let Ok(input) = self.inputs.try_recv() else {
+                        let Ok(input) = self.out.inputs.try_recv() else {
                             break;
                         };
                         self.take(input)?;
@@ -519,9 +480,9 @@ impl Node {
             self.count_reachable_voters(now);
             self.handle_readies()?;
             if self.dumps.is_due(self.applied) {
-                let loopback = self.loopback.clone();
+                let loopback = self.out.loopback.clone();
                 self.dumps
-                    .start(Arc::clone(&self.db), move |position, outcome| {
+                    .start(Arc::clone(&self.out.db), move |position, outcome| {
                         // The loop may be gone already; then the outcome no longer matters.
                         let _ = loopback.send(Input::DumpWritten { position, outcome });
                     })?;
@@ -529,7 +490,7 @@ impl Node {
         }
         self.dumps.finish()?;
         if self.stop == Some(true) {
-            self.dumps.write_final(&self.db)?;
+            self.dumps.write_final(&self.out.db)?;
         }
         Ok(())
     }
@@ -558,7 +519,8 @@ impl Node {
             Input::DumpWritten { position, outcome } => {
                 if let Some(index) = self.dumps.written(position, outcome) {
                     self.raw.mut_store().compact(index)?;
-                    self.compacted_tx
+                    self.out
+                        .compacted_tx
                         .send_replace(self.raw.store().snapshot_index());
                 }
             }
@@ -610,7 +572,8 @@ impl Node {
     fn handle_ready(&mut self) -> Result<(), StorageError> {
         let mut ready = self.raw.ready();
         // 1.
-        self.transport
+        self.out
+            .transport
             .send(ready.take_messages(), &mut self.undelivered);
         // 2.
         let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
@@ -629,7 +592,8 @@ impl Node {
             )?;
         }
         // 5.
-        self.transport
+        self.out
+            .transport
             .send(ready.take_persisted_messages(), &mut self.undelivered);
         self.reads.confirm(ready.take_read_states(), self.applied);
         // 6.
@@ -640,7 +604,8 @@ impl Node {
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit);
         }
-        self.transport
+        self.out
+            .transport
             .send(light.take_messages(), &mut self.undelivered);
         self.apply(light.take_committed_entries())?;
         // 9.
@@ -653,16 +618,18 @@ impl Node {
         let db = self.dumps.restore(snapshot)?;
         let index = db.applied_index();
         *self
+            .out
             .db
             .write()
             .expect("the raft thread never panics while holding the db lock") = db;
         tracing::info!(index, "replica replaced by the leader's snapshot");
         self.applied = index;
         // The applied index last: whoever waits on it sees the rest published.
-        self.compacted_tx.send_replace(index);
-        self.membership_tx
+        self.out.compacted_tx.send_replace(index);
+        self.out
+            .membership_tx
             .send_replace(RaftMembership::of(snapshot.get_metadata().get_conf_state()));
-        self.applied_tx.send_replace(index);
+        self.out.applied_tx.send_replace(index);
         Ok(())
     }
 
@@ -681,7 +648,7 @@ impl Node {
     /// Publishes role changes; a node that is not leader fails every waiter.
     fn after_ready(&mut self) {
         let status = status_of(&self.raw);
-        let was_leader = self.status_tx.borrow().is_leader;
+        let was_leader = self.out.status_tx.borrow().is_leader;
         if status.is_leader != was_leader {
             tracing::info!(
                 term = status.term,
@@ -690,7 +657,7 @@ impl Node {
                 "raft leadership changed"
             );
         }
-        self.status_tx.send_if_modified(|current| {
+        self.out.status_tx.send_if_modified(|current| {
             let is_changed = *current != status;
             *current = status;
             is_changed

@@ -33,7 +33,9 @@ impl Node {
                         .is_some_and(|at| now.duration_since(*at) < election_timeout)
             })
             .count();
-        self.reachable_voters.store(reachable, Ordering::Relaxed);
+        self.out
+            .reachable_voters
+            .store(reachable, Ordering::Relaxed);
     }
 
     /// As leader, makes the next configuration change due.
