@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
+use axum_server::accept::DefaultAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::task::JoinHandle;
 
 use crate::front::capacity::ConnectionCap;
+use crate::front::http1::Http1Only;
 use crate::front::server::{Front, Transport, router};
 
 /// Where the front door listens.
@@ -58,7 +60,8 @@ impl Listeners {
     /// Opens every listener and starts serving; once it returns, all of them accept
     /// connections. Must run inside the tokio runtime.
     ///
-    /// The TCP listeners share one `ConnectionCap`; the Unix socket, reachable by root only,
+    /// Every listener serves HTTP/1.1 only (`http1.rs`). The TCP listeners share one
+    /// `ConnectionCap`; the Unix socket, reachable by root only,
     /// is not capped, so that the host's own tools get in when the network has taken every
     /// slot. Every listener closes a connection whose request headers are not in within the
     /// header timeout, idle keep-alive connections included.
@@ -81,7 +84,7 @@ impl Listeners {
                 addr: https,
                 source,
             })?
-            .acceptor(tls)
+            .acceptor(Http1Only(tls))
             .handle(handle.clone());
         set_header_timeout(server.http_builder(), limits.header_timeout);
         let service = tcp_service.clone();
@@ -97,7 +100,7 @@ impl Listeners {
                     addr: bound,
                     source,
                 })?
-                .acceptor(cap)
+                .acceptor(Http1Only(cap))
                 .handle(handle.clone());
             set_header_timeout(server.http_builder(), limits.header_timeout);
             let task =
@@ -115,6 +118,7 @@ impl Listeners {
         let handle = Handle::new();
         let mut server = axum_server::from_unix(listener)
             .map_err(unix_error)?
+            .acceptor(Http1Only(DefaultAcceptor))
             .handle(handle.clone());
         set_header_timeout(server.http_builder(), limits.header_timeout);
         let service = router(front, Transport::LocalSocket).into_make_service();
@@ -274,7 +278,7 @@ mod tests {
         cert: CertificateDer<'static>,
         alpn: &[&[u8]],
         raw: &[u8],
-    ) -> (Option<Vec<u8>>, Option<RawReply>) {
+    ) -> (Option<Vec<u8>>, RawReply) {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(cert)
@@ -297,18 +301,26 @@ mod tests {
                 .expect("TLS handshake");
         }
         let protocol = stream.conn.alpn_protocol().map(<[u8]>::to_vec);
-        if protocol.as_deref() == Some(b"h2") {
-            return (protocol, None);
-        }
         stream.write_all(raw).expect("send request");
         let mut bytes = Vec::new();
         // Data read before an abrupt close stays in `bytes`.
         let _ = stream.read_to_end(&mut bytes);
-        (protocol, Some(parse_reply(&bytes)))
+        (protocol, parse_reply(&bytes))
     }
 
-    /// The HTTPS listener serves XML-RPC with the host certificate, over http/1.1 and h2 (ALPN);
-    /// the plain-HTTP listener serves the same calls.
+    /// Writes `raw` on `stream` and returns what comes back until the server closes it.
+    async fn exchange_bytes(stream: &mut tokio::net::TcpStream, raw: &[u8]) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(raw).await.expect("send");
+        let mut bytes = Vec::new();
+        // Data read before an abrupt close stays in `bytes`.
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes)).await;
+        bytes
+    }
+
+    /// The HTTPS listener serves XML-RPC with the host certificate over http/1.1, also to a
+    /// client that offers h2 first (ALPN); the plain-HTTP listener serves the same calls, and
+    /// closes a connection that opens as HTTP/2 without serving it.
     #[tokio::test]
     async fn https_and_http_listeners_serve_calls() {
         let started = start_on_loopback();
@@ -320,19 +332,26 @@ mod tests {
                 .await
                 .expect("client thread");
         assert_eq!(protocol.as_deref(), Some(&b"http/1.1"[..]));
-        let reply = reply.expect("an http/1.1 reply");
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-type"), Some("text/xml"));
 
         let cert = started.cert.clone();
-        let (protocol, _) = tokio::task::spawn_blocking(move || {
+        let (protocol, reply) = tokio::task::spawn_blocking(move || {
             tls_exchange(https, cert, &[b"h2", b"http/1.1"], &raw)
         })
         .await
         .expect("client thread");
-        assert_eq!(protocol.as_deref(), Some(&b"h2"[..]));
+        assert_eq!(protocol.as_deref(), Some(&b"http/1.1"[..]));
+        assert_eq!(reply.status, 200);
 
         let http = started.listeners.http.expect("plain http bound");
+        let mut h2c = tokio::net::TcpStream::connect(http).await.expect("connect");
+        let answer = exchange_bytes(&mut h2c, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        assert!(
+            answer.is_empty(),
+            "an HTTP/2 connection is closed unserved: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
         let reply = post(http, "/", &call_body("origin")).await;
         let expected = format!(
             "{:?}",

@@ -3,12 +3,13 @@
 //! `server.rs` routes requests, `body.rs` reads their bodies; `xmlrpc.rs` and `jsonrpc.rs`
 //! decode a body, hand the call to an `Answer` (in a pool, `roles::Forwarder`: the leader's
 //! master, or a forward to it) and encode the reply; `listen.rs` opens the listeners and shuts
-//! them down, `capacity.rs` caps how many connections they hold; `tls.rs` holds the host
-//! certificate. `simulator.rs` is the simulator's test-only control,
+//! them down, `capacity.rs` caps how many connections they hold, `http1.rs` keeps them to
+//! HTTP/1.1; `tls.rs` holds the host certificate. `simulator.rs` is the simulator's test-only control,
 //! mounted on the local Unix socket only.
 
 pub mod body;
 pub mod capacity;
+pub mod http1;
 pub mod jsonrpc;
 pub mod listen;
 pub mod server;

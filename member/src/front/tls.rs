@@ -99,7 +99,7 @@ pub fn load_or_create(
 }
 
 /// The rustls server configuration: aws-lc-rs provider, safe default protocol versions, no
-/// client certificates, ALPN `h2` then `http/1.1`.
+/// client certificates, ALPN `http/1.1` only (see `http1.rs`).
 pub fn server_config(host_cert: HostCert) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -108,7 +108,7 @@ pub fn server_config(host_cert: HostCert) -> Result<Arc<rustls::ServerConfig>, T
         .with_no_client_auth()
         .with_single_cert(vec![host_cert.cert], host_cert.key)
         .map_err(TlsError::Config)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -178,16 +178,13 @@ mod tests {
         server_config(second).expect("rustls takes the stored pair");
     }
 
-    /// The server configuration offers h2 and http/1.1.
+    /// The server configuration offers http/1.1 only.
     #[test]
-    fn server_config_offers_h2_and_http1() {
+    fn server_config_offers_http1_only() {
         let dir = tempfile::tempdir().expect("temp dir");
         let host_cert = load_or_create(dir.path(), "localhost", &[]).expect("cert");
         let config = server_config(host_cert).expect("config");
-        assert_eq!(
-            config.alpn_protocols,
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        );
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 
     /// A key left without its certificate (a crash on first start) is replaced by a new pair.
