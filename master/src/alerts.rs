@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use api_spec::Value;
+use db_schema::Db;
 
 use crate::Master;
 use crate::error::Error;
@@ -85,7 +86,7 @@ impl Master {
         self.raise_on_host(
             host,
             (STORE_FAILED_MESSAGE, STORE_FAILED_PRIORITY),
-            |name| {
+            |_, name| {
                 format!(
                     "the pool database store of host {name} failed ({reason}); the host runs its \
                  VMs on but is not live, takes no new ones and answers no calls until its \
@@ -99,7 +100,7 @@ impl Master {
     /// Raises `DATABASE_SPACE_LOW` on `host`, short of room for the pool DB (`why`).
     pub(crate) async fn space_low(&self, host: &str, why: &str) -> Result<(), Error> {
         let message = (crate::no_space::SPACE_LOW_MESSAGE, SPACE_LOW_PRIORITY);
-        self.raise_on_host(host, message, |name| {
+        self.raise_on_host(host, message, |_, name| {
             format!(
                 "host {name} is short of room for the pool database ({why}); the pool refuses \
                  writes (DATABASE_SPACE_LOW) until it has room again"
@@ -108,20 +109,22 @@ impl Master {
         .await
     }
 
-    /// Raises the message `(name, priority)` on `host`, its body made from the host's name.
+    /// Raises the message `(name, priority)` on `host`, its body made from the DB and the
+    /// host's name; nothing when the pool no longer has the host.
     async fn raise_on_host(
         &self,
         host: &str,
         message: (&str, i64),
-        body: impl Fn(&str) -> String,
+        body: impl Fn(&Db, &str) -> String,
     ) -> Result<(), Error> {
         let now = self.now();
         self.decide(|db| {
             let mut draft = Draft::new(db);
-            let view = draft.view();
-            let uuid = view.str("host", host, "uuid").to_owned();
-            let text = body(view.str("host", host, "name_label"));
-            raise(&mut draft, now, message, ("Host", &uuid), text);
+            let Some(row) = db.get("host", host) else {
+                return Ok((draft.into_txn(), ()));
+            };
+            let text = body(db, row.str("name_label"));
+            raise(&mut draft, now, message, ("Host", row.str("uuid")), text);
             Ok((draft.into_txn(), ()))
         })
         .await?;
@@ -211,40 +214,23 @@ impl Master {
     }
 
     async fn raise_clock_skew(&self, host: &str, skew: i64, limit: i64) -> Result<(), Error> {
-        let now = Value::DateTime(api_spec::datetime::format_unix(self.now()));
-        self.decide(|db| {
-            let mut draft = Draft::new(db);
-            let view = draft.view();
-            if db.get("host", host).is_none() {
-                return Ok((draft.into_txn(), ()));
-            }
-            let host_uuid = view.str("host", host, "uuid").to_owned();
-            let name = view.str("host", host, "name_label").to_owned();
-            let master_name = view.str("host", &self.this_host, "name_label").to_owned();
-            let (amount, direction) = (
-                skew.unsigned_abs(),
-                if skew > 0 { "ahead of" } else { "behind" },
-            );
-            let body = format!(
+        let (amount, direction) = (
+            skew.unsigned_abs(),
+            if skew > 0 { "ahead of" } else { "behind" },
+        );
+        let message = (CLOCK_SKEW_MESSAGE, CLOCK_SKEW_PRIORITY);
+        self.raise_on_host(host, message, |db, name| {
+            let master_name = db
+                .get("host", &self.this_host)
+                .map(|row| row.str("name_label").to_owned())
+                .unwrap_or_default();
+            format!(
                 "the clock of host {name} is {amount} s {direction} the clock of the pool \
                  master {master_name}, more than the {limit} s allowed \
                  (master.clock_skew_limit_secs): synchronise the hosts' clocks (NTP)"
-            );
-            draft.create(
-                "message",
-                [
-                    ("name", Value::str(CLOCK_SKEW_MESSAGE)),
-                    ("priority", Value::Int(CLOCK_SKEW_PRIORITY)),
-                    ("cls", Value::str("Host")),
-                    ("obj_uuid", Value::String(host_uuid)),
-                    ("timestamp", now.clone()),
-                    ("body", Value::String(body)),
-                ],
-            );
-            Ok((draft.into_txn(), ()))
+            )
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 
