@@ -166,8 +166,14 @@ mod tests {
                         .check(from(i), move || {
                             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                             most.fetch_max(now, Ordering::SeqCst);
-                            // Long enough for the other blocking threads to start meanwhile.
-                            std::thread::sleep(Duration::from_millis(20));
+                            // Stays until a second check runs beside it (a check left last
+                            // alone gives up after a while), so that the pool fills up.
+                            let until = std::time::Instant::now() + Duration::from_secs(1);
+                            while running.load(Ordering::SeqCst) < 2
+                                && std::time::Instant::now() < until
+                            {
+                                std::thread::yield_now();
+                            }
                             running.fetch_sub(1, Ordering::SeqCst);
                             false
                         })
