@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use api_spec::Value;
 use oxapi_tests::cluster::pool::SETTLE_TIMEOUT;
+use oxapi_tests::cluster::watch::messages_named;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, skipped};
 use oxapi_tests::events::EventWait;
 use oxapi_tests::faketime::FakeClock;
@@ -97,15 +98,8 @@ async fn assert_kept(admin: &Client, session: &Client, task: &str) {
 
 /// The `obj_uuid` of every `HOST_CLOCK_SKEW_DETECTED` message of the pool.
 async fn skew_alerts(client: &Client) -> Vec<String> {
-    let messages = client.ok("message.get_all_records", vec![]).await;
-    messages
-        .as_struct()
-        .expect("a map of messages")
-        .values()
-        .filter_map(Value::as_struct)
-        .filter(|m| m.get("name").and_then(Value::as_str) == Some("HOST_CLOCK_SKEW_DETECTED"))
-        .filter_map(|m| m.get("obj_uuid")?.as_str().map(str::to_owned))
-        .collect()
+    let messages = messages_named(client, "HOST_CLOCK_SKEW_DETECTED").await;
+    messages.into_iter().map(|m| m.obj_uuid).collect()
 }
 
 /// The master's wall clock jumps two days ahead while it runs: after two housekeeping rounds

@@ -7,10 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use api_spec::Value;
+use oxapi_tests::cluster::watch::wait_live;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, vm};
 use oxapi_tests::events::EventWait;
 use oxapi_tests::{Client, Protocol};
 use serde_json::json;
+
+/// How long the master may take to count a host live or not.
+const LIVE_WAIT: Duration = Duration::from_secs(30);
 
 /// Logins, reads and writes through a non-master work, and a write made there is what the
 /// master then answers; the non-master names the master as the pool's.
@@ -125,21 +129,6 @@ async fn vms_started_without_a_host_spread_over_the_hosts() {
     watch.finish();
 }
 
-/// Waits, with `event.from` on `host_metrics`, until the master reports `live` for the host
-/// metrics `metrics`.
-async fn wait_live(client: &Client, metrics: &Value, live: bool) {
-    let mut events = EventWait::new(client, &["host_metrics"], Duration::from_secs(30));
-    while client
-        .ok("host_metrics.get_live", vec![metrics.clone()])
-        .await
-        != Value::Bool(live)
-    {
-        events
-            .next(&format!("host_metrics.live never became {live}"))
-            .await;
-    }
-}
-
 /// A host killed is `HOST_OFFLINE` to a VM started on it before the pool counts it dead; once
 /// its heartbeats are missed its `host_metrics.live` is false, a start there is `HOST_NOT_LIVE`
 /// and placement leaves it out; restarted, it is live again and runs the VM.
@@ -153,7 +142,7 @@ async fn a_host_that_is_down_is_offline_then_not_live_until_it_is_back() {
     let metrics = admin
         .ok("host.get_metrics", vec![Value::str(&down_ref)])
         .await;
-    wait_live(&admin, &metrics, true).await;
+    wait_live(&admin, &metrics, true, LIVE_WAIT).await;
     let guest = vm::new_vm(&admin, "for the host that is down").await;
 
     cluster.nodes[down].kill();
@@ -166,7 +155,7 @@ async fn a_host_that_is_down_is_offline_then_not_live_until_it_is_back() {
     );
     assert_eq!(vm::field(&admin, &guest, "power_state").await, "Halted");
 
-    wait_live(&admin, &metrics, false).await;
+    wait_live(&admin, &metrics, false, LIVE_WAIT).await;
     let err = vm::start_on(&admin, &guest, &down_ref)
         .await
         .expect_err("a host that is not live runs nothing");
@@ -179,7 +168,7 @@ async fn a_host_that_is_down_is_offline_then_not_live_until_it_is_back() {
     }
 
     cluster.nodes[down].restart().await;
-    wait_live(&admin, &metrics, true).await;
+    wait_live(&admin, &metrics, true, LIVE_WAIT).await;
     vm::start_on(&admin, &guest, &down_ref)
         .await
         .expect("the host is back and runs the VM");

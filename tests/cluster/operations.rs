@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use api_spec::Value;
 use oxapi_tests::cluster::history::{Ack, History, assert_no_ack_lost};
 use oxapi_tests::cluster::pool::{SETTLE_TIMEOUT, within};
+use oxapi_tests::cluster::watch::messages_named;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Load, assert_history};
 use oxapi_tests::events::EventWait;
 use oxapi_tests::{Client, Protocol};
@@ -72,16 +73,9 @@ async fn other_config(client: &Client) -> BTreeSet<String> {
 async fn wait_split_alert(cluster: &Cluster, via: usize, client: &Client) -> String {
     let mut events = EventWait::new(client, &["message"], SETTLE_TIMEOUT);
     loop {
-        let messages = client.ok("message.get_all_records", vec![]).await;
-        let body = messages
-            .as_struct()
-            .expect("a map of messages")
-            .values()
-            .filter_map(Value::as_struct)
-            .find(|m| m.get("name").and_then(Value::as_str) == Some("POOL_SPLIT_DETECTED"))
-            .and_then(|m| m.get("body")?.as_str().map(str::to_owned));
-        if let Some(body) = body {
-            return body;
+        let split = messages_named(client, "POOL_SPLIT_DETECTED").await;
+        if let Some(message) = split.into_iter().next() {
+            return message.body;
         }
         let what = format!(
             "no POOL_SPLIT_DETECTED message through host {via}\n{}",

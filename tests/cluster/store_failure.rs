@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use api_spec::Value;
 use oxapi_tests::Protocol;
 use oxapi_tests::client::Client;
+use oxapi_tests::cluster::watch::{is_live, messages_named, metrics_of, wait_live};
 use oxapi_tests::cluster::{Cluster, ClusterOptions, skipped, vm};
 use oxapi_tests::disk::SmallDisk;
 use serde_json::json;
@@ -19,21 +20,13 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The failing host.
 const FAILING: usize = 2;
 
-/// Whether the master says `host` is live.
-async fn is_live(admin: &Client, host: &str) -> bool {
-    let metrics = admin.ok("host.get_metrics", vec![Value::str(host)]).await;
-    admin.ok("host_metrics.get_live", vec![metrics]).await == Value::Bool(true)
-}
-
 /// The bodies of the messages named `name` about the object `uuid`.
 async fn alerts(admin: &Client, name: &str, uuid: &str) -> Vec<String> {
-    let records = admin.ok("message.get_all_records", vec![]).await;
-    let records = records.as_struct().expect("records by ref");
-    records
-        .values()
-        .filter_map(Value::as_struct)
-        .filter(|m| m["name"] == Value::str(name) && m["obj_uuid"] == Value::str(uuid))
-        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+    let messages = messages_named(admin, name).await;
+    messages
+        .into_iter()
+        .filter(|m| m.obj_uuid == uuid)
+        .map(|m| m.body)
         .collect()
 }
 
@@ -80,6 +73,7 @@ async fn a_host_whose_disk_fills_keeps_its_vm_is_reported_and_recovers() {
     let admin = cluster.nodes[master].login(Protocol::JsonRpc).await;
     let failing = &cluster.nodes[FAILING];
     let host = failing.host_ref();
+    let metrics = metrics_of(&admin, &host).await;
     let host_uuid = failing.identity("host_uuid");
     let host_uuid = host_uuid.as_str().expect("a uuid");
     let guest = vm::running_on(&admin, "on a small disk", &host).await;
@@ -89,7 +83,7 @@ async fn a_host_whose_disk_fills_keeps_its_vm_is_reported_and_recovers() {
     disk.fill(0);
     let deadline = Instant::now() + WAIT;
     let mut writes = 0;
-    while is_live(&admin, &host).await {
+    while is_live(&admin, &metrics).await {
         assert!(
             Instant::now() < deadline,
             "host 2 stayed live\n{}",
@@ -142,14 +136,7 @@ async fn a_host_whose_disk_fills_keeps_its_vm_is_reported_and_recovers() {
 
     disk.free();
     let deadline = Instant::now() + WAIT;
-    while !is_live(&admin, &host).await {
-        assert!(
-            Instant::now() < deadline,
-            "host 2 did not come back\n{}",
-            failing.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_live(&admin, &metrics, true, WAIT).await;
     login.login(&failing.password).await;
     while label_in_replica(&login, &uuid).await.as_deref() != Some(last_label.as_str()) {
         assert!(

@@ -3,7 +3,8 @@
 //! write load and check the history of the run.
 //!
 //! `node` is one process; `pool` the cluster and its master; `net` the addresses and the
-//! iptables partitions; `load` the write load; `history` the checks; `vm` VMs for the tests.
+//! iptables partitions; `load` the write load; `history` the checks; `vm` VMs for the tests;
+//! `watch` a host's liveness and the pool's messages.
 
 pub mod history;
 pub mod load;
@@ -11,6 +12,7 @@ pub mod net;
 pub mod node;
 pub mod pool;
 pub mod vm;
+pub mod watch;
 
 pub use history::{History, VmWatch, assert_history};
 pub use load::Load;
