@@ -5,7 +5,8 @@
 //! written by `db_schema::dump`). `bootstrap` makes a new pool's store, starting from a snapshot
 //! at index 1; `open` loads the newest dump, opens the store and starts the Raft thread
 //! (`node.rs`), which replays the log after the dump. The handle, `RaftDb`, is what the master
-//! sees as `ReplicatedDb`; the proposals and read barriers it sends wait in `waiters.rs` until
+//! sees as `ReplicatedDb`; `lifecycle.rs` is the body of the Raft thread, which opens the node again
+//! when its store fails; the proposals and read barriers it sends wait in `waiters.rs` until
 //! the apply answers them. `snapshot.rs` loads the replica from a dump, writes dumps off the
 //! Raft thread and compacts the log behind them; `error.rs` holds `StorageError`; `log.rs`
 //! bridges raft-rs's slog records to tracing.
@@ -18,6 +19,7 @@
 
 mod apply;
 mod error;
+mod lifecycle;
 mod log;
 mod members;
 mod node;
@@ -42,8 +44,9 @@ use raft::eraftpb::{ConfState, HardState, SnapshotMetadata};
 use tokio::sync::{oneshot, watch};
 
 pub use self::error::StorageError;
+use self::lifecycle::Shared;
 pub use self::members::{RaftMembership, VoterPolicy};
-use self::node::{Input, Shared};
+use self::node::Input;
 pub use self::offline::{force_single_voter, prepare_joiner};
 pub use self::tables::LogSummary;
 use self::transport::Transport;
@@ -237,7 +240,7 @@ async fn start(
     let thread = thread::Builder::new()
         .name("oxapi-raft".into())
         .spawn(move || {
-            node::run(
+            lifecycle::run(
                 &dir,
                 (config, policy),
                 transport,
