@@ -4,9 +4,9 @@
 //! `tables.rs`, the store raft-rs reads in `storage.rs`) and `dumps/` (the DB as MessagePack,
 //! written by `db_schema::dump`). `bootstrap` makes a new pool's store, starting from a snapshot
 //! at index 1; `open` loads the newest dump, opens the store and starts the Raft thread
-//! (`node.rs`), which replays the log after the dump. The handle, `RaftDb`, is what the master
-//! sees as `ReplicatedDb`; `lifecycle.rs` is the body of the Raft thread, which opens the node again
-//! when its store fails; the proposals and read barriers it sends wait in `waiters.rs` until
+//! (`lifecycle.rs`, which opens the node again when its store fails; the node itself is
+//! `node.rs`), which replays the log after the dump. The handle, `RaftDb`, is what the master
+//! sees as `ReplicatedDb`; the proposals and read barriers it sends wait in `waiters.rs` until
 //! the apply answers them. `snapshot.rs` loads the replica from a dump, writes dumps off the
 //! Raft thread and compacts the log behind them; `error.rs` holds `StorageError`; `log.rs`
 //! bridges raft-rs's slog records to tracing.
