@@ -31,7 +31,7 @@
 //! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
 //! `dispatch.rs`.
 
-mod agent_errors;
+mod agent_failures;
 mod aging;
 mod alerts;
 pub mod bootstrap;
@@ -73,9 +73,10 @@ use api_spec::{ApiError, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::db::ReplicatedDb;
-use crate::host_link::{AgentReport, HostLink};
+use crate::host_link::HostLink;
 pub use crate::reconcile::Takeover;
 pub use crate::session::is_last_active_stale;
+use host_api::AgentReport;
 
 /// The sources of time for the master: the wall clock, which dates what the master writes and
 /// may jump (an operator or NTP sets it; another host's may differ), and a monotonic clock,
@@ -265,7 +266,7 @@ impl Master {
     /// healthy host's `host_metrics.live` becomes true if it was not, and then the host is
     /// asked what it runs; a host whose store failed is not live (its VMs run on) and an alert
     /// says why.
-    pub async fn heartbeat(self: &Arc<Self>, host: &str, health: &host_link::HostHealth) {
+    pub async fn heartbeat(self: &Arc<Self>, host: &str, health: &host_api::HostHealth) {
         liveness::heartbeat(self, host, health).await;
     }
 

@@ -18,10 +18,10 @@ use db_schema::Db;
 
 use crate::Master;
 use crate::error::{Error, to_api_error};
-use crate::host_link::HostHealth;
 use crate::operations::Draft;
 use crate::power_state::set_stopped;
 use crate::reconcile::{clear_dead_operations, is_busy};
+use host_api::HostHealth;
 
 /// When the master last heard from each host, in seconds of its monotonic clock (a jump of the
 /// wall clock must not make every host look silent). Lost when mastership moves: a new master

@@ -87,8 +87,8 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
-    use crate::host_link::HostHealth;
     use crate::testing::TestPool;
+    use host_api::HostHealth;
 
     /// While a host's heartbeats say it is short of room, writes are refused with
     /// `DATABASE_SPACE_LOW` naming it and why, reads and destroys still run, and one alert is

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use api_spec::{NULL_REF, Value};
 
-use crate::host_link::{DomainInfo, DomainState};
 use crate::operations::Draft;
 use crate::vm_spec;
+use host_api::{DomainInfo, DomainState};
 
 /// `domid` of a VM without a domain.
 pub(crate) const NO_DOMID: i64 = -1;
@@ -219,8 +219,8 @@ pub(crate) fn drop_suspend_image(draft: &mut Draft, vm: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_link::ConsoleInfo;
     use crate::testing::TestPool;
+    use host_api::ConsoleInfo;
 
     fn domain(uuid: &str, state: DomainState, domid: i64) -> DomainInfo {
         DomainInfo {

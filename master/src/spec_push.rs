@@ -2,21 +2,21 @@
 //! reboots, crashes or powers off is handled as its `actions_after_*` say, and a reboot
 //! restarts the domain from the spec it holds), so after a write changes what `VmSpec` reads
 //! of a VM that has a domain, the agent of its host gets the new spec
-//! (`HostAction::UpdateSpec`), as xapi pushes a VM's metadata to xenopsd.
+//! (`VmAction::UpdateSpec`), as xapi pushes a VM's metadata to xenopsd.
 //!
 //! `Master::decide` and `Master::commit` call `after_write` for every Txn, so no setter has to
 //! remember it. A push reads the DB when it is sent, and sends again while the DB holds a spec
 //! newer than the one the agent got: two racing writers cannot leave the older spec last.
 //! An operation that boots a domain from a spec read earlier calls `push_if_stale` with it.
 
-use api_spec::errors;
 use db_schema::{Op, Txn};
 use tokio_util::sync::CancellationToken;
 
 use crate::Master;
-use crate::host_link::{ActionResult, HostAction, VmSpec};
+use crate::host_link::LinkFailure;
 use crate::operations::Overlay;
 use crate::vm_spec::{self, SPEC_FIELDS};
+use host_api::{ActionResult, AgentFailure, HostAction, VmAction, VmSpec};
 
 /// The most pushes one call makes for a VM whose spec keeps changing under it.
 const MAX_PUSHES: usize = 8;
@@ -104,7 +104,7 @@ async fn push(master: &Master, vm: &str, mut sent: Option<VmSpec>) {
             (view.str("VM", vm, "resident_on").to_owned(), spec)
         };
         let (progress, _) = tokio::sync::watch::channel(0.0);
-        let action = HostAction::UpdateSpec { vm: spec.clone() };
+        let action = HostAction::Vm(VmAction::UpdateSpec { vm: spec.clone() });
         let term = master.db.term();
         let outcome = master
             .link
@@ -117,9 +117,9 @@ async fn push(master: &Master, vm: &str, mut sent: Option<VmSpec>) {
             }
             Ok(_) => return,
             // The domain went away meanwhile; whatever boots it next reads the DB.
-            Err(e) if e.code == errors::VM_BAD_POWER_STATE => return,
-            Err(e) => {
-                tracing::warn!(vm = %vm, host = %host, code = %e.code, "domain spec not pushed");
+            Err(LinkFailure::Agent(AgentFailure::BadPowerState { .. })) => return,
+            Err(failure) => {
+                tracing::warn!(vm = %vm, host = %host, error = %failure, "domain spec not pushed");
                 return;
             }
         }
@@ -184,7 +184,7 @@ mod tests {
             .await;
         assert_eq!(reply, Ok(s("")));
         let spec = pool.agent.spec(&uuid).expect("a domain");
-        assert_eq!(spec.on_crash, crate::host_link::AfterCrash::Preserve);
+        assert_eq!(spec.on_crash, host_api::AfterCrash::Preserve);
         pool.call_as(&session, "VM.set_PV_args", vec![s(&running), s("quiet")])
             .await
             .expect("set");

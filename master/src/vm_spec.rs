@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::host_link::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
 use crate::operations::Overlay;
+use host_api::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
 
 /// The fields of a VM that its spec is built from (its devices aside): a write to one of them
 /// changes what the agent of a running domain must know.

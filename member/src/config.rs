@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::backend::BackendOp;
-use crate::agent::backend::simulator::{Failure, SimulatorConfig};
-use crate::agent::{AgentConfig, BackendConfig};
 use crate::front::server::ConnectionLimits;
+use agent::backend::BackendOp;
+use agent::backend::simulator::{Failure, SimulatorConfig};
+use agent::{AgentConfig, BackendConfig};
 
 mod peer;
 mod pool;

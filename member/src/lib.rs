@@ -10,10 +10,9 @@
 //! - `raft/`: the replicated pool DB (raft-rs, log in redb) behind `master::db::ReplicatedDb`.
 //! - `peer/`: the transport between pool members (one framed stream per peer over the HTTPS
 //!   port) and the membership book.
-//! - `agent/`: the host agent (xenopsd-like): per-VM queues and the worker pool, actions as
-//!   micro-ops with cancellation, progress and undo, hooks, guest events, and the `Backend`
-//!   trait with its first backend, the simulator. The master reaches it through
-//!   `roles::PoolLink`; `AgentReport`s go to `Master::report`.
+//! - The host agent is the `agent` crate; the master reaches it through `roles::PoolLink`
+//!   (this host's agent directly, another host's over the peer stream), and its
+//!   `AgentReport`s go to `Master::report`.
 //! - `space.rs`: the room the pool DB has on this host's disk (a reserve and a quota), which
 //!   heartbeats report so that the pool refuses writes before a disk fills up.
 //! - `roles/`: the host's roles in its pool: calls forwarded to the leader (event reads answered
@@ -25,7 +24,6 @@
 //! The master's policy lives in the `master` crate; member holds the edges: sockets, files,
 //! time (`run::SystemClock`) and the environment (`OXAPI_ROOT_PASSWORD` on a pool's first start).
 
-pub mod agent;
 pub mod config;
 pub mod data_dir;
 pub mod facts;

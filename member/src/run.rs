@@ -31,7 +31,6 @@ use master::{Call, Clock, Master};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::{Agent, AgentError};
 use crate::config::Config;
 use crate::data_dir::{self, DataDirError};
 use crate::facts::{self, FactsError};
@@ -46,6 +45,7 @@ use crate::pool::restart::{PoolError, https_address};
 use crate::pool::{self, Control, ThisHost};
 use crate::raft::{self, RaftConfig, RaftStatus, StorageError};
 use crate::roles::{Forwarder, HealthSource, LocalReplica, PoolLink, Roles};
+use agent::{Agent, AgentError};
 
 /// The root password of a new pool; read only on the pool's first start.
 pub const ROOT_PASSWORD_ENV: &str = "OXAPI_ROOT_PASSWORD";

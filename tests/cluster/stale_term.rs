@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use master::host_link::HostAction;
+use host_api::{HostAction, VmAction};
 use member::peer::Membership;
 use member::peer::frame::{self, Bytes, Frame};
 use member::roles::LinkFrame;
@@ -64,10 +64,10 @@ async fn send_hard_shutdown(
         id,
         host: host.to_owned(),
         term,
-        action: HostAction::Shutdown {
+        action: HostAction::Vm(VmAction::Shutdown {
             vm: uuid.to_owned(),
             clean: false,
-        },
+        }),
     };
     frame::write(stream, &Frame::Link(Bytes(action.encode())))
         .await

@@ -12,9 +12,9 @@ use super::vm::Operation;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
 use crate::generic;
-use crate::host_link::{ActionResult, HostAction};
 use crate::operations::{Draft, Overlay};
 use crate::power_state::set_running;
+use host_api::{ActionResult, HostAction};
 
 /// What one device operation sends and writes.
 pub(super) struct Hotplug<A, W> {

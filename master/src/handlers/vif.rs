@@ -10,9 +10,9 @@ use super::hotplug::{self, Hotplug};
 use crate::ctx::{Args, Ctx, void};
 use crate::device_slots::is_vif_device;
 use crate::error::{Error, xenapi};
-use crate::host_link::HostAction;
 use crate::operations::{Draft, Overlay};
 use crate::vm_spec;
+use host_api::{HostAction, VmAction};
 
 /// Whether `mac` is six pairs of hex digits separated by colons, as xapi wants it.
 fn is_valid_mac(mac: &str) -> bool {
@@ -118,9 +118,11 @@ pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
         class: "VIF",
         device: vif.clone(),
         op: "plug",
-        action: |view: &Overlay, vm: &str| HostAction::PlugVif {
-            vm: vm.to_owned(),
-            vif: vm_spec::vif(view, &vif),
+        action: |view: &Overlay, vm: &str| {
+            HostAction::Vm(VmAction::PlugVif {
+                vm: vm.to_owned(),
+                vif: vm_spec::vif(view, &vif),
+            })
         },
         written: |_: &mut Draft| {},
     };
@@ -133,10 +135,12 @@ async fn unplug_vif(ctx: &Ctx, vif: &str, force: bool) -> Result<Value, Error> {
         class: "VIF",
         device: vif.to_owned(),
         op: "unplug",
-        action: |view: &Overlay, vm: &str| HostAction::UnplugVif {
-            vm: vm.to_owned(),
-            vif: view.str("VIF", vif, "uuid").to_owned(),
-            force,
+        action: |view: &Overlay, vm: &str| {
+            HostAction::Vm(VmAction::UnplugVif {
+                vm: vm.to_owned(),
+                vif: view.str("VIF", vif, "uuid").to_owned(),
+                force,
+            })
         },
         written: |_: &mut Draft| {},
     };
@@ -248,7 +252,10 @@ mod tests {
         assert_eq!(call("VIF.unplug_force").await, Ok(s("")));
         assert_eq!(attached(), Some(Value::Bool(false)));
         let forced = pool.agent.received().pop().expect("an action").action;
-        assert!(matches!(forced, HostAction::UnplugVif { force: true, .. }));
+        assert!(matches!(
+            forced,
+            HostAction::Vm(VmAction::UnplugVif { force: true, .. })
+        ));
         assert_eq!(
             pool.agent.kinds(),
             [

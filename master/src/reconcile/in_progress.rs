@@ -68,9 +68,9 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
-    use crate::host_link::AgentReport;
     use crate::tasks::NewTask;
     use crate::testing::{RUNNING_OPERATIONS, TestPool};
+    use host_api::AgentReport;
 
     fn s(text: &str) -> Value {
         Value::str(text)

@@ -25,10 +25,11 @@ pub(crate) use self::in_progress::{clear_dead_operations, is_busy};
 pub use self::takeover::Takeover;
 pub(crate) use self::takeover::take_over;
 use crate::Master;
+use crate::agent_failures;
 use crate::error::{Error, to_api_error};
-use crate::host_link::{ActionResult, AgentReport, DomainInfo, GuestEvent, HostAction};
 use crate::operations::Draft;
 use crate::power_state::{drop_suspend_image, set_running, set_stopped};
+use host_api::{ActionResult, AgentReport, DomainInfo, GuestEvent, HostAction};
 
 /// The name of the message raised for a domain the DB does not place on its host.
 pub(crate) const GHOST_MESSAGE: &str = "VM_GHOST";
@@ -58,7 +59,11 @@ pub(crate) async fn ask(master: &Master, host: &str) -> Result<(), Error> {
     let answer = master
         .link
         .run(host, term, HostAction::Inventory, progress, cancel)
-        .await?;
+        .await
+        .map_err(|failure| {
+            let context = agent_failures::Context::host(host);
+            agent_failures::to_api_error(&master.db.read(), &context, failure)
+        })?;
     match answer {
         ActionResult::Inventory(domains) => inventory(master, host, &domains).await,
         ActionResult::Domain(_) | ActionResult::Image(_) => {
@@ -250,8 +255,8 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
-    use crate::host_link::{ConsoleInfo, DomainState};
     use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool};
+    use host_api::{ConsoleInfo, DomainState};
 
     fn s(text: &str) -> Value {
         Value::str(text)

@@ -145,9 +145,9 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
-    use crate::host_link::HostAction;
     use crate::tasks::{NewTask, create};
     use crate::testing::TestPool;
+    use host_api::HostAction;
 
     /// A new master names itself in `pool.master`, fails the pending tasks no worker of it
     /// runs with `TASK_CANCELLED`, reconciles every live host (a VM whose domain is gone is

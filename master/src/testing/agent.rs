@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use api_spec::{ApiError, errors};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::BoxFuture;
-use crate::host_link::{
-    ActionResult, ConsoleInfo, DomainInfo, DomainState, HostAction, HostLink, VmSpec,
+use crate::host_link::{HostLink, LinkFailure};
+use host_api::{
+    ActionResult, AgentFailure, ConsoleInfo, DomainInfo, DomainState, HostAction, PowerState,
+    VmAction, VmSpec,
 };
 
 /// The kinds of host actions, by which tests script the fake agent.
@@ -39,24 +40,24 @@ pub enum ActionKind {
 impl ActionKind {
     pub fn of(action: &HostAction) -> ActionKind {
         match action {
-            HostAction::Start { .. } => ActionKind::Start,
-            HostAction::Shutdown { .. } => ActionKind::Shutdown,
-            HostAction::Reboot { .. } => ActionKind::Reboot,
-            HostAction::Suspend { .. } => ActionKind::Suspend,
-            HostAction::Resume { .. } => ActionKind::Resume,
-            HostAction::Pause { .. } => ActionKind::Pause,
-            HostAction::Unpause { .. } => ActionKind::Unpause,
-            HostAction::PlugVbd { .. } => ActionKind::PlugVbd,
-            HostAction::UnplugVbd { .. } => ActionKind::UnplugVbd,
-            HostAction::PlugVif { .. } => ActionKind::PlugVif,
-            HostAction::UnplugVif { .. } => ActionKind::UnplugVif,
-            HostAction::InsertCd { .. } => ActionKind::InsertCd,
-            HostAction::EjectCd { .. } => ActionKind::EjectCd,
-            HostAction::SetVcpus { .. } => ActionKind::SetVcpus,
-            HostAction::SetMemoryTarget { .. } => ActionKind::SetMemoryTarget,
-            HostAction::UpdateSpec { .. } => ActionKind::UpdateSpec,
-            HostAction::MigrateOut { .. } => ActionKind::MigrateOut,
-            HostAction::MigrateIn { .. } => ActionKind::MigrateIn,
+            HostAction::Vm(VmAction::Start { .. }) => ActionKind::Start,
+            HostAction::Vm(VmAction::Shutdown { .. }) => ActionKind::Shutdown,
+            HostAction::Vm(VmAction::Reboot { .. }) => ActionKind::Reboot,
+            HostAction::Vm(VmAction::Suspend { .. }) => ActionKind::Suspend,
+            HostAction::Vm(VmAction::Resume { .. }) => ActionKind::Resume,
+            HostAction::Vm(VmAction::Pause { .. }) => ActionKind::Pause,
+            HostAction::Vm(VmAction::Unpause { .. }) => ActionKind::Unpause,
+            HostAction::Vm(VmAction::PlugVbd { .. }) => ActionKind::PlugVbd,
+            HostAction::Vm(VmAction::UnplugVbd { .. }) => ActionKind::UnplugVbd,
+            HostAction::Vm(VmAction::PlugVif { .. }) => ActionKind::PlugVif,
+            HostAction::Vm(VmAction::UnplugVif { .. }) => ActionKind::UnplugVif,
+            HostAction::Vm(VmAction::InsertCd { .. }) => ActionKind::InsertCd,
+            HostAction::Vm(VmAction::EjectCd { .. }) => ActionKind::EjectCd,
+            HostAction::Vm(VmAction::SetVcpus { .. }) => ActionKind::SetVcpus,
+            HostAction::Vm(VmAction::SetMemoryTarget { .. }) => ActionKind::SetMemoryTarget,
+            HostAction::Vm(VmAction::UpdateSpec { .. }) => ActionKind::UpdateSpec,
+            HostAction::Vm(VmAction::MigrateOut { .. }) => ActionKind::MigrateOut,
+            HostAction::Vm(VmAction::MigrateIn { .. }) => ActionKind::MigrateIn,
             HostAction::Inventory => ActionKind::Inventory,
         }
     }
@@ -122,7 +123,7 @@ struct FakeState {
     /// `UpdateSpec`.
     specs: BTreeMap<String, VmSpec>,
     last_domid: i64,
-    failures: Vec<(ActionKind, ApiError)>,
+    failures: Vec<(ActionKind, LinkFailure)>,
     gates: Vec<(ActionKind, Gate)>,
 }
 
@@ -161,8 +162,8 @@ impl FakeAgent {
     }
 
     /// Makes the next action of `kind` fail with `error`, changing nothing.
-    pub fn fail_next(&self, kind: ActionKind, error: ApiError) {
-        self.lock().failures.push((kind, error));
+    pub fn fail_next(&self, kind: ActionKind, error: impl Into<LinkFailure>) {
+        self.lock().failures.push((kind, error.into()));
     }
 
     /// Holds the next action of `kind` until the returned gate is released.
@@ -227,67 +228,72 @@ impl FakeAgent {
     }
 
     /// Carries out `action` on the in-memory hypervisor.
-    fn perform(&self, action: &HostAction) -> Result<ActionResult, ApiError> {
+    fn perform(&self, action: &HostAction) -> Result<ActionResult, LinkFailure> {
         let mut state = self.lock();
         let state = &mut *state;
         let changed = |state: &mut FakeState, uuid: &str, change: &dyn Fn(&mut DomainInfo)| {
             let info = state.domains.get_mut(uuid).ok_or_else(|| {
-                ApiError::new(errors::INTERNAL_ERROR, [format!("no domain for VM {uuid}")])
+                LinkFailure::Agent(AgentFailure::Internal {
+                    message: format!("no domain for VM {uuid}"),
+                })
             })?;
             change(info);
             Ok(ActionResult::Domain(Some(info.clone())))
         };
         match action {
-            HostAction::Start { vm, paused } | HostAction::Resume { vm, paused, .. } => Ok(
-                ActionResult::Domain(Some(FakeAgent::boot(state, vm, *paused))),
-            ),
-            HostAction::Reboot { vm, .. } => Ok(ActionResult::Domain(Some(FakeAgent::boot(
-                state, vm, false,
-            )))),
-            HostAction::Shutdown { vm, .. } | HostAction::Suspend { vm, .. } => {
+            HostAction::Vm(VmAction::Start { vm, paused })
+            | HostAction::Vm(VmAction::Resume { vm, paused, .. }) => Ok(ActionResult::Domain(
+                Some(FakeAgent::boot(state, vm, *paused)),
+            )),
+            HostAction::Vm(VmAction::Reboot { vm, .. }) => Ok(ActionResult::Domain(Some(
+                FakeAgent::boot(state, vm, false),
+            ))),
+            HostAction::Vm(VmAction::Shutdown { vm, .. })
+            | HostAction::Vm(VmAction::Suspend { vm, .. }) => {
                 state.domains.remove(vm);
                 Ok(ActionResult::Domain(None))
             }
-            HostAction::Pause { vm } => changed(state, vm, &|d| d.state = DomainState::Paused),
-            HostAction::Unpause { vm } => changed(state, vm, &|d| d.state = DomainState::Running),
-            HostAction::PlugVbd { vm, vbd } => {
+            HostAction::Vm(VmAction::Pause { vm }) => {
+                changed(state, vm, &|d| d.state = DomainState::Paused)
+            }
+            HostAction::Vm(VmAction::Unpause { vm }) => {
+                changed(state, vm, &|d| d.state = DomainState::Running)
+            }
+            HostAction::Vm(VmAction::PlugVbd { vm, vbd }) => {
                 changed(state, vm, &|d| d.vbds.push(vbd.uuid.clone()))
             }
-            HostAction::UnplugVbd { vm, vbd, .. } => {
+            HostAction::Vm(VmAction::UnplugVbd { vm, vbd, .. }) => {
                 changed(state, vm, &|d| d.vbds.retain(|v| v != vbd))
             }
-            HostAction::PlugVif { vm, vif } => {
+            HostAction::Vm(VmAction::PlugVif { vm, vif }) => {
                 changed(state, vm, &|d| d.vifs.push(vif.uuid.clone()))
             }
-            HostAction::UnplugVif { vm, vif, .. } => {
+            HostAction::Vm(VmAction::UnplugVif { vm, vif, .. }) => {
                 changed(state, vm, &|d| d.vifs.retain(|v| v != vif))
             }
-            HostAction::InsertCd { vm, .. } | HostAction::EjectCd { vm, .. } => {
-                changed(state, vm, &|_| {})
+            HostAction::Vm(VmAction::InsertCd { vm, .. })
+            | HostAction::Vm(VmAction::EjectCd { vm, .. }) => changed(state, vm, &|_| {}),
+            HostAction::Vm(VmAction::SetVcpus { vm, count }) => {
+                changed(state, vm, &|d| d.vcpus = *count)
             }
-            HostAction::SetVcpus { vm, count } => changed(state, vm, &|d| d.vcpus = *count),
-            HostAction::SetMemoryTarget { vm, bytes } => {
+            HostAction::Vm(VmAction::SetMemoryTarget { vm, bytes }) => {
                 changed(state, vm, &|d| d.memory_actual_bytes = *bytes)
             }
-            HostAction::UpdateSpec { vm } => {
+            HostAction::Vm(VmAction::UpdateSpec { vm }) => {
                 let Some(info) = state.domains.get(&vm.uuid) else {
-                    let params = [vm.uuid.as_str(), "running", "halted"];
-                    return Err(ApiError::new(errors::VM_BAD_POWER_STATE, params));
+                    return Err(not_running(&vm.uuid));
                 };
                 state.specs.insert(vm.uuid.clone(), vm.clone());
                 Ok(ActionResult::Domain(Some(info.clone())))
             }
-            HostAction::MigrateOut { vm } => match state.domains.remove(vm) {
+            HostAction::Vm(VmAction::MigrateOut { vm }) => match state.domains.remove(vm) {
                 Some(_) => Ok(ActionResult::Image(fake_image(vm))),
-                None => Err(ApiError::new(
-                    errors::VM_BAD_POWER_STATE,
-                    [vm.as_str(), "running", "halted"],
-                )),
+                None => Err(not_running(vm)),
             },
-            HostAction::MigrateIn { vm, image, paused } => {
+            HostAction::Vm(VmAction::MigrateIn { vm, image, paused }) => {
                 if *image != fake_image(&vm.uuid) {
                     let message = format!("not an image of VM {}", vm.uuid);
-                    return Err(ApiError::new(errors::INTERNAL_ERROR, [message]));
+                    return Err(AgentFailure::Internal { message }.into());
                 }
                 Ok(ActionResult::Domain(Some(FakeAgent::boot(
                     state, vm, *paused,
@@ -308,7 +314,7 @@ impl HostLink for FakeAgent {
         action: HostAction,
         progress: watch::Sender<f64>,
         cancel: CancellationToken,
-    ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
+    ) -> BoxFuture<'_, Result<ActionResult, LinkFailure>> {
         let host = host.to_owned();
         Box::pin(async move {
             let kind = ActionKind::of(&action);
@@ -324,7 +330,7 @@ impl HostLink for FakeAgent {
                 (failure, gate)
             };
             progress.send_replace(FAKE_PROGRESS);
-            let cancelled = || ApiError::new(errors::TASK_CANCELLED, [""]);
+            let cancelled = || LinkFailure::Agent(AgentFailure::Cancelled);
             if let Some(gate) = gate {
                 gate.entered.send_replace(true);
                 tokio::select! {
@@ -341,6 +347,15 @@ impl HostLink for FakeAgent {
             self.perform(&action)
         })
     }
+}
+
+/// `VM_BAD_POWER_STATE` for a VM without a domain.
+fn not_running(vm: &str) -> LinkFailure {
+    LinkFailure::Agent(AgentFailure::BadPowerState {
+        vm: vm.to_owned(),
+        expected: PowerState::Running,
+        actual: PowerState::Halted,
+    })
 }
 
 /// The memory image the fake agent's `MigrateOut` answers for the VM `uuid`.

@@ -22,8 +22,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::backend::BackendError;
-use crate::agent::backend::simulator::{Failure, GuestAction, Simulator};
+use agent::backend::BackendError;
+use agent::backend::simulator::{Failure, GuestAction, Simulator};
 
 /// A guest event asked for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,15 +73,15 @@ fn error(status: StatusCode, err: &dyn std::error::Error) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use master::host_link::{AgentReport, HostAction};
+    use host_api::{AgentReport, HostAction, VmAction};
     use tokio::sync::{mpsc, watch};
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::agent::testing::vm_spec;
-    use crate::agent::{Agent, AgentConfig};
     use crate::front::server::{Transport, router};
     use crate::front::testing::{RawReply, exchange, fake_front, request};
+    use agent::testing::vm_spec;
+    use agent::{Agent, AgentConfig};
 
     /// Serves the fake front door with the control over a Unix socket and over TCP.
     async fn serve(
@@ -127,10 +127,10 @@ mod tests {
             Some(AgentReport::Inventory(_))
         ));
         let spec = vm_spec("crashing", 1, 1);
-        let action = HostAction::Start {
+        let action = HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: false,
-        };
+        });
         let (progress, _) = watch::channel(0.0);
         agent
             .run(1, action, progress, CancellationToken::new())

@@ -19,8 +19,8 @@ use crate::peer::frame::{Frame, FrameError};
 use crate::peer::liveness::{hear, send};
 use crate::peer::trust::Trust;
 use crate::peer::{
-    Dialer, EPOCH_HEADER, Member, NODE_HEADER, Outbound, PEER_PATH, Peers, QUEUE_FRAMES,
-    RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL,
+    Dialer, EPOCH_HEADER, Member, NODE_HEADER, Outbound, PEER_PATH, PROTOCOL_HEADER, Peers,
+    QUEUE_FRAMES, RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL,
 };
 
 /// Why dialing a member failed.
@@ -229,13 +229,20 @@ async fn connect(peers: &Peers, member: &Member) -> Result<reqwest::Upgraded, Di
         .header(SECRET_HEADER, secret)
         .header(NODE_HEADER, peers.node_id().to_string())
         .header(EPOCH_HEADER, epoch)
+        .header(PROTOCOL_HEADER, host_api::PROTOCOL_VERSION)
         .send();
     let response = tokio::time::timeout(dial_timeout, request)
         .await
         .map_err(|_| DialError::Timeout)?
         .map_err(DialError::Request)?;
     match response.status() {
-        StatusCode::SWITCHING_PROTOCOLS => {}
+        StatusCode::SWITCHING_PROTOCOLS => {
+            let protocol = response
+                .headers()
+                .get(PROTOCOL_HEADER)
+                .and_then(|value| value.to_str().ok());
+            peers.note_protocol(member.node_id, protocol);
+        }
         StatusCode::CONFLICT => {
             let their_epoch = response
                 .headers()

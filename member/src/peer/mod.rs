@@ -40,6 +40,9 @@ pub const SECRET_HEADER: &str = "x-oxapi-pool-secret";
 pub const NODE_HEADER: &str = "x-oxapi-node-id";
 /// The header carrying the pool epoch (in both directions).
 pub const EPOCH_HEADER: &str = "x-oxapi-pool-epoch";
+/// The header carrying the sender's version of the master↔agent frames (`host_api`), in both
+/// directions. A host built before it was sent speaks version 0.
+pub const PROTOCOL_HEADER: &str = "x-oxapi-host-protocol";
 /// The path of the peer stream.
 pub const PEER_PATH: &str = "/peer";
 /// The protocol named in the `Upgrade` header.
@@ -101,6 +104,8 @@ struct Inner {
     splits: broadcast::Sender<SplitDetected>,
     /// (node, epoch) pairs reported as splits already: each is reported once.
     reported: Mutex<HashSet<(u64, String)>>,
+    /// The host protocol version each member last said it speaks, on either stream.
+    protocols: Mutex<HashMap<u64, u32>>,
 }
 
 /// The outgoing stream to one member.
@@ -153,6 +158,7 @@ impl Peers {
                 link_rx: Mutex::new(Some(link_rx)),
                 splits,
                 reported: Mutex::new(HashSet::new()),
+                protocols: Mutex::new(HashMap::new()),
             }),
         };
         if let Some(membership) = Membership::load(data_dir)? {
@@ -214,6 +220,40 @@ impl Peers {
             .iter()
             .find(|member| member.host == host_ref)
             .map(|member| member.node_id)
+    }
+
+    /// The version of the master↔agent frames `node` last said it speaks, once a stream to or
+    /// from it has opened.
+    pub fn protocol_of(&self, node: u64) -> Option<u32> {
+        self.inner
+            .protocols
+            .lock()
+            .expect("no panics under the protocols lock")
+            .get(&node)
+            .copied()
+    }
+
+    /// Notes the version `header` (a `PROTOCOL_HEADER` value, absent from hosts built before
+    /// it) that `node` speaks, and says so in the log when it differs from this host's.
+    fn note_protocol(&self, node: u64, header: Option<&str>) {
+        let theirs = header.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let previous = self
+            .inner
+            .protocols
+            .lock()
+            .expect("no panics under the protocols lock")
+            .insert(node, theirs);
+        let ours = host_api::PROTOCOL_VERSION;
+        if theirs != ours && previous != Some(theirs) {
+            tracing::warn!(
+                node,
+                ours,
+                theirs,
+                "this member speaks another host protocol version: no host action goes to it \
+                 (calls that need one fail with VM_HOST_INCOMPATIBLE_VERSION) until both run \
+                 the same oxapi version"
+            );
+        }
     }
 
     pub fn member(&self, node: u64) -> Option<Member> {

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{CONNECTION, UPGRADE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use protobuf::Message as _;
@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::peer::frame::{self, Frame, FrameError};
 use crate::peer::liveness::{Silence, ping_every};
 use crate::peer::{
-    EPOCH_HEADER, NODE_HEADER, PEER_PATH, Peers, RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL,
+    EPOCH_HEADER, NODE_HEADER, PEER_PATH, PROTOCOL_HEADER, Peers, RaftInbound, SECRET_HEADER,
+    UPGRADE_PROTOCOL,
 };
 
 pub(crate) fn router(peers: Peers) -> Router {
@@ -38,6 +39,11 @@ async fn accept(State(peers): State<Peers>, mut request: Request) -> Response {
             return (StatusCode::CONFLICT, [(EPOCH_HEADER, ours)]).into_response();
         }
     };
+    let protocol = request
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .and_then(|value| value.to_str().ok());
+    peers.note_protocol(node, protocol);
     peers.redial(node);
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
@@ -51,6 +57,10 @@ async fn accept(State(peers): State<Peers>, mut request: Request) -> Response {
         [
             (CONNECTION, HeaderValue::from_static("upgrade")),
             (UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL)),
+            (
+                HeaderName::from_static(PROTOCOL_HEADER),
+                HeaderValue::from(host_api::PROTOCOL_VERSION),
+            ),
         ],
     )
         .into_response()

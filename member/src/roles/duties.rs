@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use master::host_link::AgentReport;
+use host_api::AgentReport;
 use master::{Clock, Master};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -252,14 +252,14 @@ async fn take_report(master: &Arc<Master>, host: String, report: AgentReport) {
 #[cfg(test)]
 mod tests {
     use api_spec::Value;
-    use master::host_link::HostAction;
+    use host_api::{HostAction, VmAction};
     use master::testing::TestPool;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::agent::testing::vm_spec;
     use crate::config::PoolSettings;
     use crate::roles::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
+    use agent::testing::vm_spec;
 
     /// Polls `done` until it holds, failing after `PROMPTLY`.
     async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
@@ -310,10 +310,10 @@ mod tests {
             ..fast_settings()
         };
         let host = TestHost::start(&net, &pool, 2, &second, status, settings).await;
-        let start = HostAction::Start {
+        let start = HostAction::Vm(VmAction::Start {
             vm: vm_spec("web", 0, 0),
             paused: false,
-        };
+        });
         let (progress, _) = tokio::sync::watch::channel(0.0);
         host.agent
             .run(1, start, progress, CancellationToken::new())
@@ -330,7 +330,7 @@ mod tests {
                 .agent
                 .run(1, HostAction::Inventory, progress, CancellationToken::new())
                 .await;
-            matches!(inventory, Ok(master::host_link::ActionResult::Inventory(d)) if d.is_empty())
+            matches!(inventory, Ok(host_api::ActionResult::Inventory(d)) if d.is_empty())
         })
         .await;
     }
@@ -383,7 +383,7 @@ mod tests {
             .run(1, HostAction::Inventory, progress, CancellationToken::new())
             .await;
         assert!(
-            matches!(inventory, Ok(master::host_link::ActionResult::Inventory(d)) if d.len() == 1),
+            matches!(inventory, Ok(host_api::ActionResult::Inventory(d)) if d.len() == 1),
             "the domain still runs"
         );
         let refused = failed

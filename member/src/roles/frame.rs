@@ -2,8 +2,8 @@
 //! MessagePack (`rmp_serde::to_vec_named`) in the transport's opaque payloads.
 
 use api_spec::{ApiError, Value};
+use host_api::{ActionResult, AgentFailure, AgentReport, HostAction, HostHealth};
 use master::Call;
-use master::host_link::{ActionResult, AgentReport, HostAction, HostHealth};
 use serde::{Deserialize, Serialize};
 
 /// One message between the roles layers of two hosts. Ids are chosen by the sender of the
@@ -36,8 +36,10 @@ pub enum LinkFrame {
     /// The outcome of an action.
     ActionResult {
         id: u64,
-        result: Result<ActionResult, ApiError>,
+        result: Result<ActionResult, AgentFailure>,
     },
+    /// The host an action was sent to is not this one: the action was not run.
+    ActionRefused { id: u64 },
     /// The master cancels an action it sent.
     Cancel { id: u64 },
     /// What the agent of `host` tells the master unasked.
@@ -77,6 +79,7 @@ impl LinkFrame {
             LinkFrame::CallResult { .. } => "call_result",
             LinkFrame::CallRefused { .. } => "call_refused",
             LinkFrame::Action { .. } => "action",
+            LinkFrame::ActionRefused { .. } => "action_refused",
             LinkFrame::Progress { .. } => "progress",
             LinkFrame::ActionResult { .. } => "action_result",
             LinkFrame::Cancel { .. } => "cancel",
@@ -141,10 +144,10 @@ mod tests {
                 id: 2,
                 host: "OpaqueRef:h".to_owned(),
                 term: 5,
-                action: HostAction::Shutdown {
+                action: HostAction::Vm(host_api::VmAction::Shutdown {
                     vm: "u".to_owned(),
                     clean: false,
-                },
+                }),
             },
             LinkFrame::ActionResult {
                 id: 2,

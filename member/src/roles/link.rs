@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_spec::{ApiError, errors};
+use host_api::{ActionResult, HostAction};
 use master::db::BoxFuture;
-use master::host_link::{ActionResult, HostAction, HostLink};
+use master::host_link::{HostLink, LinkFailure};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ impl HostLink for PoolLink {
         action: HostAction,
         progress: watch::Sender<f64>,
         cancel: CancellationToken,
-    ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
+    ) -> BoxFuture<'_, Result<ActionResult, LinkFailure>> {
         let host = host.to_owned();
         Box::pin(async move {
             let roles = &self.0;
@@ -35,7 +35,7 @@ impl HostLink for PoolLink {
                     .agent
                     .run(term, action, progress, cancel)
                     .await
-                    .map_err(ApiError::from);
+                    .map_err(LinkFailure::Agent);
             }
             roles
                 .run_remote(&host, term, action, progress, cancel)
@@ -45,9 +45,10 @@ impl HostLink for PoolLink {
 }
 
 impl Roles {
-    /// Runs `action` on the agent of another host: `HOST_OFFLINE [host]` when the host is no
-    /// member, cannot be sent to, or has not been heard from for `dead_after` while the action
-    /// runs (its outcome is then unknown; the host's inventory settles it when it is back).
+    /// Runs `action` on the agent of another host: `HostOffline` when the host is no member,
+    /// cannot be sent to, or has not been heard from for `dead_after` while the action runs
+    /// (its outcome is then unknown; the host's inventory settles it when it is back);
+    /// `Incompatible` when it speaks another host protocol version.
     async fn run_remote(
         &self,
         host: &str,
@@ -55,9 +56,15 @@ impl Roles {
         action: HostAction,
         progress: watch::Sender<f64>,
         cancel: CancellationToken,
-    ) -> Result<ActionResult, ApiError> {
-        let offline = || ApiError::new(errors::HOST_OFFLINE, [host]);
+    ) -> Result<ActionResult, LinkFailure> {
+        let offline = || LinkFailure::HostOffline;
         let node = self.transport.node_of_host(host).ok_or_else(offline)?;
+        match self.transport.protocol_of(node) {
+            Some(theirs) if theirs != host_api::PROTOCOL_VERSION => {
+                return Err(LinkFailure::Incompatible { theirs });
+            }
+            _ => {}
+        }
         let id = self.next_id();
         let (result, mut answered) = oneshot::channel();
         lock(&self.actions).insert(id, OutgoingAction { progress, result });
@@ -105,8 +112,7 @@ impl Roles {
         action: HostAction,
     ) {
         if host != self.host_ref {
-            let result = Err(ApiError::new(errors::HOST_OFFLINE, [host.as_str()]));
-            let _ = self.send(from, &LinkFrame::ActionResult { id, result });
+            let _ = self.send(from, &LinkFrame::ActionRefused { id });
             return;
         }
         let cancel = CancellationToken::new();
@@ -119,11 +125,7 @@ impl Roles {
                 let _ = roles.send(from, &LinkFrame::Progress { id, value });
             }
         });
-        let result = self
-            .agent
-            .run(term, action, progress, cancel)
-            .await
-            .map_err(ApiError::from);
+        let result = self.agent.run(term, action, progress, cancel).await;
         // The relay ends once the agent has dropped the progress sender; its last value goes
         // before the result.
         let _ = tokio::time::timeout(Duration::from_secs(1), relay).await;
@@ -134,11 +136,12 @@ impl Roles {
 
 #[cfg(test)]
 mod tests {
+    use host_api::VmAction;
     use master::testing::TestPool;
 
     use super::*;
-    use crate::agent::testing::vm_spec;
     use crate::roles::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
+    use agent::testing::vm_spec;
 
     async fn two_hosts() -> (TestPool, Arc<Net>, TestHost, TestHost) {
         let pool = TestPool::new();
@@ -157,7 +160,7 @@ mod tests {
         host: &str,
         term: u64,
         action: HostAction,
-    ) -> (Result<ActionResult, ApiError>, f64) {
+    ) -> (Result<ActionResult, LinkFailure>, f64) {
         let (progress, progressed) = watch::channel(0.0);
         let run = link.run(host, term, action, progress, CancellationToken::new());
         let result = tokio::time::timeout(PROMPTLY, run).await.expect("answered");
@@ -172,10 +175,10 @@ mod tests {
         let (_pool, _net, leader, follower) = two_hosts().await;
         let link = PoolLink(Arc::clone(&leader.roles));
         let spec = vm_spec("web", 1, 1);
-        let start = HostAction::Start {
+        let start = HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: false,
-        };
+        });
         let (started, progress) = run(&link, &follower.host_ref, 1, start).await;
         assert!(
             matches!(&started, Ok(ActionResult::Domain(Some(info))) if info.vm == spec.uuid),
@@ -203,7 +206,13 @@ mod tests {
         assert!(raised.is_ok(), "{raised:?}");
         let (refused, _) = run(&link, &follower.host_ref, 3, HostAction::Inventory).await;
         let refused = refused.expect_err("a stale term");
-        assert_eq!(refused.code, errors::OPERATION_NOT_ALLOWED);
+        assert_eq!(
+            refused,
+            LinkFailure::Agent(host_api::AgentFailure::StaleTerm {
+                newest_seen: 4,
+                got: 3
+            })
+        );
     }
 
     /// A host that is no member, or that frames cannot reach, is `HOST_OFFLINE [host]`.
@@ -213,15 +222,29 @@ mod tests {
         let link = PoolLink(Arc::clone(&leader.roles));
         let nobody = "OpaqueRef:nobody";
         let (unknown, _) = run(&link, nobody, 1, HostAction::Inventory).await;
-        assert_eq!(unknown, Err(ApiError::new(errors::HOST_OFFLINE, [nobody])));
+        assert_eq!(unknown, Err(LinkFailure::HostOffline));
         net.cut(2);
         let (cut, _) = run(&link, &follower.host_ref, 1, HostAction::Inventory).await;
-        assert_eq!(
-            cut,
-            Err(ApiError::new(
-                errors::HOST_OFFLINE,
-                [follower.host_ref.as_str()]
-            ))
-        );
+        assert_eq!(cut, Err(LinkFailure::HostOffline));
+    }
+
+    /// A host that speaks another host protocol version is sent no action: the link answers
+    /// `Incompatible` with its version, and the action does not run there.
+    #[tokio::test]
+    async fn a_host_of_another_protocol_version_is_sent_no_action() {
+        let (_pool, net, leader, follower) = two_hosts().await;
+        let link = PoolLink(Arc::clone(&leader.roles));
+        let theirs = host_api::PROTOCOL_VERSION + 1;
+        net.protocols.lock().expect("net lock").insert(2, theirs);
+        let spec = vm_spec("web", 0, 0);
+        let start = HostAction::Vm(VmAction::Start {
+            vm: spec.clone(),
+            paused: false,
+        });
+        let (refused, _) = run(&link, &follower.host_ref, 1, start).await;
+        assert_eq!(refused, Err(LinkFailure::Incompatible { theirs }));
+        net.protocols.lock().expect("net lock").clear();
+        let (there, _) = run(&link, &follower.host_ref, 1, HostAction::Inventory).await;
+        assert_eq!(there, Ok(ActionResult::Inventory(Vec::new())));
     }
 }

@@ -30,9 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_spec::ApiError;
+use host_api::{ActionResult, HostHealth};
 use master::Master;
-use master::host_link::{ActionResult, HostHealth};
+use master::host_link::LinkFailure;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,10 +42,10 @@ use self::forward::{Forwarded, NotForwarded};
 pub use self::forward::{Forwarder, LocalReplica};
 pub use self::frame::LinkFrame;
 pub use self::link::PoolLink;
-use crate::agent::Agent;
 use crate::config::PoolSettings;
 use crate::raft::{NodeHealth, RaftStatus};
 use crate::space::SpaceLimits;
+use agent::Agent;
 
 /// How this layer reaches the other hosts: the peer transport, or an in-memory one in tests.
 pub trait Transport: Send + Sync + 'static {
@@ -57,6 +57,8 @@ pub trait Transport: Send + Sync + 'static {
     fn address_of(&self, node: u64) -> Option<String>;
     /// The node ids of the other members.
     fn others(&self) -> Vec<u64>;
+    /// The version of the master↔agent frames `node` speaks, once known.
+    fn protocol_of(&self, node: u64) -> Option<u32>;
 }
 
 /// A frame could not be queued for a node (not a member, or not connected).
@@ -95,7 +97,7 @@ impl HealthSource {
 /// An action this host's master sent to another host, waiting for its result.
 struct OutgoingAction {
     progress: watch::Sender<f64>,
-    result: oneshot::Sender<Result<ActionResult, ApiError>>,
+    result: oneshot::Sender<Result<ActionResult, LinkFailure>>,
 }
 
 /// The roles layer of this host. Built before the `Master` (whose `HostLink` it is), started
@@ -231,7 +233,7 @@ impl Roles {
         self: Arc<Self>,
         master: Arc<Master>,
         mut inbound: mpsc::Receiver<(u64, Vec<u8>)>,
-        reports: mpsc::Sender<(String, master::host_link::AgentReport)>,
+        reports: mpsc::Sender<(String, host_api::AgentReport)>,
     ) {
         while let Some((from, payload)) = inbound.recv().await {
             lock(&self.heard).insert(from, Instant::now());
@@ -256,7 +258,7 @@ impl Roles {
         master: &Arc<Master>,
         from: u64,
         frame: LinkFrame,
-        reports: &mpsc::Sender<(String, master::host_link::AgentReport)>,
+        reports: &mpsc::Sender<(String, host_api::AgentReport)>,
     ) {
         match frame {
             LinkFrame::Call { id, call } => {
@@ -287,7 +289,12 @@ impl Roles {
             }
             LinkFrame::ActionResult { id, result } => {
                 if let Some(action) = lock(&self.actions).remove(&id) {
-                    let _ = action.result.send(result);
+                    let _ = action.result.send(result.map_err(LinkFailure::Agent));
+                }
+            }
+            LinkFrame::ActionRefused { id } => {
+                if let Some(action) = lock(&self.actions).remove(&id) {
+                    let _ = action.result.send(Err(LinkFailure::HostOffline));
                 }
             }
             LinkFrame::Cancel { id } => {

@@ -13,6 +13,10 @@ impl Transport for Peers {
         Peers::node_of_host(self, host)
     }
 
+    fn protocol_of(&self, node: u64) -> Option<u32> {
+        Peers::protocol_of(self, node)
+    }
+
     fn address_of(&self, node: u64) -> Option<String> {
         self.member(node).map(|member| member.address)
     }

@@ -14,11 +14,11 @@ use tokio::sync::{mpsc, watch};
 use super::{
     Duties, Forwarder, HealthSource, LocalReplica, PoolLink, Roles, Transport, Unreachable,
 };
-use crate::agent::{Agent, AgentConfig};
 use crate::config::PoolSettings;
 use crate::front::Answer;
 use crate::raft::{NodeHealth, RaftStatus};
 use crate::space::SpaceLimits;
+use agent::{Agent, AgentConfig};
 
 /// How long a test waits for something that should happen at once.
 pub(super) const PROMPTLY: Duration = Duration::from_secs(10);
@@ -31,6 +31,8 @@ type Inbox = mpsc::Sender<(u64, Vec<u8>)>;
 pub(super) struct Net {
     inboxes: Mutex<HashMap<u64, Inbox>>,
     hosts: Mutex<HashMap<String, u64>>,
+    /// The host protocol version of nodes that speak another than this build's.
+    pub protocols: Mutex<HashMap<u64, u32>>,
     /// Notified (with a stored permit) when a frame is refused.
     pub refused: tokio::sync::Notify,
 }
@@ -61,6 +63,16 @@ impl Transport for NodeTransport {
 
     fn address_of(&self, node: u64) -> Option<String> {
         Some(format!("127.0.0.{node}:4443"))
+    }
+
+    fn protocol_of(&self, node: u64) -> Option<u32> {
+        let protocols = self.net.protocols.lock().expect("net lock");
+        Some(
+            protocols
+                .get(&node)
+                .copied()
+                .unwrap_or(host_api::PROTOCOL_VERSION),
+        )
     }
 
     fn others(&self) -> Vec<u64> {

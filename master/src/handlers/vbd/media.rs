@@ -6,9 +6,9 @@ use api_spec::{NULL_REF, Value};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
 use crate::handlers::hotplug::{self, Hotplug};
-use crate::host_link::HostAction;
 use crate::operations::{self, Draft, Overlay};
 use crate::vm_spec;
+use host_api::{HostAction, VmAction};
 
 /// Whether the drive is attached to a domain, so that its media changes through the agent.
 fn is_live(view: &Overlay, vbd: &str) -> bool {
@@ -71,10 +71,12 @@ pub(in crate::handlers) async fn insert(ctx: Ctx, args: Args) -> Result<Value, E
         class: "VBD",
         device: vbd.to_owned(),
         op: "insert",
-        action: |view: &Overlay, vm: &str| HostAction::InsertCd {
-            vm: vm.to_owned(),
-            vbd: view.str("VBD", vbd, "uuid").to_owned(),
-            disk: vm_spec::disk(view, vdi),
+        action: |view: &Overlay, vm: &str| {
+            HostAction::Vm(VmAction::InsertCd {
+                vm: vm.to_owned(),
+                vbd: view.str("VBD", vbd, "uuid").to_owned(),
+                disk: vm_spec::disk(view, vdi),
+            })
         },
         written: |draft: &mut Draft| set_media(draft, vbd, vdi),
     };
@@ -91,9 +93,11 @@ pub(in crate::handlers) async fn eject(ctx: Ctx, args: Args) -> Result<Value, Er
         class: "VBD",
         device: vbd.to_owned(),
         op: "eject",
-        action: |view: &Overlay, vm: &str| HostAction::EjectCd {
-            vm: vm.to_owned(),
-            vbd: view.str("VBD", vbd, "uuid").to_owned(),
+        action: |view: &Overlay, vm: &str| {
+            HostAction::Vm(VmAction::EjectCd {
+                vm: vm.to_owned(),
+                vbd: view.str("VBD", vbd, "uuid").to_owned(),
+            })
         },
         written: |draft: &mut Draft| set_media(draft, vbd, NULL_REF),
     };

@@ -16,10 +16,10 @@ use super::hotplug::{self, Hotplug};
 use crate::ctx::{Args, Ctx, void};
 use crate::device_slots::{VbdSlot, free_vbd_disks, vbd_slot};
 use crate::error::{Error, xenapi};
-use crate::host_link::HostAction;
 use crate::operations::{Draft, Overlay};
 use crate::record;
 use crate::vm_spec;
+use host_api::{HostAction, VmAction};
 
 /// The VDI types a VBD may be created for (xapi's list).
 const ATTACHABLE_VDI_TYPES: &[&str] = &[
@@ -186,9 +186,11 @@ pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
         class: "VBD",
         device: vbd.clone(),
         op: "plug",
-        action: |view: &Overlay, vm: &str| HostAction::PlugVbd {
-            vm: vm.to_owned(),
-            vbd: vm_spec::vbd(view, &vbd),
+        action: |view: &Overlay, vm: &str| {
+            HostAction::Vm(VmAction::PlugVbd {
+                vm: vm.to_owned(),
+                vbd: vm_spec::vbd(view, &vbd),
+            })
         },
         written: |_: &mut Draft| {},
     };
@@ -201,10 +203,12 @@ async fn unplug_vbd(ctx: &Ctx, vbd: &str, force: bool) -> Result<Value, Error> {
         class: "VBD",
         device: vbd.to_owned(),
         op: if force { "unplug_force" } else { "unplug" },
-        action: |view: &Overlay, vm: &str| HostAction::UnplugVbd {
-            vm: vm.to_owned(),
-            vbd: view.str("VBD", vbd, "uuid").to_owned(),
-            force,
+        action: |view: &Overlay, vm: &str| {
+            HostAction::Vm(VmAction::UnplugVbd {
+                vm: vm.to_owned(),
+                vbd: view.str("VBD", vbd, "uuid").to_owned(),
+                force,
+            })
         },
         written: |_: &mut Draft| {},
     };
@@ -223,7 +227,7 @@ pub(super) async fn unplug_force(ctx: Ctx, args: Args) -> Result<Value, Error> {
 
 #[cfg(test)]
 mod tests {
-    use api_spec::{ApiError, NULL_REF, errors};
+    use api_spec::{ApiError, NULL_REF};
 
     use super::*;
     use crate::testing::{ActionKind, TestPool};
@@ -361,7 +365,10 @@ mod tests {
         assert_eq!(call("VBD.plug").await, Ok(s("")));
         assert_eq!(call("VBD.unplug_force").await, Ok(s("")));
         let forced = pool.agent.received().pop().expect("an action").action;
-        assert!(matches!(forced, HostAction::UnplugVbd { force: true, .. }));
+        assert!(matches!(
+            forced,
+            HostAction::Vm(VmAction::UnplugVbd { force: true, .. })
+        ));
         assert_eq!(
             pool.agent.kinds()[1..],
             [
@@ -408,7 +415,7 @@ mod tests {
         let vm = pool.running_vm(&session, "web").await;
         let (vbd, _) = pool.add_disk(&session, &vm, "1").await;
         let uuid = pool.text("VBD", &vbd, "uuid");
-        let error = ApiError::new(errors::DEVICE_ALREADY_ATTACHED, [uuid]);
+        let error = host_api::AgentFailure::DeviceAlreadyAttached { device: uuid };
         pool.agent.fail_next(ActionKind::PlugVbd, error);
         let reply = pool.call_as(&session, "VBD.plug", vec![s(&vbd)]).await;
         assert_eq!(reply, Err(xenapi::device_already_attached(&vbd)));

@@ -7,10 +7,10 @@ use api_spec::Value;
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
-use crate::host_link::{ActionResult, DomainState, HostAction};
 use crate::memory::Limits;
 use crate::operations::{self, Draft, Overlay};
 use crate::power_state::set_running;
+use host_api::{ActionResult, DomainState, HostAction, VmAction};
 
 /// Which limits a setter changes.
 #[derive(Debug, Clone, Copy)]
@@ -99,10 +99,10 @@ async fn change_memory(ctx: &Ctx, vm: &str, change: Change) -> Result<Value, Err
             let limits = change.apply(Limits::read(draft.view(), vm));
             limits.check(false)?;
             let view = draft.view();
-            let action = HostAction::SetMemoryTarget {
+            let action = HostAction::Vm(VmAction::SetMemoryTarget {
                 vm: view.str("VM", vm, "uuid").to_owned(),
                 bytes: u64::try_from(limits.dynamic_max).unwrap_or(0),
-            };
+            });
             Ok((view.str("VM", vm, "resident_on").to_owned(), action))
         })
         .await?;
@@ -350,12 +350,12 @@ mod tests {
         let pushed = received.pop().expect("an action");
         let target = received.pop().expect("an action");
         assert!(
-            matches!(target.action, HostAction::SetMemoryTarget { bytes, .. } if bytes == 3 << 30)
+            matches!(target.action, HostAction::Vm(VmAction::SetMemoryTarget { bytes, .. }) if bytes == 3 << 30)
         );
         // The agent also holds the new range for the domain, as a guest reboot would use it.
         assert!(matches!(
             pushed.action,
-            HostAction::UpdateSpec { vm: spec } if spec.memory_dynamic_max_bytes == 3 << 30
+            HostAction::Vm(VmAction::UpdateSpec { vm: spec }) if spec.memory_dynamic_max_bytes == 3 << 30
         ));
         let metrics = pool.text("VM", &vm, "metrics");
         assert_eq!(

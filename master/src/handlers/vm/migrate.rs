@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 use super::{Operation, Share};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
-use crate::host_link::{ActionResult, DomainInfo, HostAction, VmSpec};
 use crate::memory;
 use crate::operations::Overlay;
 use crate::placement;
 use crate::power_state::{set_running, set_stopped};
 use crate::vm_spec;
+use host_api::{ActionResult, DomainInfo, HostAction, VmAction, VmSpec};
 
 /// `VM.pool_migrate`: moves a running VM to `host`. The `live` option is accepted; every
 /// migration is stop-and-copy for now.
@@ -84,9 +84,9 @@ pub(in crate::handlers) async fn migrate(
             })
             .await?
     };
-    let out = HostAction::MigrateOut {
+    let out = HostAction::Vm(VmAction::MigrateOut {
         vm: spec.uuid.clone(),
-    };
+    });
     let cancel = operation.cancel_token().clone();
     let image = match operation
         .run_in(&source, out, cancel, Share::WHOLE.part(0, 2))
@@ -107,10 +107,12 @@ pub(in crate::handlers) async fn migrate(
     tracing::info!(vm = %vm, source = %source, destination = %host, "domain saved for migration");
     let never = CancellationToken::new();
     let rest = Share::WHOLE.part(1, 2);
-    let incoming = |spec: &VmSpec| HostAction::MigrateIn {
-        vm: spec.clone(),
-        image: image.clone(),
-        paused,
+    let incoming = |spec: &VmSpec| {
+        HostAction::Vm(VmAction::MigrateIn {
+            vm: spec.clone(),
+            image: image.clone(),
+            paused,
+        })
     };
     let landed = match operation
         .run_in(host, incoming(&spec), never.clone(), rest)
@@ -273,11 +275,11 @@ mod tests {
                 (ActionKind::MigrateIn, second.as_str(), 1),
             ]
         );
-        let HostAction::MigrateIn {
+        let HostAction::Vm(VmAction::MigrateIn {
             vm: spec,
             image,
             paused,
-        } = &received[2].action
+        }) = &received[2].action
         else {
             panic!("a migrate in: {:?}", received[2].action);
         };
@@ -354,7 +356,9 @@ mod tests {
         let session = pool.login().await;
         let second = pool.add_host("second", 64 * GIB);
         let vm = pool.running_vm_on(&session, "web", &pool.host).await;
-        let failure = ApiError::new("INTERNAL_ERROR", ["no room"]);
+        let failure = host_api::AgentFailure::Internal {
+            message: "no room".to_owned(),
+        };
         pool.agent.fail_next(ActionKind::MigrateIn, failure);
         assert_eq!(
             migrate(&pool, &session, &vm, &second).await,
@@ -362,7 +366,7 @@ mod tests {
                 &vm,
                 &pool.host,
                 &second,
-                "INTERNAL_ERROR no room"
+                "INTERNAL_ERROR host agent: no room"
             ))
         );
         assert_eq!(pool.text("VM", &vm, "power_state"), "Running");

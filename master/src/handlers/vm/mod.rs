@@ -23,14 +23,15 @@ mod snapshot;
 mod start;
 mod vcpus;
 
-use api_spec::{ApiError, Value, errors};
+use api_spec::{ApiError, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_failures;
 use crate::ctx::Ctx;
 use crate::error::{Error, xenapi};
-use crate::host_link::{ActionResult, DomainInfo, HostAction};
 use crate::operations::{self, Draft, InFlightGuard};
+use host_api::{ActionResult, DomainInfo, HostAction};
 
 pub(super) use copies::{clone, copy};
 pub(super) use memory::{
@@ -203,17 +204,25 @@ impl<'c> Operation<'c> {
                 },
             }
         };
-        outcome.map_err(|e| {
-            if e.code == errors::TASK_CANCELLED {
-                let task = self
-                    .ctx
-                    .task
-                    .as_ref()
-                    .map_or(self.key(), |t| t.r#ref.as_str());
-                xenapi::task_cancelled(task)
-            } else {
-                crate::agent_errors::with_refs(&master.db.read(), e)
-            }
+        outcome.map_err(|failure| {
+            let db = master.db.read();
+            let vm = match self.class {
+                "VM" => self.r.clone(),
+                class => db
+                    .get(class, &self.r)
+                    .map_or_else(|| self.r.clone(), |row| row.str("VM").to_owned()),
+            };
+            let task = self
+                .ctx
+                .task
+                .as_ref()
+                .map_or(self.key(), |t| t.r#ref.as_str());
+            let context = agent_failures::Context {
+                host,
+                vm: &vm,
+                task,
+            };
+            agent_failures::to_api_error(&db, &context, failure)
         })
     }
 
@@ -283,7 +292,7 @@ pub(crate) fn answer(
     };
     let is_expected = match (&domain, expect) {
         (Some(info), Expect::Domain { paused }) => {
-            (info.state == crate::host_link::DomainState::Paused) == paused
+            (info.state == host_api::DomainState::Paused) == paused
         }
         (None, Expect::Gone) => true,
         _ => false,

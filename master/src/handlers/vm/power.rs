@@ -6,10 +6,10 @@ use api_spec::Value;
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
 use crate::ctx::{Args, Ctx};
 use crate::error::{Error, xenapi};
-use crate::host_link::{ActionResult, HostAction};
 use crate::operations::{Draft, Overlay};
 use crate::power_state::{drop_suspend_image, set_running, set_stopped};
 use crate::vm_spec;
+use host_api::{ActionResult, HostAction, VmAction};
 
 /// A suspend image's size: the VM's memory at most, and room for its device state.
 const SUSPEND_IMAGE_EXTRA_BYTES: i64 = 1 << 20;
@@ -72,10 +72,10 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
                 suspend_sr(draft.view(), vm, &host).ok_or_else(|| xenapi::vm_no_suspend_sr(vm))?;
             let image = create_suspend_image(draft, vm, &sr);
             draft.set("VM", vm, "suspend_VDI", Value::str(image.as_str()));
-            let action = HostAction::Suspend {
+            let action = HostAction::Vm(VmAction::Suspend {
                 vm: draft.view().str("VM", vm, "uuid").to_owned(),
                 image: vm_spec::disk(draft.view(), &image),
-            };
+            });
             Ok((host, action))
         })
         .await?;
@@ -121,7 +121,7 @@ async fn on_domain(ctx: &Ctx, vm: &str, how: OnDomain) -> Result<Value, Error> {
         })
         .await?;
     let booted = match &action {
-        HostAction::Reboot { vm: spec, .. } => Some(spec.clone()),
+        HostAction::Vm(VmAction::Reboot { vm: spec, .. }) => Some(spec.clone()),
         _ => None,
     };
     let outcome = operation.run(&host, action).await;
@@ -155,7 +155,7 @@ pub(in crate::handlers) async fn pause(ctx: Ctx, args: Args) -> Result<Value, Er
         op: "pause",
         is_new_domain: false,
         expect: Expect::Domain { paused: true },
-        action: |view, vm| HostAction::Pause { vm: uuid(view, vm) },
+        action: |view, vm| HostAction::Vm(VmAction::Pause { vm: uuid(view, vm) }),
     };
     on_domain(&ctx, args.str("vm")?, how).await
 }
@@ -166,7 +166,7 @@ pub(in crate::handlers) async fn unpause(ctx: Ctx, args: Args) -> Result<Value, 
         op: "unpause",
         is_new_domain: false,
         expect: Expect::Domain { paused: false },
-        action: |view, vm| HostAction::Unpause { vm: uuid(view, vm) },
+        action: |view, vm| HostAction::Vm(VmAction::Unpause { vm: uuid(view, vm) }),
     };
     on_domain(&ctx, args.str("vm")?, how).await
 }
@@ -177,9 +177,11 @@ pub(in crate::handlers) async fn clean_reboot(ctx: Ctx, args: Args) -> Result<Va
         op: "clean_reboot",
         is_new_domain: true,
         expect: Expect::Domain { paused: false },
-        action: |view, vm| HostAction::Reboot {
-            vm: vm_spec::build(view, vm),
-            clean: true,
+        action: |view, vm| {
+            HostAction::Vm(VmAction::Reboot {
+                vm: vm_spec::build(view, vm),
+                clean: true,
+            })
         },
     };
     on_domain(&ctx, args.str("vm")?, how).await
@@ -191,9 +193,11 @@ pub(in crate::handlers) async fn hard_reboot(ctx: Ctx, args: Args) -> Result<Val
         op: "hard_reboot",
         is_new_domain: true,
         expect: Expect::Domain { paused: false },
-        action: |view, vm| HostAction::Reboot {
-            vm: vm_spec::build(view, vm),
-            clean: false,
+        action: |view, vm| {
+            HostAction::Vm(VmAction::Reboot {
+                vm: vm_spec::build(view, vm),
+                clean: false,
+            })
         },
     };
     on_domain(&ctx, args.str("vm")?, how).await
@@ -241,7 +245,9 @@ mod tests {
                 "snapshot"
             ]
         );
-        let HostAction::Suspend { image: disk, .. } = &pool.agent.received()[1].action else {
+        let HostAction::Vm(VmAction::Suspend { image: disk, .. }) =
+            &pool.agent.received()[1].action
+        else {
             panic!("a suspend");
         };
         assert_eq!(disk.vdi_uuid, pool.text("VDI", &image, "uuid"));
@@ -262,11 +268,15 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let vm = pool.running_vm(&session, "web").await;
-        let error = api_spec::ApiError::new("SR_FULL", ["1", "0"]);
-        pool.agent.fail_next(ActionKind::Suspend, error.clone());
+        let error = host_api::AgentFailure::Internal {
+            message: "no room for the image".to_owned(),
+        };
+        pool.agent.fail_next(ActionKind::Suspend, error);
         assert_eq!(
             pool.call_as(&session, "VM.suspend", vec![s(&vm)]).await,
-            Err(error)
+            Err(xenapi::internal_error(
+                "host agent: no room for the image".to_owned()
+            ))
         );
         assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
         assert_eq!(pool.text("VM", &vm, "suspend_VDI"), NULL_REF);
@@ -328,11 +338,11 @@ mod tests {
         let received = pool.agent.received();
         assert!(matches!(
             received[1].action,
-            HostAction::Reboot { clean: true, .. }
+            HostAction::Vm(VmAction::Reboot { clean: true, .. })
         ));
         assert!(matches!(
             received[2].action,
-            HostAction::Reboot { clean: false, .. }
+            HostAction::Vm(VmAction::Reboot { clean: false, .. })
         ));
         assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
     }

@@ -11,10 +11,10 @@ use api_spec::{ApiError, Value};
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
-use crate::host_link::{ActionResult, HostAction};
 use crate::operations::Draft;
 use crate::power_state::{drop_suspend_image, set_running, set_stopped};
 use crate::record::row;
+use host_api::{ActionResult, HostAction, VmAction};
 
 /// The operations a hard shutdown cancels when it starts (xapi's list).
 const OVERRIDDEN_BY_HARD_SHUTDOWN: &[&str] = &[
@@ -117,10 +117,10 @@ async fn stop(ctx: &Ctx, vm: &str, op: &'static str, how: How) -> Result<Value, 
 }
 
 fn shutdown_action(uuid: &str, clean: bool) -> HostAction {
-    HostAction::Shutdown {
+    HostAction::Vm(VmAction::Shutdown {
         vm: uuid.to_owned(),
         clean,
-    }
+    })
 }
 
 /// A hard shutdown: first the operations it overrides are cancelled (their agents stop at
@@ -228,8 +228,8 @@ async fn still_runs(ctx: &Ctx, host: &str, uuid: &str) -> bool {
     {
         Ok(ActionResult::Inventory(domains)) => domains.iter().any(|d| d.vm == uuid),
         Ok(ActionResult::Domain(_) | ActionResult::Image(_)) => false,
-        Err(e) => {
-            tracing::warn!(host = %host, code = %e.code, "host agent not reached; resetting anyway");
+        Err(failure) => {
+            tracing::warn!(host = %host, error = %failure, "host agent not reached; resetting anyway");
             false
         }
     }
@@ -278,7 +278,7 @@ mod tests {
         let received = pool.agent.received();
         assert!(matches!(
             received[1].action,
-            HostAction::Shutdown { clean: true, .. }
+            HostAction::Vm(VmAction::Shutdown { clean: true, .. })
         ));
         let reply = pool
             .call_as(&session, "VM.clean_shutdown", vec![s(&vm)])
@@ -306,7 +306,10 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let vm = pool.running_vm(&session, "web").await;
-        let refusal = api_spec::ApiError::new("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", [vm.as_str()]);
+        let refusal = host_api::AgentFailure::ShutdownTimeout {
+            vm: pool.text("VM", &vm, "uuid"),
+            timeout_secs: 1.0,
+        };
         pool.agent.fail_next(ActionKind::Shutdown, refusal);
         assert_eq!(
             pool.call_as(&session, "VM.shutdown", vec![s(&vm)]).await,
@@ -316,11 +319,11 @@ mod tests {
         let received = pool.agent.received();
         assert!(matches!(
             received[1].action,
-            HostAction::Shutdown { clean: true, .. }
+            HostAction::Vm(VmAction::Shutdown { clean: true, .. })
         ));
         assert!(matches!(
             received[2].action,
-            HostAction::Shutdown { clean: false, .. }
+            HostAction::Vm(VmAction::Shutdown { clean: false, .. })
         ));
     }
 
@@ -421,8 +424,10 @@ mod tests {
         assert_eq!(reply, Ok(s("")));
         assert_halted(&pool, &vm);
         let other = pool.running_vm(&session, "web").await;
-        let offline = api_spec::ApiError::new("HOST_OFFLINE", [pool.host.as_str()]);
-        pool.agent.fail_next(ActionKind::Inventory, offline);
+        pool.agent.fail_next(
+            ActionKind::Inventory,
+            crate::host_link::LinkFailure::HostOffline,
+        );
         let reply = pool
             .call_as(&session, "VM.power_state_reset", vec![s(&other)])
             .await;

@@ -7,12 +7,12 @@ use api_spec::{NULL_REF, Value};
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
 use crate::ctx::{Args, Ctx};
 use crate::error::{Error, xenapi};
-use crate::host_link::{ActionResult, HostAction};
 use crate::memory::{self, Limits};
 use crate::operations::Overlay;
 use crate::placement::{self, Need, Policy};
 use crate::power_state::{drop_suspend_image, set_running};
 use crate::vm_spec;
+use host_api::{ActionResult, HostAction, VmAction};
 
 /// Where a VM boots.
 #[derive(Debug, Clone, Copy)]
@@ -134,13 +134,13 @@ async fn boot(
                     if !view.exists("VDI", image) {
                         return Err(xenapi::handle_invalid("VDI", image).into());
                     }
-                    HostAction::Resume {
+                    HostAction::Vm(VmAction::Resume {
                         vm: spec,
                         image: vm_spec::disk(view, image),
                         paused,
-                    }
+                    })
                 } else {
-                    HostAction::Start { vm: spec, paused }
+                    HostAction::Vm(VmAction::Start { vm: spec, paused })
                 };
                 draft.set(
                     "VM",
@@ -261,7 +261,7 @@ mod tests {
             (received[0].host.as_str(), received[0].term),
             (pool.host.as_str(), 1)
         );
-        let HostAction::Start { vm: spec, paused } = &received[0].action else {
+        let HostAction::Vm(VmAction::Start { vm: spec, paused }) = &received[0].action else {
             panic!("a start: {:?}", received[0].action);
         };
         assert_eq!(
@@ -435,9 +435,14 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let vm = pool.new_vm(&session, "web").await;
-        let error = api_spec::ApiError::new("BOOTLOADER_FAILED", [vm.as_str(), "no disk"]);
-        pool.agent.fail_next(ActionKind::Start, error.clone());
-        assert_eq!(start(&pool, &session, &vm).await, Err(error));
+        let error = host_api::AgentFailure::Internal {
+            message: "no disk".to_owned(),
+        };
+        pool.agent.fail_next(ActionKind::Start, error);
+        assert_eq!(
+            start(&pool, &session, &vm).await,
+            Err(xenapi::internal_error("host agent: no disk".to_owned()))
+        );
         assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
         assert_eq!(
             pool.text("VM", &vm, "scheduled_to_be_resident_on"),

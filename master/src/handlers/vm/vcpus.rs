@@ -6,9 +6,9 @@ use api_spec::Value;
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
-use crate::host_link::{ActionResult, HostAction};
 use crate::operations::{self, Draft};
 use crate::power_state::set_running;
+use host_api::{ActionResult, HostAction, VmAction};
 
 /// xapi's words for the VCPU counts a VM may have.
 const VCPUS_CONSTRAINT: &str = "VCPU values must satisfy: 0 < VCPUs_at_startup ≤ VCPUs_max";
@@ -85,10 +85,10 @@ pub(in crate::handlers) async fn set_vcpus_number_live(
             if count < 1 || count > view.int("VM", vm, "VCPUs_max") {
                 return Err(xenapi::invalid_value_of(LIVE_VCPUS_CONSTRAINT, count).into());
             }
-            let action = HostAction::SetVcpus {
+            let action = HostAction::Vm(VmAction::SetVcpus {
                 vm: view.str("VM", vm, "uuid").to_owned(),
                 count: u32::try_from(count).unwrap_or(u32::MAX),
-            };
+            });
             Ok((view.str("VM", vm, "resident_on").to_owned(), action))
         })
         .await?;

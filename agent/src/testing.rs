@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use master::host_link::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
+use host_api::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
 
-use crate::agent::backend::{Domain, RunState};
+use crate::backend::{Domain, RunState};
 
 const MIB: u64 = 1024 * 1024;
 

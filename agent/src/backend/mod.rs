@@ -16,8 +16,10 @@ pub mod simulator;
 
 use std::fmt;
 
-use master::db::BoxFuture;
-use master::host_link::{ConsoleInfo, DiskSpec, DomainInfo, DomainState, VbdSpec, VifSpec, VmSpec};
+use crate::BoxFuture;
+use host_api::{
+    ConsoleInfo, DiskSpec, DomainInfo, DomainState, PowerState, VbdSpec, VifSpec, VmSpec,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -163,11 +165,11 @@ pub enum RunState {
 }
 
 impl RunState {
-    /// The power state a client would see, in xapi's lowercase words.
-    pub fn power_word(self) -> &'static str {
+    /// The power state a client would see.
+    pub fn power_state(self) -> PowerState {
         match self {
-            RunState::Running => "running",
-            RunState::Paused | RunState::Shutdown(_) => "paused",
+            RunState::Running => PowerState::Running,
+            RunState::Paused | RunState::Shutdown(_) => PowerState::Paused,
         }
     }
 }
@@ -242,8 +244,8 @@ pub enum BackendError {
     #[error("domain of vm {vm} is {actual}, not {expected}")]
     BadState {
         vm: String,
-        expected: &'static str,
-        actual: &'static str,
+        expected: PowerState,
+        actual: PowerState,
     },
     #[error("device {device} is already attached")]
     DeviceAttached { device: String },

@@ -1,17 +1,17 @@
 //! Actions that fail or are cancelled half-way: what was done is undone, newest first, so a
 //! start leaves no domain and a shutdown leaves the domain running.
 
-mod agent_support;
+mod support;
 
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use agent_support::{HOST, TERM, TestAgent, api_error, names, wait_until};
-use master::host_link::{DomainState, HostAction, HostLink};
-use member::agent::AgentConfig;
-use member::agent::backend::BackendOp;
-use member::agent::backend::simulator::{Failure, GuestAction};
-use member::agent::testing::vm_spec;
+use agent::AgentConfig;
+use agent::backend::BackendOp;
+use agent::backend::simulator::{Failure, GuestAction};
+use agent::testing::vm_spec;
+use host_api::{AgentFailure, DomainState, HostAction, VmAction};
+use support::{TERM, TestAgent, failure, names, wait_until};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -31,13 +31,12 @@ async fn cancelling_a_start_mid_way_leaves_no_domain() {
     let hold = agent.simulator().hold(BackendOp::Build);
     let (progress, mut watched) = watch::channel(0.0);
     let cancel = CancellationToken::new();
-    let start = agent.link.run(
-        HOST,
+    let start = agent.agent().run(
         TERM,
-        HostAction::Start {
+        HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: false,
-        },
+        }),
         progress,
         cancel.clone(),
     );
@@ -54,7 +53,7 @@ async fn cancelling_a_start_mid_way_leaves_no_domain() {
     }
     cancel.cancel();
     hold.release();
-    assert_eq!(api_error(start.await).description(), ["TASK_CANCELLED"]);
+    assert_eq!(failure(start.await), AgentFailure::Cancelled);
     assert_eq!(agent.domain(&spec.uuid).await, None);
     assert_eq!(
         names(&agent.ops_on(&spec.uuid)),
@@ -70,17 +69,16 @@ async fn a_failure_at_plug_nic_undoes_the_earlier_micro_ops() {
     let spec = vm_spec("unlucky", 2, 1);
     fail_next(&agent, BackendOp::PlugNic);
     let failed = agent
-        .run(HostAction::Start {
+        .run(HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: false,
-        })
+        }))
         .await;
     assert_eq!(
-        api_error(failed).description(),
-        [
-            "INTERNAL_ERROR",
-            "host agent: plug_nic failed: injected failure"
-        ]
+        failure(failed),
+        AgentFailure::Internal {
+            message: "plug_nic failed: injected failure".to_owned()
+        }
     );
     assert_eq!(agent.domain(&spec.uuid).await, None);
     let ops = agent.ops_on(&spec.uuid);
@@ -113,12 +111,12 @@ async fn a_failed_hard_shutdown_leaves_the_domain_running() {
     let before = agent.start_vm(&spec).await;
     fail_next(&agent, BackendOp::StopDeviceModel);
     let failed = agent
-        .run(HostAction::Shutdown {
+        .run(HostAction::Vm(VmAction::Shutdown {
             vm: spec.uuid.clone(),
             clean: false,
-        })
+        }))
         .await;
-    assert_eq!(api_error(failed).code, "INTERNAL_ERROR");
+    assert!(matches!(failure(failed), AgentFailure::Internal { .. }));
     let after = agent.domain(&spec.uuid).await.expect("the domain remains");
     assert_eq!(after.state, DomainState::Running);
     assert_eq!(after.domid, before.domid);
@@ -149,13 +147,12 @@ async fn cancelling_a_clean_shutdown_stops_the_wait() {
         .expect("the guest hangs");
     let (progress, mut watched) = watch::channel(0.0);
     let cancel = CancellationToken::new();
-    let shutdown = agent.link.run(
-        HOST,
+    let shutdown = agent.agent().run(
         TERM,
-        HostAction::Shutdown {
+        HostAction::Vm(VmAction::Shutdown {
             vm: spec.uuid.clone(),
             clean: true,
-        },
+        }),
         progress,
         cancel.clone(),
     );
@@ -176,7 +173,7 @@ async fn cancelling_a_clean_shutdown_stops_the_wait() {
     }
     assert!(*watched.borrow_and_update() > 0.0);
     cancel.cancel();
-    assert_eq!(api_error(shutdown.await).description(), ["TASK_CANCELLED"]);
+    assert_eq!(failure(shutdown.await), AgentFailure::Cancelled);
     let domain = agent.domain(&spec.uuid).await.expect("the domain remains");
     assert_eq!(domain.state, DomainState::Running);
 }

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use master::host_link::{ConsoleInfo, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
+use host_api::{ConsoleInfo, DiskSpec, PowerState, VbdKind, VbdSpec, VifSpec, VmSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
+use crate::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
 
 /// Everything the simulated hypervisor holds; the state file is this, as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +73,7 @@ impl Memory {
     fn live(&mut self, vm: &str) -> Result<&mut Domain, BackendError> {
         let domain = &mut self.get(vm)?.domain;
         if let RunState::Shutdown(_) = domain.state {
-            return Err(bad_state(vm, "running", domain.state));
+            return Err(bad_state(vm, PowerState::Running, domain.state));
         }
         Ok(domain)
     }
@@ -157,7 +157,7 @@ impl Memory {
     pub fn unpause(&mut self, vm: &str) -> Result<(), BackendError> {
         let domain = self.live(vm)?;
         if domain.state != RunState::Paused {
-            return Err(bad_state(vm, "paused", domain.state));
+            return Err(bad_state(vm, PowerState::Paused, domain.state));
         }
         if !domain.is_built {
             return Err(failed(BackendOp::Unpause, "the domain is not built"));
@@ -178,7 +178,7 @@ impl Memory {
     pub fn pause(&mut self, vm: &str) -> Result<(), BackendError> {
         let domain = self.live(vm)?;
         if domain.state != RunState::Running {
-            return Err(bad_state(vm, "running", domain.state));
+            return Err(bad_state(vm, PowerState::Running, domain.state));
         }
         domain.state = RunState::Paused;
         Ok(())
@@ -192,7 +192,7 @@ impl Memory {
     ) -> Result<Effect, BackendError> {
         let sim = self.get(vm)?;
         if sim.domain.state != RunState::Running {
-            return Err(bad_state(vm, "running", sim.domain.state));
+            return Err(bad_state(vm, PowerState::Running, sim.domain.state));
         }
         if sim.is_hung {
             return Ok(Effect::Quiet);
@@ -392,7 +392,7 @@ impl Memory {
     ) -> Result<Effect, BackendError> {
         let domain = &mut self.get(vm)?.domain;
         if domain.state != RunState::Running {
-            return Err(bad_state(vm, "running", domain.state));
+            return Err(bad_state(vm, PowerState::Running, domain.state));
         }
         domain.state = RunState::Shutdown(reason);
         Ok(Effect::GuestStopped)
@@ -405,11 +405,11 @@ impl Memory {
     }
 }
 
-fn bad_state(vm: &str, expected: &'static str, actual: RunState) -> BackendError {
+fn bad_state(vm: &str, expected: PowerState, actual: RunState) -> BackendError {
     BackendError::BadState {
         vm: vm.to_owned(),
         expected,
-        actual: actual.power_word(),
+        actual: actual.power_state(),
     }
 }
 
@@ -423,7 +423,7 @@ fn failed(op: BackendOp, reason: &str) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::testing::{cd_drive, disk, vm_spec};
+    use crate::testing::{cd_drive, disk, vm_spec};
 
     fn running(memory: &mut Memory, spec: &VmSpec) {
         memory.create(spec).expect("create");

@@ -10,15 +10,15 @@
 //!   forms, `rename_restart` as `restart`), and `AgentReport::GuestChanged` says what happened
 //!   and what the domain now is.
 
-use master::host_link::{AfterCrash, AfterShutdown, AgentReport, GuestEvent};
+use host_api::{AfterCrash, AfterShutdown, AgentReport, GuestEvent};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Agent;
-use crate::agent::actions::{reboot, teardown};
-use crate::agent::backend::{Domain, RunState, ShutdownReason};
-use crate::agent::hooks::HookReason;
-use crate::agent::micro_ops::{MicroOp, execute};
+use crate::Agent;
+use crate::actions::{reboot, teardown};
+use crate::backend::{Domain, RunState, ShutdownReason};
+use crate::hooks::HookReason;
+use crate::micro_ops::{MicroOp, execute};
 
 /// Looks at the domain of `vm` and does what its state calls for. Runs on the VM's queue.
 pub(crate) async fn check_state(agent: &Agent, vm: &str) {
@@ -123,7 +123,7 @@ fn event_of(reason: ShutdownReason) -> GuestEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::testing::{domain_of, vm_spec};
+    use crate::testing::{domain_of, vm_spec};
 
     fn after(on_crash: AfterCrash) -> Vec<&'static str> {
         let mut spec = vm_spec("a", 1, 1);

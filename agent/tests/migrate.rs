@@ -2,16 +2,16 @@
 //! and destroys it, `MigrateIn` builds it from that image on another host; a failure on either
 //! side leaves the domain where it was.
 
-mod agent_support;
+mod support;
 
 use std::num::NonZeroU64;
 
-use agent_support::{TestAgent, api_error, names};
-use master::host_link::{ActionResult, DomainState, HostAction};
-use member::agent::AgentConfig;
-use member::agent::backend::BackendOp;
-use member::agent::backend::simulator::Failure;
-use member::agent::testing::vm_spec;
+use agent::AgentConfig;
+use agent::backend::BackendOp;
+use agent::backend::simulator::Failure;
+use agent::testing::vm_spec;
+use host_api::{ActionResult, AgentFailure, DomainState, HostAction, VmAction};
+use support::{TestAgent, failure, names};
 
 fn fail_next(agent: &TestAgent, operation: BackendOp) {
     agent.simulator().fail(Failure {
@@ -23,7 +23,7 @@ fn fail_next(agent: &TestAgent, operation: BackendOp) {
 /// Saves the domain of `vm` on `agent` for a migration; its image.
 async fn migrate_out(agent: &TestAgent, vm: &str) -> Vec<u8> {
     let out = agent
-        .run(HostAction::MigrateOut { vm: vm.to_owned() })
+        .run(HostAction::Vm(VmAction::MigrateOut { vm: vm.to_owned() }))
         .await;
     let Ok(ActionResult::Image(image)) = out else {
         panic!("an image, got {out:?}");
@@ -41,19 +41,19 @@ async fn a_domain_moves_from_one_agent_to_another() {
     let vm = spec.uuid.clone();
     source.start_vm(&spec).await;
     source
-        .domain_after(HostAction::SetVcpus {
+        .domain_after(HostAction::Vm(VmAction::SetVcpus {
             vm: vm.clone(),
             count: 3,
-        })
+        }))
         .await;
     let image = migrate_out(&source, &vm).await;
     assert_eq!(source.domain(&vm).await, None);
     let moved = destination
-        .domain_after(HostAction::MigrateIn {
+        .domain_after(HostAction::Vm(VmAction::MigrateIn {
             vm: spec.clone(),
             image,
             paused: false,
-        })
+        }))
         .await;
     assert_eq!(moved.state, DomainState::Running);
     assert_eq!(moved.vcpus, 3);
@@ -87,8 +87,10 @@ async fn a_failure_on_either_side_leaves_the_domain_where_it_was() {
     let vm = spec.uuid.clone();
     let before = source.start_vm(&spec).await;
     fail_next(&source, BackendOp::SaveImage);
-    let failed = source.run(HostAction::MigrateOut { vm: vm.clone() }).await;
-    assert_eq!(api_error(failed).code, "INTERNAL_ERROR");
+    let failed = source
+        .run(HostAction::Vm(VmAction::MigrateOut { vm: vm.clone() }))
+        .await;
+    assert!(matches!(failure(failed), AgentFailure::Internal { .. }));
     let after = source.domain(&vm).await.expect("the domain remains");
     assert_eq!(
         (after.state, after.domid),
@@ -96,13 +98,13 @@ async fn a_failure_on_either_side_leaves_the_domain_where_it_was() {
     );
     let image = migrate_out(&source, &vm).await;
     fail_next(&destination, BackendOp::RestoreImage);
-    let incoming = HostAction::MigrateIn {
+    let incoming = HostAction::Vm(VmAction::MigrateIn {
         vm: spec.clone(),
         image,
         paused: false,
-    };
+    });
     let refused = destination.run(incoming.clone()).await;
-    assert_eq!(api_error(refused).code, "INTERNAL_ERROR");
+    assert!(matches!(failure(refused), AgentFailure::Internal { .. }));
     assert_eq!(destination.domain(&vm).await, None);
     let back = source.domain_after(incoming).await;
     assert_eq!(back.state, DomainState::Running);
@@ -118,12 +120,12 @@ async fn an_image_fills_only_its_own_vm() {
     let image = migrate_out(&agent, &spec.uuid).await;
     let other = vm_spec("second", 0, 0);
     let refused = agent
-        .run(HostAction::MigrateIn {
+        .run(HostAction::Vm(VmAction::MigrateIn {
             vm: other.clone(),
             image,
             paused: false,
-        })
+        }))
         .await;
-    assert_eq!(api_error(refused).code, "INTERNAL_ERROR");
+    assert!(matches!(failure(refused), AgentFailure::Internal { .. }));
     assert_eq!(agent.domain(&other.uuid).await, None);
 }

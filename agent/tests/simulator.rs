@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-use member::agent::backend::simulator::{Failure, STATE_FILE, Simulator, SimulatorConfig};
-use member::agent::backend::{Backend, BackendError, BackendOp};
-use member::agent::testing::vm_spec;
+use agent::backend::simulator::{Failure, STATE_FILE, Simulator, SimulatorConfig};
+use agent::backend::{Backend, BackendError, BackendOp};
+use agent::testing::vm_spec;
 
 fn open(dir: &tempfile::TempDir, config: SimulatorConfig) -> std::sync::Arc<Simulator> {
     Simulator::open(dir.path(), config).expect("the simulator opens")

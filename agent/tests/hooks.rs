@@ -1,15 +1,15 @@
 //! Hook scripts in the data dir: the arguments they get at each point of a VM's life, and a
 //! failing `vm-pre-start` hook that stops the start.
 
-mod agent_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use agent_support::{TestAgent, api_error, names};
-use master::host_link::{ActionResult, HostAction};
-use member::agent::AgentConfig;
-use member::agent::testing::vm_spec;
+use agent::AgentConfig;
+use agent::testing::vm_spec;
+use host_api::{ActionResult, AgentFailure, HostAction, VmAction};
+use support::{TestAgent, failure, names};
 
 /// Writes an executable shell script `hooks/<folder>/<name>` with `body`.
 fn write_hook(data_dir: &Path, folder: &str, name: &str, body: &str) {
@@ -43,16 +43,16 @@ async fn hooks_get_their_arguments_at_each_point() {
     let vm = spec.uuid.clone();
     agent.start_vm(&spec).await;
     agent
-        .domain_after(HostAction::Reboot {
+        .domain_after(HostAction::Vm(VmAction::Reboot {
             vm: spec.clone(),
             clean: false,
-        })
+        }))
         .await;
     let down = agent
-        .run(HostAction::Shutdown {
+        .run(HostAction::Vm(VmAction::Shutdown {
             vm: vm.clone(),
             clean: true,
-        })
+        }))
         .await;
     assert_eq!(down, Ok(ActionResult::Domain(None)));
 
@@ -88,20 +88,19 @@ async fn a_failing_pre_start_hook_fails_the_start_and_makes_no_domain() {
     );
     let spec = vm_spec("refused", 1, 1);
     let refused = agent
-        .run(HostAction::Start {
+        .run(HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: false,
-        })
+        }))
         .await;
     assert_eq!(
-        api_error(refused).description(),
-        [
-            "XAPI_HOOK_FAILED",
-            "vm-pre-start/10-refuse",
-            "none",
-            "refusing\n",
-            "3"
-        ]
+        failure(refused),
+        AgentFailure::HookFailed {
+            hook: "vm-pre-start/10-refuse".to_owned(),
+            reason: "none".to_owned(),
+            stdout: "refusing\n".to_owned(),
+            exit_code: "3".to_owned()
+        }
     );
     assert_eq!(agent.domain(&spec.uuid).await, None);
     assert!(names(&agent.ops_on(&spec.uuid)).is_empty());
@@ -125,10 +124,10 @@ async fn other_failing_hooks_do_not_stop_the_operation() {
     let spec = vm_spec("shrugged", 0, 0);
     agent.start_vm(&spec).await;
     let down = agent
-        .run(HostAction::Shutdown {
+        .run(HostAction::Vm(VmAction::Shutdown {
             vm: spec.uuid.clone(),
             clean: false,
-        })
+        }))
         .await;
     assert_eq!(down, Ok(ActionResult::Domain(None)));
 }

@@ -2,16 +2,16 @@
 //! new agent checks each one (finishing operations cut short, handling guests that stopped
 //! meanwhile) and then reports its inventory.
 
-mod agent_support;
+mod support;
 
 use std::sync::Arc;
 
-use agent_support::TestAgent;
-use master::host_link::{AfterShutdown, AgentReport, DomainState, GuestEvent, HostAction};
-use member::agent::AgentConfig;
-use member::agent::backend::Backend;
-use member::agent::backend::simulator::{GuestAction, STATE_FILE, Simulator, SimulatorConfig};
-use member::agent::testing::vm_spec;
+use agent::AgentConfig;
+use agent::backend::Backend;
+use agent::backend::simulator::{GuestAction, STATE_FILE, Simulator, SimulatorConfig};
+use agent::testing::vm_spec;
+use host_api::{AfterShutdown, AgentReport, DomainState, GuestEvent, HostAction, VmAction};
+use support::TestAgent;
 
 /// A new agent over the same data dir finds the domains the old one left, with their domids,
 /// states and devices, and reports them in its first inventory.
@@ -22,10 +22,10 @@ async fn a_new_agent_discovers_the_domains_of_the_state_file() {
     let running = first.start_vm(&vm_spec("running", 2, 1)).await;
     let paused_spec = vm_spec("paused", 1, 0);
     let paused = first
-        .domain_after(HostAction::Start {
+        .domain_after(HostAction::Vm(VmAction::Start {
             vm: paused_spec,
             paused: true,
-        })
+        }))
         .await;
     assert!(dir.path().join(STATE_FILE).is_file());
     drop(first);
@@ -80,7 +80,7 @@ async fn a_guest_that_stopped_meanwhile_is_handled_at_start() {
             .expect("the guest powers off");
     }
     let (sender, mut reports) = tokio::sync::mpsc::channel(16);
-    let _agent = member::agent::Agent::start(AgentConfig::default(), dir.path(), 1, sender)
+    let _agent = agent::Agent::start(AgentConfig::default(), dir.path(), 1, sender)
         .await
         .expect("the agent starts");
     let Some(AgentReport::GuestChanged { vm, event, now }) = reports.recv().await else {

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use master::db::BoxFuture;
+use crate::BoxFuture;
 use tokio::sync::Semaphore;
 
 /// A unit of work on one VM.

@@ -1,5 +1,5 @@
-//! What the agent's integration tests share: an agent over a temp data dir, reached through
-//! `LocalLink` as the master reaches it, with its report channel.
+//! What the agent's integration tests share: an agent over a temp data dir, run as the master
+//! runs it, with its report channel.
 
 // Each test file uses its own part of these helpers.
 #![allow(dead_code)]
@@ -7,16 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_spec::{ApiError, errors};
-use master::db::BoxFuture;
-use master::host_link::{ActionResult, AgentReport, DomainInfo, HostAction, HostLink, VmSpec};
-use member::agent::backend::simulator::{OpRecord, Simulator};
-use member::agent::{Agent, AgentConfig};
+use agent::backend::simulator::{OpRecord, Simulator};
+use agent::{Agent, AgentConfig};
+use host_api::{
+    ActionResult, AgentFailure, AgentReport, DomainInfo, HostAction, PowerState, VmAction, VmSpec,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// The ref of the test host.
-pub const HOST: &str = "OpaqueRef:00000000-0000-4000-8000-0000000000aa";
 /// The term the agents start at.
 pub const TERM: u64 = 3;
 /// How long a test waits for something that should come at once.
@@ -24,7 +22,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// An agent over its own data dir.
 pub struct TestAgent {
-    pub link: LocalLink,
+    agent: Arc<Agent>,
     pub reports: mpsc::Receiver<AgentReport>,
     /// What the agent reported when it started.
     pub initial_inventory: Vec<DomainInfo>,
@@ -49,10 +47,7 @@ impl TestAgent {
             other => panic!("the first report is the inventory, got {other:?}"),
         };
         TestAgent {
-            link: LocalLink {
-                host_ref: HOST.to_owned(),
-                agent,
-            },
+            agent,
             reports,
             initial_inventory,
             dir,
@@ -60,7 +55,7 @@ impl TestAgent {
     }
 
     pub fn agent(&self) -> &Arc<Agent> {
-        &self.link.agent
+        &self.agent
     }
 
     pub fn simulator(&self) -> Arc<Simulator> {
@@ -68,10 +63,19 @@ impl TestAgent {
     }
 
     /// Runs `action` at the agent's starting term, as the master would.
-    pub async fn run(&self, action: HostAction) -> Result<ActionResult, ApiError> {
+    pub async fn run(&self, action: HostAction) -> Result<ActionResult, AgentFailure> {
+        self.run_at(TERM, action).await
+    }
+
+    /// Runs `action` stamped with `term`.
+    pub async fn run_at(
+        &self,
+        term: u64,
+        action: HostAction,
+    ) -> Result<ActionResult, AgentFailure> {
         let (progress, _) = watch::channel(0.0);
-        self.link
-            .run(HOST, TERM, action, progress, CancellationToken::new())
+        self.agent
+            .run(term, action, progress, CancellationToken::new())
             .await
     }
 
@@ -85,10 +89,10 @@ impl TestAgent {
 
     /// Starts `spec`, unpaused.
     pub async fn start_vm(&self, spec: &VmSpec) -> DomainInfo {
-        self.domain_after(HostAction::Start {
+        self.domain_after(HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: false,
-        })
+        }))
         .await
     }
 
@@ -162,40 +166,19 @@ pub async fn wait_until(condition: impl Fn() -> bool) {
     }
 }
 
-/// The XenAPI error of a failed action.
-pub fn api_error(result: Result<ActionResult, ApiError>) -> ApiError {
+/// The failure of an action that must fail.
+pub fn failure(result: Result<ActionResult, AgentFailure>) -> AgentFailure {
     match result {
         Err(err) => err,
         Ok(result) => panic!("expected a failure, got {result:?}"),
     }
 }
 
-/// The `HostLink` of a one-host pool, as the master reaches its own host's agent (what
-/// `roles::PoolLink` does for this host); another host is `HOST_OFFLINE`.
-pub struct LocalLink {
-    /// The ref of this host.
-    pub host_ref: String,
-    pub agent: Arc<Agent>,
-}
-
-impl HostLink for LocalLink {
-    fn run(
-        &self,
-        host: &str,
-        term: u64,
-        action: HostAction,
-        progress: watch::Sender<f64>,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
-        if host != self.host_ref {
-            let offline = ApiError::new(errors::HOST_OFFLINE, [host]);
-            return Box::pin(std::future::ready(Err(offline)));
-        }
-        Box::pin(async move {
-            self.agent
-                .run(term, action, progress, cancel)
-                .await
-                .map_err(ApiError::from)
-        })
+/// The failure of an action on a VM in the wrong power state.
+pub fn bad_power_state(vm: &str, expected: PowerState, actual: PowerState) -> AgentFailure {
+    AgentFailure::BadPowerState {
+        vm: vm.to_owned(),
+        expected,
+        actual,
     }
 }

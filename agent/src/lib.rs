@@ -36,7 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use master::host_link::{ActionResult, AgentReport, GuestEvent, HostAction, VmSpec};
+use host_api::{
+    ActionResult, AgentFailure, AgentReport, GuestEvent, HostAction, PowerState, VmAction, VmSpec,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,9 @@ use tokio_util::sync::CancellationToken;
 use self::backend::simulator::{Simulator, SimulatorConfig};
 use self::backend::{Backend, BackendError, BackendEvent, Domain};
 pub use self::error::AgentError;
+
+/// A boxed future, so that the drivers can be trait objects.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 use self::hooks::Hooks;
 use self::queue::Queues;
 
@@ -149,9 +154,22 @@ impl Agent {
         self.newest_term.load(Ordering::SeqCst)
     }
 
-    /// Runs `action`, stamped with Raft `term`: see `HostLink::run`. The action runs in a task
-    /// of its own on its VM's queue; dropping this future does not stop it (cancel does).
+    /// Runs `action`, stamped with Raft `term`: see the master's `HostLink::run`. A VM action
+    /// runs in a task of its own on its VM's queue; dropping this future does not stop it
+    /// (cancel does).
     pub async fn run(
+        self: &Arc<Self>,
+        term: u64,
+        action: HostAction,
+        progress: watch::Sender<f64>,
+        cancel: CancellationToken,
+    ) -> Result<ActionResult, AgentFailure> {
+        self.run_action(term, action, progress, cancel)
+            .await
+            .map_err(AgentFailure::from)
+    }
+
+    async fn run_action(
         self: &Arc<Self>,
         term: u64,
         action: HostAction,
@@ -159,27 +177,28 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Result<ActionResult, AgentError> {
         self.observe_term(term)?;
-        if let HostAction::UpdateSpec { vm: spec } = &action {
-            let result = self.update_spec(spec).await;
-            progress.send_replace(1.0);
-            return result;
-        }
-        let Some(vm) = actions::vm_of(&action).map(str::to_owned) else {
-            let domains = self.backend.discover().await?;
-            progress.send_replace(1.0);
-            return Ok(ActionResult::Inventory(
-                domains.iter().map(Domain::info).collect(),
-            ));
+        let action = match action {
+            HostAction::Inventory => {
+                let domains = self.backend.discover().await?;
+                progress.send_replace(1.0);
+                return Ok(ActionResult::Inventory(
+                    domains.iter().map(Domain::info).collect(),
+                ));
+            }
+            HostAction::Vm(VmAction::UpdateSpec { vm: spec }) => {
+                let result = self.update_spec(&spec).await;
+                progress.send_replace(1.0);
+                return result;
+            }
+            HostAction::Vm(action) => action,
         };
         let (answer, answered) = oneshot::channel();
         let agent = Arc::clone(self);
-        let job_vm = vm.clone();
+        let vm = action.vm().to_owned();
         self.queues.submit(
             &vm,
             Box::pin(async move {
-                let result = agent
-                    .perform(term, &job_vm, &action, &progress, &cancel)
-                    .await;
+                let result = agent.perform(term, &action, &progress, &cancel).await;
                 let _ = answer.send(result);
             }),
         );
@@ -187,7 +206,7 @@ impl Agent {
     }
 
     /// Keeps `spec` for the domain of its VM at once, beside whatever its queue runs: see
-    /// `HostAction::UpdateSpec`. A VM without a domain is `VM_BAD_POWER_STATE`.
+    /// `VmAction::UpdateSpec`. A VM without a domain is `VM_BAD_POWER_STATE`.
     async fn update_spec(&self, spec: &VmSpec) -> Result<ActionResult, AgentError> {
         let vm = spec.uuid.as_str();
         match self.backend.update_spec(vm, spec).await {
@@ -195,8 +214,8 @@ impl Agent {
             Err(BackendError::NoDomain { .. }) => {
                 return Err(AgentError::BadPowerState {
                     vm: vm.to_owned(),
-                    expected: "running",
-                    actual: "halted",
+                    expected: PowerState::Running,
+                    actual: PowerState::Halted,
                 });
             }
             Err(err) => return Err(err.into()),
@@ -209,14 +228,14 @@ impl Agent {
     async fn perform(
         &self,
         term: u64,
-        vm: &str,
-        action: &HostAction,
+        action: &VmAction,
         progress: &watch::Sender<f64>,
         cancel: &CancellationToken,
     ) -> Result<ActionResult, AgentError> {
         // A newer master may have appeared while this waited in the queue.
         self.check_still_current(term)?;
-        let name = actions::name_of(action);
+        let vm = action.vm();
+        let name = action.name();
         tracing::debug!(vm, action = name, term, "action begins");
         let result = actions::perform(self, vm, action, progress, cancel).await;
         match &result {
@@ -275,7 +294,7 @@ impl Agent {
     /// Hard-stops the domain of `vm` if it still has one and reports it powered off; whether
     /// it was stopped.
     async fn hard_stop(&self, vm: &str) -> bool {
-        let action = HostAction::Shutdown {
+        let action = VmAction::Shutdown {
             vm: vm.to_owned(),
             clean: false,
         };

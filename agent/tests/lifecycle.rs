@@ -1,15 +1,15 @@
 //! Every action through `LocalLink`, on the simulator: what the domain looks like after each,
 //! the errors of wrong states and devices, progress, terms and hosts.
 
-mod agent_support;
+mod support;
 
 use std::time::Duration;
 
-use agent_support::{HOST, TERM, TestAgent, api_error, names};
-use master::host_link::{ActionResult, DomainState, HostAction, HostLink};
-use member::agent::AgentConfig;
-use member::agent::backend::simulator::GuestAction;
-use member::agent::testing::{cd_drive, disk, hard_disk, nic, vm_spec};
+use agent::AgentConfig;
+use agent::backend::simulator::GuestAction;
+use agent::testing::{cd_drive, disk, hard_disk, nic, vm_spec};
+use host_api::{ActionResult, AgentFailure, DomainState, HostAction, PowerState, VmAction};
+use support::{TERM, TestAgent, bad_power_state, failure, names};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -21,13 +21,13 @@ async fn start_gives_a_running_domain_with_consoles_and_devices() {
     let mut spec = vm_spec("web", 2, 1);
     spec.vbds.push(cd_drive(2));
     let (progress, watched) = watch::channel(0.0);
-    let action = HostAction::Start {
+    let action = HostAction::Vm(VmAction::Start {
         vm: spec.clone(),
         paused: false,
-    };
+    });
     let result = agent
-        .link
-        .run(HOST, TERM, action, progress, CancellationToken::new())
+        .agent()
+        .run(TERM, action, progress, CancellationToken::new())
         .await;
     let Ok(ActionResult::Domain(Some(domain))) = result else {
         panic!("a running domain, got {result:?}");
@@ -70,57 +70,61 @@ async fn pause_unpause_and_wrong_power_states() {
     let spec = vm_spec("paused", 1, 0);
     let vm = spec.uuid.clone();
     let started = agent
-        .domain_after(HostAction::Start {
+        .domain_after(HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: true,
-        })
+        }))
         .await;
     assert_eq!(started.state, DomainState::Paused);
     let again = agent
-        .run(HostAction::Start {
+        .run(HostAction::Vm(VmAction::Start {
             vm: spec.clone(),
             paused: false,
-        })
+        }))
         .await;
     assert_eq!(
-        api_error(again).description(),
-        ["VM_BAD_POWER_STATE", &vm, "halted", "paused"]
+        failure(again),
+        bad_power_state(&vm, PowerState::Halted, PowerState::Paused)
     );
     let running = agent
-        .domain_after(HostAction::Unpause { vm: vm.clone() })
+        .domain_after(HostAction::Vm(VmAction::Unpause { vm: vm.clone() }))
         .await;
     assert_eq!(running.state, DomainState::Running);
-    let unpause = agent.run(HostAction::Unpause { vm: vm.clone() }).await;
+    let unpause = agent
+        .run(HostAction::Vm(VmAction::Unpause { vm: vm.clone() }))
+        .await;
     assert_eq!(
-        api_error(unpause).description(),
-        ["VM_BAD_POWER_STATE", &vm, "paused", "running"]
+        failure(unpause),
+        bad_power_state(&vm, PowerState::Paused, PowerState::Running)
     );
     let paused = agent
-        .domain_after(HostAction::Pause { vm: vm.clone() })
+        .domain_after(HostAction::Vm(VmAction::Pause { vm: vm.clone() }))
         .await;
     assert_eq!(paused.state, DomainState::Paused);
     assert_eq!(paused.domid, started.domid);
     let clean = agent
-        .run(HostAction::Shutdown {
+        .run(HostAction::Vm(VmAction::Shutdown {
             vm: vm.clone(),
             clean: true,
-        })
+        }))
         .await;
     assert_eq!(
-        api_error(clean).description(),
-        ["VM_BAD_POWER_STATE", &vm, "running", "paused"]
+        failure(clean),
+        bad_power_state(&vm, PowerState::Running, PowerState::Paused)
     );
     let hard = agent
-        .run(HostAction::Shutdown {
+        .run(HostAction::Vm(VmAction::Shutdown {
             vm: vm.clone(),
             clean: false,
-        })
+        }))
         .await;
     assert_eq!(hard, Ok(ActionResult::Domain(None)));
-    let none = agent.run(HostAction::Pause { vm: vm.clone() }).await;
+    let none = agent
+        .run(HostAction::Vm(VmAction::Pause { vm: vm.clone() }))
+        .await;
     assert_eq!(
-        api_error(none).description(),
-        ["VM_BAD_POWER_STATE", &vm, "running", "halted"]
+        failure(none),
+        bad_power_state(&vm, PowerState::Running, PowerState::Halted)
     );
 }
 
@@ -134,10 +138,10 @@ async fn shutdowns_destroy_and_reboots_renew_the_domain() {
     let mut domid = first.domid;
     for clean in [true, false] {
         let rebooted = agent
-            .domain_after(HostAction::Reboot {
+            .domain_after(HostAction::Vm(VmAction::Reboot {
                 vm: spec.clone(),
                 clean,
-            })
+            }))
             .await;
         assert_eq!(rebooted.state, DomainState::Running);
         assert!(rebooted.domid > domid, "a reboot makes a new domain");
@@ -145,10 +149,10 @@ async fn shutdowns_destroy_and_reboots_renew_the_domain() {
     }
     for clean in [true, false] {
         let down = agent
-            .run(HostAction::Shutdown {
+            .run(HostAction::Vm(VmAction::Shutdown {
                 vm: vm.clone(),
                 clean,
-            })
+            }))
             .await;
         assert_eq!(down, Ok(ActionResult::Domain(None)));
         assert_eq!(agent.domain(&vm).await, None);
@@ -176,22 +180,25 @@ async fn a_hung_guest_times_out_a_clean_shutdown() {
         .await
         .expect("the guest hangs");
     let clean = agent
-        .run(HostAction::Shutdown {
+        .run(HostAction::Vm(VmAction::Shutdown {
             vm: vm.clone(),
             clean: true,
-        })
+        }))
         .await;
     assert_eq!(
-        api_error(clean).description(),
-        ["VM_SHUTDOWN_TIMEOUT", &vm, "0.1"]
+        failure(clean),
+        AgentFailure::ShutdownTimeout {
+            vm: String::from(&vm),
+            timeout_secs: 0.1
+        }
     );
     let still = agent.domain(&vm).await.expect("the domain is still there");
     assert_eq!(still.state, DomainState::Running);
     let hard = agent
-        .run(HostAction::Shutdown {
+        .run(HostAction::Vm(VmAction::Shutdown {
             vm: vm.clone(),
             clean: false,
-        })
+        }))
         .await;
     assert_eq!(hard, Ok(ActionResult::Domain(None)));
 }
@@ -205,25 +212,25 @@ async fn suspend_then_resume_brings_the_domain_back() {
     let vm = spec.uuid.clone();
     agent.start_vm(&spec).await;
     agent
-        .domain_after(HostAction::SetVcpus {
+        .domain_after(HostAction::Vm(VmAction::SetVcpus {
             vm: vm.clone(),
             count: 3,
-        })
+        }))
         .await;
     let image = disk("suspend-image");
     let suspended = agent
-        .run(HostAction::Suspend {
+        .run(HostAction::Vm(VmAction::Suspend {
             vm: vm.clone(),
             image: image.clone(),
-        })
+        }))
         .await;
     assert_eq!(suspended, Ok(ActionResult::Domain(None)));
     let resumed = agent
-        .domain_after(HostAction::Resume {
+        .domain_after(HostAction::Vm(VmAction::Resume {
             vm: spec.clone(),
             image,
             paused: false,
-        })
+        }))
         .await;
     assert_eq!(resumed.state, DomainState::Running);
     assert_eq!(resumed.vcpus, 3);
@@ -240,37 +247,41 @@ async fn devices_hotplug_with_already_attached_and_detached_errors() {
     let vm = spec.uuid.clone();
     agent.start_vm(&spec).await;
     let (vbd, vif) = (hard_disk("hotplug", 1), nic(0));
-    let plug_vbd = HostAction::PlugVbd {
+    let plug_vbd = HostAction::Vm(VmAction::PlugVbd {
         vm: vm.clone(),
         vbd: vbd.clone(),
-    };
+    });
     let plugged = agent.domain_after(plug_vbd.clone()).await;
     assert!(plugged.vbds.contains(&vbd.uuid));
     assert_eq!(
-        api_error(agent.run(plug_vbd).await).description(),
-        ["DEVICE_ALREADY_ATTACHED", &vbd.uuid]
+        failure(agent.run(plug_vbd).await),
+        AgentFailure::DeviceAlreadyAttached {
+            device: String::from(&vbd.uuid)
+        }
     );
-    let plug_vif = HostAction::PlugVif {
+    let plug_vif = HostAction::Vm(VmAction::PlugVif {
         vm: vm.clone(),
         vif: vif.clone(),
-    };
+    });
     let plugged = agent.domain_after(plug_vif).await;
     assert_eq!(plugged.vifs, std::slice::from_ref(&vif.uuid));
-    let unplug_vif = HostAction::UnplugVif {
+    let unplug_vif = HostAction::Vm(VmAction::UnplugVif {
         vm: vm.clone(),
         vif: vif.uuid.clone(),
         force: false,
-    };
+    });
     assert!(agent.domain_after(unplug_vif.clone()).await.vifs.is_empty());
     assert_eq!(
-        api_error(agent.run(unplug_vif).await).description(),
-        ["DEVICE_ALREADY_DETACHED", &vif.uuid]
+        failure(agent.run(unplug_vif).await),
+        AgentFailure::DeviceAlreadyDetached {
+            device: String::from(&vif.uuid)
+        }
     );
-    let unplug_vbd = HostAction::UnplugVbd {
+    let unplug_vbd = HostAction::Vm(VmAction::UnplugVbd {
         vm: vm.clone(),
         vbd: vbd.uuid.clone(),
         force: true,
-    };
+    });
     let unplugged = agent.domain_after(unplug_vbd).await;
     assert_eq!(unplugged.vbds, [spec.vbds[0].uuid.clone()]);
 }
@@ -285,32 +296,38 @@ async fn cd_insert_and_eject_with_their_errors() {
     spec.vbds.push(drive.clone());
     let vm = spec.uuid.clone();
     agent.start_vm(&spec).await;
-    let insert = HostAction::InsertCd {
+    let insert = HostAction::Vm(VmAction::InsertCd {
         vm: vm.clone(),
         vbd: drive.uuid.clone(),
         disk: disk("debian.iso"),
-    };
+    });
     agent.domain_after(insert.clone()).await;
     assert_eq!(
-        api_error(agent.run(insert).await).description(),
-        ["VBD_NOT_EMPTY", &drive.uuid]
+        failure(agent.run(insert).await),
+        AgentFailure::DriveNotEmpty {
+            vbd: String::from(&drive.uuid)
+        }
     );
-    let eject = HostAction::EjectCd {
+    let eject = HostAction::Vm(VmAction::EjectCd {
         vm: vm.clone(),
         vbd: drive.uuid.clone(),
-    };
+    });
     agent.domain_after(eject.clone()).await;
     assert_eq!(
-        api_error(agent.run(eject).await).description(),
-        ["VBD_IS_EMPTY", &drive.uuid]
+        failure(agent.run(eject).await),
+        AgentFailure::DriveEmpty {
+            vbd: String::from(&drive.uuid)
+        }
     );
-    let hdd = HostAction::EjectCd {
+    let hdd = HostAction::Vm(VmAction::EjectCd {
         vm: vm.clone(),
         vbd: spec.vbds[0].uuid.clone(),
-    };
+    });
     assert_eq!(
-        api_error(agent.run(hdd).await).code,
-        "VBD_NOT_REMOVABLE_MEDIA"
+        failure(agent.run(hdd).await),
+        AgentFailure::NotRemovable {
+            vbd: spec.vbds[0].uuid.clone()
+        }
     );
 }
 
@@ -323,28 +340,30 @@ async fn vcpus_and_memory_target_change_live() {
     let vm = spec.uuid.clone();
     agent.start_vm(&spec).await;
     let more = agent
-        .domain_after(HostAction::SetVcpus {
+        .domain_after(HostAction::Vm(VmAction::SetVcpus {
             vm: vm.clone(),
             count: spec.vcpus_max,
-        })
+        }))
         .await;
     assert_eq!(more.vcpus, spec.vcpus_max);
     let too_many = agent
-        .run(HostAction::SetVcpus {
+        .run(HostAction::Vm(VmAction::SetVcpus {
             vm: vm.clone(),
             count: spec.vcpus_max + 1,
-        })
+        }))
         .await;
     assert_eq!(
-        api_error(too_many).description(),
-        ["VM_TOO_MANY_VCPUS", &vm]
+        failure(too_many),
+        AgentFailure::TooManyVcpus {
+            vm: String::from(&vm)
+        }
     );
     let target = spec.memory_dynamic_min_bytes;
     let smaller = agent
-        .domain_after(HostAction::SetMemoryTarget {
+        .domain_after(HostAction::Vm(VmAction::SetMemoryTarget {
             vm: vm.clone(),
             bytes: target,
-        })
+        }))
         .await;
     assert_eq!(smaller.memory_actual_bytes, target);
 }
@@ -363,21 +382,6 @@ async fn inventory_lists_domains_and_other_hosts_are_offline() {
     listed.sort();
     expected.sort();
     assert_eq!(listed, expected);
-    let (progress, _) = watch::channel(0.0);
-    let elsewhere = agent
-        .link
-        .run(
-            "OpaqueRef:elsewhere",
-            TERM,
-            HostAction::Inventory,
-            progress,
-            CancellationToken::new(),
-        )
-        .await;
-    assert_eq!(
-        api_error(elsewhere).description(),
-        ["HOST_OFFLINE", "OpaqueRef:elsewhere"]
-    );
 }
 
 /// An action stamped with a term older than the newest seen is refused with
@@ -386,24 +390,21 @@ async fn inventory_lists_domains_and_other_hosts_are_offline() {
 async fn stale_terms_are_refused() {
     let agent = TestAgent::start(AgentConfig::default()).await;
     assert_eq!(agent.agent().newest_term(), TERM);
-    let run = |term| {
-        let (progress, _) = watch::channel(0.0);
-        agent.link.run(
-            HOST,
-            term,
-            HostAction::Inventory,
-            progress,
-            CancellationToken::new(),
-        )
-    };
+    let run = |term| agent.run_at(term, HostAction::Inventory);
     assert_eq!(
-        api_error(run(TERM - 1).await).description(),
-        ["OPERATION_NOT_ALLOWED", "stale term: newest seen 3, got 2"]
+        failure(run(TERM - 1).await),
+        AgentFailure::StaleTerm {
+            newest_seen: 3,
+            got: 2
+        }
     );
     assert!(run(TERM + 2).await.is_ok());
     assert_eq!(agent.agent().newest_term(), TERM + 2);
     assert_eq!(
-        api_error(run(TERM).await).description(),
-        ["OPERATION_NOT_ALLOWED", "stale term: newest seen 5, got 3"]
+        failure(run(TERM).await),
+        AgentFailure::StaleTerm {
+            newest_seen: 5,
+            got: 3
+        }
     );
 }

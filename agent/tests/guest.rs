@@ -1,13 +1,16 @@
 //! Guests that power off, reboot or crash by themselves (through the simulator): the agent
 //! honours the VM's `actions_after_*` and reports the change unasked.
 
-mod agent_support;
+mod support;
 
-use agent_support::TestAgent;
-use master::host_link::{AfterCrash, AfterShutdown, AgentReport, DomainState, GuestEvent};
-use member::agent::AgentConfig;
-use member::agent::backend::simulator::GuestAction;
-use member::agent::testing::vm_spec;
+use agent::AgentConfig;
+use agent::backend::simulator::GuestAction;
+use agent::testing::vm_spec;
+use host_api::{
+    AfterCrash, AfterShutdown, AgentReport, DomainState, GuestEvent, HostAction, PowerState,
+    VmAction,
+};
+use support::{TestAgent, bad_power_state, failure};
 
 /// What the agent should leave after a guest event.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,10 +133,10 @@ async fn a_requested_shutdown_is_not_reported_as_a_guest_event() {
     let mut spec = vm_spec("asked", 0, 0);
     spec.on_shutdown = AfterShutdown::Restart;
     agent.start_vm(&spec).await;
-    let shutdown = master::host_link::HostAction::Shutdown {
+    let shutdown = HostAction::Vm(VmAction::Shutdown {
         vm: spec.uuid.clone(),
         clean: true,
-    };
+    });
     assert!(agent.run(shutdown).await.is_ok());
     // The guest event of that shutdown is checked on the VM's queue after the shutdown; a
     // second VM's crash is queued after it and its report must be the next one.
@@ -161,7 +164,7 @@ async fn an_updated_spec_decides_what_a_crash_does() {
     let before = agent.start_vm(&spec).await;
     spec.on_crash = AfterCrash::Preserve;
     spec.pv_args = "quiet".to_owned();
-    let update = master::host_link::HostAction::UpdateSpec { vm: spec.clone() };
+    let update = HostAction::Vm(VmAction::UpdateSpec { vm: spec.clone() });
     let after = agent.domain_after(update).await;
     assert_eq!(after, before, "the domain itself is unchanged");
     agent
@@ -177,12 +180,12 @@ async fn an_updated_spec_decides_what_a_crash_does() {
     assert_eq!(now.domid, before.domid);
     let unknown = vm_spec("nowhere", 0, 0);
     let refused = agent
-        .run(master::host_link::HostAction::UpdateSpec {
+        .run(HostAction::Vm(VmAction::UpdateSpec {
             vm: unknown.clone(),
-        })
+        }))
         .await;
     assert_eq!(
-        agent_support::api_error(refused).description(),
-        ["VM_BAD_POWER_STATE", &unknown.uuid, "running", "halted"]
+        failure(refused),
+        bad_power_state(&unknown.uuid, PowerState::Running, PowerState::Halted)
     );
 }

@@ -2,18 +2,18 @@
 //! operations never overlap, the pool bounds how many run at once, hundreds of VMs start in
 //! parallel, and a newer term reaches actions that were still queued.
 
-mod agent_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_support::{HOST, TERM, TestAgent, api_error, most_at_once};
-use master::host_link::{ActionResult, DomainState, HostAction, HostLink};
-use member::agent::backend::BackendOp;
-use member::agent::backend::simulator::SimulatorConfig;
-use member::agent::testing::{nic, vm_spec};
-use member::agent::{AgentConfig, BackendConfig};
+use agent::backend::BackendOp;
+use agent::backend::simulator::SimulatorConfig;
+use agent::testing::{nic, vm_spec};
+use agent::{AgentConfig, BackendConfig};
+use host_api::{ActionResult, AgentFailure, DomainState, HostAction, VmAction};
+use support::{TERM, TestAgent, failure, most_at_once};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -51,26 +51,26 @@ async fn operations_on_one_vm_never_overlap() {
     let agent = Arc::new(TestAgent::start(slow_config(8, Duration::from_millis(2))).await);
     let (spec, other) = (vm_spec("busy", 2, 1), vm_spec("other", 2, 1));
     let vm = spec.uuid.clone();
-    let mut actions = vec![HostAction::Start {
+    let mut actions = vec![HostAction::Vm(VmAction::Start {
         vm: spec.clone(),
         paused: false,
-    }];
+    })];
     for _ in 0..3 {
-        actions.push(HostAction::Pause { vm: vm.clone() });
-        actions.push(HostAction::Unpause { vm: vm.clone() });
-        actions.push(HostAction::PlugVif {
+        actions.push(HostAction::Vm(VmAction::Pause { vm: vm.clone() }));
+        actions.push(HostAction::Vm(VmAction::Unpause { vm: vm.clone() }));
+        actions.push(HostAction::Vm(VmAction::PlugVif {
             vm: vm.clone(),
             vif: nic(1),
-        });
-        actions.push(HostAction::Reboot {
+        }));
+        actions.push(HostAction::Vm(VmAction::Reboot {
             vm: spec.clone(),
             clean: false,
-        });
+        }));
     }
-    actions.push(HostAction::Shutdown {
+    actions.push(HostAction::Vm(VmAction::Shutdown {
         vm: vm.clone(),
         clean: false,
-    });
+    }));
     let mut running = JoinSet::new();
     for action in actions {
         let agent = Arc::clone(&agent);
@@ -80,16 +80,16 @@ async fn operations_on_one_vm_never_overlap() {
     let other_spec = other.clone();
     running.spawn(async move {
         other_agent
-            .run(HostAction::Start {
+            .run(HostAction::Vm(VmAction::Start {
                 vm: other_spec,
                 paused: false,
-            })
+            }))
             .await
     });
     while let Some(outcome) = running.join_next().await {
         let result = outcome.expect("the action's task");
         if let Err(err) = result {
-            assert_ne!(err.code, "INTERNAL_ERROR", "{err:?}");
+            assert!(!matches!(err, AgentFailure::Internal { .. }), "{err:?}");
         }
     }
     let ops = agent.ops_on(&vm);
@@ -157,17 +157,16 @@ async fn a_queued_action_is_refused_after_a_newer_term() {
     let agent = TestAgent::start(AgentConfig::default()).await;
     let spec = vm_spec("queued", 1, 0);
     let hold = agent.simulator().hold(BackendOp::Build);
-    let start = agent.run(HostAction::Start {
+    let start = agent.run(HostAction::Vm(VmAction::Start {
         vm: spec.clone(),
         paused: false,
-    });
+    }));
     let (progress, _) = watch::channel(0.0);
-    let pause = agent.link.run(
-        HOST,
+    let pause = agent.agent().run(
         TERM,
-        HostAction::Pause {
+        HostAction::Vm(VmAction::Pause {
             vm: spec.uuid.clone(),
-        },
+        }),
         progress,
         CancellationToken::new(),
     );
@@ -181,9 +180,8 @@ async fn a_queued_action_is_refused_after_a_newer_term() {
     }
     let (progress, _) = watch::channel(0.0);
     let newer = agent
-        .link
+        .agent()
         .run(
-            HOST,
             TERM + 1,
             HostAction::Inventory,
             progress,
@@ -194,7 +192,10 @@ async fn a_queued_action_is_refused_after_a_newer_term() {
     hold.release();
     assert!(start.await.is_ok(), "the start was already running");
     assert_eq!(
-        api_error(pause.await).description(),
-        ["OPERATION_NOT_ALLOWED", "stale term: newest seen 4, got 3"]
+        failure(pause.await),
+        AgentFailure::StaleTerm {
+            newest_seen: 4,
+            got: 3
+        }
     );
 }

@@ -12,14 +12,14 @@
 
 use std::time::Duration;
 
-use master::host_link::{DiskSpec, VbdSpec, VifSpec, VmSpec};
+use host_api::{DiskSpec, VbdSpec, VifSpec, VmSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Agent;
-use crate::agent::backend::ShutdownReason;
-use crate::agent::error::AgentError;
-use crate::agent::hooks::{HookPoint, HookReason};
+use crate::Agent;
+use crate::backend::ShutdownReason;
+use crate::error::AgentError;
+use crate::hooks::{HookPoint, HookReason};
 
 /// One step of an action on one VM's domain.
 #[derive(Debug, Clone, PartialEq)]
@@ -282,7 +282,7 @@ async fn shutdown_guest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::testing::vm_spec;
+    use crate::testing::vm_spec;
 
     /// Every step that changes a domain's devices or state has a reverse, and reversing twice
     /// gives the step back.

@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use master::host_link::{DiskSpec, VbdSpec, VifSpec, VmSpec};
+use host_api::{DiskSpec, VbdSpec, VifSpec, VmSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use self::memory::{Effect, Memory};
-use crate::agent::backend::{
+use crate::backend::{
     Backend, BackendError, BackendEvent, BackendOp, Domain, Op, RunState, ShutdownReason,
 };
 

@@ -1,4 +1,4 @@
-//! What each `HostAction` is made of: its precondition on the domain, and its micro-ops.
+//! What each `VmAction` is made of: its precondition on the domain, and its micro-ops.
 //!
 //! The lists follow xenopsd's (`atomics_of_operation`), with the teardown in the reverse order
 //! of the start so each step undoes one of the start's:
@@ -24,80 +24,28 @@
 //! a start or a teardown, the restarted agent finds the mark and powers the domain off, so no
 //! half-built domain survives a crash.
 
-use master::host_link::{ActionResult, DiskSpec, HostAction, VmSpec};
+use host_api::{ActionResult, DiskSpec, PowerState, VmAction, VmSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Agent;
-use crate::agent::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
-use crate::agent::error::AgentError;
-use crate::agent::hooks::{HookPoint, HookReason};
-use crate::agent::micro_ops::{MicroOp, execute};
-
-/// The VM an action is for; `None` for `Inventory`, which concerns every domain.
-pub(crate) fn vm_of(action: &HostAction) -> Option<&str> {
-    Some(match action {
-        HostAction::Start { vm, .. }
-        | HostAction::Reboot { vm, .. }
-        | HostAction::Resume { vm, .. }
-        | HostAction::MigrateIn { vm, .. }
-        | HostAction::UpdateSpec { vm } => &vm.uuid,
-        HostAction::Shutdown { vm, .. }
-        | HostAction::Suspend { vm, .. }
-        | HostAction::Pause { vm }
-        | HostAction::Unpause { vm }
-        | HostAction::PlugVbd { vm, .. }
-        | HostAction::UnplugVbd { vm, .. }
-        | HostAction::PlugVif { vm, .. }
-        | HostAction::UnplugVif { vm, .. }
-        | HostAction::InsertCd { vm, .. }
-        | HostAction::EjectCd { vm, .. }
-        | HostAction::SetVcpus { vm, .. }
-        | HostAction::SetMemoryTarget { vm, .. }
-        | HostAction::MigrateOut { vm } => vm,
-        HostAction::Inventory => return None,
-    })
-}
-
-/// The action's name, for logs.
-pub(crate) fn name_of(action: &HostAction) -> &'static str {
-    match action {
-        HostAction::Start { .. } => "start",
-        HostAction::Shutdown { clean: true, .. } => "clean_shutdown",
-        HostAction::Shutdown { clean: false, .. } => "hard_shutdown",
-        HostAction::Reboot { clean: true, .. } => "clean_reboot",
-        HostAction::Reboot { clean: false, .. } => "hard_reboot",
-        HostAction::Suspend { .. } => "suspend",
-        HostAction::Resume { .. } => "resume",
-        HostAction::Pause { .. } => "pause",
-        HostAction::Unpause { .. } => "unpause",
-        HostAction::PlugVbd { .. } => "plug_vbd",
-        HostAction::UnplugVbd { .. } => "unplug_vbd",
-        HostAction::PlugVif { .. } => "plug_vif",
-        HostAction::UnplugVif { .. } => "unplug_vif",
-        HostAction::InsertCd { .. } => "insert_cd",
-        HostAction::EjectCd { .. } => "eject_cd",
-        HostAction::SetVcpus { .. } => "set_vcpus",
-        HostAction::SetMemoryTarget { .. } => "set_memory_target",
-        HostAction::UpdateSpec { .. } => "update_spec",
-        HostAction::MigrateOut { .. } => "migrate_out",
-        HostAction::MigrateIn { .. } => "migrate_in",
-        HostAction::Inventory => "inventory",
-    }
-}
+use crate::Agent;
+use crate::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
+use crate::error::AgentError;
+use crate::hooks::{HookPoint, HookReason};
+use crate::micro_ops::{MicroOp, execute};
 
 /// Carries out `action` on the domain of `vm` and says what the domain now is.
 pub(crate) async fn perform(
     agent: &Agent,
     vm: &str,
-    action: &HostAction,
+    action: &VmAction,
     progress: &watch::Sender<f64>,
     cancel: &CancellationToken,
 ) -> Result<ActionResult, AgentError> {
     let domain = agent.backend.domain(vm).await?;
     let plan = plan(action, vm, domain.as_ref())?;
     let produced = execute(agent, vm, plan, progress, cancel).await?;
-    if let HostAction::MigrateOut { .. } = action {
+    if let VmAction::MigrateOut { .. } = action {
         let image = produced.image.ok_or_else(|| BackendError::Failed {
             op: BackendOp::SaveImage,
             reason: "the migration saved no image".to_owned(),
@@ -110,20 +58,20 @@ pub(crate) async fn perform(
 
 /// Checks the action's precondition on `domain` (the domain of `vm` now) and lists its steps.
 pub(crate) fn plan(
-    action: &HostAction,
+    action: &VmAction,
     vm: &str,
     domain: Option<&Domain>,
 ) -> Result<Vec<MicroOp>, AgentError> {
     Ok(match action {
-        HostAction::Start { vm: spec, paused } => {
-            absent(vm, domain, "halted")?;
+        VmAction::Start { vm: spec, paused } => {
+            absent(vm, domain, PowerState::Halted)?;
             start(spec, *paused)
         }
-        HostAction::Shutdown { clean, .. } => {
+        VmAction::Shutdown { clean, .. } => {
             let domain = if *clean {
                 in_state(vm, domain, RunState::Running)?
             } else {
-                present(vm, domain, "running")?
+                present(vm, domain, PowerState::Running)?
             };
             let (reason, guest) = if *clean {
                 (HookReason::CleanShutdown, Some(ShutdownReason::PowerOff))
@@ -132,11 +80,11 @@ pub(crate) fn plan(
             };
             teardown(domain, reason, guest)
         }
-        HostAction::Reboot { vm: spec, clean } => {
+        VmAction::Reboot { vm: spec, clean } => {
             let domain = if *clean {
                 in_state(vm, domain, RunState::Running)?
             } else {
-                present(vm, domain, "running")?
+                present(vm, domain, PowerState::Running)?
             };
             let (reason, guest) = if *clean {
                 (HookReason::CleanReboot, Some(ShutdownReason::Reboot))
@@ -145,39 +93,37 @@ pub(crate) fn plan(
             };
             reboot(domain, spec, reason, guest)
         }
-        HostAction::Suspend { image, .. } => {
-            suspend(in_state(vm, domain, RunState::Running)?, image)
-        }
-        HostAction::Resume {
+        VmAction::Suspend { image, .. } => suspend(in_state(vm, domain, RunState::Running)?, image),
+        VmAction::Resume {
             vm: spec,
             image,
             paused,
         } => {
-            absent(vm, domain, "suspended")?;
+            absent(vm, domain, PowerState::Suspended)?;
             resume(spec, image, *paused)
         }
-        HostAction::MigrateOut { .. } => migrate_out(live(vm, domain)?),
-        HostAction::MigrateIn {
+        VmAction::MigrateOut { .. } => migrate_out(live(vm, domain)?),
+        VmAction::MigrateIn {
             vm: spec,
             image,
             paused,
         } => {
-            absent(vm, domain, "halted")?;
+            absent(vm, domain, PowerState::Halted)?;
             migrate_in(spec, image, *paused)
         }
-        HostAction::Pause { .. } => {
+        VmAction::Pause { .. } => {
             in_state(vm, domain, RunState::Running)?;
             vec![MicroOp::Pause]
         }
-        HostAction::Unpause { .. } => {
+        VmAction::Unpause { .. } => {
             in_state(vm, domain, RunState::Paused)?;
             vec![MicroOp::Unpause]
         }
-        HostAction::PlugVbd { vbd, .. } => {
+        VmAction::PlugVbd { vbd, .. } => {
             live(vm, domain)?;
             vec![MicroOp::PlugDisk(vbd.clone())]
         }
-        HostAction::UnplugVbd { vbd, force, .. } => {
+        VmAction::UnplugVbd { vbd, force, .. } => {
             let plugged = live(vm, domain)?
                 .vbds
                 .iter()
@@ -188,11 +134,11 @@ pub(crate) fn plan(
                 force: *force,
             }]
         }
-        HostAction::PlugVif { vif, .. } => {
+        VmAction::PlugVif { vif, .. } => {
             live(vm, domain)?;
             vec![MicroOp::PlugNic(vif.clone())]
         }
-        HostAction::UnplugVif { vif, force, .. } => {
+        VmAction::UnplugVif { vif, force, .. } => {
             let plugged = live(vm, domain)?
                 .vifs
                 .iter()
@@ -203,27 +149,27 @@ pub(crate) fn plan(
                 force: *force,
             }]
         }
-        HostAction::InsertCd { vbd, disk, .. } => {
+        VmAction::InsertCd { vbd, disk, .. } => {
             live(vm, domain)?;
             vec![MicroOp::InsertCd {
                 vbd: vbd.clone(),
                 disk: disk.clone(),
             }]
         }
-        HostAction::EjectCd { vbd, .. } => {
+        VmAction::EjectCd { vbd, .. } => {
             live(vm, domain)?;
             vec![MicroOp::EjectCd { vbd: vbd.clone() }]
         }
-        HostAction::SetVcpus { count, .. } => {
+        VmAction::SetVcpus { count, .. } => {
             live(vm, domain)?;
             vec![MicroOp::SetVcpus(*count)]
         }
-        HostAction::SetMemoryTarget { bytes, .. } => {
+        VmAction::SetMemoryTarget { bytes, .. } => {
             live(vm, domain)?;
             vec![MicroOp::SetMemoryTarget(*bytes)]
         }
         // Answered without a queue: from `discover`, and by `Backend::update_spec`.
-        HostAction::Inventory | HostAction::UpdateSpec { .. } => Vec::new(),
+        VmAction::UpdateSpec { .. } => Vec::new(),
     })
 }
 
@@ -343,26 +289,30 @@ fn plug_devices(spec: &VmSpec) -> impl Iterator<Item = MicroOp> + '_ {
         .chain(std::iter::once(MicroOp::StartDeviceModel))
 }
 
-fn absent(vm: &str, domain: Option<&Domain>, expected: &'static str) -> Result<(), AgentError> {
+fn absent(vm: &str, domain: Option<&Domain>, expected: PowerState) -> Result<(), AgentError> {
     match domain {
         None => Ok(()),
-        Some(domain) => Err(bad_power_state(vm, expected, domain.state.power_word())),
+        Some(domain) => Err(bad_power_state(vm, expected, domain.state.power_state())),
     }
 }
 
 fn present<'a>(
     vm: &str,
     domain: Option<&'a Domain>,
-    expected: &'static str,
+    expected: PowerState,
 ) -> Result<&'a Domain, AgentError> {
-    domain.ok_or_else(|| bad_power_state(vm, expected, "halted"))
+    domain.ok_or_else(|| bad_power_state(vm, expected, PowerState::Halted))
 }
 
 /// A domain whose guest has not shut down.
 fn live<'a>(vm: &str, domain: Option<&'a Domain>) -> Result<&'a Domain, AgentError> {
-    let domain = present(vm, domain, "running")?;
+    let domain = present(vm, domain, PowerState::Running)?;
     match domain.state {
-        RunState::Shutdown(_) => Err(bad_power_state(vm, "running", domain.state.power_word())),
+        RunState::Shutdown(_) => Err(bad_power_state(
+            vm,
+            PowerState::Running,
+            domain.state.power_state(),
+        )),
         RunState::Running | RunState::Paused => Ok(domain),
     }
 }
@@ -372,16 +322,16 @@ fn in_state<'a>(
     domain: Option<&'a Domain>,
     wanted: RunState,
 ) -> Result<&'a Domain, AgentError> {
-    let expected = wanted.power_word();
+    let expected = wanted.power_state();
     let domain = present(vm, domain, expected)?;
     if domain.state == wanted {
         Ok(domain)
     } else {
-        Err(bad_power_state(vm, expected, domain.state.power_word()))
+        Err(bad_power_state(vm, expected, domain.state.power_state()))
     }
 }
 
-fn bad_power_state(vm: &str, expected: &'static str, actual: &'static str) -> AgentError {
+fn bad_power_state(vm: &str, expected: PowerState, actual: PowerState) -> AgentError {
     AgentError::BadPowerState {
         vm: vm.to_owned(),
         expected,
@@ -398,7 +348,7 @@ fn detached(device: &str) -> AgentError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::testing::{cd_drive, vm_spec};
+    use crate::testing::{cd_drive, vm_spec};
 
     fn names(plan: &[MicroOp]) -> Vec<&'static str> {
         plan.iter().map(MicroOp::name).collect()
@@ -435,38 +385,38 @@ mod tests {
     #[test]
     fn preconditions_give_bad_power_state() {
         let spec = vm_spec("a", 0, 0);
-        let action = HostAction::Start {
+        let action = VmAction::Start {
             vm: spec.clone(),
             paused: false,
         };
         assert!(plan(&action, &spec.uuid, None).is_ok());
-        let mut domain = crate::agent::testing::domain_of(&spec);
+        let mut domain = crate::testing::domain_of(&spec);
         domain.state = RunState::Paused;
         let refused = plan(&action, &spec.uuid, Some(&domain));
         assert!(matches!(
             refused,
             Err(AgentError::BadPowerState {
-                expected: "halted",
-                actual: "paused",
+                expected: PowerState::Halted,
+                actual: PowerState::Paused,
                 ..
             })
         ));
-        let shutdown = HostAction::Shutdown {
+        let shutdown = VmAction::Shutdown {
             vm: spec.uuid.clone(),
             clean: true,
         };
         assert!(matches!(
             plan(&shutdown, &spec.uuid, Some(&domain)),
             Err(AgentError::BadPowerState {
-                expected: "running",
-                actual: "paused",
+                expected: PowerState::Running,
+                actual: PowerState::Paused,
                 ..
             })
         ));
         assert!(matches!(
             plan(&shutdown, &spec.uuid, None),
             Err(AgentError::BadPowerState {
-                actual: "halted",
+                actual: PowerState::Halted,
                 ..
             })
         ));

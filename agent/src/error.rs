@@ -1,0 +1,174 @@
+//! `AgentError`: why an action failed on this host, with its causes, and the one place it
+//! becomes the `AgentFailure` the master is sent (which the master turns into a XenAPI error).
+
+use std::time::Duration;
+
+use host_api::{AgentFailure, PowerState};
+
+use crate::backend::BackendError;
+use crate::hooks::HookError;
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The action carries an older Raft term than one this agent has seen: it comes from a
+    /// deposed master. xapi has no such check (nor an error code for it):
+    /// `OPERATION_NOT_ALLOWED ["stale term: newest seen N, got M"]`.
+    #[error("stale term: newest seen {newest_seen}, got {got}")]
+    StaleTerm { newest_seen: u64, got: u64 },
+    /// Cancelled at a micro-op boundary (or while waiting for a guest); what was done has been
+    /// undone.
+    #[error("cancelled")]
+    Cancelled,
+    #[error("vm {vm} is {actual}, not {expected}")]
+    BadPowerState {
+        vm: String,
+        expected: PowerState,
+        actual: PowerState,
+    },
+    #[error("vm {vm} did not shut down within {timeout:?}")]
+    ShutdownTimeout { vm: String, timeout: Duration },
+    #[error("hook failed")]
+    Hook(#[from] HookError),
+    #[error("backend operation failed")]
+    Backend(#[from] BackendError),
+    /// The action's task ended without an answer (it panicked).
+    #[error("the action ended without an answer")]
+    Lost,
+}
+
+impl From<AgentError> for AgentFailure {
+    fn from(err: AgentError) -> AgentFailure {
+        match err {
+            AgentError::StaleTerm { newest_seen, got } => {
+                AgentFailure::StaleTerm { newest_seen, got }
+            }
+            AgentError::Cancelled => AgentFailure::Cancelled,
+            AgentError::BadPowerState {
+                vm,
+                expected,
+                actual,
+            } => AgentFailure::BadPowerState {
+                vm,
+                expected,
+                actual,
+            },
+            AgentError::ShutdownTimeout { vm, timeout } => AgentFailure::ShutdownTimeout {
+                vm,
+                timeout_secs: timeout.as_secs_f64(),
+            },
+            AgentError::Hook(HookError::Failed {
+                hook,
+                reason,
+                stdout,
+                exit_code,
+            }) => AgentFailure::HookFailed {
+                hook,
+                reason: reason.to_owned(),
+                stdout,
+                exit_code,
+            },
+            AgentError::Backend(err) => backend_failure(err),
+            err @ (AgentError::Hook(_) | AgentError::Lost) => internal(&err),
+        }
+    }
+}
+
+fn backend_failure(err: BackendError) -> AgentFailure {
+    match err {
+        BackendError::NoDomain { vm } => AgentFailure::BadPowerState {
+            vm,
+            expected: PowerState::Running,
+            actual: PowerState::Halted,
+        },
+        BackendError::BadState {
+            vm,
+            expected,
+            actual,
+        } => AgentFailure::BadPowerState {
+            vm,
+            expected,
+            actual,
+        },
+        BackendError::DeviceAttached { device } => AgentFailure::DeviceAlreadyAttached { device },
+        BackendError::DeviceDetached { device } => AgentFailure::DeviceAlreadyDetached { device },
+        BackendError::DriveEmpty { vbd } => AgentFailure::DriveEmpty { vbd },
+        BackendError::DriveNotEmpty { vbd } => AgentFailure::DriveNotEmpty { vbd },
+        BackendError::NotRemovable { vbd } => AgentFailure::NotRemovable { vbd },
+        BackendError::TooManyVcpus { vm, .. } => AgentFailure::TooManyVcpus { vm },
+        err @ (BackendError::DomainExists { .. }
+        | BackendError::NoImage { .. }
+        | BackendError::Failed { .. }
+        | BackendError::State { .. }
+        | BackendError::Corrupt { .. }) => internal(&err),
+    }
+}
+
+/// `Internal` with the whole chain of causes, so an operator sees what broke.
+fn internal(err: &dyn std::error::Error) -> AgentFailure {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    AgentFailure::Internal { message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendOp;
+
+    /// A failed hook keeps its four parts, in xapi's order.
+    #[test]
+    fn a_hook_failure_keeps_its_parts() {
+        let failure = AgentFailure::from(AgentError::Hook(HookError::Failed {
+            hook: "vm-pre-start/10-check".to_owned(),
+            reason: "none",
+            stdout: "refusing\n".to_owned(),
+            exit_code: "3".to_owned(),
+        }));
+        assert_eq!(
+            failure,
+            AgentFailure::HookFailed {
+                hook: "vm-pre-start/10-check".to_owned(),
+                reason: "none".to_owned(),
+                stdout: "refusing\n".to_owned(),
+                exit_code: "3".to_owned(),
+            }
+        );
+    }
+
+    /// A backend failure with no typed counterpart is `Internal` with its causes.
+    #[test]
+    fn an_unexpected_backend_failure_is_internal_with_its_cause() {
+        let failure = AgentFailure::from(AgentError::Backend(BackendError::Failed {
+            op: BackendOp::Build,
+            reason: "injected failure".to_owned(),
+        }));
+        assert_eq!(
+            failure,
+            AgentFailure::Internal {
+                message: "build failed: injected failure".to_owned()
+            }
+        );
+    }
+
+    /// A domain that is gone is a VM that is halted, not running.
+    #[test]
+    fn no_domain_is_a_halted_vm() {
+        let failure = AgentFailure::from(AgentError::Backend(BackendError::NoDomain {
+            vm: "uuid".to_owned(),
+        }));
+        assert_eq!(
+            failure,
+            AgentFailure::BadPowerState {
+                vm: "uuid".to_owned(),
+                expected: PowerState::Running,
+                actual: PowerState::Halted,
+            }
+        );
+    }
+}

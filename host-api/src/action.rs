@@ -1,0 +1,176 @@
+//! What the master asks an agent to do, grouped by the capability it needs on the host.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{DiskSpec, VbdSpec, VifSpec, VmSpec};
+
+/// What the master asks an agent to do, by the capability it needs on the host.
+///
+/// Storage and network actions of their own (an SR to scan, a network to set up before any VM
+/// uses it) join as `Storage` and `Network` groups when the drivers that carry them land; until
+/// then a VM action reaches the storage and network drivers through its micro-ops (plugging a
+/// disk attaches its VDI; plugging a NIC sets up its network).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "an action lives from the master's decision to the agent's queue, one at a time"
+)]
+pub enum HostAction {
+    /// An action on one VM's domain, run on that VM's queue.
+    Vm(VmAction),
+    /// Report every domain this host runs.
+    Inventory,
+}
+
+impl From<VmAction> for HostAction {
+    fn from(action: VmAction) -> HostAction {
+        HostAction::Vm(action)
+    }
+}
+
+/// An action on one VM's domain. VMs are named by uuid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VmAction {
+    /// Build and start a domain; leave it paused when `paused`.
+    Start {
+        vm: VmSpec,
+        paused: bool,
+    },
+    /// Stop the domain: ask the guest (`clean`) or pull the plug.
+    Shutdown {
+        vm: String,
+        clean: bool,
+    },
+    /// Restart the domain: ask the guest (`clean`) or destroy and start again with `spec`.
+    Reboot {
+        vm: VmSpec,
+        clean: bool,
+    },
+    /// Save the domain's memory to `image` (a VDI location) and destroy it.
+    Suspend {
+        vm: String,
+        image: DiskSpec,
+    },
+    /// Restore a domain from `image`; leave it paused when `paused`.
+    Resume {
+        vm: VmSpec,
+        image: DiskSpec,
+        paused: bool,
+    },
+    Pause {
+        vm: String,
+    },
+    Unpause {
+        vm: String,
+    },
+    PlugVbd {
+        vm: String,
+        vbd: VbdSpec,
+    },
+    UnplugVbd {
+        vm: String,
+        vbd: String,
+        force: bool,
+    },
+    PlugVif {
+        vm: String,
+        vif: VifSpec,
+    },
+    UnplugVif {
+        vm: String,
+        vif: String,
+        force: bool,
+    },
+    /// Put a disk in an empty CD drive.
+    InsertCd {
+        vm: String,
+        vbd: String,
+        disk: DiskSpec,
+    },
+    /// Empty a CD drive.
+    EjectCd {
+        vm: String,
+        vbd: String,
+    },
+    /// Change the number of running VCPUs (hotplug).
+    SetVcpus {
+        vm: String,
+        count: u32,
+    },
+    /// Move the balloon target within the dynamic range.
+    SetMemoryTarget {
+        vm: String,
+        bytes: u64,
+    },
+    /// Keep `vm` as the spec of the running domain of `vm.uuid`: what the agent acts on unasked
+    /// from now on (the `actions_after_*`, and the spec a guest reboot restarts the domain
+    /// with), as xapi pushes a VM's metadata to xenopsd. The domain itself is not changed.
+    UpdateSpec {
+        vm: VmSpec,
+    },
+    /// Save the domain's memory to an image held in memory, then destroy the domain: the
+    /// outgoing half of a migration (stop-and-copy). Answers `ActionResult::Image`.
+    MigrateOut {
+        vm: String,
+    },
+    /// Build a domain from an `image` that `MigrateOut` made (here or on another host): the
+    /// incoming half of a migration, or the way back when the other half failed. Leave it
+    /// paused when `paused`.
+    MigrateIn {
+        vm: VmSpec,
+        image: Vec<u8>,
+        paused: bool,
+    },
+}
+
+impl VmAction {
+    /// The uuid of the VM the action is for.
+    pub fn vm(&self) -> &str {
+        match self {
+            VmAction::Start { vm, .. }
+            | VmAction::Reboot { vm, .. }
+            | VmAction::Resume { vm, .. }
+            | VmAction::MigrateIn { vm, .. }
+            | VmAction::UpdateSpec { vm } => &vm.uuid,
+            VmAction::Shutdown { vm, .. }
+            | VmAction::Suspend { vm, .. }
+            | VmAction::Pause { vm }
+            | VmAction::Unpause { vm }
+            | VmAction::PlugVbd { vm, .. }
+            | VmAction::UnplugVbd { vm, .. }
+            | VmAction::PlugVif { vm, .. }
+            | VmAction::UnplugVif { vm, .. }
+            | VmAction::InsertCd { vm, .. }
+            | VmAction::EjectCd { vm, .. }
+            | VmAction::SetVcpus { vm, .. }
+            | VmAction::SetMemoryTarget { vm, .. }
+            | VmAction::MigrateOut { vm } => vm,
+        }
+    }
+
+    /// The action's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VmAction::Start { .. } => "start",
+            VmAction::Shutdown { clean: true, .. } => "clean_shutdown",
+            VmAction::Shutdown { clean: false, .. } => "hard_shutdown",
+            VmAction::Reboot { clean: true, .. } => "clean_reboot",
+            VmAction::Reboot { clean: false, .. } => "hard_reboot",
+            VmAction::Suspend { .. } => "suspend",
+            VmAction::Resume { .. } => "resume",
+            VmAction::Pause { .. } => "pause",
+            VmAction::Unpause { .. } => "unpause",
+            VmAction::PlugVbd { .. } => "plug_vbd",
+            VmAction::UnplugVbd { .. } => "unplug_vbd",
+            VmAction::PlugVif { .. } => "plug_vif",
+            VmAction::UnplugVif { .. } => "unplug_vif",
+            VmAction::InsertCd { .. } => "insert_cd",
+            VmAction::EjectCd { .. } => "eject_cd",
+            VmAction::SetVcpus { .. } => "set_vcpus",
+            VmAction::SetMemoryTarget { .. } => "set_memory_target",
+            VmAction::UpdateSpec { .. } => "update_spec",
+            VmAction::MigrateOut { .. } => "migrate_out",
+            VmAction::MigrateIn { .. } => "migrate_in",
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `AgentFailure`: why an action failed on a host, as typed data. The agent names VMs and
+//! devices by uuid; the master turns a failure into a XenAPI error with refs in one place
+//! (`master/src/agent_failures.rs`).
+
+use serde::{Deserialize, Serialize};
+
+/// A VM's power state as a failure names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    Halted,
+    Paused,
+    Running,
+    Suspended,
+}
+
+impl PowerState {
+    /// xapi's lowercase word for the state, as `VM_BAD_POWER_STATE` carries it.
+    pub fn word(self) -> &'static str {
+        match self {
+            PowerState::Halted => "halted",
+            PowerState::Paused => "paused",
+            PowerState::Running => "running",
+            PowerState::Suspended => "suspended",
+        }
+    }
+}
+
+impl std::fmt::Display for PowerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// Why an action failed on a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum AgentFailure {
+    /// The action carries an older Raft term than one this agent has seen: it comes from a
+    /// deposed master.
+    #[error("stale term: newest seen {newest_seen}, got {got}")]
+    StaleTerm { newest_seen: u64, got: u64 },
+    /// Cancelled at a micro-op boundary (or while waiting for a guest); what was done has been
+    /// undone.
+    #[error("cancelled")]
+    Cancelled,
+    #[error("vm {vm} is {actual}, not {expected}")]
+    BadPowerState {
+        vm: String,
+        expected: PowerState,
+        actual: PowerState,
+    },
+    #[error("vm {vm} did not shut down within {timeout_secs} s")]
+    ShutdownTimeout { vm: String, timeout_secs: f64 },
+    /// A hook script refused or failed: the hook's path under the hooks dir, xapi's reason
+    /// word, what it printed and its exit code.
+    #[error("hook {hook} failed ({reason}, exit code {exit_code})")]
+    HookFailed {
+        hook: String,
+        reason: String,
+        stdout: String,
+        exit_code: String,
+    },
+    /// A VBD or VIF (by uuid) is plugged already.
+    #[error("device {device} is already attached")]
+    DeviceAlreadyAttached { device: String },
+    /// A VBD or VIF (by uuid) is not plugged.
+    #[error("device {device} is not attached")]
+    DeviceAlreadyDetached { device: String },
+    #[error("drive {vbd} is empty")]
+    DriveEmpty { vbd: String },
+    #[error("drive {vbd} is not empty")]
+    DriveNotEmpty { vbd: String },
+    #[error("drive {vbd} has no removable media")]
+    NotRemovable { vbd: String },
+    #[error("too many vcpus for vm {vm}")]
+    TooManyVcpus { vm: String },
+    /// Anything else, with the chain of its causes, for an operator to read.
+    #[error("host agent: {message}")]
+    Internal { message: String },
+}

@@ -1,0 +1,78 @@
+//! What an agent answers and tells the master unasked: domains as the hypervisor sees them,
+//! the results of actions, reports, and the health a heartbeat carries.
+
+use serde::{Deserialize, Serialize};
+
+/// What a domain is doing, as the hypervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainState {
+    Running,
+    Paused,
+}
+
+/// A console of a running domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleInfo {
+    /// `rfb` or `vt100`.
+    pub protocol: String,
+}
+
+/// One domain as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainInfo {
+    pub vm: String,
+    pub state: DomainState,
+    pub domid: i64,
+    pub memory_actual_bytes: u64,
+    pub vcpus: u32,
+    /// The VBDs (uuids) plugged now.
+    pub vbds: Vec<String>,
+    /// The VIFs (uuids) plugged now.
+    pub vifs: Vec<String>,
+    pub consoles: Vec<ConsoleInfo>,
+}
+
+/// The result of an action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ActionResult {
+    /// The action changed what it had to; the domain now looks like this (`None`: gone).
+    Domain(Option<DomainInfo>),
+    /// The answer to `Inventory`.
+    Inventory(Vec<DomainInfo>),
+    /// The answer to `MigrateOut`: the memory image of the domain, which is gone.
+    Image(Vec<u8>),
+}
+
+/// Why a guest's domain changed without being asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuestEvent {
+    PoweredOff,
+    Rebooted,
+    Crashed,
+}
+
+/// What an agent tells the master unasked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentReport {
+    /// A guest shut down, rebooted or crashed, and the agent did what the VM's
+    /// `actions_after_*` say; the domain now looks like `now` (`None`: destroyed).
+    GuestChanged {
+        vm: String,
+        event: GuestEvent,
+        now: Option<DomainInfo>,
+    },
+    /// Every domain this host runs, sent when the agent starts (after a restart, say).
+    Inventory(Vec<DomainInfo>),
+}
+
+/// What a host's heartbeat says about the host itself, besides that it is alive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostHealth {
+    /// Why this host's pool DB store failed, while it has (its replica is stale and it answers
+    /// no calls; its agent goes on).
+    pub store_failure: Option<String>,
+    /// Why this host is short of room for the pool DB (below its disk reserve, or its store
+    /// over its quota), while it is: the pool refuses API writes meanwhile.
+    pub low_space: Option<String>,
+}

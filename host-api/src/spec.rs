@@ -1,0 +1,96 @@
+//! What the master hands an agent: a VM and its devices as the agent needs them to run it,
+//! built from the pool DB at the time of the action. Everything is named by uuid; the agent
+//! knows no refs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything an agent needs to run a VM, built by the master from the DB at the time of the
+/// action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmSpec {
+    pub uuid: String,
+    pub name_label: String,
+    /// `hvm`, `pv`, `pvh` or `pv_in_pvh`.
+    pub domain_type: String,
+    pub memory_static_max_bytes: u64,
+    pub memory_dynamic_min_bytes: u64,
+    pub memory_dynamic_max_bytes: u64,
+    pub vcpus_max: u32,
+    pub vcpus_at_startup: u32,
+    pub platform: BTreeMap<String, String>,
+    pub hvm_boot_params: BTreeMap<String, String>,
+    pub pv_kernel: String,
+    pub pv_ramdisk: String,
+    pub pv_args: String,
+    pub pv_bootloader: String,
+    /// What the agent does when the guest shuts itself down, reboots or crashes.
+    pub on_shutdown: AfterShutdown,
+    pub on_reboot: AfterShutdown,
+    pub on_crash: AfterCrash,
+    /// The disks and CD drives to plug at start, in `device` order.
+    pub vbds: Vec<VbdSpec>,
+    /// The NICs to plug at start, in `device` order.
+    pub vifs: Vec<VifSpec>,
+}
+
+/// `actions_after_shutdown` / `actions_after_reboot` (xapi's `on_normal_exit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AfterShutdown {
+    Destroy,
+    Restart,
+}
+
+/// `actions_after_crash` (xapi's `on_crash_behaviour`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AfterCrash {
+    Destroy,
+    CoredumpAndDestroy,
+    Restart,
+    CoredumpAndRestart,
+    Preserve,
+    RenameRestart,
+}
+
+/// A disk or CD drive of a VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VbdSpec {
+    pub uuid: String,
+    /// The VBD's `userdevice` ("0", "1", …).
+    pub device: String,
+    pub kind: VbdKind,
+    pub read_only: bool,
+    pub bootable: bool,
+    /// The disk behind it; `None` for an empty CD drive.
+    pub disk: Option<DiskSpec>,
+}
+
+/// `vbd_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VbdKind {
+    Disk,
+    Cd,
+    Floppy,
+}
+
+/// The storage behind a VBD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    pub vdi_uuid: String,
+    /// Where the backend finds the image (the VDI's `location` in its SR).
+    pub location: String,
+    pub virtual_size_bytes: u64,
+}
+
+/// A NIC of a VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VifSpec {
+    pub uuid: String,
+    /// The VIF's `device` ("0", "1", …).
+    pub device: String,
+    pub mac: String,
+    pub mtu: u32,
+    /// The bridge of the VIF's network on this host.
+    pub bridge: String,
+}

@@ -1,0 +1,212 @@
+//! The one place where an action's failure on a host becomes the XenAPI error a client gets.
+//! An agent knows VMs and devices by uuid only; the master, which has the DB, names them by ref
+//! as xapi does, and names the task a cancelled action belonged to.
+
+use api_spec::{ApiError, errors};
+use db_schema::Db;
+use host_api::AgentFailure;
+
+use crate::host_link::LinkFailure;
+
+/// What the failure of an action is about, besides what the agent said.
+pub(crate) struct Context<'a> {
+    /// The host the action was sent to.
+    pub host: &'a str,
+    /// The VM the action was for.
+    pub vm: &'a str,
+    /// The task (or, without one, the operation) a cancellation names.
+    pub task: &'a str,
+}
+
+impl<'a> Context<'a> {
+    /// An action on the host itself (an inventory), for no VM and no task.
+    pub fn host(host: &'a str) -> Context<'a> {
+        Context {
+            host,
+            vm: "",
+            task: "",
+        }
+    }
+}
+
+/// The XenAPI error for `failure`.
+pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure) -> ApiError {
+    let agent = match failure {
+        LinkFailure::HostOffline => return ApiError::new(errors::HOST_OFFLINE, [context.host]),
+        LinkFailure::Incompatible { theirs } => {
+            tracing::warn!(host = %context.host, theirs, ours = host_api::PROTOCOL_VERSION, "action for a host of another protocol version refused");
+            return ApiError::new(
+                errors::VM_HOST_INCOMPATIBLE_VERSION,
+                [context.host, context.vm],
+            );
+        }
+        LinkFailure::Agent(agent) => agent,
+    };
+    let by_ref = |classes: &[&str], uuid: &str| {
+        classes
+            .iter()
+            .find_map(|class| db.ref_by_uuid(class, uuid))
+            .unwrap_or(uuid)
+            .to_owned()
+    };
+    match agent {
+        AgentFailure::StaleTerm { .. } => {
+            ApiError::new(errors::OPERATION_NOT_ALLOWED, [agent.to_string()])
+        }
+        AgentFailure::Cancelled => ApiError::new(errors::TASK_CANCELLED, [context.task]),
+        AgentFailure::BadPowerState {
+            vm,
+            expected,
+            actual,
+        } => ApiError::new(
+            errors::VM_BAD_POWER_STATE,
+            [
+                by_ref(&["VM"], &vm),
+                expected.word().to_owned(),
+                actual.word().to_owned(),
+            ],
+        ),
+        AgentFailure::ShutdownTimeout { vm, timeout_secs } => ApiError::new(
+            errors::VM_SHUTDOWN_TIMEOUT,
+            [by_ref(&["VM"], &vm), timeout_secs.to_string()],
+        ),
+        AgentFailure::HookFailed {
+            hook,
+            reason,
+            stdout,
+            exit_code,
+        } => ApiError::new(errors::XAPI_HOOK_FAILED, [hook, reason, stdout, exit_code]),
+        AgentFailure::DeviceAlreadyAttached { device } => ApiError::new(
+            errors::DEVICE_ALREADY_ATTACHED,
+            [by_ref(&["VBD", "VIF"], &device)],
+        ),
+        AgentFailure::DeviceAlreadyDetached { device } => ApiError::new(
+            errors::DEVICE_ALREADY_DETACHED,
+            [by_ref(&["VBD", "VIF"], &device)],
+        ),
+        AgentFailure::DriveEmpty { vbd } => {
+            ApiError::new(errors::VBD_IS_EMPTY, [by_ref(&["VBD"], &vbd)])
+        }
+        AgentFailure::DriveNotEmpty { vbd } => {
+            ApiError::new(errors::VBD_NOT_EMPTY, [by_ref(&["VBD"], &vbd)])
+        }
+        AgentFailure::NotRemovable { vbd } => {
+            ApiError::new(errors::VBD_NOT_REMOVABLE_MEDIA, [by_ref(&["VBD"], &vbd)])
+        }
+        AgentFailure::TooManyVcpus { vm } => {
+            ApiError::new(errors::VM_TOO_MANY_VCPUS, [by_ref(&["VM"], &vm)])
+        }
+        AgentFailure::Internal { message } => {
+            ApiError::new(errors::INTERNAL_ERROR, [format!("host agent: {message}")])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use host_api::PowerState;
+
+    use super::*;
+    use crate::testing::TestPool;
+
+    fn context<'a>(vm: &'a str) -> Context<'a> {
+        Context {
+            host: "OpaqueRef:host",
+            vm,
+            task: "OpaqueRef:task",
+        }
+    }
+
+    /// A VM named by uuid gets its ref, in xapi's parameter order; a uuid no row has is left
+    /// as it is.
+    #[test]
+    fn uuids_of_live_rows_become_refs() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        let vm = db.refs_by_name_label("VM", "Other install media")[0].to_owned();
+        let uuid = db.get("VM", &vm).expect("the VM").str("uuid").to_owned();
+        let bad = AgentFailure::BadPowerState {
+            vm: uuid,
+            expected: PowerState::Running,
+            actual: PowerState::Halted,
+        };
+        assert_eq!(
+            to_api_error(&db, &context(&vm), bad.into()).description(),
+            ["VM_BAD_POWER_STATE", vm.as_str(), "running", "halted"]
+        );
+        let unknown = AgentFailure::DeviceAlreadyAttached {
+            device: "no-such-uuid".to_owned(),
+        };
+        assert_eq!(
+            to_api_error(&db, &context(&vm), unknown.into()).description(),
+            ["DEVICE_ALREADY_ATTACHED", "no-such-uuid"]
+        );
+    }
+
+    /// A stale term becomes OPERATION_NOT_ALLOWED naming both terms; a cancelled action names
+    /// its task; a failed hook keeps xapi's order: hook, reason, stdout, exit code.
+    #[test]
+    fn agent_failures_keep_xapi_codes_and_order() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        let error = |failure: AgentFailure| {
+            to_api_error(&db, &context("OpaqueRef:vm"), failure.into()).description()
+        };
+        assert_eq!(
+            error(AgentFailure::StaleTerm {
+                newest_seen: 7,
+                got: 5
+            }),
+            ["OPERATION_NOT_ALLOWED", "stale term: newest seen 7, got 5"]
+        );
+        assert_eq!(
+            error(AgentFailure::Cancelled),
+            ["TASK_CANCELLED", "OpaqueRef:task"]
+        );
+        assert_eq!(
+            error(AgentFailure::HookFailed {
+                hook: "vm-pre-start/10-check".to_owned(),
+                reason: "none".to_owned(),
+                stdout: "refusing\n".to_owned(),
+                exit_code: "3".to_owned(),
+            }),
+            [
+                "XAPI_HOOK_FAILED",
+                "vm-pre-start/10-check",
+                "none",
+                "refusing\n",
+                "3"
+            ]
+        );
+        assert_eq!(
+            error(AgentFailure::Internal {
+                message: "build failed: injected failure".to_owned()
+            }),
+            [
+                "INTERNAL_ERROR",
+                "host agent: build failed: injected failure"
+            ]
+        );
+    }
+
+    /// An unreachable host is HOST_OFFLINE naming it; a host of another protocol version is
+    /// VM_HOST_INCOMPATIBLE_VERSION naming the host and the VM.
+    #[test]
+    fn link_failures_name_the_host() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        let context = context("OpaqueRef:vm");
+        assert_eq!(
+            to_api_error(&db, &context, LinkFailure::HostOffline).description(),
+            ["HOST_OFFLINE", "OpaqueRef:host"]
+        );
+        assert_eq!(
+            to_api_error(&db, &context, LinkFailure::Incompatible { theirs: 9 }).description(),
+            [
+                "VM_HOST_INCOMPATIBLE_VERSION",
+                "OpaqueRef:host",
+                "OpaqueRef:vm"
+            ]
+        );
+    }
+}
