@@ -1,7 +1,7 @@
 //! The simulator backend: in-memory domains, with configurable latency per operation and
 //! failure injection (fail the n-th operation of a kind), cheap enough for hundreds of VMs.
 //!
-//! Its domains (`simulator/memory.rs`) are kept in `<data dir>/simulator/domains.json`,
+//! Its domains (`simulator/state.rs`) are kept in `<data dir>/simulator/domains.json`,
 //! replaced atomically (temp file and rename, no fsync: it stands for a hypervisor's memory) so
 //! that, like a real hypervisor's, they outlive the daemon: after `kill -9` and a restart,
 //! `discover` finds them. Writes from concurrent operations are grouped: an operation returns
@@ -12,7 +12,7 @@
 //! `hold` stops every operation of a kind until released, and `history` lists the last
 //! operations with the order in which they began and ended.
 
-mod memory;
+mod state;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU64;
@@ -25,7 +25,7 @@ use host_api::{DiskSpec, VbdSpec, VifSpec, VmSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use self::memory::{Effect, Memory};
+use self::state::{Effect, SimState};
 use crate::backend::{
     Backend, BackendError, BackendEvent, BackendOp, Domain, Op, RunState, ShutdownReason,
 };
@@ -97,8 +97,8 @@ pub struct Simulator {
 }
 
 struct Live {
-    memory: Memory,
-    /// Bumped by every change of `memory`; never below the written generation.
+    state: SimState,
+    /// Bumped by every change of `state`; never below the written generation.
     generation: u64,
 }
 
@@ -144,17 +144,17 @@ impl Simulator {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(state_error)?;
         }
-        let memory = match std::fs::read(&path) {
+        let state = match std::fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice(&bytes).map_err(|source| BackendError::Corrupt {
                     path: path.clone(),
                     source,
                 })?
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Memory::default(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => SimState::default(),
             Err(err) => return Err(state_error(err)),
         };
-        tracing::info!(path = %path.display(), domains = memory.domains.len(), "simulator opened");
+        tracing::info!(path = %path.display(), domains = state.domains.len(), "simulator opened");
         let failures = config
             .failures
             .iter()
@@ -164,7 +164,7 @@ impl Simulator {
             path,
             latency: config.latency,
             live: Mutex::new(Live {
-                memory,
+                state,
                 generation: 0,
             }),
             written: tokio::sync::Mutex::new(0),
@@ -179,11 +179,11 @@ impl Simulator {
 
     /// Makes the guest of `vm` power off, reboot, crash or hang, as if it did it by itself.
     pub async fn guest(&self, vm: &str, action: GuestAction) -> Result<(), BackendError> {
-        let (generation, effect) = self.change(|memory| match action {
-            GuestAction::PowerOff => memory.guest_stops(vm, ShutdownReason::PowerOff),
-            GuestAction::Reboot => memory.guest_stops(vm, ShutdownReason::Reboot),
-            GuestAction::Crash => memory.guest_stops(vm, ShutdownReason::Crash),
-            GuestAction::Hang => memory.guest_hangs(vm),
+        let (generation, effect) = self.change(|state| match action {
+            GuestAction::PowerOff => state.guest_stops(vm, ShutdownReason::PowerOff),
+            GuestAction::Reboot => state.guest_stops(vm, ShutdownReason::Reboot),
+            GuestAction::Crash => state.guest_stops(vm, ShutdownReason::Crash),
+            GuestAction::Hang => state.guest_hangs(vm),
         })?;
         tracing::info!(vm, action = ?action, "simulated guest action");
         self.persist(generation).await?;
@@ -210,12 +210,12 @@ impl Simulator {
     }
 
     /// Runs one operation: counts it for injected failures, waits at a hold, takes its
-    /// latency, then changes the memory (unless it fails) and persists the change.
+    /// latency, then changes the state (unless it fails) and persists the change.
     async fn run<T>(
         &self,
         op: BackendOp,
         vm: &str,
-        change: impl FnOnce(&mut Memory) -> Result<(T, Effect), BackendError>,
+        change: impl FnOnce(&mut SimState) -> Result<(T, Effect), BackendError>,
     ) -> Result<T, BackendError> {
         let began = self.clock.fetch_add(1, Ordering::SeqCst);
         let is_due = self.count_for_failure(op);
@@ -249,21 +249,21 @@ impl Simulator {
     async fn change_and_persist<T>(
         &self,
         vm: &str,
-        change: impl FnOnce(&mut Memory) -> Result<(T, Effect), BackendError>,
+        change: impl FnOnce(&mut SimState) -> Result<(T, Effect), BackendError>,
     ) -> Result<T, BackendError> {
-        let (generation, (value, effect)) = self.change(|memory| change(memory))?;
+        let (generation, (value, effect)) = self.change(|state| change(state))?;
         self.persist(generation).await?;
         self.announce(vm, effect);
         Ok(value)
     }
 
-    /// Applies `change` to the memory; on success bumps the generation and returns it.
+    /// Applies `change` to the state; on success bumps the generation and returns it.
     fn change<T>(
         &self,
-        change: impl FnOnce(&mut Memory) -> Result<T, BackendError>,
+        change: impl FnOnce(&mut SimState) -> Result<T, BackendError>,
     ) -> Result<(u64, T), BackendError> {
         let mut live = lock(&self.live);
-        let value = change(&mut live.memory)?;
+        let value = change(&mut live.state)?;
         live.generation += 1;
         Ok((live.generation, value))
     }
@@ -277,7 +277,7 @@ impl Simulator {
         }
     }
 
-    /// Writes the memory to the state file unless a write since `generation` already did.
+    /// Writes the state to the state file unless a write since `generation` already did.
     async fn persist(&self, generation: u64) -> Result<(), BackendError> {
         let mut written = self.written.lock().await;
         if *written >= generation {
@@ -286,7 +286,7 @@ impl Simulator {
         let (bytes, snapshot) = {
             let live = lock(&self.live);
             let bytes =
-                serde_json::to_vec(&live.memory).expect("the simulator's memory is plain data");
+                serde_json::to_vec(&live.state).expect("the simulator's state is plain data");
             (bytes, live.generation)
         };
         let path = self.path.clone();
@@ -333,7 +333,7 @@ impl Simulator {
 
     fn domain_now(&self, vm: &str) -> Option<Domain> {
         lock(&self.live)
-            .memory
+            .state
             .domains
             .get(vm)
             .map(|sim| sim.domain.clone())
@@ -491,7 +491,7 @@ impl Backend for Simulator {
     fn discover(&self) -> Op<'_, Vec<Domain>> {
         Box::pin(async move {
             Ok(lock(&self.live)
-                .memory
+                .state
                 .domains
                 .values()
                 .map(|sim| sim.domain.clone())

@@ -1,4 +1,4 @@
-//! The simulated hypervisor's memory: its domains and saved images, and what each operation
+//! The simulated hypervisor's state: its domains and saved images, and what each operation
 //! does to them. Pure state transitions; `simulator.rs` adds time, failures and the state file.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use crate::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
 /// Everything the simulated hypervisor holds; the state file is this, as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Memory {
+pub(super) struct SimState {
     /// The domid the next domain gets; domid 0 is the control domain's.
     pub next_domid: i64,
     pub domains: BTreeMap<String, SimDomain>,
@@ -52,9 +52,9 @@ pub(super) enum Effect {
     GuestStopped,
 }
 
-impl Default for Memory {
+impl Default for SimState {
     fn default() -> Self {
-        Memory {
+        SimState {
             next_domid: 1,
             domains: BTreeMap::new(),
             images: BTreeMap::new(),
@@ -62,7 +62,7 @@ impl Default for Memory {
     }
 }
 
-impl Memory {
+impl SimState {
     fn get(&mut self, vm: &str) -> Result<&mut SimDomain, BackendError> {
         self.domains
             .get_mut(vm)
@@ -425,26 +425,26 @@ mod tests {
     use super::*;
     use crate::testing::{cd_drive, disk, vm_spec};
 
-    fn running(memory: &mut Memory, spec: &VmSpec) {
-        memory.create(spec).expect("create");
-        memory.build(&spec.uuid).expect("build");
+    fn running(state: &mut SimState, spec: &VmSpec) {
+        state.create(spec).expect("create");
+        state.build(&spec.uuid).expect("build");
         for vbd in &spec.vbds {
-            memory.plug_disk(&spec.uuid, vbd).expect("plug disk");
+            state.plug_disk(&spec.uuid, vbd).expect("plug disk");
         }
-        memory.start_device_model(&spec.uuid).expect("device model");
-        memory.unpause(&spec.uuid).expect("unpause");
+        state.start_device_model(&spec.uuid).expect("device model");
+        state.unpause(&spec.uuid).expect("unpause");
     }
 
     /// Domids are handed out in order and never reused, even after a destroy.
     #[test]
     fn domids_are_never_reused() {
-        let mut memory = Memory::default();
+        let mut state = SimState::default();
         let (a, b) = (vm_spec("a", 1, 0), vm_spec("b", 1, 0));
-        assert_eq!(memory.create(&a).expect("create a"), 1);
-        memory.destroy(&a.uuid).expect("destroy a");
-        assert_eq!(memory.create(&b).expect("create b"), 2);
+        assert_eq!(state.create(&a).expect("create a"), 1);
+        state.destroy(&a.uuid).expect("destroy a");
+        assert_eq!(state.create(&b).expect("create b"), 2);
         assert!(matches!(
-            memory.create(&b),
+            state.create(&b),
             Err(BackendError::DomainExists { .. })
         ));
     }
@@ -453,10 +453,10 @@ mod tests {
     /// brings an rfb and a vt100 console.
     #[test]
     fn build_and_device_model_fill_the_domain() {
-        let mut memory = Memory::default();
+        let mut state = SimState::default();
         let spec = vm_spec("a", 2, 1);
-        running(&mut memory, &spec);
-        let domain = &memory.domains[&spec.uuid].domain;
+        running(&mut state, &spec);
+        let domain = &state.domains[&spec.uuid].domain;
         assert_eq!(domain.state, RunState::Running);
         assert_eq!(domain.memory_actual_bytes, spec.memory_dynamic_max_bytes);
         assert_eq!(domain.vcpus, spec.vcpus_at_startup);
@@ -471,17 +471,17 @@ mod tests {
     /// A hung guest ignores a shutdown request; a healthy one shuts down with the reason asked.
     #[test]
     fn hung_guests_ignore_shutdown_requests() {
-        let mut memory = Memory::default();
+        let mut state = SimState::default();
         let spec = vm_spec("a", 0, 0);
-        running(&mut memory, &spec);
-        memory.guest_hangs(&spec.uuid).expect("hang");
-        let effect = memory.request_shutdown(&spec.uuid, ShutdownReason::PowerOff);
+        running(&mut state, &spec);
+        state.guest_hangs(&spec.uuid).expect("hang");
+        let effect = state.request_shutdown(&spec.uuid, ShutdownReason::PowerOff);
         assert_eq!(effect.expect("asked"), Effect::Quiet);
-        memory.domains.get_mut(&spec.uuid).expect("domain").is_hung = false;
-        let effect = memory.request_shutdown(&spec.uuid, ShutdownReason::Reboot);
+        state.domains.get_mut(&spec.uuid).expect("domain").is_hung = false;
+        let effect = state.request_shutdown(&spec.uuid, ShutdownReason::Reboot);
         assert_eq!(effect.expect("asked"), Effect::GuestStopped);
         assert_eq!(
-            memory.domains[&spec.uuid].domain.state,
+            state.domains[&spec.uuid].domain.state,
             RunState::Shutdown(ShutdownReason::Reboot)
         );
     }
@@ -490,47 +490,47 @@ mod tests {
     /// removable.
     #[test]
     fn cd_insert_and_eject_follow_the_drive() {
-        let mut memory = Memory::default();
+        let mut state = SimState::default();
         let mut spec = vm_spec("a", 1, 0);
         spec.vbds.push(cd_drive(1));
-        running(&mut memory, &spec);
+        running(&mut state, &spec);
         let (hdd, cd) = (spec.vbds[0].uuid.clone(), spec.vbds[1].uuid.clone());
         assert!(matches!(
-            memory.eject_cd(&spec.uuid, &cd),
+            state.eject_cd(&spec.uuid, &cd),
             Err(BackendError::DriveEmpty { .. })
         ));
-        memory
+        state
             .insert_cd(&spec.uuid, &cd, &disk("iso"))
             .expect("insert");
         assert!(matches!(
-            memory.insert_cd(&spec.uuid, &cd, &disk("iso")),
+            state.insert_cd(&spec.uuid, &cd, &disk("iso")),
             Err(BackendError::DriveNotEmpty { .. })
         ));
-        memory.eject_cd(&spec.uuid, &cd).expect("eject");
+        state.eject_cd(&spec.uuid, &cd).expect("eject");
         assert!(matches!(
-            memory.eject_cd(&spec.uuid, &hdd),
+            state.eject_cd(&spec.uuid, &hdd),
             Err(BackendError::NotRemovable { .. })
         ));
     }
 
-    /// A saved image restores the memory and VCPUs it was saved with.
+    /// A saved image restores the state and VCPUs it was saved with.
     #[test]
     fn save_then_restore_keeps_memory_and_vcpus() {
-        let mut memory = Memory::default();
+        let mut state = SimState::default();
         let spec = vm_spec("a", 0, 0);
-        running(&mut memory, &spec);
-        memory.set_vcpus(&spec.uuid, 1).expect("vcpus");
-        memory.save(&spec.uuid, &disk("suspend")).expect("save");
-        memory.destroy(&spec.uuid).expect("destroy");
-        memory.create(&spec).expect("create");
-        memory
+        running(&mut state, &spec);
+        state.set_vcpus(&spec.uuid, 1).expect("vcpus");
+        state.save(&spec.uuid, &disk("suspend")).expect("save");
+        state.destroy(&spec.uuid).expect("destroy");
+        state.create(&spec).expect("create");
+        state
             .restore(&spec.uuid, &disk("suspend"))
             .expect("restore");
-        let domain = &memory.domains[&spec.uuid].domain;
+        let domain = &state.domains[&spec.uuid].domain;
         assert_eq!(domain.vcpus, 1);
         assert!(domain.is_built);
         assert!(matches!(
-            memory.restore(&spec.uuid, &disk("elsewhere")),
+            state.restore(&spec.uuid, &disk("elsewhere")),
             Err(BackendError::NoImage { .. })
         ));
     }
@@ -538,12 +538,12 @@ mod tests {
     /// VCPU counts outside 1..=VCPUs_max are refused.
     #[test]
     fn vcpus_outside_the_range_are_refused() {
-        let mut memory = Memory::default();
+        let mut state = SimState::default();
         let spec = vm_spec("a", 0, 0);
-        running(&mut memory, &spec);
+        running(&mut state, &spec);
         for count in [0, spec.vcpus_max + 1] {
             assert!(matches!(
-                memory.set_vcpus(&spec.uuid, count),
+                state.set_vcpus(&spec.uuid, count),
                 Err(BackendError::TooManyVcpus { .. })
             ));
         }
