@@ -10,6 +10,9 @@
 //! - `raft/`: the replicated pool DB (raft-rs, log in redb) behind `master::db::ReplicatedDb`.
 //! - `peer/`: the transport between pool members (one framed stream per peer over the HTTPS
 //!   port) and the membership book.
+//! - `data_plane/`: bulk bytes between hosts (`PUT /data/<token>` on the HTTPS port, pinned
+//!   certificate, pool secret and a one-use token), streamed with bounded memory, apart from the
+//!   peer streams.
 //! - `agent/`: the host agent (xenopsd-like): per-VM queues and the worker pool, actions as
 //!   micro-ops with cancellation, progress and undo, hooks, guest events, and the `Backend`
 //!   trait with its first backend, the simulator. The master reaches it through
@@ -28,6 +31,7 @@
 pub mod agent;
 pub mod config;
 pub mod data_dir;
+pub mod data_plane;
 pub mod facts;
 pub mod front;
 pub mod identity;
