@@ -12,8 +12,10 @@ use agent::backend::BackendOp;
 use agent::backend::simulator::{Failure, SimulatorConfig};
 use agent::{AgentConfig, BackendConfig};
 
+mod data_plane;
 mod peer;
 mod pool;
+pub use self::data_plane::DataPlaneSettings;
 pub use self::peer::PeerSettings;
 pub use self::pool::PoolSettings;
 
@@ -63,6 +65,8 @@ pub struct Config {
     pub pool: PoolSettings,
     /// How the streams between the hosts of a pool notice a silent peer and come back.
     pub peer: PeerSettings,
+    /// How long a bulk transfer between two hosts may make no progress.
+    pub data_plane: DataPlaneSettings,
 }
 
 /// The hypervisor backends.
@@ -256,6 +260,7 @@ impl Default for Config {
             simulator: SimulatorSettings::default(),
             pool: PoolSettings::default(),
             peer: PeerSettings::default(),
+            data_plane: DataPlaneSettings::default(),
         }
     }
 }
@@ -497,7 +502,8 @@ impl Config {
             check_range("simulator.latency_ms", *latency, 0, 600_000)?;
         }
         self.pool.validate()?;
-        self.peer.validate()
+        self.peer.validate()?;
+        self.data_plane.validate()
     }
 
     /// The CPU the backend presents instead of the machine's, if it does.

@@ -194,7 +194,8 @@ pub fn generate_pool_secret() -> Result<String, IdentityError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
+/// `N` bytes from the kernel's random source.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
     let mut bytes = [0u8; N];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut bytes))

@@ -10,6 +10,9 @@
 //! - `raft/`: the replicated pool DB (raft-rs, log in redb) behind `master::db::ReplicatedDb`.
 //! - `peer/`: the transport between pool members (one framed stream per peer over the HTTPS
 //!   port) and the membership book.
+//! - `data_plane/`: bulk bytes between hosts (`PUT /data/<token>` on the HTTPS port, pinned
+//!   certificate, pool secret and a one-use token), streamed with bounded memory, apart from the
+//!   peer streams.
 //! - The host agent is the `agent` crate; the master reaches it through `roles::PoolLink`
 //!   (this host's agent directly, another host's over the peer stream), and its
 //!   `AgentReport`s go to `Master::report`.
@@ -26,6 +29,7 @@
 
 pub mod config;
 pub mod data_dir;
+pub mod data_plane;
 pub mod facts;
 pub mod front;
 pub mod identity;

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::data_dir::{self, DataDirError};
+use crate::data_plane::DataPlane;
 use crate::facts::{self, FactsError};
 use crate::front::Answer;
 use crate::front::listen::{Addresses, ListenError, Listeners};
@@ -168,6 +169,16 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         config.pool.clone(),
     );
     let link: Arc<dyn HostLink> = Arc::new(PoolLink(Arc::clone(&roles)));
+    // Bulk bytes between hosts; migration moves onto it next.
+    let data_plane = {
+        let peers = peers.clone();
+        let address = https_address(&config);
+        DataPlane::new(
+            config.data_plane.clone(),
+            Arc::new(move || peers.membership().map(|membership| membership.pool_secret)),
+            Some(address.ip()).filter(|ip| !ip.is_unspecified()),
+        )
+    };
     let this_host = ThisHost {
         identity: identity.clone(),
         data_dir: data_dir.clone(),
@@ -221,7 +232,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let mut front = Front::new(Arc::new(answer), config.limits.codec_limits())
         .with_connection_limits(config.limits.connection_limits())
         .with_pool_routes(peers.router())
-        .with_pool_routes(pool::routes(master, node.db.clone(), control));
+        .with_pool_routes(pool::routes(master, node.db.clone(), control))
+        .with_pool_stream_routes(data_plane.router());
     if let Some(simulator) = simulator {
         front = front.with_local_routes(simulator::routes(simulator));
     }

@@ -157,7 +157,7 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, BodyEr
 }
 
 /// The next data frame of the body (trailers are skipped); `None` at the end.
-async fn next_data(body: &mut Body) -> Result<Option<Bytes>, BodyError> {
+pub(crate) async fn next_data(body: &mut Body) -> Result<Option<Bytes>, BodyError> {
     loop {
         let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
         match frame {

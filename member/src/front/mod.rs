@@ -15,7 +15,7 @@ pub mod listen;
 pub mod server;
 pub mod simulator;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod tls;
 pub mod xmlrpc;
 

@@ -19,7 +19,7 @@ use crate::front::{Answer, jsonrpc, xmlrpc};
 
 /// What every listener shares: who answers calls, the decoding limits, the bounds on
 /// connections, the routes served only on the local Unix socket, and the routes between pool
-/// members served over TCP.
+/// members served over TCP (those whose bodies stream apart).
 #[derive(Clone)]
 pub struct Front {
     answer: Arc<dyn Answer>,
@@ -27,6 +27,7 @@ pub struct Front {
     connection_limits: ConnectionLimits,
     local_routes: Option<Router>,
     pool_routes: Option<Router>,
+    pool_stream_routes: Option<Router>,
 }
 
 /// Bounds on the front door's connections: how many may be open, and how long a request may
@@ -73,6 +74,7 @@ impl Front {
             connection_limits: ConnectionLimits::default(),
             local_routes: None,
             pool_routes: None,
+            pool_stream_routes: None,
         }
     }
 
@@ -85,6 +87,17 @@ impl Front {
     /// XML-RPC fallback; they check the pool secret themselves.
     pub fn with_pool_routes(mut self, routes: Router) -> Front {
         self.pool_routes = Some(match self.pool_routes.take() {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
+    /// Adds routes between pool members whose request bodies stream for as long as they make
+    /// progress (the data plane): served over TCP like the pool routes, but outside the body
+    /// deadline, so they must bound a stall themselves.
+    pub fn with_pool_stream_routes(mut self, routes: Router) -> Front {
+        self.pool_stream_routes = Some(match self.pool_stream_routes.take() {
             Some(existing) => existing.merge(routes),
             None => routes,
         });
@@ -130,6 +143,10 @@ pub fn router(front: Front, transport: Transport) -> Router {
         Transport::LocalSocket => front.local_routes.clone(),
         Transport::Tcp => front.pool_routes.clone(),
     };
+    let stream_routes = match transport {
+        Transport::LocalSocket => None,
+        Transport::Tcp => front.pool_stream_routes.clone(),
+    };
     let body_timeout = front.connection_limits.body_timeout;
     let router = Router::new()
         .route("/jsonrpc", post(json_rpc).options(cors))
@@ -140,12 +157,17 @@ pub fn router(front: Front, transport: Transport) -> Router {
         Some(extra_routes) => router.merge(extra_routes),
         None => router,
     };
-    router
+    let router = router
         .layer(axum::middleware::map_request_with_state(
             body_timeout,
             set_body_deadline,
         ))
-        .layer(axum::middleware::map_response(allow_any_origin))
+        .layer(axum::middleware::map_response(allow_any_origin));
+    // Merged after the layers, which wrap only the routes already there.
+    match stream_routes {
+        Some(stream_routes) => router.merge(stream_routes),
+        None => router,
+    }
 }
 
 /// `INTERNAL_ERROR [message]`.

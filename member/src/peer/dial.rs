@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use api_spec::tls_pin;
 use reqwest::StatusCode;
 use reqwest::header::{CONNECTION, UPGRADE};
 use tokio::io::AsyncWrite;
@@ -17,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::peer::frame::{Frame, FrameError};
 use crate::peer::liveness::{hear, send};
-use crate::peer::trust::Trust;
+use crate::peer::trust::pinned_client_config;
 use crate::peer::{
     Dialer, EPOCH_HEADER, Member, NODE_HEADER, Outbound, PEER_PATH, PROTOCOL_HEADER, Peers,
     QUEUE_FRAMES, RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL,
@@ -217,7 +216,7 @@ async fn connect(peers: &Peers, member: &Member) -> Result<reqwest::Upgraded, Di
     };
     let client = reqwest::Client::builder()
         .local_address(peers.local_ip())
-        .use_preconfigured_tls(client_config(&member.cert_sha256))
+        .use_preconfigured_tls(pinned_client_config(&member.cert_sha256))
         .http1_only()
         .connect_timeout(dial_timeout)
         .build()
@@ -258,14 +257,6 @@ async fn connect(peers: &Peers, member: &Member) -> Result<reqwest::Upgraded, Di
         .await
         .map_err(|_| DialError::Timeout)?
         .map_err(DialError::Request)
-}
-
-/// A rustls client configuration that accepts only the certificate whose SHA-256 is `pin`,
-/// speaking HTTP/1.1 (the upgrade is an HTTP/1.1 mechanism).
-fn client_config(pin: &str) -> rustls::ClientConfig {
-    let mut config = tls_pin::client_config(Arc::new(Trust::pinned(pin)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config
 }
 
 #[cfg(test)]

@@ -421,3 +421,27 @@ pub fn cert_sha256(der: &[u8]) -> String {
         .map(|byte| format!("{byte:02x}"))
         .collect()
 }
+
+/// Whether `given` is the pool secret `ours`, compared in time independent of where they
+/// differ: the check of every route between pool members.
+pub(crate) fn same_secret(given: &[u8], ours: &[u8]) -> bool {
+    given.len() == ours.len()
+        && given
+            .iter()
+            .zip(ours)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Secrets are equal only when every byte and the length are.
+    #[test]
+    fn secrets_compare_by_every_byte() {
+        assert!(same_secret(b"abcd", b"abcd"));
+        assert!(!same_secret(b"abcd", b"abce"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+}

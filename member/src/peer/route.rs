@@ -21,7 +21,7 @@ use crate::peer::frame::{self, Frame, FrameError};
 use crate::peer::liveness::{Silence, ping_every};
 use crate::peer::{
     EPOCH_HEADER, NODE_HEADER, PEER_PATH, PROTOCOL_HEADER, Peers, RaftInbound, SECRET_HEADER,
-    UPGRADE_PROTOCOL,
+    UPGRADE_PROTOCOL, same_secret,
 };
 
 pub(crate) fn router(peers: Peers) -> Router {
@@ -108,16 +108,6 @@ fn check(peers: &Peers, headers: &HeaderMap) -> Result<u64, Refusal> {
         return Err(Refusal::Status(StatusCode::FORBIDDEN));
     }
     Ok(node)
-}
-
-/// Compares secrets in time independent of where they differ.
-fn same_secret(given: &[u8], ours: &[u8]) -> bool {
-    given.len() == ours.len()
-        && given
-            .iter()
-            .zip(ours)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
 }
 
 /// Reads the frames of `node`'s stream, pinging back, until it ends, fails or stays silent for
@@ -221,18 +211,5 @@ impl AsyncWrite for UpgradedIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         hyper::rt::Write::poll_shutdown(Pin::new(&mut self.0), cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Secrets are equal only when every byte and the length are.
-    #[test]
-    fn secrets_compare_by_every_byte() {
-        assert!(same_secret(b"abcd", b"abcd"));
-        assert!(!same_secret(b"abcd", b"abce"));
-        assert!(!same_secret(b"abc", b"abcd"));
     }
 }

@@ -2,9 +2,9 @@
 //! `member/…` records hold (`cert_sha256`): the one recorded, or, for a join before anything
 //! is known of the master, the first one seen, noted.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use api_spec::tls_pin::CertCheck;
+use api_spec::tls_pin::{self, CertCheck};
 
 use crate::peer::cert_sha256;
 
@@ -51,6 +51,15 @@ impl CertCheck for Trust {
             .then_some(())
             .ok_or("certificate is not the expected one")
     }
+}
+
+/// A rustls client configuration that accepts only the certificate whose SHA-256 is `pin`,
+/// speaking HTTP/1.1 (the front door serves nothing else; the peer stream's upgrade is an
+/// HTTP/1.1 mechanism): the TLS of every connection one member opens to another.
+pub(crate) fn pinned_client_config(pin: &str) -> rustls::ClientConfig {
+    let mut config = tls_pin::client_config(Arc::new(Trust::pinned(pin)));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
 #[cfg(test)]
