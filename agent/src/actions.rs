@@ -12,10 +12,13 @@
 //! - suspend: `vm-pre-suspend` hook, save, then the hard shutdown's teardown;
 //! - resume: create, `vm-pre-resume` hook, restore, plug, device model, `vm-post-resume` hook,
 //!   unpause (unless asked paused), clear the mark;
-//! - migrate out: `vm-pre-migrate` hook, save the memory to an image held in memory, then the
-//!   suspend's teardown; the action answers the image;
-//! - migrate in: create, restore from the image, plug, device model, `vm-post-migrate` hook,
-//!   unpause (unless asked paused), clear the mark;
+//! - migrate out: `vm-pre-migrate` hook, pause (if running), stream the memory image to the destination's
+//!   agent (done once that agent has built its domain and said so), then
+//!   the suspend's teardown;
+//! - migrate in: create, restore from the image as it streams in, plug, device model,
+//!   `vm-post-migrate` hook, unpause (unless asked paused), clear the mark, and last tell the
+//!   sender the image is used: whatever fails before that destroys this domain and fails the
+//!   sender, whose domain then runs on;
 //! - pause, unpause, device hotplug, CD insert and eject, VCPUs, memory target: one step each;
 //! - a new spec for a running domain: no step, and no queue (`Agent::run` keeps it at once, so
 //!   that what the guest does next is judged by it, even while an operation holds the queue).
@@ -24,12 +27,12 @@
 //! a start or a teardown, the restarted agent finds the mark and powers the domain off, so no
 //! half-built domain survives a crash.
 
-use host_api::{ActionResult, DiskSpec, PowerState, VmAction, VmSpec};
+use host_api::{ActionResult, DiskSpec, PowerState, TransferToken, VmAction, VmSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Agent;
-use crate::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
+use crate::backend::{BackendError, Domain, RunState, ShutdownReason};
 use crate::error::AgentError;
 use crate::hooks::{HookPoint, HookReason};
 use crate::micro_ops::{MicroOp, execute};
@@ -44,14 +47,7 @@ pub(crate) async fn perform(
 ) -> Result<ActionResult, AgentError> {
     let domain = agent.backend.domain(vm).await?;
     let plan = plan(action, vm, domain.as_ref())?;
-    let produced = execute(agent, vm, plan, progress, cancel).await?;
-    if let VmAction::MigrateOut { .. } = action {
-        let image = produced.image.ok_or_else(|| BackendError::Failed {
-            op: BackendOp::SaveImage,
-            reason: "the migration saved no image".to_owned(),
-        })?;
-        return Ok(ActionResult::Image(image));
-    }
+    execute(agent, vm, plan, progress, cancel).await?;
     let now = agent.backend.domain(vm).await?;
     Ok(ActionResult::Domain(now.as_ref().map(Domain::info)))
 }
@@ -102,14 +98,16 @@ pub(crate) fn plan(
             absent(vm, domain, PowerState::Suspended)?;
             resume(spec, image, *paused)
         }
-        VmAction::MigrateOut { .. } => migrate_out(live(vm, domain)?),
+        VmAction::MigrateOut { to_host, token, .. } => {
+            migrate_out(live(vm, domain)?, to_host, token)
+        }
         VmAction::MigrateIn {
             vm: spec,
-            image,
+            token,
             paused,
         } => {
             absent(vm, domain, PowerState::Halted)?;
-            migrate_in(spec, image, *paused)
+            migrate_in(spec, token, *paused)
         }
         VmAction::Pause { .. } => {
             in_state(vm, domain, RunState::Running)?;
@@ -252,19 +250,27 @@ fn resume(spec: &VmSpec, image: &DiskSpec, paused: bool) -> Vec<MicroOp> {
     plan
 }
 
-fn migrate_out(domain: &Domain) -> Vec<MicroOp> {
-    let mut plan = vec![
-        MicroOp::Hook(HookPoint::PreMigrate, HookReason::MigrateSource),
-        MicroOp::SaveImage,
-    ];
+fn migrate_out(domain: &Domain, to_host: &str, token: &TransferToken) -> Vec<MicroOp> {
+    let mut plan = vec![MicroOp::Hook(
+        HookPoint::PreMigrate,
+        HookReason::MigrateSource,
+    )];
+    // Paused as a step of its own, so that a failed transfer is undone by unpausing.
+    if domain.state == RunState::Running {
+        plan.push(MicroOp::Pause);
+    }
+    plan.push(MicroOp::SaveImage {
+        to_host: to_host.to_owned(),
+        token: token.clone(),
+    });
     plan.extend(teardown(domain, HookReason::Suspend, None));
     plan
 }
 
-fn migrate_in(spec: &VmSpec, image: &[u8], paused: bool) -> Vec<MicroOp> {
+fn migrate_in(spec: &VmSpec, token: &TransferToken, paused: bool) -> Vec<MicroOp> {
     let mut plan = vec![
         MicroOp::Create(Box::new(spec.clone())),
-        MicroOp::RestoreImage(image.to_vec()),
+        MicroOp::RestoreImage(token.clone()),
     ];
     plan.extend(plug_devices(spec));
     plan.push(MicroOp::Hook(
@@ -275,6 +281,7 @@ fn migrate_in(spec: &VmSpec, image: &[u8], paused: bool) -> Vec<MicroOp> {
         plan.push(MicroOp::Unpause);
     }
     plan.push(MicroOp::SetNeedsPoweroff(false));
+    plan.push(MicroOp::FinishTransfer);
     plan
 }
 

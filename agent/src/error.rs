@@ -7,6 +7,7 @@ use host_api::{AgentFailure, PowerState};
 
 use crate::backend::BackendError;
 use crate::hooks::HookError;
+use crate::transfer::TransferError;
 
 /// Why an action failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,9 @@ pub enum AgentError {
     Hook(#[from] HookError),
     #[error("backend operation failed")]
     Backend(#[from] BackendError),
+    /// A migration's image could not be moved to or from the other host.
+    #[error("the memory image transfer failed")]
+    Transfer(#[from] TransferError),
     /// The action's task ended without an answer (it panicked).
     #[error("the action ended without an answer")]
     Lost,
@@ -69,7 +73,9 @@ impl From<AgentError> for AgentFailure {
                 exit_code,
             },
             AgentError::Backend(err) => backend_failure(err),
-            err @ (AgentError::Hook(_) | AgentError::Lost) => internal(&err),
+            err @ (AgentError::Hook(_) | AgentError::Transfer(_) | AgentError::Lost) => {
+                internal(&err)
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - `guest.rs`: what the agent does when a guest stops by itself, and on start-up.
 //! - `hooks.rs`: the hook scripts. `error.rs`: errors, and their XenAPI form.
 //! - `backend/`: the `Backend` trait and the simulator.
+//! - `transfer.rs`: `BulkTransfer`, how a migration's image moves to another host's agent
+//!   (member gives the agent its data plane; `LocalTransfer` serves tests).
 //!
 //! Terms: the agent keeps the newest Raft term it has seen (starting from the node's term when
 //! it starts) and refuses an action stamped with an older one, so a deposed master can no
@@ -30,6 +32,7 @@ pub mod hooks;
 mod micro_ops;
 pub mod queue;
 pub mod testing;
+pub mod transfer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +54,7 @@ pub use self::error::AgentError;
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 use self::hooks::Hooks;
 use self::queue::Queues;
+use self::transfer::BulkTransfer;
 
 /// How the agent runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +65,9 @@ pub struct AgentConfig {
     pub hook_timeout: Duration,
     /// How long a clean shutdown or reboot waits for the guest.
     pub clean_shutdown_timeout: Duration,
+    /// How long the receiving end of a migration waits for its sender, and the sender for
+    /// its receiver to expect it.
+    pub transfer_wait: Duration,
     pub backend: BackendConfig,
 }
 
@@ -77,6 +84,7 @@ impl Default for AgentConfig {
             hook_timeout: Duration::from_secs(120),
             // xapi's `domain_shutdown_total_timeout`.
             clean_shutdown_timeout: Duration::from_secs(1200),
+            transfer_wait: Duration::from_secs(30),
             backend: BackendConfig::Simulator(SimulatorConfig::default()),
         }
     }
@@ -97,18 +105,23 @@ pub struct Agent {
     /// The newest Raft term seen; never decreases.
     newest_term: AtomicU64,
     clean_shutdown_timeout: Duration,
+    /// Moves migration images to and from other hosts' agents.
+    transfer: Arc<dyn BulkTransfer>,
+    transfer_wait: Duration,
     /// Stops the task that listens to the backend's events.
     stop: CancellationToken,
 }
 
 impl Agent {
     /// Opens the backend over `data_dir` and starts the agent, which has seen Raft term
-    /// `term`. Reports (the inventory once the domains found are checked, then guest changes)
-    /// go to `reports`. Must run inside the runtime.
+    /// `term` and moves migration images through `transfer`. Reports (the inventory once the
+    /// domains found are checked, then guest changes) go to `reports`. Must run inside the
+    /// runtime.
     pub async fn start(
         config: AgentConfig,
         data_dir: &Path,
         term: u64,
+        transfer: Arc<dyn BulkTransfer>,
         reports: mpsc::Sender<AgentReport>,
     ) -> Result<Arc<Agent>, AgentError> {
         let (backend, simulator): (Arc<dyn Backend>, _) = match config.backend {
@@ -128,6 +141,8 @@ impl Agent {
             reports,
             newest_term: AtomicU64::new(term),
             clean_shutdown_timeout: config.clean_shutdown_timeout,
+            transfer,
+            transfer_wait: config.transfer_wait,
             stop: CancellationToken::new(),
         });
         let checks = domains

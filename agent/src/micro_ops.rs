@@ -10,9 +10,13 @@
 //! longer honoured after them: the operation finishes, as the only consistent outcome left.
 //! A cancellation that arrives while the agent waits for a guest to shut down stops the wait.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use host_api::{DiskSpec, VbdSpec, VifSpec, VmSpec};
+use host_api::{DiskSpec, TransferToken, VbdSpec, VifSpec, VmSpec};
+use tokio::io::{AsyncWrite, DuplexStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +24,10 @@ use crate::Agent;
 use crate::backend::ShutdownReason;
 use crate::error::AgentError;
 use crate::hooks::{HookPoint, HookReason};
+use crate::transfer::{IncomingBytes, PIPE_BYTES, TransferError};
+
+/// How soon a migration's sender tries again when its receiver does not expect it yet.
+const RECEIVER_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One step of an action on one VM's domain.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,10 +56,18 @@ pub(crate) enum MicroOp {
     Destroy,
     Save(DiskSpec),
     Restore(DiskSpec),
-    /// Save the domain's memory to an image held in memory (a migration's); the plan's run
-    /// returns it.
-    SaveImage,
-    RestoreImage(Vec<u8>),
+    /// Pause the domain and stream its memory image to the agent of `to_host`, which expects
+    /// the transfer `token`; done once that agent has built its domain and said so.
+    SaveImage {
+        to_host: String,
+        token: TransferToken,
+    },
+    /// Receive the transfer `token` and fill the created domain from the image it brings;
+    /// the sender learns whether it was used only at `FinishTransfer`.
+    RestoreImage(TransferToken),
+    /// Tell the sender of the image `RestoreImage` read that the domain is built from it (the
+    /// sender then destroys its own).
+    FinishTransfer,
     InsertCd {
         vbd: String,
         disk: DiskSpec,
@@ -82,8 +98,9 @@ impl MicroOp {
             MicroOp::Destroy => "destroy",
             MicroOp::Save(_) => "save",
             MicroOp::Restore(_) => "restore",
-            MicroOp::SaveImage => "save_image",
+            MicroOp::SaveImage { .. } => "save_image",
             MicroOp::RestoreImage(_) => "restore_image",
+            MicroOp::FinishTransfer => "finish_transfer",
             MicroOp::InsertCd { .. } => "insert_cd",
             MicroOp::EjectCd { .. } => "eject_cd",
             MicroOp::SetVcpus(_) => "set_vcpus",
@@ -108,7 +125,7 @@ impl MicroOp {
             MicroOp::Unpause => MicroOp::Pause,
             MicroOp::SetNeedsPoweroff(needs) => MicroOp::SetNeedsPoweroff(!needs),
             // Saving leaves the domain paused; undoing it lets the guest run on.
-            MicroOp::Pause | MicroOp::Save(_) | MicroOp::SaveImage => MicroOp::Unpause,
+            MicroOp::Pause | MicroOp::Save(_) => MicroOp::Unpause,
             MicroOp::UnplugNic { vif, .. } => MicroOp::PlugNic(vif.clone()),
             MicroOp::UnplugDisk { vbd, .. } => MicroOp::PlugDisk(vbd.clone()),
             MicroOp::StopDeviceModel => MicroOp::StartDeviceModel,
@@ -117,7 +134,9 @@ impl MicroOp {
             | MicroOp::ShutdownGuest(_)
             | MicroOp::Destroy
             | MicroOp::Restore(_)
+            | MicroOp::SaveImage { .. }
             | MicroOp::RestoreImage(_)
+            | MicroOp::FinishTransfer
             | MicroOp::InsertCd { .. }
             | MicroOp::EjectCd { .. }
             | MicroOp::SetVcpus(_)
@@ -130,11 +149,12 @@ impl MicroOp {
     }
 }
 
-/// What the steps of a plan produced, beyond the domain's new state.
-#[derive(Debug, Default)]
+/// What the steps of a plan hold between them, beyond the domain's state.
+#[derive(Default)]
 pub(crate) struct Produced {
-    /// The memory image a `SaveImage` step took.
-    pub image: Option<Vec<u8>>,
+    /// The image `RestoreImage` read, until `FinishTransfer` answers its sender; dropped
+    /// unfinished (a failed plan), it fails the sender.
+    incoming: Option<Box<dyn IncomingBytes>>,
 }
 
 /// Runs `plan` on the domain of `vm`: see the module comment.
@@ -219,15 +239,97 @@ async fn perform(
         MicroOp::Destroy => Ok(backend.destroy(vm).await?),
         MicroOp::Save(image) => Ok(backend.save(vm, image).await?),
         MicroOp::Restore(image) => Ok(backend.restore(vm, image).await?),
-        MicroOp::SaveImage => {
-            produced.image = Some(backend.save_image(vm).await?);
+        MicroOp::SaveImage { to_host, token } => send_image(agent, vm, to_host, token).await,
+        MicroOp::RestoreImage(token) => {
+            let mut incoming = agent.transfer.receive(token, agent.transfer_wait)?;
+            tokio::select! {
+                restored = backend.restore_image(vm, &mut incoming) => restored?,
+                () = cancel.cancelled() => return Err(AgentError::Cancelled),
+            }
+            produced.incoming = Some(incoming);
             Ok(())
         }
-        MicroOp::RestoreImage(image) => Ok(backend.restore_image(vm, image).await?),
+        MicroOp::FinishTransfer => {
+            let incoming = produced.incoming.take().ok_or(TransferError::Failed {
+                reason: "no image was received".to_owned(),
+            })?;
+            let bytes = incoming.finish()?;
+            tracing::debug!(vm, bytes, "migration image received");
+            Ok(())
+        }
         MicroOp::InsertCd { vbd, disk } => Ok(backend.insert_cd(vm, vbd, disk).await?),
         MicroOp::EjectCd { vbd } => Ok(backend.eject_cd(vm, vbd).await?),
         MicroOp::SetVcpus(count) => Ok(backend.set_vcpus(vm, *count).await?),
         MicroOp::SetMemoryTarget(bytes) => Ok(backend.set_memory_target(vm, *bytes).await?),
+    }
+}
+
+/// Streams the image of the domain of `vm` to `to_host` through a small pipe, so that neither
+/// the hypervisor nor the transfer ever holds it whole. A receiver that does not expect the
+/// token yet (its `MigrateIn` is on its way) is tried again, with a new stream, until the
+/// agent's transfer wait has passed: the domain is paused, so its image is the same.
+async fn send_image(
+    agent: &Agent,
+    vm: &str,
+    to_host: &str,
+    token: &TransferToken,
+) -> Result<(), AgentError> {
+    let deadline = tokio::time::Instant::now() + agent.transfer_wait;
+    loop {
+        let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
+        let save = async {
+            let mut writer = PipeWriter {
+                pipe: writer,
+                is_broken: false,
+            };
+            let saved = agent.backend.save_image(vm, &mut writer).await;
+            // Dropping the writer ends the stream, saved or not.
+            (saved, writer.is_broken)
+        };
+        let send = agent.transfer.send(to_host, token, Box::pin(reader));
+        match tokio::join!(save, send) {
+            // The save failed only because the transfer stopped reading: try again.
+            ((Ok(()), _) | (Err(_), true), Err(TransferError::NotExpected))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(RECEIVER_RETRY_INTERVAL).await;
+            }
+            ((Err(err), _), _) => return Err(err.into()),
+            ((Ok(()), _), Err(err)) => return Err(err.into()),
+            ((Ok(()), _), Ok(bytes)) => {
+                tracing::debug!(vm, to_host, bytes, "migration image sent");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The hypervisor's end of the pipe to a transfer, which remembers whether a write failed
+/// (the transfer stopped reading).
+struct PipeWriter {
+    pipe: DuplexStream,
+    is_broken: bool,
+}
+
+impl AsyncWrite for PipeWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.pipe).poll_write(cx, buf);
+        if let Poll::Ready(Err(_)) = written {
+            self.is_broken = true;
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_shutdown(cx)
     }
 }
 

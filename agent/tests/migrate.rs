@@ -1,16 +1,21 @@
-//! Migration between two agents on the simulator: `MigrateOut` saves the domain to an image
-//! and destroys it, `MigrateIn` builds it from that image on another host; a failure on either
-//! side leaves the domain where it was.
+//! Migration between two agents on the simulator: `MigrateIn` expects the transfer, and
+//! `MigrateOut` streams the paused domain's image to it and destroys the domain once the
+//! destination has built its own; a failure on either side leaves the domain where it was.
 
 mod support;
 
 use std::num::NonZeroU64;
+use std::sync::Arc;
 
 use agent::AgentConfig;
 use agent::backend::BackendOp;
 use agent::backend::simulator::Failure;
 use agent::testing::vm_spec;
-use host_api::{ActionResult, AgentFailure, DomainState, HostAction, VmAction};
+use agent::transfer::LocalTransfer;
+use host_api::{
+    ActionResult, AgentFailure, DomainInfo, DomainState, HostAction, TransferToken, VmAction,
+    VmSpec,
+};
 use support::{TestAgent, failure, names};
 
 fn fail_next(agent: &TestAgent, operation: BackendOp) {
@@ -20,23 +25,54 @@ fn fail_next(agent: &TestAgent, operation: BackendOp) {
     });
 }
 
-/// Saves the domain of `vm` on `agent` for a migration; its image.
-async fn migrate_out(agent: &TestAgent, vm: &str) -> Vec<u8> {
-    let out = agent
-        .run(HostAction::Vm(VmAction::MigrateOut { vm: vm.to_owned() }))
-        .await;
-    let Ok(ActionResult::Image(image)) = out else {
-        panic!("an image, got {out:?}");
-    };
-    image
+/// Two agents that migrate to each other.
+async fn two_agents() -> (TestAgent, TestAgent) {
+    let transfer = LocalTransfer::new();
+    let source = TestAgent::start_sharing(AgentConfig::default(), Arc::clone(&transfer)).await;
+    let destination = TestAgent::start_sharing(AgentConfig::default(), transfer).await;
+    (source, destination)
 }
 
-/// The domain leaves the source once saved, and the destination builds it from the image
-/// with the memory, VCPUs and devices it had.
+fn token(n: u8) -> TransferToken {
+    TransferToken(format!("{n:02x}").repeat(16))
+}
+
+/// Runs both halves of a migration of `spec` at once, as the master does: what the source
+/// and the destination answered.
+async fn migrate(
+    source: &TestAgent,
+    destination: &TestAgent,
+    spec: &VmSpec,
+    token: TransferToken,
+) -> (
+    Result<ActionResult, AgentFailure>,
+    Result<ActionResult, AgentFailure>,
+) {
+    let out = source.run(HostAction::Vm(VmAction::MigrateOut {
+        vm: spec.uuid.clone(),
+        to_host: "OpaqueRef:destination".to_owned(),
+        token: token.clone(),
+    }));
+    let incoming = destination.run(HostAction::Vm(VmAction::MigrateIn {
+        vm: spec.clone(),
+        token,
+        paused: false,
+    }));
+    tokio::join!(out, incoming)
+}
+
+fn built(answer: Result<ActionResult, AgentFailure>) -> DomainInfo {
+    match answer {
+        Ok(ActionResult::Domain(Some(info))) => info,
+        other => panic!("a domain, got {other:?}"),
+    }
+}
+
+/// The destination builds the domain from the streamed image with the memory, VCPUs and
+/// devices it had, and the source destroys its domain only once the destination has.
 #[tokio::test]
 async fn a_domain_moves_from_one_agent_to_another() {
-    let source = TestAgent::start(AgentConfig::default()).await;
-    let destination = TestAgent::start(AgentConfig::default()).await;
+    let (source, destination) = two_agents().await;
     let spec = vm_spec("mover", 1, 1);
     let vm = spec.uuid.clone();
     source.start_vm(&spec).await;
@@ -46,15 +82,10 @@ async fn a_domain_moves_from_one_agent_to_another() {
             count: 3,
         }))
         .await;
-    let image = migrate_out(&source, &vm).await;
+    let (out, incoming) = migrate(&source, &destination, &spec, token(1)).await;
+    assert_eq!(out, Ok(ActionResult::Domain(None)));
+    let moved = built(incoming);
     assert_eq!(source.domain(&vm).await, None);
-    let moved = destination
-        .domain_after(HostAction::Vm(VmAction::MigrateIn {
-            vm: spec.clone(),
-            image,
-            paused: false,
-        }))
-        .await;
     assert_eq!(moved.state, DomainState::Running);
     assert_eq!(moved.vcpus, 3);
     assert_eq!(moved.vbds, [spec.vbds[0].uuid.clone()]);
@@ -77,55 +108,65 @@ async fn a_domain_moves_from_one_agent_to_another() {
     );
 }
 
-/// A save that fails leaves the domain running on the source; a restore that fails leaves
-/// no domain on the destination, and the source can build it back from the same image.
+/// A save that fails, or a destination that fails to build the domain from the image,
+/// leaves the domain running on the source and none on the destination.
 #[tokio::test]
 async fn a_failure_on_either_side_leaves_the_domain_where_it_was() {
-    let source = TestAgent::start(AgentConfig::default()).await;
-    let destination = TestAgent::start(AgentConfig::default()).await;
+    let (source, destination) = two_agents().await;
     let spec = vm_spec("stay", 1, 1);
     let vm = spec.uuid.clone();
     let before = source.start_vm(&spec).await;
-    fail_next(&source, BackendOp::SaveImage);
-    let failed = source
-        .run(HostAction::Vm(VmAction::MigrateOut { vm: vm.clone() }))
-        .await;
-    assert!(matches!(failure(failed), AgentFailure::Internal { .. }));
-    let after = source.domain(&vm).await.expect("the domain remains");
-    assert_eq!(
-        (after.state, after.domid),
-        (DomainState::Running, before.domid)
-    );
-    let image = migrate_out(&source, &vm).await;
-    fail_next(&destination, BackendOp::RestoreImage);
-    let incoming = HostAction::Vm(VmAction::MigrateIn {
-        vm: spec.clone(),
-        image,
-        paused: false,
-    });
-    let refused = destination.run(incoming.clone()).await;
-    assert!(matches!(failure(refused), AgentFailure::Internal { .. }));
-    assert_eq!(destination.domain(&vm).await, None);
-    let back = source.domain_after(incoming).await;
-    assert_eq!(back.state, DomainState::Running);
-    assert_eq!(back.vifs, [spec.vifs[0].uuid.clone()]);
+    for (n, (failing, operation)) in [
+        (&source, BackendOp::SaveImage),
+        (&destination, BackendOp::RestoreImage),
+        (&destination, BackendOp::PlugNic),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fail_next(failing, operation);
+        let n = u8::try_from(n).expect("a few cases");
+        let (out, incoming) = migrate(&source, &destination, &spec, token(n)).await;
+        assert!(
+            matches!(failure(out), AgentFailure::Internal { .. }),
+            "{operation}"
+        );
+        assert!(incoming.is_err(), "{operation}: {incoming:?}");
+        let after = source.domain(&vm).await.expect("the domain remains");
+        assert_eq!(
+            (after.state, after.domid),
+            (DomainState::Running, before.domid),
+            "{operation}"
+        );
+        assert_eq!(destination.domain(&vm).await, None, "{operation}");
+    }
+    let (out, incoming) = migrate(&source, &destination, &spec, token(9)).await;
+    assert_eq!(out, Ok(ActionResult::Domain(None)));
+    assert_eq!(built(incoming).vifs, [spec.vifs[0].uuid.clone()]);
 }
 
-/// An image is only for the VM it was saved from.
+/// An image is only for the VM it was saved from: the destination refuses it and the source
+/// runs on.
 #[tokio::test]
 async fn an_image_fills_only_its_own_vm() {
-    let agent = TestAgent::start(AgentConfig::default()).await;
+    let (source, destination) = two_agents().await;
     let spec = vm_spec("first", 0, 0);
-    agent.start_vm(&spec).await;
-    let image = migrate_out(&agent, &spec.uuid).await;
+    source.start_vm(&spec).await;
     let other = vm_spec("second", 0, 0);
-    let refused = agent
-        .run(HostAction::Vm(VmAction::MigrateIn {
-            vm: other.clone(),
-            image,
-            paused: false,
-        }))
-        .await;
+    let out = source.run(HostAction::Vm(VmAction::MigrateOut {
+        vm: spec.uuid.clone(),
+        to_host: "OpaqueRef:destination".to_owned(),
+        token: token(1),
+    }));
+    let incoming = destination.run(HostAction::Vm(VmAction::MigrateIn {
+        vm: other.clone(),
+        token: token(1),
+        paused: false,
+    }));
+    let (out, refused) = tokio::join!(out, incoming);
     assert!(matches!(failure(refused), AgentFailure::Internal { .. }));
-    assert_eq!(agent.domain(&other.uuid).await, None);
+    assert!(out.is_err());
+    assert_eq!(destination.domain(&other.uuid).await, None);
+    let source_domain = source.domain(&spec.uuid).await.expect("still there");
+    assert_eq!(source_domain.state, DomainState::Running);
 }

@@ -80,9 +80,15 @@ async fn a_guest_that_stopped_meanwhile_is_handled_at_start() {
             .expect("the guest powers off");
     }
     let (sender, mut reports) = tokio::sync::mpsc::channel(16);
-    let _agent = agent::Agent::start(AgentConfig::default(), dir.path(), 1, sender)
-        .await
-        .expect("the agent starts");
+    let _agent = agent::Agent::start(
+        AgentConfig::default(),
+        dir.path(),
+        1,
+        agent::transfer::LocalTransfer::new(),
+        sender,
+    )
+    .await
+    .expect("the agent starts");
     let Some(AgentReport::GuestChanged { vm, event, now }) = reports.recv().await else {
         panic!("the guest change comes first");
     };

@@ -108,19 +108,36 @@ pub enum VmAction {
     UpdateSpec {
         vm: VmSpec,
     },
-    /// Save the domain's memory to an image held in memory, then destroy the domain: the
-    /// outgoing half of a migration (stop-and-copy). Answers `ActionResult::Image`.
+    /// The outgoing half of a migration (stop-and-copy): pause the domain and stream its
+    /// memory over the data plane to the agent of `to_host` (a host ref), which expects the
+    /// transfer `token`; destroy the domain only once that agent has taken every byte and
+    /// built its domain. If the transfer fails the domain runs on here, unpaused.
     MigrateOut {
         vm: String,
+        to_host: String,
+        token: TransferToken,
     },
-    /// Build a domain from an `image` that `MigrateOut` made (here or on another host): the
-    /// incoming half of a migration, or the way back when the other half failed. Leave it
-    /// paused when `paused`.
+    /// The incoming half of a migration: expect the transfer `token` on the data plane and
+    /// build a domain from the memory image it brings. Leave it paused when `paused`.
     MigrateIn {
         vm: VmSpec,
-        image: Vec<u8>,
+        token: TransferToken,
         paused: bool,
     },
+}
+
+/// The one-use name of a bulk transfer between two agents, which the master draws and hands to
+/// both ends: 32 lowercase hex characters (128 bits). Whoever holds it may send the transfer's
+/// bytes, so `Debug` shows only its first characters.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TransferToken(pub String);
+
+impl std::fmt::Debug for TransferToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.get(..8).unwrap_or_default();
+        write!(f, "TransferToken({shown}…)")
+    }
 }
 
 impl VmAction {
@@ -144,7 +161,7 @@ impl VmAction {
             | VmAction::EjectCd { vm, .. }
             | VmAction::SetVcpus { vm, .. }
             | VmAction::SetMemoryTarget { vm, .. }
-            | VmAction::MigrateOut { vm } => vm,
+            | VmAction::MigrateOut { vm, .. } => vm,
         }
     }
 

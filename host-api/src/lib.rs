@@ -11,7 +11,7 @@ mod protocol;
 mod report;
 mod spec;
 
-pub use action::{HostAction, VmAction};
+pub use action::{HostAction, TransferToken, VmAction};
 pub use failure::{AgentFailure, PowerState};
 pub use protocol::PROTOCOL_VERSION;
 pub use report::{

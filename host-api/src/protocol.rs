@@ -7,7 +7,7 @@
 //! until `PROTOCOL_VERSION` is raised and the new hash recorded.
 
 /// The version of the frames this crate declares.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -20,8 +20,8 @@ mod tests {
 
     /// The version and the hash of its frames, as last recorded.
     const RECORDED: (u32, &str) = (
-        1,
-        "99285b358c29d3f9554c1fe00e895b8d8ad7f473ae911ccef5374da5492ca8f1",
+        2,
+        "8d63f93742ee37db0c8d5d5c8c738ea1023f791a9718db85d6dfedb7619fe6f5",
     );
 
     fn vm_spec() -> VmSpec {
@@ -161,10 +161,15 @@ mod tests {
             VmAction::SetVcpus { vm: vm(), count: 3 }.into(),
             VmAction::SetMemoryTarget { vm: vm(), bytes: 7 }.into(),
             VmAction::UpdateSpec { vm: vm_spec() }.into(),
-            VmAction::MigrateOut { vm: vm() }.into(),
+            VmAction::MigrateOut {
+                vm: vm(),
+                to_host: "OpaqueRef:host".to_owned(),
+                token: TransferToken("0123456789abcdef0123456789abcdef".to_owned()),
+            }
+            .into(),
             VmAction::MigrateIn {
                 vm: vm_spec(),
-                image: vec![1, 2],
+                token: TransferToken("0123456789abcdef0123456789abcdef".to_owned()),
                 paused: true,
             }
             .into(),
@@ -210,7 +215,6 @@ mod tests {
             Ok(ActionResult::Domain(Some(domain()))),
             Ok(ActionResult::Domain(None)),
             Ok(ActionResult::Inventory(vec![domain()])),
-            Ok(ActionResult::Image(vec![3])),
             Err(AgentFailure::StaleTerm {
                 newest_seen: 2,
                 got: 1,
@@ -253,9 +257,7 @@ mod tests {
         ];
         for result in &all {
             match result {
-                Ok(
-                    ActionResult::Domain(_) | ActionResult::Inventory(_) | ActionResult::Image(_),
-                )
+                Ok(ActionResult::Domain(_) | ActionResult::Inventory(_))
                 | Err(
                     AgentFailure::StaleTerm { .. }
                     | AgentFailure::Cancelled

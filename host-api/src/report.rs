@@ -39,8 +39,6 @@ pub enum ActionResult {
     Domain(Option<DomainInfo>),
     /// The answer to `Inventory`.
     Inventory(Vec<DomainInfo>),
-    /// The answer to `MigrateOut`: the memory image of the domain, which is gone.
-    Image(Vec<u8>),
 }
 
 /// Why a guest's domain changed without being asked.

@@ -530,6 +530,8 @@ impl Config {
             workers: self.agent.workers,
             hook_timeout: Duration::from_secs(self.agent.hook_timeout_secs),
             clean_shutdown_timeout: Duration::from_secs(self.agent.clean_shutdown_timeout_secs),
+            // Waiting for the other end of a migration is a transfer making no progress.
+            transfer_wait: self.data_plane.stall_timeout(),
             backend,
         }
     }

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::data_dir::{self, DataDirError};
-use crate::data_plane::DataPlane;
+use crate::data_plane::{AgentTransfer, DataPlane};
 use crate::facts::{self, FactsError};
 use crate::front::Answer;
 use crate::front::listen::{Addresses, ListenError, Listeners};
@@ -146,8 +146,27 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         }
     };
     let db: Arc<dyn ReplicatedDb> = node.db.clone();
+    // Bulk bytes between hosts: the agent sends and receives migration images on it.
+    let data_plane = {
+        let peers = peers.clone();
+        let address = https_address(&config);
+        DataPlane::new(
+            config.data_plane.clone(),
+            Arc::new(move || peers.membership().map(|membership| membership.pool_secret)),
+            Some(address.ip()).filter(|ip| !ip.is_unspecified()),
+        )
+    };
     let (reports, reported) = mpsc::channel(REPORT_QUEUE);
-    let agent = match Agent::start(config.agent_config(), data_dir, db.term(), reports).await {
+    let transfer = AgentTransfer::new(data_plane.clone(), peers.clone());
+    let agent = match Agent::start(
+        config.agent_config(),
+        data_dir,
+        db.term(),
+        transfer,
+        reports,
+    )
+    .await
+    {
         Ok(agent) => agent,
         Err(err) => {
             peers.stop();
@@ -169,16 +188,6 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         config.pool.clone(),
     );
     let link: Arc<dyn HostLink> = Arc::new(PoolLink(Arc::clone(&roles)));
-    // Bulk bytes between hosts; migration moves onto it next.
-    let data_plane = {
-        let peers = peers.clone();
-        let address = https_address(&config);
-        DataPlane::new(
-            config.data_plane.clone(),
-            Arc::new(move || peers.membership().map(|membership| membership.pool_secret)),
-            Some(address.ip()).filter(|ip| !ip.is_unspecified()),
-        )
-    };
     let this_host = ThisHost {
         identity: identity.clone(),
         data_dir: data_dir.clone(),

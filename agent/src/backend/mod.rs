@@ -21,6 +21,7 @@ use host_api::{
     ConsoleInfo, DiskSpec, DomainInfo, DomainState, PowerState, VbdSpec, VifSpec, VmSpec,
 };
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast;
 
 /// The future of one backend operation.
@@ -58,12 +59,17 @@ pub trait Backend: Send + Sync + 'static {
     fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
     /// Fills a created domain from `image` (instead of `build`); leaves it paused.
     fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
-    /// Writes the domain's memory to an image held in memory, for a migration, and leaves the
-    /// domain paused.
-    fn save_image<'a>(&'a self, vm: &'a str) -> Op<'a, Vec<u8>>;
-    /// Fills a created domain from an image `save_image` made, on this host or another
-    /// (instead of `build`); leaves it paused.
-    fn restore_image<'a>(&'a self, vm: &'a str, image: &'a [u8]) -> Op<'a>;
+    /// Pauses the domain and streams its memory image, for a migration, into `to` (as fast as
+    /// `to` takes it: the image is never held whole); leaves the domain paused.
+    fn save_image<'a>(&'a self, vm: &'a str, to: &'a mut (dyn AsyncWrite + Send + Unpin))
+    -> Op<'a>;
+    /// Fills a created domain from an image `save_image` streamed, on this host or another
+    /// (instead of `build`), reading `from` to its end; leaves it paused.
+    fn restore_image<'a>(
+        &'a self,
+        vm: &'a str,
+        from: &'a mut (dyn AsyncRead + Send + Unpin),
+    ) -> Op<'a>;
     fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a>;
     fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a>;
     fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;

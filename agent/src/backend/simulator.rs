@@ -12,6 +12,7 @@
 //! `hold` stops every operation of a kind until released, and `history` lists the last
 //! operations with the order in which they began and ended.
 
+mod image;
 mod state;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use host_api::{DiskSpec, VbdSpec, VifSpec, VmSpec};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 
 use self::state::{Effect, SimState};
@@ -446,14 +448,42 @@ impl Backend for Simulator {
         Box::pin(self.run(BackendOp::Restore, vm, |m| quiet(m.restore(vm, image))))
     }
 
-    fn save_image<'a>(&'a self, vm: &'a str) -> Op<'a, Vec<u8>> {
-        Box::pin(self.run(BackendOp::SaveImage, vm, |m| quiet(m.save_image(vm))))
+    fn save_image<'a>(
+        &'a self,
+        vm: &'a str,
+        to: &'a mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Op<'a> {
+        Box::pin(async move {
+            let header = self
+                .run(BackendOp::SaveImage, vm, |m| quiet(m.save_image(vm)))
+                .await?;
+            // The domain stays paused and whole: a failed stream is undone by unpausing it.
+            image::write(&header, to)
+                .await
+                .map_err(|err| BackendError::Failed {
+                    op: BackendOp::SaveImage,
+                    reason: format!("cannot write the image: {err}"),
+                })
+        })
     }
 
-    fn restore_image<'a>(&'a self, vm: &'a str, image: &'a [u8]) -> Op<'a> {
-        Box::pin(self.run(BackendOp::RestoreImage, vm, |m| {
-            quiet(m.restore_image(vm, image))
-        }))
+    fn restore_image<'a>(
+        &'a self,
+        vm: &'a str,
+        from: &'a mut (dyn AsyncRead + Send + Unpin),
+    ) -> Op<'a> {
+        Box::pin(async move {
+            let header = image::read(from)
+                .await
+                .map_err(|reason| BackendError::Failed {
+                    op: BackendOp::RestoreImage,
+                    reason,
+                })?;
+            self.run(BackendOp::RestoreImage, vm, |m| {
+                quiet(m.restore_image(vm, &header))
+            })
+            .await
+        })
     }
 
     fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::backend::simulator::{OpRecord, Simulator};
+use agent::transfer::LocalTransfer;
 use agent::{Agent, AgentConfig};
 use host_api::{
     ActionResult, AgentFailure, AgentReport, DomainInfo, HostAction, PowerState, VmAction, VmSpec,
@@ -38,8 +39,23 @@ impl TestAgent {
 
     /// An agent with `config` over `dir` (which another agent may have used before).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, config: AgentConfig) -> TestAgent {
+        TestAgent::start_with(dir, config, LocalTransfer::new()).await
+    }
+
+    /// An agent with `config` over a new temp dir, moving migration images through
+    /// `transfer` (shared with the agents it migrates to and from).
+    pub async fn start_sharing(config: AgentConfig, transfer: Arc<LocalTransfer>) -> TestAgent {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        TestAgent::start_with(dir, config, transfer).await
+    }
+
+    async fn start_with(
+        dir: Arc<tempfile::TempDir>,
+        config: AgentConfig,
+        transfer: Arc<LocalTransfer>,
+    ) -> TestAgent {
         let (sender, mut reports) = mpsc::channel(1024);
-        let agent = Agent::start(config, dir.path(), TERM, sender)
+        let agent = Agent::start(config, dir.path(), TERM, transfer, sender)
             .await
             .expect("the agent starts");
         let initial_inventory = match next_report(&mut reports).await {

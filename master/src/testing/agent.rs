@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::BoxFuture;
 use crate::host_link::{HostLink, LinkFailure};
 use host_api::{
     ActionResult, AgentFailure, ConsoleInfo, DomainInfo, DomainState, HostAction, PowerState,
-    VmAction, VmSpec,
+    TransferToken, VmAction, VmSpec,
 };
 
 /// The kinds of host actions, by which tests script the fake agent.
@@ -125,6 +125,36 @@ struct FakeState {
     last_domid: i64,
     failures: Vec<(ActionKind, LinkFailure)>,
     gates: Vec<(ActionKind, Gate)>,
+    /// The migrations whose image is on its way, by transfer token.
+    transfers: BTreeMap<String, Transfer>,
+}
+
+/// A fake memory image.
+type Image = Vec<u8>;
+
+/// Both ends of one migration's image, whichever half arrives first: the source hands the
+/// image (`fake_image`) to the destination, which answers whether it built the domain.
+#[derive(Debug)]
+struct Transfer {
+    image: (
+        Option<oneshot::Sender<Image>>,
+        Option<oneshot::Receiver<Image>>,
+    ),
+    verdict: (
+        Option<oneshot::Sender<bool>>,
+        Option<oneshot::Receiver<bool>>,
+    ),
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        let (give, take) = oneshot::channel();
+        let (tell, hear) = oneshot::channel();
+        Transfer {
+            image: (Some(give), Some(take)),
+            verdict: (Some(tell), Some(hear)),
+        }
+    }
 }
 
 /// A `HostLink` to an in-memory agent: it records every action it receives (with its term),
@@ -286,18 +316,8 @@ impl FakeAgent {
                 state.specs.insert(vm.uuid.clone(), vm.clone());
                 Ok(ActionResult::Domain(Some(info.clone())))
             }
-            HostAction::Vm(VmAction::MigrateOut { vm }) => match state.domains.remove(vm) {
-                Some(_) => Ok(ActionResult::Image(fake_image(vm))),
-                None => Err(not_running(vm)),
-            },
-            HostAction::Vm(VmAction::MigrateIn { vm, image, paused }) => {
-                if *image != fake_image(&vm.uuid) {
-                    let message = format!("not an image of VM {}", vm.uuid);
-                    return Err(AgentFailure::Internal { message }.into());
-                }
-                Ok(ActionResult::Domain(Some(FakeAgent::boot(
-                    state, vm, *paused,
-                ))))
+            HostAction::Vm(VmAction::MigrateOut { .. } | VmAction::MigrateIn { .. }) => {
+                unreachable!("migrations are run by `migrate_out` and `migrate_in`")
             }
             HostAction::Inventory => Ok(ActionResult::Inventory(
                 state.domains.values().cloned().collect(),
@@ -338,15 +358,103 @@ impl HostLink for FakeAgent {
                     () = cancel.cancelled() => return Err(cancelled()),
                 }
             }
-            if cancel.is_cancelled() {
-                return Err(cancelled());
-            }
-            if let Some(error) = failure {
+            let refused = match &action {
+                HostAction::Vm(VmAction::MigrateIn { token, .. }) => Some(token),
+                _ => None,
+            };
+            let early = if cancel.is_cancelled() {
+                Some(cancelled())
+            } else {
+                failure
+            };
+            if let Some(error) = early {
+                if let Some(token) = refused {
+                    self.refuse_transfer(token);
+                }
                 return Err(error);
             }
-            self.perform(&action)
+            match &action {
+                HostAction::Vm(VmAction::MigrateOut { vm, token, .. }) => {
+                    self.migrate_out(vm, token).await
+                }
+                HostAction::Vm(VmAction::MigrateIn { vm, token, paused }) => {
+                    self.migrate_in(vm, token, *paused, &cancel).await
+                }
+                action => self.perform(action),
+            }
         })
     }
+}
+
+impl FakeAgent {
+    /// The end of the transfer `token` that `take` picks, the transfer made if it is new.
+    fn transfer_end<T>(&self, token: &TransferToken, take: impl FnOnce(&mut Transfer) -> T) -> T {
+        take(self.lock().transfers.entry(token.0.clone()).or_default())
+    }
+
+    /// Tells the source of the transfer `token` that its image was not used.
+    fn refuse_transfer(&self, token: &TransferToken) {
+        if let Some(verdict) = self.transfer_end(token, |t| t.verdict.0.take()) {
+            let _ = verdict.send(false);
+        }
+    }
+
+    /// The source's half: hands over the image, then waits for the destination's answer. The
+    /// domains are kept by uuid whatever the host, so the destination's boot replaces it.
+    async fn migrate_out(
+        &self,
+        vm: &str,
+        token: &TransferToken,
+    ) -> Result<ActionResult, LinkFailure> {
+        if !self.lock().domains.contains_key(vm) {
+            return Err(not_running(vm));
+        }
+        let (image, verdict) = self.transfer_end(token, |t| (t.image.0.take(), t.verdict.1.take()));
+        let (Some(image), Some(verdict)) = (image, verdict) else {
+            return Err(internal("the transfer token was used already"));
+        };
+        let _ = image.send(fake_image(vm));
+        match verdict.await {
+            Ok(true) => Ok(ActionResult::Domain(None)),
+            Ok(false) | Err(_) => Err(internal("the destination did not take the image")),
+        }
+    }
+
+    /// The destination's half: waits for the image (or a cancel), builds the domain from it
+    /// and tells the source.
+    async fn migrate_in(
+        &self,
+        vm: &VmSpec,
+        token: &TransferToken,
+        paused: bool,
+        cancel: &CancellationToken,
+    ) -> Result<ActionResult, LinkFailure> {
+        let Some(image) = self.transfer_end(token, |t| t.image.1.take()) else {
+            return Err(internal("the transfer token was used already"));
+        };
+        let image = tokio::select! {
+            image = image => image.ok(),
+            () = cancel.cancelled() => {
+                self.refuse_transfer(token);
+                return Err(LinkFailure::Agent(AgentFailure::Cancelled));
+            }
+        };
+        if image != Some(fake_image(&vm.uuid)) {
+            self.refuse_transfer(token);
+            return Err(internal(&format!("not an image of VM {}", vm.uuid)));
+        }
+        let info = FakeAgent::boot(&mut self.lock(), vm, paused);
+        if let Some(verdict) = self.transfer_end(token, |t| t.verdict.0.take()) {
+            let _ = verdict.send(true);
+        }
+        Ok(ActionResult::Domain(Some(info)))
+    }
+}
+
+fn internal(message: &str) -> LinkFailure {
+    LinkFailure::Agent(AgentFailure::Internal {
+        message: message.to_owned(),
+    })
 }
 
 /// `VM_BAD_POWER_STATE` for a VM without a domain.
@@ -358,7 +466,7 @@ fn not_running(vm: &str) -> LinkFailure {
     })
 }
 
-/// The memory image the fake agent's `MigrateOut` answers for the VM `uuid`.
+/// The memory image the fake agent's `MigrateOut` hands over for the VM `uuid`.
 pub fn fake_image(uuid: &str) -> Vec<u8> {
     format!("memory of {uuid}").into_bytes()
 }

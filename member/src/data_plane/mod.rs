@@ -10,9 +10,11 @@
 //! reads its source only as fast as the connection takes it, the route reads the connection
 //! only as fast as the receiver reads (a few pieces in flight). `send` returns once the
 //! receiver has read every byte and said so (`Incoming::finish`), or fails with why it did
-//! not. `registry.rs` holds the expected transfers; `token.rs`, `incoming.rs` and `error.rs`
+//! not. `agent_transfer.rs` lends all this to the host agent (migration images);
+//! `registry.rs` holds the expected transfers; `token.rs`, `incoming.rs` and `error.rs`
 //! what their names say.
 
+mod agent_transfer;
 mod error;
 mod incoming;
 mod registry;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
+pub use self::agent_transfer::AgentTransfer;
 pub use self::error::DataPlaneError;
 pub use self::incoming::Incoming;
 use self::registry::Registry;

@@ -119,9 +119,15 @@ mod tests {
     async fn the_control_acts_on_the_unix_socket_only() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (reports, mut reported) = mpsc::channel(16);
-        let agent = Agent::start(AgentConfig::default(), dir.path(), 1, reports)
-            .await
-            .expect("agent");
+        let agent = Agent::start(
+            AgentConfig::default(),
+            dir.path(),
+            1,
+            agent::transfer::LocalTransfer::new(),
+            reports,
+        )
+        .await
+        .expect("agent");
         assert!(matches!(
             reported.recv().await,
             Some(AgentReport::Inventory(_))

@@ -123,9 +123,15 @@ impl TestHost {
             .expect("net lock")
             .insert(host_ref.to_owned(), node);
         let (reports, reported) = mpsc::channel(1024);
-        let agent = Agent::start(AgentConfig::default(), dir.path(), status.term, reports)
-            .await
-            .expect("the agent starts");
+        let agent = Agent::start(
+            AgentConfig::default(),
+            dir.path(),
+            status.term,
+            agent::transfer::LocalTransfer::new(),
+            reports,
+        )
+        .await
+        .expect("the agent starts");
         let (status_sender, status_receiver) = watch::channel(status);
         let (health_sender, health_receiver) = watch::channel(NodeHealth::Healthy);
         let transport = NodeTransport {

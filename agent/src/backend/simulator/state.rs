@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use host_api::{ConsoleInfo, DiskSpec, PowerState, VbdKind, VbdSpec, VifSpec, VmSpec};
 use serde::{Deserialize, Serialize};
 
+use super::image::ImageHeader;
 use crate::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
 
 /// Everything the simulated hypervisor holds; the state file is this, as JSON.
@@ -34,14 +35,6 @@ pub(super) struct SimDomain {
 pub(super) struct Image {
     pub memory_bytes: u64,
     pub vcpus: u32,
-}
-
-/// The image a migration carries from one host's simulator to another's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MigrationImage {
-    vm: String,
-    image: Image,
 }
 
 /// What an operation changed, beyond its result: whether the guest's domain shut down (the
@@ -268,25 +261,25 @@ impl SimState {
         Ok(())
     }
 
-    /// The memory image of a live domain, for a migration: its `Image` as JSON, tagged with
-    /// the VM so that it cannot fill another's domain. Leaves the domain paused.
-    pub fn save_image(&mut self, vm: &str) -> Result<Vec<u8>, BackendError> {
+    /// What a migration image of a live domain says of it: its state, tagged with the VM so
+    /// that it cannot fill another's domain, and its `memory_static_max`, the length of the
+    /// memory the image streams. Leaves the domain paused.
+    pub fn save_image(&mut self, vm: &str) -> Result<ImageHeader, BackendError> {
         let domain = self.live(vm)?;
-        let image = MigrationImage {
+        let header = ImageHeader {
             vm: vm.to_owned(),
             image: Image {
                 memory_bytes: domain.memory_actual_bytes,
                 vcpus: domain.vcpus,
             },
+            memory_bytes: domain.spec.memory_static_max_bytes,
         };
         domain.state = RunState::Paused;
-        Ok(serde_json::to_vec(&image).expect("an image is plain data"))
+        Ok(header)
     }
 
-    /// Fills a created domain from an image `save_image` made for the same VM.
-    pub fn restore_image(&mut self, vm: &str, bytes: &[u8]) -> Result<(), BackendError> {
-        let saved: MigrationImage = serde_json::from_slice(bytes)
-            .map_err(|err| failed(BackendOp::RestoreImage, &format!("not an image: {err}")))?;
+    /// Fills a created domain from the header of an image `save_image` made for the same VM.
+    pub fn restore_image(&mut self, vm: &str, saved: &ImageHeader) -> Result<(), BackendError> {
         if saved.vm != vm {
             let reason = format!("the image is of vm {}", saved.vm);
             return Err(failed(BackendOp::RestoreImage, &reason));

@@ -1,12 +1,15 @@
 //! `VM.pool_migrate`: a running VM moved to another host of the pool (or to its own, as xapi's
-//! localhost migration), stop-and-copy. The source agent saves the domain's memory to an image
-//! and destroys the domain (`MigrateOut`); the master hands the image to the destination agent,
-//! which builds the domain from it (`MigrateIn`). The source's domain is gone before the
-//! destination's is built, so the VM never runs on two hosts. If the destination fails, the
-//! source builds the domain back from the same image and the VM stays where it was.
+//! localhost migration), stop-and-copy. The master draws a one-use transfer token and sends,
+//! at once, `MigrateIn` to the destination's agent (expect the token, build the domain from
+//! the image it brings) and `MigrateOut` to the source's (pause the domain and stream its
+//! image to the destination over the data plane). The image goes agent to agent, never through
+//! the master nor on the peer stream. The source destroys its domain only once the
+//! destination has built its own and said so, and the destination unpauses its domain only
+//! while the source's is paused, so the VM never runs on two hosts. If either side fails
+//! before that, the source unpauses its domain and the VM stays where it was.
 //!
-//! Once the image is taken the migration cannot be cancelled (as in xapi, where a migration
-//! past its suspend cannot be): the only consistent outcome left is a running domain.
+//! A cancel is honoured until the destination says it is done; after that, the only
+//! consistent outcome left is the domain running on the destination.
 
 use api_spec::{ApiError, NULL_REF, Value, errors};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +22,7 @@ use crate::operations::Overlay;
 use crate::placement;
 use crate::power_state::{set_running, set_stopped};
 use crate::vm_spec;
-use host_api::{ActionResult, DomainInfo, HostAction, VmAction, VmSpec};
+use host_api::{ActionResult, DomainInfo, HostAction, TransferToken, VmAction};
 
 /// `VM.pool_migrate`: moves a running VM to `host`. The `live` option is accepted; every
 /// migration is stop-and-copy for now.
@@ -40,15 +43,13 @@ pub(crate) fn check_destination(view: &Overlay, vm: &str, host: &str) -> Result<
     placement::check(&candidate, memory::start_bytes(view, vm))
 }
 
-/// What became of the domain once the destination had its turn.
+/// What became of the domain once the source had sent it.
 enum Landed {
     /// It runs on the destination.
     There(DomainInfo),
-    /// The destination failed with the error; the domain runs on the source again.
-    Back(ApiError, DomainInfo),
-    /// The destination failed with the first error, the way back with the second: the VM
+    /// The destination failed with the error after the source destroyed its domain: the VM
     /// runs nowhere.
-    Lost(ApiError, ApiError),
+    Lost(ApiError),
 }
 
 /// Migrates `vm` to `host`, its host actions filling `share` of the task's progress: the begin
@@ -84,52 +85,69 @@ pub(in crate::handlers) async fn migrate(
             })
             .await?
     };
+    // One token names the image's transfer to both ends: the destination expects it, the
+    // source streams the image to the destination straight, never through this master.
+    let token = TransferToken(uuid::Uuid::new_v4().simple().to_string());
+    let incoming = HostAction::Vm(VmAction::MigrateIn {
+        vm: spec.clone(),
+        token: token.clone(),
+        paused,
+    });
     let out = HostAction::Vm(VmAction::MigrateOut {
         vm: spec.uuid.clone(),
+        to_host: host.to_owned(),
+        token,
     });
     let cancel = operation.cancel_token().clone();
-    let image = match operation
-        .run_in(&source, out, cancel, Share::WHOLE.part(0, 2))
-        .await
-    {
-        Ok(ActionResult::Image(image)) => image,
-        outcome => {
-            // The source agent undid what it did (or, unreachable, keeps what it runs): the
-            // VM stays where it is.
-            let error = match outcome {
-                Err(error) => error,
-                Ok(_) => unexpected(vm, "MigrateOut"),
+    // The destination waits for the source's bytes: a source that fails stops that wait.
+    let stop_waiting = cancel.child_token();
+    let (into, out) = tokio::join!(
+        operation.run_in(
+            host,
+            incoming,
+            stop_waiting.clone(),
+            Share::WHOLE.part(1, 2)
+        ),
+        async {
+            let out = operation
+                .run_in(&source, out, cancel, Share::WHOLE.part(0, 2))
+                .await;
+            if out.is_err() {
+                stop_waiting.cancel();
+            }
+            out
+        }
+    );
+    let landed = match (out, into) {
+        (Ok(_), Ok(ActionResult::Domain(Some(info)))) => Landed::There(info),
+        // The source destroyed its domain only once the destination said it had built its
+        // own: a destination failing after that is the one way to lose the VM.
+        (Ok(_), outcome) => Landed::Lost(destination_error(vm, &source, host, outcome)),
+        (Err(error), into) => {
+            // The source unpaused its domain (or, unreachable, keeps what it runs): the VM
+            // stays where it is. A destination that built a domain all the same (its answer
+            // lost on the way back) has it destroyed.
+            if let Ok(ActionResult::Domain(Some(_))) = into {
+                let stop = HostAction::Vm(VmAction::Shutdown {
+                    vm: spec.uuid.clone(),
+                    clean: false,
+                });
+                let never = CancellationToken::new();
+                if let Err(stop) = operation
+                    .run_in(host, stop, never, Share::WHOLE.part(1, 2))
+                    .await
+                {
+                    tracing::error!(vm = %vm, destination = %host, code = %stop.code, "cannot destroy the copy of a VM whose migration failed");
+                }
+            }
+            let error = match into {
+                Err(into) if !is_cancelled(&into) => {
+                    destination_error(vm, &source, host, Err(into))
+                }
+                _ => error,
             };
             release(&operation, vm).await?;
             return Err(error.into());
-        }
-    };
-    tracing::info!(vm = %vm, source = %source, destination = %host, "domain saved for migration");
-    let never = CancellationToken::new();
-    let rest = Share::WHOLE.part(1, 2);
-    let incoming = |spec: &VmSpec| {
-        HostAction::Vm(VmAction::MigrateIn {
-            vm: spec.clone(),
-            image: image.clone(),
-            paused,
-        })
-    };
-    let landed = match operation
-        .run_in(host, incoming(&spec), never.clone(), rest)
-        .await
-    {
-        Ok(ActionResult::Domain(Some(info))) => Landed::There(info),
-        outcome => {
-            let error = destination_error(vm, &source, host, outcome);
-            tracing::warn!(vm = %vm, destination = %host, code = %error.code, "migration failed at the destination; restoring on the source");
-            match operation
-                .run_in(&source, incoming(&spec), never, rest)
-                .await
-            {
-                Ok(ActionResult::Domain(Some(info))) => Landed::Back(error, info),
-                Ok(_) => Landed::Lost(error, unexpected(vm, "MigrateIn")),
-                Err(back) => Landed::Lost(error, back),
-            }
         }
     };
     let now = ctx.now();
@@ -137,8 +155,7 @@ pub(in crate::handlers) async fn migrate(
         .end(|draft| {
             match &landed {
                 Landed::There(info) => set_running(draft, vm, host, info, false, now),
-                Landed::Back(_, info) => set_running(draft, vm, &source, info, false, now),
-                Landed::Lost(..) => set_stopped(draft, vm, "Halted", now),
+                Landed::Lost(_) => set_stopped(draft, vm, "Halted", now),
             }
             Ok(())
         })
@@ -149,12 +166,8 @@ pub(in crate::handlers) async fn migrate(
             crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
             Ok(())
         }
-        Landed::Back(error, _) => {
-            crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
-            Err(error.into())
-        }
-        Landed::Lost(error, back) => {
-            tracing::error!(vm = %vm, source = %source, code = %back.code, "migration failed and the domain could not be restored on the source; the VM is halted");
+        Landed::Lost(error) => {
+            tracing::error!(vm = %vm, source = %source, destination = %host, code = %error.code, "the destination failed after the source let the domain go; the VM is halted");
             Err(error.into())
         }
     }
@@ -192,6 +205,12 @@ fn destination_error(
     xenapi::vm_migrate_failed(vm, source, destination, &message)
 }
 
+/// Whether `error` says the action was cancelled (here: the destination stopped waiting for
+/// a source that failed, or the task was cancelled).
+fn is_cancelled(error: &ApiError) -> bool {
+    error.code == errors::TASK_CANCELLED
+}
+
 fn unexpected(vm: &str, action: &str) -> ApiError {
     xenapi::internal_error(format!(
         "the host agent answered {action} for VM {vm} with another action's result; this is a bug"
@@ -205,7 +224,7 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
-    use crate::testing::{ActionKind, FAKE_PROGRESS, RUNNING_OPERATIONS, TestPool, fake_image};
+    use crate::testing::{ActionKind, FAKE_PROGRESS, RUNNING_OPERATIONS, TestPool};
 
     const GIB: i64 = 1 << 30;
 
@@ -263,10 +282,12 @@ mod tests {
         }
         let uuid = pool.text("VM", &vm, "uuid");
         let received = pool.agent.received();
-        let sent: Vec<(ActionKind, &str, u64)> = received
+        let mut sent: Vec<(ActionKind, &str, u64)> = received
             .iter()
             .map(|r| (ActionKind::of(&r.action), r.host.as_str(), r.term))
             .collect();
+        // Both halves go out at once, in either order.
+        sent[1..].sort_by_key(|(kind, ..)| *kind == ActionKind::MigrateIn);
         assert_eq!(
             sent,
             [
@@ -275,16 +296,27 @@ mod tests {
                 (ActionKind::MigrateIn, second.as_str(), 1),
             ]
         );
+        let half = |kind: ActionKind| {
+            let found = received[1..]
+                .iter()
+                .find(|r| ActionKind::of(&r.action) == kind);
+            &found.expect("both halves were sent").action
+        };
+        let (out, incoming) = (half(ActionKind::MigrateOut), half(ActionKind::MigrateIn));
+        let HostAction::Vm(VmAction::MigrateOut { to_host, token, .. }) = out else {
+            panic!("a migrate out: {out:?}");
+        };
         let HostAction::Vm(VmAction::MigrateIn {
             vm: spec,
-            image,
+            token: expected,
             paused,
-        }) = &received[2].action
+        }) = incoming
         else {
-            panic!("a migrate in: {:?}", received[2].action);
+            panic!("a migrate in: {incoming:?}");
         };
         assert_eq!((spec.uuid.as_str(), *paused), (uuid.as_str(), false));
-        assert_eq!(*image, fake_image(&uuid));
+        assert_eq!((to_host, token), (&second, expected));
+        assert_eq!(token.0.len(), 32);
     }
 
     /// xapi's refusals, none of which reaches an agent: a halted or paused VM, an unknown,
@@ -348,8 +380,9 @@ mod tests {
         assert!(pool.current("VM", &with_disk).is_empty());
     }
 
-    /// When the destination fails, the source builds the domain back from the same image:
-    /// the VM runs where it was and the answer is `VM_MIGRATE_FAILED`.
+    /// When the destination fails, the source keeps its domain (it destroys it only once the
+    /// destination says it built its own): the VM runs where it was and the answer is
+    /// `VM_MIGRATE_FAILED`.
     #[tokio::test]
     async fn a_failed_destination_leaves_the_vm_running_on_the_source() {
         let pool = TestPool::new();
@@ -376,27 +409,34 @@ mod tests {
             NULL_REF
         );
         assert!(pool.current("VM", &vm).is_empty());
-        let hosts: Vec<(ActionKind, String)> = pool
+        let mut hosts: Vec<(ActionKind, String)> = pool
             .agent
             .received()
             .into_iter()
             .map(|r| (ActionKind::of(&r.action), r.host))
             .collect();
+        hosts[1..].sort_by_key(|(kind, _)| *kind == ActionKind::MigrateIn);
         assert_eq!(
             hosts[1..],
             [
                 (ActionKind::MigrateOut, pool.host.clone()),
                 (ActionKind::MigrateIn, second),
-                (ActionKind::MigrateIn, pool.host.clone()),
             ]
         );
         let uuid = pool.text("VM", &vm, "uuid");
-        assert!(pool.agent.domain(&uuid).is_some());
+        assert_eq!(
+            pool.agent.domain(&uuid).map(|d| d.domid),
+            pool.field("VM", &vm, "domid").and_then(|d| match d {
+                Value::Int(domid) => Some(domid),
+                _ => None,
+            })
+        );
     }
 
     /// While the source saves the domain, the VM has the task in `current_operations` and the
-    /// destination reserved, a second migration is refused, and the task's progress is half
-    /// the agent's (the image is half the way); a cancel then leaves the VM where it was.
+    /// destination reserved, a second migration is refused, and the task's progress is an
+    /// agent's (the source's half first, the destination's second); a cancel then leaves the VM where it
+    /// was, with no domain built on the destination.
     #[tokio::test]
     async fn a_migration_in_progress_excludes_others_and_cancels_before_the_image() {
         let pool = TestPool::new();
@@ -417,9 +457,12 @@ mod tests {
             [(task.clone(), "pool_migrate".to_owned())]
         );
         assert_eq!(pool.text("VM", &vm, "scheduled_to_be_resident_on"), second);
-        pool.wait_until("the task to show half the agent's progress", |db| {
-            db.get("task", &task)
-                .is_some_and(|t| t.get("progress") == Some(&Value::Float(FAKE_PROGRESS / 2.0)))
+        pool.wait_until("the task to show the agents' progress", |db| {
+            db.get("task", &task).is_some_and(|t| {
+                [FAKE_PROGRESS / 2.0, 0.5 + FAKE_PROGRESS / 2.0]
+                    .iter()
+                    .any(|p| t.get("progress") == Some(&Value::Float(*p)))
+            })
         })
         .await;
         assert_eq!(
@@ -442,7 +485,9 @@ mod tests {
         );
         assert!(pool.current("VM", &vm).is_empty());
         assert_eq!(pool.allowed("VM", &vm), RUNNING_OPERATIONS);
-        assert!(!pool.agent.kinds().contains(&ActionKind::MigrateIn));
+        let uuid = pool.text("VM", &vm, "uuid");
+        let domid = pool.field("VM", &vm, "domid");
+        assert_eq!(pool.agent.domain(&uuid).map(|d| Value::Int(d.domid)), domid);
     }
 
     /// A migration to the VM's own host (xapi's localhost migration) rebuilds the domain

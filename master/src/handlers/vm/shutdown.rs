@@ -227,7 +227,7 @@ async fn still_runs(ctx: &Ctx, host: &str, uuid: &str) -> bool {
         .await
     {
         Ok(ActionResult::Inventory(domains)) => domains.iter().any(|d| d.vm == uuid),
-        Ok(ActionResult::Domain(_) | ActionResult::Image(_)) => false,
+        Ok(ActionResult::Domain(_)) => false,
         Err(failure) => {
             tracing::warn!(host = %host, error = %failure, "host agent not reached; resetting anyway");
             false
