@@ -91,6 +91,9 @@ macro_rules! declare_errors {
 declare_errors! {
     BOOTLOADER_FAILED bootloader_failed(vm, msg);
     CANNOT_CONTACT_HOST cannot_contact_host(host);
+    /// `errors` lists, separated by `|`, each VM's error as its code and parameters separated by
+    /// `,`.
+    CANNOT_EVACUATE_HOST cannot_evacuate_host(errors);
     CANNOT_PLUG_BOND_SLAVE cannot_plug_bond_slave(pif = "PIF");
     CANNOT_RESET_CONTROL_DOMAIN cannot_reset_control_domain(vm);
     CLUSTERING_ENABLED clustering_enabled(cluster_host);
@@ -102,6 +105,8 @@ declare_errors! {
     DEFAULT_SR_NOT_FOUND default_sr_not_found(sr);
     DEVICE_ALREADY_ATTACHED device_already_attached(device);
     DEVICE_ALREADY_DETACHED device_already_detached(device);
+    /// Another VBD (or VIF) of the VM has the device.
+    DEVICE_ALREADY_EXISTS device_already_exists(device);
     DEVICE_DETACH_REJECTED device_detach_rejected(class = "type", object = "ref", msg);
     DOMAIN_EXISTS domain_exists(vm, domid);
     EVENTS_LOST events_lost();
@@ -148,6 +153,8 @@ declare_errors! {
     HOST_UNKNOWN_TO_MASTER host_unknown_to_master(host);
     HOST_XAPI_VERSION_HIGHER_THAN_COORDINATOR host_xapi_version_higher_than_coordinator(version);
     INTERNAL_ERROR internal_error(message);
+    /// A device name or number a VBD or VIF cannot have.
+    INVALID_DEVICE invalid_device(device);
     INVALID_VALUE invalid_value(field, value);
     JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS joining_host_cannot_be_master_of_other_hosts();
     JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS joining_host_cannot_contain_shared_srs();
@@ -161,6 +168,7 @@ declare_errors! {
     LICENSE_HOST_POOL_MISMATCH license_host_pool_mismatch();
     LICENSE_PROCESSING_ERROR license_processing_error();
     /// xapi's order: the class, the field, the object's uuid, the key.
+    MAC_INVALID mac_invalid(mac = "MAC");
     MAP_DUPLICATE_KEY map_duplicate_key(class = "type", param_name, uuid, key);
     MEMORY_CONSTRAINT_VIOLATION memory_constraint_violation(constraint);
     MESSAGE_DEPRECATED message_deprecated();
