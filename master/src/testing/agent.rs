@@ -231,9 +231,10 @@ impl FakeAgent {
         let mut state = self.lock();
         let state = &mut *state;
         let changed = |state: &mut FakeState, uuid: &str, change: &dyn Fn(&mut DomainInfo)| {
-            let info = state.domains.get_mut(uuid).ok_or_else(|| {
-                ApiError::new(errors::INTERNAL_ERROR, [format!("no domain for VM {uuid}")])
-            })?;
+            let info = state
+                .domains
+                .get_mut(uuid)
+                .ok_or_else(|| errors::internal_error(format!("no domain for VM {uuid}")))?;
             change(info);
             Ok(ActionResult::Domain(Some(info.clone())))
         };
@@ -271,23 +272,20 @@ impl FakeAgent {
             }
             HostAction::UpdateSpec { vm } => {
                 let Some(info) = state.domains.get(&vm.uuid) else {
-                    let params = [vm.uuid.as_str(), "running", "halted"];
-                    return Err(ApiError::new(errors::VM_BAD_POWER_STATE, params));
+                    let error = errors::vm_bad_power_state(&vm.uuid, "running", "halted");
+                    return Err(error);
                 };
                 state.specs.insert(vm.uuid.clone(), vm.clone());
                 Ok(ActionResult::Domain(Some(info.clone())))
             }
             HostAction::MigrateOut { vm } => match state.domains.remove(vm) {
                 Some(_) => Ok(ActionResult::Image(fake_image(vm))),
-                None => Err(ApiError::new(
-                    errors::VM_BAD_POWER_STATE,
-                    [vm.as_str(), "running", "halted"],
-                )),
+                None => Err(errors::vm_bad_power_state(vm, "running", "halted")),
             },
             HostAction::MigrateIn { vm, image, paused } => {
                 if *image != fake_image(&vm.uuid) {
                     let message = format!("not an image of VM {}", vm.uuid);
-                    return Err(ApiError::new(errors::INTERNAL_ERROR, [message]));
+                    return Err(errors::internal_error(message));
                 }
                 Ok(ActionResult::Domain(Some(FakeAgent::boot(
                     state, vm, *paused,
@@ -324,7 +322,7 @@ impl HostLink for FakeAgent {
                 (failure, gate)
             };
             progress.send_replace(FAKE_PROGRESS);
-            let cancelled = || ApiError::new(errors::TASK_CANCELLED, [""]);
+            let cancelled = || errors::task_cancelled("");
             if let Some(gate) = gate {
                 gate.entered.send_replace(true);
                 tokio::select! {

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::Ctx;
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::host_link::{ActionResult, DomainInfo, HostAction};
 use crate::operations::{self, Draft, InFlightGuard};
 
@@ -210,7 +210,7 @@ impl<'c> Operation<'c> {
                     .task
                     .as_ref()
                     .map_or(self.key(), |t| t.r#ref.as_str());
-                xenapi::task_cancelled(task)
+                errors::task_cancelled(task)
             } else {
                 crate::agent_errors::with_refs(&master.db.read(), e)
             }
@@ -278,7 +278,7 @@ pub(crate) fn answer(
             let message = format!(
                 "the host agent answered another action's result for VM {vm}; this is a bug"
             );
-            return Err(xenapi::internal_error(message).into());
+            return Err(errors::internal_error(message).into());
         }
     };
     let is_expected = match (&domain, expect) {
@@ -291,7 +291,7 @@ pub(crate) fn answer(
     if !is_expected {
         let message =
             format!("VM {vm} not in expected power state after completing operation ({expect:?})");
-        return Err(xenapi::internal_error(message).into());
+        return Err(errors::internal_error(message).into());
     }
     Ok(crate::ctx::void())
 }
@@ -299,6 +299,7 @@ pub(crate) fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool};
 
     fn s(text: &str) -> Value {

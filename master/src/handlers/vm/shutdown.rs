@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api_spec::{ApiError, Value};
+use api_spec::{ApiError, Value, errors};
 
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::host_link::{ActionResult, HostAction};
 use crate::operations::Draft;
 use crate::power_state::{drop_suspend_image, set_running, set_stopped};
@@ -178,7 +178,7 @@ pub(in crate::handlers) async fn power_state_reset(ctx: Ctx, args: Args) -> Resu
         let db = ctx.db();
         let row = row(&db, "VM", vm)?;
         if row.get("is_control_domain").and_then(Value::as_bool) == Some(true) {
-            return Err(xenapi::cannot_reset_control_domain(vm).into());
+            return Err(errors::cannot_reset_control_domain(vm).into());
         }
         let is_live = matches!(row.str("power_state"), "Running" | "Paused");
         let host = row.str("resident_on").to_owned();
@@ -192,7 +192,7 @@ pub(in crate::handlers) async fn power_state_reset(ctx: Ctx, args: Args) -> Resu
         )
     };
     if is_live && still_runs(&ctx, &host, &uuid).await {
-        return Err(xenapi::domain_exists(vm, domid).into());
+        return Err(errors::domain_exists(vm, domid).into());
     }
     let now = ctx.now();
     ctx.master
@@ -240,6 +240,7 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{ActionKind, HALTED_OPERATIONS, TestPool};
 
     fn s(text: &str) -> Value {
@@ -306,7 +307,7 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let vm = pool.running_vm(&session, "web").await;
-        let refusal = api_spec::ApiError::new("VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT", [vm.as_str()]);
+        let refusal = api_spec::errors::vm_failed_shutdown_acknowledgment(&vm);
         pool.agent.fail_next(ActionKind::Shutdown, refusal);
         assert_eq!(
             pool.call_as(&session, "VM.shutdown", vec![s(&vm)]).await,
@@ -405,7 +406,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "VM.power_state_reset", vec![s(&vm)])
             .await;
-        assert_eq!(reply, Err(xenapi::domain_exists(&vm, domid)));
+        assert_eq!(reply, Err(errors::domain_exists(&vm, domid)));
         pool.agent.remove_domain(&pool.text("VM", &vm, "uuid"));
         pool.write(
             "VM",
@@ -421,7 +422,7 @@ mod tests {
         assert_eq!(reply, Ok(s("")));
         assert_halted(&pool, &vm);
         let other = pool.running_vm(&session, "web").await;
-        let offline = api_spec::ApiError::new("HOST_OFFLINE", [pool.host.as_str()]);
+        let offline = api_spec::errors::host_offline(&pool.host);
         pool.agent.fail_next(ActionKind::Inventory, offline);
         let reply = pool
             .call_as(&session, "VM.power_state_reset", vec![s(&other)])
@@ -432,6 +433,6 @@ mod tests {
         let reply = pool
             .call_as(&session, "VM.power_state_reset", vec![s(&dom0)])
             .await;
-        assert_eq!(reply, Err(xenapi::cannot_reset_control_domain(&dom0)));
+        assert_eq!(reply, Err(errors::cannot_reset_control_domain(&dom0)));
     }
 }
