@@ -56,7 +56,7 @@ impl Roles {
         progress: watch::Sender<f64>,
         cancel: CancellationToken,
     ) -> Result<ActionResult, ApiError> {
-        let offline = || ApiError::new(errors::HOST_OFFLINE, [host]);
+        let offline = || errors::host_offline(host);
         let node = self.transport.node_of_host(host).ok_or_else(offline)?;
         let id = self.next_id();
         let (result, mut answered) = oneshot::channel();
@@ -105,7 +105,7 @@ impl Roles {
         action: HostAction,
     ) {
         if host != self.host_ref {
-            let result = Err(ApiError::new(errors::HOST_OFFLINE, [host.as_str()]));
+            let result = Err(errors::host_offline(host));
             let _ = self.send(from, &LinkFrame::ActionResult { id, result });
             return;
         }

@@ -188,7 +188,7 @@ impl HostLink for LocalLink {
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<ActionResult, ApiError>> {
         if host != self.host_ref {
-            let offline = ApiError::new(errors::HOST_OFFLINE, [host]);
+            let offline = errors::host_offline(host);
             return Box::pin(std::future::ready(Err(offline)));
         }
         Box::pin(async move {
