@@ -137,7 +137,7 @@ mod tests {
         let frames = [
             LinkFrame::CallResult {
                 id: 1,
-                result: Err(ApiError::new("HOST_OFFLINE", ["OpaqueRef:h"])),
+                result: Err(api_spec::errors::host_offline("OpaqueRef:h")),
             },
             LinkFrame::CallRefused { id: 3 },
             LinkFrame::Action {
