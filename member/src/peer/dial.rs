@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use api_client::Trust;
 use api_spec::tls_pin;
 use reqwest::StatusCode;
 use reqwest::header::{CONNECTION, UPGRADE};
@@ -17,7 +18,6 @@ use tokio::time::Instant;
 
 use crate::peer::frame::{Frame, FrameError};
 use crate::peer::liveness::{hear, send};
-use crate::peer::trust::Trust;
 use crate::peer::{
     Dialer, EPOCH_HEADER, Member, NODE_HEADER, Outbound, PEER_PATH, Peers, QUEUE_FRAMES,
     RaftInbound, SECRET_HEADER, UPGRADE_PROTOCOL,
@@ -256,7 +256,7 @@ async fn connect(peers: &Peers, member: &Member) -> Result<reqwest::Upgraded, Di
 /// A rustls client configuration that accepts only the certificate whose SHA-256 is `pin`,
 /// speaking HTTP/1.1 (the upgrade is an HTTP/1.1 mechanism).
 fn client_config(pin: &str) -> rustls::ClientConfig {
-    let mut config = tls_pin::client_config(Arc::new(Trust::pinned(pin)));
+    let mut config = tls_pin::client_config(Arc::new(Trust::fingerprint(pin)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }

@@ -18,7 +18,6 @@ mod dial;
 pub mod frame;
 mod liveness;
 mod route;
-pub(crate) mod trust;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -376,8 +375,5 @@ impl Inner {
 
 /// The lowercase hex SHA-256 of `der`, as `member/…` records hold certificate fingerprints.
 pub fn cert_sha256(der: &[u8]) -> String {
-    api_spec::tls_pin::sha256(der)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    api_client::Fingerprint::of(der).to_hex()
 }
