@@ -13,12 +13,13 @@
 //! - `agent/`: the host agent (xenopsd-like): per-VM queues and the worker pool, actions as
 //!   micro-ops with cancellation, progress and undo, hooks, guest events, and the `Backend`
 //!   trait with its first backend, the simulator. The master reaches it through
-//!   `roles::PoolLink`; `AgentReport`s go to `Master::report`.
+//!   `links::PoolLink`; `AgentReport`s go to `Master::report`.
 //! - `space.rs`: the room the pool DB has on this host's disk (a reserve and a quota), which
 //!   heartbeats report so that the pool refuses writes before a disk fills up.
-//! - `roles/`: the host's roles in its pool: calls forwarded to the leader (event reads answered
-//!   locally), actions to other hosts' agents, reports and heartbeats to the leader, fencing,
-//!   and the master role turned on and off with Raft leadership.
+//! - `links/`: what travels between this host and the others over the peer streams: calls
+//!   forwarded to the leader (event reads answered locally), actions to other hosts' agents,
+//!   reports and heartbeats to the leader; fencing, and the master role turned on and off with
+//!   Raft leadership.
 //! - `front/`: the XenAPI over HTTPS, plain HTTP and the Unix socket; XML-RPC and JSON-RPC in,
 //!   `master::Master::call` behind; the simulator's test-only control on the Unix socket.
 //!
@@ -31,9 +32,9 @@ pub mod data_dir;
 pub mod facts;
 pub mod front;
 pub mod identity;
+pub mod links;
 pub mod peer;
 pub mod pool;
 pub mod raft;
-pub mod roles;
 pub mod run;
 pub mod space;

@@ -138,7 +138,7 @@ mod tests {
 
     use super::*;
     use crate::agent::testing::vm_spec;
-    use crate::roles::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
+    use crate::links::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
 
     async fn two_hosts() -> (TestPool, Arc<Net>, TestHost, TestHost) {
         let pool = TestPool::new();
