@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 
+use api_client::Trust;
 use api_spec::Value;
 use api_spec::api::{API_VERSION_MAJOR, API_VERSION_MINOR};
 use master::pool_control::{Admission, JoinFailure, JoinRequest, JoinTarget, PoolMember};
 
-use super::ThisHost;
-use super::client::HostClient;
 use super::routes::{JOIN, JoinReply};
+use super::{ThisHost, host_client};
 use crate::facts;
 
 /// The originator of the joiner's session on the master.
@@ -28,7 +28,7 @@ pub(super) async fn join(
     let connection = |reason: String| JoinFailure::Connection { reason };
     let address = master_address(&target.master_address, this.address.port())
         .ok_or_else(|| connection(format!("{} is not an address", target.master_address)))?;
-    let client = HostClient::trust_on_first_use(&address, max_reply_bytes)
+    let client = host_client(&address, Trust::first_use(), max_reply_bytes)
         .map_err(|e| connection(e.to_string()))?;
     let params = vec![
         Value::str(target.username.as_str()),
@@ -43,7 +43,9 @@ pub(super) async fn join(
         Err(e) => return Err(connection(chain(&e))),
     };
     let master_cert = client
-        .seen_cert_sha256()
+        .trust()
+        .and_then(Trust::presented)
+        .map(|fingerprint| fingerprint.to_hex())
         .ok_or_else(|| connection("the master showed no certificate".to_owned()))?;
     let facts = facts::read(&this.data_dir, this.listen_ip, this.presented_cpu.as_ref())
         .map_err(|e| connection(chain(&e)))?;
@@ -57,7 +59,7 @@ pub(super) async fn join(
         facts,
     };
     let reply: JoinReply = client
-        .post(JOIN, &request, None)
+        .post_json(JOIN, &request, &[])
         .await
         .map_err(|e| connection(chain(&e)))?;
     let admission = match reply {

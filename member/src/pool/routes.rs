@@ -19,7 +19,7 @@ use master::pool_control::{Admission, JoinRequest, PoolControl, Restart};
 use serde::{Deserialize, Serialize};
 
 use super::Control;
-use super::client::POOL_SECRET_HEADER;
+use crate::peer::SECRET_HEADER;
 use crate::raft::RaftDb;
 
 pub(super) const JOIN: &str = "/pool/join";
@@ -136,9 +136,7 @@ fn restart(control: &Control, restart: Restart) -> Response {
 
 /// Whether the request carries this host's pool secret (compared in constant time).
 fn has_pool_secret(control: &Control, headers: &HeaderMap) -> bool {
-    let given = headers
-        .get(POOL_SECRET_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let given = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
     match (control.pool_secret(), given) {
         (Some(expected), Some(given)) => is_same_secret(expected.as_bytes(), given.as_bytes()),
         _ => false,

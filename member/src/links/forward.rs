@@ -312,7 +312,7 @@ mod tests {
     use master::testing::TestPool;
 
     use super::*;
-    use crate::roles::testing::{Net, TestHost, fast_settings, led_by};
+    use crate::links::testing::{Net, TestHost, fast_settings, led_by};
 
     /// A pool of two hosts on one net: node 1 (the pool's first host) and node 2, both
     /// following `leader`.
