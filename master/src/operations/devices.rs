@@ -21,9 +21,9 @@ static VBD_PARALLEL: &[&str] = &["pause", "unpause"];
 static VM_OPERATIONS_BLOCKING_HOTPLUG: &[&str] =
     &["clean_shutdown", "hard_shutdown", "suspend", "pause"];
 
-/// The fields of a VBD or VIF that the rules read, which a decision relying on them must see
-/// unchanged when it is applied.
-pub(crate) static FACT_FIELDS: &[&str] = &[
+/// The fields of a VBD that the rules read, which a decision relying on them must see unchanged
+/// when it is applied.
+pub(crate) static VBD_FACT_FIELDS: &[&str] = &[
     "current_operations",
     "currently_attached",
     "empty",
@@ -31,6 +31,18 @@ pub(crate) static FACT_FIELDS: &[&str] = &[
     "type",
     "unpluggable",
 ];
+
+/// The fields of a VIF that the rules read (`VBD_FACT_FIELDS` that a VIF has).
+pub(crate) static VIF_FACT_FIELDS: &[&str] = &["current_operations", "currently_attached"];
+
+/// The fact fields of a device of `class` (`VBD` or `VIF`).
+pub(crate) fn fact_fields(class: &str) -> &'static [&'static str] {
+    if class == "VBD" {
+        VBD_FACT_FIELDS
+    } else {
+        VIF_FACT_FIELDS
+    }
+}
 
 /// The fields of the device's VM that the rules read.
 pub(crate) static VM_FACT_FIELDS: &[&str] = &["power_state", "current_operations", "domain_type"];

@@ -24,7 +24,7 @@ use api_spec::{ApiError, Value, errors};
 use db_schema::{Db, Txn};
 
 use crate::error::Error;
-pub(crate) use devices::FACT_FIELDS as DEVICE_FACT_FIELDS;
+pub(crate) use devices::VBD_FACT_FIELDS;
 pub(crate) use in_flight::{InFlight, InFlightGuard};
 pub(crate) use overlay::{Draft, Fields, Overlay, field_equals};
 pub(crate) use vm_facts::VmFacts;
@@ -147,7 +147,7 @@ fn require_facts(draft: &mut Draft, class: &str, r: &str) {
         }
         return;
     }
-    for field in devices::FACT_FIELDS {
+    for field in devices::fact_fields(class) {
         draft.require_unchanged(class, r, field);
     }
     let vm = draft.view().str(class, r, "VM").to_owned();

@@ -33,7 +33,7 @@ async fn change_media_offline(
                 let reason = "the VM started meanwhile; retry";
                 return Err(errors::operation_not_allowed(reason).into());
             }
-            for field in operations::DEVICE_FACT_FIELDS {
+            for field in operations::VBD_FACT_FIELDS {
                 draft.require_unchanged("VBD", vbd, field);
             }
             let vm = draft.view().str("VBD", vbd, "VM").to_owned();
