@@ -440,5 +440,6 @@ mod tests {
         assert!(same_secret(b"abcd", b"abcd"));
         assert!(!same_secret(b"abcd", b"abce"));
         assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
     }
 }
