@@ -212,11 +212,11 @@ impl Agent {
         match self.backend.update_spec(vm, spec).await {
             Ok(()) => {}
             Err(BackendError::NoDomain { .. }) => {
-                return Err(AgentError::BadPowerState {
+                return Err(AgentError::Failure(AgentFailure::BadPowerState {
                     vm: vm.to_owned(),
                     expected: PowerState::Running,
                     actual: PowerState::Halted,
-                });
+                }));
             }
             Err(err) => return Err(err.into()),
         }
@@ -240,7 +240,9 @@ impl Agent {
         let result = actions::perform(self, vm, action, progress, cancel).await;
         match &result {
             Ok(_) => tracing::debug!(vm, action = name, "action done"),
-            Err(AgentError::Cancelled) => tracing::info!(vm, action = name, "action cancelled"),
+            Err(AgentError::Failure(AgentFailure::Cancelled)) => {
+                tracing::info!(vm, action = name, "action cancelled")
+            }
             Err(err) => {
                 tracing::error!(
                     vm,
@@ -311,7 +313,7 @@ impl Agent {
                 .await;
                 true
             }
-            Err(AgentError::BadPowerState { .. }) => false,
+            Err(AgentError::Failure(AgentFailure::BadPowerState { .. })) => false,
             Err(err) => {
                 tracing::error!(
                     vm,
@@ -343,10 +345,10 @@ impl Agent {
                 got = term,
                 "refused an action stamped with a stale term"
             );
-            return Err(AgentError::StaleTerm {
+            return Err(AgentError::Failure(AgentFailure::StaleTerm {
                 newest_seen,
                 got: term,
-            });
+            }));
         }
         Ok(())
     }
