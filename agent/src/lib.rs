@@ -29,6 +29,7 @@ mod guest;
 pub mod hooks;
 mod micro_ops;
 pub mod queue;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::path::Path;
