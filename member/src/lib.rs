@@ -4,6 +4,7 @@
 //! - `run.rs`: start-up and shutdown: a new pool or a restart, the Raft node, the master, the
 //!   listeners, the housekeeping timer, the signals. Start reading here.
 //! - `data_dir.rs`: the data dir made and kept the owner's only (it holds the pool secret).
+//! - `error_chain.rs`: an error and its causes as one line, for logs and reported reasons.
 //! - `facts.rs`: what a new pool's host row says about this machine (CPUs, memory, addresses).
 //! - `identity.rs`: this host's `identity.json` (host ref and uuid, Raft node id), written before
 //!   the pool is bootstrapped, and the atomic file write the data dir uses.
@@ -31,6 +32,7 @@
 pub mod config;
 pub mod data_dir;
 pub mod data_plane;
+mod error_chain;
 pub mod facts;
 pub mod front;
 pub mod identity;

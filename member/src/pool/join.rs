@@ -12,6 +12,7 @@ use master::pool_control::{Admission, JoinFailure, JoinRequest, JoinTarget, Pool
 
 use super::routes::{JOIN, JoinReply};
 use super::{ThisHost, host_client};
+use crate::error_chain::error_chain;
 use crate::facts;
 
 /// The originator of the joiner's session on the master.
@@ -40,7 +41,7 @@ pub(super) async fn join(
         Ok(Ok(Value::String(session))) => session,
         Ok(Ok(other)) => return Err(connection(format!("login answered {other:?}"))),
         Ok(Err(refusal)) => return Err(JoinFailure::Refused(refusal)),
-        Err(e) => return Err(connection(chain(&e))),
+        Err(e) => return Err(connection(error_chain(&e))),
     };
     let master_cert = client
         .trust()
@@ -48,7 +49,7 @@ pub(super) async fn join(
         .map(|fingerprint| fingerprint.to_hex())
         .ok_or_else(|| connection("the master showed no certificate".to_owned()))?;
     let facts = facts::read(&this.data_dir, this.listen_ip, this.presented_cpu.as_ref())
-        .map_err(|e| connection(chain(&e)))?;
+        .map_err(|e| connection(error_chain(&e)))?;
     let request = JoinRequest {
         session,
         force: target.force,
@@ -61,7 +62,7 @@ pub(super) async fn join(
     let reply: JoinReply = client
         .post_json(JOIN, &request, &[])
         .await
-        .map_err(|e| connection(chain(&e)))?;
+        .map_err(|e| connection(error_chain(&e)))?;
     let admission = match reply {
         JoinReply::Admitted(admission) => admission,
         JoinReply::Refused { code, params } => {
@@ -101,18 +102,6 @@ fn master_address(given: &str, default_port: u16) -> Option<String> {
         Some(_) => None,
         None => Some(format!("{given}:{default_port}")),
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
 
 #[cfg(test)]
