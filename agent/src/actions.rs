@@ -27,7 +27,7 @@
 //! a start or a teardown, the restarted agent finds the mark and powers the domain off, so no
 //! half-built domain survives a crash.
 
-use host_api::{ActionResult, DiskSpec, PowerState, TransferToken, VmAction, VmSpec};
+use host_api::{ActionResult, AgentFailure, DiskSpec, PowerState, TransferToken, VmAction, VmSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -339,11 +339,11 @@ fn in_state<'a>(
 }
 
 fn bad_power_state(vm: &str, expected: PowerState, actual: PowerState) -> AgentError {
-    AgentError::BadPowerState {
+    AgentError::Failure(AgentFailure::BadPowerState {
         vm: vm.to_owned(),
         expected,
         actual,
-    }
+    })
 }
 
 fn detached(device: &str) -> AgentError {
@@ -402,11 +402,11 @@ mod tests {
         let refused = plan(&action, &spec.uuid, Some(&domain));
         assert!(matches!(
             refused,
-            Err(AgentError::BadPowerState {
+            Err(AgentError::Failure(AgentFailure::BadPowerState {
                 expected: PowerState::Halted,
                 actual: PowerState::Paused,
                 ..
-            })
+            }))
         ));
         let shutdown = VmAction::Shutdown {
             vm: spec.uuid.clone(),
@@ -414,18 +414,18 @@ mod tests {
         };
         assert!(matches!(
             plan(&shutdown, &spec.uuid, Some(&domain)),
-            Err(AgentError::BadPowerState {
+            Err(AgentError::Failure(AgentFailure::BadPowerState {
                 expected: PowerState::Running,
                 actual: PowerState::Paused,
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             plan(&shutdown, &spec.uuid, None),
-            Err(AgentError::BadPowerState {
+            Err(AgentError::Failure(AgentFailure::BadPowerState {
                 actual: PowerState::Halted,
                 ..
-            })
+            }))
         ));
     }
 }

@@ -1,8 +1,6 @@
 //! `AgentError`: why an action failed on this host, with its causes, and the one place it
 //! becomes the `AgentFailure` the master is sent (which the master turns into a XenAPI error).
 
-use std::time::Duration;
-
 use host_api::{AgentFailure, PowerState};
 
 use crate::backend::BackendError;
@@ -12,23 +10,11 @@ use crate::transfer::TransferError;
 /// Why an action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The action carries an older Raft term than one this agent has seen: it comes from a
-    /// deposed master. xapi has no such check (nor an error code for it):
-    /// `OPERATION_NOT_ALLOWED ["stale term: newest seen N, got M"]`.
-    #[error("stale term: newest seen {newest_seen}, got {got}")]
-    StaleTerm { newest_seen: u64, got: u64 },
-    /// Cancelled at a micro-op boundary (or while waiting for a guest); what was done has been
-    /// undone.
-    #[error("cancelled")]
-    Cancelled,
-    #[error("vm {vm} is {actual}, not {expected}")]
-    BadPowerState {
-        vm: String,
-        expected: PowerState,
-        actual: PowerState,
-    },
-    #[error("vm {vm} did not shut down within {timeout:?}")]
-    ShutdownTimeout { vm: String, timeout: Duration },
+    /// A failure the master is told as it is: a stale term (the action comes from a deposed
+    /// master), a cancellation (what was done has been undone), a bad power state, a guest
+    /// that did not shut down in time.
+    #[error(transparent)]
+    Failure(#[from] AgentFailure),
     #[error("hook failed")]
     Hook(#[from] HookError),
     #[error("backend operation failed")]
@@ -44,23 +30,7 @@ pub enum AgentError {
 impl From<AgentError> for AgentFailure {
     fn from(err: AgentError) -> AgentFailure {
         match err {
-            AgentError::StaleTerm { newest_seen, got } => {
-                AgentFailure::StaleTerm { newest_seen, got }
-            }
-            AgentError::Cancelled => AgentFailure::Cancelled,
-            AgentError::BadPowerState {
-                vm,
-                expected,
-                actual,
-            } => AgentFailure::BadPowerState {
-                vm,
-                expected,
-                actual,
-            },
-            AgentError::ShutdownTimeout { vm, timeout } => AgentFailure::ShutdownTimeout {
-                vm,
-                timeout_secs: timeout.as_secs_f64(),
-            },
+            AgentError::Failure(failure) => failure,
             AgentError::Hook(HookError::Failed {
                 hook,
                 reason,

@@ -1,5 +1,5 @@
 //! The host agent (xenopsd-like): everything that happens to a VM on this host goes through
-//! here, from the master's actions (through `roles::PoolLink`, from this host's master or another's) and from the hypervisor's
+//! here, from the master's actions (through `links::PoolLink`, from this host's master or another's) and from the hypervisor's
 //! own events.
 //!
 //! - `queue.rs`: one queue per VM and the worker pool (`agent.workers`).
@@ -31,6 +31,7 @@ mod guest;
 pub mod hooks;
 mod micro_ops;
 pub mod queue;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transfer;
 
@@ -227,11 +228,11 @@ impl Agent {
         match self.backend.update_spec(vm, spec).await {
             Ok(()) => {}
             Err(BackendError::NoDomain { .. }) => {
-                return Err(AgentError::BadPowerState {
+                return Err(AgentError::Failure(AgentFailure::BadPowerState {
                     vm: vm.to_owned(),
                     expected: PowerState::Running,
                     actual: PowerState::Halted,
-                });
+                }));
             }
             Err(err) => return Err(err.into()),
         }
@@ -255,7 +256,9 @@ impl Agent {
         let result = actions::perform(self, vm, action, progress, cancel).await;
         match &result {
             Ok(_) => tracing::debug!(vm, action = name, "action done"),
-            Err(AgentError::Cancelled) => tracing::info!(vm, action = name, "action cancelled"),
+            Err(AgentError::Failure(AgentFailure::Cancelled)) => {
+                tracing::info!(vm, action = name, "action cancelled")
+            }
             Err(err) => {
                 tracing::error!(
                     vm,
@@ -326,7 +329,7 @@ impl Agent {
                 .await;
                 true
             }
-            Err(AgentError::BadPowerState { .. }) => false,
+            Err(AgentError::Failure(AgentFailure::BadPowerState { .. })) => false,
             Err(err) => {
                 tracing::error!(
                     vm,
@@ -358,10 +361,10 @@ impl Agent {
                 got = term,
                 "refused an action stamped with a stale term"
             );
-            return Err(AgentError::StaleTerm {
+            return Err(AgentError::Failure(AgentFailure::StaleTerm {
                 newest_seen,
                 got: term,
-            });
+            }));
         }
         Ok(())
     }

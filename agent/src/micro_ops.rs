@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use host_api::{DiskSpec, TransferToken, VbdSpec, VifSpec, VmSpec};
+use host_api::{AgentFailure, DiskSpec, TransferToken, VbdSpec, VifSpec, VmSpec};
 use tokio::io::{AsyncWrite, DuplexStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -173,7 +173,7 @@ pub(crate) async fn execute(
         if !is_past_return && cancel.is_cancelled() {
             tracing::info!(vm, next = op.name(), "cancelled; undoing what was done");
             rollback(agent, vm, undo).await;
-            return Err(AgentError::Cancelled);
+            return Err(AgentFailure::Cancelled.into());
         }
         tracing::debug!(vm, step = op.name(), "micro-op");
         if let Err(err) = perform(agent, vm, &op, cancel, &mut produced).await {
@@ -244,7 +244,7 @@ async fn perform(
             let mut incoming = agent.transfer.receive(token, agent.transfer_wait)?;
             tokio::select! {
                 restored = backend.restore_image(vm, &mut incoming) => restored?,
-                () = cancel.cancelled() => return Err(AgentError::Cancelled),
+                () = cancel.cancelled() => return Err(AgentFailure::Cancelled.into()),
             }
             produced.incoming = Some(incoming);
             Ok(())
@@ -375,9 +375,13 @@ async fn shutdown_guest(
         waited = tokio::time::timeout(timeout, agent.backend.wait_shutdown(vm)) => match waited {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) => Err(err.into()),
-            Err(_) => Err(AgentError::ShutdownTimeout { vm: vm.to_owned(), timeout }),
+            Err(_) => Err(AgentFailure::ShutdownTimeout {
+                vm: vm.to_owned(),
+                timeout_secs: timeout.as_secs_f64(),
+            }
+            .into()),
         },
-        () = cancel.cancelled() => Err(AgentError::Cancelled),
+        () = cancel.cancelled() => Err(AgentFailure::Cancelled.into()),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The XenAPI error codes with their parameter names, and `ApiError`, the failure every call can
-//! answer with (`ErrorDescription = [code, params…]`).
+//! The XenAPI error codes, each declared once with its parameter names and a constructor
+//! (`errors::vm_is_template(vm)`), and `ApiError`, the failure every call can answer with
+//! (`ErrorDescription = [code, params…]`).
 
 /// A declared error code and the names of its parameters, in wire order.
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with any code, as decoded off the wire. A declared error is built by its
+    /// constructor in this module instead, which checks its parameters at compile time.
     pub fn new<S: Into<String>>(code: &str, params: impl IntoIterator<Item = S>) -> ApiError {
         ApiError {
             code: code.to_owned(),
@@ -37,421 +40,263 @@ pub fn decl(code: &str) -> Option<&'static ErrorDecl> {
     ERRORS.iter().find(|e| e.code == code)
 }
 
-const fn declare(code: &'static str, params: &'static [&'static str]) -> ErrorDecl {
-    ErrorDecl { code, params }
+/// The wire name of a parameter: its Rust name, unless the declaration spells it (`vm = "VM"`).
+macro_rules! wire_name {
+    ($param:ident) => {
+        stringify!($param)
+    };
+    ($param:ident = $wire:literal) => {
+        $wire
+    };
 }
 
-/// Every declared error code, sorted by code. Parameters are those xapi sends, in wire order; where
-/// xapi sends more than its datamodel declares (`SESSION_AUTHENTICATION_FAILED`,
-/// `OTHER_OPERATION_IN_PROGRESS`), the table lists what is sent.
-pub static ERRORS: &[ErrorDecl] = &[
-    declare(BOOTLOADER_FAILED, &["vm", "msg"]),
-    declare(CANNOT_CONTACT_HOST, &["host"]),
-    declare(CANNOT_PLUG_BOND_SLAVE, &["PIF"]),
-    declare(CANNOT_RESET_CONTROL_DOMAIN, &["vm"]),
-    declare(CLUSTERING_ENABLED, &["cluster_host"]),
-    declare(DATABASE_ENTRY_TOO_LARGE, &["size", "limit"]),
-    declare(DATABASE_SPACE_LOW, &["host", "reason"]),
-    declare(DEFAULT_SR_NOT_FOUND, &["sr"]),
-    declare(DEVICE_ALREADY_ATTACHED, &["device"]),
-    declare(DEVICE_ALREADY_DETACHED, &["device"]),
-    declare(DEVICE_DETACH_REJECTED, &["type", "ref", "msg"]),
-    declare(DOMAIN_EXISTS, &["vm", "domid"]),
-    declare(EVENTS_LOST, &[]),
-    declare(EVENT_FROM_TOKEN_PARSE_FAILURE, &["token"]),
-    declare(EVENT_SUBSCRIPTION_PARSE_FAILURE, &["subscription"]),
-    declare(FIELD_TYPE_ERROR, &["field"]),
-    declare(HANDLE_INVALID, &["class", "handle"]),
-    declare(HA_ABORT_NEW_MASTER, &["reason"]),
-    declare(HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED, &["network"]),
-    declare(HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED, &["SR"]),
-    declare(HA_HEARTBEAT_DAEMON_STARTUP_FAILED, &[]),
-    declare(HA_HOST_CANNOT_ACCESS_STATEFILE, &[]),
-    declare(HA_HOST_IS_ARMED, &["host"]),
-    declare(HA_IS_ENABLED, &[]),
-    declare(HA_LOST_STATEFILE, &[]),
-    declare(HA_NOT_ENABLED, &[]),
-    declare(HA_NOT_INSTALLED, &["host"]),
-    declare(HA_NO_PLAN, &[]),
-    declare(HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN, &[]),
-    declare(HA_POOL_IS_ENABLED_BUT_HOST_IS_DISABLED, &[]),
-    declare(HA_SHOULD_BE_FENCED, &["host"]),
-    declare(HA_TOO_FEW_HOSTS, &[]),
-    declare(HOSTS_NOT_COMPATIBLE, &[]),
-    declare(HOSTS_NOT_HOMOGENEOUS, &["reason"]),
-    declare(HOST_CANNOT_ATTACH_NETWORK, &["host", "network"]),
-    declare(HOST_CANNOT_DESTROY_SELF, &["host"]),
-    declare(HOST_DISABLED, &["host"]),
-    declare(HOST_EVACUATE_IN_PROGRESS, &["host"]),
-    declare(HOST_HAS_NO_MANAGEMENT_IP, &[]),
-    declare(HOST_HAS_RESIDENT_VMS, &["host"]),
-    declare(HOST_IN_EMERGENCY_MODE, &[]),
-    declare(HOST_IS_LIVE, &["host"]),
-    declare(HOST_IS_SLAVE, &["Master IP address"]),
-    declare(HOST_ITS_OWN_SLAVE, &[]),
-    declare(HOST_MASTER_CANNOT_TALK_BACK, &["ip"]),
-    declare(HOST_NAME_INVALID, &["reason"]),
-    declare(HOST_NOT_DISABLED, &[]),
-    declare(HOST_NOT_ENOUGH_FREE_MEMORY, &["needed", "available"]),
-    declare(HOST_NOT_ENOUGH_PCPUS, &["vcpus", "pcpus"]),
-    declare(HOST_NOT_LIVE, &[]),
-    declare(HOST_OFFLINE, &["host"]),
-    declare(HOST_STILL_BOOTING, &[]),
-    declare(HOST_UNKNOWN_TO_MASTER, &["host"]),
-    declare(HOST_XAPI_VERSION_HIGHER_THAN_COORDINATOR, &["version"]),
-    declare(INTERNAL_ERROR, &["message"]),
-    declare(INVALID_VALUE, &["field", "value"]),
-    declare(JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS, &[]),
-    declare(JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS, &[]),
-    declare(JOINING_HOST_CANNOT_HAVE_RUNNING_VMS, &[]),
-    declare(JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS, &[]),
-    declare(JOINING_HOST_CONNECTION_FAILED, &[]),
-    declare(JOINING_HOST_SERVICE_FAILED, &[]),
-    declare(LICENCE_RESTRICTION, &["feature"]),
-    declare(LICENSE_DOES_NOT_SUPPORT_POOLING, &[]),
-    declare(LICENSE_HOST_POOL_MISMATCH, &[]),
-    declare(LICENSE_PROCESSING_ERROR, &[]),
-    declare(MAP_DUPLICATE_KEY, &["type", "param_name", "uuid", "key"]),
-    declare(MEMORY_CONSTRAINT_VIOLATION, &["constraint"]),
-    declare(MESSAGE_DEPRECATED, &[]),
-    declare(MESSAGE_METHOD_UNKNOWN, &["method"]),
-    declare(
-        MESSAGE_PARAMETER_COUNT_MISMATCH,
-        &["method", "expected", "received"],
-    ),
-    declare(MESSAGE_REMOVED, &[]),
-    declare(NETWORK_CONTAINS_PIF, &["pifs"]),
-    declare(NETWORK_CONTAINS_VIF, &["vifs"]),
-    declare(
-        NETWORK_INCOMPATIBLE_PURPOSES,
-        &["new_purpose", "conflicting_purpose"],
-    ),
-    declare(NETWORK_SRIOV_INSUFFICIENT_CAPACITY, &["network"]),
-    declare(NOT_IMPLEMENTED, &["function"]),
-    declare(NOT_SUPPORTED_DURING_UPGRADE, &[]),
-    declare(NO_HOSTS_AVAILABLE, &[]),
-    declare(OBJECT_NOLONGER_EXISTS, &[]),
-    declare(ONLY_PROVISION_TEMPLATE, &[]),
-    declare(ONLY_REVERT_SNAPSHOT, &[]),
-    declare(OPERATION_BLOCKED, &["ref", "code"]),
-    declare(OPERATION_NOT_ALLOWED, &["reason"]),
-    declare(
-        OTHER_OPERATION_IN_PROGRESS,
-        &["class", "object", "operation_type", "operation_ref"],
-    ),
-    declare(PERMISSION_DENIED, &["message"]),
-    declare(PIF_DOES_NOT_ALLOW_UNPLUG, &["PIF"]),
-    declare(PIF_HAS_FCOE_SR_IN_USE, &["PIF", "SR"]),
-    declare(PIF_HAS_NO_NETWORK_CONFIGURATION, &["PIF"]),
-    declare(PIF_HAS_NO_V6_NETWORK_CONFIGURATION, &["PIF"]),
-    declare(PIF_INCOMPATIBLE_PRIMARY_ADDRESS_TYPE, &["PIF"]),
-    declare(PIF_IS_MANAGEMENT_INTERFACE, &["PIF"]),
-    declare(PIF_IS_PHYSICAL, &["PIF"]),
-    declare(PIF_NOT_PRESENT, &["host", "network"]),
-    declare(PIF_TUNNEL_STILL_EXISTS, &["PIF"]),
-    declare(POOL_JOINING_EXTERNAL_AUTH_MISMATCH, &[]),
-    declare(POOL_JOINING_HOST_HAS_BONDS, &[]),
-    declare(POOL_JOINING_HOST_HAS_NON_MANAGEMENT_VLANS, &[]),
-    declare(POOL_JOINING_HOST_HAS_TUNNELS, &[]),
-    declare(
-        POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH,
-        &["local", "remote"],
-    ),
-    declare(POOL_JOINING_HOST_MUST_HAVE_PHYSICAL_MANAGEMENT_NIC, &[]),
-    declare(
-        POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION,
-        &["host_api_version", "master_api_version"],
-    ),
-    declare(
-        POOL_JOINING_HOST_MUST_HAVE_SAME_DB_SCHEMA,
-        &["host_db_schema", "master_db_schema"],
-    ),
-    declare(POOL_JOINING_HOST_MUST_HAVE_SAME_PRODUCT_VERSION, &[]),
-    declare(POOL_JOINING_HOST_TLS_VERIFICATION_MISMATCH, &[]),
-    declare(
-        POOL_JOINING_SM_FEATURES_INCOMPATIBLE,
-        &["pool_sm", "candidate_sm"],
-    ),
-    declare(RBAC_PERMISSION_DENIED, &["permission", "message"]),
-    declare(SESSION_AUTHENTICATION_FAILED, &["uname", "msg"]),
-    declare(SESSION_AUTHORIZATION_FAILED, &["username", "msg"]),
-    declare(SESSION_INVALID, &["handle"]),
-    declare(SESSION_NOT_REGISTERED, &["handle"]),
-    declare(SLAVE_REQUIRES_MANAGEMENT_INTERFACE, &[]),
-    declare(SR_BACKEND_FAILURE, &["status", "stdout", "stderr"]),
-    declare(SR_FULL, &["requested", "maximum"]),
-    declare(SR_HAS_NO_PBDS, &["sr"]),
-    declare(SR_HAS_PBD, &["sr"]),
-    declare(SR_NOT_ATTACHED, &["sr"]),
-    declare(SR_OPERATION_NOT_SUPPORTED, &["sr"]),
-    declare(SR_UNKNOWN_DRIVER, &["driver"]),
-    declare(TASK_CANCELLED, &["task"]),
-    declare(TOO_MANY_PENDING_TASKS, &[]),
-    declare(TRANSPORT_PIF_NOT_CONFIGURED, &["PIF"]),
-    declare(UNKNOWN_BOOTLOADER, &["vm", "bootloader"]),
-    declare(USER_IS_NOT_LOCAL_SUPERUSER, &["msg"]),
-    declare(UUID_INVALID, &["type", "uuid"]),
-    declare(VALUE_NOT_SUPPORTED, &["field", "value", "reason"]),
-    declare(VBD_CDS_MUST_BE_READONLY, &[]),
-    declare(VBD_IS_EMPTY, &["vbd"]),
-    declare(VBD_NOT_EMPTY, &["vbd"]),
-    declare(VBD_NOT_REMOVABLE_MEDIA, &["vbd"]),
-    declare(VBD_NOT_UNPLUGGABLE, &["vbd"]),
-    declare(VDI_INCOMPATIBLE_TYPE, &["vdi", "type"]),
-    declare(VDI_IN_USE, &["vdi", "operation"]),
-    declare(VDI_IS_A_PHYSICAL_DEVICE, &["vdi"]),
-    declare(VDI_MISSING, &["sr", "vdi"]),
-    declare(VDI_NOT_SPARSE, &["vdi"]),
-    declare(VDI_NO_CBT_METADATA, &["vdi"]),
-    declare(VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION, &[]),
-    declare(VDI_READONLY, &["vdi"]),
-    declare(VDI_TOO_SMALL, &["vdi", "minimum size"]),
-    declare(VIF_IN_USE, &["network", "VIF"]),
-    declare(VLAN_TAG_INVALID, &["VLAN"]),
-    declare(VM_BAD_POWER_STATE, &["vm", "expected", "actual"]),
-    declare(VM_BIOS_STRINGS_ALREADY_SET, &[]),
-    declare(VM_CALL_PLUGIN_RATE_LIMIT, &["VM", "interval", "wait"]),
-    declare(VM_CANNOT_DELETE_DEFAULT_TEMPLATE, &["vm"]),
-    declare(VM_CHECKPOINT_RESUME_FAILED, &["vm"]),
-    declare(VM_CHECKPOINT_SUSPEND_FAILED, &["vm"]),
-    declare(VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT, &["vm"]),
-    declare(VM_HALTED, &["vm"]),
-    declare(VM_HAS_PCI_ATTACHED, &["vm"]),
-    declare(VM_HOST_INCOMPATIBLE_VERSION, &["host", "vm"]),
-    declare(
-        VM_HOST_INCOMPATIBLE_VIRTUAL_HARDWARE_PLATFORM_VERSION,
-        &["host", "host_versions", "vm", "vm_version"],
-    ),
-    declare(VM_HVM_REQUIRED, &["vm"]),
-    declare(VM_INCOMPATIBLE_WITH_THIS_HOST, &["vm", "host", "reason"]),
-    declare(VM_IS_IMMOBILE, &["VM"]),
-    declare(VM_IS_PART_OF_AN_APPLIANCE, &["vm", "appliance"]),
-    declare(VM_IS_SNAPSHOT, &["vm", "operation"]),
-    declare(VM_IS_TEMPLATE, &["vm"]),
-    declare(VM_LACKS_FEATURE, &["vm"]),
-    declare(VM_MEMORY_SIZE_TOO_LOW, &["vm"]),
-    declare(VM_MIGRATE_FAILED, &["vm", "source", "destination", "msg"]),
-    declare(VM_MISSING_PV_DRIVERS, &["vm"]),
-    declare(VM_NOT_RESIDENT_HERE, &["vm", "host"]),
-    declare(VM_NO_SUSPEND_SR, &["vm"]),
-    declare(VM_REQUIRES_GPU, &["vm", "GPU_group"]),
-    declare(VM_REQUIRES_IOMMU, &["host"]),
-    declare(VM_REQUIRES_NETWORK, &["vm", "network"]),
-    declare(VM_REQUIRES_SR, &["vm", "sr"]),
-    declare(VM_REQUIRES_VGPU, &["vm", "GPU_group", "vGPU_type"]),
-    declare(VM_REVERT_FAILED, &["vm", "snapshot"]),
-    declare(VM_SHUTDOWN_TIMEOUT, &["vm", "timeout"]),
-    declare(VM_SNAPSHOT_WITH_QUIESCE_FAILED, &["vm"]),
-    declare(VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED, &["vm", "error"]),
-    declare(VM_SNAPSHOT_WITH_QUIESCE_PLUGIN_DEOS_NOT_RESPOND, &["vm"]),
-    declare(VM_SNAPSHOT_WITH_QUIESCE_TIMEOUT, &["vm"]),
-    declare(VM_TOO_MANY_VCPUS, &["vm"]),
-    declare(
-        XAPI_HOOK_FAILED,
-        &["hook_name", "reason", "stdout", "exit_code"],
-    ),
-    declare(XENAPI_MISSING_PLUGIN, &["name"]),
-    declare(XENAPI_PLUGIN_FAILURE, &["status", "stdout", "stderr"]),
-];
+/// Declares each error once: `CODE constructor(param, other = "wire name", …);` becomes the
+/// const `CODE`, its row in `ERRORS` and `constructor`, which takes one argument per parameter
+/// in wire order.
+macro_rules! declare_errors {
+    ($(
+        $(#[$doc:meta])*
+        $code:ident $constructor:ident($($param:ident $(= $wire:literal)?),* $(,)?);
+    )*) => {
+        /// Every declared error code, sorted by code. Parameters are those xapi sends, in wire
+        /// order; where xapi sends more than its datamodel declares
+        /// (`SESSION_AUTHENTICATION_FAILED`, `OTHER_OPERATION_IN_PROGRESS`), the table lists what
+        /// is sent.
+        pub static ERRORS: &[ErrorDecl] = &[$(
+            ErrorDecl {
+                code: $code,
+                params: &[$(wire_name!($param $(= $wire)?)),*],
+            },
+        )*];
 
-// The codes, so callers name them without typos: `ApiError::new(errors::VM_IS_TEMPLATE, [vm])`.
-pub const BOOTLOADER_FAILED: &str = "BOOTLOADER_FAILED";
-pub const CANNOT_CONTACT_HOST: &str = "CANNOT_CONTACT_HOST";
-pub const CANNOT_PLUG_BOND_SLAVE: &str = "CANNOT_PLUG_BOND_SLAVE";
-pub const CANNOT_RESET_CONTROL_DOMAIN: &str = "CANNOT_RESET_CONTROL_DOMAIN";
-pub const CLUSTERING_ENABLED: &str = "CLUSTERING_ENABLED";
-/// An oxapi addition: the change a call would commit is larger than `raft.max_entry_bytes`.
-pub const DATABASE_ENTRY_TOO_LARGE: &str = "DATABASE_ENTRY_TOO_LARGE";
-/// An oxapi addition: a host of the pool is short of room for the pool database (below its
-/// disk reserve or over its quota), so the pool refuses writes until it has room again.
-pub const DATABASE_SPACE_LOW: &str = "DATABASE_SPACE_LOW";
-pub const DEFAULT_SR_NOT_FOUND: &str = "DEFAULT_SR_NOT_FOUND";
-pub const DEVICE_ALREADY_ATTACHED: &str = "DEVICE_ALREADY_ATTACHED";
-pub const DEVICE_ALREADY_DETACHED: &str = "DEVICE_ALREADY_DETACHED";
-pub const DEVICE_DETACH_REJECTED: &str = "DEVICE_DETACH_REJECTED";
-pub const DOMAIN_EXISTS: &str = "DOMAIN_EXISTS";
-pub const EVENTS_LOST: &str = "EVENTS_LOST";
-pub const EVENT_FROM_TOKEN_PARSE_FAILURE: &str = "EVENT_FROM_TOKEN_PARSE_FAILURE";
-pub const EVENT_SUBSCRIPTION_PARSE_FAILURE: &str = "EVENT_SUBSCRIPTION_PARSE_FAILURE";
-pub const FIELD_TYPE_ERROR: &str = "FIELD_TYPE_ERROR";
-pub const HANDLE_INVALID: &str = "HANDLE_INVALID";
-pub const HA_ABORT_NEW_MASTER: &str = "HA_ABORT_NEW_MASTER";
-pub const HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED: &str =
-    "HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED";
-pub const HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED: &str = "HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED";
-pub const HA_HEARTBEAT_DAEMON_STARTUP_FAILED: &str = "HA_HEARTBEAT_DAEMON_STARTUP_FAILED";
-pub const HA_HOST_CANNOT_ACCESS_STATEFILE: &str = "HA_HOST_CANNOT_ACCESS_STATEFILE";
-pub const HA_HOST_IS_ARMED: &str = "HA_HOST_IS_ARMED";
-pub const HA_IS_ENABLED: &str = "HA_IS_ENABLED";
-pub const HA_LOST_STATEFILE: &str = "HA_LOST_STATEFILE";
-pub const HA_NOT_ENABLED: &str = "HA_NOT_ENABLED";
-pub const HA_NOT_INSTALLED: &str = "HA_NOT_INSTALLED";
-pub const HA_NO_PLAN: &str = "HA_NO_PLAN";
-pub const HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN: &str = "HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN";
-pub const HA_POOL_IS_ENABLED_BUT_HOST_IS_DISABLED: &str = "HA_POOL_IS_ENABLED_BUT_HOST_IS_DISABLED";
-pub const HA_SHOULD_BE_FENCED: &str = "HA_SHOULD_BE_FENCED";
-pub const HA_TOO_FEW_HOSTS: &str = "HA_TOO_FEW_HOSTS";
-pub const HOSTS_NOT_COMPATIBLE: &str = "HOSTS_NOT_COMPATIBLE";
-pub const HOSTS_NOT_HOMOGENEOUS: &str = "HOSTS_NOT_HOMOGENEOUS";
-pub const HOST_CANNOT_ATTACH_NETWORK: &str = "HOST_CANNOT_ATTACH_NETWORK";
-pub const HOST_CANNOT_DESTROY_SELF: &str = "HOST_CANNOT_DESTROY_SELF";
-pub const HOST_DISABLED: &str = "HOST_DISABLED";
-pub const HOST_EVACUATE_IN_PROGRESS: &str = "HOST_EVACUATE_IN_PROGRESS";
-pub const HOST_HAS_NO_MANAGEMENT_IP: &str = "HOST_HAS_NO_MANAGEMENT_IP";
-pub const HOST_HAS_RESIDENT_VMS: &str = "HOST_HAS_RESIDENT_VMS";
-pub const HOST_IN_EMERGENCY_MODE: &str = "HOST_IN_EMERGENCY_MODE";
-pub const HOST_IS_LIVE: &str = "HOST_IS_LIVE";
-pub const HOST_IS_SLAVE: &str = "HOST_IS_SLAVE";
-pub const HOST_ITS_OWN_SLAVE: &str = "HOST_ITS_OWN_SLAVE";
-pub const HOST_MASTER_CANNOT_TALK_BACK: &str = "HOST_MASTER_CANNOT_TALK_BACK";
-pub const HOST_NAME_INVALID: &str = "HOST_NAME_INVALID";
-pub const HOST_NOT_DISABLED: &str = "HOST_NOT_DISABLED";
-pub const HOST_NOT_ENOUGH_FREE_MEMORY: &str = "HOST_NOT_ENOUGH_FREE_MEMORY";
-pub const HOST_NOT_ENOUGH_PCPUS: &str = "HOST_NOT_ENOUGH_PCPUS";
-pub const HOST_NOT_LIVE: &str = "HOST_NOT_LIVE";
-pub const HOST_OFFLINE: &str = "HOST_OFFLINE";
-pub const HOST_STILL_BOOTING: &str = "HOST_STILL_BOOTING";
-pub const HOST_UNKNOWN_TO_MASTER: &str = "HOST_UNKNOWN_TO_MASTER";
-pub const HOST_XAPI_VERSION_HIGHER_THAN_COORDINATOR: &str =
-    "HOST_XAPI_VERSION_HIGHER_THAN_COORDINATOR";
-pub const INTERNAL_ERROR: &str = "INTERNAL_ERROR";
-pub const INVALID_VALUE: &str = "INVALID_VALUE";
-pub const JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS: &str =
-    "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS";
-pub const JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS: &str = "JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS";
-pub const JOINING_HOST_CANNOT_HAVE_RUNNING_VMS: &str = "JOINING_HOST_CANNOT_HAVE_RUNNING_VMS";
-pub const JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS: &str =
-    "JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS";
-pub const JOINING_HOST_CONNECTION_FAILED: &str = "JOINING_HOST_CONNECTION_FAILED";
-pub const JOINING_HOST_SERVICE_FAILED: &str = "JOINING_HOST_SERVICE_FAILED";
-pub const LICENCE_RESTRICTION: &str = "LICENCE_RESTRICTION";
-pub const LICENSE_DOES_NOT_SUPPORT_POOLING: &str = "LICENSE_DOES_NOT_SUPPORT_POOLING";
-pub const LICENSE_HOST_POOL_MISMATCH: &str = "LICENSE_HOST_POOL_MISMATCH";
-pub const LICENSE_PROCESSING_ERROR: &str = "LICENSE_PROCESSING_ERROR";
-pub const MAP_DUPLICATE_KEY: &str = "MAP_DUPLICATE_KEY";
-pub const MEMORY_CONSTRAINT_VIOLATION: &str = "MEMORY_CONSTRAINT_VIOLATION";
-pub const MESSAGE_DEPRECATED: &str = "MESSAGE_DEPRECATED";
-pub const MESSAGE_METHOD_UNKNOWN: &str = "MESSAGE_METHOD_UNKNOWN";
-pub const MESSAGE_PARAMETER_COUNT_MISMATCH: &str = "MESSAGE_PARAMETER_COUNT_MISMATCH";
-pub const MESSAGE_REMOVED: &str = "MESSAGE_REMOVED";
-pub const NETWORK_CONTAINS_PIF: &str = "NETWORK_CONTAINS_PIF";
-pub const NETWORK_CONTAINS_VIF: &str = "NETWORK_CONTAINS_VIF";
-pub const NETWORK_INCOMPATIBLE_PURPOSES: &str = "NETWORK_INCOMPATIBLE_PURPOSES";
-pub const NETWORK_SRIOV_INSUFFICIENT_CAPACITY: &str = "NETWORK_SRIOV_INSUFFICIENT_CAPACITY";
-pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
-pub const NOT_SUPPORTED_DURING_UPGRADE: &str = "NOT_SUPPORTED_DURING_UPGRADE";
-pub const NO_HOSTS_AVAILABLE: &str = "NO_HOSTS_AVAILABLE";
-pub const OBJECT_NOLONGER_EXISTS: &str = "OBJECT_NOLONGER_EXISTS";
-pub const ONLY_PROVISION_TEMPLATE: &str = "ONLY_PROVISION_TEMPLATE";
-pub const ONLY_REVERT_SNAPSHOT: &str = "ONLY_REVERT_SNAPSHOT";
-pub const OPERATION_BLOCKED: &str = "OPERATION_BLOCKED";
-pub const OPERATION_NOT_ALLOWED: &str = "OPERATION_NOT_ALLOWED";
-pub const OTHER_OPERATION_IN_PROGRESS: &str = "OTHER_OPERATION_IN_PROGRESS";
-pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
-pub const PIF_DOES_NOT_ALLOW_UNPLUG: &str = "PIF_DOES_NOT_ALLOW_UNPLUG";
-pub const PIF_HAS_FCOE_SR_IN_USE: &str = "PIF_HAS_FCOE_SR_IN_USE";
-pub const PIF_HAS_NO_NETWORK_CONFIGURATION: &str = "PIF_HAS_NO_NETWORK_CONFIGURATION";
-pub const PIF_HAS_NO_V6_NETWORK_CONFIGURATION: &str = "PIF_HAS_NO_V6_NETWORK_CONFIGURATION";
-pub const PIF_INCOMPATIBLE_PRIMARY_ADDRESS_TYPE: &str = "PIF_INCOMPATIBLE_PRIMARY_ADDRESS_TYPE";
-pub const PIF_IS_MANAGEMENT_INTERFACE: &str = "PIF_IS_MANAGEMENT_INTERFACE";
-pub const PIF_IS_PHYSICAL: &str = "PIF_IS_PHYSICAL";
-pub const PIF_NOT_PRESENT: &str = "PIF_NOT_PRESENT";
-pub const PIF_TUNNEL_STILL_EXISTS: &str = "PIF_TUNNEL_STILL_EXISTS";
-pub const POOL_JOINING_EXTERNAL_AUTH_MISMATCH: &str = "POOL_JOINING_EXTERNAL_AUTH_MISMATCH";
-pub const POOL_JOINING_HOST_HAS_BONDS: &str = "POOL_JOINING_HOST_HAS_BONDS";
-pub const POOL_JOINING_HOST_HAS_NON_MANAGEMENT_VLANS: &str =
-    "POOL_JOINING_HOST_HAS_NON_MANAGEMENT_VLANS";
-pub const POOL_JOINING_HOST_HAS_TUNNELS: &str = "POOL_JOINING_HOST_HAS_TUNNELS";
-pub const POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH: &str =
-    "POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH";
-pub const POOL_JOINING_HOST_MUST_HAVE_PHYSICAL_MANAGEMENT_NIC: &str =
-    "POOL_JOINING_HOST_MUST_HAVE_PHYSICAL_MANAGEMENT_NIC";
-pub const POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION: &str =
-    "POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION";
-pub const POOL_JOINING_HOST_MUST_HAVE_SAME_DB_SCHEMA: &str =
-    "POOL_JOINING_HOST_MUST_HAVE_SAME_DB_SCHEMA";
-pub const POOL_JOINING_HOST_MUST_HAVE_SAME_PRODUCT_VERSION: &str =
-    "POOL_JOINING_HOST_MUST_HAVE_SAME_PRODUCT_VERSION";
-pub const POOL_JOINING_HOST_TLS_VERIFICATION_MISMATCH: &str =
-    "POOL_JOINING_HOST_TLS_VERIFICATION_MISMATCH";
-pub const POOL_JOINING_SM_FEATURES_INCOMPATIBLE: &str = "POOL_JOINING_SM_FEATURES_INCOMPATIBLE";
-pub const RBAC_PERMISSION_DENIED: &str = "RBAC_PERMISSION_DENIED";
-pub const SESSION_AUTHENTICATION_FAILED: &str = "SESSION_AUTHENTICATION_FAILED";
-pub const SESSION_AUTHORIZATION_FAILED: &str = "SESSION_AUTHORIZATION_FAILED";
-pub const SESSION_INVALID: &str = "SESSION_INVALID";
-pub const SESSION_NOT_REGISTERED: &str = "SESSION_NOT_REGISTERED";
-pub const SLAVE_REQUIRES_MANAGEMENT_INTERFACE: &str = "SLAVE_REQUIRES_MANAGEMENT_INTERFACE";
-pub const SR_BACKEND_FAILURE: &str = "SR_BACKEND_FAILURE";
-pub const SR_FULL: &str = "SR_FULL";
-pub const SR_HAS_NO_PBDS: &str = "SR_HAS_NO_PBDS";
-pub const SR_HAS_PBD: &str = "SR_HAS_PBD";
-pub const SR_NOT_ATTACHED: &str = "SR_NOT_ATTACHED";
-pub const SR_OPERATION_NOT_SUPPORTED: &str = "SR_OPERATION_NOT_SUPPORTED";
-pub const SR_UNKNOWN_DRIVER: &str = "SR_UNKNOWN_DRIVER";
-pub const TASK_CANCELLED: &str = "TASK_CANCELLED";
-pub const TOO_MANY_PENDING_TASKS: &str = "TOO_MANY_PENDING_TASKS";
-pub const TRANSPORT_PIF_NOT_CONFIGURED: &str = "TRANSPORT_PIF_NOT_CONFIGURED";
-pub const UNKNOWN_BOOTLOADER: &str = "UNKNOWN_BOOTLOADER";
-pub const USER_IS_NOT_LOCAL_SUPERUSER: &str = "USER_IS_NOT_LOCAL_SUPERUSER";
-pub const UUID_INVALID: &str = "UUID_INVALID";
-pub const VALUE_NOT_SUPPORTED: &str = "VALUE_NOT_SUPPORTED";
-pub const VBD_IS_EMPTY: &str = "VBD_IS_EMPTY";
-pub const VBD_NOT_EMPTY: &str = "VBD_NOT_EMPTY";
-pub const VBD_CDS_MUST_BE_READONLY: &str = "VBD_CDS_MUST_BE_READONLY";
-pub const VBD_NOT_REMOVABLE_MEDIA: &str = "VBD_NOT_REMOVABLE_MEDIA";
-pub const VBD_NOT_UNPLUGGABLE: &str = "VBD_NOT_UNPLUGGABLE";
-pub const VDI_INCOMPATIBLE_TYPE: &str = "VDI_INCOMPATIBLE_TYPE";
-pub const VDI_IN_USE: &str = "VDI_IN_USE";
-pub const VDI_IS_A_PHYSICAL_DEVICE: &str = "VDI_IS_A_PHYSICAL_DEVICE";
-pub const VDI_MISSING: &str = "VDI_MISSING";
-pub const VDI_NOT_SPARSE: &str = "VDI_NOT_SPARSE";
-pub const VDI_NO_CBT_METADATA: &str = "VDI_NO_CBT_METADATA";
-pub const VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION: &str =
-    "VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION";
-pub const VDI_READONLY: &str = "VDI_READONLY";
-pub const VDI_TOO_SMALL: &str = "VDI_TOO_SMALL";
-pub const VIF_IN_USE: &str = "VIF_IN_USE";
-pub const VLAN_TAG_INVALID: &str = "VLAN_TAG_INVALID";
-pub const VM_BAD_POWER_STATE: &str = "VM_BAD_POWER_STATE";
-pub const VM_BIOS_STRINGS_ALREADY_SET: &str = "VM_BIOS_STRINGS_ALREADY_SET";
-pub const VM_CALL_PLUGIN_RATE_LIMIT: &str = "VM_CALL_PLUGIN_RATE_LIMIT";
-pub const VM_CANNOT_DELETE_DEFAULT_TEMPLATE: &str = "VM_CANNOT_DELETE_DEFAULT_TEMPLATE";
-pub const VM_CHECKPOINT_RESUME_FAILED: &str = "VM_CHECKPOINT_RESUME_FAILED";
-pub const VM_CHECKPOINT_SUSPEND_FAILED: &str = "VM_CHECKPOINT_SUSPEND_FAILED";
-pub const VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT: &str = "VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT";
-pub const VM_HALTED: &str = "VM_HALTED";
-pub const VM_HAS_PCI_ATTACHED: &str = "VM_HAS_PCI_ATTACHED";
-pub const VM_HOST_INCOMPATIBLE_VERSION: &str = "VM_HOST_INCOMPATIBLE_VERSION";
-pub const VM_HOST_INCOMPATIBLE_VIRTUAL_HARDWARE_PLATFORM_VERSION: &str =
-    "VM_HOST_INCOMPATIBLE_VIRTUAL_HARDWARE_PLATFORM_VERSION";
-pub const VM_HVM_REQUIRED: &str = "VM_HVM_REQUIRED";
-pub const VM_INCOMPATIBLE_WITH_THIS_HOST: &str = "VM_INCOMPATIBLE_WITH_THIS_HOST";
-pub const VM_IS_IMMOBILE: &str = "VM_IS_IMMOBILE";
-pub const VM_IS_PART_OF_AN_APPLIANCE: &str = "VM_IS_PART_OF_AN_APPLIANCE";
-pub const VM_IS_SNAPSHOT: &str = "VM_IS_SNAPSHOT";
-pub const VM_IS_TEMPLATE: &str = "VM_IS_TEMPLATE";
-pub const VM_LACKS_FEATURE: &str = "VM_LACKS_FEATURE";
-pub const VM_MEMORY_SIZE_TOO_LOW: &str = "VM_MEMORY_SIZE_TOO_LOW";
-pub const VM_MIGRATE_FAILED: &str = "VM_MIGRATE_FAILED";
-pub const VM_MISSING_PV_DRIVERS: &str = "VM_MISSING_PV_DRIVERS";
-pub const VM_NOT_RESIDENT_HERE: &str = "VM_NOT_RESIDENT_HERE";
-pub const VM_NO_SUSPEND_SR: &str = "VM_NO_SUSPEND_SR";
-pub const VM_REQUIRES_GPU: &str = "VM_REQUIRES_GPU";
-pub const VM_REQUIRES_IOMMU: &str = "VM_REQUIRES_IOMMU";
-pub const VM_REQUIRES_NETWORK: &str = "VM_REQUIRES_NETWORK";
-pub const VM_REQUIRES_SR: &str = "VM_REQUIRES_SR";
-pub const VM_REQUIRES_VGPU: &str = "VM_REQUIRES_VGPU";
-pub const VM_REVERT_FAILED: &str = "VM_REVERT_FAILED";
-pub const VM_SHUTDOWN_TIMEOUT: &str = "VM_SHUTDOWN_TIMEOUT";
-pub const VM_SNAPSHOT_WITH_QUIESCE_FAILED: &str = "VM_SNAPSHOT_WITH_QUIESCE_FAILED";
-pub const VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED: &str = "VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED";
-pub const VM_SNAPSHOT_WITH_QUIESCE_PLUGIN_DEOS_NOT_RESPOND: &str =
-    "VM_SNAPSHOT_WITH_QUIESCE_PLUGIN_DEOS_NOT_RESPOND";
-pub const VM_SNAPSHOT_WITH_QUIESCE_TIMEOUT: &str = "VM_SNAPSHOT_WITH_QUIESCE_TIMEOUT";
-pub const VM_TOO_MANY_VCPUS: &str = "VM_TOO_MANY_VCPUS";
-pub const XAPI_HOOK_FAILED: &str = "XAPI_HOOK_FAILED";
-pub const XENAPI_MISSING_PLUGIN: &str = "XENAPI_MISSING_PLUGIN";
-pub const XENAPI_PLUGIN_FAILURE: &str = "XENAPI_PLUGIN_FAILURE";
+        $(
+            $(#[$doc])*
+            pub const $code: &str = stringify!($code);
+
+            #[doc = concat!("`", stringify!($code), "`, parameters in wire order.")]
+            pub fn $constructor($($param: impl ToString),*) -> ApiError {
+                ApiError {
+                    code: $code.to_owned(),
+                    params: vec![$($param.to_string()),*],
+                }
+            }
+        )*
+
+        /// Each code with the name of its constructor.
+        #[cfg(test)]
+        const CONSTRUCTORS: &[(&str, &str)] = &[$((stringify!($code), stringify!($constructor))),*];
+    };
+}
+
+declare_errors! {
+    BOOTLOADER_FAILED bootloader_failed(vm, msg);
+    CANNOT_CONTACT_HOST cannot_contact_host(host);
+    /// `errors` lists, separated by `|`, each VM's error as its code and parameters separated by
+    /// `,`.
+    CANNOT_EVACUATE_HOST cannot_evacuate_host(errors);
+    CANNOT_PLUG_BOND_SLAVE cannot_plug_bond_slave(pif = "PIF");
+    CANNOT_RESET_CONTROL_DOMAIN cannot_reset_control_domain(vm);
+    CLUSTERING_ENABLED clustering_enabled(cluster_host);
+    /// An oxapi addition: the change a call would commit is larger than `raft.max_entry_bytes`.
+    DATABASE_ENTRY_TOO_LARGE database_entry_too_large(size, limit);
+    /// An oxapi addition: a host of the pool is short of room for the pool database (below its
+    /// disk reserve or over its quota), so the pool refuses writes until it has room again.
+    DATABASE_SPACE_LOW database_space_low(host, reason);
+    DEFAULT_SR_NOT_FOUND default_sr_not_found(sr);
+    DEVICE_ALREADY_ATTACHED device_already_attached(device);
+    DEVICE_ALREADY_DETACHED device_already_detached(device);
+    /// Another VBD (or VIF) of the VM has the device.
+    DEVICE_ALREADY_EXISTS device_already_exists(device);
+    DEVICE_DETACH_REJECTED device_detach_rejected(class = "type", object = "ref", msg);
+    DOMAIN_EXISTS domain_exists(vm, domid);
+    EVENTS_LOST events_lost();
+    EVENT_FROM_TOKEN_PARSE_FAILURE event_from_token_parse_failure(token);
+    EVENT_SUBSCRIPTION_PARSE_FAILURE event_subscription_parse_failure(subscription);
+    FIELD_TYPE_ERROR field_type_error(field);
+    HANDLE_INVALID handle_invalid(class, handle);
+    HA_ABORT_NEW_MASTER ha_abort_new_master(reason);
+    HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED ha_constraint_violation_network_not_shared(network);
+    HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED ha_constraint_violation_sr_not_shared(sr = "SR");
+    HA_HEARTBEAT_DAEMON_STARTUP_FAILED ha_heartbeat_daemon_startup_failed();
+    HA_HOST_CANNOT_ACCESS_STATEFILE ha_host_cannot_access_statefile();
+    HA_HOST_IS_ARMED ha_host_is_armed(host);
+    HA_IS_ENABLED ha_is_enabled();
+    HA_LOST_STATEFILE ha_lost_statefile();
+    HA_NOT_ENABLED ha_not_enabled();
+    HA_NOT_INSTALLED ha_not_installed(host);
+    HA_NO_PLAN ha_no_plan();
+    HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN ha_operation_would_break_failover_plan();
+    HA_POOL_IS_ENABLED_BUT_HOST_IS_DISABLED ha_pool_is_enabled_but_host_is_disabled();
+    HA_SHOULD_BE_FENCED ha_should_be_fenced(host);
+    HA_TOO_FEW_HOSTS ha_too_few_hosts();
+    HOSTS_NOT_COMPATIBLE hosts_not_compatible();
+    HOSTS_NOT_HOMOGENEOUS hosts_not_homogeneous(reason);
+    HOST_CANNOT_ATTACH_NETWORK host_cannot_attach_network(host, network);
+    HOST_CANNOT_DESTROY_SELF host_cannot_destroy_self(host);
+    HOST_DISABLED host_disabled(host);
+    HOST_EVACUATE_IN_PROGRESS host_evacuate_in_progress(host);
+    HOST_HAS_NO_MANAGEMENT_IP host_has_no_management_ip();
+    HOST_HAS_RESIDENT_VMS host_has_resident_vms(host);
+    HOST_IN_EMERGENCY_MODE host_in_emergency_mode();
+    HOST_IS_LIVE host_is_live(host);
+    HOST_IS_SLAVE host_is_slave(master_ip_address = "Master IP address");
+    HOST_ITS_OWN_SLAVE host_its_own_slave();
+    HOST_MASTER_CANNOT_TALK_BACK host_master_cannot_talk_back(ip);
+    HOST_NAME_INVALID host_name_invalid(reason);
+    HOST_NOT_DISABLED host_not_disabled();
+    /// Amounts in bytes.
+    HOST_NOT_ENOUGH_FREE_MEMORY host_not_enough_free_memory(needed, available);
+    HOST_NOT_ENOUGH_PCPUS host_not_enough_pcpus(vcpus, pcpus);
+    HOST_NOT_LIVE host_not_live();
+    HOST_OFFLINE host_offline(host);
+    HOST_STILL_BOOTING host_still_booting();
+    HOST_UNKNOWN_TO_MASTER host_unknown_to_master(host);
+    HOST_XAPI_VERSION_HIGHER_THAN_COORDINATOR host_xapi_version_higher_than_coordinator(version);
+    INTERNAL_ERROR internal_error(message);
+    /// A device name or number a VBD or VIF cannot have.
+    INVALID_DEVICE invalid_device(device);
+    INVALID_VALUE invalid_value(field, value);
+    JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS joining_host_cannot_be_master_of_other_hosts();
+    JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS joining_host_cannot_contain_shared_srs();
+    JOINING_HOST_CANNOT_HAVE_RUNNING_VMS joining_host_cannot_have_running_vms();
+    JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS
+        joining_host_cannot_have_vms_with_current_operations();
+    JOINING_HOST_CONNECTION_FAILED joining_host_connection_failed();
+    JOINING_HOST_SERVICE_FAILED joining_host_service_failed();
+    LICENCE_RESTRICTION licence_restriction(feature);
+    LICENSE_DOES_NOT_SUPPORT_POOLING license_does_not_support_pooling();
+    LICENSE_HOST_POOL_MISMATCH license_host_pool_mismatch();
+    LICENSE_PROCESSING_ERROR license_processing_error();
+    /// xapi's order: the class, the field, the object's uuid, the key.
+    MAC_INVALID mac_invalid(mac = "MAC");
+    MAP_DUPLICATE_KEY map_duplicate_key(class = "type", param_name, uuid, key);
+    MEMORY_CONSTRAINT_VIOLATION memory_constraint_violation(constraint);
+    MESSAGE_DEPRECATED message_deprecated();
+    MESSAGE_METHOD_UNKNOWN message_method_unknown(method);
+    /// Counts exclude the session.
+    MESSAGE_PARAMETER_COUNT_MISMATCH message_parameter_count_mismatch(method, expected, received);
+    MESSAGE_REMOVED message_removed();
+    NETWORK_CONTAINS_PIF network_contains_pif(pifs);
+    NETWORK_CONTAINS_VIF network_contains_vif(vifs);
+    NETWORK_INCOMPATIBLE_PURPOSES network_incompatible_purposes(new_purpose, conflicting_purpose);
+    NETWORK_SRIOV_INSUFFICIENT_CAPACITY network_sriov_insufficient_capacity(network);
+    NOT_IMPLEMENTED not_implemented(function);
+    NOT_SUPPORTED_DURING_UPGRADE not_supported_during_upgrade();
+    NO_HOSTS_AVAILABLE no_hosts_available();
+    OBJECT_NOLONGER_EXISTS object_nolonger_exists();
+    ONLY_PROVISION_TEMPLATE only_provision_template();
+    ONLY_REVERT_SNAPSHOT only_revert_snapshot();
+    OPERATION_BLOCKED operation_blocked(object = "ref", code);
+    OPERATION_NOT_ALLOWED operation_not_allowed(reason);
+    /// `operation_ref` is the key of the operation in `current_operations` (its task).
+    OTHER_OPERATION_IN_PROGRESS
+        other_operation_in_progress(class, object, operation_type, operation_ref);
+    PERMISSION_DENIED permission_denied(message);
+    PIF_DOES_NOT_ALLOW_UNPLUG pif_does_not_allow_unplug(pif = "PIF");
+    PIF_HAS_FCOE_SR_IN_USE pif_has_fcoe_sr_in_use(pif = "PIF", sr = "SR");
+    PIF_HAS_NO_NETWORK_CONFIGURATION pif_has_no_network_configuration(pif = "PIF");
+    PIF_HAS_NO_V6_NETWORK_CONFIGURATION pif_has_no_v6_network_configuration(pif = "PIF");
+    PIF_INCOMPATIBLE_PRIMARY_ADDRESS_TYPE pif_incompatible_primary_address_type(pif = "PIF");
+    PIF_IS_MANAGEMENT_INTERFACE pif_is_management_interface(pif = "PIF");
+    PIF_IS_PHYSICAL pif_is_physical(pif = "PIF");
+    PIF_NOT_PRESENT pif_not_present(host, network);
+    PIF_TUNNEL_STILL_EXISTS pif_tunnel_still_exists(pif = "PIF");
+    POOL_JOINING_EXTERNAL_AUTH_MISMATCH pool_joining_external_auth_mismatch();
+    POOL_JOINING_HOST_HAS_BONDS pool_joining_host_has_bonds();
+    POOL_JOINING_HOST_HAS_NON_MANAGEMENT_VLANS pool_joining_host_has_non_management_vlans();
+    POOL_JOINING_HOST_HAS_TUNNELS pool_joining_host_has_tunnels();
+    POOL_JOINING_HOST_MANAGEMENT_VLAN_DOES_NOT_MATCH
+        pool_joining_host_management_vlan_does_not_match(local, remote);
+    POOL_JOINING_HOST_MUST_HAVE_PHYSICAL_MANAGEMENT_NIC
+        pool_joining_host_must_have_physical_management_nic();
+    /// Versions as `major.minor`.
+    POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION
+        pool_joining_host_must_have_same_api_version(host_api_version, master_api_version);
+    POOL_JOINING_HOST_MUST_HAVE_SAME_DB_SCHEMA
+        pool_joining_host_must_have_same_db_schema(host_db_schema, master_db_schema);
+    POOL_JOINING_HOST_MUST_HAVE_SAME_PRODUCT_VERSION
+        pool_joining_host_must_have_same_product_version();
+    POOL_JOINING_HOST_TLS_VERIFICATION_MISMATCH pool_joining_host_tls_verification_mismatch();
+    POOL_JOINING_SM_FEATURES_INCOMPATIBLE
+        pool_joining_sm_features_incompatible(pool_sm, candidate_sm);
+    RBAC_PERMISSION_DENIED rbac_permission_denied(permission, message);
+    SESSION_AUTHENTICATION_FAILED session_authentication_failed(uname, msg);
+    SESSION_AUTHORIZATION_FAILED session_authorization_failed(username, msg);
+    SESSION_INVALID session_invalid(handle);
+    SESSION_NOT_REGISTERED session_not_registered(handle);
+    SLAVE_REQUIRES_MANAGEMENT_INTERFACE slave_requires_management_interface();
+    SR_BACKEND_FAILURE sr_backend_failure(status, stdout, stderr);
+    SR_FULL sr_full(requested, maximum);
+    SR_HAS_NO_PBDS sr_has_no_pbds(sr);
+    SR_HAS_PBD sr_has_pbd(sr);
+    SR_NOT_ATTACHED sr_not_attached(sr);
+    SR_OPERATION_NOT_SUPPORTED sr_operation_not_supported(sr);
+    SR_UNKNOWN_DRIVER sr_unknown_driver(driver);
+    TASK_CANCELLED task_cancelled(task);
+    TOO_MANY_PENDING_TASKS too_many_pending_tasks();
+    TRANSPORT_PIF_NOT_CONFIGURED transport_pif_not_configured(pif = "PIF");
+    UNKNOWN_BOOTLOADER unknown_bootloader(vm, bootloader);
+    USER_IS_NOT_LOCAL_SUPERUSER user_is_not_local_superuser(msg);
+    UUID_INVALID uuid_invalid(class = "type", uuid);
+    VALUE_NOT_SUPPORTED value_not_supported(field, value, reason);
+    VBD_CDS_MUST_BE_READONLY vbd_cds_must_be_readonly();
+    VBD_IS_EMPTY vbd_is_empty(vbd);
+    VBD_NOT_EMPTY vbd_not_empty(vbd);
+    VBD_NOT_REMOVABLE_MEDIA vbd_not_removable_media(vbd);
+    VBD_NOT_UNPLUGGABLE vbd_not_unpluggable(vbd);
+    VDI_INCOMPATIBLE_TYPE vdi_incompatible_type(vdi, vdi_type = "type");
+    VDI_IN_USE vdi_in_use(vdi, operation);
+    VDI_IS_A_PHYSICAL_DEVICE vdi_is_a_physical_device(vdi);
+    VDI_MISSING vdi_missing(sr, vdi);
+    VDI_NOT_SPARSE vdi_not_sparse(vdi);
+    VDI_NO_CBT_METADATA vdi_no_cbt_metadata(vdi);
+    VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION vdi_on_boot_mode_incompatible_with_operation();
+    VDI_READONLY vdi_readonly(vdi);
+    /// `minimum size` in bytes.
+    VDI_TOO_SMALL vdi_too_small(vdi, minimum_size = "minimum size");
+    VIF_IN_USE vif_in_use(network, vif = "VIF");
+    VLAN_TAG_INVALID vlan_tag_invalid(vlan = "VLAN");
+    VM_BAD_POWER_STATE vm_bad_power_state(vm, expected, actual);
+    VM_BIOS_STRINGS_ALREADY_SET vm_bios_strings_already_set();
+    VM_CALL_PLUGIN_RATE_LIMIT vm_call_plugin_rate_limit(vm = "VM", interval, wait);
+    VM_CANNOT_DELETE_DEFAULT_TEMPLATE vm_cannot_delete_default_template(vm);
+    VM_CHECKPOINT_RESUME_FAILED vm_checkpoint_resume_failed(vm);
+    VM_CHECKPOINT_SUSPEND_FAILED vm_checkpoint_suspend_failed(vm);
+    VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT vm_failed_shutdown_acknowledgment(vm);
+    VM_HALTED vm_halted(vm);
+    VM_HAS_PCI_ATTACHED vm_has_pci_attached(vm);
+    VM_HOST_INCOMPATIBLE_VERSION vm_host_incompatible_version(host, vm);
+    VM_HOST_INCOMPATIBLE_VIRTUAL_HARDWARE_PLATFORM_VERSION
+        vm_host_incompatible_virtual_hardware_platform_version(host, host_versions, vm, vm_version);
+    VM_HVM_REQUIRED vm_hvm_required(vm);
+    VM_INCOMPATIBLE_WITH_THIS_HOST vm_incompatible_with_this_host(vm, host, reason);
+    VM_IS_IMMOBILE vm_is_immobile(vm = "VM");
+    VM_IS_PART_OF_AN_APPLIANCE vm_is_part_of_an_appliance(vm, appliance);
+    VM_IS_SNAPSHOT vm_is_snapshot(vm, operation);
+    VM_IS_TEMPLATE vm_is_template(vm);
+    VM_LACKS_FEATURE vm_lacks_feature(vm);
+    VM_MEMORY_SIZE_TOO_LOW vm_memory_size_too_low(vm);
+    VM_MIGRATE_FAILED vm_migrate_failed(vm, source, destination, msg);
+    VM_MISSING_PV_DRIVERS vm_missing_pv_drivers(vm);
+    VM_NOT_RESIDENT_HERE vm_not_resident_here(vm, host);
+    VM_NO_SUSPEND_SR vm_no_suspend_sr(vm);
+    VM_REQUIRES_GPU vm_requires_gpu(vm, gpu_group = "GPU_group");
+    VM_REQUIRES_IOMMU vm_requires_iommu(host);
+    VM_REQUIRES_NETWORK vm_requires_network(vm, network);
+    VM_REQUIRES_SR vm_requires_sr(vm, sr);
+    VM_REQUIRES_VGPU vm_requires_vgpu(vm, gpu_group = "GPU_group", vgpu_type = "vGPU_type");
+    VM_REVERT_FAILED vm_revert_failed(vm, snapshot);
+    VM_SHUTDOWN_TIMEOUT vm_shutdown_timeout(vm, timeout);
+    VM_SNAPSHOT_WITH_QUIESCE_FAILED vm_snapshot_with_quiesce_failed(vm);
+    VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED vm_snapshot_with_quiesce_not_supported(vm, error);
+    VM_SNAPSHOT_WITH_QUIESCE_PLUGIN_DEOS_NOT_RESPOND
+        vm_snapshot_with_quiesce_plugin_deos_not_respond(vm);
+    VM_SNAPSHOT_WITH_QUIESCE_TIMEOUT vm_snapshot_with_quiesce_timeout(vm);
+    VM_TOO_MANY_VCPUS vm_too_many_vcpus(vm);
+    XAPI_HOOK_FAILED xapi_hook_failed(hook_name, reason, stdout, exit_code);
+    XENAPI_MISSING_PLUGIN xenapi_missing_plugin(name);
+    XENAPI_PLUGIN_FAILURE xenapi_plugin_failure(status, stdout, stderr);
+}
 
 #[cfg(test)]
 mod tests {
@@ -478,10 +323,39 @@ mod tests {
         assert!(decl("NO_SUCH_CODE").is_none());
     }
 
+    /// Each constructor is named as its code in lowercase.
+    #[test]
+    fn constructors_are_named_as_their_codes() {
+        assert_eq!(CONSTRUCTORS.len(), ERRORS.len());
+        for (code, constructor) in CONSTRUCTORS {
+            assert_eq!(code.to_ascii_lowercase(), *constructor);
+        }
+    }
+
+    /// A constructor sends its arguments in the declared order, under the declared code, and
+    /// spells parameter names that are not Rust names as declared.
+    #[test]
+    fn constructor_follows_its_declaration() {
+        let error = vm_bad_power_state("OpaqueRef:v", "halted", "running");
+        assert_eq!(
+            error.description(),
+            ["VM_BAD_POWER_STATE", "OpaqueRef:v", "halted", "running"]
+        );
+        assert_eq!(
+            database_entry_too_large(10_usize, 5_usize).params,
+            ["10", "5"]
+        );
+        assert_eq!(
+            decl(HOST_IS_SLAVE).map(|d| d.params),
+            Some(&["Master IP address"][..])
+        );
+        assert_eq!(decl(VM_IS_IMMOBILE).map(|d| d.params), Some(&["VM"][..]));
+    }
+
     /// The description on the wire is the code followed by the parameters.
     #[test]
     fn description_puts_the_code_first() {
-        let error = ApiError::new(HANDLE_INVALID, ["VM", "OpaqueRef:x"]);
+        let error = handle_invalid("VM", "OpaqueRef:x");
         assert_eq!(error.description(), ["HANDLE_INVALID", "VM", "OpaqueRef:x"]);
     }
 }

@@ -44,6 +44,58 @@ impl EnumDecl {
     }
 }
 
+/// Declares an enumeration once as a Rust enum and as its `EnumDecl`:
+/// `pub enum VmPowerState in VM_POWER_STATE = "vm_power_state" { Halted = "Halted", … }` gives
+/// the enum (with `wire`, `from_wire` and `ALL`, in declaration order) and the static
+/// `VM_POWER_STATE` whose values are the wire spellings in the same order.
+#[macro_export]
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident in $decl:ident = $wire_name:literal {
+            $($variant:ident = $wire:literal),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        $vis enum $name {
+            $($variant),*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The value as spelled on the wire and in the DB.
+            pub const fn wire(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire),*
+                }
+            }
+
+            /// The value spelled exactly `wire`, as the DB holds it.
+            pub fn from_wire(wire: &str) -> Option<$name> {
+                match wire {
+                    $($wire => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.wire())
+            }
+        }
+
+        #[doc = concat!("The `", $wire_name, "` enumeration: the values of `", stringify!($name), "`.")]
+        pub static $decl: $crate::types::EnumDecl = $crate::types::EnumDecl {
+            name: $wire_name,
+            values: &[$($wire),*],
+        };
+    };
+}
+
 /// Who may write a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Qualifier {
@@ -192,5 +244,25 @@ impl From<i64> for Value {
 impl From<bool> for Value {
     fn from(b: bool) -> Self {
         Value::Bool(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::classes::vm::{VM_OPERATIONS, VM_POWER_STATE, VmOperation, VmPowerState};
+
+    /// A `wire_enum!` declares its values in the `EnumDecl` in order, and each reads back from
+    /// its wire spelling.
+    #[test]
+    fn wire_enum_values_match_their_declaration() {
+        let states: Vec<&str> = VmPowerState::ALL.iter().map(|s| s.wire()).collect();
+        assert_eq!(states, VM_POWER_STATE.values);
+        let operations: Vec<&str> = VmOperation::ALL.iter().map(|o| o.wire()).collect();
+        assert_eq!(operations, VM_OPERATIONS.values);
+        for op in VmOperation::ALL {
+            assert_eq!(VmOperation::from_wire(op.wire()), Some(*op));
+        }
+        assert_eq!(VmPowerState::from_wire("running"), None);
+        assert_eq!(VmOperation::ChangingVcpus.to_string(), "changing_VCPUs");
     }
 }

@@ -221,6 +221,7 @@ impl Writer<'_> {
             })
             .collect();
         let row = Row {
+            class: class.name,
             fields,
             created: self.index,
             modified: self.index,

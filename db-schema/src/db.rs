@@ -70,6 +70,12 @@ struct StoredDb {
 impl From<StoredDb> for Db {
     fn from(stored: StoredDb) -> Db {
         let mut tables = stored.tables;
+        for (name, table) in &mut tables {
+            let class = api_spec::api().class(name).map_or("", |c| c.name);
+            for row in table.rows.values_mut() {
+                row.class = class;
+            }
+        }
         for class in db_classes() {
             tables.entry(class.to_owned()).or_default();
         }

@@ -16,15 +16,17 @@ pub(crate) struct Indexes {
     by_name_label: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// The uuid a row is indexed by: rows without one (or with "") are not in the uuid index.
+/// The uuid a row is indexed by: rows without one (or with "") are not in the uuid index. (The
+/// indexes serve every class, declaring these fields or not, so they read `fields` directly.)
 pub(crate) fn uuid_of(row: &Row) -> Option<&str> {
-    row.get("uuid")
+    row.fields
+        .get("uuid")
         .and_then(|v| v.as_str())
         .filter(|u| !u.is_empty())
 }
 
 fn name_label_of(row: &Row) -> Option<&str> {
-    row.get("name_label").and_then(|v| v.as_str())
+    row.fields.get("name_label").and_then(|v| v.as_str())
 }
 
 impl Indexes {

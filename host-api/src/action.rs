@@ -22,12 +22,6 @@ pub enum HostAction {
     Inventory,
 }
 
-impl From<VmAction> for HostAction {
-    fn from(action: VmAction) -> HostAction {
-        HostAction::Vm(action)
-    }
-}
-
 /// An action on one VM's domain. VMs are named by uuid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum VmAction {

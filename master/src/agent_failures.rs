@@ -32,13 +32,15 @@ impl<'a> Context<'a> {
 /// The XenAPI error for `failure`.
 pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure) -> ApiError {
     let agent = match failure {
-        LinkFailure::HostOffline => return ApiError::new(errors::HOST_OFFLINE, [context.host]),
+        LinkFailure::HostOffline => return errors::host_offline(context.host),
         LinkFailure::Incompatible { theirs } => {
-            tracing::warn!(host = %context.host, theirs, ours = host_api::PROTOCOL_VERSION, "action for a host of another protocol version refused");
-            return ApiError::new(
-                errors::VM_HOST_INCOMPATIBLE_VERSION,
-                [context.host, context.vm],
+            tracing::warn!(
+                host = %context.host,
+                theirs,
+                ours = host_api::PROTOCOL_VERSION,
+                "action for a host of another protocol version refused"
             );
+            return errors::vm_host_incompatible_version(context.host, context.vm);
         }
         LinkFailure::Agent(agent) => agent,
     };
@@ -50,54 +52,36 @@ pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure)
             .to_owned()
     };
     match agent {
-        AgentFailure::StaleTerm { .. } => {
-            ApiError::new(errors::OPERATION_NOT_ALLOWED, [agent.to_string()])
-        }
-        AgentFailure::Cancelled => ApiError::new(errors::TASK_CANCELLED, [context.task]),
+        AgentFailure::StaleTerm { .. } => errors::operation_not_allowed(&agent),
+        AgentFailure::Cancelled => errors::task_cancelled(context.task),
         AgentFailure::BadPowerState {
             vm,
             expected,
             actual,
-        } => ApiError::new(
-            errors::VM_BAD_POWER_STATE,
-            [
-                by_ref(&["VM"], &vm),
-                expected.word().to_owned(),
-                actual.word().to_owned(),
-            ],
-        ),
-        AgentFailure::ShutdownTimeout { vm, timeout_secs } => ApiError::new(
-            errors::VM_SHUTDOWN_TIMEOUT,
-            [by_ref(&["VM"], &vm), timeout_secs.to_string()],
-        ),
+        } => errors::vm_bad_power_state(by_ref(&["VM"], &vm), expected, actual),
+        AgentFailure::ShutdownTimeout { vm, timeout_secs } => {
+            errors::vm_shutdown_timeout(by_ref(&["VM"], &vm), timeout_secs)
+        }
         AgentFailure::HookFailed {
             hook,
             reason,
             stdout,
             exit_code,
-        } => ApiError::new(errors::XAPI_HOOK_FAILED, [hook, reason, stdout, exit_code]),
-        AgentFailure::DeviceAlreadyAttached { device } => ApiError::new(
-            errors::DEVICE_ALREADY_ATTACHED,
-            [by_ref(&["VBD", "VIF"], &device)],
-        ),
-        AgentFailure::DeviceAlreadyDetached { device } => ApiError::new(
-            errors::DEVICE_ALREADY_DETACHED,
-            [by_ref(&["VBD", "VIF"], &device)],
-        ),
-        AgentFailure::DriveEmpty { vbd } => {
-            ApiError::new(errors::VBD_IS_EMPTY, [by_ref(&["VBD"], &vbd)])
+        } => errors::xapi_hook_failed(hook, reason, stdout, exit_code),
+        AgentFailure::DeviceAlreadyAttached { device } => {
+            errors::device_already_attached(by_ref(&["VBD", "VIF"], &device))
         }
-        AgentFailure::DriveNotEmpty { vbd } => {
-            ApiError::new(errors::VBD_NOT_EMPTY, [by_ref(&["VBD"], &vbd)])
+        AgentFailure::DeviceAlreadyDetached { device } => {
+            errors::device_already_detached(by_ref(&["VBD", "VIF"], &device))
         }
+        AgentFailure::DriveEmpty { vbd } => errors::vbd_is_empty(by_ref(&["VBD"], &vbd)),
+        AgentFailure::DriveNotEmpty { vbd } => errors::vbd_not_empty(by_ref(&["VBD"], &vbd)),
         AgentFailure::NotRemovable { vbd } => {
-            ApiError::new(errors::VBD_NOT_REMOVABLE_MEDIA, [by_ref(&["VBD"], &vbd)])
+            errors::vbd_not_removable_media(by_ref(&["VBD"], &vbd))
         }
-        AgentFailure::TooManyVcpus { vm } => {
-            ApiError::new(errors::VM_TOO_MANY_VCPUS, [by_ref(&["VM"], &vm)])
-        }
+        AgentFailure::TooManyVcpus { vm } => errors::vm_too_many_vcpus(by_ref(&["VM"], &vm)),
         AgentFailure::Internal { message } => {
-            ApiError::new(errors::INTERNAL_ERROR, [format!("host agent: {message}")])
+            errors::internal_error(format!("host agent: {message}"))
         }
     }
 }

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLockReadGuard};
 
-use api_spec::{Method, Value};
+use api_spec::{Method, Value, errors};
 use db_schema::Db;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::tasks::TaskHandle;
 use crate::{Master, Origin};
 
@@ -45,7 +45,7 @@ impl Ctx {
     pub fn check_cancelled(&self) -> Result<(), Error> {
         match &self.task {
             Some(task) if task.cancel.is_cancelled() => {
-                Err(xenapi::task_cancelled(&task.r#ref).into())
+                Err(errors::task_cancelled(&task.r#ref).into())
             }
             _ => Ok(()),
         }
@@ -82,7 +82,7 @@ impl Ctx {
             .decide(|db| {
                 let mut draft = crate::operations::Draft::new(db);
                 if !draft.view().exists(class, r) {
-                    return Err(xenapi::handle_invalid(class, r).into());
+                    return Err(errors::handle_invalid(class, r).into());
                 }
                 draft.require_exists(class, r);
                 draft.update(class, r, field, value.clone());

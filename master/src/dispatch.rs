@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use api_spec::api::MethodKind;
 use api_spec::coerce::coerce;
-use api_spec::{ApiError, Method, NULL_REF, Ty, Value, api};
+use api_spec::{ApiError, Method, NULL_REF, Ty, Value, api, errors};
 
 use crate::ctx::{Args, Ctx};
-use crate::error::{Error, to_api_error, xenapi};
+use crate::error::{Error, to_api_error};
 use crate::tasks::NewTask;
 use crate::{Call, Master, handlers, session};
 
@@ -67,9 +67,9 @@ async fn checked_call(
     let method = api()
         .method(name)
         .filter(|m| m.has_async || !is_async)
-        .ok_or_else(|| xenapi::message_method_unknown(wire))?;
+        .ok_or_else(|| errors::message_method_unknown(wire))?;
     if method.is_removed {
-        return Err(xenapi::message_removed());
+        return Err(errors::message_removed());
     }
     let (session, values) = check_params(method, params)?;
     master
@@ -125,7 +125,7 @@ pub(crate) async fn run(ctx: Ctx, args: Args) -> Result<Value, Error> {
         MethodKind::Implicit(kind) => crate::generic::handle(ctx, kind, args).await,
         MethodKind::Explicit(_) => match api_spec::implicit::class_level(&method.name) {
             Some(kind) if method.class.in_db => crate::generic::handle(ctx, kind, args).await,
-            _ => Err(xenapi::not_implemented(&method.wire_name).into()),
+            _ => Err(errors::not_implemented(&method.wire_name).into()),
         },
     }
 }
@@ -146,7 +146,7 @@ fn check_params(
     let in_range =
         usize::try_from(received).is_ok_and(|n| (required..=method.params.len()).contains(&n));
     if !in_range {
-        return Err(xenapi::message_parameter_count_mismatch(
+        return Err(errors::message_parameter_count_mismatch(
             &method.wire_name,
             required,
             received,
@@ -156,7 +156,7 @@ fn check_params(
         let session = params.remove(0);
         match coerce(&Ty::Ref("session"), session) {
             Ok(Value::String(s)) => Some(s),
-            _ => return Err(xenapi::field_type_error("session_id")),
+            _ => return Err(errors::field_type_error("session_id")),
         }
     } else {
         None
@@ -166,13 +166,13 @@ fn check_params(
     for param in &method.params {
         let value = match (given.next(), param.default) {
             (Some(v), _) => coerce(&param.ty, v)
-                .map_err(|m| xenapi::field_type_error(m.field.unwrap_or(param.name)))?,
+                .map_err(|m| errors::field_type_error(m.field.unwrap_or(param.name)))?,
             (None, Some(default)) => {
                 let value = default.to_value();
                 coerce(&param.ty, value.clone()).unwrap_or(value)
             }
             (None, None) => {
-                return Err(xenapi::message_parameter_count_mismatch(
+                return Err(errors::message_parameter_count_mismatch(
                     &method.wire_name,
                     required,
                     received,
@@ -251,7 +251,7 @@ mod tests {
             "nonsense",
         ] {
             let reply = pool.call_as(&session, method, vec![]).await;
-            assert_eq!(reply, Err(xenapi::message_method_unknown(method)));
+            assert_eq!(reply, Err(errors::message_method_unknown(method)));
         }
     }
 
@@ -264,10 +264,7 @@ mod tests {
             .find(|m| m.is_removed)
             .expect("a removed message");
         let reply = pool.call(&removed.wire_name, vec![]).await;
-        assert_eq!(
-            reply,
-            Err(ApiError::new(errors::MESSAGE_REMOVED, Vec::<String>::new()))
-        );
+        assert_eq!(reply, Err(errors::message_removed()));
     }
 
     /// Too few or too many parameters are counted without the session; only params with
@@ -279,7 +276,7 @@ mod tests {
         let reply = pool.call_as(&session, "VM.get_record", vec![]).await;
         assert_eq!(
             reply,
-            Err(xenapi::message_parameter_count_mismatch(
+            Err(errors::message_parameter_count_mismatch(
                 "VM.get_record",
                 1,
                 0
@@ -289,7 +286,7 @@ mod tests {
         let reply = pool.call_as(&session, "VM.get_record", two).await;
         assert_eq!(
             reply,
-            Err(xenapi::message_parameter_count_mismatch(
+            Err(errors::message_parameter_count_mismatch(
                 "VM.get_record",
                 1,
                 2
@@ -298,7 +295,7 @@ mod tests {
         let reply = pool.call("VM.get_all", vec![]).await;
         assert_eq!(
             reply,
-            Err(xenapi::message_parameter_count_mismatch(
+            Err(errors::message_parameter_count_mismatch(
                 "VM.get_all",
                 0,
                 -1
@@ -309,7 +306,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::message_parameter_count_mismatch(
+            Err(errors::message_parameter_count_mismatch(
                 "session.login_with_password",
                 2,
                 1
@@ -331,10 +328,10 @@ mod tests {
                 vec![Value::str(vm.as_str()), Value::str("abc")],
             )
             .await;
-        assert_eq!(reply, Err(xenapi::field_type_error("value")));
+        assert_eq!(reply, Err(errors::field_type_error("value")));
         let record = Value::Struct([("memory_static_max".to_owned(), Value::str("lots"))].into());
         let reply = pool.call_as(&session, "VM.create", vec![record]).await;
-        assert_eq!(reply, Err(xenapi::field_type_error("memory_static_max")));
+        assert_eq!(reply, Err(errors::field_type_error("memory_static_max")));
     }
 
     /// Strings where ints are due are accepted, as xapi's clients send them.
@@ -359,7 +356,7 @@ mod tests {
     async fn unknown_sessions_are_session_invalid() {
         let pool = TestPool::new();
         let reply = pool.call_as("OpaqueRef:bogus", "VM.get_all", vec![]).await;
-        assert_eq!(reply, Err(xenapi::session_invalid("OpaqueRef:bogus")));
+        assert_eq!(reply, Err(errors::session_invalid("OpaqueRef:bogus")));
         let reply = pool
             .call_as("OpaqueRef:bogus", "VM.get_record", vec![])
             .await;
@@ -377,7 +374,7 @@ mod tests {
         let vm = pool.refs("VM").remove(0);
         let args = vec![Value::str(vm.as_str()), Value::str("b")];
         let reply = pool.call_as(&session, "VM.send_sysrq", args).await;
-        assert_eq!(reply, Err(xenapi::not_implemented("VM.send_sysrq")));
+        assert_eq!(reply, Err(errors::not_implemented("VM.send_sysrq")));
     }
 
     /// An `Async.` call answers a task ref at once; the task records the call's result as

@@ -1,7 +1,7 @@
 //! The master's internal failures (`Error`), the one place they become XenAPI errors
-//! (`to_api_error`), and the constructors of the XenAPI errors the master raises (`xenapi`).
+//! (`to_api_error`), and the XenAPI errors whose parameters the master formats (`xenapi`).
 
-use api_spec::ApiError;
+use api_spec::{ApiError, errors};
 use db_schema::{ApplyError, Precondition};
 
 use crate::db::ProposeError;
@@ -41,7 +41,7 @@ pub fn to_api_error(error: Error) -> ApiError {
     let message = match &error {
         Error::Api(e) => return e.clone(),
         Error::Propose(ProposeError::TooLarge { bytes, limit }) => {
-            return xenapi::database_entry_too_large(*bytes, *limit);
+            return errors::database_entry_too_large(*bytes, *limit);
         }
         Error::Propose(ProposeError::Apply(apply)) => match expected_apply_error(apply) {
             Some(e) => return e,
@@ -72,15 +72,15 @@ pub fn to_api_error(error: Error) -> ApiError {
         }
     };
     tracing::warn!(error = %error, detail = ?std::error::Error::source(&error).map(ToString::to_string), "call failed unexpectedly");
-    xenapi::internal_error(message)
+    errors::internal_error(message)
 }
 
 /// The XenAPI error for an apply failure a racing writer can cause.
 fn expected_apply_error(apply: &ApplyError) -> Option<ApiError> {
     match apply {
-        ApplyError::RowMissing { class, r#ref } => Some(xenapi::handle_invalid(class, r#ref)),
+        ApplyError::RowMissing { class, r#ref } => Some(errors::handle_invalid(class, r#ref)),
         ApplyError::PreconditionFailed { precondition } => match precondition.as_ref() {
-            Precondition::Exists { class, r#ref } => Some(xenapi::handle_invalid(class, r#ref)),
+            Precondition::Exists { class, r#ref } => Some(errors::handle_invalid(class, r#ref)),
             _ => None,
         },
         // Handlers check the key first and name the object by uuid; this is the race fallback.
@@ -89,104 +89,15 @@ fn expected_apply_error(apply: &ApplyError) -> Option<ApiError> {
             r#ref,
             field,
             key,
-        } => Some(xenapi::map_duplicate_key(class, field, r#ref, key)),
+        } => Some(errors::map_duplicate_key(class, field, r#ref, key)),
         _ => None,
     }
 }
 
-/// The XenAPI errors the master raises, parameters in the order the spec declares them.
+/// The XenAPI errors whose parameters the master formats; every other error is built by its
+/// constructor in `api_spec::errors`.
 pub mod xenapi {
     use api_spec::{ApiError, errors};
-
-    fn error<const N: usize>(code: &str, params: [String; N]) -> ApiError {
-        debug_assert!(
-            errors::decl(code).is_some_and(|d| d.params.len() == N),
-            "{code} is declared with {N} parameters"
-        );
-        ApiError::new(code, params)
-    }
-
-    pub fn message_method_unknown(method: &str) -> ApiError {
-        error(errors::MESSAGE_METHOD_UNKNOWN, [method.to_owned()])
-    }
-
-    pub fn message_removed() -> ApiError {
-        error(errors::MESSAGE_REMOVED, [])
-    }
-
-    pub fn database_entry_too_large(size: usize, limit: usize) -> ApiError {
-        error(
-            errors::DATABASE_ENTRY_TOO_LARGE,
-            [size.to_string(), limit.to_string()],
-        )
-    }
-
-    pub fn database_space_low(host: &str, reason: &str) -> ApiError {
-        error(
-            errors::DATABASE_SPACE_LOW,
-            [host.to_owned(), reason.to_owned()],
-        )
-    }
-
-    /// Counts exclude the session.
-    pub fn message_parameter_count_mismatch(
-        method: &str,
-        expected: usize,
-        received: i64,
-    ) -> ApiError {
-        error(
-            errors::MESSAGE_PARAMETER_COUNT_MISMATCH,
-            [
-                method.to_owned(),
-                expected.to_string(),
-                received.to_string(),
-            ],
-        )
-    }
-
-    pub fn field_type_error(field: &str) -> ApiError {
-        error(errors::FIELD_TYPE_ERROR, [field.to_owned()])
-    }
-
-    pub fn invalid_value(field: &str, value: &str) -> ApiError {
-        error(errors::INVALID_VALUE, [field.to_owned(), value.to_owned()])
-    }
-
-    pub fn session_invalid(session: &str) -> ApiError {
-        error(errors::SESSION_INVALID, [session.to_owned()])
-    }
-
-    pub fn session_authentication_failed(uname: &str, message: &str) -> ApiError {
-        error(
-            errors::SESSION_AUTHENTICATION_FAILED,
-            [uname.to_owned(), message.to_owned()],
-        )
-    }
-
-    pub fn session_not_registered(session: &str) -> ApiError {
-        error(errors::SESSION_NOT_REGISTERED, [session.to_owned()])
-    }
-
-    pub fn handle_invalid(class: &str, r#ref: &str) -> ApiError {
-        error(errors::HANDLE_INVALID, [class.to_owned(), r#ref.to_owned()])
-    }
-
-    pub fn uuid_invalid(class: &str, uuid: &str) -> ApiError {
-        error(errors::UUID_INVALID, [class.to_owned(), uuid.to_owned()])
-    }
-
-    /// xapi's order: the class, the field, the object's uuid, the key.
-    pub fn map_duplicate_key(class: &str, field: &str, uuid: &str, key: &str) -> ApiError {
-        error(
-            errors::MAP_DUPLICATE_KEY,
-            [
-                class.to_owned(),
-                field.to_owned(),
-                uuid.to_owned(),
-                key.to_owned(),
-            ],
-        )
-    }
 
     /// States are lowercase; several expected ones are joined by `, `, as xapi's operation
     /// check (`report_power_state_error`) does. (Its later `assert_initial_power_state_in`
@@ -194,245 +105,7 @@ pub mod xenapi {
     pub fn vm_bad_power_state(vm: &str, expected: &[&str], actual: &str) -> ApiError {
         let lower = |s: &str| s.to_ascii_lowercase();
         let expected: Vec<String> = expected.iter().map(|s| lower(s)).collect();
-        error(
-            errors::VM_BAD_POWER_STATE,
-            [vm.to_owned(), expected.join(", "), lower(actual)],
-        )
-    }
-
-    pub fn vm_is_template(vm: &str) -> ApiError {
-        error(errors::VM_IS_TEMPLATE, [vm.to_owned()])
-    }
-
-    pub fn vm_is_immobile(vm: &str) -> ApiError {
-        error(errors::VM_IS_IMMOBILE, [vm.to_owned()])
-    }
-
-    pub fn vm_requires_sr(vm: &str, sr: &str) -> ApiError {
-        error(errors::VM_REQUIRES_SR, [vm.to_owned(), sr.to_owned()])
-    }
-
-    pub fn vm_migrate_failed(vm: &str, source: &str, destination: &str, msg: &str) -> ApiError {
-        error(
-            errors::VM_MIGRATE_FAILED,
-            [
-                vm.to_owned(),
-                source.to_owned(),
-                destination.to_owned(),
-                msg.to_owned(),
-            ],
-        )
-    }
-
-    /// xapi's `CANNOT_EVACUATE_HOST [errors]`: `errors` lists, separated by `|`, each VM's
-    /// error as its code and parameters separated by `,`. api-spec does not declare this code
-    /// yet.
-    pub fn cannot_evacuate_host(errors: &str) -> ApiError {
-        ApiError::new(CANNOT_EVACUATE_HOST, [errors])
-    }
-
-    pub const CANNOT_EVACUATE_HOST: &str = "CANNOT_EVACUATE_HOST";
-
-    pub fn vm_no_suspend_sr(vm: &str) -> ApiError {
-        error(errors::VM_NO_SUSPEND_SR, [vm.to_owned()])
-    }
-
-    pub fn operation_blocked(r#ref: &str, reason: &str) -> ApiError {
-        error(
-            errors::OPERATION_BLOCKED,
-            [r#ref.to_owned(), reason.to_owned()],
-        )
-    }
-
-    /// `key` is the key of the operation in `current_operations` (its task).
-    pub fn other_operation_in_progress(
-        class: &str,
-        r#ref: &str,
-        operation: &str,
-        key: &str,
-    ) -> ApiError {
-        error(
-            errors::OTHER_OPERATION_IN_PROGRESS,
-            [
-                class.to_owned(),
-                r#ref.to_owned(),
-                operation.to_owned(),
-                key.to_owned(),
-            ],
-        )
-    }
-
-    pub fn memory_constraint_violation(constraint: &str) -> ApiError {
-        error(errors::MEMORY_CONSTRAINT_VIOLATION, [constraint.to_owned()])
-    }
-
-    /// Amounts in bytes.
-    pub fn host_not_enough_free_memory(needed: i64, available: i64) -> ApiError {
-        error(
-            errors::HOST_NOT_ENOUGH_FREE_MEMORY,
-            [needed.to_string(), available.to_string()],
-        )
-    }
-
-    pub fn no_hosts_available() -> ApiError {
-        error(errors::NO_HOSTS_AVAILABLE, [])
-    }
-
-    pub fn host_disabled(host: &str) -> ApiError {
-        error(errors::HOST_DISABLED, [host.to_owned()])
-    }
-
-    pub fn host_not_live() -> ApiError {
-        error(errors::HOST_NOT_LIVE, [])
-    }
-
-    pub fn device_already_attached(device: &str) -> ApiError {
-        error(errors::DEVICE_ALREADY_ATTACHED, [device.to_owned()])
-    }
-
-    pub fn device_already_detached(device: &str) -> ApiError {
-        error(errors::DEVICE_ALREADY_DETACHED, [device.to_owned()])
-    }
-
-    pub fn vbd_not_removable_media(vbd: &str) -> ApiError {
-        error(errors::VBD_NOT_REMOVABLE_MEDIA, [vbd.to_owned()])
-    }
-
-    pub fn vbd_is_empty(vbd: &str) -> ApiError {
-        error(errors::VBD_IS_EMPTY, [vbd.to_owned()])
-    }
-
-    pub fn vbd_not_empty(vbd: &str) -> ApiError {
-        error(errors::VBD_NOT_EMPTY, [vbd.to_owned()])
-    }
-
-    pub fn vdi_in_use(vdi: &str, operation: &str) -> ApiError {
-        error(errors::VDI_IN_USE, [vdi.to_owned(), operation.to_owned()])
-    }
-
-    pub fn vdi_readonly(vdi: &str) -> ApiError {
-        error(errors::VDI_READONLY, [vdi.to_owned()])
-    }
-
-    /// `minimum` in bytes.
-    pub fn vdi_too_small(vdi: &str, minimum: i64) -> ApiError {
-        error(errors::VDI_TOO_SMALL, [vdi.to_owned(), minimum.to_string()])
-    }
-
-    pub fn vdi_on_boot_mode_incompatible_with_operation() -> ApiError {
-        error(errors::VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION, [])
-    }
-
-    pub fn invalid_value_of(field: &str, value: i64) -> ApiError {
-        invalid_value(field, &value.to_string())
-    }
-
-    pub fn value_not_supported(field: &str, value: &str, reason: &str) -> ApiError {
-        error(
-            errors::VALUE_NOT_SUPPORTED,
-            [field.to_owned(), value.to_owned(), reason.to_owned()],
-        )
-    }
-
-    pub fn vm_is_snapshot(vm: &str, operation: &str) -> ApiError {
-        error(
-            errors::VM_IS_SNAPSHOT,
-            [vm.to_owned(), operation.to_owned()],
-        )
-    }
-
-    pub fn only_provision_template() -> ApiError {
-        error(errors::ONLY_PROVISION_TEMPLATE, [])
-    }
-
-    pub fn only_revert_snapshot() -> ApiError {
-        error(errors::ONLY_REVERT_SNAPSHOT, [])
-    }
-
-    pub fn vbd_not_unpluggable(vbd: &str) -> ApiError {
-        error(errors::VBD_NOT_UNPLUGGABLE, [vbd.to_owned()])
-    }
-
-    pub fn domain_exists(vm: &str, domid: i64) -> ApiError {
-        error(errors::DOMAIN_EXISTS, [vm.to_owned(), domid.to_string()])
-    }
-
-    pub fn cannot_reset_control_domain(vm: &str) -> ApiError {
-        error(errors::CANNOT_RESET_CONTROL_DOMAIN, [vm.to_owned()])
-    }
-
-    pub fn vm_cannot_delete_default_template(vm: &str) -> ApiError {
-        error(errors::VM_CANNOT_DELETE_DEFAULT_TEMPLATE, [vm.to_owned()])
-    }
-
-    pub fn vbd_cds_must_be_readonly() -> ApiError {
-        error(errors::VBD_CDS_MUST_BE_READONLY, [])
-    }
-
-    pub fn vdi_incompatible_type(vdi: &str, vdi_type: &str) -> ApiError {
-        error(
-            errors::VDI_INCOMPATIBLE_TYPE,
-            [vdi.to_owned(), vdi_type.to_owned()],
-        )
-    }
-
-    pub fn vm_revert_failed(vm: &str, snapshot: &str) -> ApiError {
-        error(
-            errors::VM_REVERT_FAILED,
-            [vm.to_owned(), snapshot.to_owned()],
-        )
-    }
-
-    pub fn default_sr_not_found(sr: &str) -> ApiError {
-        error(errors::DEFAULT_SR_NOT_FOUND, [sr.to_owned()])
-    }
-
-    /// xapi's `INVALID_DEVICE [device]`: a device name or number a VBD or VIF cannot have.
-    /// api-spec does not declare this code yet.
-    pub fn invalid_device(device: &str) -> ApiError {
-        ApiError::new(INVALID_DEVICE, [device])
-    }
-
-    /// xapi's `DEVICE_ALREADY_EXISTS [device]`: another VBD (or VIF) of the VM has the device.
-    /// api-spec does not declare this code yet.
-    pub fn device_already_exists(device: &str) -> ApiError {
-        ApiError::new(DEVICE_ALREADY_EXISTS, [device])
-    }
-
-    /// xapi's `MAC_INVALID [MAC]`. api-spec does not declare this code yet.
-    pub fn mac_invalid(mac: &str) -> ApiError {
-        ApiError::new(MAC_INVALID, [mac])
-    }
-
-    pub const INVALID_DEVICE: &str = "INVALID_DEVICE";
-    pub const DEVICE_ALREADY_EXISTS: &str = "DEVICE_ALREADY_EXISTS";
-    pub const MAC_INVALID: &str = "MAC_INVALID";
-
-    pub fn operation_not_allowed(reason: &str) -> ApiError {
-        error(errors::OPERATION_NOT_ALLOWED, [reason.to_owned()])
-    }
-
-    pub fn task_cancelled(task: &str) -> ApiError {
-        error(errors::TASK_CANCELLED, [task.to_owned()])
-    }
-
-    pub fn event_subscription_parse_failure(subscription: &str) -> ApiError {
-        error(
-            errors::EVENT_SUBSCRIPTION_PARSE_FAILURE,
-            [subscription.to_owned()],
-        )
-    }
-
-    pub fn event_from_token_parse_failure(token: &str) -> ApiError {
-        error(errors::EVENT_FROM_TOKEN_PARSE_FAILURE, [token.to_owned()])
-    }
-
-    pub fn not_implemented(function: &str) -> ApiError {
-        error(errors::NOT_IMPLEMENTED, [function.to_owned()])
-    }
-
-    pub fn internal_error(message: String) -> ApiError {
-        error(errors::INTERNAL_ERROR, [message])
+        errors::vm_bad_power_state(vm, expected.join(", "), lower(actual))
     }
 }
 

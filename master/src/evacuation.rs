@@ -12,9 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::ApiError;
+use api_spec::{ApiError, errors};
 
-use crate::error::xenapi;
 use crate::memory;
 use crate::operations::{self, Overlay};
 use crate::placement::{self, Need, Policy};
@@ -42,7 +41,7 @@ pub(crate) fn plan(view: &Overlay, host: &str) -> Plan {
     if targets.is_empty() {
         return vms
             .into_iter()
-            .map(|vm| (vm, Err(xenapi::no_hosts_available())))
+            .map(|vm| (vm, Err(errors::no_hosts_available())))
             .collect();
     }
     let mut plan = Plan::new();
@@ -107,7 +106,7 @@ pub(crate) fn cannot_evacuate(plan: &Plan) -> Option<ApiError> {
     let errors: Vec<String> = refusals(plan)
         .map(|(_, error)| error.description().join(","))
         .collect();
-    (!errors.is_empty()).then(|| xenapi::cannot_evacuate_host(&errors.join("|")))
+    (!errors.is_empty()).then(|| errors::cannot_evacuate_host(errors.join("|")))
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use api_spec::model::Class;
-use api_spec::{Value, api};
+use api_spec::{Value, api, errors};
 use db_schema::{ChangeKind, Db};
 
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::record;
 
 /// One entry of the `classes` argument.
@@ -33,7 +33,7 @@ impl Subscription {
         if text == "*" {
             return Ok(Subscription::All);
         }
-        let malformed = || xenapi::event_subscription_parse_failure(text).into();
+        let malformed = || errors::event_subscription_parse_failure(text).into();
         match text.split_once('/') {
             None if !text.is_empty() => Ok(Subscription::Class(text.to_ascii_lowercase())),
             Some((class, r)) if !class.is_empty() && !r.is_empty() => Ok(Subscription::Object(
@@ -79,7 +79,7 @@ pub(crate) fn parse_token(text: &str) -> Result<u64, Error> {
     let generation = text.split_once(',').map_or(text, |(g, _)| g);
     generation
         .parse()
-        .map_err(|_| xenapi::event_from_token_parse_failure(text).into())
+        .map_err(|_| errors::event_from_token_parse_failure(text).into())
 }
 
 /// The classes whose changes are events.
@@ -258,7 +258,7 @@ mod tests {
             let Err(Error::Api(e)) = Subscription::parse(bad) else {
                 panic!("{bad:?} should not parse");
             };
-            assert_eq!(e, xenapi::event_subscription_parse_failure(bad));
+            assert_eq!(e, errors::event_subscription_parse_failure(bad));
         }
     }
 

@@ -5,13 +5,13 @@
 
 mod write;
 
-use api_spec::Value;
 use api_spec::implicit::Implicit;
 use api_spec::model::Class;
+use api_spec::{Value, errors};
 use db_schema::{Db, Row};
 
 use crate::ctx::{Args, Ctx};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::record::{self, field_value, row};
 use crate::where_expr;
 
@@ -74,16 +74,16 @@ fn records(db: &Db, class: &Class, keep: impl Fn(&Row) -> bool) -> Value {
 fn get_by_uuid(db: &Db, class: &Class, uuid: &str) -> Result<Value, Error> {
     db.ref_by_uuid(class.name, uuid)
         .map(Value::str)
-        .ok_or_else(|| xenapi::uuid_invalid(class.name, uuid).into())
+        .ok_or_else(|| errors::uuid_invalid(class.name, uuid).into())
 }
 
 /// Parses a `_where` expression; bad syntax and unknown fields are `INVALID_VALUE [expr; why]`
 /// (xapi answers a parse failure that way).
 fn parse_where(class: &Class, text: &str) -> Result<where_expr::Expr, Error> {
-    let expr = where_expr::parse(text).map_err(|e| xenapi::invalid_value(text, &e.to_string()))?;
+    let expr = where_expr::parse(text).map_err(|e| errors::invalid_value(text, e))?;
     if let Some(unknown) = expr.fields().into_iter().find(|f| class.field(f).is_none()) {
         return Err(
-            xenapi::invalid_value(text, &format!("no field {unknown} in {}", class.name)).into(),
+            errors::invalid_value(text, format!("no field {unknown} in {}", class.name)).into(),
         );
     }
     Ok(expr)
@@ -148,7 +148,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "SR.get_record", vec![s("OpaqueRef:nope")])
             .await;
-        assert_eq!(reply, Err(xenapi::handle_invalid("SR", "OpaqueRef:nope")));
+        assert_eq!(reply, Err(errors::handle_invalid("SR", "OpaqueRef:nope")));
         let record = pool
             .call_as(&session, "SR.get_record", vec![s(&sr(&pool))])
             .await;
@@ -172,7 +172,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "SR.get_by_uuid", vec![s("nope")])
             .await;
-        assert_eq!(reply, Err(xenapi::uuid_invalid("SR", "nope")));
+        assert_eq!(reply, Err(errors::uuid_invalid("SR", "nope")));
     }
 
     /// `get_by_name_label`, `get_all` and `get_all_records` agree with the DB.
@@ -261,7 +261,7 @@ mod tests {
         let reply = pool.call_as(&session, "session.get_all", vec![]).await;
         assert_eq!(
             reply,
-            Err(xenapi::message_method_unknown("session.get_all"))
+            Err(errors::message_method_unknown("session.get_all"))
         );
     }
 }

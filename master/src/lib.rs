@@ -28,8 +28,8 @@
 //! heartbeat carries goes to `Master::compare_clock` (`alerts.rs`: `HOST_CLOCK_SKEW_DETECTED`).
 //!
 //! It opens no sockets or files and starts no processes: `member` wires it to Raft and HTTPS.
-//! `testing.rs` holds in-memory doubles so a handler test is a function call. Start reading at
-//! `dispatch.rs`.
+//! `testing.rs` (only in tests and with the `testing` feature) holds in-memory doubles so a
+//! handler test is a function call. Start reading at `dispatch.rs`.
 
 mod agent_failures;
 mod aging;
@@ -61,6 +61,7 @@ mod session;
 mod spec_push;
 mod storage;
 mod tasks;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod vm_spec;
 mod where_expr;

@@ -9,9 +9,8 @@
 //! start ballooned down) plus its `memory_overhead`. xapi adds a shadow-memory estimate from
 //! its memory model; oxapi's hypervisors have none, so `memory_overhead` stands for it.
 
-use api_spec::ApiError;
+use api_spec::{ApiError, errors};
 
-use crate::error::xenapi;
 use crate::operations::Overlay;
 
 /// xapi's words for the order the four limits must follow.
@@ -50,11 +49,11 @@ impl Limits {
             && self.dynamic_min <= self.dynamic_max
             && self.dynamic_max <= self.static_max;
         if !in_order {
-            return Err(xenapi::memory_constraint_violation(ORDER_CONSTRAINT));
+            return Err(errors::memory_constraint_violation(ORDER_CONSTRAINT));
         }
         let is_pinned = self.dynamic_min == self.static_max && self.dynamic_max == self.static_max;
         if is_control_domain && !is_pinned {
-            return Err(xenapi::memory_constraint_violation(EQUALITY_CONSTRAINT));
+            return Err(errors::memory_constraint_violation(EQUALITY_CONSTRAINT));
         }
         Ok(())
     }
@@ -122,11 +121,11 @@ mod tests {
         assert_eq!(limits(1, 2, 3, 4).check(false), Ok(()));
         assert_eq!(
             limits(1, 3, 2, 4).check(false),
-            Err(xenapi::memory_constraint_violation(ORDER_CONSTRAINT))
+            Err(errors::memory_constraint_violation(ORDER_CONSTRAINT))
         );
         assert_eq!(
             limits(1, 2, 3, 4).check(true),
-            Err(xenapi::memory_constraint_violation(EQUALITY_CONSTRAINT))
+            Err(errors::memory_constraint_violation(EQUALITY_CONSTRAINT))
         );
         assert_eq!(limits(1, 4, 4, 4).check(true), Ok(()));
     }

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use api_spec::roles::Role;
-use api_spec::{ApiError, Method};
+use api_spec::{ApiError, Method, errors};
 
 use crate::Master;
-use crate::error::xenapi;
 
 /// The `message` name raised when a host becomes short of room for the pool DB.
 pub const SPACE_LOW_MESSAGE: &str = "DATABASE_SPACE_LOW";
@@ -79,7 +78,7 @@ pub(crate) fn check(master: &Master, method: &Method) -> Result<(), ApiError> {
         .get("host", &host)
         .map(|row| row.str("name_label").to_owned())
         .unwrap_or(host);
-    Err(xenapi::database_space_low(&name, &why))
+    Err(errors::database_space_low(&name, &why))
 }
 
 #[cfg(test)]

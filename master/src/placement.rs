@@ -3,9 +3,8 @@
 //! whether a host sees the VM's disks (a migration's destination), and `candidates` reads the
 //! pool's hosts with what they have free.
 
-use api_spec::ApiError;
+use api_spec::{ApiError, errors};
 
-use crate::error::xenapi;
 use crate::memory;
 use crate::operations::Overlay;
 
@@ -73,13 +72,13 @@ pub(crate) struct Need {
 /// the order xapi checks them.
 pub(crate) fn check(candidate: &Candidate, memory_bytes: i64) -> Result<(), ApiError> {
     if !candidate.is_live {
-        return Err(xenapi::host_not_live());
+        return Err(errors::host_not_live());
     }
     if !candidate.is_enabled {
-        return Err(xenapi::host_disabled(&candidate.host));
+        return Err(errors::host_disabled(&candidate.host));
     }
     if candidate.free_bytes < memory_bytes {
-        return Err(xenapi::host_not_enough_free_memory(
+        return Err(errors::host_not_enough_free_memory(
             memory_bytes,
             candidate.free_bytes,
         ));
@@ -112,7 +111,7 @@ pub(crate) fn check_srs(view: &Overlay, vm: &str, host: &str) -> Result<(), ApiE
         .map(|vdi| view.str("VDI", vdi, "SR"));
     for sr in needed {
         if !plugged.iter().any(|p| p == sr) {
-            return Err(xenapi::vm_requires_sr(vm, sr));
+            return Err(errors::vm_requires_sr(vm, sr));
         }
     }
     Ok(())
@@ -155,11 +154,11 @@ pub(crate) fn choose(
         .filter(|c| c.is_live && c.is_enabled)
         .max_by(|a, b| a.free_bytes.cmp(&b.free_bytes).then(b.host.cmp(&a.host)));
     match short {
-        Some(host) => Err(xenapi::host_not_enough_free_memory(
+        Some(host) => Err(errors::host_not_enough_free_memory(
             need.memory_bytes,
             host.free_bytes,
         )),
-        None => Err(xenapi::no_hosts_available()),
+        None => Err(errors::no_hosts_available()),
     }
 }
 
@@ -283,17 +282,17 @@ mod tests {
         let hosts = [disabled.clone(), dead.clone(), full.clone(), host("d", 0)];
         assert_eq!(
             choose(&hosts, &need(2), Policy::BreadthFirst),
-            Err(xenapi::host_not_enough_free_memory(2 * GIB, GIB))
+            Err(errors::host_not_enough_free_memory(2 * GIB, GIB))
         );
         assert_eq!(
             choose(&hosts[..2], &need(2), Policy::BreadthFirst),
-            Err(xenapi::no_hosts_available())
+            Err(errors::no_hosts_available())
         );
-        assert_eq!(check(&disabled, GIB), Err(xenapi::host_disabled("a")));
-        assert_eq!(check(&dead, GIB), Err(xenapi::host_not_live()));
+        assert_eq!(check(&disabled, GIB), Err(errors::host_disabled("a")));
+        assert_eq!(check(&dead, GIB), Err(errors::host_not_live()));
         assert_eq!(
             check(&full, 2 * GIB),
-            Err(xenapi::host_not_enough_free_memory(2 * GIB, GIB))
+            Err(errors::host_not_enough_free_memory(2 * GIB, GIB))
         );
     }
 

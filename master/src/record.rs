@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use api_spec::coerce;
 use api_spec::model::{Class, Field};
-use api_spec::{NULL_REF, Ty, Value, api};
+use api_spec::{NULL_REF, Ty, Value, api, errors};
 use db_schema::{Db, Precondition, Row};
 
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 
 /// A fresh ref, `OpaqueRef:<uuid v4>`.
 pub(crate) fn new_ref() -> String {
@@ -76,7 +76,7 @@ pub(crate) fn new_row(
 /// The live row `r` of `class`, or `HANDLE_INVALID`.
 pub(crate) fn row<'a>(db: &'a Db, class: &str, r: &str) -> Result<&'a Row, Error> {
     db.get(class, r)
-        .ok_or_else(|| xenapi::handle_invalid(class, r).into())
+        .ok_or_else(|| errors::handle_invalid(class, r).into())
 }
 
 /// Every non-null ref in `value` (of type `ty`) to a class that has rows, with that class.

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use db_schema::{Db, Op, Txn};
 
 use crate::aging::{Ages, secs};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::password_checks::verdict;
 use crate::record::exists;
 use crate::{Master, Origin};
@@ -137,7 +137,7 @@ pub(crate) async fn check(master: &Master, session: &str) -> Result<(), Error> {
         let db = master.db.read();
         let row = db
             .get("session", session)
-            .ok_or_else(|| xenapi::session_invalid(session))?;
+            .ok_or_else(|| errors::session_invalid(session))?;
         row.get("last_active")
             .and_then(Value::as_str)
             .and_then(api_spec::datetime::parse_unix)
@@ -162,7 +162,7 @@ pub(crate) async fn check(master: &Master, session: &str) -> Result<(), Error> {
     match master.commit(txn).await {
         Ok(_) => Ok(()),
         Err(Error::Propose(crate::db::ProposeError::Apply(_))) => {
-            Err(xenapi::session_invalid(session).into())
+            Err(errors::session_invalid(session).into())
         }
         Err(e) => Err(e),
     }

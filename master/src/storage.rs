@@ -3,10 +3,10 @@
 //! with a `location` of its own in its SR (the new VDI's uuid) and the sizes of the original.
 //! No bytes are copied: a copy starts with whatever the backend finds at its location.
 
-use api_spec::{NEVER, NULL_REF, Value};
+use api_spec::{NEVER, NULL_REF, Value, errors};
 use db_schema::Op;
 
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::operations::Draft;
 use crate::record;
 
@@ -31,14 +31,14 @@ pub(crate) fn copy_vdi(
 ) -> Result<String, Error> {
     let view = draft.view();
     let Some(source) = view.row("VDI", vdi).cloned() else {
-        return Err(xenapi::handle_invalid("VDI", vdi).into());
+        return Err(errors::handle_invalid("VDI", vdi).into());
     };
     let sr = match op {
         DiskOp::Copy { sr } => sr.to_owned(),
         DiskOp::Snapshot | DiskOp::Clone => view.str("VDI", vdi, "SR").to_owned(),
     };
     if !view.exists("SR", &sr) {
-        return Err(xenapi::handle_invalid("SR", &sr).into());
+        return Err(errors::handle_invalid("SR", &sr).into());
     }
     draft.require_exists("VDI", vdi);
     draft.require_exists("SR", &sr);
@@ -140,7 +140,7 @@ mod tests {
         let missing = copy_vdi(&mut draft, &vdi, DiskOp::Copy { sr: NULL_REF }, 100);
         assert_eq!(
             missing.map_err(crate::error::to_api_error),
-            Err(xenapi::handle_invalid("SR", NULL_REF))
+            Err(errors::handle_invalid("SR", NULL_REF))
         );
     }
 }

@@ -4,6 +4,7 @@
 //! - `run.rs`: start-up and shutdown: a new pool or a restart, the Raft node, the master, the
 //!   listeners, the housekeeping timer, the signals. Start reading here.
 //! - `data_dir.rs`: the data dir made and kept the owner's only (it holds the pool secret).
+//! - `error_chain.rs`: an error and its causes as one line, for logs and reported reasons.
 //! - `facts.rs`: what a new pool's host row says about this machine (CPUs, memory, addresses).
 //! - `identity.rs`: this host's `identity.json` (host ref and uuid, Raft node id), written before
 //!   the pool is bootstrapped, and the atomic file write the data dir uses.
@@ -13,14 +14,15 @@
 //! - `data_plane/`: bulk bytes between hosts (`PUT /data/<token>` on the HTTPS port, pinned
 //!   certificate, pool secret and a one-use token), streamed with bounded memory, apart from the
 //!   peer streams.
-//! - The host agent is the `agent` crate; the master reaches it through `roles::PoolLink`
+//! - The host agent is the `agent` crate; the master reaches it through `links::PoolLink`
 //!   (this host's agent directly, another host's over the peer stream), and its
 //!   `AgentReport`s go to `Master::report`.
 //! - `space.rs`: the room the pool DB has on this host's disk (a reserve and a quota), which
 //!   heartbeats report so that the pool refuses writes before a disk fills up.
-//! - `roles/`: the host's roles in its pool: calls forwarded to the leader (event reads answered
-//!   locally), actions to other hosts' agents, reports and heartbeats to the leader, fencing,
-//!   and the master role turned on and off with Raft leadership.
+//! - `links/`: what travels between this host and the others over the peer streams: calls
+//!   forwarded to the leader (event reads answered locally), actions to other hosts' agents,
+//!   reports and heartbeats to the leader; fencing, and the master role turned on and off with
+//!   Raft leadership.
 //! - `front/`: the XenAPI over HTTPS, plain HTTP and the Unix socket; XML-RPC and JSON-RPC in,
 //!   `master::Master::call` behind; the simulator's test-only control on the Unix socket.
 //!
@@ -30,12 +32,13 @@
 pub mod config;
 pub mod data_dir;
 pub mod data_plane;
+mod error_chain;
 pub mod facts;
 pub mod front;
 pub mod identity;
+pub mod links;
 pub mod peer;
 pub mod pool;
 pub mod raft;
-pub mod roles;
 pub mod run;
 pub mod space;

@@ -41,11 +41,11 @@ use crate::front::server::Front;
 use crate::front::simulator;
 use crate::front::tls::{self, TlsError};
 use crate::identity::{Identity, IdentityError, generate_root_password};
+use crate::links::{Forwarder, HealthSource, LocalReplica, PoolLink, Roles};
 use crate::peer::{self, PeerError, Peers};
 use crate::pool::restart::{PoolError, https_address};
 use crate::pool::{self, Control, ThisHost};
 use crate::raft::{self, RaftConfig, RaftStatus, StorageError};
-use crate::roles::{Forwarder, HealthSource, LocalReplica, PoolLink, Roles};
 use agent::{Agent, AgentError};
 
 /// The root password of a new pool; read only on the pool's first start.

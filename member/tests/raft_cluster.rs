@@ -283,3 +283,30 @@ async fn learner_catches_up_by_snapshot_after_log_compaction() {
     assert_eq!((membership.voters, membership.learners), (vec![1], vec![2]));
     assert!(hosts[1].peers.as_ref().expect("running").is_connected(1));
 }
+
+/// Two hosts whose peer stream has opened know which version of the master↔agent frames the
+/// other speaks: the dialing host from the answer's header, the dialed one from the request's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_learn_each_others_host_protocol_version() {
+    let mut hosts = three_hosts();
+    hosts.truncate(2);
+    for host in &mut hosts {
+        host.start(fast(10_000), policy(3)).await;
+    }
+    hosts[0].db().add_learner(2).await.expect("add learner 2");
+    hosts[0]
+        .db()
+        .propose(put("streams up"))
+        .await
+        .expect("propose");
+    replicated(&hosts[1], "streams up").await;
+    let peers = |host: &Host| host.peers.clone().expect("host is running");
+    assert_eq!(
+        peers(&hosts[0]).protocol_of(2),
+        Some(host_api::PROTOCOL_VERSION)
+    );
+    assert_eq!(
+        peers(&hosts[1]).protocol_of(1),
+        Some(host_api::PROTOCOL_VERSION)
+    );
+}

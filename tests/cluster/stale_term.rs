@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use host_api::{HostAction, VmAction};
+use member::links::LinkFrame;
 use member::peer::Membership;
 use member::peer::frame::{self, Bytes, Frame};
-use member::roles::LinkFrame;
 use oxapi_tests::Protocol;
 use oxapi_tests::cluster::history::leaderships;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, vm};

@@ -1,28 +1,20 @@
-//! A XenAPI client for tests and the benchmark: XML-RPC or JSON-RPC over keep-alive HTTPS, with
-//! the host's certificate pinned.
+//! The tests' XenAPI client: api-client's `Client` with the host's certificate pinned, a
+//! session kept, and helpers that fail the test on what a test does not expect.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use api_spec::codec::{Limits, MethodCall, jsonrpc, xmlrpc};
-use api_spec::tls_pin::{self, CertCheck};
+pub use api_client::Protocol;
+use api_client::{ClientError, Trust};
+use api_spec::tls_pin;
 use api_spec::{ApiError, Value};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::host::Host;
 
-/// Accepts exactly one certificate, whatever name it is reached by (as xapi pins pool members).
-#[derive(Debug)]
-struct PinnedCert(Vec<u8>);
-
-impl CertCheck for PinnedCert {
-    fn check(&self, der: &[u8]) -> Result<(), &'static str> {
-        (der == self.0.as_slice())
-            .then_some(())
-            .ok_or("certificate is not the pinned one")
-    }
-}
+/// How many idle keep-alive connections a client keeps: the benchmark's clients share one.
+const MAX_IDLE_CONNECTIONS: usize = 64;
 
 /// An HTTP reply as the tests look at it.
 #[derive(Debug)]
@@ -39,26 +31,24 @@ impl RawReply {
     }
 }
 
-/// A TLS client configuration that trusts only the certificate `cert_pem`.
-pub fn pinned_tls(cert_pem: &[u8]) -> rustls::ClientConfig {
+/// Accepts exactly the certificate `cert_pem`, whatever name it is reached by (as xapi pins
+/// pool members).
+fn pinned(cert_pem: &[u8]) -> Trust {
     let der = CertificateDer::from_pem_slice(cert_pem)
         .expect("the host's certificate is PEM")
         .to_vec();
-    tls_pin::client_config(Arc::new(PinnedCert(der)))
+    Trust::certificate(der)
 }
 
-/// Which protocol `Client::call` speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    XmlRpc,
-    JsonRpc,
+/// A TLS client configuration that trusts only the certificate `cert_pem`.
+pub fn pinned_tls(cert_pem: &[u8]) -> rustls::ClientConfig {
+    tls_pin::client_config(Arc::new(pinned(cert_pem)))
 }
 
 /// A client of one host. Cloning shares the connection pool.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
+    api: api_client::Client,
     pub protocol: Protocol,
     /// The session ref after `login`.
     pub session: Option<String>,
@@ -88,17 +78,17 @@ impl Client {
         protocol: Protocol,
         source: Option<IpAddr>,
     ) -> Client {
-        let tls = pinned_tls(cert_pem);
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .http1_only()
-            .pool_max_idle_per_host(64)
+        let address = base
+            .strip_prefix("https://")
+            .expect("the base of a host is an https URL");
+        let api = api_client::Client::https(address, pinned(cert_pem))
+            .protocol(protocol)
+            .max_idle_connections(MAX_IDLE_CONNECTIONS)
             .local_address(source)
             .build()
             .expect("an HTTPS client");
         Client {
-            http,
-            base,
+            api,
             protocol,
             session: None,
         }
@@ -110,30 +100,15 @@ impl Client {
         path: &str,
         content_type: &str,
         body: Vec<u8>,
-    ) -> Result<RawReply, reqwest::Error> {
-        let reply = self
-            .http
-            .post(format!("{}{}", self.base, path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await?;
-        let status = reply.status().as_u16();
-        let header = |name: &str| {
-            reply
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        let allow_origin = header("access-control-allow-origin");
-        let body = reply.bytes().await?.to_vec();
+    ) -> Result<RawReply, ClientError> {
+        let reply = self.api.post(path, content_type, body, &[]).await?;
         Ok(RawReply {
-            status,
-            content_type,
-            allow_origin,
-            body,
+            status: reply.status,
+            content_type: reply.header("content-type").unwrap_or_default().to_owned(),
+            allow_origin: reply
+                .header("access-control-allow-origin")
+                .map(str::to_owned),
+            body: reply.body,
         })
     }
 
@@ -150,30 +125,8 @@ impl Client {
         &self,
         method: &str,
         params: Vec<Value>,
-    ) -> Result<Result<Value, ApiError>, reqwest::Error> {
-        let call = MethodCall {
-            method: method.to_owned(),
-            params,
-        };
-        let limits = Limits::for_replies();
-        let reply = match self.protocol {
-            Protocol::XmlRpc => {
-                let body = xmlrpc::encode_call(&call).into_bytes();
-                let reply = self.try_post_raw("/", "text/xml", body).await?;
-                xmlrpc::decode_response(&reply.body, &limits)
-                    .map_err(|e| format!("{e}: {}", reply.text()))
-            }
-            Protocol::JsonRpc => {
-                let id = serde_json::json!(1);
-                let body = jsonrpc::encode_call(jsonrpc::Version::V2, &id, &call).into_bytes();
-                let reply = self
-                    .try_post_raw("/jsonrpc", "application/json", body)
-                    .await?;
-                jsonrpc::decode_response(&reply.body, &limits)
-                    .map_err(|e| format!("{e}: {}", reply.text()))
-            }
-        };
-        Ok(reply.unwrap_or_else(|e| panic!("undecodable reply to {method}: {e}")))
+    ) -> Result<Result<Value, ApiError>, ClientError> {
+        answered(method, self.api.call(method, params).await)
     }
 
     /// Calls `method` with exactly `params` (no session added).
@@ -188,12 +141,9 @@ impl Client {
         &self,
         method: &str,
         params: Vec<Value>,
-    ) -> Result<Result<Value, ApiError>, reqwest::Error> {
-        let session = self.session.clone().expect("logged in");
-        let mut all = Vec::with_capacity(params.len() + 1);
-        all.push(Value::String(session));
-        all.extend(params);
-        self.try_call_raw(method, all).await
+    ) -> Result<Result<Value, ApiError>, ClientError> {
+        let session = self.session.as_deref().expect("logged in");
+        answered(method, self.api.call_in(session, method, params).await)
     }
 
     /// Calls `method` with the session first.
@@ -230,4 +180,18 @@ pub async fn logged_in(host: &Host, protocol: Protocol) -> Client {
     let mut client = Client::new(host, protocol);
     client.login(&host.password).await;
     client
+}
+
+/// `answer` as it is, unless the host answered something that is no XenAPI reply: a test
+/// fails there, as the host is broken rather than slow or gone.
+fn answered(
+    method: &str,
+    answer: Result<Result<Value, ApiError>, ClientError>,
+) -> Result<Result<Value, ApiError>, ClientError> {
+    match answer {
+        Err(e @ (ClientError::Undecodable { .. } | ClientError::Status { .. })) => {
+            panic!("undecodable reply to {method}: {e}")
+        }
+        other => other,
+    }
 }

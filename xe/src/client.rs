@@ -1,17 +1,16 @@
-//! The XenAPI client: JSON-RPC over HTTPS (api-spec's codec), a login with failover to the pool
-//! members seen before, and calls in the session.
+//! xe's use of api-client: JSON-RPC over HTTPS with the certificates of `trust.rs`, a login
+//! with failover to the pool members seen before (`members.rs`), and calls in the session.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use api_spec::codec::{Limits, MethodCall, jsonrpc};
+use api_client::{Attempt, Client, ClientError, Failover};
 use api_spec::{ApiError, Value};
 
 use crate::error::XeError;
-use crate::members::{self, Attempt, PoolMembers};
+use crate::members::PoolMembers;
 use crate::settings::{self, Paths, Settings};
-use crate::trust::{self, KnownHosts, Trust};
+use crate::trust::{self, KnownHosts};
 
 /// How long a connection attempt may take before the next member is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,11 +20,11 @@ const ORIGINATOR: &str = "xe";
 
 /// One HTTP(S) endpoint of the XenAPI.
 pub struct Connection {
-    http: reqwest::Client,
-    url: String,
+    client: Client,
     /// `host:port`.
     pub address: String,
-    trust: Option<Arc<Trust>>,
+    /// The fingerprint the known-hosts file remembers for `address`.
+    known: Option<String>,
     known_hosts: Option<PathBuf>,
 }
 
@@ -37,28 +36,24 @@ impl Connection {
         known: &KnownHosts,
         known_hosts: Option<PathBuf>,
     ) -> Connection {
-        let builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .no_proxy()
-            .http1_only();
-        let (builder, trust, scheme) = if settings.use_tls {
-            let trust = Trust::new(address, known.get(address), settings.no_verify);
-            (
-                builder.tls_backend_preconfigured(trust.client_config()),
-                Some(trust),
-                "https",
+        let known = known.get(address).map(str::to_owned);
+        let builder = if settings.use_tls {
+            Client::https(
+                address,
+                trust::check_of(known.as_deref(), settings.no_verify),
             )
         } else {
-            (builder, None, "http")
+            Client::http(address)
         };
-        let http = builder
+        let client = builder
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent("xe (oxapi)")
             .build()
             .expect("invariant: an HTTP client with a preconfigured rustls config builds");
         Connection {
-            http,
-            url: format!("{scheme}://{address}/jsonrpc"),
+            client,
             address: address.to_owned(),
-            trust,
+            known,
             known_hosts,
         }
     }
@@ -69,41 +64,46 @@ impl Connection {
         method: &str,
         params: Vec<Value>,
     ) -> Result<Result<Value, ApiError>, XeError> {
-        let call = MethodCall {
-            method: method.to_owned(),
-            params,
-        };
-        let body = jsonrpc::encode_call(jsonrpc::Version::V2, &serde_json::json!(1), &call);
-        let reply = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("user-agent", "xe (oxapi)")
-            .body(body)
-            .send()
-            .await;
-        let reply = match reply {
-            Ok(reply) => reply.bytes().await,
-            Err(e) => Err(e),
-        };
-        let bytes = reply.map_err(|source| self.transport_error(source))?;
-        jsonrpc::decode_response(&bytes, &Limits::for_replies()).map_err(|source| XeError::Decode {
-            server: self.address.clone(),
-            method: method.to_owned(),
-            source,
-        })
+        let answer = self.client.call(method, params).await;
+        answer.map_err(|e| self.error(method, e))
     }
 
-    fn transport_error(&self, source: reqwest::Error) -> XeError {
-        let changed = self
-            .trust
-            .as_ref()
-            .zip(self.known_hosts.as_ref())
-            .and_then(|(trust, file)| trust.changed_error(file));
-        changed.unwrap_or_else(|| XeError::Unreachable {
-            server: self.address.clone(),
-            source,
-        })
+    /// Calls `method` in `session` (the session ref goes first).
+    async fn rpc_in(
+        &self,
+        session: &str,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<Result<Value, ApiError>, XeError> {
+        let answer = self.client.call_in(session, method, params).await;
+        answer.map_err(|e| self.error(method, e))
+    }
+
+    fn error(&self, method: &str, error: ClientError) -> XeError {
+        match error {
+            ClientError::Request { .. } => {
+                let changed = match (self.client.trust(), &self.known_hosts) {
+                    (Some(check), Some(file)) => {
+                        trust::changed_error(&self.address, self.known.as_deref(), check, file)
+                    }
+                    _ => None,
+                };
+                changed.unwrap_or_else(|| XeError::Unreachable {
+                    server: self.address.clone(),
+                    source: error,
+                })
+            }
+            ClientError::Undecodable { source, .. } => XeError::Decode {
+                server: self.address.clone(),
+                method: method.to_owned(),
+                source,
+            },
+            other => XeError::BadReply {
+                server: self.address.clone(),
+                method: method.to_owned(),
+                source: other,
+            },
+        }
     }
 }
 
@@ -118,11 +118,8 @@ pub struct Session {
 impl Session {
     /// Calls `method` in the session (the session ref goes first).
     pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, XeError> {
-        let mut all = Vec::with_capacity(params.len() + 1);
-        all.push(Value::String(self.session.clone()));
-        all.extend(params);
         self.conn
-            .rpc(method, all)
+            .rpc_in(&self.session, method, params)
             .await?
             .map_err(|e| XeError::api(method, e))
     }
@@ -186,12 +183,18 @@ pub async fn connect(
         Login::Pool => pool_members.get(&server),
         Login::Local => &[],
     };
-    let addresses = members::candidates(&server, remembered);
-    let session = members::first_reachable(&addresses, |address| {
+    let addresses = api_client::candidates(&server, remembered);
+    let session = api_client::first_reachable(&addresses, |address| {
         let conn = Connection::new(&address, settings, &known, known_hosts_path.clone());
         login(conn, settings, &known, known_hosts_path.clone(), how)
     })
-    .await?;
+    .await
+    .map_err(|failover| match failover {
+        Failover::Failed(e) => e,
+        Failover::NoneReachable { tried } => XeError::NoHostReachable {
+            tried: tried.join(", "),
+        },
+    })?;
     if how == Login::Pool
         && let Some(paths) = paths
         && let Ok(seen) = member_addresses(&session, settings.port).await
@@ -208,7 +211,7 @@ async fn login(
     known: &KnownHosts,
     known_hosts_path: Option<PathBuf>,
     how: Login,
-) -> Attempt<Session> {
+) -> Attempt<Session, XeError> {
     let mut params = vec![
         Value::str(settings.username.as_str()),
         Value::str(settings.password.as_str()),
@@ -240,8 +243,9 @@ async fn login(
     };
     match answer {
         Ok(Value::String(session)) => {
-            if let Some(trust) = &conn.trust
-                && let Err(e) = trust::remember_first_use(trust, conn.known_hosts.as_ref())
+            if let Some(check) = conn.client.trust()
+                && let Err(e) =
+                    trust::remember_first_use(&conn.address, check, conn.known_hosts.as_ref())
             {
                 return Attempt::Fatal(e);
             }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use api_client::ClientError;
 use api_spec::ApiError;
 use api_spec::error::DecodeError;
 
@@ -34,7 +35,7 @@ pub enum XeError {
     Unreachable {
         server: String,
         #[source]
-        source: reqwest::Error,
+        source: ClientError,
     },
     #[error("no host could be reached: tried {tried}")]
     NoHostReachable { tried: String },
@@ -60,6 +61,14 @@ pub enum XeError {
         method: String,
         #[source]
         source: DecodeError,
+    },
+    /// A reply that is no XenAPI answer: an HTTP error status, or too long.
+    #[error("the reply of {server} to {method} cannot be read")]
+    BadReply {
+        server: String,
+        method: String,
+        #[source]
+        source: ClientError,
     },
     #[error("cannot read {}", path.display())]
     Read {

@@ -4,7 +4,7 @@
 //! xapi's xe's. Start with `commands/mod.rs` (the command table: the generic commands derived
 //! from api-spec for every class, then the operation commands), `args.rs` and `settings.rs`
 //! (what the command line, `XE_EXTRA_ARGS` and `~/.xe` say), `client.rs` (login with failover
-//! over the pool members seen, `trust.rs` for the certificates) and `render.rs` /
+//! over the pool members seen, through api-client; `trust.rs` for the certificates) and `render.rs` /
 //! `output.rs` (xe's output format). `complete.rs` is the bash completion.
 
 mod args;

@@ -37,6 +37,7 @@ fn fixed_db() -> Db {
     table.insert_row(
         "OpaqueRef:a",
         Row {
+            class: "VM",
             fields,
             created: 3,
             modified: 5,

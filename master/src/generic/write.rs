@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use api_spec::Qualifier;
 use api_spec::model::{Class, Field};
-use api_spec::{Ty, Value};
+use api_spec::{Ty, Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::record::{self, check_refs, exists, field_value, row};
 
 /// `create`: a new row from the constructor record; answers its ref.
@@ -157,7 +157,7 @@ pub(crate) fn create_txn(
             Qualifier::RW | Qualifier::StaticRO => match given.remove(field.name) {
                 Some(v) => v,
                 None if field.default.is_some() => continue,
-                None => return Err(xenapi::field_type_error(field.name).into()),
+                None => return Err(errors::field_type_error(field.name).into()),
             },
         };
         preconditions.extend(check_refs(db, &field.ty, &value)?);
@@ -213,7 +213,7 @@ fn map_add_txn(
     let map = field_value(row, field);
     if map.as_struct().is_some_and(|m| m.contains_key(&key)) {
         let uuid = row.str("uuid");
-        return Err(xenapi::map_duplicate_key(class.name, field.name, uuid, &key).into());
+        return Err(errors::map_duplicate_key(class.name, field.name, uuid, &key).into());
     }
     let mut txn = one_op(class, r, |class, r| Op::MapPut {
         class,
@@ -279,7 +279,7 @@ mod tests {
                 vec![s(&vm), s("OpaqueRef:gone")],
             )
             .await;
-        assert_eq!(reply, Err(xenapi::handle_invalid("host", "OpaqueRef:gone")));
+        assert_eq!(reply, Err(errors::handle_invalid("host", "OpaqueRef:gone")));
         assert_eq!(
             pool.field("VM", &vm, "affinity"),
             Some(s(api_spec::NULL_REF))
@@ -308,7 +308,7 @@ mod tests {
         let uuid = uuid.as_str().expect("a uuid");
         assert_eq!(
             reply,
-            Err(xenapi::map_duplicate_key("SR", "other_config", uuid, "k"))
+            Err(errors::map_duplicate_key("SR", "other_config", uuid, "k"))
         );
         for _ in 0..2 {
             let reply = pool
@@ -415,7 +415,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "network.destroy", vec![s(&network)])
             .await;
-        assert_eq!(reply, Err(xenapi::handle_invalid("network", &network)));
+        assert_eq!(reply, Err(errors::handle_invalid("network", &network)));
     }
 
     /// `create` without a required field is `FIELD_TYPE_ERROR [field]`; with a ref to a
@@ -430,7 +430,7 @@ mod tests {
                 vec![Value::Struct(BTreeMap::new())],
             )
             .await;
-        assert_eq!(reply, Err(xenapi::field_type_error("other_config")));
+        assert_eq!(reply, Err(errors::field_type_error("other_config")));
         let record = Value::Struct(
             [
                 ("host".to_owned(), s("OpaqueRef:gone")),
@@ -440,6 +440,6 @@ mod tests {
             .into(),
         );
         let reply = pool.call_as(&session, "PBD.create", vec![record]).await;
-        assert_eq!(reply, Err(xenapi::handle_invalid("host", "OpaqueRef:gone")));
+        assert_eq!(reply, Err(errors::handle_invalid("host", "OpaqueRef:gone")));
     }
 }

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api_spec::{Value, api};
+use api_spec::{Value, api, errors};
 use db_schema::{Op, Txn};
 use tokio::sync::watch;
 
 use crate::ctx::{Args, Ctx, void};
 use crate::db::ProposeError;
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::events::{self, Event, parse_subscriptions, parse_token, token};
 use crate::record::exists;
 
@@ -48,7 +48,7 @@ pub(super) async fn from(ctx: Ctx, args: Args) -> Result<Value, Error> {
         {
             let db = ctx.db();
             if db.get("session", session).is_none() {
-                return Err(xenapi::session_invalid(session).into());
+                return Err(errors::session_invalid(session).into());
             }
             let found = events::collect(&db, &subs, since);
             let newest = db.applied_index();
@@ -80,7 +80,7 @@ pub(super) async fn inject(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let class = api()
         .class_ignoring_case(class)
         .filter(|c| c.in_db)
-        .ok_or_else(|| xenapi::handle_invalid(class, r))?;
+        .ok_or_else(|| errors::handle_invalid(class, r))?;
     let txn = Txn {
         preconditions: vec![exists(class.name, r)],
         ops: vec![Op::Touch {
@@ -118,14 +118,14 @@ pub(super) async fn unregister(ctx: Ctx, args: Args) -> Result<Value, Error> {
 pub(super) async fn next(ctx: Ctx, _args: Args) -> Result<Value, Error> {
     let session = ctx.session()?;
     let registrations = &ctx.master.registrations;
-    let not_registered = || Error::from(xenapi::session_not_registered(session));
+    let not_registered = || Error::from(errors::session_not_registered(session));
     let mut applied = ctx.master.db.applied();
     loop {
         applied.borrow_and_update();
         let (found, newest): (Vec<Event>, u64) = {
             let db = ctx.db();
             if db.get("session", session).is_none() {
-                return Err(xenapi::session_invalid(session).into());
+                return Err(errors::session_invalid(session).into());
             }
             let registration = registrations.get(session).ok_or_else(not_registered)?;
             let found = events::collect(&db, &registration.subs, registration.since);
@@ -345,7 +345,7 @@ mod tests {
             .await
             .expect("logged out");
         let reply = waiter.await.expect("joined");
-        assert_eq!(reply, Err(xenapi::session_invalid(&session)));
+        assert_eq!(reply, Err(errors::session_invalid(&session)));
     }
 
     /// A session that ends while its legacy `event.next` waits makes the call
@@ -368,7 +368,7 @@ mod tests {
             .await
             .expect("logged out");
         let reply = waiter.await.expect("joined");
-        assert_eq!(reply, Err(xenapi::session_invalid(&session)));
+        assert_eq!(reply, Err(errors::session_invalid(&session)));
     }
 
     /// Malformed subscriptions and tokens are refused with their own errors.
@@ -377,9 +377,9 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let reply = event_from(&pool, &session, &["vm/"], "", 1.0).await;
-        assert_eq!(reply, Err(xenapi::event_subscription_parse_failure("vm/")));
+        assert_eq!(reply, Err(errors::event_subscription_parse_failure("vm/")));
         let reply = event_from(&pool, &session, &["vm"], "soon", 1.0).await;
-        assert_eq!(reply, Err(xenapi::event_from_token_parse_failure("soon")));
+        assert_eq!(reply, Err(errors::event_from_token_parse_failure("soon")));
     }
 
     /// `inject` touches a row and returns the token just before, so `event.from` with it
@@ -404,7 +404,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "event.inject", vec![s("pool"), s("OpaqueRef:no")])
             .await;
-        assert_eq!(reply, Err(xenapi::handle_invalid("pool", "OpaqueRef:no")));
+        assert_eq!(reply, Err(errors::handle_invalid("pool", "OpaqueRef:no")));
     }
 
     /// The legacy interface: `next` needs a registration, then delivers the changes of the
@@ -414,7 +414,7 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let reply = pool.call_as(&session, "event.next", vec![]).await;
-        assert_eq!(reply, Err(xenapi::session_not_registered(&session)));
+        assert_eq!(reply, Err(errors::session_not_registered(&session)));
         pool.call_as(&session, "event.register", vec![strs(&["vm"])])
             .await
             .expect("registered");

@@ -8,7 +8,7 @@ use api_spec::{NULL_REF, Value, errors};
 
 use super::vm::{Share, migrate};
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::evacuation;
 use crate::memory;
 use crate::operations::Overlay;
@@ -130,7 +130,7 @@ pub(super) async fn evacuate(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let left = evacuation::resident_vms(&Overlay::new(&ctx.db()), host).len();
     if left > 0 {
         let message = format!("evacuate: {left} VMs are still resident on {host}");
-        return Err(xenapi::internal_error(message).into());
+        return Err(errors::internal_error(message).into());
     }
     tracing::info!(host = %host, vms = count, "host evacuated");
     Ok(void())
@@ -139,6 +139,7 @@ pub(super) async fn evacuate(ctx: Ctx, args: Args) -> Result<Value, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{ActionKind, TestPool};
 
     const GIB: i64 = 1 << 30;
@@ -212,13 +213,13 @@ mod tests {
         assert_eq!(
             pool.call_as(&session, "host.evacuate", vec![host.clone()])
                 .await,
-            Err(xenapi::vm_requires_sr(&with_disk, &sr))
+            Err(errors::vm_requires_sr(&with_disk, &sr))
         );
         assert!(!pool.agent.kinds().contains(&ActionKind::MigrateOut));
         assert_eq!(
             pool.call_as(&session, "host.assert_can_evacuate", vec![host.clone()])
                 .await,
-            Err(xenapi::cannot_evacuate_host(&format!(
+            Err(errors::cannot_evacuate_host(format!(
                 "VM_REQUIRES_SR,{with_disk},{sr}"
             )))
         );
@@ -247,7 +248,7 @@ mod tests {
         let session = pool.login().await;
         let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let evacuate = || pool.call_as(&session, "host.evacuate", vec![s(&pool.host)]);
-        assert_eq!(evacuate().await, Err(xenapi::no_hosts_available()));
+        assert_eq!(evacuate().await, Err(errors::no_hosts_available()));
         let disabled = pool.add_host("disabled", 64 * GIB);
         pool.call_as(&session, "host.disable", vec![s(&disabled)])
             .await
@@ -256,11 +257,11 @@ mod tests {
             pool.field("host", &disabled, "enabled"),
             Some(Value::Bool(false))
         );
-        assert_eq!(evacuate().await, Err(xenapi::no_hosts_available()));
+        assert_eq!(evacuate().await, Err(errors::no_hosts_available()));
         pool.add_host("small", GIB / 2);
         assert_eq!(
             evacuate().await,
-            Err(xenapi::host_not_enough_free_memory(GIB, GIB / 2))
+            Err(errors::host_not_enough_free_memory(GIB, GIB / 2))
         );
         pool.call_as(&session, "host.enable", vec![s(&disabled)])
             .await
@@ -307,7 +308,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(crate::error::xenapi::handle_invalid("host", "OpaqueRef:x"))
+            Err(api_spec::errors::handle_invalid("host", "OpaqueRef:x"))
         );
     }
 }

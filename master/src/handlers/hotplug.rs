@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::{ApiError, Value};
+use api_spec::{ApiError, Value, errors};
 
 use super::vm::Operation;
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::generic;
 use crate::operations::{Draft, Overlay};
 use crate::power_state::set_running;
@@ -85,7 +85,7 @@ where
 
 /// The error of an agent that answered without the domain a device operation needs.
 fn unexpected(vm: &str, op: &str) -> ApiError {
-    xenapi::internal_error(format!(
+    errors::internal_error(format!(
         "the host agent answered {op} on VM {vm} without its domain; this is a bug"
     ))
 }
@@ -112,7 +112,7 @@ where
                 draft.precondition(precondition);
             }
             let fields = generic::created_fields(&mut txn).ok_or_else(|| {
-                xenapi::internal_error(format!("{}.create made no row", class.name))
+                errors::internal_error(format!("{}.create made no row", class.name))
             })?;
             check_new(&mut draft, fields)?;
             for op in txn.ops {

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use db_schema::{Db, Op, Txn};
 
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::record::{self, exists};
 
 /// The class whose uuid a message's `cls` names, where oxapi declares that class.
@@ -49,7 +49,7 @@ pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
             if let Some(target) = class_of(cls) {
                 let object = db
                     .ref_by_uuid(target, obj_uuid)
-                    .ok_or_else(|| xenapi::uuid_invalid(cls, obj_uuid))?;
+                    .ok_or_else(|| errors::uuid_invalid(cls, obj_uuid))?;
                 preconditions.push(exists(target, object));
             }
             let txn = Txn {
@@ -182,7 +182,7 @@ mod tests {
                 vec![s("ALERT"), Value::Int(1), s("VM"), s("nope"), s("body")],
             )
             .await;
-        assert_eq!(reply, Err(xenapi::uuid_invalid("VM", "nope")));
+        assert_eq!(reply, Err(errors::uuid_invalid("VM", "nope")));
     }
 
     /// `destroy_many` removes every message named, or none when one is unknown.
@@ -201,7 +201,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::handle_invalid("message", "OpaqueRef:nope"))
+            Err(errors::handle_invalid("message", "OpaqueRef:nope"))
         );
         assert_eq!(pool.refs("message").len(), 2);
         pool.call_as(

@@ -1,11 +1,11 @@
 //! The custom messages of `session`: login and logout, and the root password.
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use db_schema::{Op, Txn};
 
 use crate::Origin;
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::record::{self, exists};
 use crate::session::{ROOT_PASSWORD_HASH, authenticate, hash_in_pool, new_session_fields};
 
@@ -24,7 +24,7 @@ async fn check_login(ctx: &Ctx, args: &Args) -> Result<(), Error> {
         authenticate(&ctx.master, ctx.origin, uname, args.str("pwd")?).await?
     };
     if !is_root {
-        return Err(xenapi::session_authentication_failed(uname, AUTHENTICATION_FAILURE).into());
+        return Err(errors::session_authentication_failed(uname, AUTHENTICATION_FAILURE).into());
     }
     Ok(())
 }
@@ -64,7 +64,7 @@ pub(super) async fn logout(ctx: Ctx, _args: Args) -> Result<Value, Error> {
         Ok(_) => Ok(void()),
         // A concurrent logout won: the session is gone either way.
         Err(Error::Propose(crate::db::ProposeError::Apply(_))) => {
-            Err(xenapi::session_invalid(session).into())
+            Err(errors::session_invalid(session).into())
         }
         Err(e) => Err(e),
     }
@@ -94,7 +94,7 @@ pub(super) async fn local_logout(ctx: Ctx, args: Args) -> Result<Value, Error> {
 pub(super) async fn change_password(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (old, new) = (args.str("old_pwd")?, args.str("new_pwd")?);
     if !authenticate(&ctx.master, ctx.origin, "root", old).await? {
-        return Err(xenapi::session_authentication_failed("root", AUTHENTICATION_FAILURE).into());
+        return Err(errors::session_authentication_failed("root", AUTHENTICATION_FAILURE).into());
     }
     let hash = hash_in_pool(&ctx.master, new).await?;
     let txn = Txn {
@@ -163,7 +163,7 @@ mod tests {
                 .await;
             assert_eq!(
                 reply,
-                Err(xenapi::session_authentication_failed(
+                Err(errors::session_authentication_failed(
                     uname,
                     AUTHENTICATION_FAILURE
                 ))
@@ -189,9 +189,9 @@ mod tests {
         let reply = pool.call_as(&session, "session.logout", vec![]).await;
         assert_eq!(reply, Ok(Value::str("")));
         let reply = pool.call_as(&session, "VM.get_all", vec![]).await;
-        assert_eq!(reply, Err(xenapi::session_invalid(&session)));
+        assert_eq!(reply, Err(errors::session_invalid(&session)));
         let reply = pool.call_as(&session, "session.local_logout", vec![]).await;
-        assert_eq!(reply, Err(xenapi::session_invalid(&session)));
+        assert_eq!(reply, Err(errors::session_invalid(&session)));
     }
 
     /// A slave-local login checks the password, writes no session row, works for calls on
@@ -226,7 +226,7 @@ mod tests {
         let reply = pool.call_as(&session, "session.local_logout", vec![]).await;
         assert_eq!(reply, Ok(Value::str("")));
         let reply = pool.call_as(&session, "host.get_all", vec![]).await;
-        assert_eq!(reply, Err(xenapi::session_invalid(&session)));
+        assert_eq!(reply, Err(errors::session_invalid(&session)));
     }
 
     /// `change_password` needs the old password and makes the new one the only one.

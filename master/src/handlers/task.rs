@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::{NULL_REF, Value};
+use api_spec::{NULL_REF, Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::record::{self, exists, row};
 use crate::tasks::{NewTask, set_fields};
 
@@ -104,7 +104,7 @@ fn cancel_txn(db: &Db, task: &str, has_worker: bool, now: &Value) -> Result<Txn,
     }
     if is_finished(status) {
         let reason = format!("task {task} has finished ({status}) and cannot be cancelled");
-        return Err(xenapi::operation_not_allowed(&reason).into());
+        return Err(errors::operation_not_allowed(&reason).into());
     }
     let is_cancellable = row
         .get("allowed_operations")
@@ -112,7 +112,7 @@ fn cancel_txn(db: &Db, task: &str, has_worker: bool, now: &Value) -> Result<Txn,
         .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("cancel")));
     if !is_cancellable {
         let reason = format!("task {task} is in a phase that cannot be cancelled");
-        return Err(xenapi::operation_not_allowed(&reason).into());
+        return Err(errors::operation_not_allowed(&reason).into());
     }
     if has_worker {
         let mut txn = current_operation(task, status, "cancel");
@@ -193,7 +193,7 @@ mod tests {
         };
         spawn(&pool.master, new, true, |task| async move {
             task.cancel.cancelled().await;
-            Err(xenapi::task_cancelled(&task.r#ref))
+            Err(errors::task_cancelled(&task.r#ref))
         })
         .await
         .expect("spawned")
@@ -235,7 +235,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "task.cancel", vec![s("OpaqueRef:gone")])
             .await;
-        assert_eq!(reply, Err(xenapi::handle_invalid("task", "OpaqueRef:gone")));
+        assert_eq!(reply, Err(errors::handle_invalid("task", "OpaqueRef:gone")));
     }
 
     /// Cancelling a task with a worker here turns it `cancelling`, signals the worker, and

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::{NULL_REF, Value};
+use api_spec::{NULL_REF, Value, errors};
 
 use crate::ctx::{Args, Ctx};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::generic;
 use crate::operations::Draft;
 use crate::storage::{DiskOp, copy_vdi};
@@ -38,12 +38,12 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
         .decide(|db| {
             let mut draft = Draft::new(db);
             if !draft.view().exists("VDI", vdi) {
-                return Err(xenapi::handle_invalid("VDI", vdi).into());
+                return Err(errors::handle_invalid("VDI", vdi).into());
             }
             draft.require_unchanged("VDI", vdi, "VBDs");
             for vbd in draft.view().children("VBD", "VDI", vdi) {
                 if draft.view().bool("VBD", &vbd, "currently_attached") {
-                    return Err(xenapi::vdi_in_use(vdi, "destroy").into());
+                    return Err(errors::vdi_in_use(vdi, "destroy").into());
                 }
                 draft.require_unchanged("VBD", &vbd, "currently_attached");
                 draft.destroy("VBD", &vbd);
@@ -94,11 +94,11 @@ pub(super) async fn copy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let size = |r: &str| {
         db.get("VDI", r)
             .map(|row| row.get("virtual_size").and_then(Value::as_int).unwrap_or(0))
-            .ok_or_else(|| Error::from(xenapi::handle_invalid("VDI", r)))
+            .ok_or_else(|| Error::from(errors::handle_invalid("VDI", r)))
     };
     let (needed, available) = (size(vdi)?, size(into)?);
     if available < needed {
-        return Err(xenapi::vdi_too_small(into, needed).into());
+        return Err(errors::vdi_too_small(into, needed).into());
     }
     Ok(Value::str(into))
 }
@@ -186,7 +186,7 @@ mod tests {
             .await
             .expect("plugged");
         let destroy = || pool.call_as(&session, "VDI.destroy", vec![s(&vdi)]);
-        assert_eq!(destroy().await, Err(xenapi::vdi_in_use(&vdi, "destroy")));
+        assert_eq!(destroy().await, Err(errors::vdi_in_use(&vdi, "destroy")));
         pool.call_as(&session, "VBD.unplug", vec![s(&vbd)])
             .await
             .expect("unplugged");
@@ -213,12 +213,12 @@ mod tests {
         };
         assert_eq!(
             copy(&big, NULL_REF, &small).await,
-            Err(xenapi::vdi_too_small(&small, 1 << 30))
+            Err(errors::vdi_too_small(&small, 1 << 30))
         );
         assert_eq!(copy(&small, NULL_REF, &big).await, Ok(s(&big)));
         assert_eq!(
             copy(&big, "OpaqueRef:nowhere", NULL_REF).await,
-            Err(xenapi::handle_invalid("SR", "OpaqueRef:nowhere"))
+            Err(errors::handle_invalid("SR", "OpaqueRef:nowhere"))
         );
     }
 }

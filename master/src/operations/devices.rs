@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::ApiError;
 use api_spec::classes::vbd::VBD_OPERATIONS;
 use api_spec::classes::vif::VIF_OPERATIONS;
+use api_spec::{ApiError, errors};
 
 use super::overlay::Overlay;
 use crate::error::xenapi;
@@ -21,9 +21,9 @@ static VBD_PARALLEL: &[&str] = &["pause", "unpause"];
 static VM_OPERATIONS_BLOCKING_HOTPLUG: &[&str] =
     &["clean_shutdown", "hard_shutdown", "suspend", "pause"];
 
-/// The fields of a VBD or VIF that the rules read, which a decision relying on them must see
-/// unchanged when it is applied.
-pub(crate) static FACT_FIELDS: &[&str] = &[
+/// The fields of a VBD that the rules read, which a decision relying on them must see unchanged
+/// when it is applied.
+pub(crate) static VBD_FACT_FIELDS: &[&str] = &[
     "current_operations",
     "currently_attached",
     "empty",
@@ -31,6 +31,18 @@ pub(crate) static FACT_FIELDS: &[&str] = &[
     "type",
     "unpluggable",
 ];
+
+/// The fields of a VIF that the rules read (`VBD_FACT_FIELDS` that a VIF has).
+pub(crate) static VIF_FACT_FIELDS: &[&str] = &["current_operations", "currently_attached"];
+
+/// The fact fields of a device of `class` (`VBD` or `VIF`).
+pub(crate) fn fact_fields(class: &str) -> &'static [&'static str] {
+    if class == "VBD" {
+        VBD_FACT_FIELDS
+    } else {
+        VIF_FACT_FIELDS
+    }
+}
 
 /// The fields of the device's VM that the rules read.
 pub(crate) static VM_FACT_FIELDS: &[&str] = &["power_state", "current_operations", "domain_type"];
@@ -90,7 +102,7 @@ fn vbd_verdicts(view: &Overlay, vbd: &str, is_sharing_checked: bool) -> Verdicts
     let vm = view.str("VBD", vbd, "VM");
     let current = current_operations(view, "VBD", vbd);
     if let Some((key, op)) = current.first() {
-        let busy = xenapi::other_operation_in_progress("VBD", vbd, op, key);
+        let busy = errors::other_operation_in_progress("VBD", vbd, op, key);
         let others: Vec<&'static str> = VBD_OPERATIONS
             .values
             .iter()
@@ -114,25 +126,25 @@ fn vbd_verdicts(view: &Overlay, vbd: &str, is_sharing_checked: bool) -> Verdicts
     if !view.bool("VBD", vbd, "unpluggable") {
         verdicts.refuse(
             &["unplug", "unplug_force"],
-            &xenapi::vbd_not_unpluggable(vbd),
+            &errors::vbd_not_unpluggable(vbd),
         );
     }
     let is_cd = view.str("VBD", vbd, "type") == "CD";
     if !is_cd {
-        verdicts.refuse(&["insert", "eject"], &xenapi::vbd_not_removable_media(vbd));
+        verdicts.refuse(&["insert", "eject"], &errors::vbd_not_removable_media(vbd));
     }
     let is_empty = view.bool("VBD", vbd, "empty");
     if is_empty {
-        verdicts.refuse(&["eject"], &xenapi::vbd_is_empty(vbd));
+        verdicts.refuse(&["eject"], &errors::vbd_is_empty(vbd));
     } else {
-        verdicts.refuse(&["insert"], &xenapi::vbd_not_empty(vbd));
+        verdicts.refuse(&["insert"], &errors::vbd_not_empty(vbd));
     }
     let power_state = view.str("VM", vm, "power_state");
     match (power_state, view.bool("VBD", vbd, "currently_attached")) {
-        ("Running", true) => verdicts.refuse(&["plug"], &xenapi::device_already_attached(vbd)),
+        ("Running", true) => verdicts.refuse(&["plug"], &errors::device_already_attached(vbd)),
         ("Running", false) => verdicts.refuse(
             &["unplug", "unplug_force"],
-            &xenapi::device_already_detached(vbd),
+            &errors::device_already_detached(vbd),
         ),
         _ => {
             let error = xenapi::vm_bad_power_state(vm, &["Running"], power_state);
@@ -143,10 +155,10 @@ fn vbd_verdicts(view: &Overlay, vbd: &str, is_sharing_checked: bool) -> Verdicts
         }
     }
     if let Some(reason) = hotplug_blocked_by(view, vm) {
-        verdicts.refuse(&["plug", "unplug"], &xenapi::operation_not_allowed(&reason));
+        verdicts.refuse(&["plug", "unplug"], &errors::operation_not_allowed(&reason));
     }
     if power_state == "Running" && view.str("VM", vm, "domain_type") == "hvm" && is_cd {
-        let error = xenapi::operation_not_allowed(
+        let error = errors::operation_not_allowed(
             "HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected",
         );
         verdicts.refuse(&["plug", "unplug", "unplug_force"], &error);
@@ -174,7 +186,7 @@ fn vdi_rules(
         .into_iter()
         .find(|(_, op)| !matches!(op.as_str(), "mirror" | "copy"));
     if let Some((key, op)) = busy {
-        let error = xenapi::other_operation_in_progress("VDI", vdi, &op, &key);
+        let error = errors::other_operation_in_progress("VDI", vdi, &op, &key);
         verdicts.refuse(&["attach", "plug", "insert"], &error);
     }
     if !is_sharing_checked || view.bool("VBD", vbd, "currently_attached") {
@@ -201,11 +213,11 @@ fn vdi_rules(
     {
         verdicts.refuse(
             &["attach", "insert", "plug"],
-            &xenapi::vdi_in_use(vdi, "attach"),
+            &errors::vdi_in_use(vdi, "attach"),
         );
     }
     if needs_write && view.bool("VDI", vdi, "read_only") {
-        verdicts.refuse(&["attach", "insert", "plug"], &xenapi::vdi_readonly(vdi));
+        verdicts.refuse(&["attach", "insert", "plug"], &errors::vdi_readonly(vdi));
     }
 }
 
@@ -214,19 +226,19 @@ fn vif_verdicts(view: &Overlay, vif: &str) -> Verdicts {
     let mut verdicts = Verdicts::default();
     let vm = view.str("VIF", vif, "VM");
     if let Some((key, op)) = current_operations(view, "VIF", vif).first() {
-        let busy = xenapi::other_operation_in_progress("VIF", vif, op, key);
+        let busy = errors::other_operation_in_progress("VIF", vif, op, key);
         verdicts.refuse(VIF_OPERATIONS.values, &busy);
     }
     let is_dom0 = view.bool("VM", vm, "is_control_domain") && view.int("VM", vm, "domid") == 0;
     if is_dom0 {
-        let error = xenapi::operation_not_allowed("Control domain does not support hotplug");
+        let error = errors::operation_not_allowed("Control domain does not support hotplug");
         verdicts.refuse(&["plug"], &error);
     }
     let power_state = view.str("VM", vm, "power_state");
     match (power_state, view.bool("VIF", vif, "currently_attached")) {
-        ("Running", true) => verdicts.refuse(&["plug"], &xenapi::device_already_attached(vif)),
+        ("Running", true) => verdicts.refuse(&["plug"], &errors::device_already_attached(vif)),
         ("Running", false) => {
-            verdicts.refuse(&["unplug"], &xenapi::device_already_detached(vif));
+            verdicts.refuse(&["unplug"], &errors::device_already_detached(vif));
         }
         _ => {
             let error = xenapi::vm_bad_power_state(vm, &["Running"], power_state);
@@ -234,7 +246,7 @@ fn vif_verdicts(view: &Overlay, vif: &str) -> Verdicts {
         }
     }
     if let Some(reason) = hotplug_blocked_by(view, vm) {
-        verdicts.refuse(&["plug", "unplug"], &xenapi::operation_not_allowed(&reason));
+        verdicts.refuse(&["plug", "unplug"], &errors::operation_not_allowed(&reason));
     }
     verdicts
 }
@@ -305,7 +317,7 @@ mod tests {
         );
         assert_eq!(
             check_vbd(draft.view(), &vbd, "eject"),
-            Err(xenapi::vbd_is_empty(&vbd))
+            Err(errors::vbd_is_empty(&vbd))
         );
     }
 
@@ -334,7 +346,7 @@ mod tests {
         assert!(allowed_vif(draft.view(), &vif).is_empty());
         assert_eq!(
             check_vif(draft.view(), &vif, "plug"),
-            Err(xenapi::other_operation_in_progress(
+            Err(errors::other_operation_in_progress(
                 "VIF",
                 &vif,
                 "unplug",

@@ -20,11 +20,11 @@ mod vm_facts;
 
 use std::collections::BTreeSet;
 
-use api_spec::{ApiError, Value};
+use api_spec::{ApiError, Value, errors};
 use db_schema::{Db, Txn};
 
-use crate::error::{Error, xenapi};
-pub(crate) use devices::FACT_FIELDS as DEVICE_FACT_FIELDS;
+use crate::error::Error;
+pub(crate) use devices::VBD_FACT_FIELDS;
 pub(crate) use in_flight::{InFlight, InFlightGuard};
 pub(crate) use overlay::{Draft, Fields, Overlay, field_equals};
 pub(crate) use vm_facts::VmFacts;
@@ -32,16 +32,16 @@ pub(crate) use vm_facts::VmFacts;
 /// Whether `op` may start on the row `r` of `class` (`VM`, `VBD` or `VIF`) now.
 pub(crate) fn check(view: &Overlay, class: &str, r: &str, op: &str) -> Result<(), Error> {
     if !view.exists(class, r) {
-        return Err(xenapi::handle_invalid(class, r).into());
+        return Err(errors::handle_invalid(class, r).into());
     }
     let verdict: Result<(), ApiError> = match class {
         "VM" => match VmFacts::read(view, r) {
             Some(facts) => vm::check(&facts, op),
-            None => Err(xenapi::handle_invalid(class, r)),
+            None => Err(errors::handle_invalid(class, r)),
         },
         "VBD" => devices::check_vbd(view, r, op),
         "VIF" => devices::check_vif(view, r, op),
-        _ => Err(xenapi::operation_not_allowed(&format!(
+        _ => Err(errors::operation_not_allowed(format!(
             "{class} has no operations"
         ))),
     };
@@ -147,7 +147,7 @@ fn require_facts(draft: &mut Draft, class: &str, r: &str) {
         }
         return;
     }
-    for field in devices::FACT_FIELDS {
+    for field in devices::fact_fields(class) {
         draft.require_unchanged(class, r, field);
     }
     let vm = draft.view().str(class, r, "VM").to_owned();
@@ -273,7 +273,7 @@ mod tests {
         );
         assert_eq!(
             second.map_err(crate::error::to_api_error),
-            Err(xenapi::other_operation_in_progress(
+            Err(errors::other_operation_in_progress(
                 "VM",
                 &vm,
                 "changing_dynamic_range",

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use api_spec::{NULL_REF, Value};
+use db_schema::row::debug_assert_declared;
 use db_schema::{Db, Op, Precondition, Txn};
 
 use crate::record;
@@ -34,28 +35,35 @@ impl<'a> Overlay<'a> {
         }
     }
 
+    /// A field of a live row; the field must be one `class` declares (checked in debug builds).
+    #[track_caller]
     pub fn field(&self, class: &str, r: &str, field: &str) -> Option<&Value> {
+        debug_assert_declared(class, field);
         self.row(class, r)?.get(field)
     }
 
     /// The text of a string field, `""` when the row or field is missing.
+    #[track_caller]
     pub fn str(&self, class: &str, r: &str, field: &str) -> &str {
         self.field(class, r, field)
             .and_then(Value::as_str)
             .unwrap_or("")
     }
 
+    #[track_caller]
     pub fn int(&self, class: &str, r: &str, field: &str) -> i64 {
         self.field(class, r, field)
             .and_then(Value::as_int)
             .unwrap_or(0)
     }
 
+    #[track_caller]
     pub fn bool(&self, class: &str, r: &str, field: &str) -> bool {
         self.field(class, r, field).and_then(Value::as_bool) == Some(true)
     }
 
     /// A `string -> string` map field, values that are not strings left out.
+    #[track_caller]
     pub fn string_map(&self, class: &str, r: &str, field: &str) -> BTreeMap<String, String> {
         self.field(class, r, field)
             .and_then(Value::as_struct)
@@ -251,12 +259,21 @@ impl<'a> Draft<'a> {
         &self.view
     }
 
+    #[track_caller]
     pub fn push(&mut self, op: Op) {
+        debug_assert_op_declared(&op);
         self.view.apply(&op);
         self.txn.ops.push(op);
     }
 
+    #[track_caller]
     pub fn precondition(&mut self, precondition: Precondition) {
+        if let Precondition::FieldEquals { class, field, .. }
+        | Precondition::FieldDigest { class, field, .. }
+        | Precondition::MapKeyAbsent { class, field, .. } = &precondition
+        {
+            debug_assert_declared(class, field);
+        }
         if !self.txn.preconditions.contains(&precondition) {
             self.txn.preconditions.push(precondition);
         }
@@ -274,12 +291,14 @@ impl<'a> Draft<'a> {
     }
 
     /// Requires a field to hold, when the Txn is applied, what the replica holds now.
+    #[track_caller]
     pub fn require_unchanged(&mut self, class: &str, r: &str, field: &str) {
         if let Some(value) = self.view.db.get(class, r).and_then(|row| row.get(field)) {
             self.precondition(Precondition::unchanged(class, r, field, value));
         }
     }
 
+    #[track_caller]
     pub fn set(&mut self, class: &str, r: &str, field: &str, value: Value) {
         self.push(Op::Set {
             class: class.to_owned(),
@@ -290,12 +309,14 @@ impl<'a> Draft<'a> {
     }
 
     /// Sets a field only when its value would change, so that no event is raised for nothing.
+    #[track_caller]
     pub fn update(&mut self, class: &str, r: &str, field: &str, value: Value) {
         if self.view.field(class, r, field) != Some(&value) {
             self.set(class, r, field, value);
         }
     }
 
+    #[track_caller]
     pub fn map_put(&mut self, class: &str, r: &str, field: &str, key: &str, value: Value) {
         self.push(Op::MapPut {
             class: class.to_owned(),
@@ -307,6 +328,7 @@ impl<'a> Draft<'a> {
     }
 
     /// Removes a key from a map field when it is there.
+    #[track_caller]
     pub fn map_remove(&mut self, class: &str, r: &str, field: &str, key: &str) {
         let is_there = self
             .view
@@ -368,6 +390,26 @@ impl<'a> Draft<'a> {
     }
 }
 
+/// Checks, in debug builds, that every field `op` writes is declared by its class; apply refuses
+/// such an op in every build, but only once the Txn is proposed.
+#[track_caller]
+fn debug_assert_op_declared(op: &Op) {
+    match op {
+        Op::Create { class, fields, .. } => {
+            for field in fields.keys() {
+                debug_assert_declared(class, field);
+            }
+        }
+        Op::Set { class, field, .. }
+        | Op::MapAdd { class, field, .. }
+        | Op::MapPut { class, field, .. }
+        | Op::MapRemove { class, field, .. }
+        | Op::SetAdd { class, field, .. }
+        | Op::SetRemove { class, field, .. } => debug_assert_declared(class, field),
+        Op::Destroy { .. } | Op::Touch { .. } | Op::PutInternal { .. } => {}
+    }
+}
+
 /// `FieldEquals` for a field of `r`.
 pub(crate) fn field_equals(class: &str, r: &str, field: &str, value: Value) -> Precondition {
     Precondition::FieldEquals {
@@ -382,6 +424,30 @@ pub(crate) fn field_equals(class: &str, r: &str, field: &str, value: Value) -> P
 mod tests {
     use super::*;
     use crate::testing::TestPool;
+
+    /// A draft that writes a field its class does not declare fails in a debug build, before
+    /// anything is proposed.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "class VM does not declare a field power_sate")]
+    fn write_of_an_undeclared_field_fails_in_debug_builds() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        let vm = db.refs_by_name_label("VM", "Other install media")[0].to_owned();
+        Draft::new(&db).set("VM", &vm, "power_sate", Value::str("Running"));
+    }
+
+    /// A read through the view of a field its class does not declare fails in a debug build.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "class VBD does not declare a field emtpy")]
+    fn read_of_an_undeclared_field_fails_in_debug_builds() {
+        let pool = TestPool::new();
+        let db = pool.read();
+        Draft::new(&db)
+            .view()
+            .bool("VBD", "OpaqueRef:none", "emtpy");
+    }
 
     /// Ops applied to the overlay show in it and leave the replica alone; a created child is
     /// found through its link, a destroyed one is not.

@@ -2,8 +2,8 @@
 //! may run alongside others, the other rules xapi checks (in xapi's order, the first failing one
 //! giving the error), and the `allowed_operations` they add up to.
 
-use api_spec::ApiError;
 use api_spec::classes::vm::VM_OPERATIONS;
+use api_spec::{ApiError, errors};
 
 use super::vm_facts::VmFacts;
 use crate::error::xenapi;
@@ -221,7 +221,7 @@ fn is_allowed_concurrently(op: &str, current: &[&str]) -> bool {
 pub(crate) fn check(facts: &VmFacts, op: &str) -> Result<(), ApiError> {
     let vm = facts.r.as_str();
     if let Some(reason) = facts.blocked.get(op) {
-        return Err(xenapi::operation_blocked(vm, reason));
+        return Err(errors::operation_blocked(vm, reason));
     }
     let states = power_states(facts, op);
     if !states.contains(&facts.power_state.as_str()) {
@@ -230,42 +230,42 @@ pub(crate) fn check(facts: &VmFacts, op: &str) -> Result<(), ApiError> {
     if let Some((key, running)) = facts.current.first() {
         let current: Vec<&str> = facts.current.iter().map(|(_, o)| o.as_str()).collect();
         if !is_allowed_concurrently(op, &current) {
-            return Err(xenapi::other_operation_in_progress("VM", vm, running, key));
+            return Err(errors::other_operation_in_progress("VM", vm, running, key));
         }
     }
     if facts.is_template && !facts.is_snapshot {
         let may = TEMPLATE_OPERATIONS.contains(&op)
             || (matches!(op, "destroy" | "migrate_send") && !facts.is_default_template);
         if !may {
-            return Err(xenapi::vm_is_template(vm));
+            return Err(errors::vm_is_template(vm));
         }
     }
     if facts.is_snapshot && !SNAPSHOT_OPERATIONS.contains(&op) {
-        return Err(xenapi::vm_is_snapshot(vm, op));
+        return Err(errors::vm_is_snapshot(vm, op));
     }
     if op == "provision" && !facts.is_template {
-        return Err(xenapi::only_provision_template());
+        return Err(errors::only_provision_template());
     }
     if op == "revert" && !facts.is_snapshot {
-        return Err(xenapi::only_revert_snapshot());
+        return Err(errors::only_revert_snapshot());
     }
     if NEEDS_MOBILITY.contains(&op) && !facts.is_mobile {
-        return Err(xenapi::vm_is_immobile(vm));
+        return Err(errors::vm_is_immobile(vm));
     }
     if facts.is_dom0 && matches!(op, "changing_VCPUs" | "destroy") {
-        return Err(xenapi::operation_not_allowed(
+        return Err(errors::operation_not_allowed(
             "This operation is not allowed on dom0",
         ));
     }
     if facts.is_control_domain && !CONTROL_DOMAIN_OPERATIONS.contains(&op) {
-        return Err(xenapi::operation_not_allowed(
+        return Err(errors::operation_not_allowed(
             "This operation is not allowed on a control domain",
         ));
     }
     let breaks_reset_disk = (NEEDS_PERSISTENT_DISKS.contains(&op) && facts.has_reset_disk)
         || (op == "pool_migrate" && facts.has_cached_reset_disk);
     if breaks_reset_disk {
-        return Err(xenapi::vdi_on_boot_mode_incompatible_with_operation());
+        return Err(errors::vdi_on_boot_mode_incompatible_with_operation());
     }
     Ok(())
 }
@@ -415,7 +415,7 @@ mod tests {
         vm.blocked.insert("start".to_owned(), "no".to_owned());
         assert_eq!(
             check(&vm, "start"),
-            Err(xenapi::operation_blocked("OpaqueRef:vm", "no"))
+            Err(errors::operation_blocked("OpaqueRef:vm", "no"))
         );
     }
 
@@ -426,7 +426,7 @@ mod tests {
         let running = busy(RUNNING, "clean_shutdown");
         assert_eq!(
             check(&running, "suspend"),
-            Err(xenapi::other_operation_in_progress(
+            Err(errors::other_operation_in_progress(
                 "VM",
                 "OpaqueRef:vm",
                 "clean_shutdown",
@@ -473,7 +473,7 @@ mod tests {
         );
         assert_eq!(
             check(&template, "start"),
-            Err(xenapi::vm_is_template("OpaqueRef:vm"))
+            Err(errors::vm_is_template("OpaqueRef:vm"))
         );
         template.is_default_template = true;
         assert!(check(&template, "destroy").is_err());
@@ -491,7 +491,7 @@ mod tests {
         assert_eq!(got, ["changing_dynamic_range", "changing_static_range"]);
         assert_eq!(
             check(&dom0, "clean_shutdown"),
-            Err(xenapi::operation_not_allowed(
+            Err(errors::operation_not_allowed(
                 "This operation is not allowed on a control domain"
             ))
         );
@@ -509,13 +509,13 @@ mod tests {
         running.is_mobile = false;
         assert_eq!(
             check(&running, "suspend"),
-            Err(xenapi::vm_is_immobile("OpaqueRef:vm"))
+            Err(errors::vm_is_immobile("OpaqueRef:vm"))
         );
         running.is_mobile = true;
         running.has_reset_disk = true;
         assert_eq!(
             check(&running, "snapshot"),
-            Err(xenapi::vdi_on_boot_mode_incompatible_with_operation())
+            Err(errors::vdi_on_boot_mode_incompatible_with_operation())
         );
     }
 }

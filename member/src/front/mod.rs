@@ -1,7 +1,7 @@
 //! The XenAPI front door: HTTPS, plain HTTP and the local Unix socket, XML-RPC and JSON-RPC.
 //!
 //! `server.rs` routes requests, `body.rs` reads their bodies; `xmlrpc.rs` and `jsonrpc.rs`
-//! decode a body, hand the call to an `Answer` (in a pool, `roles::Forwarder`: the leader's
+//! decode a body, hand the call to an `Answer` (in a pool, `links::Forwarder`: the leader's
 //! master, or a forward to it) and encode the reply; `listen.rs` opens the listeners and shuts
 //! them down, `capacity.rs` caps how many connections they hold, `http1.rs` keeps them to
 //! HTTP/1.1; `tls.rs` holds the host certificate. `simulator.rs` is the simulator's test-only control,

@@ -172,7 +172,7 @@ pub fn router(front: Front, transport: Transport) -> Router {
 
 /// `INTERNAL_ERROR [message]`.
 pub fn internal_error(message: &str) -> ApiError {
-    ApiError::new(api_spec::errors::INTERNAL_ERROR, [message])
+    api_spec::errors::internal_error(message)
 }
 
 /// A reply with exactly this content type.

@@ -28,7 +28,7 @@ impl Answer for FakeAnswer {
                 "echo" => Ok(Value::Array(call.params)),
                 "origin" => Ok(Value::str(format!("{:?}", call.origin))),
                 "panic" => panic!("the fake handler panics on purpose"),
-                other => Err(ApiError::new("MESSAGE_METHOD_UNKNOWN", [other])),
+                other => Err(api_spec::errors::message_method_unknown(other)),
             }
         })
     }

@@ -64,8 +64,8 @@ pub(super) fn failure(status: StatusCode, message: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use api_spec::Value;
     use api_spec::codec::Limits;
-    use api_spec::{ApiError, Value};
 
     use super::*;
     use crate::front::testing::{
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(reply.status, 200);
         assert_eq!(
             xml_result(&reply),
-            Err(ApiError::new("MESSAGE_METHOD_UNKNOWN", ["VM.nonsense"]))
+            Err(api_spec::errors::message_method_unknown("VM.nonsense"))
         );
     }
 

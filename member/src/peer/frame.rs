@@ -14,7 +14,7 @@ pub enum Frame {
     Hello { node: u64 },
     /// A raft-rs `Message`, protobuf-encoded.
     Raft(Bytes),
-    /// A frame of the roles layer, opaque here.
+    /// A frame of the links layer, opaque here.
     Link(Bytes),
     /// Nothing but a sign of life, on a stream that has carried nothing else for a ping
     /// interval; the accepting end writes only these. Last, so that adding it left the

@@ -6,7 +6,7 @@
 //! at tens of milliseconds, at once when the member dials us) and writes its frames on that
 //! stream; it reads the streams other members dialed to it (`route.rs`: the secret, node id
 //! and epoch headers checked, the frames dispatched: Raft messages to the Raft node, link
-//! frames to the roles layer). Each stream has its own liveness (`liveness.rs`): both ends
+//! frames to the links layer). Each stream has its own liveness (`liveness.rs`): both ends
 //! ping when they have written nothing for `peer.ping_interval_ms`, and an end that hears
 //! nothing for `peer.read_timeout_ms` declares the stream dead, so that a peer cut off or
 //! frozen is noticed in seconds, not when TCP gives up. `frame.rs` is the framing, `book.rs`
@@ -49,7 +49,7 @@ pub const PEER_PATH: &str = "/peer";
 const UPGRADE_PROTOCOL: &str = "oxapi-peer";
 /// Frames queued on one outgoing stream before senders are refused.
 const QUEUE_FRAMES: usize = 4096;
-/// Link frames received and not yet taken by the roles layer before readers wait.
+/// Link frames received and not yet taken by the links layer before readers wait.
 const LINK_INBOUND_FRAMES: usize = 1024;
 
 /// Why a frame could not be queued, or the transport not started.
@@ -197,13 +197,13 @@ impl Peers {
         self.inner.membership().clone()
     }
 
-    /// Queues `payload` (an rmp-serde encoded roles frame, opaque to the transport) on the
+    /// Queues `payload` (an rmp-serde encoded link frame, opaque to the transport) on the
     /// stream to `node`.
     pub fn send_link(&self, node: u64, payload: Vec<u8>) -> Result<(), PeerError> {
         self.queue(node, Frame::Link(frame::Bytes(payload)), false)
     }
 
-    /// Frames of other nodes' roles layer: (from node, payload). Taken once.
+    /// Frames of other nodes' links layer: (from node, payload). Taken once.
     pub fn take_link_inbound(&self) -> Option<LinkInbound> {
         self.inner
             .link_rx
@@ -416,10 +416,7 @@ impl Inner {
 
 /// The lowercase hex SHA-256 of `der`, as `member/…` records hold certificate fingerprints.
 pub fn cert_sha256(der: &[u8]) -> String {
-    api_spec::tls_pin::sha256(der)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    api_client::Fingerprint::of(der).to_hex()
 }
 
 /// Whether `given` is the pool secret `ours`, compared in time independent of where they
@@ -443,5 +440,6 @@ mod tests {
         assert!(same_secret(b"abcd", b"abcd"));
         assert!(!same_secret(b"abcd", b"abce"));
         assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
     }
 }

@@ -1,6 +1,6 @@
 //! `GET /peer`: another member's stream to this host. The pool secret, the dialing node (a
 //! member) and the pool epoch are checked, the connection is upgraded, and its frames are
-//! dispatched: Raft messages to the Raft node, link frames to the roles layer. This end writes
+//! dispatched: Raft messages to the Raft node, link frames to the links layer. This end writes
 //! only pings, so that the dialing end hears that it is alive.
 
 use std::io;

@@ -5,13 +5,14 @@
 
 use std::net::SocketAddr;
 
+use api_client::Trust;
 use api_spec::Value;
 use api_spec::api::{API_VERSION_MAJOR, API_VERSION_MINOR};
 use master::pool_control::{Admission, JoinFailure, JoinRequest, JoinTarget, PoolMember};
 
-use super::ThisHost;
-use super::client::HostClient;
 use super::routes::{JOIN, JoinReply};
+use super::{ThisHost, host_client};
+use crate::error_chain::error_chain;
 use crate::facts;
 
 /// The originator of the joiner's session on the master.
@@ -28,7 +29,7 @@ pub(super) async fn join(
     let connection = |reason: String| JoinFailure::Connection { reason };
     let address = master_address(&target.master_address, this.address.port())
         .ok_or_else(|| connection(format!("{} is not an address", target.master_address)))?;
-    let client = HostClient::trust_on_first_use(&address, max_reply_bytes)
+    let client = host_client(&address, Trust::first_use(), max_reply_bytes)
         .map_err(|e| connection(e.to_string()))?;
     let params = vec![
         Value::str(target.username.as_str()),
@@ -40,13 +41,15 @@ pub(super) async fn join(
         Ok(Ok(Value::String(session))) => session,
         Ok(Ok(other)) => return Err(connection(format!("login answered {other:?}"))),
         Ok(Err(refusal)) => return Err(JoinFailure::Refused(refusal)),
-        Err(e) => return Err(connection(chain(&e))),
+        Err(e) => return Err(connection(error_chain(&e))),
     };
     let master_cert = client
-        .seen_cert_sha256()
+        .trust()
+        .and_then(Trust::presented)
+        .map(|fingerprint| fingerprint.to_hex())
         .ok_or_else(|| connection("the master showed no certificate".to_owned()))?;
     let facts = facts::read(&this.data_dir, this.listen_ip, this.presented_cpu.as_ref())
-        .map_err(|e| connection(chain(&e)))?;
+        .map_err(|e| connection(error_chain(&e)))?;
     let request = JoinRequest {
         session,
         force: target.force,
@@ -57,9 +60,9 @@ pub(super) async fn join(
         facts,
     };
     let reply: JoinReply = client
-        .post(JOIN, &request, None)
+        .post_json(JOIN, &request, &[])
         .await
-        .map_err(|e| connection(chain(&e)))?;
+        .map_err(|e| connection(error_chain(&e)))?;
     let admission = match reply {
         JoinReply::Admitted(admission) => admission,
         JoinReply::Refused { code, params } => {
@@ -99,18 +102,6 @@ fn master_address(given: &str, default_port: u16) -> Option<String> {
         Some(_) => None,
         None => Some(format!("{given}:{default_port}")),
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

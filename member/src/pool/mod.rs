@@ -1,10 +1,9 @@
 //! Pool operations on this host: `Control` (the master's `PoolControl`: Raft membership
-//! through `RaftDb`, other hosts through `client.rs`, restarts through a channel run.rs
+//! through `RaftDb`, other hosts through api-client's `Client`, restarts through a channel run.rs
 //! watches), the joiner's side of `pool.join` (`join.rs`), the pool routes other hosts call
 //! (`routes.rs`), and what a restart does to the stopped store before this process runs again
 //! (`restart.rs`, with the bootstrap of a new one-host pool).
 
-mod client;
 mod join;
 pub mod restart;
 mod routes;
@@ -12,6 +11,9 @@ mod routes;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use api_client::{Client, ClientError, Trust};
 
 use master::db::{BoxFuture, ProposeError, ReplicatedDb};
 use master::pool_control::{
@@ -24,12 +26,28 @@ pub use self::restart::{RestartPlan, bootstrap_pool, carry_out};
 pub use self::routes::routes;
 use crate::config::SimulatedCpu;
 use crate::identity::Identity;
-use crate::peer::{Member, Membership};
+use crate::peer::{Member, Membership, SECRET_HEADER};
 use crate::raft::RaftDb;
 
 /// The file an operator creates in the data dir to force the next emergency transition while
 /// a majority of voters is reachable; the transition removes it.
 pub const FORCE_EMERGENCY_FILE: &str = "force-emergency-transition";
+
+/// How long one request to another host may take, connection included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long connecting to another host may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of the host at `address` for the pool's requests: its certificate checked by
+/// `trust`, no reply read beyond `max_reply_bytes`, so that a host (or whatever answers at a
+/// join's address) cannot fill this one's memory.
+fn host_client(address: &str, trust: Trust, max_reply_bytes: usize) -> Result<Client, ClientError> {
+    Client::https(address, trust)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .max_reply_bytes(max_reply_bytes)
+        .build()
+}
 
 /// Who this host is, as the pool operations need it.
 #[derive(Debug, Clone)]
@@ -75,9 +93,22 @@ impl Control {
         )
     }
 
-    /// A client of `member`, pinned to its certificate.
-    fn client_of(&self, member: &PoolMember) -> Result<client::HostClient, ControlError> {
-        client::HostClient::pinned(&member.address, &member.cert_sha256, self.max_reply_bytes)
+    /// POSTs `body` to `path` on `member`, its certificate pinned, with the pool secret
+    /// `secret`; `Ok` once it answers `Done`.
+    async fn post_to<B: serde::Serialize>(
+        &self,
+        member: &PoolMember,
+        path: &str,
+        body: &B,
+        secret: &str,
+    ) -> Result<(), ControlError> {
+        let trust = Trust::fingerprint(&member.cert_sha256);
+        let client = host_client(&member.address, trust, self.max_reply_bytes)
+            .map_err(|e| unreachable(member, e))?;
+        client
+            .post_json::<_, routes::Done>(path, body, &[(SECRET_HEADER, secret)])
+            .await
+            .map(|_| ())
             .map_err(|e| unreachable(member, e))
     }
 
@@ -209,12 +240,8 @@ impl PoolControl for Control {
     fn reset_member(&self, member: PoolMember) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
             let secret = self.pool_secret().unwrap_or_default();
-            let client = self.client_of(&member)?;
-            client
-                .post::<_, routes::Done>(routes::RESET, &routes::Done {}, Some(&secret))
+            self.post_to(&member, routes::RESET, &routes::Done {}, &secret)
                 .await
-                .map(|_| ())
-                .map_err(|e| unreachable(&member, e))
         })
     }
 
@@ -224,13 +251,9 @@ impl PoolControl for Control {
         admission: Admission,
     ) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
-            let client = self.client_of(&member)?;
             let secret = admission.pool_secret.clone();
-            client
-                .post::<_, routes::Done>(routes::RECOVER, &admission, Some(&secret))
+            self.post_to(&member, routes::RECOVER, &admission, &secret)
                 .await
-                .map(|_| ())
-                .map_err(|e| unreachable(&member, e))
         })
     }
 
@@ -241,13 +264,9 @@ impl PoolControl for Control {
     ) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
             let secret = self.pool_secret().unwrap_or_default();
-            let client = self.client_of(&member)?;
             let request = routes::AppliedRequest { index };
-            client
-                .post::<_, routes::Done>(routes::APPLIED, &request, Some(&secret))
+            self.post_to(&member, routes::APPLIED, &request, &secret)
                 .await
-                .map(|_| ())
-                .map_err(|e| unreachable(&member, e))
         })
     }
 

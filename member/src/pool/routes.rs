@@ -19,7 +19,7 @@ use master::pool_control::{Admission, JoinRequest, PoolControl, Restart};
 use serde::{Deserialize, Serialize};
 
 use super::Control;
-use super::client::POOL_SECRET_HEADER;
+use crate::peer::{SECRET_HEADER, same_secret};
 use crate::raft::RaftDb;
 
 pub(super) const JOIN: &str = "/pool/join";
@@ -136,34 +136,14 @@ fn restart(control: &Control, restart: Restart) -> Response {
 
 /// Whether the request carries this host's pool secret (compared in constant time).
 fn has_pool_secret(control: &Control, headers: &HeaderMap) -> bool {
-    let given = headers
-        .get(POOL_SECRET_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let given = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
     match (control.pool_secret(), given) {
-        (Some(expected), Some(given)) => is_same_secret(expected.as_bytes(), given.as_bytes()),
+        (Some(expected), Some(given)) => same_secret(given.as_bytes(), expected.as_bytes()),
         _ => false,
     }
-}
-
-fn is_same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn json<T: Serialize>(value: &T) -> Response {
     let body = serde_json::to_vec(value).expect("pool messages are plain data");
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Secrets match only when equal, whatever their lengths.
-    #[test]
-    fn secrets_match_only_when_equal() {
-        assert!(is_same_secret(b"abc", b"abc"));
-        assert!(!is_same_secret(b"abc", b"abd"));
-        assert!(!is_same_secret(b"abc", b"abcd"));
-        assert!(!is_same_secret(b"", b"a"));
-    }
 }

@@ -17,6 +17,7 @@ use db_schema::Db;
 use master::db::ProposeError;
 use tokio::sync::{oneshot, watch};
 
+use crate::error_chain::error_chain;
 use crate::raft::node::{Input, Node};
 use crate::raft::transport::Transport;
 use crate::raft::{NodeHealth, RaftConfig, RaftMembership, RaftStatus, StorageError, VoterPolicy};
@@ -149,18 +150,6 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|text| (*text).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
-/// An error and the errors it wraps, as one line.
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The body of the Raft thread: opens the node, reports through `opened`, runs until stopped;

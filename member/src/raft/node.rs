@@ -33,7 +33,8 @@ use raft::eraftpb::{ConfChangeV2, Message, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
-use crate::raft::lifecycle::{Outlets, error_chain};
+use crate::error_chain::error_chain;
+use crate::raft::lifecycle::Outlets;
 use crate::raft::snapshot::{self, DumpPosition, Dumps};
 use crate::raft::storage::LogStore;
 use crate::raft::transport::Undelivered;

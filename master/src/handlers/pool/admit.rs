@@ -2,14 +2,14 @@
 //! joiner's session and versions are checked, its rows and member entry committed, and it is
 //! added to Raft as a learner; the answer is what its peer transport needs.
 
-use api_spec::ApiError;
 use api_spec::api::{API_VERSION_MAJOR, API_VERSION_MINOR};
+use api_spec::{ApiError, errors};
 use db_schema::Db;
 
-use super::errors;
+use super::errors::control_failed;
 use crate::Master;
 use crate::bootstrap::{HostFacts, joining_host};
-use crate::error::{Error, to_api_error, xenapi};
+use crate::error::{Error, to_api_error};
 use crate::pool_control::{Admission, JoinRequest, admission, members};
 
 /// What xapi says when the CPUs of a joiner and the pool differ.
@@ -42,12 +42,11 @@ impl Master {
         self.pool
             .add_learner(node)
             .await
-            .map_err(|e| errors::control_failed("adding the joining host to raft", e))?;
+            .map_err(|e| control_failed("adding the joining host to raft", e))?;
         tracing::info!(host = %request.member.host, node_id = node, address = %request.member.address, "host joined the pool");
         let db = self.db.read();
         admission(&db).ok_or_else(|| {
-            xenapi::internal_error("the pool database has no pool secret or epoch".to_owned())
-                .into()
+            errors::internal_error("the pool database has no pool secret or epoch").into()
         })
     }
 }
@@ -57,7 +56,7 @@ impl Master {
 fn check_admission(db: &Db, request: &JoinRequest, this_host: &str) -> Result<(), Error> {
     let session = db
         .get("session", &request.session)
-        .ok_or_else(|| xenapi::session_invalid(&request.session))?;
+        .ok_or_else(|| errors::session_invalid(&request.session))?;
     if session.get("is_local_superuser") != Some(&api_spec::Value::Bool(true)) {
         return Err(errors::operation_not_allowed("only root may add a host to the pool").into());
     }
@@ -73,11 +72,11 @@ fn check_admission(db: &Db, request: &JoinRequest, this_host: &str) -> Result<()
         != (API_VERSION_MAJOR, API_VERSION_MINOR)
     {
         return Err(errors::pool_joining_host_must_have_same_api_version(
-            &format!(
+            format!(
                 "{}.{}",
                 request.api_version_major, request.api_version_minor
             ),
-            &format!("{API_VERSION_MAJOR}.{API_VERSION_MINOR}"),
+            format!("{API_VERSION_MAJOR}.{API_VERSION_MINOR}"),
         )
         .into());
     }

@@ -1,12 +1,12 @@
 //! `pool.eject`: a host leaves the pool. Its node leaves the Raft configuration, its rows and
 //! member entry are removed, and it is told to reset itself to a new one-host pool.
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
-use super::errors;
+use super::errors::control_failed;
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::pool_control::{member_of_host, remove_member};
 use crate::record::row;
 
@@ -23,7 +23,7 @@ pub(in crate::handlers) async fn eject(ctx: Ctx, args: Args) -> Result<Value, Er
             return Err(errors::ha_is_enabled().into());
         }
         if host == super::pool_master(&db) || host == ctx.master.this_host {
-            return Err(xenapi::internal_error(CANNOT_EJECT_MASTER.to_owned()).into());
+            return Err(errors::internal_error(CANNOT_EJECT_MASTER).into());
         }
         let has_resident_vm = db.rows("VM").any(|(_, vm)| {
             vm.str("resident_on") == host
@@ -48,7 +48,7 @@ pub(in crate::handlers) async fn eject(ctx: Ctx, args: Args) -> Result<Value, Er
             .pool
             .remove_node(member.node_id)
             .await
-            .map_err(|e| errors::control_failed("removing the host from raft", e))?;
+            .map_err(|e| control_failed("removing the host from raft", e))?;
     }
     ctx.master.commit(txn).await?;
     let Some(member) = member else {

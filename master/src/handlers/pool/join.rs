@@ -2,10 +2,10 @@
 //! master is asked for admission (`PoolControl::join`, answered by `Master::admit` there), and
 //! once admitted this host restarts as a member of that pool, after the call is answered.
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use db_schema::Db;
 
-use super::errors;
+use super::errors::control_failed;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::{JoinFailure, JoinTarget, Restart};
@@ -44,7 +44,7 @@ async fn join_pool(ctx: Ctx, args: Args, force: bool) -> Result<Value, Error> {
     ctx.master
         .pool
         .restart(Restart::Join(admission))
-        .map_err(|e| errors::control_failed("restarting into the pool", e))?;
+        .map_err(|e| control_failed("restarting into the pool", e))?;
     Ok(void())
 }
 
@@ -85,7 +85,7 @@ fn check_can_join(db: &Db) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use api_spec::{ApiError, errors as codes};
+    use api_spec::errors as codes;
 
     use super::*;
     use crate::pool_control::{Admission, PoolMember};
@@ -164,10 +164,7 @@ mod tests {
     async fn refusal_of_the_master_reaches_the_caller() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let refusal = ApiError::new(
-            codes::SESSION_AUTHENTICATION_FAILED,
-            ["root".to_owned(), "Authentication failure".to_owned()],
-        );
+        let refusal = codes::session_authentication_failed("root", "Authentication failure");
         pool.pool_control
             .answer_join(Err(JoinFailure::Refused(refusal.clone())));
         let reply = pool

@@ -7,12 +7,12 @@
 //! `force-emergency-transition` in the host's data dir, consumed by the transition
 //! (`PoolControl::take_emergency_force`).
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use db_schema::Txn;
 
-use super::errors;
+use super::errors::control_failed;
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::pool_control::{Restart, admission, member_of_host};
 use crate::record::row;
 
@@ -33,7 +33,7 @@ pub(in crate::handlers) async fn designate_new_master(
             return Ok(void());
         }
         member_of_host(&db, host).ok_or_else(|| {
-            xenapi::internal_error(format!("host {host} has no member entry in the pool"))
+            errors::internal_error(format!("host {host} has no member entry in the pool"))
         })?
     };
     let pool = &ctx.master.pool;
@@ -52,7 +52,7 @@ pub(in crate::handlers) async fn designate_new_master(
     }
     pool.transfer_leader(member.node_id)
         .await
-        .map_err(|e| errors::control_failed("handing over the mastership", e))?;
+        .map_err(|e| control_failed("handing over the mastership", e))?;
     tracing::info!(host = %host, node_id = member.node_id, "mastership handed over");
     Ok(void())
 }
@@ -81,7 +81,7 @@ pub(in crate::handlers) async fn emergency_transition_to_master(
     let pool_epoch = crate::record::new_uuid();
     tracing::warn!(reachable, voters = voters.len(), pool_epoch = %pool_epoch, "emergency transition to master");
     pool.restart(Restart::SingleVoter { pool_epoch })
-        .map_err(|e| errors::control_failed("restarting as the only voter", e))?;
+        .map_err(|e| control_failed("restarting as the only voter", e))?;
     Ok(void())
 }
 
@@ -92,7 +92,7 @@ pub(in crate::handlers) async fn recover_slaves(ctx: Ctx, _args: Args) -> Result
     let (admission, outside) = {
         let db = ctx.db();
         let admission = admission(&db).ok_or_else(|| {
-            xenapi::internal_error("the pool database has no pool secret or epoch".to_owned())
+            errors::internal_error("the pool database has no pool secret or epoch")
         })?;
         let membership = ctx.master.pool.membership();
         let outside: Vec<_> = admission
@@ -109,7 +109,7 @@ pub(in crate::handlers) async fn recover_slaves(ctx: Ctx, _args: Args) -> Result
     let mut recovered = Vec::new();
     for member in outside {
         if let Err(e) = pool.add_learner(member.node_id).await {
-            return Err(errors::control_failed("adding a host back to raft", e).into());
+            return Err(control_failed("adding a host back to raft", e).into());
         }
         match pool.recover_member(member.clone(), admission.clone()).await {
             Ok(()) => {

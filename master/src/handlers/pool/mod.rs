@@ -2,7 +2,7 @@
 //! `join`, `join_force`), `admit.rs` (on the master: `Master::admit`, the other half of a
 //! join), `eject.rs`, `mastership.rs` (`designate_new_master`, `emergency_transition_to_master`,
 //! `recover_slaves`), `sync.rs` (`sync_database`). What they need from `member` goes through
-//! `PoolControl`; the XenAPI errors they raise are built in `errors.rs`.
+//! `PoolControl`; a failure of `PoolControl` becomes a XenAPI error in `errors.rs`.
 
 mod admit;
 mod eject;

@@ -2,9 +2,8 @@
 //! before the call (xapi flushes its database to every host; here every host holds a replica,
 //! so the call waits for the live ones to catch up).
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 
-use super::errors;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::members;

@@ -1,10 +1,10 @@
 //! A CD drive's media: `VBD.insert` and `VBD.eject`, through the agent when the drive is
 //! attached to a domain, else in the DB alone.
 
-use api_spec::{NULL_REF, Value};
+use api_spec::{NULL_REF, Value, errors};
 
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::handlers::hotplug::{self, Hotplug};
 use crate::operations::{self, Draft, Overlay};
 use crate::vm_spec;
@@ -31,9 +31,9 @@ async fn change_media_offline(
             operations::check(draft.view(), "VBD", vbd, op)?;
             if is_live(draft.view(), vbd) {
                 let reason = "the VM started meanwhile; retry";
-                return Err(xenapi::operation_not_allowed(reason).into());
+                return Err(errors::operation_not_allowed(reason).into());
             }
-            for field in operations::DEVICE_FACT_FIELDS {
+            for field in operations::VBD_FACT_FIELDS {
                 draft.require_unchanged("VBD", vbd, field);
             }
             let vm = draft.view().str("VBD", vbd, "VM").to_owned();
@@ -60,7 +60,7 @@ pub(in crate::handlers) async fn insert(ctx: Ctx, args: Args) -> Result<Value, E
         let db = ctx.db();
         let view = Overlay::new(&db);
         if !view.exists("VDI", vdi) {
-            return Err(xenapi::handle_invalid("VDI", vdi).into());
+            return Err(errors::handle_invalid("VDI", vdi).into());
         }
         is_live(&view, vbd)
     };
@@ -125,15 +125,15 @@ mod tests {
         let iso = pool.new_disk(&session, "iso").await;
         let eject = |vbd: &str| pool.call_as(&session, "VBD.eject", vec![s(vbd)]);
         let insert = || pool.call_as(&session, "VBD.insert", vec![s(&cd), s(&iso)]);
-        assert_eq!(eject(&cd).await, Err(xenapi::vbd_is_empty(&cd)));
+        assert_eq!(eject(&cd).await, Err(errors::vbd_is_empty(&cd)));
         assert_eq!(
             eject(&disk).await,
-            Err(xenapi::vbd_not_removable_media(&disk))
+            Err(errors::vbd_not_removable_media(&disk))
         );
         assert_eq!(insert().await, Ok(s("")));
         assert_eq!(pool.text("VBD", &cd, "VDI"), iso);
         assert_eq!(pool.field("VBD", &cd, "empty"), Some(Value::Bool(false)));
-        assert_eq!(insert().await, Err(xenapi::vbd_not_empty(&cd)));
+        assert_eq!(insert().await, Err(errors::vbd_not_empty(&cd)));
         assert_eq!(eject(&cd).await, Ok(s("")));
         assert_eq!(pool.field("VBD", &cd, "empty"), Some(Value::Bool(true)));
         assert!(pool.agent.received().is_empty());

@@ -9,13 +9,13 @@ pub(super) use media::{eject, insert};
 
 use std::collections::BTreeMap;
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use db_schema::Op;
 
 use super::hotplug::{self, Hotplug};
 use crate::ctx::{Args, Ctx, void};
 use crate::device_slots::{VbdSlot, free_vbd_disks, vbd_slot};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::operations::{Draft, Overlay};
 use crate::record;
 use crate::vm_spec;
@@ -48,49 +48,49 @@ fn check_new(draft: &mut Draft, fields: &mut BTreeMap<String, Value>) -> Result<
     let view = draft.view();
     let vm = text(fields, "VM").to_owned();
     if !view.exists("VM", &vm) {
-        return Err(xenapi::handle_invalid("VM", &vm).into());
+        return Err(errors::handle_invalid("VM", &vm).into());
     }
     let (vdi, is_empty) = (text(fields, "VDI").to_owned(), flag(fields, "empty"));
     let (kind, mode) = (text(fields, "type"), text(fields, "mode"));
     if !is_empty {
         if !view.exists("VDI", &vdi) {
-            return Err(xenapi::handle_invalid("VDI", &vdi).into());
+            return Err(errors::handle_invalid("VDI", &vdi).into());
         }
         let vdi_type = view.str("VDI", &vdi, "type");
         if !ATTACHABLE_VDI_TYPES.contains(&vdi_type) {
-            return Err(xenapi::vdi_incompatible_type(&vdi, vdi_type).into());
+            return Err(errors::vdi_incompatible_type(&vdi, vdi_type).into());
         }
     }
     if kind == "CD" && mode != "RO" {
-        return Err(xenapi::vbd_cds_must_be_readonly().into());
+        return Err(errors::vbd_cds_must_be_readonly().into());
     }
     if kind != "CD" && is_empty {
-        return Err(xenapi::vbd_not_removable_media("in constructor").into());
+        return Err(errors::vbd_not_removable_media("in constructor").into());
     }
     if mode == "RW" && !is_empty && view.bool("VDI", &vdi, "read_only") {
-        return Err(xenapi::vdi_readonly(&vdi).into());
+        return Err(errors::vdi_readonly(&vdi).into());
     }
     let migrating = view
         .string_map("VM", &vm, "current_operations")
         .into_iter()
         .find(|(_, op)| MIGRATIONS.contains(&op.as_str()));
     if let Some((key, op)) = migrating {
-        return Err(xenapi::other_operation_in_progress("VM", &vm, &op, &key).into());
+        return Err(errors::other_operation_in_progress("VM", &vm, &op, &key).into());
     }
     let is_floppy = kind == "Floppy";
     let device = text(fields, "userdevice").to_owned();
     let device = if device == "autodetect" {
-        autodetect(view, &vm, is_floppy).ok_or_else(|| xenapi::invalid_device(&device))?
+        autodetect(view, &vm, is_floppy).ok_or_else(|| errors::invalid_device(&device))?
     } else {
         device
     };
-    let slot = vbd_slot(&device, is_floppy).ok_or_else(|| xenapi::invalid_device(&device))?;
+    let slot = vbd_slot(&device, is_floppy).ok_or_else(|| errors::invalid_device(&device))?;
     let is_taken = view.children("VBD", "VM", &vm).iter().any(|other| {
         let other_is_floppy = view.str("VBD", other, "type") == "Floppy";
         vbd_slot(view.str("VBD", other, "userdevice"), other_is_floppy) == Some(slot)
     });
     if is_taken {
-        return Err(xenapi::device_already_exists(&device).into());
+        return Err(errors::device_already_exists(&device).into());
     }
     fields.insert("userdevice".to_owned(), Value::String(device));
     draft.require_exists("VM", &vm);
@@ -154,7 +154,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
             let mut draft = Draft::new(db);
             let view = draft.view();
             if !view.exists("VBD", vbd) {
-                return Err(xenapi::handle_invalid("VBD", vbd).into());
+                return Err(errors::handle_invalid("VBD", vbd).into());
             }
             if view.bool("VBD", vbd, "currently_attached") {
                 let vm = view.str("VBD", vbd, "VM");
@@ -163,11 +163,11 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
                     view.str("VBD", vbd, "uuid"),
                     view.str("VM", vm, "uuid")
                 );
-                return Err(xenapi::operation_not_allowed(&reason).into());
+                return Err(errors::operation_not_allowed(&reason).into());
             }
             let current = view.string_map("VBD", vbd, "current_operations");
             if let Some((key, op)) = current.into_iter().next() {
-                return Err(xenapi::other_operation_in_progress("VBD", vbd, &op, &key).into());
+                return Err(errors::other_operation_in_progress("VBD", vbd, &op, &key).into());
             }
             for field in ["currently_attached", "current_operations"] {
                 draft.require_unchanged("VBD", vbd, field);
@@ -230,6 +230,7 @@ mod tests {
     use api_spec::{ApiError, NULL_REF};
 
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{ActionKind, TestPool};
 
     fn s(text: &str) -> Value {
@@ -282,19 +283,19 @@ mod tests {
                     ("type", s("CD")),
                     ("empty", Value::Bool(true)),
                 ],
-                xenapi::vbd_cds_must_be_readonly(),
+                errors::vbd_cds_must_be_readonly(),
             ),
             (
                 vec![("userdevice", s("3")), ("empty", Value::Bool(true))],
-                xenapi::vbd_not_removable_media("in constructor"),
+                errors::vbd_not_removable_media("in constructor"),
             ),
             (
                 vec![("userdevice", s("disk")), ("VDI", s(&other))],
-                xenapi::invalid_device("disk"),
+                errors::invalid_device("disk"),
             ),
             (
                 vec![("userdevice", s("xvda")), ("VDI", s(&other))],
-                xenapi::device_already_exists("xvda"),
+                errors::device_already_exists("xvda"),
             ),
         ];
         for (pairs, error) in cases {
@@ -302,12 +303,12 @@ mod tests {
         }
         pool.write("VDI", &other, &[("read_only", Value::Bool(true))]);
         let reply = create(vec![("userdevice", s("1")), ("VDI", s(&other))]).await;
-        assert_eq!(reply, Err(xenapi::vdi_readonly(&other)));
+        assert_eq!(reply, Err(errors::vdi_readonly(&other)));
         pool.write("VDI", &other, &[("type", s("ha_statefile"))]);
         let reply = create(vec![("userdevice", s("1")), ("VDI", s(&other))]).await;
         assert_eq!(
             reply,
-            Err(xenapi::vdi_incompatible_type(&other, "ha_statefile"))
+            Err(errors::vdi_incompatible_type(&other, "ha_statefile"))
         );
         let reply = create(vec![
             ("userdevice", s("autodetect")),
@@ -345,7 +346,7 @@ mod tests {
         );
         assert_eq!(
             call("VBD.plug").await,
-            Err(xenapi::device_already_attached(&vbd))
+            Err(errors::device_already_attached(&vbd))
         );
         let reason = format!(
             "VBD '{}' still attached to '{}'",
@@ -354,13 +355,13 @@ mod tests {
         );
         assert_eq!(
             call("VBD.destroy").await,
-            Err(xenapi::operation_not_allowed(&reason))
+            Err(errors::operation_not_allowed(&reason))
         );
         assert_eq!(call("VBD.unplug").await, Ok(s("")));
         assert_eq!(attached(&pool, &vbd), Some(Value::Bool(false)));
         assert_eq!(
             call("VBD.unplug").await,
-            Err(xenapi::device_already_detached(&vbd))
+            Err(errors::device_already_detached(&vbd))
         );
         assert_eq!(call("VBD.plug").await, Ok(s("")));
         assert_eq!(call("VBD.unplug_force").await, Ok(s("")));
@@ -403,7 +404,7 @@ mod tests {
             .expect("started");
         assert_eq!(attached(&pool, &vbd), Some(Value::Bool(true)));
         let reply = pool.call_as(&session, "VBD.unplug", vec![s(&vbd)]).await;
-        assert_eq!(reply, Err(xenapi::vbd_not_unpluggable(&vbd)));
+        assert_eq!(reply, Err(errors::vbd_not_unpluggable(&vbd)));
     }
 
     /// An agent's error names the VBD by uuid; the client gets its ref, and the VBD stays
@@ -418,7 +419,7 @@ mod tests {
         let error = host_api::AgentFailure::DeviceAlreadyAttached { device: uuid };
         pool.agent.fail_next(ActionKind::PlugVbd, error);
         let reply = pool.call_as(&session, "VBD.plug", vec![s(&vbd)]).await;
-        assert_eq!(reply, Err(xenapi::device_already_attached(&vbd)));
+        assert_eq!(reply, Err(errors::device_already_attached(&vbd)));
         assert_eq!(attached(&pool, &vbd), Some(Value::Bool(false)));
         assert!(pool.current("VBD", &vbd).is_empty());
     }

@@ -326,6 +326,8 @@ fn vm_fields(
 
 #[cfg(test)]
 mod tests {
+    use api_spec::errors;
+
     use super::*;
     use crate::error::xenapi;
     use crate::testing::TestPool;
@@ -470,7 +472,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::handle_invalid("SR", "OpaqueRef:nowhere"))
+            Err(errors::handle_invalid("SR", "OpaqueRef:nowhere"))
         );
     }
 

@@ -2,11 +2,11 @@
 //! it, each checking the limits' order (`memory.rs`). A running VM's dynamic range changes
 //! live through its agent.
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::memory::Limits;
 use crate::operations::{self, Draft, Overlay};
 use crate::power_state::set_running;
@@ -93,7 +93,7 @@ async fn change_memory(ctx: &Ctx, vm: &str, change: Change) -> Result<Value, Err
         .begin(|draft| {
             if !is_live_domain(draft.view(), vm) {
                 return Err(
-                    xenapi::operation_not_allowed("the VM stopped meanwhile; retry").into(),
+                    errors::operation_not_allowed("the VM stopped meanwhile; retry").into(),
                 );
             }
             let limits = change.apply(Limits::read(draft.view(), vm));
@@ -217,6 +217,7 @@ fn current(ctx: &Ctx, vm: &str, field: &str) -> Result<i64, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::xenapi;
     use crate::memory::{EQUALITY_CONSTRAINT, ORDER_CONSTRAINT};
     use crate::testing::TestPool;
 
@@ -276,7 +277,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::memory_constraint_violation(ORDER_CONSTRAINT))
+            Err(errors::memory_constraint_violation(ORDER_CONSTRAINT))
         );
         assert_eq!(limits(&pool, &vm), [GIB, 2 * GIB, 3 * GIB, 4 * GIB]);
         let reply = pool
@@ -298,7 +299,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::memory_constraint_violation(ORDER_CONSTRAINT))
+            Err(errors::memory_constraint_violation(ORDER_CONSTRAINT))
         );
         let reply = pool
             .call_as(&session, "VM.set_memory_static_max", args(&vm, &[16 * GIB]))
@@ -371,7 +372,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::memory_constraint_violation(ORDER_CONSTRAINT))
+            Err(errors::memory_constraint_violation(ORDER_CONSTRAINT))
         );
         assert_eq!(pool.agent.kinds().len(), 3);
         assert!(pool.current("VM", &vm).is_empty());
@@ -393,7 +394,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::memory_constraint_violation(EQUALITY_CONSTRAINT))
+            Err(errors::memory_constraint_violation(EQUALITY_CONSTRAINT))
         );
         let reply = pool
             .call_as(

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Operation, Share};
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::memory;
 use crate::operations::Overlay;
 use crate::placement;
@@ -69,13 +69,13 @@ pub(in crate::handlers) async fn migrate(
             .begin(|draft| {
                 let view = draft.view();
                 if !view.exists("host", host) {
-                    return Err(xenapi::handle_invalid("host", host).into());
+                    return Err(errors::handle_invalid("host", host).into());
                 }
                 check_destination(view, vm, host)?;
                 let source = view.str("VM", vm, "resident_on").to_owned();
                 if !view.exists("host", &source) {
                     let message = format!("VM {vm} is running but resident on no host");
-                    return Err(xenapi::internal_error(message).into());
+                    return Err(errors::internal_error(message).into());
                 }
                 let paused = view.str("VM", vm, "power_state") == "Paused";
                 let spec = vm_spec::build(view, vm);
@@ -202,7 +202,7 @@ fn destination_error(
         Ok(_) => unexpected(vm, "MigrateIn"),
     };
     let message = error.description().join(" ");
-    xenapi::vm_migrate_failed(vm, source, destination, &message)
+    errors::vm_migrate_failed(vm, source, destination, &message)
 }
 
 /// Whether `error` says the action was cancelled (here: the destination stopped waiting for
@@ -212,7 +212,7 @@ fn is_cancelled(error: &ApiError) -> bool {
 }
 
 fn unexpected(vm: &str, action: &str) -> ApiError {
-    xenapi::internal_error(format!(
+    errors::internal_error(format!(
         "the host agent answered {action} for VM {vm} with another action's result; this is a bug"
     ))
 }
@@ -224,6 +224,7 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{ActionKind, FAKE_PROGRESS, RUNNING_OPERATIONS, TestPool};
 
     const GIB: i64 = 1 << 30;
@@ -335,23 +336,23 @@ mod tests {
         let before = pool.agent.received().len();
         assert_eq!(
             migrate(&pool, &session, &vm, "OpaqueRef:nowhere").await,
-            Err(xenapi::handle_invalid("host", "OpaqueRef:nowhere"))
+            Err(errors::handle_invalid("host", "OpaqueRef:nowhere"))
         );
         let small = pool.add_host("small", GIB / 2);
         assert_eq!(
             migrate(&pool, &session, &vm, &small).await,
-            Err(xenapi::host_not_enough_free_memory(GIB, GIB / 2))
+            Err(errors::host_not_enough_free_memory(GIB, GIB / 2))
         );
         pool.write("host", &second, &[("enabled", Value::Bool(false))]);
         assert_eq!(
             migrate(&pool, &session, &vm, &second).await,
-            Err(xenapi::host_disabled(&second))
+            Err(errors::host_disabled(&second))
         );
         let metrics = pool.text("host", &second, "metrics");
         pool.write("host_metrics", &metrics, &[("live", Value::Bool(false))]);
         assert_eq!(
             migrate(&pool, &session, &vm, &second).await,
-            Err(xenapi::host_not_live())
+            Err(errors::host_not_live())
         );
         let third = pool.add_host("third", 64 * GIB);
         let with_disk = pool.new_vm(&session, "with disk").await;
@@ -360,7 +361,7 @@ mod tests {
         let sr = pool.text("VDI", &vdi, "SR");
         assert_eq!(
             migrate(&pool, &session, &with_disk, &third).await,
-            Err(xenapi::vm_requires_sr(&with_disk, &sr))
+            Err(errors::vm_requires_sr(&with_disk, &sr))
         );
         pool.call_as(&session, "VM.pause", vec![s(&vm)])
             .await
@@ -395,7 +396,7 @@ mod tests {
         pool.agent.fail_next(ActionKind::MigrateIn, failure);
         assert_eq!(
             migrate(&pool, &session, &vm, &second).await,
-            Err(xenapi::vm_migrate_failed(
+            Err(errors::vm_migrate_failed(
                 &vm,
                 &pool.host,
                 &second,
@@ -467,7 +468,7 @@ mod tests {
         .await;
         assert_eq!(
             migrate(&pool, &session, &vm, &second).await,
-            Err(xenapi::other_operation_in_progress(
+            Err(errors::other_operation_in_progress(
                 "VM",
                 &vm,
                 "pool_migrate",

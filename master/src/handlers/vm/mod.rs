@@ -23,13 +23,13 @@ mod snapshot;
 mod start;
 mod vcpus;
 
-use api_spec::{ApiError, Value};
+use api_spec::{ApiError, Value, errors};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_failures;
 use crate::ctx::Ctx;
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::operations::{self, Draft, InFlightGuard};
 use host_api::{ActionResult, DomainInfo, HostAction};
 
@@ -287,7 +287,7 @@ pub(crate) fn answer(
             let message = format!(
                 "the host agent answered another action's result for VM {vm}; this is a bug"
             );
-            return Err(xenapi::internal_error(message).into());
+            return Err(errors::internal_error(message).into());
         }
     };
     let is_expected = match (&domain, expect) {
@@ -300,7 +300,7 @@ pub(crate) fn answer(
     if !is_expected {
         let message =
             format!("VM {vm} not in expected power state after completing operation ({expect:?})");
-        return Err(xenapi::internal_error(message).into());
+        return Err(errors::internal_error(message).into());
     }
     Ok(crate::ctx::void())
 }
@@ -308,6 +308,7 @@ pub(crate) fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool};
 
     fn s(text: &str) -> Value {

@@ -1,11 +1,11 @@
 //! The power operations on a domain that is there: `suspend` (to a suspend image on the VM's
 //! suspend SR), `pause`, `unpause`, `clean_reboot`, `hard_reboot`.
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
 use crate::ctx::{Args, Ctx};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::operations::{Draft, Overlay};
 use crate::power_state::{drop_suspend_image, set_running, set_stopped};
 use crate::vm_spec;
@@ -69,7 +69,7 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
         .begin(|draft| {
             let host = draft.view().str("VM", vm, "resident_on").to_owned();
             let sr =
-                suspend_sr(draft.view(), vm, &host).ok_or_else(|| xenapi::vm_no_suspend_sr(vm))?;
+                suspend_sr(draft.view(), vm, &host).ok_or_else(|| errors::vm_no_suspend_sr(vm))?;
             let image = create_suspend_image(draft, vm, &sr);
             draft.set("VM", vm, "suspend_VDI", Value::str(image.as_str()));
             let action = HostAction::Vm(VmAction::Suspend {
@@ -208,6 +208,7 @@ mod tests {
     use api_spec::{NULL_REF, Value};
 
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{ActionKind, RUNNING_OPERATIONS, TestPool};
 
     fn s(text: &str) -> Value {
@@ -274,7 +275,7 @@ mod tests {
         pool.agent.fail_next(ActionKind::Suspend, error);
         assert_eq!(
             pool.call_as(&session, "VM.suspend", vec![s(&vm)]).await,
-            Err(xenapi::internal_error(
+            Err(errors::internal_error(
                 "host agent: no room for the image".to_owned()
             ))
         );

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::{NULL_REF, Value};
+use api_spec::{NULL_REF, Value, errors};
 use db_schema::Db;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::handlers::vbd::add_vbd;
 use crate::operations::{self, Draft};
 use crate::record;
@@ -89,7 +89,7 @@ fn disk_sr(db: &Db, draft: &Draft, uuid: &str) -> Result<String, Error> {
         return db
             .ref_by_uuid("SR", uuid)
             .map(str::to_owned)
-            .ok_or_else(|| xenapi::uuid_invalid("SR", uuid).into());
+            .ok_or_else(|| errors::uuid_invalid("SR", uuid).into());
     }
     let view = draft.view();
     let pool = view.refs("pool").into_iter().next().unwrap_or_default();
@@ -98,7 +98,7 @@ fn disk_sr(db: &Db, draft: &Draft, uuid: &str) -> Result<String, Error> {
         Ok(sr.to_owned())
     } else {
         let sr = if sr.is_empty() { NULL_REF } else { sr };
-        Err(xenapi::default_sr_not_found(sr).into())
+        Err(errors::default_sr_not_found(sr).into())
     }
 }
 
@@ -128,7 +128,7 @@ fn provision_txn(db: &Db, draft: &mut Draft, vm: &str, now: i64) -> Result<usize
     let other_config = draft.view().string_map("VM", vm, "other_config");
     let requests = match other_config.get(DISKS_KEY) {
         Some(xml) => parse_disks(xml)
-            .ok_or_else(|| xenapi::invalid_value(&format!("other_config:{DISKS_KEY}"), xml))?,
+            .ok_or_else(|| errors::invalid_value(format!("other_config:{DISKS_KEY}"), xml))?,
         None => Vec::new(),
     };
     let vm_uuid = draft.view().str("VM", vm, "uuid").to_owned();
@@ -305,7 +305,7 @@ mod tests {
         let session = pool.login().await;
         let vm = pool.new_vm(&session, "vm").await;
         let reply = pool.call_as(&session, "VM.provision", vec![s(&vm)]).await;
-        assert_eq!(reply, Err(xenapi::only_provision_template()));
+        assert_eq!(reply, Err(errors::only_provision_template()));
         let bad = clone(&pool, &session).await;
         pool.call_as(
             &session,
@@ -330,7 +330,7 @@ mod tests {
         let pool_ref = pool.refs("pool").remove(0);
         pool.write("pool", &pool_ref, &[("default_SR", s(NULL_REF))]);
         let reply = pool.call_as(&session, "VM.provision", vec![s(&vm)]).await;
-        assert_eq!(reply, Err(xenapi::default_sr_not_found(NULL_REF)));
+        assert_eq!(reply, Err(errors::default_sr_not_found(NULL_REF)));
         assert!(
             pool.field("VM", &vm, "VBDs")
                 .and_then(|v| v.as_array().map(<[Value]>::len))

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
 use crate::ctx::{Args, Ctx, void};
 use crate::device_slots::{free_vbd_disks, free_vif_devices};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::generic;
 use crate::operations::{self, Draft, Overlay, field_equals};
 use crate::power_state::NO_DOMID;
@@ -84,7 +84,7 @@ pub(in crate::handlers) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, 
 fn destroy_txn(db: &Db, vm: &str) -> Result<Txn, Error> {
     let row = row(db, "VM", vm)?;
     if row.get("is_default_template").and_then(Value::as_bool) == Some(true) {
-        return Err(xenapi::vm_cannot_delete_default_template(vm).into());
+        return Err(errors::vm_cannot_delete_default_template(vm).into());
     }
     let mut draft = Draft::new(db);
     operations::check(draft.view(), "VM", vm, "destroy")?;
@@ -191,6 +191,7 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::TestPool;
 
     fn s(text: &str) -> Value {
@@ -287,7 +288,7 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::vm_cannot_delete_default_template(&template))
+            Err(errors::vm_cannot_delete_default_template(&template))
         );
         let clone = pool
             .call_as(&session, "VM.clone", vec![s(&template), s("doomed")])

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use api_spec::{NULL_REF, Value};
+use api_spec::{NULL_REF, Value, errors};
 
 use super::copies::{create_device, device_fields};
 use super::shutdown::hard_shutdown_vm;
@@ -56,7 +56,7 @@ pub(in crate::handlers) async fn revert(ctx: Ctx, args: Args) -> Result<Value, E
         operations::check(&view, "VM", snapshot, "revert")?;
         let vm = view.str("VM", snapshot, "snapshot_of").to_owned();
         if !view.exists("VM", &vm) {
-            return Err(xenapi::vm_revert_failed(&vm, snapshot).into());
+            return Err(errors::vm_revert_failed(&vm, snapshot).into());
         }
         let is_stopped = view.str("VM", &vm, "power_state") == "Halted";
         (vm, is_stopped)
@@ -82,7 +82,7 @@ fn revert_txn(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Result<(
     let view = draft.view();
     operations::check(view, "VM", snapshot, "revert")?;
     if !view.exists("VM", vm) || view.str("VM", snapshot, "snapshot_of") != vm {
-        return Err(xenapi::vm_revert_failed(vm, snapshot).into());
+        return Err(errors::vm_revert_failed(vm, snapshot).into());
     }
     let power_state = view.str("VM", vm, "power_state").to_owned();
     if power_state != "Halted" {
@@ -296,11 +296,11 @@ mod tests {
         let session = pool.login().await;
         let (vm, _, snap) = snapshotted(&pool, &session).await;
         let reply = pool.call_as(&session, "VM.revert", vec![s(&vm)]).await;
-        assert_eq!(reply, Err(xenapi::only_revert_snapshot()));
+        assert_eq!(reply, Err(errors::only_revert_snapshot()));
         pool.call_as(&session, "VM.destroy", vec![s(&vm)])
             .await
             .expect("destroyed");
         let reply = pool.call_as(&session, "VM.revert", vec![s(&snap)]).await;
-        assert_eq!(reply, Err(xenapi::vm_revert_failed(&vm, &snap)));
+        assert_eq!(reply, Err(errors::vm_revert_failed(&vm, &snap)));
     }
 }

@@ -2,10 +2,10 @@
 //! gives a message of their own): `set_actions_after_crash`, with xapi's checks, and the
 //! start and shutdown ordering fields.
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::vm_spec;
 
 /// Sets one field of a live VM.
@@ -30,11 +30,11 @@ pub(in crate::handlers) async fn set_actions_after_crash(
     match value {
         "rename_restart" => {
             let reason = "option would leak a domain; VMs and not domains are managed by this API";
-            return Err(xenapi::value_not_supported(field, value, reason).into());
+            return Err(errors::value_not_supported(field, value, reason).into());
         }
         "coredump_and_destroy" | "coredump_and_restart" if domain_type != "pv" => {
             let reason = "cannot invoke a coredump of an HVM or PV-in-PVH domain";
-            return Err(xenapi::value_not_supported(field, value, reason).into());
+            return Err(errors::value_not_supported(field, value, reason).into());
         }
         _ => {}
     }

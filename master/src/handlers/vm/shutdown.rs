@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api_spec::{ApiError, Value};
+use api_spec::{ApiError, Value, errors};
 
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::operations::Draft;
 use crate::power_state::{drop_suspend_image, set_running, set_stopped};
 use crate::record::row;
@@ -178,7 +178,7 @@ pub(in crate::handlers) async fn power_state_reset(ctx: Ctx, args: Args) -> Resu
         let db = ctx.db();
         let row = row(&db, "VM", vm)?;
         if row.get("is_control_domain").and_then(Value::as_bool) == Some(true) {
-            return Err(xenapi::cannot_reset_control_domain(vm).into());
+            return Err(errors::cannot_reset_control_domain(vm).into());
         }
         let is_live = matches!(row.str("power_state"), "Running" | "Paused");
         let host = row.str("resident_on").to_owned();
@@ -192,7 +192,7 @@ pub(in crate::handlers) async fn power_state_reset(ctx: Ctx, args: Args) -> Resu
         )
     };
     if is_live && still_runs(&ctx, &host, &uuid).await {
-        return Err(xenapi::domain_exists(vm, domid).into());
+        return Err(errors::domain_exists(vm, domid).into());
     }
     let now = ctx.now();
     ctx.master
@@ -240,6 +240,7 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{ActionKind, HALTED_OPERATIONS, TestPool};
 
     fn s(text: &str) -> Value {
@@ -408,7 +409,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "VM.power_state_reset", vec![s(&vm)])
             .await;
-        assert_eq!(reply, Err(xenapi::domain_exists(&vm, domid)));
+        assert_eq!(reply, Err(errors::domain_exists(&vm, domid)));
         pool.agent.remove_domain(&pool.text("VM", &vm, "uuid"));
         pool.write(
             "VM",
@@ -437,6 +438,6 @@ mod tests {
         let reply = pool
             .call_as(&session, "VM.power_state_reset", vec![s(&dom0)])
             .await;
-        assert_eq!(reply, Err(xenapi::cannot_reset_control_domain(&dom0)));
+        assert_eq!(reply, Err(errors::cannot_reset_control_domain(&dom0)));
     }
 }

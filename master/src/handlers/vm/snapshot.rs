@@ -121,14 +121,14 @@ mod tests {
         };
         assert_eq!(
             snapshot(&template).await,
-            Err(crate::error::xenapi::vm_is_template(&template))
+            Err(api_spec::errors::vm_is_template(&template))
         );
         let vm = pool.new_vm(&session, "web").await;
         let snap = snapshot(&vm).await.expect("a snapshot");
         let snap = snap.as_str().expect("a ref").to_owned();
         assert_eq!(
             snapshot(&snap).await,
-            Err(crate::error::xenapi::vm_is_snapshot(&snap, "snapshot"))
+            Err(api_spec::errors::vm_is_snapshot(&snap, "snapshot"))
         );
     }
 }

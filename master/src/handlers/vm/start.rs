@@ -2,11 +2,11 @@
 //! VM is placed (or the named host checked) and the host's memory reserved with
 //! `scheduled_to_be_resident_on` until the domain runs.
 
-use api_spec::{NULL_REF, Value};
+use api_spec::{NULL_REF, Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
 use crate::ctx::{Args, Ctx};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::memory::{self, Limits};
 use crate::operations::Overlay;
 use crate::placement::{self, Need, Policy};
@@ -63,15 +63,15 @@ fn check_vcpus(view: &Overlay, vm: &str) -> Result<(), Error> {
         view.int("VM", vm, "VCPUs_at_startup"),
     );
     if max < 1 {
-        return Err(xenapi::invalid_value_of("VCPUs_max", max).into());
+        return Err(errors::invalid_value("VCPUs_max", max).into());
     }
     if at_startup < 1 {
-        return Err(xenapi::invalid_value_of("VCPUs-at-startup", at_startup).into());
+        return Err(errors::invalid_value("VCPUs-at-startup", at_startup).into());
     }
     if at_startup > max {
-        return Err(xenapi::value_not_supported(
+        return Err(errors::value_not_supported(
             "VCPUs-at-startup",
-            &at_startup.to_string(),
+            at_startup,
             "value greater than VCPUs-max",
         )
         .into());
@@ -85,7 +85,7 @@ fn place(view: &Overlay, vm: &str, target: Target<'_>) -> Result<String, Error> 
     match target {
         Target::On(host) => {
             if !view.exists("host", host) {
-                return Err(xenapi::handle_invalid("host", host).into());
+                return Err(errors::handle_invalid("host", host).into());
             }
             placement::check(&placement::candidate(view, host, vm), need)?;
             Ok(host.to_owned())
@@ -132,7 +132,7 @@ async fn boot(
                 let action = if is_resume {
                     let image = view.str("VM", vm, "suspend_VDI");
                     if !view.exists("VDI", image) {
-                        return Err(xenapi::handle_invalid("VDI", image).into());
+                        return Err(errors::handle_invalid("VDI", image).into());
                     }
                     HostAction::Vm(VmAction::Resume {
                         vm: spec,
@@ -187,6 +187,7 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{
         ActionKind, FAKE_PROGRESS, HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool,
     };
@@ -305,7 +306,7 @@ mod tests {
         let template = pool.read().refs_by_name_label("VM", "Debian Bookworm 12")[0].to_owned();
         assert_eq!(
             start(&pool, &session, &template).await,
-            Err(xenapi::vm_is_template(&template))
+            Err(errors::vm_is_template(&template))
         );
         let other = pool.new_vm(&session, "db").await;
         let blocked = vec![s(&other), s("start"), s("maintenance")];
@@ -315,11 +316,11 @@ mod tests {
         assert!(!pool.allowed("VM", &other).contains(&"start".to_owned()));
         assert_eq!(
             start(&pool, &session, &other).await,
-            Err(xenapi::operation_blocked(&other, "maintenance"))
+            Err(errors::operation_blocked(&other, "maintenance"))
         );
         assert_eq!(
             start(&pool, &session, "OpaqueRef:gone").await,
-            Err(xenapi::handle_invalid("VM", "OpaqueRef:gone"))
+            Err(errors::handle_invalid("VM", "OpaqueRef:gone"))
         );
         assert_eq!(pool.agent.kinds(), [ActionKind::Start]);
     }
@@ -360,7 +361,7 @@ mod tests {
         .await;
         assert_eq!(
             start(&pool, &session, &vm).await,
-            Err(xenapi::other_operation_in_progress(
+            Err(errors::other_operation_in_progress(
                 "VM", &vm, "start", &task
             ))
         );
@@ -394,7 +395,7 @@ mod tests {
         });
         assert_eq!(
             start(&pool, &session, &vm).await,
-            Err(xenapi::other_operation_in_progress(
+            Err(errors::other_operation_in_progress(
                 "VM", &vm, "start", winner
             ))
         );
@@ -441,7 +442,7 @@ mod tests {
         pool.agent.fail_next(ActionKind::Start, error);
         assert_eq!(
             start(&pool, &session, &vm).await,
-            Err(xenapi::internal_error("host agent: no disk".to_owned()))
+            Err(errors::internal_error("host agent: no disk".to_owned()))
         );
         assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
         assert_eq!(
@@ -467,7 +468,7 @@ mod tests {
             .expect("set");
         assert_eq!(
             start(&pool, &session, &vm).await,
-            Err(xenapi::host_not_enough_free_memory(32 * GIB, 15 * GIB))
+            Err(errors::host_not_enough_free_memory(32 * GIB, 15 * GIB))
         );
         let on = vec![
             s(&vm),
@@ -477,12 +478,12 @@ mod tests {
         ];
         assert_eq!(
             pool.call_as(&session, "VM.start_on", on).await,
-            Err(xenapi::host_not_enough_free_memory(32 * GIB, 15 * GIB))
+            Err(errors::host_not_enough_free_memory(32 * GIB, 15 * GIB))
         );
         pool.write("VM", &vm, &[("memory_dynamic_min", Value::Int(64 * GIB))]);
         assert_eq!(
             start(&pool, &session, &vm).await,
-            Err(xenapi::memory_constraint_violation(
+            Err(errors::memory_constraint_violation(
                 crate::memory::ORDER_CONSTRAINT
             ))
         );
@@ -501,7 +502,7 @@ mod tests {
         let on = vec![s(&vm), s(&other), Value::Bool(false), Value::Bool(false)];
         assert_eq!(
             pool.call_as(&session, "VM.start_on", on).await,
-            Err(xenapi::host_disabled(&other))
+            Err(errors::host_disabled(&other))
         );
     }
 

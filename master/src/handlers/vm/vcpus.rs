@@ -1,11 +1,11 @@
 //! A VM's VCPUs: the maximum and startup count of a halted VM, and hotplug of a running
 //! one's through its agent, with xapi's checks and words.
 
-use api_spec::Value;
+use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
-use crate::error::{Error, xenapi};
+use crate::error::Error;
 use crate::operations::{self, Draft};
 use crate::power_state::set_running;
 use host_api::{ActionResult, HostAction, VmAction};
@@ -28,7 +28,7 @@ pub(in crate::handlers) async fn set_vcpus_max(ctx: Ctx, args: Args) -> Result<V
             draft.require_unchanged("VM", vm, "VCPUs_at_startup");
             let view = draft.view();
             if value < 1 || value < view.int("VM", vm, "VCPUs_at_startup") {
-                return Err(xenapi::invalid_value_of(VCPUS_CONSTRAINT, value).into());
+                return Err(errors::invalid_value(VCPUS_CONSTRAINT, value).into());
             }
             let is_running_control_domain = view.bool("VM", vm, "is_control_domain")
                 && view.str("VM", vm, "power_state") == "Running";
@@ -54,14 +54,14 @@ pub(in crate::handlers) async fn set_vcpus_at_startup(
             let mut draft = Draft::new(db);
             let view = draft.view();
             if !view.exists("VM", vm) {
-                return Err(xenapi::handle_invalid("VM", vm).into());
+                return Err(errors::handle_invalid("VM", vm).into());
             }
             if view.bool("VM", vm, "is_control_domain") && view.int("VM", vm, "domid") == 0 {
                 let reason = "set_VCPUs_at_startup is not allowed on dom0";
-                return Err(xenapi::operation_not_allowed(reason).into());
+                return Err(errors::operation_not_allowed(reason).into());
             }
             if value < 1 || value > view.int("VM", vm, "VCPUs_max") {
-                return Err(xenapi::invalid_value_of(VCPUS_CONSTRAINT, value).into());
+                return Err(errors::invalid_value(VCPUS_CONSTRAINT, value).into());
             }
             draft.require_unchanged("VM", vm, "VCPUs_max");
             draft.update("VM", vm, "VCPUs_at_startup", Value::Int(value));
@@ -83,7 +83,7 @@ pub(in crate::handlers) async fn set_vcpus_number_live(
         .begin(|draft| {
             let view = draft.view();
             if count < 1 || count > view.int("VM", vm, "VCPUs_max") {
-                return Err(xenapi::invalid_value_of(LIVE_VCPUS_CONSTRAINT, count).into());
+                return Err(errors::invalid_value(LIVE_VCPUS_CONSTRAINT, count).into());
             }
             let action = HostAction::Vm(VmAction::SetVcpus {
                 vm: view.str("VM", vm, "uuid").to_owned(),
@@ -109,6 +109,7 @@ pub(in crate::handlers) async fn set_vcpus_number_live(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::xenapi;
     use crate::testing::{ActionKind, TestPool};
 
     fn s(text: &str) -> Value {
@@ -140,15 +141,15 @@ mod tests {
         let reply = pool
             .call_as(&session, "VM.set_VCPUs_max", args(&vm, &[2]))
             .await;
-        assert_eq!(reply, Err(xenapi::invalid_value_of(VCPUS_CONSTRAINT, 2)));
+        assert_eq!(reply, Err(errors::invalid_value(VCPUS_CONSTRAINT, 2)));
         let reply = pool
             .call_as(&session, "VM.set_VCPUs_at_startup", args(&vm, &[5]))
             .await;
-        assert_eq!(reply, Err(xenapi::invalid_value_of(VCPUS_CONSTRAINT, 5)));
+        assert_eq!(reply, Err(errors::invalid_value(VCPUS_CONSTRAINT, 5)));
         let reply = pool
             .call_as(&session, "VM.set_VCPUs_at_startup", args(&vm, &[0]))
             .await;
-        assert_eq!(reply, Err(xenapi::invalid_value_of(VCPUS_CONSTRAINT, 0)));
+        assert_eq!(reply, Err(errors::invalid_value(VCPUS_CONSTRAINT, 0)));
         let start = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
         pool.call_as(&session, "VM.start", start)
             .await
@@ -200,10 +201,7 @@ mod tests {
         let reply = pool
             .call_as(&session, "VM.set_VCPUs_number_live", args(&vm, &[5]))
             .await;
-        assert_eq!(
-            reply,
-            Err(xenapi::invalid_value_of(LIVE_VCPUS_CONSTRAINT, 5))
-        );
+        assert_eq!(reply, Err(errors::invalid_value(LIVE_VCPUS_CONSTRAINT, 5)));
         // The new startup count reaches the agent too, for a reboot of the guest.
         assert_eq!(
             pool.agent.kinds(),

@@ -1,4 +1,4 @@
-//! `LinkFrame`: what the roles layers of two hosts say to each other over the peer link, as
+//! `LinkFrame`: what the links layers of two hosts say to each other over the peer link, as
 //! MessagePack (`rmp_serde::to_vec_named`) in the transport's opaque payloads.
 
 use api_spec::{ApiError, Value};
@@ -6,7 +6,7 @@ use host_api::{ActionResult, AgentFailure, AgentReport, HostAction, HostHealth};
 use master::Call;
 use serde::{Deserialize, Serialize};
 
-/// One message between the roles layers of two hosts. Ids are chosen by the sender of the
+/// One message between the links layers of two hosts. Ids are chosen by the sender of the
 /// request (`Call`, `Action`) and unique among its requests in flight; the answer carries the
 /// same id back to the same node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,7 +137,7 @@ mod tests {
         let frames = [
             LinkFrame::CallResult {
                 id: 1,
-                result: Err(ApiError::new("HOST_OFFLINE", ["OpaqueRef:h"])),
+                result: Err(api_spec::errors::host_offline("OpaqueRef:h")),
             },
             LinkFrame::CallRefused { id: 3 },
             LinkFrame::Action {

@@ -1,4 +1,4 @@
-//! The long-running tasks of the roles layer: taking frames from the other hosts, handing
+//! The long-running tasks of the links layer: taking frames from the other hosts, handing
 //! agent reports to the leader in order, heartbeats to the leader and fencing when none
 //! answers, and the master role (takeover, liveness checks, housekeeping) while this host
 //! leads.
@@ -31,7 +31,7 @@ impl FirstInventory {
     }
 }
 
-/// The running tasks of the roles layer; dropping it stops them.
+/// The running tasks of the links layer; dropping it stops them.
 pub struct Duties {
     tasks: Vec<JoinHandle<()>>,
 }
@@ -45,7 +45,7 @@ impl Drop for Duties {
 }
 
 impl Roles {
-    /// Starts every task of the roles layer: frames from `inbound`, this host's agent's
+    /// Starts every task of the links layer: frames from `inbound`, this host's agent's
     /// reports from `reported`, heartbeats and fencing, and the master role of `master`
     /// (housekeeping every `housekeeping_interval` while this host leads).
     pub fn start(
@@ -258,7 +258,7 @@ mod tests {
 
     use super::*;
     use crate::config::PoolSettings;
-    use crate::roles::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
+    use crate::links::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
     use agent::testing::vm_spec;
 
     /// Polls `done` until it holds, failing after `PROMPTLY`.

@@ -1,4 +1,4 @@
-//! The peer transport (`peer::Peers`) as the roles layer's `Transport`.
+//! The peer transport (`peer::Peers`) as the links layer's `Transport`.
 
 use super::{Transport, Unreachable};
 use crate::peer::Peers;

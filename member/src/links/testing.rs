@@ -1,6 +1,6 @@
-//! In-memory doubles for the roles layer's tests: `Net`, a transport between hosts of one
+//! In-memory doubles for the links layer's tests: `Net`, a transport between hosts of one
 //! process (frames go straight to the other host's inbox), and `TestHost`, one host of a
-//! `TestPool`'s DB with a simulator agent, its roles layer running and its front-door answer.
+//! `TestPool`'s DB with a simulator agent, its links layer running and its front-door answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

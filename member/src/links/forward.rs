@@ -118,7 +118,7 @@ impl Forwarder {
             }
             if !self.roles.settings.forward_calls {
                 let refusal = match self.roles.transport.address_of(status.leader_id) {
-                    Some(address) => ApiError::new(errors::HOST_IS_SLAVE, [ip_of(&address)]),
+                    Some(address) => errors::host_is_slave(ip_of(&address)),
                     None => no_master(),
                 };
                 return Ok(Err(refusal));
@@ -312,7 +312,7 @@ mod tests {
     use master::testing::TestPool;
 
     use super::*;
-    use crate::roles::testing::{Net, TestHost, fast_settings, led_by};
+    use crate::links::testing::{Net, TestHost, fast_settings, led_by};
 
     /// A pool of two hosts on one net: node 1 (the pool's first host) and node 2, both
     /// following `leader`.
@@ -465,10 +465,7 @@ mod tests {
         let refused = follower
             .call("session.login_with_password", params(), Origin::LocalSocket)
             .await;
-        assert_eq!(
-            refused,
-            Err(ApiError::new(errors::HOST_IS_SLAVE, ["127.0.0.1"]))
-        );
+        assert_eq!(refused, Err(errors::host_is_slave("127.0.0.1")));
         let session = leader
             .call("session.login_with_password", params(), Origin::LocalSocket)
             .await;

@@ -140,7 +140,7 @@ mod tests {
     use master::testing::TestPool;
 
     use super::*;
-    use crate::roles::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
+    use crate::links::testing::{Net, PROMPTLY, TestHost, fast_settings, led_by};
     use agent::testing::vm_spec;
 
     async fn two_hosts() -> (TestPool, Arc<Net>, TestHost, TestHost) {

@@ -1,6 +1,7 @@
-//! The roles of a host in its pool: every host runs a `Master` and an agent, and this layer
-//! decides, from the Raft status, which of them speaks for the pool and carries what they say
-//! to each other over the peer link (`LinkFrame`s in the transport's payloads).
+//! The links between the hosts of a pool: every host runs a `Master` and an agent, and this
+//! layer decides, from the Raft status, which master speaks for the pool (the master role) and
+//! carries what masters and agents say to each other over the peer streams (`LinkFrame`s in the
+//! transport's payloads).
 //!
 //! - `frame.rs`: `LinkFrame`, the messages between hosts.
 //! - `forward.rs`: the front door's `Answer` on every host: the leader's `Master` answers;
@@ -100,7 +101,7 @@ struct OutgoingAction {
     result: oneshot::Sender<Result<ActionResult, LinkFailure>>,
 }
 
-/// The roles layer of this host. Built before the `Master` (whose `HostLink` it is), started
+/// The links layer of this host. Built before the `Master` (whose `HostLink` it is), started
 /// with it (`duties::start`).
 pub struct Roles {
     /// The ref of this host.
@@ -226,7 +227,7 @@ impl Roles {
         lock(&self.contact).elapsed()
     }
 
-    /// Takes every frame from the other hosts' roles layers until the transport closes.
+    /// Takes every frame from the other hosts' links layers until the transport closes.
     /// Frames are handled in arrival order; calls, actions and heartbeats each in a task of
     /// their own, reports in order by one task (`duties`).
     pub(crate) async fn take_frames(
@@ -378,5 +379,5 @@ impl Roles {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().expect("no panic while holding a roles lock")
+    mutex.lock().expect("no panic while holding a links lock")
 }
