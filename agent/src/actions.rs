@@ -12,13 +12,13 @@
 //! - suspend: `vm-pre-suspend` hook, save, then the hard shutdown's teardown;
 //! - resume: create, `vm-pre-resume` hook, restore, plug, device model, `vm-post-resume` hook,
 //!   unpause (unless asked paused), clear the mark;
-//! - migrate out: `vm-pre-migrate` hook, pause (if running), stream the memory image to the destination's
-//!   agent (done once that agent has built its domain and said so), then
-//!   the suspend's teardown;
-//! - migrate in: create, restore from the image as it streams in, plug, device model,
-//!   `vm-post-migrate` hook, unpause (unless asked paused), clear the mark, and last tell the
-//!   sender the image is used: whatever fails before that destroys this domain and fails the
-//!   sender, whose domain then runs on;
+//! - migrate out: `vm-pre-migrate` hook, pause (if running), stream the memory image to the
+//!   destination's agent (done once that agent has checked and kept every byte; if not, the
+//!   domain is unpaused and runs on), then the suspend's teardown;
+//! - migrate in: receive the image as it streams in, check it and keep it, with no domain yet
+//!   (beside the VM's queue, so that a migration to the same host can send it);
+//! - migrate finish (once the source's domain is gone): create, restore from the kept image,
+//!   plug, device model, `vm-post-migrate` hook, unpause (unless asked paused), clear the mark;
 //! - pause, unpause, device hotplug, CD insert and eject, VCPUs, memory target: one step each;
 //! - a new spec for a running domain: no step, and no queue (`Agent::run` keeps it at once, so
 //!   that what the guest does next is judged by it, even while an operation holds the queue).
@@ -101,13 +101,11 @@ pub(crate) fn plan(
         VmAction::MigrateOut { to_host, token, .. } => {
             migrate_out(live(vm, domain)?, to_host, token)
         }
-        VmAction::MigrateIn {
-            vm: spec,
-            token,
-            paused,
-        } => {
+        // No domain is touched (see `Agent::run`): any may run, as in a migration to its own host.
+        VmAction::MigrateIn { token, .. } => vec![MicroOp::ReceiveImage(token.clone())],
+        VmAction::MigrateFinish { vm: spec, paused } => {
             absent(vm, domain, PowerState::Halted)?;
-            migrate_in(spec, token, *paused)
+            migrate_finish(spec, *paused)
         }
         VmAction::Pause { .. } => {
             in_state(vm, domain, RunState::Running)?;
@@ -267,10 +265,10 @@ fn migrate_out(domain: &Domain, to_host: &str, token: &TransferToken) -> Vec<Mic
     plan
 }
 
-fn migrate_in(spec: &VmSpec, token: &TransferToken, paused: bool) -> Vec<MicroOp> {
+fn migrate_finish(spec: &VmSpec, paused: bool) -> Vec<MicroOp> {
     let mut plan = vec![
         MicroOp::Create(Box::new(spec.clone())),
-        MicroOp::RestoreImage(token.clone()),
+        MicroOp::RestoreReceived,
     ];
     plan.extend(plug_devices(spec));
     plan.push(MicroOp::Hook(
@@ -281,7 +279,6 @@ fn migrate_in(spec: &VmSpec, token: &TransferToken, paused: bool) -> Vec<MicroOp
         plan.push(MicroOp::Unpause);
     }
     plan.push(MicroOp::SetNeedsPoweroff(false));
-    plan.push(MicroOp::FinishTransfer);
     plan
 }
 

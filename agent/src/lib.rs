@@ -206,6 +206,11 @@ impl Agent {
                 progress.send_replace(1.0);
                 return result;
             }
+            // Receiving an image touches no domain: it runs beside the VM's queue, where a
+            // migration to this same host has its outgoing half.
+            HostAction::Vm(action @ VmAction::MigrateIn { .. }) => {
+                return self.perform(term, &action, &progress, &cancel).await;
+            }
             HostAction::Vm(action) => action,
         };
         let (answer, answered) = oneshot::channel();

@@ -24,7 +24,7 @@ use crate::Agent;
 use crate::backend::ShutdownReason;
 use crate::error::AgentError;
 use crate::hooks::{HookPoint, HookReason};
-use crate::transfer::{IncomingBytes, PIPE_BYTES, TransferError};
+use crate::transfer::{PIPE_BYTES, TransferError};
 
 /// How soon a migration's sender tries again when its receiver does not expect it yet.
 const RECEIVER_RETRY_INTERVAL: Duration = Duration::from_millis(20);
@@ -56,18 +56,17 @@ pub(crate) enum MicroOp {
     Destroy,
     Save(DiskSpec),
     Restore(DiskSpec),
-    /// Pause the domain and stream its memory image to the agent of `to_host`, which expects
-    /// the transfer `token`; done once that agent has built its domain and said so.
+    /// Stream the paused domain's memory image to the agent of `to_host`, which expects the
+    /// transfer `token`; done once that agent has checked and kept every byte.
     SaveImage {
         to_host: String,
         token: TransferToken,
     },
-    /// Receive the transfer `token` and fill the created domain from the image it brings;
-    /// the sender learns whether it was used only at `FinishTransfer`.
-    RestoreImage(TransferToken),
-    /// Tell the sender of the image `RestoreImage` read that the domain is built from it (the
-    /// sender then destroys its own).
-    FinishTransfer,
+    /// Receive the transfer `token`, check and keep the image it brings, then tell the sender
+    /// it was kept.
+    ReceiveImage(TransferToken),
+    /// Fill the created domain from the image `ReceiveImage` kept.
+    RestoreReceived,
     InsertCd {
         vbd: String,
         disk: DiskSpec,
@@ -99,8 +98,8 @@ impl MicroOp {
             MicroOp::Save(_) => "save",
             MicroOp::Restore(_) => "restore",
             MicroOp::SaveImage { .. } => "save_image",
-            MicroOp::RestoreImage(_) => "restore_image",
-            MicroOp::FinishTransfer => "finish_transfer",
+            MicroOp::ReceiveImage(_) => "receive_image",
+            MicroOp::RestoreReceived => "restore_received",
             MicroOp::InsertCd { .. } => "insert_cd",
             MicroOp::EjectCd { .. } => "eject_cd",
             MicroOp::SetVcpus(_) => "set_vcpus",
@@ -135,8 +134,8 @@ impl MicroOp {
             | MicroOp::Destroy
             | MicroOp::Restore(_)
             | MicroOp::SaveImage { .. }
-            | MicroOp::RestoreImage(_)
-            | MicroOp::FinishTransfer
+            | MicroOp::ReceiveImage(_)
+            | MicroOp::RestoreReceived
             | MicroOp::InsertCd { .. }
             | MicroOp::EjectCd { .. }
             | MicroOp::SetVcpus(_)
@@ -149,14 +148,6 @@ impl MicroOp {
     }
 }
 
-/// What the steps of a plan hold between them, beyond the domain's state.
-#[derive(Default)]
-pub(crate) struct Produced {
-    /// The image `RestoreImage` read, until `FinishTransfer` answers its sender; dropped
-    /// unfinished (a failed plan), it fails the sender.
-    incoming: Option<Box<dyn IncomingBytes>>,
-}
-
 /// Runs `plan` on the domain of `vm`: see the module comment.
 pub(crate) async fn execute(
     agent: &Agent,
@@ -164,11 +155,10 @@ pub(crate) async fn execute(
     plan: Vec<MicroOp>,
     progress: &watch::Sender<f64>,
     cancel: &CancellationToken,
-) -> Result<Produced, AgentError> {
+) -> Result<(), AgentError> {
     let total = plan.len();
     let mut undo: Vec<MicroOp> = Vec::new();
     let mut is_past_return = false;
-    let mut produced = Produced::default();
     for (done, op) in plan.into_iter().enumerate() {
         if !is_past_return && cancel.is_cancelled() {
             tracing::info!(vm, next = op.name(), "cancelled; undoing what was done");
@@ -176,7 +166,7 @@ pub(crate) async fn execute(
             return Err(AgentFailure::Cancelled.into());
         }
         tracing::debug!(vm, step = op.name(), "micro-op");
-        if let Err(err) = perform(agent, vm, &op, cancel, &mut produced).await {
+        if let Err(err) = perform(agent, vm, &op, cancel).await {
             tracing::debug!(vm, step = op.name(), error = %err, "micro-op failed; undoing what was done");
             rollback(agent, vm, undo).await;
             return Err(err);
@@ -189,13 +179,13 @@ pub(crate) async fn execute(
         }
         progress.send_replace(fraction(done + 1, total));
     }
-    Ok(produced)
+    Ok(())
 }
 
 async fn rollback(agent: &Agent, vm: &str, undo: Vec<MicroOp>) {
     let never = CancellationToken::new();
     for op in undo.into_iter().rev() {
-        if let Err(err) = perform(agent, vm, &op, &never, &mut Produced::default()).await {
+        if let Err(err) = perform(agent, vm, &op, &never).await {
             tracing::warn!(vm, step = op.name(), error = %err, "cannot undo a step");
         }
     }
@@ -211,7 +201,6 @@ async fn perform(
     vm: &str,
     op: &MicroOp,
     cancel: &CancellationToken,
-    produced: &mut Produced,
 ) -> Result<(), AgentError> {
     let backend = agent.backend.as_ref();
     match op {
@@ -240,23 +229,18 @@ async fn perform(
         MicroOp::Save(image) => Ok(backend.save(vm, image).await?),
         MicroOp::Restore(image) => Ok(backend.restore(vm, image).await?),
         MicroOp::SaveImage { to_host, token } => send_image(agent, vm, to_host, token).await,
-        MicroOp::RestoreImage(token) => {
+        MicroOp::ReceiveImage(token) => {
             let mut incoming = agent.transfer.receive(token, agent.transfer_wait)?;
             tokio::select! {
-                restored = backend.restore_image(vm, &mut incoming) => restored?,
+                received = backend.receive_image(vm, &mut incoming) => received?,
                 () = cancel.cancelled() => return Err(AgentFailure::Cancelled.into()),
             }
-            produced.incoming = Some(incoming);
-            Ok(())
-        }
-        MicroOp::FinishTransfer => {
-            let incoming = produced.incoming.take().ok_or(TransferError::Failed {
-                reason: "no image was received".to_owned(),
-            })?;
+            // Dropped unfinished (a failed receive), `incoming` fails the sender instead.
             let bytes = incoming.finish()?;
             tracing::debug!(vm, bytes, "migration image received");
             Ok(())
         }
+        MicroOp::RestoreReceived => Ok(backend.restore_received(vm).await?),
         MicroOp::InsertCd { vbd, disk } => Ok(backend.insert_cd(vm, vbd, disk).await?),
         MicroOp::EjectCd { vbd } => Ok(backend.eject_cd(vm, vbd).await?),
         MicroOp::SetVcpus(count) => Ok(backend.set_vcpus(vm, *count).await?),

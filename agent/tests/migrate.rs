@@ -1,6 +1,7 @@
-//! Migration between two agents on the simulator: `MigrateIn` expects the transfer, and
-//! `MigrateOut` streams the paused domain's image to it and destroys the domain once the
-//! destination has built its own; a failure on either side leaves the domain where it was.
+//! Migration between two agents on the simulator: `MigrateIn` expects the transfer and keeps
+//! the image, `MigrateOut` streams the paused domain's image to it and destroys the domain
+//! once the destination has kept every byte, then `MigrateFinish` builds the domain on the
+//! destination; a failure on either side before that leaves the domain where it was.
 
 mod support;
 
@@ -54,11 +55,20 @@ async fn migrate(
         token: token.clone(),
     }));
     let incoming = destination.run(HostAction::Vm(VmAction::MigrateIn {
-        vm: spec.clone(),
+        vm: spec.uuid.clone(),
         token,
-        paused: false,
     }));
     tokio::join!(out, incoming)
+}
+
+/// The last step, once the source let its domain go: the destination builds the domain.
+async fn finish(destination: &TestAgent, spec: &VmSpec) -> Result<ActionResult, AgentFailure> {
+    destination
+        .run(HostAction::Vm(VmAction::MigrateFinish {
+            vm: spec.clone(),
+            paused: false,
+        }))
+        .await
 }
 
 fn built(answer: Result<ActionResult, AgentFailure>) -> DomainInfo {
@@ -68,8 +78,9 @@ fn built(answer: Result<ActionResult, AgentFailure>) -> DomainInfo {
     }
 }
 
-/// The destination builds the domain from the streamed image with the memory, VCPUs and
-/// devices it had, and the source destroys its domain only once the destination has.
+/// The destination keeps the streamed image without building a domain, the source destroys
+/// its domain, and only then does the destination build the domain from the image, with the
+/// memory, VCPUs and devices it had: the VM never has a domain on both hosts.
 #[tokio::test]
 async fn a_domain_moves_from_one_agent_to_another() {
     let (source, destination) = two_agents().await;
@@ -84,8 +95,10 @@ async fn a_domain_moves_from_one_agent_to_another() {
         .await;
     let (out, incoming) = migrate(&source, &destination, &spec, token(1)).await;
     assert_eq!(out, Ok(ActionResult::Domain(None)));
-    let moved = built(incoming);
+    assert_eq!(incoming, Ok(ActionResult::Domain(None)));
     assert_eq!(source.domain(&vm).await, None);
+    assert_eq!(destination.domain(&vm).await, None);
+    let moved = built(finish(&destination, &spec).await);
     assert_eq!(moved.state, DomainState::Running);
     assert_eq!(moved.vcpus, 3);
     assert_eq!(moved.vbds, [spec.vbds[0].uuid.clone()]);
@@ -97,8 +110,9 @@ async fn a_domain_moves_from_one_agent_to_another() {
     assert_eq!(
         names(&destination.ops_on(&vm)),
         [
+            "receive_image",
             "create",
-            "restore_image",
+            "restore_received",
             "plug_disk",
             "plug_nic",
             "start_device_model",
@@ -108,8 +122,8 @@ async fn a_domain_moves_from_one_agent_to_another() {
     );
 }
 
-/// A save that fails, or a destination that fails to build the domain from the image,
-/// leaves the domain running on the source and none on the destination.
+/// A save that fails, or a destination that fails to receive the image, leaves the domain
+/// running on the source and none on the destination.
 #[tokio::test]
 async fn a_failure_on_either_side_leaves_the_domain_where_it_was() {
     let (source, destination) = two_agents().await;
@@ -118,8 +132,7 @@ async fn a_failure_on_either_side_leaves_the_domain_where_it_was() {
     let before = source.start_vm(&spec).await;
     for (n, (failing, operation)) in [
         (&source, BackendOp::SaveImage),
-        (&destination, BackendOp::RestoreImage),
-        (&destination, BackendOp::PlugNic),
+        (&destination, BackendOp::ReceiveImage),
     ]
     .into_iter()
     .enumerate()
@@ -141,8 +154,46 @@ async fn a_failure_on_either_side_leaves_the_domain_where_it_was() {
         assert_eq!(destination.domain(&vm).await, None, "{operation}");
     }
     let (out, incoming) = migrate(&source, &destination, &spec, token(9)).await;
-    assert_eq!(out, Ok(ActionResult::Domain(None)));
-    assert_eq!(built(incoming).vifs, [spec.vifs[0].uuid.clone()]);
+    assert_eq!(
+        (out, incoming),
+        (
+            Ok(ActionResult::Domain(None)),
+            Ok(ActionResult::Domain(None))
+        )
+    );
+    assert_eq!(
+        built(finish(&destination, &spec).await).vifs,
+        [spec.vifs[0].uuid.clone()]
+    );
+}
+
+/// A destination that fails to build the domain from the kept image undoes what it built, and
+/// cannot build it again without a new image.
+#[tokio::test]
+async fn a_failed_finish_leaves_no_domain_and_uses_the_image_up() {
+    let (source, destination) = two_agents().await;
+    let spec = vm_spec("lost", 1, 1);
+    let vm = spec.uuid.clone();
+    source.start_vm(&spec).await;
+    let (out, incoming) = migrate(&source, &destination, &spec, token(1)).await;
+    assert_eq!(
+        (out, incoming),
+        (
+            Ok(ActionResult::Domain(None)),
+            Ok(ActionResult::Domain(None))
+        )
+    );
+    fail_next(&destination, BackendOp::PlugNic);
+    assert!(matches!(
+        failure(finish(&destination, &spec).await),
+        AgentFailure::Internal { .. }
+    ));
+    assert_eq!(destination.domain(&vm).await, None);
+    assert!(matches!(
+        failure(finish(&destination, &spec).await),
+        AgentFailure::Internal { .. }
+    ));
+    assert_eq!(destination.domain(&vm).await, None);
 }
 
 /// An image is only for the VM it was saved from: the destination refuses it and the source
@@ -159,14 +210,33 @@ async fn an_image_fills_only_its_own_vm() {
         token: token(1),
     }));
     let incoming = destination.run(HostAction::Vm(VmAction::MigrateIn {
-        vm: other.clone(),
+        vm: other.uuid.clone(),
         token: token(1),
-        paused: false,
     }));
     let (out, refused) = tokio::join!(out, incoming);
     assert!(matches!(failure(refused), AgentFailure::Internal { .. }));
     assert!(out.is_err());
+    assert!(matches!(
+        failure(finish(&destination, &other).await),
+        AgentFailure::Internal { .. }
+    ));
     assert_eq!(destination.domain(&other.uuid).await, None);
     let source_domain = source.domain(&spec.uuid).await.expect("still there");
     assert_eq!(source_domain.state, DomainState::Running);
+}
+
+/// A migration to the VM's own host (both halves on one agent at once) receives the image
+/// beside the VM's queue, where the outgoing half runs, then rebuilds the domain there.
+#[tokio::test]
+async fn a_domain_migrates_to_its_own_host() {
+    let agent = TestAgent::start_sharing(AgentConfig::default(), LocalTransfer::new()).await;
+    let spec = vm_spec("home", 1, 1);
+    let before = agent.start_vm(&spec).await;
+    let (out, incoming) = migrate(&agent, &agent, &spec, token(1)).await;
+    assert_eq!(out, Ok(ActionResult::Domain(None)));
+    assert!(incoming.is_ok(), "{incoming:?}");
+    assert_eq!(agent.domain(&spec.uuid).await, None);
+    let after = built(finish(&agent, &spec).await);
+    assert_eq!(after.state, DomainState::Running);
+    assert_ne!(after.domid, before.domid);
 }

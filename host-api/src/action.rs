@@ -104,18 +104,25 @@ pub enum VmAction {
     },
     /// The outgoing half of a migration (stop-and-copy): pause the domain and stream its
     /// memory over the data plane to the agent of `to_host` (a host ref), which expects the
-    /// transfer `token`; destroy the domain only once that agent has taken every byte and
-    /// built its domain. If the transfer fails the domain runs on here, unpaused.
+    /// transfer `token`; destroy the domain once that agent has checked and kept every byte.
+    /// If the transfer fails the domain runs on here, unpaused.
     MigrateOut {
         vm: String,
         to_host: String,
         token: TransferToken,
     },
-    /// The incoming half of a migration: expect the transfer `token` on the data plane and
-    /// build a domain from the memory image it brings. Leave it paused when `paused`.
+    /// The incoming half of a migration: expect the transfer `token` on the data plane, check
+    /// the memory image it brings and keep it for `MigrateFinish`. No domain is built yet, so
+    /// the VM never has a domain on two hosts.
     MigrateIn {
-        vm: VmSpec,
+        vm: String,
         token: TransferToken,
+    },
+    /// The last step of a migration, once the source has destroyed its domain: build the
+    /// domain from the image `MigrateIn` kept and plug its devices. Leave it paused when
+    /// `paused`.
+    MigrateFinish {
+        vm: VmSpec,
         paused: bool,
     },
 }
@@ -141,7 +148,7 @@ impl VmAction {
             VmAction::Start { vm, .. }
             | VmAction::Reboot { vm, .. }
             | VmAction::Resume { vm, .. }
-            | VmAction::MigrateIn { vm, .. }
+            | VmAction::MigrateFinish { vm, .. }
             | VmAction::UpdateSpec { vm } => &vm.uuid,
             VmAction::Shutdown { vm, .. }
             | VmAction::Suspend { vm, .. }
@@ -155,7 +162,8 @@ impl VmAction {
             | VmAction::EjectCd { vm, .. }
             | VmAction::SetVcpus { vm, .. }
             | VmAction::SetMemoryTarget { vm, .. }
-            | VmAction::MigrateOut { vm, .. } => vm,
+            | VmAction::MigrateOut { vm, .. }
+            | VmAction::MigrateIn { vm, .. } => vm,
         }
     }
 
@@ -182,6 +190,7 @@ impl VmAction {
             VmAction::UpdateSpec { .. } => "update_spec",
             VmAction::MigrateOut { .. } => "migrate_out",
             VmAction::MigrateIn { .. } => "migrate_in",
+            VmAction::MigrateFinish { .. } => "migrate_finish",
         }
     }
 }

@@ -20,8 +20,8 @@ mod tests {
 
     /// The version and the hash of its frames' shape, as last recorded.
     const RECORDED: (u32, &str) = (
-        1,
-        "43f4aa88bfe3ba6598e6f4b2a5ab0e233ad677cb5055e8ae4bfb616bbf920aff",
+        2,
+        "b0f31d581aa496377e58e603b38c34ad6b5599941241753c5a9365723f45e7c5",
     );
 
     /// The shape of every type the frames carry. Each enum is traced on its own so that all

@@ -63,13 +63,17 @@ pub trait Backend: Send + Sync + 'static {
     /// `to` takes it: the image is never held whole); leaves the domain paused.
     fn save_image<'a>(&'a self, vm: &'a str, to: &'a mut (dyn AsyncWrite + Send + Unpin))
     -> Op<'a>;
-    /// Fills a created domain from an image `save_image` streamed, on this host or another
-    /// (instead of `build`), reading `from` to its end; leaves it paused.
-    fn restore_image<'a>(
+    /// Reads an image `save_image` streamed, on this host or another, from `from` to its end,
+    /// checks it and keeps it for `vm` until `restore_received` (a later one replaces it). No
+    /// domain is made: the VM runs on its source until that one has let its domain go.
+    fn receive_image<'a>(
         &'a self,
         vm: &'a str,
         from: &'a mut (dyn AsyncRead + Send + Unpin),
     ) -> Op<'a>;
+    /// Fills a created domain from the image `receive_image` kept for `vm` (instead of
+    /// `build`); leaves it paused.
+    fn restore_received<'a>(&'a self, vm: &'a str) -> Op<'a>;
     fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a>;
     fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a>;
     fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
@@ -107,7 +111,8 @@ pub enum BackendOp {
     Save,
     Restore,
     SaveImage,
-    RestoreImage,
+    ReceiveImage,
+    RestoreReceived,
     InsertCd,
     EjectCd,
     SetVcpus,
@@ -135,7 +140,8 @@ impl BackendOp {
             BackendOp::Save => "save",
             BackendOp::Restore => "restore",
             BackendOp::SaveImage => "save_image",
-            BackendOp::RestoreImage => "restore_image",
+            BackendOp::ReceiveImage => "receive_image",
+            BackendOp::RestoreReceived => "restore_received",
             BackendOp::InsertCd => "insert_cd",
             BackendOp::EjectCd => "eject_cd",
             BackendOp::SetVcpus => "set_vcpus",

@@ -467,7 +467,7 @@ impl Backend for Simulator {
         })
     }
 
-    fn restore_image<'a>(
+    fn receive_image<'a>(
         &'a self,
         vm: &'a str,
         from: &'a mut (dyn AsyncRead + Send + Unpin),
@@ -476,14 +476,20 @@ impl Backend for Simulator {
             let header = image::read(from)
                 .await
                 .map_err(|reason| BackendError::Failed {
-                    op: BackendOp::RestoreImage,
+                    op: BackendOp::ReceiveImage,
                     reason,
                 })?;
-            self.run(BackendOp::RestoreImage, vm, |m| {
-                quiet(m.restore_image(vm, &header))
+            self.run(BackendOp::ReceiveImage, vm, |m| {
+                quiet(m.receive_image(vm, header))
             })
             .await
         })
+    }
+
+    fn restore_received<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(self.run(BackendOp::RestoreReceived, vm, |m| {
+            quiet(m.restore_received(vm))
+        }))
     }
 
     fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a> {

@@ -1,6 +1,6 @@
 //! `FakeAgent`: an in-memory host agent that tests script.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{oneshot, watch};
@@ -34,6 +34,7 @@ pub enum ActionKind {
     UpdateSpec,
     MigrateOut,
     MigrateIn,
+    MigrateFinish,
     Inventory,
 }
 
@@ -58,6 +59,7 @@ impl ActionKind {
             HostAction::Vm(VmAction::UpdateSpec { .. }) => ActionKind::UpdateSpec,
             HostAction::Vm(VmAction::MigrateOut { .. }) => ActionKind::MigrateOut,
             HostAction::Vm(VmAction::MigrateIn { .. }) => ActionKind::MigrateIn,
+            HostAction::Vm(VmAction::MigrateFinish { .. }) => ActionKind::MigrateFinish,
             HostAction::Inventory => ActionKind::Inventory,
         }
     }
@@ -127,13 +129,15 @@ struct FakeState {
     gates: Vec<(ActionKind, Gate)>,
     /// The migrations whose image is on its way, by transfer token.
     transfers: BTreeMap<String, Transfer>,
+    /// The VMs whose migration image was kept for `MigrateFinish`.
+    kept_images: BTreeSet<String>,
 }
 
 /// A fake memory image.
 type Image = Vec<u8>;
 
 /// Both ends of one migration's image, whichever half arrives first: the source hands the
-/// image (`fake_image`) to the destination, which answers whether it built the domain.
+/// image (`fake_image`) to the destination, which answers whether it kept it.
 #[derive(Debug)]
 struct Transfer {
     image: (
@@ -316,6 +320,14 @@ impl FakeAgent {
                 state.specs.insert(vm.uuid.clone(), vm.clone());
                 Ok(ActionResult::Domain(Some(info.clone())))
             }
+            HostAction::Vm(VmAction::MigrateFinish { vm, paused }) => {
+                if !state.kept_images.remove(&vm.uuid) {
+                    return Err(internal(&format!("no image of VM {} was kept", vm.uuid)));
+                }
+                Ok(ActionResult::Domain(Some(FakeAgent::boot(
+                    state, vm, *paused,
+                ))))
+            }
             HostAction::Vm(VmAction::MigrateOut { .. } | VmAction::MigrateIn { .. }) => {
                 unreachable!("migrations are run by `migrate_out` and `migrate_in`")
             }
@@ -377,8 +389,8 @@ impl HostLink for FakeAgent {
                 HostAction::Vm(VmAction::MigrateOut { vm, token, .. }) => {
                     self.migrate_out(vm, token).await
                 }
-                HostAction::Vm(VmAction::MigrateIn { vm, token, paused }) => {
-                    self.migrate_in(vm, token, *paused, &cancel).await
+                HostAction::Vm(VmAction::MigrateIn { vm, token }) => {
+                    self.migrate_in(vm, token, &cancel).await
                 }
                 action => self.perform(action),
             }
@@ -399,8 +411,8 @@ impl FakeAgent {
         }
     }
 
-    /// The source's half: hands over the image, then waits for the destination's answer. The
-    /// domains are kept by uuid whatever the host, so the destination's boot replaces it.
+    /// The source's half: hands over the image, waits for the destination's answer, and lets
+    /// the domain go once the destination kept the image.
     async fn migrate_out(
         &self,
         vm: &str,
@@ -415,18 +427,20 @@ impl FakeAgent {
         };
         let _ = image.send(fake_image(vm));
         match verdict.await {
-            Ok(true) => Ok(ActionResult::Domain(None)),
+            Ok(true) => {
+                self.lock().domains.remove(vm);
+                Ok(ActionResult::Domain(None))
+            }
             Ok(false) | Err(_) => Err(internal("the destination did not take the image")),
         }
     }
 
-    /// The destination's half: waits for the image (or a cancel), builds the domain from it
-    /// and tells the source.
+    /// The destination's half: waits for the image (or a cancel), keeps it and tells the
+    /// source.
     async fn migrate_in(
         &self,
-        vm: &VmSpec,
+        vm: &str,
         token: &TransferToken,
-        paused: bool,
         cancel: &CancellationToken,
     ) -> Result<ActionResult, LinkFailure> {
         let Some(image) = self.transfer_end(token, |t| t.image.1.take()) else {
@@ -439,15 +453,15 @@ impl FakeAgent {
                 return Err(LinkFailure::Agent(AgentFailure::Cancelled));
             }
         };
-        if image != Some(fake_image(&vm.uuid)) {
+        if image != Some(fake_image(vm)) {
             self.refuse_transfer(token);
-            return Err(internal(&format!("not an image of VM {}", vm.uuid)));
+            return Err(internal(&format!("not an image of VM {vm}")));
         }
-        let info = FakeAgent::boot(&mut self.lock(), vm, paused);
+        self.lock().kept_images.insert(vm.to_owned());
         if let Some(verdict) = self.transfer_end(token, |t| t.verdict.0.take()) {
             let _ = verdict.send(true);
         }
-        Ok(ActionResult::Domain(Some(info)))
+        Ok(ActionResult::Domain(None))
     }
 }
 

@@ -18,6 +18,9 @@ pub(super) struct SimState {
     pub domains: BTreeMap<String, SimDomain>,
     /// Saved memory images, by the location they were saved to.
     pub images: BTreeMap<String, Image>,
+    /// Migration images received, by VM, until its domain is built from one.
+    #[serde(default)]
+    pub received: BTreeMap<String, Image>,
 }
 
 /// A domain and what only the simulator knows about its guest.
@@ -51,6 +54,7 @@ impl Default for SimState {
             next_domid: 1,
             domains: BTreeMap::new(),
             images: BTreeMap::new(),
+            received: BTreeMap::new(),
         }
     }
 }
@@ -278,21 +282,35 @@ impl SimState {
         Ok(header)
     }
 
-    /// Fills a created domain from the header of an image `save_image` made for the same VM.
-    pub fn restore_image(&mut self, vm: &str, saved: &ImageHeader) -> Result<(), BackendError> {
+    /// Keeps the image `save_image` made for `vm` (here or on another host) until
+    /// `restore_received`.
+    pub fn receive_image(&mut self, vm: &str, saved: ImageHeader) -> Result<(), BackendError> {
         if saved.vm != vm {
             let reason = format!("the image is of vm {}", saved.vm);
-            return Err(failed(BackendOp::RestoreImage, &reason));
+            return Err(failed(BackendOp::ReceiveImage, &reason));
         }
+        self.received.insert(vm.to_owned(), saved.image);
+        Ok(())
+    }
+
+    /// Fills a created domain from the image `receive_image` kept for it.
+    pub fn restore_received(&mut self, vm: &str) -> Result<(), BackendError> {
         let domain = self.live(vm)?;
         if domain.is_built {
             return Err(failed(
-                BackendOp::RestoreImage,
+                BackendOp::RestoreReceived,
                 "the domain is already built",
             ));
         }
-        domain.memory_actual_bytes = saved.image.memory_bytes;
-        domain.vcpus = saved.image.vcpus;
+        let Some(saved) = self.received.remove(vm) else {
+            return Err(failed(
+                BackendOp::RestoreReceived,
+                "no migration image was received for it",
+            ));
+        };
+        let domain = self.live(vm)?;
+        domain.memory_actual_bytes = saved.memory_bytes;
+        domain.vcpus = saved.vcpus;
         domain.is_built = true;
         Ok(())
     }

@@ -1,14 +1,16 @@
 //! `VM.pool_migrate`: a running VM moved to another host of the pool (or to its own, as xapi's
-//! localhost migration), stop-and-copy. The master draws a one-use transfer token and sends,
-//! at once, `MigrateIn` to the destination's agent (expect the token, build the domain from
-//! the image it brings) and `MigrateOut` to the source's (pause the domain and stream its
-//! image to the destination over the data plane). The image goes agent to agent, never through
-//! the master nor on the peer stream. The source destroys its domain only once the
-//! destination has built its own and said so, and the destination unpauses its domain only
-//! while the source's is paused, so the VM never runs on two hosts. If either side fails
-//! before that, the source unpauses its domain and the VM stays where it was.
+//! localhost migration), stop-and-copy, in two steps:
 //!
-//! A cancel is honoured until the destination says it is done; after that, the only
+//! 1. The master draws a one-use transfer token and sends, at once, `MigrateIn` to the
+//!    destination's agent (expect the token, check the image it brings and keep it) and
+//!    `MigrateOut` to the source's (pause the domain, stream its image to the destination over
+//!    the data plane, and destroy the domain once the destination has kept every byte). The
+//!    image goes agent to agent, never through the master nor on the peer stream. If either
+//!    side fails, the source unpauses its domain and the VM stays where it was.
+//! 2. Once the source's domain is gone, `MigrateFinish` builds the domain on the destination
+//!    from the image it kept. So the VM never has a domain on two hosts at once.
+//!
+//! A cancel is honoured until the source has destroyed its domain; after that, the only
 //! consistent outcome left is the domain running on the destination.
 
 use api_spec::{ApiError, NULL_REF, Value, errors};
@@ -47,8 +49,8 @@ pub(crate) fn check_destination(view: &Overlay, vm: &str, host: &str) -> Result<
 enum Landed {
     /// It runs on the destination.
     There(DomainInfo),
-    /// The destination failed with the error after the source destroyed its domain: the VM
-    /// runs nowhere.
+    /// The destination failed to build the domain with the error after the source destroyed
+    /// its own: the VM runs nowhere.
     Lost(ApiError),
 }
 
@@ -89,9 +91,8 @@ pub(in crate::handlers) async fn migrate(
     // source streams the image to the destination straight, never through this master.
     let token = TransferToken(uuid::Uuid::new_v4().simple().to_string());
     let incoming = HostAction::Vm(VmAction::MigrateIn {
-        vm: spec.clone(),
+        vm: spec.uuid.clone(),
         token: token.clone(),
-        paused,
     });
     let out = HostAction::Vm(VmAction::MigrateOut {
         vm: spec.uuid.clone(),
@@ -106,11 +107,11 @@ pub(in crate::handlers) async fn migrate(
             host,
             incoming,
             stop_waiting.clone(),
-            Share::WHOLE.part(1, 2)
+            Share::WHOLE.part(1, 3)
         ),
         async {
             let out = operation
-                .run_in(&source, out, cancel, Share::WHOLE.part(0, 2))
+                .run_in(&source, out, cancel, Share::WHOLE.part(0, 3))
                 .await;
             if out.is_err() {
                 stop_waiting.cancel();
@@ -118,37 +119,30 @@ pub(in crate::handlers) async fn migrate(
             out
         }
     );
-    let landed = match (out, into) {
-        (Ok(_), Ok(ActionResult::Domain(Some(info)))) => Landed::There(info),
-        // The source destroyed its domain only once the destination said it had built its
-        // own: a destination failing after that is the one way to lose the VM.
-        (Ok(_), outcome) => Landed::Lost(destination_error(vm, &source, host, outcome)),
-        (Err(error), into) => {
-            // The source unpaused its domain (or, unreachable, keeps what it runs): the VM
-            // stays where it is. A destination that built a domain all the same (its answer
-            // lost on the way back) has it destroyed.
-            if let Ok(ActionResult::Domain(Some(_))) = into {
-                let stop = HostAction::Vm(VmAction::Shutdown {
-                    vm: spec.uuid.clone(),
-                    clean: false,
-                });
-                let never = CancellationToken::new();
-                if let Err(stop) = operation
-                    .run_in(host, stop, never, Share::WHOLE.part(1, 2))
-                    .await
-                {
-                    tracing::error!(vm = %vm, destination = %host, code = %stop.code, "cannot destroy the copy of a VM whose migration failed");
-                }
-            }
-            let error = match into {
-                Err(into) if !is_cancelled(&into) => {
-                    destination_error(vm, &source, host, Err(into))
-                }
-                _ => error,
-            };
-            release(&operation, vm).await?;
-            return Err(error.into());
-        }
+    if let Err(error) = out {
+        // The source unpaused its domain (or, unreachable, keeps what it runs): the VM stays
+        // where it is. The destination built no domain; the image it may have kept is
+        // replaced by the next migration's.
+        let error = match into {
+            Err(into) if !is_cancelled(&into) => destination_error(vm, &source, host, Err(into)),
+            _ => error,
+        };
+        release(&operation, vm).await?;
+        return Err(error.into());
+    }
+    // The source destroyed its domain only once the destination had kept every byte of the
+    // image (whether or not the destination's answer made it back): build the domain there.
+    let finish = HostAction::Vm(VmAction::MigrateFinish {
+        vm: spec.clone(),
+        paused,
+    });
+    let never = CancellationToken::new();
+    let landed = match operation
+        .run_in(host, finish, never, Share::WHOLE.part(2, 3))
+        .await
+    {
+        Ok(ActionResult::Domain(Some(info))) => Landed::There(info),
+        outcome => Landed::Lost(destination_error(vm, &source, host, outcome)),
     };
     let now = ctx.now();
     operation
@@ -199,7 +193,7 @@ fn destination_error(
     let error = match outcome {
         Err(error) if error.code == errors::HOST_OFFLINE => return error,
         Err(error) => error,
-        Ok(_) => unexpected(vm, "MigrateIn"),
+        Ok(_) => unexpected(vm, "MigrateFinish"),
     };
     let message = error.description().join(" ");
     errors::vm_migrate_failed(vm, source, destination, &message)
@@ -287,14 +281,15 @@ mod tests {
             .iter()
             .map(|r| (ActionKind::of(&r.action), r.host.as_str(), r.term))
             .collect();
-        // Both halves go out at once, in either order.
-        sent[1..].sort_by_key(|(kind, ..)| *kind == ActionKind::MigrateIn);
+        // Both halves go out at once, in either order; the destination builds the domain last.
+        sent[1..3].sort_by_key(|(kind, ..)| *kind == ActionKind::MigrateIn);
         assert_eq!(
             sent,
             [
                 (ActionKind::Start, pool.host.as_str(), 1),
                 (ActionKind::MigrateOut, pool.host.as_str(), 1),
                 (ActionKind::MigrateIn, second.as_str(), 1),
+                (ActionKind::MigrateFinish, second.as_str(), 1),
             ]
         );
         let half = |kind: ActionKind| {
@@ -308,14 +303,20 @@ mod tests {
             panic!("a migrate out: {out:?}");
         };
         let HostAction::Vm(VmAction::MigrateIn {
-            vm: spec,
+            vm: into,
             token: expected,
-            paused,
         }) = incoming
         else {
             panic!("a migrate in: {incoming:?}");
         };
-        assert_eq!((spec.uuid.as_str(), *paused), (uuid.as_str(), false));
+        let finish = &received[3].action;
+        let HostAction::Vm(VmAction::MigrateFinish { vm: spec, paused }) = finish else {
+            panic!("a migrate finish: {finish:?}");
+        };
+        assert_eq!(
+            (into, spec.uuid.as_str(), *paused),
+            (&uuid, uuid.as_str(), false)
+        );
         assert_eq!((to_host, token), (&second, expected));
         assert_eq!(token.0.len(), 32);
     }
@@ -460,7 +461,7 @@ mod tests {
         assert_eq!(pool.text("VM", &vm, "scheduled_to_be_resident_on"), second);
         pool.wait_until("the task to show the agents' progress", |db| {
             db.get("task", &task).is_some_and(|t| {
-                [FAKE_PROGRESS / 2.0, 0.5 + FAKE_PROGRESS / 2.0]
+                [FAKE_PROGRESS / 3.0, (1.0 + FAKE_PROGRESS) / 3.0]
                     .iter()
                     .any(|p| t.get("progress") == Some(&Value::Float(*p)))
             })
@@ -489,6 +490,34 @@ mod tests {
         let uuid = pool.text("VM", &vm, "uuid");
         let domid = pool.field("VM", &vm, "domid");
         assert_eq!(pool.agent.domain(&uuid).map(|d| Value::Int(d.domid)), domid);
+    }
+
+    /// A destination that fails to build the domain once the source has let its own go
+    /// leaves the VM running nowhere: halted, with `VM_MIGRATE_FAILED`.
+    #[tokio::test]
+    async fn a_destination_failing_after_the_source_let_go_leaves_the_vm_halted() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let second = pool.add_host("second", 64 * GIB);
+        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
+        let failure = host_api::AgentFailure::Internal {
+            message: "no room".to_owned(),
+        };
+        pool.agent.fail_next(ActionKind::MigrateFinish, failure);
+        assert_eq!(
+            migrate(&pool, &session, &vm, &second).await,
+            Err(errors::vm_migrate_failed(
+                &vm,
+                &pool.host,
+                &second,
+                "INTERNAL_ERROR host agent: no room"
+            ))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), NULL_REF);
+        assert!(pool.current("VM", &vm).is_empty());
+        let uuid = pool.text("VM", &vm, "uuid");
+        assert_eq!(pool.agent.domain(&uuid), None);
     }
 
     /// A migration to the VM's own host (xapi's localhost migration) rebuilds the domain
