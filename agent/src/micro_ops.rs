@@ -237,7 +237,7 @@ async fn perform(
             }
             // Dropped unfinished (a failed receive), `incoming` fails the sender instead.
             let bytes = incoming.finish()?;
-            tracing::debug!(vm, bytes, "migration image received");
+            tracing::info!(vm, bytes, "migration image received");
             Ok(())
         }
         MicroOp::RestoreReceived => Ok(backend.restore_received(vm).await?),
@@ -281,7 +281,7 @@ async fn send_image(
             ((Err(err), _), _) => return Err(err.into()),
             ((Ok(()), _), Err(err)) => return Err(err.into()),
             ((Ok(()), _), Ok(bytes)) => {
-                tracing::debug!(vm, to_host, bytes, "migration image sent");
+                tracing::info!(vm, to_host, bytes, "migration image sent");
                 return Ok(());
             }
         }

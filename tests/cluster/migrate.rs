@@ -1,7 +1,8 @@
 //! Migration across real hosts: `VM.pool_migrate` moves a running diskless VM to another host
 //! (its domain leaves one host's simulator for the other's, never running on both), a VM with a
 //! disk on a host's local SR cannot move, `host.evacuate` empties a host, and xe's `vm-migrate`
-//! and `host-evacuate` do the same from the command line.
+//! and `host-evacuate` do the same from the command line. A 2 GiB memory image moves between
+//! hosts over the data plane with bounded memory and no election.
 
 #[path = "../xe/support.rs"]
 mod support;
@@ -9,8 +10,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use api_spec::Value;
-use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, vm};
-use oxapi_tests::{Client, Protocol};
+use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, history, vm};
+use oxapi_tests::{Client, Protocol, vms};
 use support::Xe;
 
 /// The hosts whose simulator runs a domain of the VM `uuid`.
@@ -58,6 +59,71 @@ async fn pool_migrate_moves_a_diskless_vm_to_another_host() {
     assert_eq!(vm::field(&client, &guest, "resident_on").await, destination);
     assert_eq!(vm::field(&client, &guest, "power_state").await, "Running");
     assert_eq!(hosts_running(&cluster, &uuid), [to]);
+    watch.finish();
+}
+
+/// How much a host's resident memory may grow while a 2 GiB image passes through it.
+const RSS_GROWTH_LIMIT: u64 = 64 << 20;
+
+/// A VM with 2 GiB of memory migrates between two hosts that are not the master: its image
+/// (2 GiB of simulated memory, checked byte by byte on arrival) streams agent to agent over
+/// the data plane, so no oxapi process's resident memory grows by 64 MiB, and the Raft
+/// stream stays quiet enough that no election happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_two_gib_image_moves_with_bounded_memory_and_no_election() {
+    let cluster = Cluster::start(ClusterOptions::hosts(3)).await;
+    let master = cluster.settle(&[0, 1, 2]).await;
+    let watch = VmWatch::start(&cluster);
+    let client = cluster.nodes[master].login(Protocol::JsonRpc).await;
+    let (from, to) = ((master + 1) % 3, (master + 2) % 3);
+    let template = vms::default_template(&client).await;
+    let guest = vms::halted_vm(&client, &template, "big", 2 << 30).await;
+    vm::start_on(&client, &guest, &cluster.nodes[from].host_ref())
+        .await
+        .expect("the VM starts");
+    let uuid = vm::field(&client, &guest, "uuid").await;
+    let leaderships = history::leaderships(&cluster);
+    let before: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            node.reset_peak_resident();
+            node.resident_bytes()
+        })
+        .collect();
+    let destination = cluster.nodes[to].host_ref();
+    assert_eq!(
+        pool_migrate(&client, &guest, &destination).await,
+        Ok(Value::str(""))
+    );
+    assert_eq!(hosts_running(&cluster, &uuid), [to]);
+    let received = cluster.nodes[to]
+        .logs()
+        .lines()
+        .filter(|line| line.contains("migration image received"))
+        .find_map(|line| {
+            line.split(" bytes=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
+    assert!(
+        received.is_some_and(|bytes| bytes > 2 << 30),
+        "the destination received {received:?} bytes"
+    );
+    for (node, before) in cluster.nodes.iter().zip(before) {
+        let growth = node.peak_resident_bytes().saturating_sub(before);
+        assert!(
+            growth < RSS_GROWTH_LIMIT,
+            "host {} grew by {} MiB",
+            node.index,
+            growth >> 20
+        );
+    }
+    assert_eq!(history::leaderships(&cluster), leaderships);
+    assert!(cluster.nodes[master].leads_by_its_logs());
     watch.finish();
 }
 
