@@ -87,6 +87,13 @@ crate::wire_enum! {
     }
 }
 
+impl VmPowerState {
+    /// Whether a VM in this state has a domain on a host: Running or Paused.
+    pub fn has_domain(self) -> bool {
+        matches!(self, VmPowerState::Running | VmPowerState::Paused)
+    }
+}
+
 pub static ON_SOFTREBOOT_BEHAVIOR: EnumDecl = EnumDecl {
     name: "on_softreboot_behavior",
     values: &["soft_reboot", "destroy", "restart", "preserve"],
