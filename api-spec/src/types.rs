@@ -46,8 +46,8 @@ impl EnumDecl {
 
 /// Declares an enumeration once as a Rust enum and as its `EnumDecl`:
 /// `pub enum VmPowerState in VM_POWER_STATE = "vm_power_state" { Halted = "Halted", … }` gives
-/// the enum (with `wire`, `from_wire` and `ALL`, in declaration order) and the static
-/// `VM_POWER_STATE` whose values are the wire spellings in the same order.
+/// the enum (with `wire`, `from_wire`, `ALL` in declaration order, and its wire string as a
+/// `Value`) and the static `VM_POWER_STATE` whose values are the wire spellings in the same order.
 #[macro_export]
 macro_rules! wire_enum {
     (
@@ -85,6 +85,12 @@ macro_rules! wire_enum {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.wire())
+            }
+        }
+
+        impl From<$name> for $crate::types::Value {
+            fn from(value: $name) -> Self {
+                $crate::types::Value::String(value.wire().to_owned())
             }
         }
 
@@ -249,20 +255,69 @@ impl From<bool> for Value {
 
 #[cfg(test)]
 mod tests {
+    use super::{EnumDecl, Value};
+    use crate::classes::task::{TASK_ALLOWED_OPERATIONS, TaskOperation};
+    use crate::classes::vbd::{VBD_OPERATIONS, VbdOperation};
+    use crate::classes::vdi::{VDI_OPERATIONS, VdiOperation};
+    use crate::classes::vif::{VIF_OPERATIONS, VifOperation};
     use crate::classes::vm::{VM_OPERATIONS, VM_POWER_STATE, VmOperation, VmPowerState};
+
+    /// Whether `all`, spelled on the wire, are `decl`'s values in order, each reading back.
+    fn matches_declaration<T: Copy + PartialEq + std::fmt::Debug>(
+        all: &[T],
+        wire: impl Fn(T) -> &'static str,
+        from_wire: impl Fn(&str) -> Option<T>,
+        decl: &EnumDecl,
+    ) {
+        let values: Vec<&str> = all.iter().map(|v| wire(*v)).collect();
+        assert_eq!(values, decl.values, "{}", decl.name);
+        for value in all {
+            assert_eq!(from_wire(wire(*value)), Some(*value), "{}", decl.name);
+        }
+    }
 
     /// A `wire_enum!` declares its values in the `EnumDecl` in order, and each reads back from
     /// its wire spelling.
     #[test]
     fn wire_enum_values_match_their_declaration() {
-        let states: Vec<&str> = VmPowerState::ALL.iter().map(|s| s.wire()).collect();
-        assert_eq!(states, VM_POWER_STATE.values);
-        let operations: Vec<&str> = VmOperation::ALL.iter().map(|o| o.wire()).collect();
-        assert_eq!(operations, VM_OPERATIONS.values);
-        for op in VmOperation::ALL {
-            assert_eq!(VmOperation::from_wire(op.wire()), Some(*op));
-        }
+        matches_declaration(
+            VmPowerState::ALL,
+            VmPowerState::wire,
+            VmPowerState::from_wire,
+            &VM_POWER_STATE,
+        );
+        matches_declaration(
+            VmOperation::ALL,
+            VmOperation::wire,
+            VmOperation::from_wire,
+            &VM_OPERATIONS,
+        );
+        matches_declaration(
+            VbdOperation::ALL,
+            VbdOperation::wire,
+            VbdOperation::from_wire,
+            &VBD_OPERATIONS,
+        );
+        matches_declaration(
+            VifOperation::ALL,
+            VifOperation::wire,
+            VifOperation::from_wire,
+            &VIF_OPERATIONS,
+        );
+        matches_declaration(
+            VdiOperation::ALL,
+            VdiOperation::wire,
+            VdiOperation::from_wire,
+            &VDI_OPERATIONS,
+        );
+        matches_declaration(
+            TaskOperation::ALL,
+            TaskOperation::wire,
+            TaskOperation::from_wire,
+            &TASK_ALLOWED_OPERATIONS,
+        );
         assert_eq!(VmPowerState::from_wire("running"), None);
         assert_eq!(VmOperation::ChangingVcpus.to_string(), "changing_VCPUs");
+        assert_eq!(Value::from(VmPowerState::Halted), Value::str("Halted"));
     }
 }

@@ -97,15 +97,20 @@ fn expected_apply_error(apply: &ApplyError) -> Option<ApiError> {
 /// The XenAPI errors whose parameters the master formats; every other error is built by its
 /// constructor in `api_spec::errors`.
 pub mod xenapi {
+    use api_spec::classes::vm::VmPowerState;
     use api_spec::{ApiError, errors};
 
     /// States are lowercase; several expected ones are joined by `, `, as xapi's operation
     /// check (`report_power_state_error`) does. (Its later `assert_initial_power_state_in`
     /// joins with `;`, but a call never gets past the operation check to reach it.)
-    pub fn vm_bad_power_state(vm: &str, expected: &[&str], actual: &str) -> ApiError {
-        let lower = |s: &str| s.to_ascii_lowercase();
-        let expected: Vec<String> = expected.iter().map(|s| lower(s)).collect();
-        errors::vm_bad_power_state(vm, expected.join(", "), lower(actual))
+    pub fn vm_bad_power_state(
+        vm: &str,
+        expected: &[VmPowerState],
+        actual: VmPowerState,
+    ) -> ApiError {
+        let lower = |s: &VmPowerState| s.wire().to_ascii_lowercase();
+        let expected: Vec<String> = expected.iter().map(lower).collect();
+        errors::vm_bad_power_state(vm, expected.join(", "), lower(&actual))
     }
 }
 
@@ -139,7 +144,8 @@ mod tests {
     /// Handler decisions pass through unchanged.
     #[test]
     fn api_errors_pass_through() {
-        let e = xenapi::vm_bad_power_state("OpaqueRef:v", &["Halted", "Suspended"], "Running");
+        use api_spec::classes::vm::VmPowerState::{Halted, Running, Suspended};
+        let e = xenapi::vm_bad_power_state("OpaqueRef:v", &[Halted, Suspended], Running);
         assert_eq!(to_api_error(Error::Api(e.clone())), e);
         assert_eq!(e.params, ["OpaqueRef:v", "halted, suspended", "running"]);
     }

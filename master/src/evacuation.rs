@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vm::VmOperation;
 use api_spec::{ApiError, errors};
 
 use crate::memory;
@@ -48,7 +49,7 @@ pub(crate) fn plan(view: &Overlay, host: &str) -> Plan {
     let mut movable = Vec::new();
     for vm in vms {
         // xapi records the SR errors first and lets an operation's error replace them.
-        let refusal = operations::check(view, "VM", &vm, "pool_migrate")
+        let refusal = operations::check(view, &vm, VmOperation::PoolMigrate)
             .err()
             .map(crate::error::to_api_error)
             .or_else(|| {

@@ -14,12 +14,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use api_spec::Value;
+use api_spec::classes::vm::VmPowerState;
 use db_schema::Db;
 
 use crate::Master;
 use crate::error::{Error, to_api_error};
 use crate::operations::Draft;
-use crate::power_state::set_stopped;
+use crate::power_state::{power_state, set_stopped};
 use crate::reconcile::{clear_dead_operations, is_busy};
 use host_api::HostHealth;
 
@@ -214,12 +215,11 @@ async fn declare_dead(master: &Master, host: &str, now: i64) -> Result<(), Error
                 if is_busy(master, draft.view(), &vm) {
                     continue;
                 }
-                let power_state = draft.view().str("VM", &vm, "power_state").to_owned();
-                if power_state == "Suspended" {
+                if power_state(draft.view(), &vm) == VmPowerState::Suspended {
                     let null = Value::str(api_spec::NULL_REF);
                     draft.update("VM", &vm, "scheduled_to_be_resident_on", null);
                 } else {
-                    set_stopped(&mut draft, &vm, "Halted", now);
+                    set_stopped(&mut draft, &vm, VmPowerState::Halted, now);
                     halted.push(draft.view().str("VM", &vm, "uuid").to_owned());
                 }
             }

@@ -3,10 +3,12 @@
 //! whether a host sees the VM's disks (a migration's destination), and `candidates` reads the
 //! pool's hosts with what they have free.
 
+use api_spec::classes::vm::VmPowerState;
 use api_spec::{ApiError, errors};
 
 use crate::memory;
 use crate::operations::Overlay;
+use crate::power_state::power_state;
 
 /// The `pool.other_config` key that names the placement policy.
 pub(crate) const POLICY_KEY: &str = "placement-policy";
@@ -102,7 +104,7 @@ pub(crate) fn check_srs(view: &Overlay, vm: &str, host: &str) -> Result<(), ApiE
         .filter(|vbd| !view.bool("VBD", vbd, "empty"))
         .map(|vbd| view.str("VBD", &vbd, "VDI").to_owned())
         .collect();
-    if view.str("VM", vm, "power_state") == "Suspended" {
+    if power_state(view, vm) == VmPowerState::Suspended {
         vdis.push(view.str("VM", vm, "suspend_VDI").to_owned());
     }
     let needed = vdis

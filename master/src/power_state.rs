@@ -1,14 +1,15 @@
-//! The DB writes that make a VM's rows show what its domain is: running or paused as an agent
-//! reports it (power state, host, domid, metrics, consoles, attached devices), or gone, the VM
-//! halted or suspended (no host, no domain, no consoles, devices detached). Handlers write
-//! them at the end of an operation, reconciliation when an agent reports.
+//! A VM's `power_state`, read and written only here as a `VmPowerState`, and the DB writes
+//! that make a VM's rows show what its domain is: running or paused as an agent reports it
+//! (power state, host, domid, metrics, consoles, attached devices), or gone, the VM halted or
+//! suspended (no host, no domain, no consoles, devices detached). Handlers write them at the
+//! end of an operation, reconciliation when an agent reports.
 
 use std::collections::BTreeMap;
 
-use api_spec::{NULL_REF, Value};
-
-use crate::operations::Draft;
+use crate::operations::{Draft, Fields, Overlay};
 use crate::vm_spec;
+use api_spec::classes::vm::VmPowerState;
+use api_spec::{NULL_REF, Value};
 use host_api::{DomainInfo, DomainState};
 
 /// `domid` of a VM without a domain.
@@ -34,11 +35,38 @@ pub(crate) fn console_location(address: &str, uuid: &str) -> String {
     }
 }
 
-/// The `power_state` of a domain.
-pub(crate) fn power_state_of(state: DomainState) -> &'static str {
+/// A `power_state` as the DB spells it. The DB holds only the enum's values; a VM row without
+/// one (or no row) reads as Halted, the field's default.
+fn from_db(text: &str) -> VmPowerState {
+    VmPowerState::from_wire(text).unwrap_or(VmPowerState::Halted)
+}
+
+/// The `power_state` of `vm` in `view`.
+pub(crate) fn power_state(view: &Overlay, vm: &str) -> VmPowerState {
+    from_db(view.str("VM", vm, "power_state"))
+}
+
+/// The `power_state` of a VM row's fields (as the replica holds them, or a copy).
+pub(crate) fn power_state_of(fields: &Fields) -> VmPowerState {
+    from_db(
+        fields
+            .get("power_state")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    )
+}
+
+/// Writes `state` as the `power_state` of `vm`.
+pub(crate) fn set_power_state(draft: &mut Draft, vm: &str, state: VmPowerState) {
+    draft.update("VM", vm, "power_state", state.into());
+}
+
+/// The `power_state` of a VM with a domain in `state`: the one place an agent's domain state
+/// becomes a XenAPI power state.
+pub(crate) fn domain_power_state(state: DomainState) -> VmPowerState {
     match state {
-        DomainState::Running => "Running",
-        DomainState::Paused => "Paused",
+        DomainState::Running => VmPowerState::Running,
+        DomainState::Paused => VmPowerState::Paused,
     }
 }
 
@@ -53,8 +81,8 @@ pub(crate) fn set_running(
     is_new_domain: bool,
     now: i64,
 ) {
-    let power_state = power_state_of(info.state);
-    draft.update("VM", vm, "power_state", Value::str(power_state));
+    let power_state = domain_power_state(info.state);
+    set_power_state(draft, vm, power_state);
     draft.update("VM", vm, "resident_on", Value::str(host));
     draft.update(
         "VM",
@@ -66,7 +94,7 @@ pub(crate) fn set_running(
     let metrics = draft.view().str("VM", vm, "metrics").to_owned();
     if draft.view().exists("VM_metrics", &metrics) {
         let memory = i64::try_from(info.memory_actual_bytes).unwrap_or(i64::MAX);
-        let state = power_state.to_ascii_lowercase();
+        let state = power_state.wire().to_ascii_lowercase();
         draft.update("VM_metrics", &metrics, "memory_actual", Value::Int(memory));
         draft.update(
             "VM_metrics",
@@ -174,8 +202,8 @@ fn set_consoles(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, is_n
 /// Makes `vm` show no domain: `power_state` (Halted or Suspended), no host, no domid, empty
 /// metrics, no consoles, devices detached; a halted VM's devices also lose their operations
 /// and its `requires_reboot` flag, as xapi's `force_state_reset` does.
-pub(crate) fn set_stopped(draft: &mut Draft, vm: &str, power_state: &'static str, now: i64) {
-    draft.update("VM", vm, "power_state", Value::str(power_state));
+pub(crate) fn set_stopped(draft: &mut Draft, vm: &str, power_state: VmPowerState, now: i64) {
+    set_power_state(draft, vm, power_state);
     draft.update("VM", vm, "resident_on", Value::str(NULL_REF));
     draft.update(
         "VM",
@@ -184,7 +212,7 @@ pub(crate) fn set_stopped(draft: &mut Draft, vm: &str, power_state: &'static str
         Value::str(NULL_REF),
     );
     draft.update("VM", vm, "domid", Value::Int(NO_DOMID));
-    let is_halted = power_state == "Halted";
+    let is_halted = power_state == VmPowerState::Halted;
     if is_halted {
         draft.update("VM", vm, "requires_reboot", Value::Bool(false));
     }
@@ -285,7 +313,7 @@ mod tests {
         );
         assert_eq!(draft.view().children("console", "VM", &vm), consoles);
         assert_eq!(draft.view().str("VM", &vm, "power_state"), "Paused");
-        set_stopped(&mut draft, &vm, "Halted", 300);
+        set_stopped(&mut draft, &vm, VmPowerState::Halted, 300);
         let view = draft.view();
         assert_eq!(view.str("VM", &vm, "power_state"), "Halted");
         assert_eq!(view.str("VM", &vm, "resident_on"), NULL_REF);

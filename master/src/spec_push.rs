@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Master;
 use crate::host_link::LinkFailure;
 use crate::operations::Overlay;
+use crate::power_state::power_state;
 use crate::vm_spec::{self, SPEC_FIELDS};
 use host_api::{ActionResult, AgentFailure, HostAction, VmAction, VmSpec};
 
@@ -93,7 +94,7 @@ async fn push(master: &Master, vm: &str, mut sent: Option<VmSpec>) {
         let (host, spec) = {
             let db = master.db.read();
             let view = Overlay::new(&db);
-            let has_domain = matches!(view.str("VM", vm, "power_state"), "Running" | "Paused");
+            let has_domain = power_state(&view, vm).has_domain();
             if !view.exists("VM", vm) || !has_domain {
                 return;
             }

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use api_spec::classes::task::TaskOperation;
 use api_spec::{ApiError, NEVER, NULL_REF, Value};
 use db_schema::{Db, Op, Precondition, Txn};
 use tokio_util::sync::CancellationToken;
@@ -69,7 +70,7 @@ pub(crate) async fn create(master: &Master, new: NewTask<'_>) -> Result<String, 
     let r = record::new_ref();
     let now = Value::DateTime(api_spec::datetime::format_unix(master.now()));
     let allowed: Vec<Value> = if new.is_cancellable {
-        vec![Value::str("cancel")]
+        vec![TaskOperation::Cancel.into()]
     } else {
         Vec::new()
     };
@@ -172,7 +173,7 @@ async fn finish(
             let is_destroy_deferred = row
                 .get("current_operations")
                 .and_then(Value::as_struct)
-                .is_some_and(|ops| ops.values().any(|op| op.as_str() == Some("destroy")));
+                .is_some_and(|ops| ops.values().any(|op| *op == TaskOperation::Destroy.into()));
             if is_destroy_deferred {
                 let txn = Txn {
                     preconditions: vec![precondition],

@@ -8,10 +8,14 @@ use crate::types::{EnumDecl, Lit, Ty};
 
 const TASK_REF: Ty = Ty::Ref("task");
 
-pub static TASK_ALLOWED_OPERATIONS: EnumDecl = EnumDecl {
-    name: "task_allowed_operations",
-    values: &["cancel", "destroy"],
-};
+crate::wire_enum! {
+    /// What may be done to a task: the values of `current_operations` and
+    /// `allowed_operations`.
+    pub enum TaskOperation in TASK_ALLOWED_OPERATIONS = "task_allowed_operations" {
+        Cancel = "cancel",
+        Destroy = "destroy",
+    }
+}
 
 pub static TASK_STATUS_TYPE: EnumDecl = EnumDecl {
     name: "task_status_type",

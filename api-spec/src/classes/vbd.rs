@@ -11,19 +11,20 @@ use crate::types::{EnumDecl, Lit, Ty};
 
 const VBD_REF: Ty = Ty::Ref("VBD");
 
-pub static VBD_OPERATIONS: EnumDecl = EnumDecl {
-    name: "vbd_operations",
-    values: &[
-        "attach",
-        "eject",
-        "insert",
-        "plug",
-        "unplug",
-        "unplug_force",
-        "pause",
-        "unpause",
-    ],
-};
+crate::wire_enum! {
+    /// What a VBD is doing or may do: the values of `current_operations` and
+    /// `allowed_operations`.
+    pub enum VbdOperation in VBD_OPERATIONS = "vbd_operations" {
+        Attach = "attach",
+        Eject = "eject",
+        Insert = "insert",
+        Plug = "plug",
+        Unplug = "unplug",
+        UnplugForce = "unplug_force",
+        Pause = "pause",
+        Unpause = "unpause",
+    }
+}
 
 pub static VBD_MODE: EnumDecl = EnumDecl {
     name: "vbd_mode",

@@ -12,28 +12,29 @@ use crate::types::{EnumDecl, Lit, NEVER, Ty};
 
 const VDI_REF: Ty = Ty::Ref("VDI");
 
-pub static VDI_OPERATIONS: EnumDecl = EnumDecl {
-    name: "vdi_operations",
-    values: &[
-        "clone",
-        "copy",
-        "resize",
-        "resize_online",
-        "snapshot",
-        "mirror",
-        "destroy",
-        "forget",
-        "update",
-        "force_unlock",
-        "generate_config",
-        "enable_cbt",
-        "disable_cbt",
-        "data_destroy",
-        "list_changed_blocks",
-        "set_on_boot",
-        "blocked",
-    ],
-};
+crate::wire_enum! {
+    /// What a VDI is doing or may do: the values of `current_operations` and
+    /// `allowed_operations`.
+    pub enum VdiOperation in VDI_OPERATIONS = "vdi_operations" {
+        Clone = "clone",
+        Copy = "copy",
+        Resize = "resize",
+        ResizeOnline = "resize_online",
+        Snapshot = "snapshot",
+        Mirror = "mirror",
+        Destroy = "destroy",
+        Forget = "forget",
+        Update = "update",
+        ForceUnlock = "force_unlock",
+        GenerateConfig = "generate_config",
+        EnableCbt = "enable_cbt",
+        DisableCbt = "disable_cbt",
+        DataDestroy = "data_destroy",
+        ListChangedBlocks = "list_changed_blocks",
+        SetOnBoot = "set_on_boot",
+        Blocked = "blocked",
+    }
+}
 
 pub static VDI_TYPE: EnumDecl = EnumDecl {
     name: "vdi_type",

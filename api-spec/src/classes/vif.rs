@@ -7,10 +7,15 @@ use crate::types::{EnumDecl, Lit, Ty};
 
 const VIF_REF: Ty = Ty::Ref("VIF");
 
-pub static VIF_OPERATIONS: EnumDecl = EnumDecl {
-    name: "vif_operations",
-    values: &["attach", "plug", "unplug"],
-};
+crate::wire_enum! {
+    /// What a VIF is doing or may do: the values of `current_operations` and
+    /// `allowed_operations`.
+    pub enum VifOperation in VIF_OPERATIONS = "vif_operations" {
+        Attach = "attach",
+        Plug = "plug",
+        Unplug = "unplug",
+    }
+}
 
 pub static VIF_LOCKING_MODE: EnumDecl = EnumDecl {
     name: "vif_locking_mode",

@@ -22,7 +22,7 @@ use crate::types::{EnumDecl, Lit, NEVER, Ty};
 const VM_REF: Ty = Ty::Ref("VM");
 
 crate::wire_enum! {
-    /// What a VM is doing or may do: the keys of `current_operations`, the values of
+    /// What a VM is doing or may do: the values of `current_operations` and
     /// `allowed_operations`.
     pub enum VmOperation in VM_OPERATIONS = "vm_operations" {
         Snapshot = "snapshot",
@@ -84,6 +84,13 @@ crate::wire_enum! {
         Paused = "Paused",
         Running = "Running",
         Suspended = "Suspended",
+    }
+}
+
+impl VmPowerState {
+    /// Whether a VM in this state has a domain on a host: Running or Paused.
+    pub fn has_domain(self) -> bool {
+        matches!(self, VmPowerState::Running | VmPowerState::Paused)
     }
 }
 

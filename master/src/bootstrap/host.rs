@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use api_spec::api::{API_VERSION_MAJOR, API_VERSION_MINOR, API_VERSION_VENDOR};
+use api_spec::classes::vm::VmPowerState;
 use api_spec::{NULL_REF, Value};
 use db_schema::Op;
 
@@ -213,7 +214,7 @@ fn control_domain(
                 "name_description",
                 Value::str("The domain which manages physical devices and manages other domains"),
             ),
-            ("power_state", Value::str("Running")),
+            ("power_state", Value::from(VmPowerState::Running)),
             ("user_version", Value::Int(1)),
             ("is_a_template", Value::Bool(false)),
             ("is_control_domain", Value::Bool(true)),

@@ -1,6 +1,7 @@
 //! The default templates of a new pool: halted HVM VMs marked `is_a_template` and
 //! `is_default_template`, which clients clone to make VMs.
 
+use api_spec::classes::vm::VmPowerState;
 use api_spec::{NULL_REF, Value};
 
 use super::{int, strings};
@@ -113,7 +114,7 @@ impl Template {
             ("name_label", Value::str(self.name)),
             ("name_description", Value::str(self.description)),
             ("reference_label", Value::str(self.reference_label)),
-            ("power_state", Value::str("Halted")),
+            ("power_state", Value::from(VmPowerState::Halted)),
             ("user_version", Value::Int(1)),
             ("is_a_template", Value::Bool(true)),
             ("is_default_template", Value::Bool(true)),

@@ -141,6 +141,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{ActionKind, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
 
@@ -271,7 +272,11 @@ mod tests {
             .expect("paused");
         assert_eq!(
             evacuate().await,
-            Err(xenapi::vm_bad_power_state(&vm, &["Running"], "Paused"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Running],
+                VmPowerState::Paused
+            ))
         );
         assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
     }

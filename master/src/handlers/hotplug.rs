@@ -12,16 +12,15 @@ use super::vm::Operation;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::generic;
-use crate::operations::{Draft, Overlay};
-use crate::power_state::set_running;
+use crate::operations::{Draft, ObjectOperation, Overlay};
+use crate::power_state::{power_state, set_running};
 use host_api::{ActionResult, HostAction};
 
 /// What one device operation sends and writes.
 pub(super) struct Hotplug<A, W> {
-    /// `VBD` or `VIF`.
-    pub class: &'static str,
     pub device: String,
-    pub op: &'static str,
+    /// A VBD or VIF operation: the device's class is the operation's.
+    pub op: ObjectOperation,
     /// The action, from the DB and the uuid of the device's VM.
     pub action: A,
     /// What the operation writes once the agent has done it.
@@ -35,13 +34,13 @@ where
     W: Fn(&mut Draft),
 {
     let Hotplug {
-        class,
         device,
         op,
         action,
         written,
     } = how;
-    let operation = Operation::new(ctx, class, &device, op);
+    let class = op.class();
+    let operation = Operation::new(ctx, &device, op);
     let (vm, host, action) = operation
         .begin(|draft| {
             let view = draft.view();
@@ -64,8 +63,8 @@ where
             let view = draft.view();
             // A hard shutdown may have ended the domain since the agent answered: then the
             // VM shows no domain, and this must not bring one back.
-            let is_same_domain = matches!(view.str("VM", &vm, "power_state"), "Running" | "Paused")
-                && view.int("VM", &vm, "domid") == info.domid;
+            let is_same_domain =
+                power_state(view, &vm).has_domain() && view.int("VM", &vm, "domid") == info.domid;
             if is_same_domain {
                 set_running(draft, &vm, &host, info, false, now);
             }
@@ -75,10 +74,10 @@ where
         .await?;
     match outcome {
         Ok(ActionResult::Domain(Some(_))) => {
-            tracing::debug!(device = %device, vm = %vm, operation = op, "device operation done");
+            tracing::debug!(device = %device, vm = %vm, operation = op.wire(), "device operation done");
             Ok(void())
         }
-        Ok(_) => Err(unexpected(&vm, op).into()),
+        Ok(_) => Err(unexpected(&vm, op.wire()).into()),
         Err(e) => Err(e.into()),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::task::TaskOperation;
 use api_spec::{NULL_REF, Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
@@ -55,7 +56,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
                     }],
                 }
             } else {
-                current_operation(task, &status, "destroy")
+                current_operation(task, &status, TaskOperation::Destroy)
             };
             Ok((txn, ()))
         })
@@ -65,7 +66,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
 
 /// The Txn that records `operation` in a task's `current_operations`, if its status is still
 /// `status`.
-fn current_operation(task: &str, status: &str, operation: &str) -> Txn {
+fn current_operation(task: &str, status: &str, operation: TaskOperation) -> Txn {
     Txn {
         preconditions: vec![status_is(task, status)],
         ops: vec![Op::MapPut {
@@ -73,7 +74,7 @@ fn current_operation(task: &str, status: &str, operation: &str) -> Txn {
             r#ref: task.to_owned(),
             field: "current_operations".to_owned(),
             key: record::new_ref(),
-            value: Value::str(operation),
+            value: operation.into(),
         }],
     }
 }
@@ -109,13 +110,13 @@ fn cancel_txn(db: &Db, task: &str, has_worker: bool, now: &Value) -> Result<Txn,
     let is_cancellable = row
         .get("allowed_operations")
         .and_then(Value::as_array)
-        .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("cancel")));
+        .is_some_and(|ops| ops.contains(&TaskOperation::Cancel.into()));
     if !is_cancellable {
         let reason = format!("task {task} is in a phase that cannot be cancelled");
         return Err(errors::operation_not_allowed(&reason).into());
     }
     if has_worker {
-        let mut txn = current_operation(task, status, "cancel");
+        let mut txn = current_operation(task, status, TaskOperation::Cancel);
         txn.ops.push(Op::Set {
             class: "task".to_owned(),
             r#ref: task.to_owned(),

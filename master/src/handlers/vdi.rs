@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vdi::VdiOperation;
 use api_spec::{NULL_REF, Value, errors};
 
 use crate::ctx::{Args, Ctx};
@@ -43,7 +44,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
             draft.require_unchanged("VDI", vdi, "VBDs");
             for vbd in draft.view().children("VBD", "VDI", vdi) {
                 if draft.view().bool("VBD", &vbd, "currently_attached") {
-                    return Err(errors::vdi_in_use(vdi, "destroy").into());
+                    return Err(errors::vdi_in_use(vdi, VdiOperation::Destroy).into());
                 }
                 draft.require_unchanged("VBD", &vbd, "currently_attached");
                 draft.destroy("VBD", &vbd);

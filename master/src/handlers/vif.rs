@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vif::VifOperation;
 use api_spec::{Value, errors};
 
 use super::hotplug::{self, Hotplug};
@@ -11,6 +12,7 @@ use crate::ctx::{Args, Ctx, void};
 use crate::device_slots::is_vif_device;
 use crate::error::Error;
 use crate::operations::{Draft, Overlay};
+use crate::power_state::power_state;
 use crate::vm_spec;
 use host_api::{HostAction, VmAction};
 
@@ -91,7 +93,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
                 return Err(errors::handle_invalid("VIF", vif).into());
             }
             let vm = view.str("VIF", vif, "VM").to_owned();
-            let is_running = matches!(view.str("VM", &vm, "power_state"), "Running" | "Paused");
+            let is_running = power_state(view, &vm).has_domain();
             if is_running && view.bool("VIF", vif, "currently_attached") {
                 let reason = "VIF currently attached to a running VM";
                 return Err(errors::operation_not_allowed(reason).into());
@@ -115,9 +117,8 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
 pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vif = args.str("self")?.to_owned();
     let how = Hotplug {
-        class: "VIF",
         device: vif.clone(),
-        op: "plug",
+        op: VifOperation::Plug.into(),
         action: |view: &Overlay, vm: &str| {
             HostAction::Vm(VmAction::PlugVif {
                 vm: vm.to_owned(),
@@ -132,9 +133,8 @@ pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
 /// `VIF.unplug`, or `VIF.unplug_force` when `force` (both are the `unplug` operation).
 async fn unplug_vif(ctx: &Ctx, vif: &str, force: bool) -> Result<Value, Error> {
     let how = Hotplug {
-        class: "VIF",
         device: vif.to_owned(),
-        op: "unplug",
+        op: VifOperation::Unplug.into(),
         action: |view: &Overlay, vm: &str| {
             HostAction::Vm(VmAction::UnplugVif {
                 vm: vm.to_owned(),
@@ -164,6 +164,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{ActionKind, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -270,7 +271,11 @@ mod tests {
             .expect("halted");
         assert_eq!(
             call("VIF.plug").await,
-            Err(xenapi::vm_bad_power_state(&vm, &["Running"], "Halted"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Running],
+                VmPowerState::Halted
+            ))
         );
         assert_eq!(call("VIF.destroy").await, Ok(s("")));
         assert_eq!(

@@ -7,12 +7,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
+use super::ObjectOperation;
+
 /// One running operation.
 #[derive(Debug, Clone)]
 struct Running {
-    class: &'static str,
     r#ref: String,
-    op: &'static str,
+    op: ObjectOperation,
     cancel: CancellationToken,
 }
 
@@ -29,13 +30,11 @@ impl InFlight {
     pub fn register(
         &self,
         key: &str,
-        class: &'static str,
         r: &str,
-        op: &'static str,
+        op: ObjectOperation,
         cancel: CancellationToken,
     ) -> InFlightGuard<'_> {
         let running = Running {
-            class,
             r#ref: r.to_owned(),
             op,
             cancel,
@@ -56,15 +55,17 @@ impl InFlight {
     pub fn is_busy(&self, class: &str, r: &str) -> bool {
         self.lock()
             .values()
-            .any(|op| op.class == class && op.r#ref == r)
+            .any(|op| op.op.class() == class && op.r#ref == r)
     }
 
-    /// Cancels the running operations of kinds `ops` on the row; returns how many.
-    pub fn cancel(&self, class: &str, r: &str, ops: &[&str]) -> usize {
+    /// Cancels the running operations of kinds `ops` on the row `r` of their class; returns
+    /// how many.
+    pub fn cancel<Op: Into<ObjectOperation> + Copy>(&self, r: &str, ops: &[Op]) -> usize {
+        let ops: Vec<ObjectOperation> = ops.iter().map(|op| (*op).into()).collect();
         let running = self.lock();
         let doomed: Vec<&Running> = running
             .values()
-            .filter(|op| op.class == class && op.r#ref == r && ops.contains(&op.op))
+            .filter(|op| op.r#ref == r && ops.contains(&op.op))
             .collect();
         for op in &doomed {
             op.cancel.cancel();
@@ -101,6 +102,7 @@ impl Drop for InFlightGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use api_spec::classes::vm::VmOperation;
 
     /// An operation is known while its guard lives; cancelling by kind reaches only the
     /// matching ones.
@@ -108,11 +110,13 @@ mod tests {
     fn operations_are_known_while_their_guard_lives() {
         let in_flight = InFlight::default();
         let (a, b) = (CancellationToken::new(), CancellationToken::new());
-        let first = in_flight.register("k1", "VM", "OpaqueRef:vm", "clean_shutdown", a.clone());
-        let second = in_flight.register("k2", "VM", "OpaqueRef:vm", "hard_shutdown", b.clone());
+        let clean = VmOperation::CleanShutdown.into();
+        let hard = VmOperation::HardShutdown.into();
+        let first = in_flight.register("k1", "OpaqueRef:vm", clean, a.clone());
+        let second = in_flight.register("k2", "OpaqueRef:vm", hard, b.clone());
         assert!(in_flight.contains("k1") && in_flight.is_busy("VM", "OpaqueRef:vm"));
         assert_eq!(
-            in_flight.cancel("VM", "OpaqueRef:vm", &["clean_shutdown"]),
+            in_flight.cancel("OpaqueRef:vm", &[VmOperation::CleanShutdown]),
             1
         );
         assert!(a.is_cancelled() && !b.is_cancelled());

@@ -20,6 +20,9 @@ mod vm_facts;
 
 use std::collections::BTreeSet;
 
+use api_spec::classes::vbd::VbdOperation;
+use api_spec::classes::vif::VifOperation;
+use api_spec::classes::vm::VmOperation;
 use api_spec::{ApiError, Value, errors};
 use db_schema::{Db, Txn};
 
@@ -29,21 +32,85 @@ pub(crate) use in_flight::{InFlight, InFlightGuard};
 pub(crate) use overlay::{Draft, Fields, Overlay, field_equals};
 pub(crate) use vm_facts::VmFacts;
 
-/// Whether `op` may start on the row `r` of `class` (`VM`, `VBD` or `VIF`) now.
-pub(crate) fn check(view: &Overlay, class: &str, r: &str, op: &str) -> Result<(), Error> {
+/// An operation the master checks and records in `current_operations`: one of a VM, a VBD or
+/// a VIF, whose class it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ObjectOperation {
+    Vm(VmOperation),
+    Vbd(VbdOperation),
+    Vif(VifOperation),
+}
+
+impl ObjectOperation {
+    /// The class whose rows the operation runs on.
+    pub fn class(self) -> &'static str {
+        match self {
+            ObjectOperation::Vm(_) => "VM",
+            ObjectOperation::Vbd(_) => "VBD",
+            ObjectOperation::Vif(_) => "VIF",
+        }
+    }
+
+    /// The operation as spelled on the wire and in the DB.
+    pub fn wire(self) -> &'static str {
+        match self {
+            ObjectOperation::Vm(op) => op.wire(),
+            ObjectOperation::Vbd(op) => op.wire(),
+            ObjectOperation::Vif(op) => op.wire(),
+        }
+    }
+}
+
+impl From<VmOperation> for ObjectOperation {
+    fn from(op: VmOperation) -> Self {
+        ObjectOperation::Vm(op)
+    }
+}
+
+impl From<VbdOperation> for ObjectOperation {
+    fn from(op: VbdOperation) -> Self {
+        ObjectOperation::Vbd(op)
+    }
+}
+
+impl From<VifOperation> for ObjectOperation {
+    fn from(op: VifOperation) -> Self {
+        ObjectOperation::Vif(op)
+    }
+}
+
+/// The `current_operations` of a row as (key, operation), in key order, each operation read
+/// with `parse` (its class's `from_wire`). The DB holds only declared operations.
+pub(crate) fn current_operations<Op>(
+    view: &Overlay,
+    class: &str,
+    r: &str,
+    parse: impl Fn(&str) -> Option<Op>,
+) -> Vec<(String, Op)> {
+    view.field(class, r, "current_operations")
+        .and_then(|v| v.as_struct())
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), parse(v.as_str()?)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `op` may start on the row `r` of its class now.
+pub(crate) fn check(view: &Overlay, r: &str, op: impl Into<ObjectOperation>) -> Result<(), Error> {
+    let op = op.into();
+    let class = op.class();
     if !view.exists(class, r) {
         return Err(errors::handle_invalid(class, r).into());
     }
-    let verdict: Result<(), ApiError> = match class {
-        "VM" => match VmFacts::read(view, r) {
+    let verdict: Result<(), ApiError> = match op {
+        ObjectOperation::Vm(op) => match VmFacts::read(view, r) {
             Some(facts) => vm::check(&facts, op),
             None => Err(errors::handle_invalid(class, r)),
         },
-        "VBD" => devices::check_vbd(view, r, op),
-        "VIF" => devices::check_vif(view, r, op),
-        _ => Err(errors::operation_not_allowed(format!(
-            "{class} has no operations"
-        ))),
+        ObjectOperation::Vbd(op) => devices::check_vbd(view, r, op),
+        ObjectOperation::Vif(op) => devices::check_vif(view, r, op),
     };
     Ok(verdict?)
 }
@@ -53,12 +120,13 @@ pub(crate) fn check(view: &Overlay, class: &str, r: &str, op: &str) -> Result<()
 /// device's VM's, to be as read.
 pub(crate) fn begin(
     draft: &mut Draft,
-    class: &str,
     r: &str,
-    op: &'static str,
+    op: impl Into<ObjectOperation>,
     key: &str,
 ) -> Result<(), Error> {
-    check(draft.view(), class, r, op)?;
+    let op = op.into();
+    let class = op.class();
+    check(draft.view(), r, op)?;
     draft.require_unchanged(class, r, "current_operations");
     if class == "VM" {
         draft.require_unchanged(class, r, "power_state");
@@ -67,7 +135,7 @@ pub(crate) fn begin(
         draft.require_unchanged("VM", &vm, "power_state");
         draft.require_unchanged("VM", &vm, "current_operations");
     }
-    draft.map_put(class, r, "current_operations", key, Value::str(op));
+    draft.map_put(class, r, "current_operations", key, Value::str(op.wire()));
     Ok(())
 }
 
@@ -79,11 +147,14 @@ pub(crate) fn end(draft: &mut Draft, class: &str, r: &str, key: &str) {
 }
 
 /// The `allowed_operations` of a live VM, VBD or VIF in `view`.
-fn allowed(view: &Overlay, class: &str, r: &str) -> Option<Vec<&'static str>> {
+fn allowed(view: &Overlay, class: &str, r: &str) -> Option<Vec<Value>> {
+    fn values<Op: Into<Value>>(ops: Vec<Op>) -> Vec<Value> {
+        ops.into_iter().map(Into::into).collect()
+    }
     match class {
-        "VM" => VmFacts::read(view, r).map(|facts| vm::allowed(&facts)),
-        "VBD" if view.exists(class, r) => Some(devices::allowed_vbd(view, r)),
-        "VIF" if view.exists(class, r) => Some(devices::allowed_vif(view, r)),
+        "VM" => VmFacts::read(view, r).map(|facts| values(vm::allowed(&facts))),
+        "VBD" if view.exists(class, r) => Some(values(devices::allowed_vbd(view, r))),
+        "VIF" if view.exists(class, r) => Some(values(devices::allowed_vif(view, r))),
         _ => None,
     }
 }
@@ -131,7 +202,7 @@ pub(crate) fn complete(db: &Db, txn: Txn) -> Txn {
         let Some(allowed) = allowed(draft.view(), class, r) else {
             continue;
         };
-        let value = Value::Array(allowed.into_iter().map(Value::str).collect());
+        let value = Value::Array(allowed);
         draft.update(class, r, "allowed_operations", value);
         require_facts(&mut draft, class, r);
     }
@@ -247,9 +318,8 @@ mod tests {
         let mut draft = Draft::new(&db);
         begin(
             &mut draft,
-            "VM",
             &vm,
-            "changing_dynamic_range",
+            VmOperation::ChangingDynamicRange,
             "OpaqueRef:k",
         )
         .expect("begun");
@@ -266,9 +336,8 @@ mod tests {
         );
         let second = begin(
             &mut draft,
-            "VM",
             &vm,
-            "changing_static_range",
+            VmOperation::ChangingStaticRange,
             "OpaqueRef:j",
         );
         assert_eq!(

@@ -3,17 +3,20 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
+
 use super::overlay::Overlay;
+use crate::power_state::power_state;
 
 /// What the VM operation rules read about a VM.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct VmFacts {
     pub r: String,
-    pub power_state: String,
+    pub power_state: VmPowerState,
     /// `current_operations`: (key, operation), in key order.
-    pub current: Vec<(String, String)>,
+    pub current: Vec<(String, VmOperation)>,
     /// `blocked_operations`: operation → the reason given.
-    pub blocked: BTreeMap<String, String>,
+    pub blocked: BTreeMap<VmOperation, String>,
     pub is_template: bool,
     pub is_snapshot: bool,
     /// `is_default_template`, or `other_config:default_template` set.
@@ -52,15 +55,12 @@ impl VmFacts {
         let row = view.row("VM", vm)?;
         let text = |field: &str| row.get(field).and_then(|v| v.as_str()).unwrap_or("");
         let flag = |field: &str| row.get(field).and_then(|v| v.as_bool()) == Some(true);
-        let current = row
-            .get("current_operations")
-            .and_then(|v| v.as_struct())
-            .map(|map| {
-                map.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let current = super::current_operations(view, "VM", vm, VmOperation::from_wire);
+        let blocked = view
+            .string_map("VM", vm, "blocked_operations")
+            .into_iter()
+            .filter_map(|(op, reason)| Some((VmOperation::from_wire(&op)?, reason)))
+            .collect();
         let other_config = view.string_map("VM", vm, "other_config");
         let is_true =
             |v: Option<&String>| v.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
@@ -88,9 +88,9 @@ impl VmFacts {
         let is_control_domain = flag("is_control_domain");
         Some(VmFacts {
             r: vm.to_owned(),
-            power_state: text("power_state").to_owned(),
+            power_state: power_state(view, vm),
             current,
-            blocked: view.string_map("VM", vm, "blocked_operations"),
+            blocked,
             is_template: flag("is_a_template"),
             is_snapshot: flag("is_a_snapshot"),
             is_default_template: flag("is_default_template")

@@ -66,6 +66,8 @@ fn fail_task(master: &Master, draft: &mut Draft, task: &str, now: i64) {
 #[cfg(test)]
 mod tests {
     use api_spec::NULL_REF;
+    use api_spec::classes::vif::VifOperation;
+    use api_spec::classes::vm::VmOperation;
 
     use super::*;
     use crate::tasks::NewTask;
@@ -94,9 +96,8 @@ mod tests {
             .expect("a task");
         let live = pool.master.in_flight.register(
             "OpaqueRef:live",
-            "VM",
             &vm,
-            "hard_shutdown",
+            VmOperation::HardShutdown.into(),
             tokio_util::sync::CancellationToken::new(),
         );
         let stale = Value::Struct(
@@ -137,9 +138,8 @@ mod tests {
         let vif = pool.add_nic(&session, &vm, "0").await;
         let plugging = pool.master.in_flight.register(
             "OpaqueRef:plug",
-            "VIF",
             &vif,
-            "plug",
+            VifOperation::Plug.into(),
             tokio_util::sync::CancellationToken::new(),
         );
         pool.master

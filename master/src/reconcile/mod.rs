@@ -18,6 +18,7 @@
 mod in_progress;
 mod takeover;
 
+use api_spec::classes::vm::VmPowerState;
 use api_spec::{NULL_REF, Value};
 use db_schema::Txn;
 
@@ -28,7 +29,7 @@ use crate::Master;
 use crate::agent_failures;
 use crate::error::{Error, to_api_error};
 use crate::operations::Draft;
-use crate::power_state::{drop_suspend_image, set_running, set_stopped};
+use crate::power_state::{drop_suspend_image, power_state, set_running, set_stopped};
 use host_api::{ActionResult, AgentReport, DomainInfo, GuestEvent, HostAction};
 
 /// The name of the message raised for a domain the DB does not place on its host.
@@ -103,7 +104,7 @@ async fn guest_changed(
                     let is_new_domain = draft.view().int("VM", vm, "domid") != info.domid;
                     set_running(&mut draft, vm, host, info, is_new_domain, now);
                 }
-                None => set_stopped(&mut draft, vm, "Halted", now),
+                None => set_stopped(&mut draft, vm, VmPowerState::Halted, now),
             }
             Ok((draft.into_txn(), ()))
         })
@@ -157,11 +158,11 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
                 match (is_here, reported) {
                     (true, Some(info)) => keep_running(&mut draft, &vm, host, info, now),
                     (true, None) => {
-                        if draft.view().str("VM", &vm, "power_state") == "Suspended" {
+                        if power_state(draft.view(), &vm) == VmPowerState::Suspended {
                             let null = Value::str(NULL_REF);
                             draft.update("VM", &vm, "scheduled_to_be_resident_on", null);
                         } else {
-                            set_stopped(&mut draft, &vm, "Halted", now);
+                            set_stopped(&mut draft, &vm, VmPowerState::Halted, now);
                         }
                     }
                     (false, Some(info)) => match stray(&draft, &vm) {
@@ -197,8 +198,8 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
 /// suspend image.
 fn keep_running(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, now: i64) {
     let view = draft.view();
-    let was_live = matches!(view.str("VM", vm, "power_state"), "Running" | "Paused");
-    let was_suspended = view.str("VM", vm, "power_state") == "Suspended";
+    let was = power_state(view, vm);
+    let (was_live, was_suspended) = (was.has_domain(), was == VmPowerState::Suspended);
     let is_new_domain = !was_live || view.int("VM", vm, "domid") != info.domid;
     set_running(draft, vm, host, info, is_new_domain, now);
     if was_suspended {
@@ -209,7 +210,7 @@ fn keep_running(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, now:
 /// Whether a domain of `vm` that the DB places nowhere on this host may be adopted.
 fn stray(draft: &Draft, vm: &str) -> Stray {
     let view = draft.view();
-    let is_live = matches!(view.str("VM", vm, "power_state"), "Running" | "Paused");
+    let is_live = power_state(view, vm).has_domain();
     let elsewhere = view.str("VM", vm, "resident_on");
     if is_live && view.exists("host", elsewhere) {
         let name = view.str("host", elsewhere, "name_label");

@@ -1,6 +1,7 @@
 //! `pool.eject`: a host leaves the pool. Its node leaves the Raft configuration, its rows and
 //! member entry are removed, and it is told to reset itself to a new one-host pool.
 
+use api_spec::classes::vm::VmPowerState;
 use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
@@ -8,6 +9,7 @@ use super::errors::control_failed;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::{member_of_host, remove_member};
+use crate::power_state::power_state_of;
 use crate::record::row;
 
 /// What xapi's eject raises for the master itself (its `Cannot_eject_master` exception).
@@ -28,7 +30,7 @@ pub(in crate::handlers) async fn eject(ctx: Ctx, args: Args) -> Result<Value, Er
         let has_resident_vm = db.rows("VM").any(|(_, vm)| {
             vm.str("resident_on") == host
                 && vm.get("is_control_domain") != Some(&Value::Bool(true))
-                && vm.str("power_state") != "Halted"
+                && power_state_of(&vm.fields) != VmPowerState::Halted
         });
         if has_resident_vm {
             return Err(errors::operation_not_allowed("VM resident on host").into());

@@ -2,6 +2,7 @@
 //! master is asked for admission (`PoolControl::join`, answered by `Master::admit` there), and
 //! once admitted this host restarts as a member of that pool, after the call is answered.
 
+use api_spec::classes::vm::VmPowerState;
 use api_spec::{Value, errors};
 use db_schema::Db;
 
@@ -9,6 +10,7 @@ use super::errors::control_failed;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::{JoinFailure, JoinTarget, Restart};
+use crate::power_state::power_state_of;
 
 /// Joins the pool whose master is at `master_address`, checking that the hosts are alike.
 pub(in crate::handlers) async fn join(ctx: Ctx, args: Args) -> Result<Value, Error> {
@@ -63,7 +65,7 @@ fn check_can_join(db: &Db) -> Result<(), Error> {
             .map(|(_, vm)| vm)
             .filter(|vm| vm.get("is_control_domain") != Some(&Value::Bool(true)))
     };
-    if guests().any(|vm| vm.str("power_state") != "Halted") {
+    if guests().any(|vm| power_state_of(&vm.fields) != VmPowerState::Halted) {
         return Err(errors::joining_host_cannot_have_running_vms().into());
     }
     let is_busy = |vm: &db_schema::Row| {

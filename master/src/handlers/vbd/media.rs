@@ -1,20 +1,21 @@
 //! A CD drive's media: `VBD.insert` and `VBD.eject`, through the agent when the drive is
 //! attached to a domain, else in the DB alone.
 
+use api_spec::classes::vbd::VbdOperation;
 use api_spec::{NULL_REF, Value, errors};
 
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::handlers::hotplug::{self, Hotplug};
 use crate::operations::{self, Draft, Overlay};
+use crate::power_state::power_state;
 use crate::vm_spec;
 use host_api::{HostAction, VmAction};
 
 /// Whether the drive is attached to a domain, so that its media changes through the agent.
 fn is_live(view: &Overlay, vbd: &str) -> bool {
     let vm = view.str("VBD", vbd, "VM");
-    matches!(view.str("VM", vm, "power_state"), "Running" | "Paused")
-        && view.bool("VBD", vbd, "currently_attached")
+    power_state(view, vm).has_domain() && view.bool("VBD", vbd, "currently_attached")
 }
 
 /// Changes the media of a CD drive without a domain, in one Txn: `op` checked, then `vdi` in
@@ -22,13 +23,13 @@ fn is_live(view: &Overlay, vbd: &str) -> bool {
 async fn change_media_offline(
     ctx: &Ctx,
     vbd: &str,
-    op: &'static str,
+    op: VbdOperation,
     vdi: &str,
 ) -> Result<Value, Error> {
     ctx.master
         .decide(|db| {
             let mut draft = Draft::new(db);
-            operations::check(draft.view(), "VBD", vbd, op)?;
+            operations::check(draft.view(), vbd, op)?;
             if is_live(draft.view(), vbd) {
                 let reason = "the VM started meanwhile; retry";
                 return Err(errors::operation_not_allowed(reason).into());
@@ -65,12 +66,11 @@ pub(in crate::handlers) async fn insert(ctx: Ctx, args: Args) -> Result<Value, E
         is_live(&view, vbd)
     };
     if !is_live {
-        return change_media_offline(&ctx, vbd, "insert", vdi).await;
+        return change_media_offline(&ctx, vbd, VbdOperation::Insert, vdi).await;
     }
     let how = Hotplug {
-        class: "VBD",
         device: vbd.to_owned(),
-        op: "insert",
+        op: VbdOperation::Insert.into(),
         action: |view: &Overlay, vm: &str| {
             HostAction::Vm(VmAction::InsertCd {
                 vm: vm.to_owned(),
@@ -87,12 +87,11 @@ pub(in crate::handlers) async fn insert(ctx: Ctx, args: Args) -> Result<Value, E
 pub(in crate::handlers) async fn eject(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vbd = args.str("vbd")?;
     if !is_live(&Overlay::new(&ctx.db()), vbd) {
-        return change_media_offline(&ctx, vbd, "eject", NULL_REF).await;
+        return change_media_offline(&ctx, vbd, VbdOperation::Eject, NULL_REF).await;
     }
     let how = Hotplug {
-        class: "VBD",
         device: vbd.to_owned(),
-        op: "eject",
+        op: VbdOperation::Eject.into(),
         action: |view: &Overlay, vm: &str| {
             HostAction::Vm(VmAction::EjectCd {
                 vm: vm.to_owned(),

@@ -9,6 +9,8 @@ pub(super) use media::{eject, insert};
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vbd::VbdOperation;
+use api_spec::classes::vm::VmOperation;
 use api_spec::{Value, errors};
 use db_schema::Op;
 
@@ -16,7 +18,7 @@ use super::hotplug::{self, Hotplug};
 use crate::ctx::{Args, Ctx, void};
 use crate::device_slots::{VbdSlot, free_vbd_disks, vbd_slot};
 use crate::error::Error;
-use crate::operations::{Draft, Overlay};
+use crate::operations::{self, Draft, Overlay};
 use crate::record;
 use crate::vm_spec;
 use host_api::{HostAction, VmAction};
@@ -32,7 +34,7 @@ const ATTACHABLE_VDI_TYPES: &[&str] = &[
 ];
 
 /// The VM operations during which no VBD is created: a migration copies the VM's disks.
-const MIGRATIONS: &[&str] = &["migrate_send", "pool_migrate"];
+const MIGRATIONS: &[VmOperation] = &[VmOperation::MigrateSend, VmOperation::PoolMigrate];
 
 fn text<'a>(fields: &'a BTreeMap<String, Value>, name: &str) -> &'a str {
     fields.get(name).and_then(Value::as_str).unwrap_or("")
@@ -70,12 +72,11 @@ fn check_new(draft: &mut Draft, fields: &mut BTreeMap<String, Value>) -> Result<
     if mode == "RW" && !is_empty && view.bool("VDI", &vdi, "read_only") {
         return Err(errors::vdi_readonly(&vdi).into());
     }
-    let migrating = view
-        .string_map("VM", &vm, "current_operations")
+    let migrating = operations::current_operations(view, "VM", &vm, VmOperation::from_wire)
         .into_iter()
-        .find(|(_, op)| MIGRATIONS.contains(&op.as_str()));
+        .find(|(_, op)| MIGRATIONS.contains(op));
     if let Some((key, op)) = migrating {
-        return Err(errors::other_operation_in_progress("VM", &vm, &op, &key).into());
+        return Err(errors::other_operation_in_progress("VM", &vm, op, &key).into());
     }
     let is_floppy = kind == "Floppy";
     let device = text(fields, "userdevice").to_owned();
@@ -183,9 +184,8 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
 pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vbd = args.str("self")?.to_owned();
     let how = Hotplug {
-        class: "VBD",
         device: vbd.clone(),
-        op: "plug",
+        op: VbdOperation::Plug.into(),
         action: |view: &Overlay, vm: &str| {
             HostAction::Vm(VmAction::PlugVbd {
                 vm: vm.to_owned(),
@@ -200,9 +200,12 @@ pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
 /// `VBD.unplug`, or `VBD.unplug_force` when `force`.
 async fn unplug_vbd(ctx: &Ctx, vbd: &str, force: bool) -> Result<Value, Error> {
     let how = Hotplug {
-        class: "VBD",
         device: vbd.to_owned(),
-        op: if force { "unplug_force" } else { "unplug" },
+        op: if force {
+            VbdOperation::UnplugForce.into()
+        } else {
+            VbdOperation::Unplug.into()
+        },
         action: |view: &Overlay, vm: &str| {
             HostAction::Vm(VmAction::UnplugVbd {
                 vm: vm.to_owned(),
@@ -232,6 +235,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{ActionKind, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -395,7 +399,11 @@ mod tests {
         let reply = pool.call_as(&session, "VBD.plug", vec![s(&vbd)]).await;
         assert_eq!(
             reply,
-            Err(xenapi::vm_bad_power_state(&vm, &["Running"], "Halted"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Running],
+                VmPowerState::Halted
+            ))
         );
         pool.write("VBD", &vbd, &[("unpluggable", Value::Bool(false))]);
         let start = vec![s(&vm), Value::Bool(false), Value::Bool(false)];

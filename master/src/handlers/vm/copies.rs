@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{NEVER, NULL_REF, Value};
 use db_schema::Op;
 
@@ -14,7 +15,7 @@ use crate::ctx::{Args, Ctx};
 use crate::error::Error;
 use crate::handlers::vif::random_mac;
 use crate::operations::{self, Draft, Fields};
-use crate::power_state::NO_DOMID;
+use crate::power_state::{NO_DOMID, power_state_of};
 use crate::record;
 use crate::storage::{DiskOp, copy_vdi};
 
@@ -33,11 +34,11 @@ pub(super) enum Kind<'a> {
 }
 
 impl Kind<'_> {
-    fn operation(self) -> &'static str {
+    fn operation(self) -> VmOperation {
         match self {
-            Kind::Clone => "clone",
-            Kind::Copy { .. } => "copy",
-            Kind::Snapshot { .. } => "snapshot",
+            Kind::Clone => VmOperation::Clone,
+            Kind::Copy { .. } => VmOperation::Copy,
+            Kind::Snapshot { .. } => VmOperation::Snapshot,
         }
     }
 
@@ -90,7 +91,7 @@ pub(super) async fn copy_as(
             Ok((draft.into_txn(), r))
         })
         .await?;
-    tracing::debug!(vm = %vm, new = %r, operation = kind.operation(), "VM copied");
+    tracing::debug!(vm = %vm, new = %r, operation = %kind.operation(), "VM copied");
     Ok(Value::String(r))
 }
 
@@ -102,7 +103,7 @@ pub(super) fn copy_vm(
     kind: Kind<'_>,
     now: i64,
 ) -> Result<String, Error> {
-    operations::check(draft.view(), "VM", vm, kind.operation())?;
+    operations::check(draft.view(), vm, kind.operation())?;
     for field in ["power_state", "current_operations", "VBDs", "VIFs"] {
         draft.require_unchanged("VM", vm, field);
     }
@@ -259,7 +260,7 @@ fn vm_fields(
         BTreeMap::from([
             (
                 "power-state-at-snapshot".to_owned(),
-                Value::str(text("power_state")),
+                Value::from(power_state_of(&source)),
             ),
             (
                 "disk-snapshot-type".to_owned(),
@@ -283,7 +284,7 @@ fn vm_fields(
     let fresh = [
         ("uuid", Value::String(record::new_uuid())),
         ("name_label", Value::str(new_name)),
-        ("power_state", Value::str("Halted")),
+        ("power_state", Value::from(VmPowerState::Halted)),
         ("allowed_operations", Value::Array(Vec::new())),
         ("current_operations", none()),
         ("blocked_operations", none()),
@@ -331,6 +332,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::TestPool;
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -487,7 +489,11 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::vm_bad_power_state(&vm, &["Halted"], "Running"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Halted],
+                VmPowerState::Running
+            ))
         );
     }
 }

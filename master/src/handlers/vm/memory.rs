@@ -2,6 +2,7 @@
 //! it, each checking the limits' order (`memory.rs`). A running VM's dynamic range changes
 //! live through its agent.
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer};
@@ -9,7 +10,7 @@ use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::memory::Limits;
 use crate::operations::{self, Draft, Overlay};
-use crate::power_state::set_running;
+use crate::power_state::{power_state, set_running};
 use host_api::{ActionResult, DomainState, HostAction, VmAction};
 
 /// Which limits a setter changes.
@@ -22,11 +23,11 @@ enum Change {
 
 impl Change {
     /// The VM operation xapi records for the change.
-    fn operation(self) -> &'static str {
+    fn operation(self) -> VmOperation {
         match self {
-            Change::Static { .. } => "changing_static_range",
-            Change::Dynamic { .. } => "changing_dynamic_range",
-            Change::All(_) => "changing_memory_limits",
+            Change::Static { .. } => VmOperation::ChangingStaticRange,
+            Change::Dynamic { .. } => VmOperation::ChangingDynamicRange,
+            Change::All(_) => VmOperation::ChangingMemoryLimits,
         }
     }
 
@@ -66,7 +67,7 @@ fn write_limits(draft: &mut Draft, vm: &str, change: Change) -> Result<Limits, E
 /// Whether the VM's dynamic range is applied to a domain (a running guest that is not a
 /// control domain, whose memory the agent does not manage).
 fn is_live_domain(view: &Overlay, vm: &str) -> bool {
-    view.str("VM", vm, "power_state") == "Running" && !view.bool("VM", vm, "is_control_domain")
+    power_state(view, vm) == VmPowerState::Running && !view.bool("VM", vm, "is_control_domain")
 }
 
 /// Makes `change` under its operation: in one Txn for a VM without a domain; for a running
@@ -79,7 +80,7 @@ async fn change_memory(ctx: &Ctx, vm: &str, change: Change) -> Result<Value, Err
         ctx.master
             .decide(|db| {
                 let mut draft = Draft::new(db);
-                operations::check(draft.view(), "VM", vm, op)?;
+                operations::check(draft.view(), vm, op)?;
                 draft.require_unchanged("VM", vm, "current_operations");
                 draft.require_unchanged("VM", vm, "power_state");
                 write_limits(&mut draft, vm, change)?;
@@ -88,7 +89,7 @@ async fn change_memory(ctx: &Ctx, vm: &str, change: Change) -> Result<Value, Err
             .await?;
         return Ok(void());
     }
-    let operation = Operation::new(ctx, "VM", vm, op);
+    let operation = Operation::new(ctx, vm, op);
     let (host, action) = operation
         .begin(|draft| {
             if !is_live_domain(draft.view(), vm) {
@@ -220,6 +221,7 @@ mod tests {
     use crate::error::xenapi;
     use crate::memory::{EQUALITY_CONSTRAINT, ORDER_CONSTRAINT};
     use crate::testing::TestPool;
+    use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
 
@@ -336,7 +338,11 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::vm_bad_power_state(&vm, &["Halted"], "Running"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Halted],
+                VmPowerState::Running
+            ))
         );
         let reply = pool
             .call_as(

@@ -13,6 +13,7 @@
 //! A cancel is honoured until the source has destroyed its domain; after that, the only
 //! consistent outcome left is the domain running on the destination.
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{ApiError, NULL_REF, Value, errors};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +23,7 @@ use crate::error::Error;
 use crate::memory;
 use crate::operations::Overlay;
 use crate::placement;
-use crate::power_state::{set_running, set_stopped};
+use crate::power_state::{power_state, set_running, set_stopped};
 use crate::vm_spec;
 use host_api::{ActionResult, DomainInfo, HostAction, TransferToken, VmAction};
 
@@ -63,7 +64,7 @@ pub(in crate::handlers) async fn migrate(
     host: &str,
     share: Share,
 ) -> Result<(), Error> {
-    let operation = Operation::new(ctx, "VM", vm, "pool_migrate").sharing(share);
+    let operation = Operation::new(ctx, vm, VmOperation::PoolMigrate).sharing(share);
     let (source, spec, paused) = {
         // Reads what the destination has free: one decision at a time, as for a start.
         let _placing = ctx.master.placement.lock().await;
@@ -79,7 +80,7 @@ pub(in crate::handlers) async fn migrate(
                     let message = format!("VM {vm} is running but resident on no host");
                     return Err(errors::internal_error(message).into());
                 }
-                let paused = view.str("VM", vm, "power_state") == "Paused";
+                let paused = power_state(view, vm) == VmPowerState::Paused;
                 let spec = vm_spec::build(view, vm);
                 draft.require_unchanged("VM", vm, "resident_on");
                 draft.set("VM", vm, "scheduled_to_be_resident_on", Value::str(host));
@@ -149,7 +150,7 @@ pub(in crate::handlers) async fn migrate(
         .end(|draft| {
             match &landed {
                 Landed::There(info) => set_running(draft, vm, host, info, false, now),
-                Landed::Lost(_) => set_stopped(draft, vm, "Halted", now),
+                Landed::Lost(_) => set_stopped(draft, vm, VmPowerState::Halted, now),
             }
             Ok(())
         })
@@ -220,6 +221,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{ActionKind, FAKE_PROGRESS, RUNNING_OPERATIONS, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
 
@@ -331,7 +333,11 @@ mod tests {
         let halted = pool.new_vm(&session, "halted").await;
         assert_eq!(
             migrate(&pool, &session, &halted, &second).await,
-            Err(xenapi::vm_bad_power_state(&halted, &["Running"], "Halted"))
+            Err(xenapi::vm_bad_power_state(
+                &halted,
+                &[VmPowerState::Running],
+                VmPowerState::Halted
+            ))
         );
         let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let before = pool.agent.received().len();
@@ -369,7 +375,11 @@ mod tests {
             .expect("paused");
         assert_eq!(
             migrate(&pool, &session, &vm, &third).await,
-            Err(xenapi::vm_bad_power_state(&vm, &["Running"], "Paused"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Running],
+                VmPowerState::Paused
+            ))
         );
         let kinds = pool.agent.kinds();
         assert!(

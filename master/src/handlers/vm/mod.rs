@@ -23,6 +23,8 @@ mod snapshot;
 mod start;
 mod vcpus;
 
+use api_spec::classes::vbd::VbdOperation;
+use api_spec::classes::vif::VifOperation;
 use api_spec::{ApiError, Value, errors};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent_failures;
 use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::operations::{self, Draft, InFlightGuard};
+use crate::operations::{self, Draft, InFlightGuard, ObjectOperation};
 use host_api::{ActionResult, DomainInfo, HostAction};
 
 pub(super) use copies::{clone, copy};
@@ -58,9 +60,8 @@ pub(super) use vcpus::{set_vcpus_at_startup, set_vcpus_max, set_vcpus_number_liv
 /// running, so reconciliation leaves its key alone.
 pub(crate) struct Operation<'c> {
     ctx: &'c Ctx,
-    class: &'static str,
     r: String,
-    op: &'static str,
+    op: ObjectOperation,
     cancel: CancellationToken,
     in_flight: InFlightGuard<'c>,
     /// The part of the task's progress this operation's host actions fill.
@@ -98,17 +99,14 @@ impl Share {
 }
 
 impl<'c> Operation<'c> {
-    /// An operation `op` on the row `r` of `class`, under the call's key.
-    pub fn new(ctx: &'c Ctx, class: &'static str, r: &str, op: &'static str) -> Operation<'c> {
+    /// An operation `op` on the row `r` of its class, under the call's key.
+    pub fn new(ctx: &'c Ctx, r: &str, op: impl Into<ObjectOperation>) -> Operation<'c> {
+        let op = op.into();
         let cancel = ctx.cancel_token();
         let key = ctx.operation_key();
-        let in_flight = ctx
-            .master
-            .in_flight
-            .register(&key, class, r, op, cancel.clone());
+        let in_flight = ctx.master.in_flight.register(&key, r, op, cancel.clone());
         Operation {
             ctx,
-            class,
             r: r.to_owned(),
             op,
             cancel,
@@ -149,7 +147,7 @@ impl<'c> Operation<'c> {
             .master
             .decide(|db| {
                 let mut draft = Draft::new(db);
-                operations::begin(&mut draft, self.class, &self.r, self.op, self.key())?;
+                operations::begin(&mut draft, &self.r, self.op, self.key())?;
                 let out = decide(&mut draft)?;
                 Ok((draft.into_txn(), out))
             })
@@ -189,7 +187,8 @@ impl<'c> Operation<'c> {
         let master = &self.ctx.master;
         let (progress, mut reports) = watch::channel(0.0);
         let term = master.db.term();
-        tracing::debug!(vm = %self.r, host = %host, operation = self.op, term, "host action sent");
+        let operation = self.op.wire();
+        tracing::debug!(vm = %self.r, host = %host, operation, term, "host action sent");
         let run = master.link.run(host, term, action, progress, cancel);
         tokio::pin!(run);
         let outcome = loop {
@@ -206,7 +205,7 @@ impl<'c> Operation<'c> {
         };
         outcome.map_err(|failure| {
             let db = master.db.read();
-            let vm = match self.class {
+            let vm = match self.op.class() {
                 "VM" => self.r.clone(),
                 class => db
                     .get(class, &self.r)
@@ -235,7 +234,7 @@ impl<'c> Operation<'c> {
             .master
             .decide(|db| {
                 let mut draft = Draft::new(db);
-                operations::end(&mut draft, self.class, &self.r, self.key());
+                operations::end(&mut draft, self.op.class(), &self.r, self.key());
                 decide(&mut draft)?;
                 Ok((draft.into_txn(), ()))
             })
@@ -247,10 +246,11 @@ impl<'c> Operation<'c> {
 /// Records `attach` under `key` on every VBD and VIF of `vm` (what xapi does while a VM
 /// starts, resumes or reboots), checking each may be attached.
 pub(crate) fn mark_devices(draft: &mut Draft, vm: &str, key: &str) -> Result<(), Error> {
-    for class in ["VBD", "VIF"] {
-        for device in draft.view().children(class, "VM", vm) {
-            operations::begin(draft, class, &device, "attach", key)?;
-        }
+    for vbd in draft.view().children("VBD", "VM", vm) {
+        operations::begin(draft, &vbd, VbdOperation::Attach, key)?;
+    }
+    for vif in draft.view().children("VIF", "VM", vm) {
+        operations::begin(draft, &vif, VifOperation::Attach, key)?;
     }
     Ok(())
 }
@@ -310,6 +310,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -403,25 +404,42 @@ mod tests {
             .await
             .expect("suspended");
         let vms = [
-            (&halted, "Halted"),
-            (&running, "Running"),
-            (&paused, "Paused"),
-            (&suspended, "Suspended"),
+            (&halted, VmPowerState::Halted),
+            (&running, VmPowerState::Running),
+            (&paused, VmPowerState::Paused),
+            (&suspended, VmPowerState::Suspended),
         ];
-        let table: [(&str, &[&str]); 13] = [
-            ("VM.start", &["Halted"]),
-            ("VM.start_on", &["Halted"]),
-            ("VM.resume", &["Suspended"]),
-            ("VM.resume_on", &["Suspended"]),
-            ("VM.pause", &["Running"]),
-            ("VM.unpause", &["Paused"]),
-            ("VM.suspend", &["Running"]),
-            ("VM.clean_shutdown", &["Running"]),
-            ("VM.clean_reboot", &["Running"]),
-            ("VM.hard_reboot", &["Paused", "Running"]),
-            ("VM.hard_shutdown", &["Paused", "Suspended", "Running"]),
-            ("VM.shutdown", &["Paused", "Suspended", "Running"]),
-            ("VM.set_VCPUs_number_live", &["Running"]),
+        let table: [(&str, &[VmPowerState]); 13] = [
+            ("VM.start", &[VmPowerState::Halted]),
+            ("VM.start_on", &[VmPowerState::Halted]),
+            ("VM.resume", &[VmPowerState::Suspended]),
+            ("VM.resume_on", &[VmPowerState::Suspended]),
+            ("VM.pause", &[VmPowerState::Running]),
+            ("VM.unpause", &[VmPowerState::Paused]),
+            ("VM.suspend", &[VmPowerState::Running]),
+            ("VM.clean_shutdown", &[VmPowerState::Running]),
+            ("VM.clean_reboot", &[VmPowerState::Running]),
+            (
+                "VM.hard_reboot",
+                &[VmPowerState::Paused, VmPowerState::Running],
+            ),
+            (
+                "VM.hard_shutdown",
+                &[
+                    VmPowerState::Paused,
+                    VmPowerState::Suspended,
+                    VmPowerState::Running,
+                ],
+            ),
+            (
+                "VM.shutdown",
+                &[
+                    VmPowerState::Paused,
+                    VmPowerState::Suspended,
+                    VmPowerState::Running,
+                ],
+            ),
+            ("VM.set_VCPUs_number_live", &[VmPowerState::Running]),
         ];
         let before = pool.agent.received().len();
         let mut refused = 0;

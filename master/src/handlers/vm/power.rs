@@ -1,6 +1,7 @@
 //! The power operations on a domain that is there: `suspend` (to a suspend image on the VM's
 //! suspend SR), `pause`, `unpause`, `clean_reboot`, `hard_reboot`.
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
@@ -64,7 +65,7 @@ fn create_suspend_image(draft: &mut Draft, vm: &str, sr: &str) -> String {
 /// `VM.suspend`: saves a running VM to a new suspend image and destroys its domain.
 pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vm = args.str("vm")?;
-    let operation = Operation::new(&ctx, "VM", vm, "suspend");
+    let operation = Operation::new(&ctx, vm, VmOperation::Suspend);
     let (host, action) = operation
         .begin(|draft| {
             let host = draft.view().str("VM", vm, "resident_on").to_owned();
@@ -84,7 +85,9 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
     operation
         .end(|draft| {
             match &outcome {
-                Ok(ActionResult::Domain(None)) => set_stopped(draft, vm, "Suspended", now),
+                Ok(ActionResult::Domain(None)) => {
+                    set_stopped(draft, vm, VmPowerState::Suspended, now)
+                }
                 Ok(ActionResult::Domain(Some(info))) => {
                     set_running(draft, vm, &host, info, false, now);
                     drop_suspend_image(draft, vm);
@@ -99,7 +102,7 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
 
 /// An operation on a live domain that leaves one: what to send and what to expect.
 struct OnDomain {
-    op: &'static str,
+    op: VmOperation,
     /// Whether the domain is created anew (a reboot): new start time and consoles.
     is_new_domain: bool,
     expect: Expect,
@@ -108,7 +111,7 @@ struct OnDomain {
 
 /// Runs an `OnDomain` operation on the host `vm` is resident on.
 async fn on_domain(ctx: &Ctx, vm: &str, how: OnDomain) -> Result<Value, Error> {
-    let operation = Operation::new(ctx, "VM", vm, how.op);
+    let operation = Operation::new(ctx, vm, how.op);
     let key = operation.key().to_owned();
     let (host, action) = operation
         .begin(|draft| {
@@ -133,7 +136,7 @@ async fn on_domain(ctx: &Ctx, vm: &str, how: OnDomain) -> Result<Value, Error> {
                 Ok(ActionResult::Domain(Some(info))) => {
                     set_running(draft, vm, &host, info, how.is_new_domain, now);
                 }
-                Ok(ActionResult::Domain(None)) => set_stopped(draft, vm, "Halted", now),
+                Ok(ActionResult::Domain(None)) => set_stopped(draft, vm, VmPowerState::Halted, now),
                 _ => {}
             }
             Ok(())
@@ -152,7 +155,7 @@ fn uuid(view: &Overlay, vm: &str) -> String {
 /// `VM.pause`.
 pub(in crate::handlers) async fn pause(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let how = OnDomain {
-        op: "pause",
+        op: VmOperation::Pause,
         is_new_domain: false,
         expect: Expect::Domain { paused: true },
         action: |view, vm| HostAction::Vm(VmAction::Pause { vm: uuid(view, vm) }),
@@ -163,7 +166,7 @@ pub(in crate::handlers) async fn pause(ctx: Ctx, args: Args) -> Result<Value, Er
 /// `VM.unpause`.
 pub(in crate::handlers) async fn unpause(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let how = OnDomain {
-        op: "unpause",
+        op: VmOperation::Unpause,
         is_new_domain: false,
         expect: Expect::Domain { paused: false },
         action: |view, vm| HostAction::Vm(VmAction::Unpause { vm: uuid(view, vm) }),
@@ -174,7 +177,7 @@ pub(in crate::handlers) async fn unpause(ctx: Ctx, args: Args) -> Result<Value, 
 /// `VM.clean_reboot`: asks the guest to reboot; the domain is created anew.
 pub(in crate::handlers) async fn clean_reboot(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let how = OnDomain {
-        op: "clean_reboot",
+        op: VmOperation::CleanReboot,
         is_new_domain: true,
         expect: Expect::Domain { paused: false },
         action: |view, vm| {
@@ -190,7 +193,7 @@ pub(in crate::handlers) async fn clean_reboot(ctx: Ctx, args: Args) -> Result<Va
 /// `VM.hard_reboot`: destroys the domain and starts it again.
 pub(in crate::handlers) async fn hard_reboot(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let how = OnDomain {
-        op: "hard_reboot",
+        op: VmOperation::HardReboot,
         is_new_domain: true,
         expect: Expect::Domain { paused: false },
         action: |view, vm| {
@@ -210,6 +213,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{ActionKind, RUNNING_OPERATIONS, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -293,7 +297,11 @@ mod tests {
         let vm = pool.running_vm(&session, "web").await;
         assert_eq!(
             pool.call_as(&session, "VM.unpause", vec![s(&vm)]).await,
-            Err(xenapi::vm_bad_power_state(&vm, &["Paused"], "Running"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Paused],
+                VmPowerState::Running
+            ))
         );
         let consoles = pool.field("VM", &vm, "consoles");
         assert_eq!(
@@ -355,14 +363,21 @@ mod tests {
         let session = pool.login().await;
         let vm = pool.new_vm(&session, "web").await;
         for (method, states) in [
-            ("VM.suspend", &["Running"][..]),
-            ("VM.pause", &["Running"][..]),
-            ("VM.clean_reboot", &["Running"][..]),
-            ("VM.hard_reboot", &["Paused", "Running"][..]),
+            ("VM.suspend", &[VmPowerState::Running][..]),
+            ("VM.pause", &[VmPowerState::Running][..]),
+            ("VM.clean_reboot", &[VmPowerState::Running][..]),
+            (
+                "VM.hard_reboot",
+                &[VmPowerState::Paused, VmPowerState::Running][..],
+            ),
         ] {
             assert_eq!(
                 pool.call_as(&session, method, vec![s(&vm)]).await,
-                Err(xenapi::vm_bad_power_state(&vm, states, "Halted")),
+                Err(xenapi::vm_bad_power_state(
+                    &vm,
+                    states,
+                    VmPowerState::Halted
+                )),
                 "{method}"
             );
         }

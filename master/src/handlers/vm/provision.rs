@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vm::VmOperation;
 use api_spec::{NULL_REF, Value, errors};
 use db_schema::Db;
 use quick_xml::XmlVersion;
@@ -121,7 +122,7 @@ pub(in crate::handlers) async fn provision(ctx: Ctx, args: Args) -> Result<Value
 
 /// Adds the provisioning of `vm` to `draft`; returns how many disks it makes.
 fn provision_txn(db: &Db, draft: &mut Draft, vm: &str, now: i64) -> Result<usize, Error> {
-    operations::check(draft.view(), "VM", vm, "provision")?;
+    operations::check(draft.view(), vm, VmOperation::Provision)?;
     for field in ["power_state", "current_operations", "other_config"] {
         draft.require_unchanged("VM", vm, field);
     }

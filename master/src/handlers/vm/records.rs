@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vm::VmOperation;
 use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
@@ -18,8 +19,8 @@ use crate::record::{self, exists, row};
 
 /// Checks that `op` may start on `vm` now (xapi's operation rules); returns the preconditions
 /// that keep what the check read: the VM's power state and operations in progress.
-fn require_operation(db: &Db, vm: &str, op: &str) -> Result<Vec<Precondition>, Error> {
-    operations::check(&Overlay::new(db), "VM", vm, op)?;
+fn require_operation(db: &Db, vm: &str, op: VmOperation) -> Result<Vec<Precondition>, Error> {
+    operations::check(&Overlay::new(db), vm, op)?;
     let row = row(db, "VM", vm)?;
     Ok(["power_state", "current_operations"]
         .into_iter()
@@ -87,7 +88,7 @@ fn destroy_txn(db: &Db, vm: &str) -> Result<Txn, Error> {
         return Err(errors::vm_cannot_delete_default_template(vm).into());
     }
     let mut draft = Draft::new(db);
-    operations::check(draft.view(), "VM", vm, "destroy")?;
+    operations::check(draft.view(), vm, VmOperation::Destroy)?;
     for field in [
         "power_state",
         "current_operations",
@@ -167,7 +168,7 @@ pub(in crate::handlers) async fn set_is_a_template(ctx: Ctx, args: Args) -> Resu
             };
             let is_template = row.get("is_a_template").and_then(Value::as_bool) == Some(true);
             if value && !is_template {
-                let checked = require_operation(db, vm, "make_into_template")?;
+                let checked = require_operation(db, vm, VmOperation::MakeIntoTemplate)?;
                 txn.preconditions.extend(checked);
             }
             let metrics = row.str("metrics");
@@ -193,6 +194,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::TestPool;
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -256,13 +258,19 @@ mod tests {
         let pool = TestPool::new();
         let session = pool.login().await;
         let dom0 = control_domain(&pool);
-        let bad = |expected: &[&str]| Err(xenapi::vm_bad_power_state(&dom0, expected, "Running"));
+        let bad = |expected: &[VmPowerState]| {
+            Err(xenapi::vm_bad_power_state(
+                &dom0,
+                expected,
+                VmPowerState::Running,
+            ))
+        };
         let reply = pool
             .call_as(&session, "VM.clone", vec![s(&dom0), s("x")])
             .await;
-        assert_eq!(reply, bad(&["Halted"]));
+        assert_eq!(reply, bad(&[VmPowerState::Halted]));
         let reply = pool.call_as(&session, "VM.destroy", vec![s(&dom0)]).await;
-        assert_eq!(reply, bad(&["Halted", "Suspended"]));
+        assert_eq!(reply, bad(&[VmPowerState::Halted, VmPowerState::Suspended]));
         let reply = pool
             .call_as(
                 &session,
@@ -270,7 +278,7 @@ mod tests {
                 vec![s(&dom0), Value::Bool(true)],
             )
             .await;
-        assert_eq!(reply, bad(&["Halted"]));
+        assert_eq!(reply, bad(&[VmPowerState::Halted]));
         if let Err(e) = &reply {
             assert_eq!(e.params[1..], ["halted", "running"]);
         }
@@ -330,8 +338,8 @@ mod tests {
             reply,
             Err(xenapi::vm_bad_power_state(
                 &vm,
-                &["Halted", "Suspended"],
-                "Running"
+                &[VmPowerState::Halted, VmPowerState::Suspended],
+                VmPowerState::Running
             ))
         );
         pool.call_as(&session, "VM.suspend", vec![s(&vm)])

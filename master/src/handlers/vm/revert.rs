@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{NULL_REF, Value, errors};
 
 use super::copies::{create_device, device_fields};
@@ -13,7 +14,7 @@ use super::shutdown::hard_shutdown_vm;
 use crate::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
 use crate::operations::{self, Draft};
-use crate::power_state::{drop_suspend_image, set_stopped};
+use crate::power_state::{drop_suspend_image, power_state, set_stopped};
 use crate::record;
 use crate::storage::{DiskOp, copy_vdi};
 
@@ -53,12 +54,12 @@ pub(in crate::handlers) async fn revert(ctx: Ctx, args: Args) -> Result<Value, E
     let (vm, is_stopped) = {
         let db = ctx.db();
         let view = operations::Overlay::new(&db);
-        operations::check(&view, "VM", snapshot, "revert")?;
+        operations::check(&view, snapshot, VmOperation::Revert)?;
         let vm = view.str("VM", snapshot, "snapshot_of").to_owned();
         if !view.exists("VM", &vm) {
             return Err(errors::vm_revert_failed(&vm, snapshot).into());
         }
-        let is_stopped = view.str("VM", &vm, "power_state") == "Halted";
+        let is_stopped = power_state(&view, &vm) == VmPowerState::Halted;
         (vm, is_stopped)
     };
     if !is_stopped {
@@ -80,15 +81,15 @@ pub(in crate::handlers) async fn revert(ctx: Ctx, args: Args) -> Result<Value, E
 /// Adds the revert of `vm` to `snapshot` to `draft`.
 fn revert_txn(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Result<(), Error> {
     let view = draft.view();
-    operations::check(view, "VM", snapshot, "revert")?;
+    operations::check(view, snapshot, VmOperation::Revert)?;
     if !view.exists("VM", vm) || view.str("VM", snapshot, "snapshot_of") != vm {
         return Err(errors::vm_revert_failed(vm, snapshot).into());
     }
-    let power_state = view.str("VM", vm, "power_state").to_owned();
-    if power_state != "Halted" {
-        return Err(xenapi::vm_bad_power_state(vm, &["Halted"], &power_state).into());
+    let actual = power_state(view, vm);
+    if actual != VmPowerState::Halted {
+        return Err(xenapi::vm_bad_power_state(vm, &[VmPowerState::Halted], actual).into());
     }
-    operations::check(view, "VM", vm, "reverting")?;
+    operations::check(view, vm, VmOperation::Reverting)?;
     for field in [
         "power_state",
         "current_operations",
@@ -115,7 +116,7 @@ fn revert_txn(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Result<(
     draft.update("VM", vm, "guest_metrics", Value::str(NULL_REF));
     draft.update("VM", vm, "parent", Value::str(snapshot));
     drop_suspend_image(draft, vm);
-    set_stopped(draft, vm, "Halted", now);
+    set_stopped(draft, vm, VmPowerState::Halted, now);
     Ok(())
 }
 

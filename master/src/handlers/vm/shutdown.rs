@@ -6,24 +6,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{ApiError, Value, errors};
 
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::operations::Draft;
-use crate::power_state::{drop_suspend_image, set_running, set_stopped};
+use crate::power_state::{
+    drop_suspend_image, power_state, power_state_of, set_running, set_stopped,
+};
 use crate::record::row;
 use host_api::{ActionResult, HostAction, VmAction};
 
 /// The operations a hard shutdown cancels when it starts (xapi's list).
-const OVERRIDDEN_BY_HARD_SHUTDOWN: &[&str] = &[
-    "clean_shutdown",
-    "clean_reboot",
-    "hard_reboot",
-    "pool_migrate",
-    "call_plugin",
-    "suspend",
+const OVERRIDDEN_BY_HARD_SHUTDOWN: &[VmOperation] = &[
+    VmOperation::CleanShutdown,
+    VmOperation::CleanReboot,
+    VmOperation::HardReboot,
+    VmOperation::PoolMigrate,
+    VmOperation::CallPlugin,
+    VmOperation::Suspend,
 ];
 
 /// How a shutdown stops the domain.
@@ -37,40 +40,52 @@ enum How {
 
 /// `VM.clean_shutdown`.
 pub(in crate::handlers) async fn clean_shutdown(ctx: Ctx, args: Args) -> Result<Value, Error> {
-    stop(&ctx, args.str("vm")?, "clean_shutdown", How::Clean).await
+    stop(
+        &ctx,
+        args.str("vm")?,
+        VmOperation::CleanShutdown,
+        How::Clean,
+    )
+    .await
 }
 
 /// `VM.hard_shutdown`; a suspended VM just loses its suspend image.
 pub(in crate::handlers) async fn hard_shutdown(ctx: Ctx, args: Args) -> Result<Value, Error> {
-    stop(&ctx, args.str("vm")?, "hard_shutdown", How::Hard).await
+    stop(&ctx, args.str("vm")?, VmOperation::HardShutdown, How::Hard).await
 }
 
 /// A hard shutdown of `vm` as part of another operation (a revert).
 pub(super) async fn hard_shutdown_vm(ctx: &Ctx, vm: &str) -> Result<Value, Error> {
-    stop(ctx, vm, "hard_shutdown", How::Hard).await
+    stop(ctx, vm, VmOperation::HardShutdown, How::Hard).await
 }
 
 /// `VM.shutdown`: clean, then hard.
 pub(in crate::handlers) async fn shutdown(ctx: Ctx, args: Args) -> Result<Value, Error> {
-    stop(&ctx, args.str("vm")?, "shutdown", How::CleanThenHard).await
+    stop(
+        &ctx,
+        args.str("vm")?,
+        VmOperation::Shutdown,
+        How::CleanThenHard,
+    )
+    .await
 }
 
 /// Halts a suspended VM in the begin Txn itself: its suspend image goes, and the operation
 /// ends in the same Txn.
 fn halt_suspended(draft: &mut Draft, vm: &str, key: &str, now: i64) {
     drop_suspend_image(draft, vm);
-    set_stopped(draft, vm, "Halted", now);
+    set_stopped(draft, vm, VmPowerState::Halted, now);
     crate::operations::end(draft, "VM", vm, key);
 }
 
-async fn stop(ctx: &Ctx, vm: &str, op: &'static str, how: How) -> Result<Value, Error> {
-    let operation = Operation::new(ctx, "VM", vm, op);
+async fn stop(ctx: &Ctx, vm: &str, op: VmOperation, how: How) -> Result<Value, Error> {
+    let operation = Operation::new(ctx, vm, op);
     let key = operation.key().to_owned();
     let now = ctx.now();
     let begun = operation
         .begin(|draft| {
             let view = draft.view();
-            if view.str("VM", vm, "power_state") == "Suspended" {
+            if power_state(view, vm) == VmPowerState::Suspended {
                 halt_suspended(draft, vm, &key, now);
                 return Ok(None);
             }
@@ -101,7 +116,7 @@ async fn stop(ctx: &Ctx, vm: &str, op: &'static str, how: How) -> Result<Value, 
     operation
         .end(|draft| {
             match &outcome {
-                Ok(ActionResult::Domain(None)) => set_stopped(draft, vm, "Halted", now),
+                Ok(ActionResult::Domain(None)) => set_stopped(draft, vm, VmPowerState::Halted, now),
                 Ok(ActionResult::Domain(Some(info))) => {
                     set_running(draft, vm, &host, info, false, now);
                 }
@@ -111,7 +126,7 @@ async fn stop(ctx: &Ctx, vm: &str, op: &'static str, how: How) -> Result<Value, 
         })
         .await?;
     if outcome.is_ok() {
-        tracing::debug!(vm = %vm, operation = op, "VM shut down");
+        tracing::debug!(vm = %vm, operation = %op, "VM shut down");
     }
     answer(vm, outcome, Expect::Gone)
 }
@@ -132,10 +147,7 @@ async fn hard(
     host: &str,
     uuid: &str,
 ) -> Result<ActionResult, ApiError> {
-    let cancelled = ctx
-        .master
-        .in_flight
-        .cancel("VM", vm, OVERRIDDEN_BY_HARD_SHUTDOWN);
+    let cancelled = ctx.master.in_flight.cancel(vm, OVERRIDDEN_BY_HARD_SHUTDOWN);
     if cancelled > 0 {
         tracing::info!(vm = %vm, cancelled, "operations cancelled by a hard shutdown");
     }
@@ -180,7 +192,7 @@ pub(in crate::handlers) async fn power_state_reset(ctx: Ctx, args: Args) -> Resu
         if row.get("is_control_domain").and_then(Value::as_bool) == Some(true) {
             return Err(errors::cannot_reset_control_domain(vm).into());
         }
-        let is_live = matches!(row.str("power_state"), "Running" | "Paused");
+        let is_live = power_state_of(&row.fields).has_domain();
         let host = row.str("resident_on").to_owned();
         let is_hosted = db.get("host", &host).is_some();
         let domid = row.get("domid").and_then(Value::as_int).unwrap_or(-1);
@@ -206,7 +218,7 @@ pub(in crate::handlers) async fn power_state_reset(ctx: Ctx, args: Args) -> Resu
                 "current_operations",
                 Value::Struct(BTreeMap::new()),
             );
-            set_stopped(&mut draft, vm, "Halted", now);
+            set_stopped(&mut draft, vm, VmPowerState::Halted, now);
             Ok((draft.into_txn(), ()))
         })
         .await?;
@@ -242,6 +254,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{ActionKind, HALTED_OPERATIONS, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -286,7 +299,11 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::vm_bad_power_state(&vm, &["Running"], "Halted"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Running],
+                VmPowerState::Halted
+            ))
         );
         let reply = pool
             .call_as(&session, "VM.hard_shutdown", vec![s(&vm)])
@@ -295,8 +312,12 @@ mod tests {
             reply,
             Err(xenapi::vm_bad_power_state(
                 &vm,
-                &["Paused", "Suspended", "Running"],
-                "Halted"
+                &[
+                    VmPowerState::Paused,
+                    VmPowerState::Suspended,
+                    VmPowerState::Running
+                ],
+                VmPowerState::Halted
             ))
         );
     }

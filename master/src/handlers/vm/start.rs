@@ -2,6 +2,7 @@
 //! VM is placed (or the named host checked) and the host's memory reserved with
 //! `scheduled_to_be_resident_on` until the domain runs.
 
+use api_spec::classes::vm::VmOperation;
 use api_spec::{NULL_REF, Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
@@ -27,7 +28,7 @@ enum Target<'a> {
 /// (`force` skips guest feature checks in xapi; oxapi makes none.)
 pub(in crate::handlers) async fn start(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vm, paused) = (args.str("vm")?, args.bool("start_paused")?);
-    boot(&ctx, vm, "start", Target::Anywhere, paused).await
+    boot(&ctx, vm, VmOperation::Start, Target::Anywhere, paused).await
 }
 
 /// `VM.start_on`: boots a halted VM on the given host.
@@ -37,13 +38,13 @@ pub(in crate::handlers) async fn start_on(ctx: Ctx, args: Args) -> Result<Value,
         args.str("host")?,
         args.bool("start_paused")?,
     );
-    boot(&ctx, vm, "start_on", Target::On(host), paused).await
+    boot(&ctx, vm, VmOperation::StartOn, Target::On(host), paused).await
 }
 
 /// `VM.resume`: restores a suspended VM where placement chooses; its suspend image goes.
 pub(in crate::handlers) async fn resume(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vm, paused) = (args.str("vm")?, args.bool("start_paused")?);
-    boot(&ctx, vm, "resume", Target::Anywhere, paused).await
+    boot(&ctx, vm, VmOperation::Resume, Target::Anywhere, paused).await
 }
 
 /// `VM.resume_on`: restores a suspended VM on the given host.
@@ -53,7 +54,7 @@ pub(in crate::handlers) async fn resume_on(ctx: Ctx, args: Args) -> Result<Value
         args.str("host")?,
         args.bool("start_paused")?,
     );
-    boot(&ctx, vm, "resume_on", Target::On(host), paused).await
+    boot(&ctx, vm, VmOperation::ResumeOn, Target::On(host), paused).await
 }
 
 /// xapi's VCPU checks at boot: at least one, and no more at startup than the maximum.
@@ -110,12 +111,12 @@ fn place(view: &Overlay, vm: &str, target: Target<'_>) -> Result<String, Error> 
 async fn boot(
     ctx: &Ctx,
     vm: &str,
-    op: &'static str,
+    op: VmOperation,
     target: Target<'_>,
     paused: bool,
 ) -> Result<Value, Error> {
-    let is_resume = matches!(op, "resume" | "resume_on");
-    let operation = Operation::new(ctx, "VM", vm, op);
+    let is_resume = matches!(op, VmOperation::Resume | VmOperation::ResumeOn);
+    let operation = Operation::new(ctx, vm, op);
     let key = operation.key().to_owned();
     let (host, spec, action) = {
         // Placement reads what every host has free; one decision at a time, as xapi's global
@@ -176,7 +177,7 @@ async fn boot(
         })
         .await?;
     if outcome.is_ok() {
-        tracing::debug!(vm = %vm, host = %host, operation = op, "VM started");
+        tracing::debug!(vm = %vm, host = %host, operation = %op, "VM started");
         crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
     }
     answer(vm, outcome, Expect::Domain { paused })
@@ -191,6 +192,7 @@ mod tests {
     use crate::testing::{
         ActionKind, FAKE_PROGRESS, HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool,
     };
+    use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
 
@@ -301,7 +303,11 @@ mod tests {
         start(&pool, &session, &vm).await.expect("started");
         assert_eq!(
             start(&pool, &session, &vm).await,
-            Err(xenapi::vm_bad_power_state(&vm, &["Halted"], "Running"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Halted],
+                VmPowerState::Running
+            ))
         );
         let template = pool.read().refs_by_name_label("VM", "Debian Bookworm 12")[0].to_owned();
         assert_eq!(

@@ -1,13 +1,14 @@
 //! A VM's VCPUs: the maximum and startup count of a halted VM, and hotplug of a running
 //! one's through its agent, with xapi's checks and words.
 
+use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer};
 use crate::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::operations::{self, Draft};
-use crate::power_state::set_running;
+use crate::power_state::{power_state, set_running};
 use host_api::{ActionResult, HostAction, VmAction};
 
 /// xapi's words for the VCPU counts a VM may have.
@@ -22,7 +23,7 @@ pub(in crate::handlers) async fn set_vcpus_max(ctx: Ctx, args: Args) -> Result<V
     ctx.master
         .decide(|db| {
             let mut draft = Draft::new(db);
-            operations::check(draft.view(), "VM", vm, "changing_VCPUs")?;
+            operations::check(draft.view(), vm, VmOperation::ChangingVcpus)?;
             draft.require_unchanged("VM", vm, "current_operations");
             draft.require_unchanged("VM", vm, "power_state");
             draft.require_unchanged("VM", vm, "VCPUs_at_startup");
@@ -31,7 +32,7 @@ pub(in crate::handlers) async fn set_vcpus_max(ctx: Ctx, args: Args) -> Result<V
                 return Err(errors::invalid_value(VCPUS_CONSTRAINT, value).into());
             }
             let is_running_control_domain = view.bool("VM", vm, "is_control_domain")
-                && view.str("VM", vm, "power_state") == "Running";
+                && power_state(view, vm) == VmPowerState::Running;
             draft.update("VM", vm, "VCPUs_max", Value::Int(value));
             if is_running_control_domain {
                 draft.update("VM", vm, "requires_reboot", Value::Bool(true));
@@ -78,7 +79,7 @@ pub(in crate::handlers) async fn set_vcpus_number_live(
     args: Args,
 ) -> Result<Value, Error> {
     let (vm, count) = (args.str("self")?, args.int("nvcpu")?);
-    let operation = Operation::new(&ctx, "VM", vm, "changing_VCPUs_live");
+    let operation = Operation::new(&ctx, vm, VmOperation::ChangingVcpusLive);
     let (host, action) = operation
         .begin(|draft| {
             let view = draft.view();
@@ -111,6 +112,7 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{ActionKind, TestPool};
+    use api_spec::classes::vm::VmPowerState;
 
     fn s(text: &str) -> Value {
         Value::str(text)
@@ -159,7 +161,11 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::vm_bad_power_state(&vm, &["Halted"], "Running"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Halted],
+                VmPowerState::Running
+            ))
         );
         assert_eq!(pool.field("VM", &vm, "VCPUs_max"), Some(Value::Int(4)));
     }
@@ -179,7 +185,11 @@ mod tests {
             .await;
         assert_eq!(
             reply,
-            Err(xenapi::vm_bad_power_state(&vm, &["Running"], "Halted"))
+            Err(xenapi::vm_bad_power_state(
+                &vm,
+                &[VmPowerState::Running],
+                VmPowerState::Halted
+            ))
         );
         let start = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
         pool.call_as(&session, "VM.start", start)
