@@ -210,3 +210,52 @@ fn announce(line: &str) {
         tracing::warn!(error = %err, "cannot write to stdout");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The indexes of the dumps in `data_dir`, lowest first.
+    fn dump_indexes(data_dir: &std::path::Path) -> Vec<u64> {
+        let mut indexes: Vec<u64> = std::fs::read_dir(data_dir.join("dumps"))
+            .expect("the dumps dir")
+            .filter_map(|entry| {
+                let name = entry.expect("a dir entry").file_name();
+                let name = name.to_str()?;
+                name.strip_prefix("db-")?
+                    .strip_suffix(".dump")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        indexes.sort_unstable();
+        indexes
+    }
+
+    /// A listener that cannot open (its address taken) fails the start with `Listen`, and the
+    /// parts started before it are stopped: the Raft node stops cleanly, writing its final
+    /// dump past the bootstrap's (a node merely dropped writes none).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listener_that_cannot_open_stops_what_started_before_it() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            listen: taken.local_addr().expect("the bound address"),
+            ..Config::default()
+        };
+
+        let failed = serve(config.clone()).await;
+
+        assert!(
+            matches!(failed, Err(RunError::Listen(_))),
+            "{failed:?} is not a listen error"
+        );
+        let indexes = dump_indexes(&config.data_dir);
+        assert!(
+            indexes.len() >= 2,
+            "no final dump after the bootstrap's: {indexes:?}"
+        );
+    }
+}
