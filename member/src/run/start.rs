@@ -213,7 +213,7 @@ fn master(
         Control::new(Arc::clone(db), this_host, config.limits.max_reply_bytes);
     let link: Arc<dyn HostLink> = Arc::new(PoolLink(Arc::clone(roles)));
     let master = Master::new(
-        Arc::clone(db) as Arc<dyn ReplicatedDb>,
+        db.clone(),
         link,
         Arc::new(SystemClock),
         config.master.master_config(),
@@ -251,7 +251,7 @@ fn until_ready(
     master: &Arc<Master>,
     db: &Arc<RaftDb>,
 ) -> (UntilReady, watch::Sender<bool>) {
-    let db: Arc<dyn ReplicatedDb> = Arc::clone(db) as Arc<dyn ReplicatedDb>;
+    let db: Arc<dyn ReplicatedDb> = db.clone();
     // The same pool read from this host's replica: the event reads every host answers.
     let reader = master.reader(Arc::new(LocalReplica(Arc::clone(&db))));
     let forwarder = Forwarder::new(
