@@ -1,8 +1,9 @@
 //! What every host of an oxapi pool runs: the `oxapi` binary and the parts it wires.
 //!
 //! - `config.rs`: the one `Config` (JSON file, overridden by flags) and its validation.
-//! - `run.rs`: start-up and shutdown: a new pool or a restart, the Raft node, the master, the
-//!   listeners, the housekeeping timer, the signals. Start reading here.
+//! - `run/`: start-up and shutdown: a new pool or a restart, then the parts in named steps
+//!   (`start.rs`: peers, Raft node, agent, links, master, listeners), the signals, and the one
+//!   shutdown path (`stop.rs`). Start reading here.
 //! - `data_dir.rs`: the data dir made and kept the owner's only (it holds the pool secret).
 //! - `error_chain.rs`: an error and its causes as one line, for logs and reported reasons.
 //! - `facts.rs`: what a new pool's host row says about this machine (CPUs, memory, addresses).

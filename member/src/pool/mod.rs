@@ -1,5 +1,5 @@
 //! Pool operations on this host: `Control` (the master's `PoolControl`: Raft membership
-//! through `RaftDb`, other hosts through api-client's `Client`, restarts through a channel run.rs
+//! through `RaftDb`, other hosts through api-client's `Client`, restarts through a channel `run`
 //! watches), the joiner's side of `pool.join` (`join.rs`), the pool routes other hosts call
 //! (`routes.rs`), and what a restart does to the stopped store before this process runs again
 //! (`restart.rs`, with the bootstrap of a new one-host pool).
@@ -74,7 +74,7 @@ pub struct Control {
 }
 
 impl Control {
-    /// The control and the receiver of the restart it may ask for: run.rs stops this host
+    /// The control and the receiver of the restart it may ask for: `run` stops this host
     /// cleanly when one arrives, then calls `restart::carry_out`.
     pub fn new(
         raft: Arc<RaftDb>,

@@ -1,4 +1,4 @@
-//! What a restart does once run.rs has stopped this host cleanly (listeners drained, Raft node
+//! What a restart does once `run` has stopped this host cleanly (listeners drained, Raft node
 //! shut down): the offline work on the store, then this process runs again with the same
 //! arguments (`exec`: the pid stays). Also the bootstrap of a new one-host pool, on a first
 //! start and after an eject.
