@@ -392,21 +392,19 @@ mod tests {
         assert!(pool.current("VM", &with_disk).is_empty());
     }
 
-    /// When the destination fails, the source keeps its domain (it destroys it only once the
-    /// destination says it built its own): the VM runs where it was and the answer is
-    /// `VM_MIGRATE_FAILED`.
-    #[tokio::test]
-    async fn a_failed_destination_leaves_the_vm_running_on_the_source() {
-        let pool = TestPool::new();
+    /// Migrates a running VM from the pool's host to a second one whose agent fails its
+    /// action of `kind` with "no room", and checks the answer is `VM_MIGRATE_FAILED`; the VM
+    /// and the second host.
+    async fn migrate_failing(pool: &TestPool, kind: ActionKind) -> (String, String) {
         let session = pool.login().await;
         let second = pool.add_host("second", 64 * GIB);
         let vm = pool.running_vm_on(&session, "web", &pool.host).await;
         let failure = host_api::AgentFailure::Internal {
             message: "no room".to_owned(),
         };
-        pool.agent.fail_next(ActionKind::MigrateIn, failure);
+        pool.agent.fail_next(kind, failure);
         assert_eq!(
-            migrate(&pool, &session, &vm, &second).await,
+            migrate(pool, &session, &vm, &second).await,
             Err(errors::vm_migrate_failed(
                 &vm,
                 &pool.host,
@@ -414,6 +412,16 @@ mod tests {
                 "INTERNAL_ERROR host agent: no room"
             ))
         );
+        (vm, second)
+    }
+
+    /// When the destination fails to receive the image, the source keeps its domain (it
+    /// destroys it only once the destination has kept the image): the VM runs where it was
+    /// and the answer is `VM_MIGRATE_FAILED`.
+    #[tokio::test]
+    async fn a_failed_destination_leaves_the_vm_running_on_the_source() {
+        let pool = TestPool::new();
+        let (vm, second) = migrate_failing(&pool, ActionKind::MigrateIn).await;
         assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
         assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
         assert_eq!(
@@ -507,22 +515,7 @@ mod tests {
     #[tokio::test]
     async fn a_destination_failing_after_the_source_let_go_leaves_the_vm_halted() {
         let pool = TestPool::new();
-        let session = pool.login().await;
-        let second = pool.add_host("second", 64 * GIB);
-        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
-        let failure = host_api::AgentFailure::Internal {
-            message: "no room".to_owned(),
-        };
-        pool.agent.fail_next(ActionKind::MigrateFinish, failure);
-        assert_eq!(
-            migrate(&pool, &session, &vm, &second).await,
-            Err(errors::vm_migrate_failed(
-                &vm,
-                &pool.host,
-                &second,
-                "INTERNAL_ERROR host agent: no room"
-            ))
-        );
+        let (vm, _) = migrate_failing(&pool, ActionKind::MigrateFinish).await;
         assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
         assert_eq!(pool.text("VM", &vm, "resident_on"), NULL_REF);
         assert!(pool.current("VM", &vm).is_empty());
