@@ -99,7 +99,7 @@ impl Master {
 
     /// Raises `DATABASE_SPACE_LOW` on `host`, short of room for the pool DB (`why`).
     pub(crate) async fn space_low(&self, host: &str, why: &str) -> Result<(), Error> {
-        let message = (crate::no_space::SPACE_LOW_MESSAGE, SPACE_LOW_PRIORITY);
+        let message = (crate::call::no_space::SPACE_LOW_MESSAGE, SPACE_LOW_PRIORITY);
         self.raise_on_host(host, message, |_, name| {
             format!(
                 "host {name} is short of room for the pool database ({why}); the pool refuses \

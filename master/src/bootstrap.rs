@@ -11,9 +11,9 @@ use api_spec::{Value, api};
 use db_schema::{Db, Op, Precondition, Txn};
 use serde::{Deserialize, Serialize};
 
+use crate::call::session::{ROOT_PASSWORD_HASH, hash_password};
 use crate::pool_control::{POOL_EPOCH, POOL_SECRET, PoolMember, put_member};
 use crate::record::{self, new_ref};
-use crate::session::{ROOT_PASSWORD_HASH, hash_password};
 
 /// What `member` reads from the machine, so that the master can describe it. A joiner sends
 /// its facts to the master.
@@ -258,8 +258,8 @@ mod tests {
     use api_spec::coerce::coerce;
 
     use super::*;
+    use crate::call::session::password_matches;
     use crate::record::refs_in;
-    use crate::session::password_matches;
     use crate::testing::{TEST_ROOT_PASSWORD, TestPool, sample_first_host};
 
     /// Read through the generic handlers, every ref in every row of a new pool names a live

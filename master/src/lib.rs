@@ -32,39 +32,30 @@
 //! handler test is a function call. Start reading at `dispatch.rs`.
 
 mod agent_failures;
-mod aging;
 mod alerts;
 pub mod bootstrap;
+mod call;
 mod commit;
-mod ctx;
 pub mod db;
 mod device_slots;
-mod dispatch;
 pub mod error;
 mod evacuation;
-mod events;
-mod generic;
 mod handlers;
 mod handover;
 pub mod host_link;
 mod liveness;
 mod memory;
-mod no_space;
 mod operations;
-mod password_checks;
 mod placement;
 pub mod pool_control;
 mod power_state;
 mod reconcile;
 mod record;
-mod session;
 mod spec_push;
 mod storage;
-mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod vm_spec;
-mod where_expr;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -73,10 +64,11 @@ use api_spec::{ApiError, Value};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::call::session::is_last_active_stale;
+use crate::call::{aging, dispatch, events, no_space, password_checks, session, tasks};
 use crate::db::ReplicatedDb;
 use crate::host_link::HostLink;
 pub use crate::reconcile::Takeover;
-pub use crate::session::is_last_active_stale;
 use host_api::AgentReport;
 
 /// The sources of time for the master: the wall clock, which dates what the master writes and

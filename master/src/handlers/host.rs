@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use api_spec::{NULL_REF, Value, errors};
 
 use super::vm::{Share, migrate};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::evacuation;
 use crate::memory;

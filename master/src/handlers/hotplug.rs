@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use api_spec::{ApiError, Value, errors};
 
 use super::vm::Operation;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::call::generic;
 use crate::error::Error;
-use crate::generic;
 use crate::operations::{Draft, ObjectOperation, Overlay};
 use crate::power_state::{power_state, set_running};
 use host_api::{ActionResult, HostAction};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use api_spec::{Value, errors};
 use db_schema::{Db, Op, Txn};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::record::{self, exists};
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use api_spec::classes::vdi::VdiOperation;
 use api_spec::{NULL_REF, Value, errors};
 
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
+use crate::call::generic;
 use crate::error::Error;
-use crate::generic;
 use crate::operations::Draft;
 use crate::storage::{DiskOp, copy_vdi};
 
@@ -54,7 +54,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
         })
         .await?;
     tracing::debug!(vdi = %vdi, "disk destroyed");
-    Ok(crate::ctx::void())
+    Ok(crate::call::ctx::void())
 }
 
 /// Makes the snapshot, clone or copy of `vdi` that `op` says, in one Txn.

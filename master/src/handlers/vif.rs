@@ -8,7 +8,7 @@ use api_spec::classes::vif::VifOperation;
 use api_spec::{Value, errors};
 
 use super::hotplug::{self, Hotplug};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::device_slots::is_vif_device;
 use crate::error::Error;
 use crate::operations::{Draft, Overlay};

@@ -5,8 +5,8 @@
 use api_spec::Value;
 
 use crate::Master;
+use crate::call::tasks;
 use crate::operations::{Draft, Overlay};
-use crate::tasks;
 
 /// What a task killed with its process ends with.
 const INTERRUPTED: &str = "operation interrupted by a restart";
@@ -70,7 +70,7 @@ mod tests {
     use api_spec::classes::vm::VmOperation;
 
     use super::*;
-    use crate::tasks::NewTask;
+    use crate::call::tasks::NewTask;
     use crate::testing::{RUNNING_OPERATIONS, TestPool};
     use host_api::AgentReport;
 
@@ -91,7 +91,7 @@ mod tests {
             subtask_of: NULL_REF,
             is_cancellable: true,
         };
-        let task = crate::tasks::create(&pool.master, new)
+        let task = crate::call::tasks::create(&pool.master, new)
             .await
             .expect("a task");
         let live = pool.master.in_flight.register(

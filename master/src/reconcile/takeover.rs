@@ -8,9 +8,9 @@ use std::sync::Arc;
 use api_spec::Value;
 
 use crate::Master;
+use crate::call::tasks;
 use crate::error::{Error, to_api_error};
 use crate::operations::Draft;
-use crate::tasks;
 
 /// What a takeover found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -145,7 +145,7 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
-    use crate::tasks::{NewTask, create};
+    use crate::call::tasks::{NewTask, create};
     use crate::testing::TestPool;
     use host_api::HostAction;
 

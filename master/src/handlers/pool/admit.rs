@@ -25,7 +25,7 @@ impl Master {
 
     async fn admit_joiner(&self, request: JoinRequest) -> Result<Admission, Error> {
         self.db.read_barrier().await.map_err(Error::ReadBarrier)?;
-        crate::session::check(self, &request.session).await?;
+        crate::call::session::check(self, &request.session).await?;
         let txn = {
             let db = self.db.read();
             check_admission(&db, &request, &self.this_host)?;

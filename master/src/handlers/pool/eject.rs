@@ -6,7 +6,7 @@ use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
 use super::errors::control_failed;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::{member_of_host, remove_member};
 use crate::power_state::power_state_of;

@@ -7,7 +7,7 @@ use api_spec::{Value, errors};
 use db_schema::Db;
 
 use super::errors::control_failed;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::{JoinFailure, JoinTarget, Restart};
 use crate::power_state::power_state_of;

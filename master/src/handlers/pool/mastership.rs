@@ -11,7 +11,7 @@ use api_spec::{Value, errors};
 use db_schema::Txn;
 
 use super::errors::control_failed;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::{Restart, admission, member_of_host};
 use crate::record::row;

@@ -4,7 +4,7 @@
 use api_spec::classes::vbd::VbdOperation;
 use api_spec::{NULL_REF, Value, errors};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::handlers::hotplug::{self, Hotplug};
 use crate::operations::{self, Draft, Overlay};

@@ -15,7 +15,7 @@ use api_spec::{Value, errors};
 use db_schema::Op;
 
 use super::hotplug::{self, Hotplug};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::device_slots::{VbdSlot, free_vbd_disks, vbd_slot};
 use crate::error::Error;
 use crate::operations::{self, Draft, Overlay};

@@ -11,7 +11,7 @@ use api_spec::{NEVER, NULL_REF, Value};
 use db_schema::Op;
 
 use super::records::create_metrics;
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
 use crate::handlers::vif::random_mac;
 use crate::operations::{self, Draft, Fields};

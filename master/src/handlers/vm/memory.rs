@@ -6,7 +6,7 @@ use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::memory::Limits;
 use crate::operations::{self, Draft, Overlay};

@@ -18,7 +18,7 @@ use api_spec::{ApiError, NULL_REF, Value, errors};
 use tokio_util::sync::CancellationToken;
 
 use super::{Operation, Share};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::memory;
 use crate::operations::Overlay;

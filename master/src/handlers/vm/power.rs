@@ -5,7 +5,7 @@ use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
 use crate::operations::{Draft, Overlay};
 use crate::power_state::{drop_suspend_image, set_running, set_stopped};

@@ -9,10 +9,10 @@ use api_spec::classes::vm::VmOperation;
 use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::call::generic;
 use crate::device_slots::{free_vbd_disks, free_vif_devices};
 use crate::error::Error;
-use crate::generic;
 use crate::operations::{self, Draft, Overlay, field_equals};
 use crate::power_state::NO_DOMID;
 use crate::record::{self, exists, row};

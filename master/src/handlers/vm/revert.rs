@@ -11,7 +11,7 @@ use api_spec::{NULL_REF, Value, errors};
 
 use super::copies::{create_device, device_fields};
 use super::shutdown::hard_shutdown_vm;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::{Error, xenapi};
 use crate::operations::{self, Draft};
 use crate::power_state::{drop_suspend_image, power_state, set_stopped};

@@ -4,7 +4,7 @@
 
 use api_spec::{Value, errors};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::vm_spec;
 

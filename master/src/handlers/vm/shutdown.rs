@@ -10,7 +10,7 @@ use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{ApiError, Value, errors};
 
 use super::{Expect, Operation, answer};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::operations::Draft;
 use crate::power_state::{

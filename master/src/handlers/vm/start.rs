@@ -6,7 +6,7 @@ use api_spec::classes::vm::VmOperation;
 use api_spec::{NULL_REF, Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
 use crate::memory::{self, Limits};
 use crate::operations::Overlay;

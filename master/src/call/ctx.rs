@@ -8,8 +8,8 @@ use api_spec::{Method, Value, errors};
 use db_schema::Db;
 use tokio_util::sync::CancellationToken;
 
+use crate::call::tasks::TaskHandle;
 use crate::error::Error;
-use crate::tasks::TaskHandle;
 use crate::{Master, Origin};
 
 /// The context of one call. Cheap to clone: handlers own it, so their futures can be spawned.
@@ -96,7 +96,7 @@ impl Ctx {
     /// to call often. Does nothing for calls that are not tasks.
     pub async fn set_progress(&self, progress: f64) {
         if let Some(task) = &self.task {
-            crate::tasks::report_progress(&self.master, task, progress).await;
+            crate::call::tasks::report_progress(&self.master, task, progress).await;
         }
     }
 }

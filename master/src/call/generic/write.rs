@@ -8,7 +8,7 @@ use api_spec::model::{Class, Field};
 use api_spec::{Ty, Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::record::{self, check_refs, exists, field_value, row};
 

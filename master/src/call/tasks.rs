@@ -13,7 +13,7 @@ use db_schema::{Db, Op, Precondition, Txn};
 use tokio_util::sync::CancellationToken;
 
 use crate::Master;
-use crate::aging::secs;
+use crate::call::aging::secs;
 use crate::error::Error;
 use crate::operations::Draft;
 use crate::record::{self, exists};
@@ -389,7 +389,7 @@ mod tests {
     async fn progress_reports_are_throttled() {
         let pool = TestPool::new();
         let r = task(&pool, "work").await;
-        let ctx = crate::ctx::Ctx {
+        let ctx = crate::call::ctx::Ctx {
             master: pool.master.clone(),
             session: None,
             origin: crate::Origin::LocalSocket,

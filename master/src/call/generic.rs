@@ -3,6 +3,7 @@
 //! written per class. This file answers the reads; `generic/write.rs` the writes, and its Txn
 //! builders serve the handlers that extend a generic message (`VM.create`).
 
+mod where_expr;
 mod write;
 
 use api_spec::implicit::Implicit;
@@ -10,10 +11,9 @@ use api_spec::model::Class;
 use api_spec::{Value, errors};
 use db_schema::{Db, Row};
 
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
 use crate::record::{self, field_value, row};
-use crate::where_expr;
 
 pub(crate) use write::{create_txn, created_fields};
 

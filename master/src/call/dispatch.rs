@@ -8,10 +8,11 @@ use api_spec::api::MethodKind;
 use api_spec::coerce::coerce;
 use api_spec::{ApiError, Method, NULL_REF, Ty, Value, api, errors};
 
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
+use crate::call::session;
+use crate::call::tasks::NewTask;
 use crate::error::{Error, to_api_error};
-use crate::tasks::NewTask;
-use crate::{Call, Master, handlers, session};
+use crate::{Call, Master, handlers};
 
 const ASYNC_PREFIX: &str = "Async.";
 
@@ -46,7 +47,12 @@ fn system(method: &str, params: &[Value]) -> Option<Value> {
     // Old xapi clients probe a connection with `system.isAlive:<uuid>` and expect their first
     // parameter back.
     if method == "system.isAlive" || method.starts_with("system.isAlive:") {
-        return Some(params.first().cloned().unwrap_or_else(crate::ctx::void));
+        return Some(
+            params
+                .first()
+                .cloned()
+                .unwrap_or_else(crate::call::ctx::void),
+        );
     }
     None
 }
@@ -82,7 +88,7 @@ async fn checked_call(
             .await
             .map_err(to_api_error)?;
     }
-    crate::no_space::check(master, method)?;
+    crate::call::no_space::check(master, method)?;
     let ctx = Ctx {
         master: master.clone(),
         session,
@@ -99,7 +105,7 @@ async fn checked_call(
         subtask_of: NULL_REF,
         is_cancellable: true,
     };
-    let task = crate::tasks::spawn(master, new, method.result.is_none(), move |task| {
+    let task = crate::call::tasks::spawn(master, new, method.result.is_none(), move |task| {
         let ctx = Ctx {
             task: Some(task),
             ..ctx
@@ -122,9 +128,9 @@ pub(crate) async fn run(ctx: Ctx, args: Args) -> Result<Value, Error> {
         return handler(ctx, args).await;
     }
     match method.kind {
-        MethodKind::Implicit(kind) => crate::generic::handle(ctx, kind, args).await,
+        MethodKind::Implicit(kind) => crate::call::generic::handle(ctx, kind, args).await,
         MethodKind::Explicit(_) => match api_spec::implicit::class_level(&method.name) {
-            Some(kind) if method.class.in_db => crate::generic::handle(ctx, kind, args).await,
+            Some(kind) if method.class.in_db => crate::call::generic::handle(ctx, kind, args).await,
             _ => Err(errors::not_implemented(&method.wire_name).into()),
         },
     }

@@ -11,9 +11,9 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use db_schema::{Db, Op, Txn};
 
-use crate::aging::{Ages, secs};
+use crate::call::aging::{Ages, secs};
+use crate::call::password_checks::verdict;
 use crate::error::Error;
-use crate::password_checks::verdict;
 use crate::record::exists;
 use crate::{Master, Origin};
 
