@@ -12,8 +12,8 @@ use db_schema::{Db, Op, Precondition, Txn};
 use serde::{Deserialize, Serialize};
 
 use crate::call::session::{ROOT_PASSWORD_HASH, hash_password};
+use crate::db::record::{self, new_ref};
 use crate::pool_control::{POOL_EPOCH, POOL_SECRET, PoolMember, put_member};
-use crate::record::{self, new_ref};
 
 /// What `member` reads from the machine, so that the master can describe it. A joiner sends
 /// its facts to the master.
@@ -259,7 +259,7 @@ mod tests {
 
     use super::*;
     use crate::call::session::password_matches;
-    use crate::record::refs_in;
+    use crate::db::record::refs_in;
     use crate::testing::{TEST_ROOT_PASSWORD, TestPool, sample_first_host};
 
     /// Read through the generic handlers, every ref in every row of a new pool names a live

@@ -35,7 +35,6 @@ mod agent_failures;
 mod alerts;
 pub mod bootstrap;
 mod call;
-mod commit;
 pub mod db;
 mod device_slots;
 pub mod error;
@@ -50,7 +49,6 @@ mod placement;
 pub mod pool_control;
 mod power_state;
 mod reconcile;
-mod record;
 mod spec_push;
 mod storage;
 #[cfg(any(test, feature = "testing"))]

@@ -183,7 +183,7 @@ fn set_consoles(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, is_n
             tracing::warn!(vm = %vm, protocol = %offered.protocol, "unknown console protocol ignored");
             continue;
         };
-        let uuid = crate::record::new_uuid();
+        let uuid = crate::db::record::new_uuid();
         let location = console_location(&address, &uuid);
         let console = draft.create(
             "console",

@@ -6,9 +6,9 @@
 use api_spec::{NEVER, NULL_REF, Value, errors};
 use db_schema::Op;
 
+use crate::db::record;
 use crate::error::Error;
 use crate::operations::Draft;
-use crate::record;
 
 /// What a new VDI is of its original.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -515,14 +515,17 @@ impl TestPool {
     /// metrics to the pool's DB; returns its ref.
     pub fn add_host(&self, name: &str, memory_total_bytes: i64) -> String {
         let class = |name| api_spec::api().class(name).expect("a declared class");
-        let metrics = crate::record::new_ref();
-        let host = crate::record::new_ref();
+        let metrics = crate::db::record::new_ref();
+        let host = crate::db::record::new_ref();
         let fields = |given: &[(&str, Value)]| {
             let mut given: BTreeMap<String, Value> = given
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect();
-            given.insert("uuid".to_owned(), Value::String(crate::record::new_uuid()));
+            given.insert(
+                "uuid".to_owned(),
+                Value::String(crate::db::record::new_uuid()),
+            );
             given
         };
         let txn = Txn {
@@ -531,7 +534,7 @@ impl TestPool {
                 Op::Create {
                     class: "host_metrics".to_owned(),
                     r#ref: metrics.clone(),
-                    fields: crate::record::new_row(
+                    fields: crate::db::record::new_row(
                         class("host_metrics"),
                         fields(&[
                             ("memory_total", Value::Int(memory_total_bytes)),
@@ -542,7 +545,7 @@ impl TestPool {
                 Op::Create {
                     class: "host".to_owned(),
                     r#ref: host.clone(),
-                    fields: crate::record::new_row(
+                    fields: crate::db::record::new_row(
                         class("host"),
                         fields(&[
                             ("name_label", Value::str(name)),

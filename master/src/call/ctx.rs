@@ -57,7 +57,7 @@ impl Ctx {
     pub fn operation_key(&self) -> String {
         match &self.task {
             Some(task) => task.r#ref.clone(),
-            None => crate::record::new_ref(),
+            None => crate::db::record::new_ref(),
         }
     }
 

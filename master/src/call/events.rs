@@ -13,8 +13,8 @@ use api_spec::model::Class;
 use api_spec::{Value, api, errors};
 use db_schema::{ChangeKind, Db};
 
+use crate::db::record;
 use crate::error::Error;
-use crate::record;
 
 /// One entry of the `classes` argument.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use api_spec::{Value, errors};
 use db_schema::{Db, Row};
 
 use crate::call::ctx::{Args, Ctx};
+use crate::db::record::{self, field_value, row};
 use crate::error::Error;
-use crate::record::{self, field_value, row};
 
 pub(crate) use write::{create_txn, created_fields};
 

@@ -13,8 +13,8 @@ use db_schema::{Db, Op, Txn};
 
 use crate::call::aging::{Ages, secs};
 use crate::call::password_checks::verdict;
+use crate::db::record::exists;
 use crate::error::Error;
-use crate::record::exists;
 use crate::{Master, Origin};
 
 /// The internal DB key of the root password's argon2 PHC string.
@@ -95,7 +95,7 @@ impl LocalSessions {
 
     /// A new session's ref.
     pub(crate) fn create(&self) -> String {
-        let session = crate::record::new_ref();
+        let session = crate::db::record::new_ref();
         let mut sessions = self.sessions();
         if sessions.len() == MAX_LOCAL_SESSIONS {
             sessions.pop_front();
@@ -172,7 +172,10 @@ pub(crate) async fn check(master: &Master, session: &str) -> Result<(), Error> {
 pub(crate) fn new_session_fields(master: &Master, originator: &str) -> BTreeMap<String, Value> {
     let now = Value::DateTime(api_spec::datetime::format_unix(master.now()));
     BTreeMap::from([
-        ("uuid".to_owned(), Value::String(crate::record::new_uuid())),
+        (
+            "uuid".to_owned(),
+            Value::String(crate::db::record::new_uuid()),
+        ),
         (
             "this_host".to_owned(),
             Value::str(master.this_host.as_str()),

@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Master;
 use crate::call::aging::secs;
+use crate::db::record::{self, exists};
 use crate::error::Error;
 use crate::operations::Draft;
-use crate::record::{self, exists};
 
 /// The least time between two progress writes of one task.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);

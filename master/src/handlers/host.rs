@@ -8,11 +8,11 @@ use api_spec::{NULL_REF, Value, errors};
 
 use super::vm::{Share, migrate};
 use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::row;
 use crate::error::Error;
 use crate::evacuation;
 use crate::memory;
 use crate::operations::Overlay;
-use crate::record::row;
 
 /// The memory the host has free for VMs, in bytes, computed from the DB as xapi does
 /// (`memory.rs`): its total, less its own overhead, less what its resident and scheduled VMs

@@ -9,8 +9,8 @@ use db_schema::{Db, Op, Precondition, Txn};
 
 use crate::call::ctx::{Args, Ctx, void};
 use crate::call::tasks::{NewTask, set_fields};
+use crate::db::record::{self, exists, row};
 use crate::error::Error;
-use crate::record::{self, exists, row};
 
 fn is_finished(status: &str) -> bool {
     matches!(status, "success" | "failure" | "cancelled")

@@ -7,7 +7,7 @@ use api_spec::{NULL_REF, Value};
 use db_schema::row::debug_assert_declared;
 use db_schema::{Db, Op, Precondition, Txn};
 
-use crate::record;
+use crate::db::record;
 
 /// The fields of a row, by name.
 pub(crate) type Fields = BTreeMap<String, Value>;

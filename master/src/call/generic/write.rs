@@ -9,8 +9,8 @@ use api_spec::{Ty, Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
 use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::{self, check_refs, exists, field_value, row};
 use crate::error::Error;
-use crate::record::{self, check_refs, exists, field_value, row};
 
 /// `create`: a new row from the constructor record; answers its ref.
 pub(super) async fn create(ctx: Ctx, class: &Class, args: Args) -> Result<Value, Error> {

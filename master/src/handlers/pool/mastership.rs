@@ -12,9 +12,9 @@ use db_schema::Txn;
 
 use super::errors::control_failed;
 use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::row;
 use crate::error::Error;
 use crate::pool_control::{Restart, admission, member_of_host};
-use crate::record::row;
 
 /// Makes `host` the master: leadership moves to its Raft node; the call returns once it
 /// leads. Designating the current master changes nothing.
@@ -78,7 +78,7 @@ pub(in crate::handlers) async fn emergency_transition_to_master(
         );
         return Err(errors::operation_not_allowed(&reason).into());
     }
-    let pool_epoch = crate::record::new_uuid();
+    let pool_epoch = crate::db::record::new_uuid();
     tracing::warn!(reachable, voters = voters.len(), pool_epoch = %pool_epoch, "emergency transition to master");
     pool.restart(Restart::SingleVoter { pool_epoch })
         .map_err(|e| control_failed("restarting as the only voter", e))?;

@@ -16,10 +16,10 @@ use db_schema::Op;
 
 use super::hotplug::{self, Hotplug};
 use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record;
 use crate::device_slots::{VbdSlot, free_vbd_disks, vbd_slot};
 use crate::error::Error;
 use crate::operations::{self, Draft, Overlay};
-use crate::record;
 use crate::vm_spec;
 use host_api::{HostAction, VmAction};
 

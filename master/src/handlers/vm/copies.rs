@@ -12,11 +12,11 @@ use db_schema::Op;
 
 use super::records::create_metrics;
 use crate::call::ctx::{Args, Ctx};
+use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vif::random_mac;
 use crate::operations::{self, Draft, Fields};
 use crate::power_state::{NO_DOMID, power_state_of};
-use crate::record;
 use crate::storage::{DiskOp, copy_vdi};
 
 /// Which copy is made.

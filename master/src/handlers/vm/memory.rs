@@ -211,7 +211,7 @@ pub(in crate::handlers) async fn set_memory(ctx: Ctx, args: Args) -> Result<Valu
 /// An int field of a live VM.
 fn current(ctx: &Ctx, vm: &str, field: &str) -> Result<i64, Error> {
     let db = ctx.db();
-    let row = crate::record::row(&db, "VM", vm)?;
+    let row = crate::db::record::row(&db, "VM", vm)?;
     Ok(row.get(field).and_then(Value::as_int).unwrap_or(0))
 }
 

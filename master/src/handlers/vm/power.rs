@@ -38,7 +38,7 @@ fn create_suspend_image(draft: &mut Draft, vm: &str, sr: &str) -> String {
         .view()
         .int("VM", vm, "memory_static_max")
         .saturating_add(SUSPEND_IMAGE_EXTRA_BYTES);
-    let uuid = crate::record::new_uuid();
+    let uuid = crate::db::record::new_uuid();
     let name = format!(
         "Suspend image of {}",
         draft.view().str("VM", vm, "name_label")

@@ -14,10 +14,10 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vbd::add_vbd;
 use crate::operations::{self, Draft};
-use crate::record;
 
 /// The `other_config` key of the disks to make.
 const DISKS_KEY: &str = "disks";

@@ -24,7 +24,7 @@ pub(in crate::handlers) async fn set_actions_after_crash(
     let field = "VM.actions_after_crash";
     let domain_type = {
         let db = ctx.db();
-        crate::record::row(&db, "VM", vm)?;
+        crate::db::record::row(&db, "VM", vm)?;
         vm_spec::domain_type(&crate::operations::Overlay::new(&db), vm)
     };
     match value {

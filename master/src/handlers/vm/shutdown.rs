@@ -11,12 +11,12 @@ use api_spec::{ApiError, Value, errors};
 
 use super::{Expect, Operation, answer};
 use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::row;
 use crate::error::Error;
 use crate::operations::Draft;
 use crate::power_state::{
     drop_suspend_image, power_state, power_state_of, set_running, set_stopped,
 };
-use crate::record::row;
 use host_api::{ActionResult, HostAction, VmAction};
 
 /// The operations a hard shutdown cancels when it starts (xapi's list).

@@ -1,5 +1,10 @@
-//! `ReplicatedDb`: how the master reaches the pool DB. `member` implements it with Raft;
-//! `testing.rs` with an in-memory double.
+//! The pool DB as the master sees it. `ReplicatedDb` (here) is how the master reaches it:
+//! `member` implements it with Raft, `testing.rs` with an in-memory double. `commit.rs` turns a
+//! handler's decision into a Txn that is applied (deciding again after a lost race);
+//! `record.rs` holds rows and records (fresh refs and uuids, the record a client sees).
+
+mod commit;
+pub(crate) mod record;
 
 use std::future::Future;
 use std::pin::Pin;
