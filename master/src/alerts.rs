@@ -10,8 +10,8 @@ use db_schema::Db;
 
 use crate::Master;
 use crate::error::Error;
-use crate::operations::Draft;
 use crate::pool_control::{POOL_EPOCH, internal_text, members};
+use crate::vm::operations::Draft;
 
 /// The `message` name raised when a host of another configuration of this pool (another
 /// `pool_epoch`: one side went through an emergency transition) tries to talk to it.

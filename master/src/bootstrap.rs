@@ -133,7 +133,7 @@ pub fn new_pool(
         },
         put_member(&keys.first_member),
     ]);
-    crate::operations::complete(&Db::new(), pool.txn)
+    crate::vm::operations::complete(&Db::new(), pool.txn)
 }
 
 /// The Txn that adds a joining host to the pool in `db`: its rows as a first host would have
@@ -164,7 +164,7 @@ pub fn joining_host(
         now_unix,
     );
     pool.txn.ops.push(put_member(member));
-    crate::operations::complete(db, pool.txn)
+    crate::vm::operations::complete(db, pool.txn)
 }
 
 /// The pool's root password hash, which an ejected host keeps for its new pool.

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use api_spec::classes::vm::VmOperation;
 use api_spec::{ApiError, errors};
 
-use crate::memory;
-use crate::operations::{self, Overlay};
-use crate::placement::{self, Need, Policy};
+use crate::vm::memory;
+use crate::vm::operations::{self, Overlay};
+use crate::vm::placement::{self, Need, Policy};
 
 /// Where each VM resident on a host goes, by VM ref: a target host, or why it cannot go.
 pub(crate) type Plan = BTreeMap<String, Result<String, ApiError>>;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use api_spec::Value;
 use db_schema::{Db, Op};
 
-use crate::operations::Draft;
+use crate::vm::operations::Draft;
 
 /// The internal DB key of the handover: `{task, host}`, `Nil` once done.
 const HANDOVER: &str = "handover_task";

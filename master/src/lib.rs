@@ -31,29 +31,22 @@
 //! `testing.rs` (only in tests and with the `testing` feature) holds in-memory doubles so a
 //! handler test is a function call. Start reading at `dispatch.rs`.
 
-mod agent_failures;
 mod alerts;
 pub mod bootstrap;
 mod call;
 pub mod db;
-mod device_slots;
 pub mod error;
 mod evacuation;
 mod handlers;
 mod handover;
 pub mod host_link;
 mod liveness;
-mod memory;
-mod operations;
-mod placement;
 pub mod pool_control;
-mod power_state;
 mod reconcile;
-mod spec_push;
 mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-mod vm_spec;
+mod vm;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -67,6 +60,7 @@ use crate::call::{aging, dispatch, events, no_space, password_checks, session, t
 use crate::db::ReplicatedDb;
 use crate::host_link::HostLink;
 pub use crate::reconcile::Takeover;
+use crate::vm::operations;
 use host_api::AgentReport;
 
 /// The sources of time for the master: the wall clock, which dates what the master writes and

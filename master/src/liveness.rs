@@ -19,9 +19,9 @@ use db_schema::Db;
 
 use crate::Master;
 use crate::error::{Error, to_api_error};
-use crate::operations::Draft;
-use crate::power_state::{power_state, set_stopped};
 use crate::reconcile::{clear_dead_operations, is_busy};
+use crate::vm::operations::Draft;
+use crate::vm::power_state::{power_state, set_stopped};
 use host_api::HostHealth;
 
 /// When the master last heard from each host, in seconds of its monotonic clock (a jump of the

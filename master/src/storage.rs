@@ -8,7 +8,7 @@ use db_schema::Op;
 
 use crate::db::record;
 use crate::error::Error;
-use crate::operations::Draft;
+use crate::vm::operations::Draft;
 
 /// What a new VDI is of its original.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

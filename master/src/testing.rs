@@ -577,7 +577,7 @@ impl TestPool {
                 })
                 .collect(),
         };
-        let txn = crate::operations::complete(&self.read(), txn);
+        let txn = crate::vm::operations::complete(&self.read(), txn);
         self.db.apply(&txn).expect("a direct write applies");
     }
 }

@@ -80,7 +80,7 @@ impl Ctx {
     ) -> Result<(), Error> {
         self.master
             .decide(|db| {
-                let mut draft = crate::operations::Draft::new(db);
+                let mut draft = crate::vm::operations::Draft::new(db);
                 if !draft.view().exists(class, r) {
                     return Err(errors::handle_invalid(class, r).into());
                 }

@@ -16,7 +16,7 @@ use crate::Master;
 use crate::call::aging::secs;
 use crate::db::record::{self, exists};
 use crate::error::Error;
-use crate::operations::Draft;
+use crate::vm::operations::Draft;
 
 /// The least time between two progress writes of one task.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);

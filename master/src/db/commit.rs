@@ -15,10 +15,10 @@ const MAX_ATTEMPTS: u32 = 8;
 impl Master {
     /// Proposes `txn` and waits until it is committed and applied.
     pub(crate) async fn commit(&self, txn: Txn) -> Result<Applied, Error> {
-        let txn = crate::operations::complete(&self.db.read(), txn);
-        let pushed = crate::spec_push::written_vms(&txn);
+        let txn = crate::vm::operations::complete(&self.db.read(), txn);
+        let pushed = crate::vm::spec_push::written_vms(&txn);
         let applied = self.db.propose(txn).await?;
-        crate::spec_push::after_write(self, &pushed).await;
+        crate::vm::spec_push::after_write(self, &pushed).await;
         Ok(applied)
     }
 
@@ -35,15 +35,15 @@ impl Master {
             let (txn, out) = {
                 let db = self.db.read();
                 let (txn, out) = decide(&db)?;
-                (crate::operations::complete(&db, txn), out)
+                (crate::vm::operations::complete(&db, txn), out)
             };
             if txn == Txn::default() {
                 return Ok((out, Applied::default()));
             }
-            let pushed = crate::spec_push::written_vms(&txn);
+            let pushed = crate::vm::spec_push::written_vms(&txn);
             match self.db.propose(txn).await {
                 Ok(applied) => {
-                    crate::spec_push::after_write(self, &pushed).await;
+                    crate::vm::spec_push::after_write(self, &pushed).await;
                     return Ok((out, applied));
                 }
                 Err(ProposeError::Apply(ApplyError::PreconditionFailed { .. })) => continue,

@@ -11,8 +11,8 @@ use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record::row;
 use crate::error::Error;
 use crate::evacuation;
-use crate::memory;
-use crate::operations::Overlay;
+use crate::vm::memory;
+use crate::vm::operations::Overlay;
 
 /// The memory the host has free for VMs, in bytes, computed from the DB as xapi does
 /// (`memory.rs`): its total, less its own overhead, less what its resident and scheduled VMs

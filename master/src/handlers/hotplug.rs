@@ -12,8 +12,8 @@ use super::vm::Operation;
 use crate::call::ctx::{Args, Ctx, void};
 use crate::call::generic;
 use crate::error::Error;
-use crate::operations::{Draft, ObjectOperation, Overlay};
-use crate::power_state::{power_state, set_running};
+use crate::vm::operations::{Draft, ObjectOperation, Overlay};
+use crate::vm::power_state::{power_state, set_running};
 use host_api::{ActionResult, HostAction};
 
 /// What one device operation sends and writes.

@@ -10,8 +10,8 @@ use api_spec::{NULL_REF, Value, errors};
 use crate::call::ctx::{Args, Ctx};
 use crate::call::generic;
 use crate::error::Error;
-use crate::operations::Draft;
 use crate::storage::{DiskOp, copy_vdi};
+use crate::vm::operations::Draft;
 
 /// `VDI.create`: the generic constructor, with a `location` of its own in its SR (its uuid).
 pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {

@@ -6,7 +6,7 @@ use api_spec::Value;
 
 use crate::Master;
 use crate::call::tasks;
-use crate::operations::{Draft, Overlay};
+use crate::vm::operations::{Draft, Overlay};
 
 /// What a task killed with its process ends with.
 const INTERRUPTED: &str = "operation interrupted by a restart";

@@ -26,10 +26,10 @@ pub(crate) use self::in_progress::{clear_dead_operations, is_busy};
 pub use self::takeover::Takeover;
 pub(crate) use self::takeover::take_over;
 use crate::Master;
-use crate::agent_failures;
 use crate::error::{Error, to_api_error};
-use crate::operations::Draft;
-use crate::power_state::{drop_suspend_image, power_state, set_running, set_stopped};
+use crate::vm::agent_failures;
+use crate::vm::operations::Draft;
+use crate::vm::power_state::{drop_suspend_image, power_state, set_running, set_stopped};
 use host_api::{ActionResult, AgentReport, DomainInfo, GuestEvent, HostAction};
 
 /// The name of the message raised for a domain the DB does not place on its host.

@@ -10,7 +10,7 @@ use api_spec::Value;
 use crate::Master;
 use crate::call::tasks;
 use crate::error::{Error, to_api_error};
-use crate::operations::Draft;
+use crate::vm::operations::Draft;
 
 /// What a takeover found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

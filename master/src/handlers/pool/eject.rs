@@ -10,7 +10,7 @@ use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record::row;
 use crate::error::Error;
 use crate::pool_control::{member_of_host, remove_member};
-use crate::power_state::power_state_of;
+use crate::vm::power_state::power_state_of;
 
 /// What xapi's eject raises for the master itself (its `Cannot_eject_master` exception).
 const CANNOT_EJECT_MASTER: &str = "Cannot_eject_master";

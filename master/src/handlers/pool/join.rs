@@ -10,7 +10,7 @@ use super::errors::control_failed;
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::pool_control::{JoinFailure, JoinTarget, Restart};
-use crate::power_state::power_state_of;
+use crate::vm::power_state::power_state_of;
 
 /// Joins the pool whose master is at `master_address`, checking that the hosts are alike.
 pub(in crate::handlers) async fn join(ctx: Ctx, args: Args) -> Result<Value, Error> {

@@ -15,9 +15,9 @@ use crate::call::ctx::{Args, Ctx};
 use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vif::random_mac;
-use crate::operations::{self, Draft, Fields};
-use crate::power_state::{NO_DOMID, power_state_of};
 use crate::storage::{DiskOp, copy_vdi};
+use crate::vm::operations::{self, Draft, Fields};
+use crate::vm::power_state::{NO_DOMID, power_state_of};
 
 /// Which copy is made.
 #[derive(Debug, Clone, Copy)]

@@ -8,9 +8,9 @@ use api_spec::{Value, errors};
 use super::{Expect, Operation, answer};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::memory::Limits;
-use crate::operations::{self, Draft, Overlay};
-use crate::power_state::{power_state, set_running};
+use crate::vm::memory::Limits;
+use crate::vm::operations::{self, Draft, Overlay};
+use crate::vm::power_state::{power_state, set_running};
 use host_api::{ActionResult, DomainState, HostAction, VmAction};
 
 /// Which limits a setter changes.
@@ -219,8 +219,8 @@ fn current(ctx: &Ctx, vm: &str, field: &str) -> Result<i64, Error> {
 mod tests {
     use super::*;
     use crate::error::xenapi;
-    use crate::memory::{EQUALITY_CONSTRAINT, ORDER_CONSTRAINT};
     use crate::testing::TestPool;
+    use crate::vm::memory::{EQUALITY_CONSTRAINT, ORDER_CONSTRAINT};
     use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;

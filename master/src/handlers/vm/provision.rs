@@ -17,7 +17,7 @@ use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vbd::add_vbd;
-use crate::operations::{self, Draft};
+use crate::vm::operations::{self, Draft};
 
 /// The `other_config` key of the disks to make.
 const DISKS_KEY: &str = "disks";

@@ -12,10 +12,10 @@ use db_schema::{Db, Op, Precondition, Txn};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::call::generic;
 use crate::db::record::{self, exists, row};
-use crate::device_slots::{free_vbd_disks, free_vif_devices};
 use crate::error::Error;
-use crate::operations::{self, Draft, Overlay, field_equals};
-use crate::power_state::NO_DOMID;
+use crate::vm::device_slots::{free_vbd_disks, free_vif_devices};
+use crate::vm::operations::{self, Draft, Overlay, field_equals};
+use crate::vm::power_state::NO_DOMID;
 
 /// Checks that `op` may start on `vm` now (xapi's operation rules); returns the preconditions
 /// that keep what the check read: the VM's power state and operations in progress.

@@ -14,9 +14,9 @@ use super::shutdown::hard_shutdown_vm;
 use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record;
 use crate::error::{Error, xenapi};
-use crate::operations::{self, Draft};
-use crate::power_state::{drop_suspend_image, power_state, set_stopped};
 use crate::storage::{DiskOp, copy_vdi};
+use crate::vm::operations::{self, Draft};
+use crate::vm::power_state::{drop_suspend_image, power_state, set_stopped};
 
 /// Fields of the VM that a revert keeps (xapi's `do_not_copy` for a snapshot without
 /// metadata), besides the many ends of relations and the VM's own metrics rows.

@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Master;
 use crate::host_link::LinkFailure;
-use crate::operations::Overlay;
-use crate::power_state::power_state;
-use crate::vm_spec::{self, SPEC_FIELDS};
+use crate::vm::operations::Overlay;
+use crate::vm::power_state::power_state;
+use crate::vm::vm_spec::{self, SPEC_FIELDS};
 use host_api::{ActionResult, AgentFailure, HostAction, VmAction, VmSpec};
 
 /// The most pushes one call makes for a VM whose spec keeps changing under it.

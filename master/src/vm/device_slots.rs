@@ -2,7 +2,7 @@
 //! which are taken, and which a VM may still use (xapi's `allowed_VBD_devices` and
 //! `allowed_VIF_devices`).
 
-use crate::operations::Overlay;
+use crate::vm::operations::Overlay;
 
 /// The disk slots of a VM that is not a control domain: xapi's 0 to 254.
 const VM_DISKS: u64 = 255;
@@ -83,8 +83,8 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
-    use crate::operations::Draft;
     use crate::testing::TestPool;
+    use crate::vm::operations::Draft;
 
     /// Numbers and Linux names name disks; floppies take only `fda` and `fdb`; anything else
     /// is refused.

@@ -11,7 +11,7 @@
 
 use api_spec::{ApiError, errors};
 
-use crate::operations::Overlay;
+use crate::vm::operations::Overlay;
 
 /// xapi's words for the order the four limits must follow.
 pub(crate) const ORDER_CONSTRAINT: &str =
@@ -101,8 +101,8 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
-    use crate::operations::Draft;
     use crate::testing::{TestPool, sample_facts};
+    use crate::vm::operations::Draft;
 
     const GIB: i64 = 1 << 30;
 

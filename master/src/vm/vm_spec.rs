@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::operations::Overlay;
+use crate::vm::operations::Overlay;
 use host_api::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
 
 /// The fields of a VM that its spec is built from (its devices aside): a write to one of them
@@ -152,8 +152,8 @@ mod tests {
     use api_spec::{NULL_REF, Value};
 
     use super::*;
-    use crate::operations::Draft;
     use crate::testing::TestPool;
+    use crate::vm::operations::Draft;
 
     /// A VM's spec carries its memory, VCPUs, platform and actions, its disks in device
     /// order with their image (an empty CD without one) and its NICs with their bridge.

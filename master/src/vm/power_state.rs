@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::operations::{Draft, Fields, Overlay};
-use crate::vm_spec;
+use crate::vm::operations::{Draft, Fields, Overlay};
+use crate::vm::vm_spec;
 use api_spec::classes::vm::VmPowerState;
 use api_spec::{NULL_REF, Value};
 use host_api::{DomainInfo, DomainState};

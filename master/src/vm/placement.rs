@@ -6,9 +6,9 @@
 use api_spec::classes::vm::VmPowerState;
 use api_spec::{ApiError, errors};
 
-use crate::memory;
-use crate::operations::Overlay;
-use crate::power_state::power_state;
+use crate::vm::memory;
+use crate::vm::operations::Overlay;
+use crate::vm::power_state::power_state;
 
 /// The `pool.other_config` key that names the placement policy.
 pub(crate) const POLICY_KEY: &str = "placement-policy";

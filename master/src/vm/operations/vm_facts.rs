@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use api_spec::classes::vm::{VmOperation, VmPowerState};
 
 use super::overlay::Overlay;
-use crate::power_state::power_state;
+use crate::vm::power_state::power_state;
 
 /// What the VM operation rules read about a VM.
 #[derive(Debug, Clone, PartialEq)]

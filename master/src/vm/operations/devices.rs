@@ -17,7 +17,7 @@ use api_spec::{ApiError, errors};
 use super::current_operations;
 use super::overlay::Overlay;
 use crate::error::xenapi;
-use crate::power_state::power_state;
+use crate::vm::power_state::power_state;
 
 /// The VBD operations that may run beside any other.
 static VBD_PARALLEL: &[Op] = &[Op::Pause, Op::Unpause];
@@ -292,8 +292,8 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
-    use crate::operations::Draft;
     use crate::testing::TestPool;
+    use crate::vm::operations::Draft;
 
     /// A halted VM with a CD drive and a NIC; returns the view's draft refs.
     fn vm_with_devices(draft: &mut Draft, power_state: &str) -> (String, String, String) {
