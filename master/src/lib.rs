@@ -31,18 +31,12 @@
 //! `testing.rs` (only in tests and with the `testing` feature) holds in-memory doubles so a
 //! handler test is a function call. Start reading at `dispatch.rs`.
 
-mod alerts;
-pub mod bootstrap;
 mod call;
 pub mod db;
 pub mod error;
-mod evacuation;
 mod handlers;
-mod handover;
 pub mod host_link;
-mod liveness;
-pub mod pool_control;
-mod reconcile;
+pub mod pool;
 mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -59,7 +53,9 @@ pub use crate::call::session::is_last_active_stale;
 use crate::call::{aging, dispatch, events, no_space, password_checks, session, tasks};
 use crate::db::ReplicatedDb;
 use crate::host_link::HostLink;
-pub use crate::reconcile::Takeover;
+use crate::pool::control::PoolControl;
+pub use crate::pool::reconcile::Takeover;
+use crate::pool::{alerts, liveness, reconcile};
 use crate::vm::operations;
 use host_api::AgentReport;
 
@@ -162,7 +158,7 @@ pub struct Master {
     /// The bounds on argon2 work, shared with this master's `reader`.
     passwords: Arc<password_checks::PasswordChecks>,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
-    pool: Arc<dyn pool_control::PoolControl>,
+    pool: Arc<dyn PoolControl>,
 }
 
 impl Master {
@@ -173,7 +169,7 @@ impl Master {
         clock: Arc<dyn Clock>,
         config: MasterConfig,
         this_host: String,
-        pool: Arc<dyn pool_control::PoolControl>,
+        pool: Arc<dyn PoolControl>,
     ) -> Arc<Master> {
         let passwords = Arc::new(password_checks::PasswordChecks::new(
             config.password_checks,
@@ -204,7 +200,7 @@ impl Master {
         clock: Arc<dyn Clock>,
         config: MasterConfig,
         this_host: String,
-        pool: Arc<dyn pool_control::PoolControl>,
+        pool: Arc<dyn PoolControl>,
         passwords: Arc<password_checks::PasswordChecks>,
     ) -> Arc<Master> {
         Arc::new(Master {

@@ -19,8 +19,8 @@ mod pool_control;
 pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received, fake_image};
 pub use pool_control::{ControlCall, FakePoolControl, TEST_NODE_ID};
 
-use crate::bootstrap::{CpuFacts, FirstHost, HostFacts, PoolKeys, RootPassword, new_pool};
 use crate::db::{BoxFuture, ProposeError, ReplicatedDb};
+use crate::pool::bootstrap::{CpuFacts, FirstHost, HostFacts, PoolKeys, RootPassword, new_pool};
 use crate::{Call, Clock, Master, MasterConfig, Origin};
 
 /// A `ReplicatedDb` without Raft: a proposal is applied at once, at the next index, in term 1.
@@ -199,7 +199,7 @@ pub fn sample_keys() -> PoolKeys {
     PoolKeys {
         pool_secret: "5e".repeat(32),
         pool_epoch: "00000000-0000-4000-8000-0000000000e1".to_owned(),
-        first_member: crate::pool_control::PoolMember {
+        first_member: crate::pool::control::PoolMember {
             node_id: TEST_NODE_ID,
             host: sample_first_host().host_ref,
             address: "127.0.0.1:4443".to_owned(),

@@ -10,7 +10,7 @@ use super::vm::{Share, migrate};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record::row;
 use crate::error::Error;
-use crate::evacuation;
+use crate::pool::evacuation;
 use crate::vm::memory;
 use crate::vm::operations::Overlay;
 

@@ -9,7 +9,7 @@ use super::errors::control_failed;
 use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record::row;
 use crate::error::Error;
-use crate::pool_control::{member_of_host, remove_member};
+use crate::pool::control::{member_of_host, remove_member};
 use crate::vm::power_state::power_state_of;
 
 /// What xapi's eject raises for the master itself (its `Cannot_eject_master` exception).
@@ -142,7 +142,7 @@ mod tests {
     use api_spec::errors as codes;
 
     use super::*;
-    use crate::pool_control::{JoinRequest, PoolMember};
+    use crate::pool::control::{JoinRequest, PoolMember};
     use crate::testing::{ControlCall, TestPool, sample_facts};
 
     /// Admits a second host (node 2) through `Master::admit`; returns its ref.

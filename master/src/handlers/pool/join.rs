@@ -9,7 +9,7 @@ use db_schema::Db;
 use super::errors::control_failed;
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::pool_control::{JoinFailure, JoinTarget, Restart};
+use crate::pool::control::{JoinFailure, JoinTarget, Restart};
 use crate::vm::power_state::power_state_of;
 
 /// Joins the pool whose master is at `master_address`, checking that the hosts are alike.
@@ -90,7 +90,7 @@ mod tests {
     use api_spec::errors as codes;
 
     use super::*;
-    use crate::pool_control::{Admission, PoolMember};
+    use crate::pool::control::{Admission, PoolMember};
     use crate::testing::{ControlCall, TestPool};
 
     fn join_args(master: &str) -> Vec<Value> {

@@ -19,7 +19,7 @@ use db_schema::Db;
 
 use crate::Master;
 use crate::error::{Error, to_api_error};
-use crate::reconcile::{clear_dead_operations, is_busy};
+use crate::pool::reconcile::{clear_dead_operations, is_busy};
 use crate::vm::operations::Draft;
 use crate::vm::power_state::{power_state, set_stopped};
 use host_api::HostHealth;
@@ -133,7 +133,7 @@ pub(crate) async fn heartbeat(master: &Arc<Master>, host: &str, health: &HostHea
     let master = Arc::clone(master);
     let host = host.to_owned();
     tokio::spawn(async move {
-        if let Err(e) = crate::reconcile::ask(&master, &host).await {
+        if let Err(e) = crate::pool::reconcile::ask(&master, &host).await {
             let code = to_api_error(e).code;
             tracing::warn!(host = %host, code = %code, "inventory of a returning host failed");
         }
@@ -323,7 +323,7 @@ mod tests {
         let alerts = |pool: &TestPool| {
             pool.read()
                 .rows("message")
-                .filter(|(_, row)| row.str("name") == crate::alerts::STORE_FAILED_MESSAGE)
+                .filter(|(_, row)| row.str("name") == crate::pool::alerts::STORE_FAILED_MESSAGE)
                 .map(|(_, row)| row.str("body").to_owned())
                 .collect::<Vec<_>>()
         };

@@ -115,7 +115,7 @@ async fn fail_orphan_tasks(master: &Master, now: i64) -> Result<Vec<String>, Err
     let (failed, _) = master
         .decide(|db| {
             let mut draft = Draft::new(db);
-            let handed = crate::handover::complete(db, &mut draft, &master.this_host, now);
+            let handed = crate::pool::handover::complete(db, &mut draft, &master.this_host, now);
             let mut failed = Vec::new();
             for (task, row) in db.rows("task") {
                 if handed.as_deref() == Some(task)
@@ -219,7 +219,7 @@ mod tests {
             .expect("created");
         let txn = db_schema::Txn {
             preconditions: Vec::new(),
-            ops: vec![crate::handover::put(&designate, &pool.host)],
+            ops: vec![crate::pool::handover::put(&designate, &pool.host)],
         };
         pool.master.commit(txn).await.expect("handover recorded");
 

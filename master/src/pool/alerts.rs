@@ -10,7 +10,7 @@ use db_schema::Db;
 
 use crate::Master;
 use crate::error::Error;
-use crate::pool_control::{POOL_EPOCH, internal_text, members};
+use crate::pool::control::{POOL_EPOCH, internal_text, members};
 use crate::vm::operations::Draft;
 
 /// The `message` name raised when a host of another configuration of this pool (another

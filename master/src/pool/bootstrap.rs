@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::call::session::{ROOT_PASSWORD_HASH, hash_password};
 use crate::db::record::{self, new_ref};
-use crate::pool_control::{POOL_EPOCH, POOL_SECRET, PoolMember, put_member};
+use crate::pool::control::{POOL_EPOCH, POOL_SECRET, PoolMember, put_member};
 
 /// What `member` reads from the machine, so that the master can describe it. A joiner sends
 /// its facts to the master.
@@ -371,7 +371,7 @@ mod tests {
     async fn new_pool_holds_its_membership_keys() {
         let pool = TestPool::new();
         let keys = crate::testing::sample_keys();
-        let admission = crate::pool_control::admission(&pool.read()).expect("membership keys");
+        let admission = crate::pool::control::admission(&pool.read()).expect("membership keys");
         assert_eq!(admission.pool_secret, keys.pool_secret);
         assert_eq!(admission.pool_epoch, keys.pool_epoch);
         assert_eq!(admission.members, vec![keys.first_member]);

@@ -8,8 +8,8 @@ use api_spec::{ApiError, Value};
 use db_schema::{Db, Op};
 use serde::{Deserialize, Serialize};
 
-use crate::bootstrap::HostFacts;
 use crate::db::BoxFuture;
+use crate::pool::bootstrap::HostFacts;
 
 /// The internal DB key of the pool secret: 64 hex characters, made at bootstrap.
 pub const POOL_SECRET: &str = "pool_secret";
