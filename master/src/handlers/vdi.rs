@@ -10,7 +10,7 @@ use api_spec::{NULL_REF, Value, errors};
 use crate::call::ctx::{Args, Ctx};
 use crate::call::generic;
 use crate::error::Error;
-use crate::storage::{DiskOp, copy_vdi};
+use crate::storage::vdi_copies::{DiskOp, copy_vdi};
 use crate::vm::operations::Draft;
 
 /// `VDI.create`: the generic constructor, with a `location` of its own in its SR (its uuid).

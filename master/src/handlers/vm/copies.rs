@@ -15,7 +15,7 @@ use crate::call::ctx::{Args, Ctx};
 use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vif::random_mac;
-use crate::storage::{DiskOp, copy_vdi};
+use crate::storage::vdi_copies::{DiskOp, copy_vdi};
 use crate::vm::operations::{self, Draft, Fields};
 use crate::vm::power_state::{NO_DOMID, power_state_of};
 

@@ -14,7 +14,7 @@ use super::shutdown::hard_shutdown_vm;
 use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record;
 use crate::error::{Error, xenapi};
-use crate::storage::{DiskOp, copy_vdi};
+use crate::storage::vdi_copies::{DiskOp, copy_vdi};
 use crate::vm::operations::{self, Draft};
 use crate::vm::power_state::{drop_suspend_image, power_state, set_stopped};
 
