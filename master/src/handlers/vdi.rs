@@ -1,4 +1,4 @@
-//! The custom messages of `VDI` that need no storage backend yet (`storage.rs`): `create`
+//! The custom messages of `VDI` that need no storage backend yet (`storage/`): `create`
 //! (which gives the disk its `location`), `snapshot`, `clone` and `copy`, each one Txn that
 //! makes a new VDI row.
 

@@ -1,6 +1,6 @@
 //! A VM's copies, as xapi's `Xapi_vm_clone` makes them: `clone` (disks cloned in their SR),
 //! `copy` (disks copied to an SR) and, for `snapshot.rs`, snapshots (disks snapshotted; the
-//! new VM is a snapshot of the original, which becomes its child). Each is one Txn: the new VDIs (`storage.rs`: no
+//! new VM is a snapshot of the original, which becomes its child). Each is one Txn: the new VDIs (`storage/vdi_copies.rs`: no
 //! bytes are copied yet), the new VM with its own metrics, and copies of its VBDs and VIFs.
 //! CD drives keep their disk and empty drives stay empty.
 

@@ -1,5 +1,5 @@
 //! A VM's memory limits: the setters xapi offers, each under the operation xapi records for
-//! it, each checking the limits' order (`memory.rs`). A running VM's dynamic range changes
+//! it, each checking the limits' order (`vm/memory.rs`). A running VM's dynamic range changes
 //! live through its agent.
 
 use api_spec::classes::vm::{VmOperation, VmPowerState};

@@ -1,7 +1,7 @@
 //! `VM.provision`: a template made into a VM with the disks its `other_config:disks` asks
 //! for, in xapi's XML (`<provision><disk device="0" size="…" sr="" bootable="true"
 //! type="system"/></provision>`): each disk a new VDI (in the SR named by uuid, or the pool's
-//! default SR when none is named; `storage.rs` has no data for it yet) and a VBD. The key goes
+//! default SR when none is named; `storage/` has no data for it yet) and a VBD. The key goes
 //! once the disks are made, and the VM is no longer a template, as in xapi.
 
 use std::collections::BTreeMap;
