@@ -1,6 +1,6 @@
 //! `AgentFailure`: why an action failed on a host, as typed data. The agent names VMs and
 //! devices by uuid; the master turns a failure into a XenAPI error with refs in one place
-//! (`master/src/agent_failures.rs`).
+//! (`master/src/vm/agent_failures.rs`).
 
 use serde::{Deserialize, Serialize};
 

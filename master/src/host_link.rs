@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::BoxFuture;
 
-/// Why an action sent to a host did not succeed. `agent_failures.rs` turns it into the XenAPI
-/// error a client gets.
+/// Why an action sent to a host did not succeed. `vm/agent_failures.rs` turns it into the
+/// XenAPI error a client gets.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LinkFailure {
     /// The agent ran the action and it failed.

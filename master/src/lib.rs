@@ -1,70 +1,60 @@
 //! What the pool master decides.
 //!
-//! The master turns a decoded call (`Call`) into an answer: `dispatch.rs` finds the method in the
-//! api-spec table, checks arity and types, fills defaults, checks the session (`session.rs`),
-//! runs `Async.` calls as tasks (`tasks.rs`), and hands the call to a handler: the generic
-//! handler for implicit messages (`generic.rs`, with `record.rs` for rows and records and
-//! `where_expr.rs` for `get_all_records_where`), or the custom handler of an explicit one
-//! (`handlers/*.rs`, one table in `handlers/mod.rs`). `event.from` and friends read the DB's
-//! generations (`events.rs`). State lives in the pool DB, reached only through `ReplicatedDb`
-//! (`db.rs`; `commit.rs` proposes Txns and re-decides the ones that lost a race); time only
-//! through `Clock`, whose monotonic reading ages sessions and tasks (`aging.rs`). Password
-//! checks run within the bounds of `password_checks.rs`. Failures become XenAPI errors in one
-//! place, `error.rs`.
+//! The master turns a decoded call (`Call`) into an answer. Its modules follow its concerns:
 //!
-//! The VM lifecycle: `operations/` decides which operations a VM, VBD or VIF allows (xapi's
-//! tables) and keeps `allowed_operations` / `current_operations` exact on every Txn; the
-//! handlers in `handlers/vm/` run power operations as begin Txn, host action (`HostLink`,
-//! with a `VmSpec` from `vm_spec.rs`), end Txn (`power_state.rs` writes what the domain now
-//! is); `placement.rs` and `memory.rs` choose hosts and count memory (`evacuation.rs`: where
-//! a host's VMs go when it is evacuated); `reconcile/` makes the
-//! DB agree with what agents report (`Master::report`).
+//! - `call/`, the call path: `call/dispatch.rs` finds the method in the api-spec table, checks
+//!   arity and types, fills defaults, checks the session (`call/session.rs`, password checks
+//!   bounded by `call/password_checks.rs`), runs `Async.` calls as tasks (`call/tasks.rs`) and
+//!   hands the call to a handler: the generic handler for implicit messages (`call/generic.rs`,
+//!   with `where_expr.rs` for `get_all_records_where`), or the custom handler of an explicit one.
+//!   `event.from` and friends read the DB's generations (`call/events.rs`); sessions and tasks
+//!   age on the monotonic clock (`call/aging.rs`); API writes stop while a host is short of room
+//!   for the pool DB (`call/no_space.rs`).
+//! - `handlers/`, one module per XenAPI class (`handlers/vm/start.rs` is `VM.start`), and the one
+//!   table from wire name to handler in `handlers/mod.rs`.
+//! - `db/`: state lives in the pool DB, reached only through `ReplicatedDb` (`db/mod.rs`);
+//!   `db/commit.rs` proposes Txns and re-decides the ones that lost a race, `db/record.rs` makes
+//!   rows and records.
+//! - `vm/`, VMs and their devices: `vm/operations/` decides which operations a VM, VBD or VIF
+//!   allows (xapi's tables) and keeps `allowed_operations` / `current_operations` exact on every
+//!   Txn; the handlers in `handlers/vm/` run power operations as begin Txn, host action
+//!   (`HostLink` in `host_link.rs`, with a `VmSpec` from `vm/vm_spec.rs`), end Txn
+//!   (`vm/power_state.rs` writes what the domain now is); `vm/placement.rs` and `vm/memory.rs`
+//!   choose hosts and count memory.
+//! - `pool/`, hosts and the pool: the DB of a new pool (`pool/bootstrap.rs`), what the pool
+//!   handlers need from `member` (`pool/control.rs`), `pool/reconcile/` making the DB agree with
+//!   what agents report (`Master::report`), `pool/liveness.rs`, `pool/evacuation.rs` (where a
+//!   host's VMs go when it is evacuated) and `pool/alerts.rs`.
+//! - `storage/`: the VDI rows that copies of disks make, until storage has a backend.
+//!
+//! A new concern gets a module beside these: networks their own, HA under `pool/`, RBAC in
+//! `call/`.
+//!
+//! Time comes only through `Clock`. Failures become XenAPI errors in one place, `error.rs`
+//! (an agent's, with the DB's names for what it was about, in `vm/agent_failures.rs`).
 //!
 //! The pool: every host runs a `Master`, and `member` hands calls only to the Raft leader's.
-//! On election `member` calls `Master::on_elected` (`reconcile/takeover.rs`: tasks of the old
-//! master failed, every live host's inventory reconciled); agents' heartbeats reach
+//! On election `member` calls `Master::on_elected` (`pool/reconcile/takeover.rs`: tasks of the
+//! old master failed, every live host's inventory reconciled); agents' heartbeats reach
 //! `Master::heartbeat` and `Master::check_liveness` runs every second on the leader
-//! (`liveness.rs`: `host_metrics.live`, the VMs of a silent host halted). The wall clock a
-//! heartbeat carries goes to `Master::compare_clock` (`alerts.rs`: `HOST_CLOCK_SKEW_DETECTED`).
+//! (`pool/liveness.rs`: `host_metrics.live`, the VMs of a silent host halted). The wall clock a
+//! heartbeat carries goes to `Master::compare_clock` (`pool/alerts.rs`:
+//! `HOST_CLOCK_SKEW_DETECTED`).
 //!
 //! It opens no sockets or files and starts no processes: `member` wires it to Raft and HTTPS.
 //! `testing.rs` (only in tests and with the `testing` feature) holds in-memory doubles so a
-//! handler test is a function call. Start reading at `dispatch.rs`.
+//! handler test is a function call. Start reading at `call/dispatch.rs`.
 
-mod agent_failures;
-mod aging;
-mod alerts;
-pub mod bootstrap;
-mod commit;
-mod ctx;
+mod call;
 pub mod db;
-mod device_slots;
-mod dispatch;
 pub mod error;
-mod evacuation;
-mod events;
-mod generic;
 mod handlers;
-mod handover;
 pub mod host_link;
-mod liveness;
-mod memory;
-mod no_space;
-mod operations;
-mod password_checks;
-mod placement;
-pub mod pool_control;
-mod power_state;
-mod reconcile;
-mod record;
-mod session;
-mod spec_push;
+pub mod pool;
 mod storage;
-mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-mod vm_spec;
-mod where_expr;
+mod vm;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -73,10 +63,14 @@ use api_spec::{ApiError, Value};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::call::session::is_last_active_stale;
+use crate::call::{aging, dispatch, events, no_space, password_checks, session, tasks};
 use crate::db::ReplicatedDb;
 use crate::host_link::HostLink;
-pub use crate::reconcile::Takeover;
-pub use crate::session::is_last_active_stale;
+use crate::pool::control::PoolControl;
+pub use crate::pool::reconcile::Takeover;
+use crate::pool::{alerts, liveness, reconcile};
+use crate::vm::operations;
 use host_api::AgentReport;
 
 /// The sources of time for the master: the wall clock, which dates what the master writes and
@@ -178,7 +172,7 @@ pub struct Master {
     /// The bounds on argon2 work, shared with this master's `reader`.
     passwords: Arc<password_checks::PasswordChecks>,
     /// Raft membership changes, leadership transfer, joins and restarts, done by member.
-    pool: Arc<dyn pool_control::PoolControl>,
+    pool: Arc<dyn PoolControl>,
 }
 
 impl Master {
@@ -189,7 +183,7 @@ impl Master {
         clock: Arc<dyn Clock>,
         config: MasterConfig,
         this_host: String,
-        pool: Arc<dyn pool_control::PoolControl>,
+        pool: Arc<dyn PoolControl>,
     ) -> Arc<Master> {
         let passwords = Arc::new(password_checks::PasswordChecks::new(
             config.password_checks,
@@ -220,7 +214,7 @@ impl Master {
         clock: Arc<dyn Clock>,
         config: MasterConfig,
         this_host: String,
-        pool: Arc<dyn pool_control::PoolControl>,
+        pool: Arc<dyn PoolControl>,
         passwords: Arc<password_checks::PasswordChecks>,
     ) -> Arc<Master> {
         Arc::new(Master {

@@ -19,8 +19,8 @@ mod pool_control;
 pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received, fake_image};
 pub use pool_control::{ControlCall, FakePoolControl, TEST_NODE_ID};
 
-use crate::bootstrap::{CpuFacts, FirstHost, HostFacts, PoolKeys, RootPassword, new_pool};
 use crate::db::{BoxFuture, ProposeError, ReplicatedDb};
+use crate::pool::bootstrap::{CpuFacts, FirstHost, HostFacts, PoolKeys, RootPassword, new_pool};
 use crate::{Call, Clock, Master, MasterConfig, Origin};
 
 /// A `ReplicatedDb` without Raft: a proposal is applied at once, at the next index, in term 1.
@@ -199,7 +199,7 @@ pub fn sample_keys() -> PoolKeys {
     PoolKeys {
         pool_secret: "5e".repeat(32),
         pool_epoch: "00000000-0000-4000-8000-0000000000e1".to_owned(),
-        first_member: crate::pool_control::PoolMember {
+        first_member: crate::pool::control::PoolMember {
             node_id: TEST_NODE_ID,
             host: sample_first_host().host_ref,
             address: "127.0.0.1:4443".to_owned(),
@@ -515,14 +515,17 @@ impl TestPool {
     /// metrics to the pool's DB; returns its ref.
     pub fn add_host(&self, name: &str, memory_total_bytes: i64) -> String {
         let class = |name| api_spec::api().class(name).expect("a declared class");
-        let metrics = crate::record::new_ref();
-        let host = crate::record::new_ref();
+        let metrics = crate::db::record::new_ref();
+        let host = crate::db::record::new_ref();
         let fields = |given: &[(&str, Value)]| {
             let mut given: BTreeMap<String, Value> = given
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect();
-            given.insert("uuid".to_owned(), Value::String(crate::record::new_uuid()));
+            given.insert(
+                "uuid".to_owned(),
+                Value::String(crate::db::record::new_uuid()),
+            );
             given
         };
         let txn = Txn {
@@ -531,7 +534,7 @@ impl TestPool {
                 Op::Create {
                     class: "host_metrics".to_owned(),
                     r#ref: metrics.clone(),
-                    fields: crate::record::new_row(
+                    fields: crate::db::record::new_row(
                         class("host_metrics"),
                         fields(&[
                             ("memory_total", Value::Int(memory_total_bytes)),
@@ -542,7 +545,7 @@ impl TestPool {
                 Op::Create {
                     class: "host".to_owned(),
                     r#ref: host.clone(),
-                    fields: crate::record::new_row(
+                    fields: crate::db::record::new_row(
                         class("host"),
                         fields(&[
                             ("name_label", Value::str(name)),
@@ -574,7 +577,7 @@ impl TestPool {
                 })
                 .collect(),
         };
-        let txn = crate::operations::complete(&self.read(), txn);
+        let txn = crate::vm::operations::complete(&self.read(), txn);
         self.db.apply(&txn).expect("a direct write applies");
     }
 }

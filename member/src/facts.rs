@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use master::bootstrap::{CpuFacts, HostFacts};
+use master::pool::bootstrap::{CpuFacts, HostFacts};
 
 use crate::config::SimulatedCpu;
 

@@ -8,11 +8,11 @@ use api_spec::{Value, api, errors};
 use db_schema::{Op, Txn};
 use tokio::sync::watch;
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::call::events::{self, Event, parse_subscriptions, parse_token, token};
 use crate::db::ProposeError;
+use crate::db::record::exists;
 use crate::error::Error;
-use crate::events::{self, Event, parse_subscriptions, parse_token, token};
-use crate::record::exists;
 
 /// The longest `event.from` waits, and what an invalid timeout means (xapi: 24 h).
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);

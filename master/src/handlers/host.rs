@@ -1,21 +1,21 @@
 //! The custom messages of `host`: its memory, its clock, `enable` / `disable`, and its
 //! evacuation (`evacuate`, `assert_can_evacuate`, `get_vms_which_prevent_evacuation`; the plan
-//! is `evacuation.rs`, each move a `VM.pool_migrate`).
+//! is `pool/evacuation.rs`, each move a `VM.pool_migrate`).
 
 use std::collections::BTreeMap;
 
 use api_spec::{NULL_REF, Value, errors};
 
 use super::vm::{Share, migrate};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::row;
 use crate::error::Error;
-use crate::evacuation;
-use crate::memory;
-use crate::operations::Overlay;
-use crate::record::row;
+use crate::pool::evacuation;
+use crate::vm::memory;
+use crate::vm::operations::Overlay;
 
 /// The memory the host has free for VMs, in bytes, computed from the DB as xapi does
-/// (`memory.rs`): its total, less its own overhead, less what its resident and scheduled VMs
+/// (`vm/memory.rs`): its total, less its own overhead, less what its resident and scheduled VMs
 /// use.
 pub(super) async fn compute_free_memory(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let host = args.str("host")?;

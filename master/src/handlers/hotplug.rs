@@ -1,6 +1,6 @@
 //! Device operations carried out by the agent of the VM's host (plug, unplug, CD insert and
 //! eject on a running VM), shared by `vbd.rs` and `vif.rs`: the begin Txn checks and records
-//! the operation on the device (its VM's state included: `operations/devices.rs`), the agent
+//! the operation on the device (its VM's state included: `vm/operations/devices.rs`), the agent
 //! changes the domain, and the end Txn makes the VM show the domain as the agent left it
 //! (which devices are attached) with what the operation itself writes.
 
@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use api_spec::{ApiError, Value, errors};
 
 use super::vm::Operation;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::call::generic;
 use crate::error::Error;
-use crate::generic;
-use crate::operations::{Draft, ObjectOperation, Overlay};
-use crate::power_state::{power_state, set_running};
+use crate::vm::operations::{Draft, ObjectOperation, Overlay};
+use crate::vm::power_state::{power_state, set_running};
 use host_api::{ActionResult, HostAction};
 
 /// What one device operation sends and writes.

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use api_spec::{Value, errors};
 use db_schema::{Db, Op, Txn};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::{self, exists};
 use crate::error::Error;
-use crate::record::{self, exists};
 
 /// The class whose uuid a message's `cls` names, where oxapi declares that class.
 fn class_of(cls: &str) -> Option<&'static str> {

@@ -17,7 +17,7 @@ mod vm;
 
 use api_spec::Value;
 
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::db::BoxFuture;
 use crate::error::Error;
 

@@ -4,10 +4,10 @@ use api_spec::{Value, errors};
 use db_schema::{Op, Txn};
 
 use crate::Origin;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::call::session::{ROOT_PASSWORD_HASH, authenticate, hash_in_pool, new_session_fields};
+use crate::db::record::{self, exists};
 use crate::error::Error;
-use crate::record::{self, exists};
-use crate::session::{ROOT_PASSWORD_HASH, authenticate, hash_in_pool, new_session_fields};
 
 /// What xapi's PAM check says when a login is refused.
 const AUTHENTICATION_FAILURE: &str = "Authentication failure";

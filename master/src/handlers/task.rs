@@ -7,10 +7,10 @@ use api_spec::classes::task::TaskOperation;
 use api_spec::{NULL_REF, Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::call::tasks::{NewTask, set_fields};
+use crate::db::record::{self, exists, row};
 use crate::error::Error;
-use crate::record::{self, exists, row};
-use crate::tasks::{NewTask, set_fields};
 
 fn is_finished(status: &str) -> bool {
     matches!(status, "success" | "failure" | "cancelled")
@@ -35,7 +35,9 @@ pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
         subtask_of,
         is_cancellable: true,
     };
-    Ok(Value::String(crate::tasks::create(&ctx.master, new).await?))
+    Ok(Value::String(
+        crate::call::tasks::create(&ctx.master, new).await?,
+    ))
 }
 
 /// Destroys a task. A finished task, or a pending one that no worker here runs, goes at once;
@@ -169,7 +171,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::tasks::spawn;
+    use crate::call::tasks::spawn;
     use crate::testing::TestPool;
 
     fn s(text: &str) -> Value {

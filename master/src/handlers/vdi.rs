@@ -1,4 +1,4 @@
-//! The custom messages of `VDI` that need no storage backend yet (`storage.rs`): `create`
+//! The custom messages of `VDI` that need no storage backend yet (`storage/`): `create`
 //! (which gives the disk its `location`), `snapshot`, `clone` and `copy`, each one Txn that
 //! makes a new VDI row.
 
@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use api_spec::classes::vdi::VdiOperation;
 use api_spec::{NULL_REF, Value, errors};
 
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
+use crate::call::generic;
 use crate::error::Error;
-use crate::generic;
-use crate::operations::Draft;
-use crate::storage::{DiskOp, copy_vdi};
+use crate::storage::vdi_copies::{DiskOp, copy_vdi};
+use crate::vm::operations::Draft;
 
 /// `VDI.create`: the generic constructor, with a `location` of its own in its SR (its uuid).
 pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
@@ -54,7 +54,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
         })
         .await?;
     tracing::debug!(vdi = %vdi, "disk destroyed");
-    Ok(crate::ctx::void())
+    Ok(crate::call::ctx::void())
 }
 
 /// Makes the snapshot, clone or copy of `vdi` that `op` says, in one Txn.

@@ -8,12 +8,12 @@ use api_spec::classes::vif::VifOperation;
 use api_spec::{Value, errors};
 
 use super::hotplug::{self, Hotplug};
-use crate::ctx::{Args, Ctx, void};
-use crate::device_slots::is_vif_device;
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::operations::{Draft, Overlay};
-use crate::power_state::power_state;
-use crate::vm_spec;
+use crate::vm::device_slots::is_vif_device;
+use crate::vm::operations::{Draft, Overlay};
+use crate::vm::power_state::power_state;
+use crate::vm::vm_spec;
 use host_api::{HostAction, VmAction};
 
 /// Whether `mac` is six pairs of hex digits separated by colons, as xapi wants it.

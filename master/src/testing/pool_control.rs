@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::db::BoxFuture;
-use crate::pool_control::{
+use crate::pool::control::{
     Admission, ControlError, JoinFailure, JoinTarget, PoolControl, PoolMember, RaftMembership,
     Restart,
 };

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use api_client::Trust;
 use api_spec::Value;
 use api_spec::api::{API_VERSION_MAJOR, API_VERSION_MINOR};
-use master::pool_control::{Admission, JoinFailure, JoinRequest, JoinTarget, PoolMember};
+use master::pool::control::{Admission, JoinFailure, JoinRequest, JoinTarget, PoolMember};
 
 use super::routes::{JOIN, JoinReply};
 use super::{ThisHost, host_client};

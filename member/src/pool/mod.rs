@@ -16,7 +16,7 @@ use std::time::Duration;
 use api_client::{Client, ClientError, Trust};
 
 use master::db::{BoxFuture, ProposeError, ReplicatedDb};
-use master::pool_control::{
+use master::pool::control::{
     Admission, ControlError, JoinFailure, JoinTarget, PoolControl, PoolMember, RaftMembership,
     Restart,
 };
@@ -127,7 +127,7 @@ impl Control {
     fn pool_secret(&self) -> Option<String> {
         let from_replica = {
             let db = self.raft.read();
-            master::pool_control::internal_text(&db, master::pool_control::POOL_SECRET)
+            master::pool::control::internal_text(&db, master::pool::control::POOL_SECRET)
         };
         from_replica.or_else(|| {
             Membership::load(&self.this.data_dir)
@@ -148,7 +148,7 @@ impl Control {
             }
             Restart::Reset => {
                 let db = self.raft.read();
-                let hash = master::bootstrap::root_password_hash(&db)
+                let hash = master::pool::bootstrap::root_password_hash(&db)
                     .ok_or_else(|| local("the pool has no root password".to_owned()))?;
                 RestartPlan::Reset {
                     root_password_hash: hash,

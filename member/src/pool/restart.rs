@@ -10,9 +10,9 @@ use std::path::Path;
 use api_spec::Value;
 use db_schema::{Op, Txn};
 use master::Clock;
-use master::bootstrap::{FirstHost, PoolKeys, RootPassword, new_pool};
 use master::db::{ProposeError, ReplicatedDb};
-use master::pool_control::{POOL_EPOCH, PoolMember};
+use master::pool::bootstrap::{FirstHost, PoolKeys, RootPassword, new_pool};
+use master::pool::control::{POOL_EPOCH, PoolMember};
 
 use crate::config::Config;
 use crate::facts::{self, FactsError};
@@ -232,7 +232,7 @@ fn remove(path: &Path) -> Result<(), PoolError> {
 
 #[cfg(test)]
 mod tests {
-    use master::pool_control::{POOL_SECRET, members};
+    use master::pool::control::{POOL_SECRET, members};
 
     use super::*;
 
@@ -275,16 +275,16 @@ mod tests {
         .expect("open");
         {
             let db = node.db.read();
-            let secret = master::pool_control::internal_text(&db, POOL_SECRET).expect("secret");
+            let secret = master::pool::control::internal_text(&db, POOL_SECRET).expect("secret");
             assert_eq!(secret.len(), 64);
-            assert!(master::pool_control::internal_text(&db, POOL_EPOCH).is_some());
+            assert!(master::pool::control::internal_text(&db, POOL_EPOCH).is_some());
             let members = members(&db);
             assert_eq!(members.len(), 1);
             assert_eq!(members[0].node_id, identity.raft_node_id);
             assert_eq!(members[0].address, "127.0.0.1:4443");
             assert_eq!(members[0].cert_sha256, "ab".repeat(32));
             assert_eq!(
-                master::bootstrap::root_password_hash(&db).as_deref(),
+                master::pool::bootstrap::root_password_hash(&db).as_deref(),
                 Some("h")
             );
         }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use master::Master;
 use master::db::ReplicatedDb;
-use master::pool_control::{Admission, JoinRequest, PoolControl, Restart};
+use master::pool::control::{Admission, JoinRequest, PoolControl, Restart};
 use serde::{Deserialize, Serialize};
 
 use super::Control;

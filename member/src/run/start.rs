@@ -7,9 +7,9 @@ use std::time::Duration;
 use agent::Agent;
 use api_spec::{ApiError, Value};
 use host_api::AgentReport;
-use master::bootstrap::RootPassword;
 use master::db::{BoxFuture, ReplicatedDb};
 use master::host_link::HostLink;
+use master::pool::bootstrap::RootPassword;
 use master::{Call, Master};
 use tokio::sync::{mpsc, watch};
 

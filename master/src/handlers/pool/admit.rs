@@ -8,9 +8,9 @@ use db_schema::Db;
 
 use super::errors::control_failed;
 use crate::Master;
-use crate::bootstrap::{HostFacts, joining_host};
 use crate::error::{Error, to_api_error};
-use crate::pool_control::{Admission, JoinRequest, admission, members};
+use crate::pool::bootstrap::{HostFacts, joining_host};
+use crate::pool::control::{Admission, JoinRequest, admission, members};
 
 /// What xapi says when the CPUs of a joiner and the pool differ.
 const CPUS_DIFFER: &str = "CPUs differ";
@@ -25,7 +25,7 @@ impl Master {
 
     async fn admit_joiner(&self, request: JoinRequest) -> Result<Admission, Error> {
         self.db.read_barrier().await.map_err(Error::ReadBarrier)?;
-        crate::session::check(self, &request.session).await?;
+        crate::call::session::check(self, &request.session).await?;
         let txn = {
             let db = self.db.read();
             check_admission(&db, &request, &self.this_host)?;
@@ -105,7 +105,7 @@ mod tests {
     use api_spec::errors as codes;
 
     use super::*;
-    use crate::pool_control::PoolMember;
+    use crate::pool::control::PoolMember;
     use crate::testing::{ControlCall, TestPool, sample_facts};
 
     const JOINER: &str = "OpaqueRef:00000000-0000-4000-8000-000000000002";

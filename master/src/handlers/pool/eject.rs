@@ -6,11 +6,11 @@ use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
 use super::errors::control_failed;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::row;
 use crate::error::Error;
-use crate::pool_control::{member_of_host, remove_member};
-use crate::power_state::power_state_of;
-use crate::record::row;
+use crate::pool::control::{member_of_host, remove_member};
+use crate::vm::power_state::power_state_of;
 
 /// What xapi's eject raises for the master itself (its `Cannot_eject_master` exception).
 const CANNOT_EJECT_MASTER: &str = "Cannot_eject_master";
@@ -142,7 +142,7 @@ mod tests {
     use api_spec::errors as codes;
 
     use super::*;
-    use crate::pool_control::{JoinRequest, PoolMember};
+    use crate::pool::control::{JoinRequest, PoolMember};
     use crate::testing::{ControlCall, TestPool, sample_facts};
 
     /// Admits a second host (node 2) through `Master::admit`; returns its ref.

@@ -2,7 +2,7 @@
 
 use api_spec::{ApiError, errors};
 
-use crate::pool_control::ControlError;
+use crate::pool::control::ControlError;
 
 /// A membership change or a message to another host that failed: `INTERNAL_ERROR` saying what
 /// was being done, except a lost leadership, which the caller retries on the new master.

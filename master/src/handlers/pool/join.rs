@@ -7,10 +7,10 @@ use api_spec::{Value, errors};
 use db_schema::Db;
 
 use super::errors::control_failed;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::pool_control::{JoinFailure, JoinTarget, Restart};
-use crate::power_state::power_state_of;
+use crate::pool::control::{JoinFailure, JoinTarget, Restart};
+use crate::vm::power_state::power_state_of;
 
 /// Joins the pool whose master is at `master_address`, checking that the hosts are alike.
 pub(in crate::handlers) async fn join(ctx: Ctx, args: Args) -> Result<Value, Error> {
@@ -90,7 +90,7 @@ mod tests {
     use api_spec::errors as codes;
 
     use super::*;
-    use crate::pool_control::{Admission, PoolMember};
+    use crate::pool::control::{Admission, PoolMember};
     use crate::testing::{ControlCall, TestPool};
 
     fn join_args(master: &str) -> Vec<Value> {

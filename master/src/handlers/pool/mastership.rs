@@ -11,10 +11,10 @@ use api_spec::{Value, errors};
 use db_schema::Txn;
 
 use super::errors::control_failed;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::row;
 use crate::error::Error;
-use crate::pool_control::{Restart, admission, member_of_host};
-use crate::record::row;
+use crate::pool::control::{Restart, admission, member_of_host};
 
 /// Makes `host` the master: leadership moves to its Raft node; the call returns once it
 /// leads. Designating the current master changes nothing.
@@ -46,7 +46,7 @@ pub(in crate::handlers) async fn designate_new_master(
         // This master cannot end the task once the other leads: the new master will.
         let txn = Txn {
             preconditions: Vec::new(),
-            ops: vec![crate::handover::put(&task.r#ref, host)],
+            ops: vec![crate::pool::handover::put(&task.r#ref, host)],
         };
         ctx.master.commit(txn).await?;
     }
@@ -78,7 +78,7 @@ pub(in crate::handlers) async fn emergency_transition_to_master(
         );
         return Err(errors::operation_not_allowed(&reason).into());
     }
-    let pool_epoch = crate::record::new_uuid();
+    let pool_epoch = crate::db::record::new_uuid();
     tracing::warn!(reachable, voters = voters.len(), pool_epoch = %pool_epoch, "emergency transition to master");
     pool.restart(Restart::SingleVoter { pool_epoch })
         .map_err(|e| control_failed("restarting as the only voter", e))?;
@@ -132,7 +132,7 @@ mod tests {
     use api_spec::errors as codes;
 
     use super::*;
-    use crate::pool_control::{PoolControl, PoolMember, put_member};
+    use crate::pool::control::{PoolControl, PoolMember, put_member};
     use crate::testing::{ControlCall, TEST_NODE_ID, TestPool};
 
     /// Puts member entries for nodes 2 and 3 (hosts added to the DB) into the pool.

@@ -4,9 +4,9 @@
 
 use api_spec::{Value, errors};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::pool_control::members;
+use crate::pool::control::members;
 
 /// Waits until every live member has applied the entries committed before the call.
 pub(in crate::handlers) async fn sync_database(ctx: Ctx, _args: Args) -> Result<Value, Error> {
@@ -35,7 +35,7 @@ mod tests {
     use api_spec::errors as codes;
 
     use super::*;
-    use crate::pool_control::{PoolMember, put_member};
+    use crate::pool::control::{PoolMember, put_member};
     use crate::testing::{ControlCall, TestPool};
 
     /// Adds live host `name` with member entry `node_id`.

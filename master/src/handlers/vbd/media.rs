@@ -4,12 +4,12 @@
 use api_spec::classes::vbd::VbdOperation;
 use api_spec::{NULL_REF, Value, errors};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::handlers::hotplug::{self, Hotplug};
-use crate::operations::{self, Draft, Overlay};
-use crate::power_state::power_state;
-use crate::vm_spec;
+use crate::vm::operations::{self, Draft, Overlay};
+use crate::vm::power_state::power_state;
+use crate::vm::vm_spec;
 use host_api::{HostAction, VmAction};
 
 /// Whether the drive is attached to a domain, so that its media changes through the agent.

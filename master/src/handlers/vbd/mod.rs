@@ -15,12 +15,12 @@ use api_spec::{Value, errors};
 use db_schema::Op;
 
 use super::hotplug::{self, Hotplug};
-use crate::ctx::{Args, Ctx, void};
-use crate::device_slots::{VbdSlot, free_vbd_disks, vbd_slot};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record;
 use crate::error::Error;
-use crate::operations::{self, Draft, Overlay};
-use crate::record;
-use crate::vm_spec;
+use crate::vm::device_slots::{VbdSlot, free_vbd_disks, vbd_slot};
+use crate::vm::operations::{self, Draft, Overlay};
+use crate::vm::vm_spec;
 use host_api::{HostAction, VmAction};
 
 /// The VDI types a VBD may be created for (xapi's list).

@@ -1,6 +1,6 @@
 //! A VM's copies, as xapi's `Xapi_vm_clone` makes them: `clone` (disks cloned in their SR),
 //! `copy` (disks copied to an SR) and, for `snapshot.rs`, snapshots (disks snapshotted; the
-//! new VM is a snapshot of the original, which becomes its child). Each is one Txn: the new VDIs (`storage.rs`: no
+//! new VM is a snapshot of the original, which becomes its child). Each is one Txn: the new VDIs (`storage/vdi_copies.rs`: no
 //! bytes are copied yet), the new VM with its own metrics, and copies of its VBDs and VIFs.
 //! CD drives keep their disk and empty drives stay empty.
 
@@ -11,13 +11,13 @@ use api_spec::{NEVER, NULL_REF, Value};
 use db_schema::Op;
 
 use super::records::create_metrics;
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
+use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vif::random_mac;
-use crate::operations::{self, Draft, Fields};
-use crate::power_state::{NO_DOMID, power_state_of};
-use crate::record;
-use crate::storage::{DiskOp, copy_vdi};
+use crate::storage::vdi_copies::{DiskOp, copy_vdi};
+use crate::vm::operations::{self, Draft, Fields};
+use crate::vm::power_state::{NO_DOMID, power_state_of};
 
 /// Which copy is made.
 #[derive(Debug, Clone, Copy)]

@@ -1,16 +1,16 @@
 //! A VM's memory limits: the setters xapi offers, each under the operation xapi records for
-//! it, each checking the limits' order (`memory.rs`). A running VM's dynamic range changes
+//! it, each checking the limits' order (`vm/memory.rs`). A running VM's dynamic range changes
 //! live through its agent.
 
 use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::memory::Limits;
-use crate::operations::{self, Draft, Overlay};
-use crate::power_state::{power_state, set_running};
+use crate::vm::memory::Limits;
+use crate::vm::operations::{self, Draft, Overlay};
+use crate::vm::power_state::{power_state, set_running};
 use host_api::{ActionResult, DomainState, HostAction, VmAction};
 
 /// Which limits a setter changes.
@@ -211,7 +211,7 @@ pub(in crate::handlers) async fn set_memory(ctx: Ctx, args: Args) -> Result<Valu
 /// An int field of a live VM.
 fn current(ctx: &Ctx, vm: &str, field: &str) -> Result<i64, Error> {
     let db = ctx.db();
-    let row = crate::record::row(&db, "VM", vm)?;
+    let row = crate::db::record::row(&db, "VM", vm)?;
     Ok(row.get(field).and_then(Value::as_int).unwrap_or(0))
 }
 
@@ -219,8 +219,8 @@ fn current(ctx: &Ctx, vm: &str, field: &str) -> Result<i64, Error> {
 mod tests {
     use super::*;
     use crate::error::xenapi;
-    use crate::memory::{EQUALITY_CONSTRAINT, ORDER_CONSTRAINT};
     use crate::testing::TestPool;
+    use crate::vm::memory::{EQUALITY_CONSTRAINT, ORDER_CONSTRAINT};
     use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;

@@ -18,13 +18,13 @@ use api_spec::{ApiError, NULL_REF, Value, errors};
 use tokio_util::sync::CancellationToken;
 
 use super::{Operation, Share};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::memory;
-use crate::operations::Overlay;
-use crate::placement;
-use crate::power_state::{power_state, set_running, set_stopped};
-use crate::vm_spec;
+use crate::vm::memory;
+use crate::vm::operations::Overlay;
+use crate::vm::placement;
+use crate::vm::power_state::{power_state, set_running, set_stopped};
+use crate::vm::vm_spec;
 use host_api::{ActionResult, DomainInfo, HostAction, TransferToken, VmAction};
 
 /// `VM.pool_migrate`: moves a running VM to `host`. The `live` option is accepted; every
@@ -158,7 +158,7 @@ pub(in crate::handlers) async fn migrate(
     match landed {
         Landed::There(_) => {
             tracing::info!(vm = %vm, source = %source, destination = %host, "VM migrated");
-            crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
+            crate::vm::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
             Ok(())
         }
         Landed::Lost(error) => {

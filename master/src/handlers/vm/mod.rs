@@ -29,10 +29,10 @@ use api_spec::{ApiError, Value, errors};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_failures;
-use crate::ctx::Ctx;
+use crate::call::ctx::Ctx;
 use crate::error::Error;
-use crate::operations::{self, Draft, InFlightGuard, ObjectOperation};
+use crate::vm::agent_failures;
+use crate::vm::operations::{self, Draft, InFlightGuard, ObjectOperation};
 use host_api::{ActionResult, DomainInfo, HostAction};
 
 pub(super) use copies::{clone, copy};
@@ -302,7 +302,7 @@ pub(crate) fn answer(
             format!("VM {vm} not in expected power state after completing operation ({expect:?})");
         return Err(errors::internal_error(message).into());
     }
-    Ok(crate::ctx::void())
+    Ok(crate::call::ctx::void())
 }
 
 #[cfg(test)]

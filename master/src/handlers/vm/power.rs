@@ -5,11 +5,11 @@ use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
-use crate::operations::{Draft, Overlay};
-use crate::power_state::{drop_suspend_image, set_running, set_stopped};
-use crate::vm_spec;
+use crate::vm::operations::{Draft, Overlay};
+use crate::vm::power_state::{drop_suspend_image, set_running, set_stopped};
+use crate::vm::vm_spec;
 use host_api::{ActionResult, HostAction, VmAction};
 
 /// A suspend image's size: the VM's memory at most, and room for its device state.
@@ -38,7 +38,7 @@ fn create_suspend_image(draft: &mut Draft, vm: &str, sr: &str) -> String {
         .view()
         .int("VM", vm, "memory_static_max")
         .saturating_add(SUSPEND_IMAGE_EXTRA_BYTES);
-    let uuid = crate::record::new_uuid();
+    let uuid = crate::db::record::new_uuid();
     let name = format!(
         "Suspend image of {}",
         draft.view().str("VM", vm, "name_label")
@@ -143,7 +143,7 @@ async fn on_domain(ctx: &Ctx, vm: &str, how: OnDomain) -> Result<Value, Error> {
         })
         .await?;
     if let (Some(spec), Ok(_)) = (&booted, &outcome) {
-        crate::spec_push::push_if_stale(&ctx.master, vm, spec).await;
+        crate::vm::spec_push::push_if_stale(&ctx.master, vm, spec).await;
     }
     answer(vm, outcome, how.expect)
 }

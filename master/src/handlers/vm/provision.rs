@@ -1,7 +1,7 @@
 //! `VM.provision`: a template made into a VM with the disks its `other_config:disks` asks
 //! for, in xapi's XML (`<provision><disk device="0" size="…" sr="" bootable="true"
 //! type="system"/></provision>`): each disk a new VDI (in the SR named by uuid, or the pool's
-//! default SR when none is named; `storage.rs` has no data for it yet) and a VBD. The key goes
+//! default SR when none is named; `storage/` has no data for it yet) and a VBD. The key goes
 //! once the disks are made, and the VM is no longer a template, as in xapi.
 
 use std::collections::BTreeMap;
@@ -13,11 +13,11 @@ use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vbd::add_vbd;
-use crate::operations::{self, Draft};
-use crate::record;
+use crate::vm::operations::{self, Draft};
 
 /// The `other_config` key of the disks to make.
 const DISKS_KEY: &str = "disks";

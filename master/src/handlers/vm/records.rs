@@ -9,13 +9,13 @@ use api_spec::classes::vm::VmOperation;
 use api_spec::{Value, errors};
 use db_schema::{Db, Op, Precondition, Txn};
 
-use crate::ctx::{Args, Ctx, void};
-use crate::device_slots::{free_vbd_disks, free_vif_devices};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::call::generic;
+use crate::db::record::{self, exists, row};
 use crate::error::Error;
-use crate::generic;
-use crate::operations::{self, Draft, Overlay, field_equals};
-use crate::power_state::NO_DOMID;
-use crate::record::{self, exists, row};
+use crate::vm::device_slots::{free_vbd_disks, free_vif_devices};
+use crate::vm::operations::{self, Draft, Overlay, field_equals};
+use crate::vm::power_state::NO_DOMID;
 
 /// Checks that `op` may start on `vm` now (xapi's operation rules); returns the preconditions
 /// that keep what the check read: the VM's power state and operations in progress.

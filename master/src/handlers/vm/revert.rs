@@ -11,12 +11,12 @@ use api_spec::{NULL_REF, Value, errors};
 
 use super::copies::{create_device, device_fields};
 use super::shutdown::hard_shutdown_vm;
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record;
 use crate::error::{Error, xenapi};
-use crate::operations::{self, Draft};
-use crate::power_state::{drop_suspend_image, power_state, set_stopped};
-use crate::record;
-use crate::storage::{DiskOp, copy_vdi};
+use crate::storage::vdi_copies::{DiskOp, copy_vdi};
+use crate::vm::operations::{self, Draft};
+use crate::vm::power_state::{drop_suspend_image, power_state, set_stopped};
 
 /// Fields of the VM that a revert keeps (xapi's `do_not_copy` for a snapshot without
 /// metadata), besides the many ends of relations and the VM's own metrics rows.

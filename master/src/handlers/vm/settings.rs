@@ -4,9 +4,9 @@
 
 use api_spec::{Value, errors};
 
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::vm_spec;
+use crate::vm::vm_spec;
 
 /// Sets one field of a live VM.
 async fn set_field(ctx: &Ctx, vm: &str, field: &str, value: Value) -> Result<Value, Error> {
@@ -24,8 +24,8 @@ pub(in crate::handlers) async fn set_actions_after_crash(
     let field = "VM.actions_after_crash";
     let domain_type = {
         let db = ctx.db();
-        crate::record::row(&db, "VM", vm)?;
-        vm_spec::domain_type(&crate::operations::Overlay::new(&db), vm)
+        crate::db::record::row(&db, "VM", vm)?;
+        vm_spec::domain_type(&crate::vm::operations::Overlay::new(&db), vm)
     };
     match value {
         "rename_restart" => {

@@ -10,13 +10,13 @@ use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{ApiError, Value, errors};
 
 use super::{Expect, Operation, answer};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
+use crate::db::record::row;
 use crate::error::Error;
-use crate::operations::Draft;
-use crate::power_state::{
+use crate::vm::operations::Draft;
+use crate::vm::power_state::{
     drop_suspend_image, power_state, power_state_of, set_running, set_stopped,
 };
-use crate::record::row;
 use host_api::{ActionResult, HostAction, VmAction};
 
 /// The operations a hard shutdown cancels when it starts (xapi's list).
@@ -75,7 +75,7 @@ pub(in crate::handlers) async fn shutdown(ctx: Ctx, args: Args) -> Result<Value,
 fn halt_suspended(draft: &mut Draft, vm: &str, key: &str, now: i64) {
     drop_suspend_image(draft, vm);
     set_stopped(draft, vm, VmPowerState::Halted, now);
-    crate::operations::end(draft, "VM", vm, key);
+    crate::vm::operations::end(draft, "VM", vm, key);
 }
 
 async fn stop(ctx: &Ctx, vm: &str, op: VmOperation, how: How) -> Result<Value, Error> {

@@ -3,7 +3,7 @@
 use api_spec::Value;
 
 use super::copies::{Kind, copy_as};
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
 
 /// `VM.snapshot`: a snapshot VM (Halted, a template, `snapshot_of` the VM) with snapshots of

@@ -6,13 +6,13 @@ use api_spec::classes::vm::VmOperation;
 use api_spec::{NULL_REF, Value, errors};
 
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
-use crate::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
-use crate::memory::{self, Limits};
-use crate::operations::Overlay;
-use crate::placement::{self, Need, Policy};
-use crate::power_state::{drop_suspend_image, set_running};
-use crate::vm_spec;
+use crate::vm::memory::{self, Limits};
+use crate::vm::operations::Overlay;
+use crate::vm::placement::{self, Need, Policy};
+use crate::vm::power_state::{drop_suspend_image, set_running};
+use crate::vm::vm_spec;
 use host_api::{ActionResult, HostAction, VmAction};
 
 /// Where a VM boots.
@@ -178,7 +178,7 @@ async fn boot(
         .await?;
     if outcome.is_ok() {
         tracing::debug!(vm = %vm, host = %host, operation = %op, "VM started");
-        crate::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
+        crate::vm::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
     }
     answer(vm, outcome, Expect::Domain { paused })
 }
@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(
             start(&pool, &session, &vm).await,
             Err(errors::memory_constraint_violation(
-                crate::memory::ORDER_CONSTRAINT
+                crate::vm::memory::ORDER_CONSTRAINT
             ))
         );
         assert!(pool.agent.received().is_empty());

@@ -5,10 +5,10 @@ use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{Value, errors};
 
 use super::{Expect, Operation, answer};
-use crate::ctx::{Args, Ctx, void};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::operations::{self, Draft};
-use crate::power_state::{power_state, set_running};
+use crate::vm::operations::{self, Draft};
+use crate::vm::power_state::{power_state, set_running};
 use host_api::{ActionResult, HostAction, VmAction};
 
 /// xapi's words for the VCPU counts a VM may have.
