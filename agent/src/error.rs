@@ -17,7 +17,7 @@ pub enum AgentError {
     Failure(#[from] AgentFailure),
     #[error("hook failed")]
     Hook(#[from] HookError),
-    #[error("backend operation failed")]
+    #[error("driver operation failed")]
     Backend(#[from] BackendError),
     /// A migration's image could not be moved to or from the other host.
     #[error("the memory image transfer failed")]
@@ -74,6 +74,9 @@ fn backend_failure(err: BackendError) -> AgentFailure {
         BackendError::TooManyVcpus { vm, .. } => AgentFailure::TooManyVcpus { vm },
         err @ (BackendError::DomainExists { .. }
         | BackendError::NoImage { .. }
+        | BackendError::NoStorageDriver { .. }
+        | BackendError::NoVdi { .. }
+        | BackendError::InUse { .. }
         | BackendError::Failed { .. }
         | BackendError::State { .. }
         | BackendError::Corrupt { .. }) => internal(&err),

@@ -162,6 +162,47 @@ async fn shutdowns_destroy_and_reboots_renew_the_domain() {
     }
 }
 
+/// A running domain's disks stay attached and its NICs' ports stay up, a disc while it is in
+/// its drive; a shutdown releases them all.
+#[tokio::test]
+async fn a_domain_holds_its_disks_and_ports_until_shutdown() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let mut spec = vm_spec("holding", 2, 1);
+    let drive = cd_drive(3);
+    spec.vbds.push(drive.clone());
+    let vm = spec.uuid.clone();
+    agent.start_vm(&spec).await;
+    let simulator = agent.simulator();
+    let mut disks: Vec<_> = spec
+        .vbds
+        .iter()
+        .filter_map(|vbd| vbd.disk.as_ref().map(|disk| disk.vdi_uuid.clone()))
+        .collect();
+    disks.sort();
+    assert_eq!(simulator.attached_vdis(), disks);
+    assert_eq!(simulator.vif_ports(), [spec.vifs[0].uuid.clone()]);
+    let iso = disk("debian.iso");
+    let insert = HostAction::Vm(VmAction::InsertCd {
+        vm: vm.clone(),
+        vbd: drive.uuid.clone(),
+        disk: iso.clone(),
+    });
+    agent.domain_after(insert).await;
+    assert!(simulator.attached_vdis().contains(&iso.vdi_uuid));
+    let eject = HostAction::Vm(VmAction::EjectCd {
+        vm: vm.clone(),
+        vbd: drive.uuid.clone(),
+    });
+    agent.domain_after(eject).await;
+    assert_eq!(simulator.attached_vdis(), disks);
+    let down = agent
+        .run(HostAction::Vm(VmAction::Shutdown { vm, clean: true }))
+        .await;
+    assert_eq!(down, Ok(ActionResult::Domain(None)));
+    assert_eq!(simulator.attached_vdis(), Vec::<String>::new());
+    assert_eq!(simulator.vif_ports(), Vec::<String>::new());
+}
+
 /// A clean shutdown of a guest that does not answer fails with VM_SHUTDOWN_TIMEOUT and leaves
 /// it running; a hard shutdown then stops it.
 #[tokio::test]
