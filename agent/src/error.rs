@@ -72,9 +72,9 @@ fn backend_failure(err: BackendError) -> AgentFailure {
         BackendError::DriveNotEmpty { vbd } => AgentFailure::DriveNotEmpty { vbd },
         BackendError::NotRemovable { vbd } => AgentFailure::NotRemovable { vbd },
         BackendError::TooManyVcpus { vm, .. } => AgentFailure::TooManyVcpus { vm },
+        BackendError::NoStorageDriver { sr_type } => AgentFailure::UnknownSrDriver { sr_type },
         err @ (BackendError::DomainExists { .. }
         | BackendError::NoImage { .. }
-        | BackendError::NoStorageDriver { .. }
         | BackendError::NoVdi { .. }
         | BackendError::InUse { .. }
         | BackendError::Failed { .. }
@@ -131,6 +131,20 @@ mod tests {
             failure,
             AgentFailure::Internal {
                 message: "build failed: injected failure".to_owned()
+            }
+        );
+    }
+
+    /// A disk on an SR type with no storage driver here names that type.
+    #[test]
+    fn an_unknown_sr_type_is_named() {
+        let failure = AgentFailure::from(AgentError::Backend(BackendError::NoStorageDriver {
+            sr_type: "lvm".to_owned(),
+        }));
+        assert_eq!(
+            failure,
+            AgentFailure::UnknownSrDriver {
+                sr_type: "lvm".to_owned()
             }
         );
     }

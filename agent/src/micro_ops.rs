@@ -481,13 +481,20 @@ mod tests {
     use super::*;
     use crate::testing::vm_spec;
 
-    /// Every step that changes a domain's devices or state has a reverse, and reversing twice
-    /// gives the step back.
+    /// Every step that changes a domain's devices or state, or what storage or network set
+    /// up for it, has a reverse, and reversing twice gives the step back.
     #[test]
     fn reversible_steps_reverse_back_to_themselves() {
         let spec = vm_spec("a", 1, 1);
+        let disk = spec.vbds[0].disk.clone().expect("a disk");
         let steps = [
+            MicroOp::AttachDisk {
+                disk: disk.clone(),
+                read_only: false,
+            },
+            MicroOp::ActivateDisk(disk),
             MicroOp::PlugDisk(spec.vbds[0].clone()),
+            MicroOp::EnsureVif(spec.vifs[0].clone()),
             MicroOp::PlugNic(spec.vifs[0].clone()),
             MicroOp::StartDeviceModel,
             MicroOp::Pause,

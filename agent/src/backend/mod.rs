@@ -226,3 +226,26 @@ pub enum BackendError {
         source: serde_json::Error,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The simulator's drivers take any SR type; without a driver for any type, only the SR
+    /// types named have one, and another is `NoStorageDriver` naming it.
+    #[test]
+    fn storage_is_chosen_by_sr_type() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = BackendConfig::Simulator(SimulatorConfig::default());
+        let mut drivers = Drivers::from_config(&config, dir.path()).expect("the drivers");
+        assert!(drivers.storage("ext").is_ok());
+        assert!(drivers.storage("iso").is_ok());
+        let any = drivers.any_storage.take().expect("a driver for any type");
+        drivers.storage.insert("ext".to_owned(), any);
+        assert!(drivers.storage("ext").is_ok());
+        assert!(matches!(
+            drivers.storage("iso"),
+            Err(BackendError::NoStorageDriver { sr_type }) if sr_type == "iso"
+        ));
+    }
+}
