@@ -12,9 +12,11 @@
 //!   unplug the NICs (tearing down their ports), unplug the disks (deactivating and detaching
 //!   them), stop the device model, destroy, `vm-post-destroy` hook;
 //! - reboot: the shutdown with a reboot request, then the `vm-pre-reboot` hook and a start;
-//! - suspend: `vm-pre-suspend` hook, save, then the hard shutdown's teardown;
-//! - resume: create, `vm-pre-resume` hook, restore, plug, device model, `vm-post-resume` hook,
-//!   unpause (unless asked paused), clear the mark;
+//! - suspend: `vm-pre-suspend` hook, save to the suspend VDI (attached and activated for it,
+//!   then released), then the hard shutdown's teardown;
+//! - resume: create, `vm-pre-resume` hook, restore from the suspend VDI (attached read-only
+//!   for it, then released), plug, device model, `vm-post-resume` hook, unpause (unless asked
+//!   paused), clear the mark;
 //! - migrate out: `vm-pre-migrate` hook, pause (if running), stream the memory image to the
 //!   destination's agent (done once that agent has checked and kept every byte; if not, the
 //!   domain is unpaused and runs on), then the suspend's teardown;
@@ -243,10 +245,10 @@ pub(crate) fn reboot(
 }
 
 fn suspend(domain: &Domain, image: &DiskSpec) -> Vec<MicroOp> {
-    let mut plan = vec![
-        MicroOp::Hook(HookPoint::PreSuspend, HookReason::Suspend),
-        MicroOp::Save(image.clone()),
-    ];
+    let mut plan = vec![MicroOp::Hook(HookPoint::PreSuspend, HookReason::Suspend)];
+    plan.extend(attach_disk(image, false));
+    plan.push(MicroOp::Save(image.clone()));
+    plan.extend(detach_disk(image, false));
     plan.extend(teardown(domain, HookReason::Suspend, None));
     plan
 }
@@ -255,8 +257,10 @@ fn resume(spec: &VmSpec, image: &DiskSpec, paused: bool) -> Vec<MicroOp> {
     let mut plan = vec![
         MicroOp::Create(Box::new(spec.clone())),
         MicroOp::Hook(HookPoint::PreResume, HookReason::None),
-        MicroOp::Restore(image.clone()),
     ];
+    plan.extend(attach_disk(image, true));
+    plan.push(MicroOp::Restore(image.clone()));
+    plan.extend(detach_disk(image, true));
     plan.extend(plug_devices(spec));
     plan.push(MicroOp::Hook(HookPoint::PostResume, HookReason::None));
     if !paused {

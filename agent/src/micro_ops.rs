@@ -82,7 +82,9 @@ pub(crate) enum MicroOp {
     },
     StopDeviceModel,
     Destroy,
+    /// Save the domain to the suspend VDI, which an earlier step of the run attached.
     Save(DiskSpec),
+    /// Restore the domain from the suspend VDI, which an earlier step of the run attached.
     Restore(DiskSpec),
     /// Stream the paused domain's memory image to the agent of `to_host`, which expects the
     /// transfer `token`; done once that agent has checked and kept every byte.
@@ -330,8 +332,8 @@ async fn perform(
         }
         MicroOp::StopDeviceModel => Ok(backend.stop_device_model(vm).await?),
         MicroOp::Destroy => Ok(backend.destroy(vm).await?),
-        MicroOp::Save(image) => Ok(backend.save(vm, image).await?),
-        MicroOp::Restore(image) => Ok(backend.restore(vm, image).await?),
+        MicroOp::Save(image) => Ok(backend.save(vm, image, handover.disk(image)?).await?),
+        MicroOp::Restore(image) => Ok(backend.restore(vm, image, handover.disk(image)?).await?),
         MicroOp::SaveImage { to_host, token } => send_image(agent, vm, to_host, token).await,
         MicroOp::ReceiveImage(token) => {
             let mut incoming = agent.transfer.receive(token, agent.transfer_wait)?;

@@ -245,7 +245,8 @@ async fn a_hung_guest_times_out_a_clean_shutdown() {
 }
 
 /// Suspend saves and destroys the domain; resume brings it back running with the saved
-/// memory and VCPUs and its devices.
+/// memory and VCPUs and its devices. Storage attaches the suspend image for each, and
+/// releases it.
 #[tokio::test]
 async fn suspend_then_resume_brings_the_domain_back() {
     let agent = TestAgent::start(AgentConfig::default()).await;
@@ -266,13 +267,20 @@ async fn suspend_then_resume_brings_the_domain_back() {
         }))
         .await;
     assert_eq!(suspended, Ok(ActionResult::Domain(None)));
+    assert_eq!(agent.simulator().attached_vdis(), Vec::<String>::new());
     let resumed = agent
         .domain_after(HostAction::Vm(VmAction::Resume {
             vm: spec.clone(),
-            image,
+            image: image.clone(),
             paused: false,
         }))
         .await;
+    let release = ["attach", "activate", "deactivate", "detach"];
+    assert_eq!(
+        names(&agent.ops_on(&image.vdi_uuid)),
+        [release, release].concat(),
+        "the suspend image is attached for the save and for the restore only"
+    );
     assert_eq!(resumed.state, DomainState::Running);
     assert_eq!(resumed.vcpus, 3);
     assert_eq!(resumed.vbds.len(), 1);

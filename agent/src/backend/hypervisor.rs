@@ -65,10 +65,17 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn stop_device_model<'a>(&'a self, vm: &'a str) -> Op<'a>;
     /// Destroys the domain, whatever its state.
     fn destroy<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    /// Writes the domain's memory to `image` and leaves the domain paused.
-    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
-    /// Fills a created domain from `image` (instead of `build`); leaves it paused.
-    fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
+    /// Writes the domain's memory to the suspend VDI `image`, which storage attached at
+    /// `attached`, and leaves the domain paused.
+    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec, attached: &'a AttachedDisk) -> Op<'a>;
+    /// Fills a created domain (instead of `build`) from the suspend VDI `image`, which storage
+    /// attached at `attached`; leaves it paused.
+    fn restore<'a>(
+        &'a self,
+        vm: &'a str,
+        image: &'a DiskSpec,
+        attached: &'a AttachedDisk,
+    ) -> Op<'a>;
     /// Pauses the domain and streams its memory image, for a migration, into `to` (as fast as
     /// `to` takes it: the image is never held whole); leaves the domain paused.
     fn save_image<'a>(&'a self, vm: &'a str, to: &'a mut (dyn AsyncWrite + Send + Unpin))

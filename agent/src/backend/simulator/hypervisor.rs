@@ -97,11 +97,17 @@ impl Hypervisor for Simulator {
         Box::pin(self.run(BackendOp::Destroy, vm, |m| quiet(m.destroy(vm))))
     }
 
-    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a> {
+    /// The simulator keeps the image under the VDI's location; it writes no file.
+    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec, _attached: &'a AttachedDisk) -> Op<'a> {
         Box::pin(self.run(BackendOp::Save, vm, |m| quiet(m.save(vm, image))))
     }
 
-    fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a> {
+    fn restore<'a>(
+        &'a self,
+        vm: &'a str,
+        image: &'a DiskSpec,
+        _attached: &'a AttachedDisk,
+    ) -> Op<'a> {
         Box::pin(self.run(BackendOp::Restore, vm, |m| quiet(m.restore(vm, image))))
     }
 
