@@ -14,12 +14,11 @@
 //! longer honoured after them: the operation finishes, as the only consistent outcome left.
 //! A cancellation that arrives while the agent waits for a guest to shut down stops the wait.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-use std::collections::BTreeMap;
 
 use host_api::{AgentFailure, DiskSpec, TransferToken, VbdSpec, VifSpec, VmSpec};
 use tokio::io::{AsyncWrite, DuplexStream};

@@ -3,11 +3,12 @@
 //! in-memory domains, VDIs and bridges, configurable latency per operation and failure
 //! injection (fail the n-th operation of a kind), cheap enough for hundreds of VMs.
 //!
-//! Its domains (`simulator/state.rs`), attached VDIs and ports are kept in `<data dir>/simulator/domains.json`,
-//! replaced atomically (temp file and rename, no fsync: it stands for a hypervisor's memory) so
-//! that, like a real hypervisor's, they outlive the daemon: after `kill -9` and a restart,
-//! `discover` finds them. Writes from concurrent operations are grouped: an operation returns
-//! once a write that includes its change has completed.
+//! Its domains (`simulator/state.rs`), attached VDIs and ports are kept in
+//! `<data dir>/simulator/domains.json`, replaced atomically (temp file and rename, no fsync: it
+//! stands for a hypervisor's memory) so that, like a real hypervisor's, they outlive the
+//! daemon: after `kill -9` and a restart, `discover` finds them. Writes from concurrent
+//! operations are grouped: an operation returns once a write that includes its change has
+//! completed.
 //!
 //! Tests drive it further: `guest` makes a guest power off, reboot, crash or hang (also reached
 //! through the test-only control, `front/simulator.rs`), `fail` injects a failure at run time,
@@ -237,8 +238,9 @@ impl Simulator {
         lock(&self.history).iter().cloned().collect()
     }
 
-    /// Runs one operation on `subject` (see `OpRecord`): counts it for injected failures, waits at a hold, takes its
-    /// latency, then changes the state (unless it fails) and persists the change.
+    /// Runs one operation on `subject` (see `OpRecord`): counts it for injected failures,
+    /// waits at a hold, takes its latency, then changes the state (unless it fails) and
+    /// persists the change.
     async fn run<T>(
         &self,
         op: BackendOp,
