@@ -4,14 +4,19 @@
 //! of the start so each step undoes one of the start's:
 //!
 //! - start: `vm-pre-start` hook, create, build, plug the disks (read-write ones before
-//!   read-only ones, each in device order), plug the NICs, start the device model, unpause
-//!   (unless asked paused), then clear the domain's needs-poweroff mark (the start is complete);
+//!   read-only ones, each in device order; each attached and activated by its storage driver
+//!   first), plug the NICs (each bridge and port ensured by the network driver first), start
+//!   the device model, unpause (unless asked paused), then clear the domain's needs-poweroff
+//!   mark (the start is complete);
 //! - shutdown: `vm-pre-shutdown` hook, mark needs-poweroff, (clean: ask the guest and wait),
-//!   unplug the NICs, unplug the disks, stop the device model, destroy, `vm-post-destroy` hook;
+//!   unplug the NICs (tearing down their ports), unplug the disks (deactivating and detaching
+//!   them), stop the device model, destroy, `vm-post-destroy` hook;
 //! - reboot: the shutdown with a reboot request, then the `vm-pre-reboot` hook and a start;
-//! - suspend: `vm-pre-suspend` hook, save, then the hard shutdown's teardown;
-//! - resume: create, `vm-pre-resume` hook, restore, plug, device model, `vm-post-resume` hook,
-//!   unpause (unless asked paused), clear the mark;
+//! - suspend: `vm-pre-suspend` hook, save to the suspend VDI (attached and activated for it,
+//!   then released), then the hard shutdown's teardown;
+//! - resume: create, `vm-pre-resume` hook, restore from the suspend VDI (attached read-only
+//!   for it, then released), plug, device model, `vm-post-resume` hook, unpause (unless asked
+//!   paused), clear the mark;
 //! - migrate out: `vm-pre-migrate` hook, pause (if running), stream the memory image to the
 //!   destination's agent (done once that agent has checked and kept every byte; if not, the
 //!   domain is unpaused and runs on), then the suspend's teardown;
@@ -19,15 +24,20 @@
 //!   (beside the VM's queue, so that a migration to the same host can send it);
 //! - migrate finish (once the source's domain is gone): create, restore from the kept image,
 //!   plug, device model, `vm-post-migrate` hook, unpause (unless asked paused), clear the mark;
-//! - pause, unpause, device hotplug, CD insert and eject, VCPUs, memory target: one step each;
+//! - device hotplug and unplug, CD insert and eject: the device's steps of a start or a
+//!   shutdown (storage or network, then the hypervisor, or the reverse);
+//! - pause, unpause, VCPUs, memory target: one step each;
 //! - a new spec for a running domain: no step, and no queue (`Agent::run` keeps it at once, so
 //!   that what the guest does next is judged by it, even while an operation holds the queue).
 //!
-//! The needs-poweroff mark lives with the domain in the backend: if oxapi dies in the middle of
+//! The needs-poweroff mark lives with the domain in the hypervisor: if oxapi dies in the middle of
 //! a start or a teardown, the restarted agent finds the mark and powers the domain off, so no
 //! half-built domain survives a crash.
 
-use host_api::{ActionResult, AgentFailure, DiskSpec, PowerState, TransferToken, VmAction, VmSpec};
+use host_api::{
+    ActionResult, AgentFailure, DiskSpec, PowerState, TransferToken, VbdSpec, VifSpec, VmAction,
+    VmSpec,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -45,10 +55,10 @@ pub(crate) async fn perform(
     progress: &watch::Sender<f64>,
     cancel: &CancellationToken,
 ) -> Result<ActionResult, AgentError> {
-    let domain = agent.backend.domain(vm).await?;
+    let domain = agent.drivers.hypervisor.domain(vm).await?;
     let plan = plan(action, vm, domain.as_ref())?;
     execute(agent, vm, plan, progress, cancel).await?;
-    let now = agent.backend.domain(vm).await?;
+    let now = agent.drivers.hypervisor.domain(vm).await?;
     Ok(ActionResult::Domain(now.as_ref().map(Domain::info)))
 }
 
@@ -117,7 +127,7 @@ pub(crate) fn plan(
         }
         VmAction::PlugVbd { vbd, .. } => {
             live(vm, domain)?;
-            vec![MicroOp::PlugDisk(vbd.clone())]
+            plug_disk(vbd).collect()
         }
         VmAction::UnplugVbd { vbd, force, .. } => {
             let plugged = live(vm, domain)?
@@ -125,14 +135,11 @@ pub(crate) fn plan(
                 .iter()
                 .find(|plugged| plugged.uuid == *vbd);
             let vbd = plugged.ok_or_else(|| detached(vbd))?;
-            vec![MicroOp::UnplugDisk {
-                vbd: vbd.clone(),
-                force: *force,
-            }]
+            unplug_disk(vbd, *force).collect()
         }
         VmAction::PlugVif { vif, .. } => {
             live(vm, domain)?;
-            vec![MicroOp::PlugNic(vif.clone())]
+            plug_nic(vif).collect()
         }
         VmAction::UnplugVif { vif, force, .. } => {
             let plugged = live(vm, domain)?
@@ -140,21 +147,28 @@ pub(crate) fn plan(
                 .iter()
                 .find(|plugged| plugged.uuid == *vif);
             let vif = plugged.ok_or_else(|| detached(vif))?;
-            vec![MicroOp::UnplugNic {
-                vif: vif.clone(),
-                force: *force,
-            }]
+            unplug_nic(vif, *force).collect()
         }
         VmAction::InsertCd { vbd, disk, .. } => {
             live(vm, domain)?;
-            vec![MicroOp::InsertCd {
+            let mut plan = attach_disk(disk, true).collect::<Vec<_>>();
+            plan.push(MicroOp::InsertCd {
                 vbd: vbd.clone(),
                 disk: disk.clone(),
-            }]
+            });
+            plan
         }
         VmAction::EjectCd { vbd, .. } => {
-            live(vm, domain)?;
-            vec![MicroOp::EjectCd { vbd: vbd.clone() }]
+            let drive = live(vm, domain)?
+                .vbds
+                .iter()
+                .find(|plugged| plugged.uuid == *vbd);
+            let mut plan = vec![MicroOp::EjectCd { vbd: vbd.clone() }];
+            // A drive the hypervisor does not know, or an empty one, fails at the eject.
+            if let Some(disk) = drive.and_then(|drive| drive.disk.as_ref()) {
+                plan.extend(detach_disk(disk, true));
+            }
+            plan
         }
         VmAction::SetVcpus { count, .. } => {
             live(vm, domain)?;
@@ -164,7 +178,7 @@ pub(crate) fn plan(
             live(vm, domain)?;
             vec![MicroOp::SetMemoryTarget(*bytes)]
         }
-        // Answered without a queue: from `discover`, and by `Backend::update_spec`.
+        // Answered without a queue: from `discover`, and by `Hypervisor::update_spec`.
         VmAction::UpdateSpec { .. } => Vec::new(),
     })
 }
@@ -195,14 +209,20 @@ pub(crate) fn teardown(
         MicroOp::SetNeedsPoweroff(true),
     ];
     plan.extend(guest.map(MicroOp::ShutdownGuest));
-    plan.extend(domain.vifs.iter().rev().map(|vif| MicroOp::UnplugNic {
-        vif: vif.clone(),
-        force: true,
-    }));
-    plan.extend(domain.vbds.iter().rev().map(|vbd| MicroOp::UnplugDisk {
-        vbd: vbd.clone(),
-        force: true,
-    }));
+    plan.extend(
+        domain
+            .vifs
+            .iter()
+            .rev()
+            .flat_map(|vif| unplug_nic(vif, true)),
+    );
+    plan.extend(
+        domain
+            .vbds
+            .iter()
+            .rev()
+            .flat_map(|vbd| unplug_disk(vbd, true)),
+    );
     if domain.has_device_model {
         plan.push(MicroOp::StopDeviceModel);
     }
@@ -225,10 +245,10 @@ pub(crate) fn reboot(
 }
 
 fn suspend(domain: &Domain, image: &DiskSpec) -> Vec<MicroOp> {
-    let mut plan = vec![
-        MicroOp::Hook(HookPoint::PreSuspend, HookReason::Suspend),
-        MicroOp::Save(image.clone()),
-    ];
+    let mut plan = vec![MicroOp::Hook(HookPoint::PreSuspend, HookReason::Suspend)];
+    plan.extend(attach_disk(image, false));
+    plan.push(MicroOp::Save(image.clone()));
+    plan.extend(detach_disk(image, false));
     plan.extend(teardown(domain, HookReason::Suspend, None));
     plan
 }
@@ -237,8 +257,10 @@ fn resume(spec: &VmSpec, image: &DiskSpec, paused: bool) -> Vec<MicroOp> {
     let mut plan = vec![
         MicroOp::Create(Box::new(spec.clone())),
         MicroOp::Hook(HookPoint::PreResume, HookReason::None),
-        MicroOp::Restore(image.clone()),
     ];
+    plan.extend(attach_disk(image, true));
+    plan.push(MicroOp::Restore(image.clone()));
+    plan.extend(detach_disk(image, true));
     plan.extend(plug_devices(spec));
     plan.push(MicroOp::Hook(HookPoint::PostResume, HookReason::None));
     if !paused {
@@ -288,9 +310,79 @@ fn plug_devices(spec: &VmSpec) -> impl Iterator<Item = MicroOp> + '_ {
     let read_only = spec.vbds.iter().filter(|vbd| vbd.read_only);
     read_write
         .chain(read_only)
-        .map(|vbd| MicroOp::PlugDisk(vbd.clone()))
-        .chain(spec.vifs.iter().map(|vif| MicroOp::PlugNic(vif.clone())))
+        .flat_map(plug_disk)
+        .chain(spec.vifs.iter().flat_map(plug_nic))
         .chain(std::iter::once(MicroOp::StartDeviceModel))
+}
+
+/// Storage attaches and activates the disk of `vbd` (if it has one), then the hypervisor
+/// plugs it.
+fn plug_disk(vbd: &VbdSpec) -> impl Iterator<Item = MicroOp> + '_ {
+    let storage = vbd
+        .disk
+        .iter()
+        .flat_map(|disk| attach_disk(disk, vbd.read_only));
+    storage.chain(std::iter::once(MicroOp::PlugDisk(vbd.clone())))
+}
+
+/// The hypervisor unplugs `vbd`, then storage deactivates and detaches its disk.
+fn unplug_disk(vbd: &VbdSpec, force: bool) -> impl Iterator<Item = MicroOp> + '_ {
+    let unplug = MicroOp::UnplugDisk {
+        vbd: vbd.clone(),
+        force,
+    };
+    let storage = vbd
+        .disk
+        .iter()
+        .flat_map(|disk| detach_disk(disk, vbd.read_only));
+    std::iter::once(unplug).chain(storage)
+}
+
+fn attach_disk(disk: &DiskSpec, read_only: bool) -> impl Iterator<Item = MicroOp> {
+    [
+        MicroOp::AttachDisk {
+            disk: disk.clone(),
+            read_only,
+        },
+        MicroOp::ActivateDisk(disk.clone()),
+    ]
+    .into_iter()
+}
+
+fn detach_disk(disk: &DiskSpec, read_only: bool) -> impl Iterator<Item = MicroOp> {
+    [
+        MicroOp::DeactivateDisk(disk.clone()),
+        MicroOp::DetachDisk {
+            disk: disk.clone(),
+            read_only,
+        },
+    ]
+    .into_iter()
+}
+
+/// The network ensures the bridge of `vif` and its port, then the hypervisor plugs it.
+fn plug_nic(vif: &VifSpec) -> impl Iterator<Item = MicroOp> {
+    [
+        MicroOp::EnsureNetwork {
+            bridge: vif.bridge.clone(),
+            mtu: vif.mtu,
+        },
+        MicroOp::EnsureVif(vif.clone()),
+        MicroOp::PlugNic(vif.clone()),
+    ]
+    .into_iter()
+}
+
+/// The hypervisor unplugs `vif`, then the network tears its port down.
+fn unplug_nic(vif: &VifSpec, force: bool) -> impl Iterator<Item = MicroOp> {
+    [
+        MicroOp::UnplugNic {
+            vif: vif.clone(),
+            force,
+        },
+        MicroOp::TearDownVif(vif.clone()),
+    ]
+    .into_iter()
 }
 
 fn absent(vm: &str, domain: Option<&Domain>, expected: PowerState) -> Result<(), AgentError> {
@@ -358,8 +450,9 @@ mod tests {
         plan.iter().map(MicroOp::name).collect()
     }
 
-    /// A start plugs read-write disks before read-only ones, then NICs, the device model, and
-    /// unpauses last unless asked paused.
+    /// A start plugs read-write disks (attached and activated first) before read-only ones
+    /// (an empty CD drive has nothing to attach), then NICs (bridge and port first), the
+    /// device model, and unpauses last unless asked paused.
     #[test]
     fn start_plugs_read_write_disks_first_and_unpauses_last() {
         let mut spec = vm_spec("a", 1, 1);
@@ -371,17 +464,45 @@ mod tests {
                 "hook",
                 "create",
                 "build",
+                "attach",
+                "activate",
                 "plug_disk",
                 "plug_disk",
+                "ensure_network",
+                "ensure_vif",
                 "plug_nic",
                 "start_device_model",
                 "unpause",
                 "set_needs_poweroff"
             ]
         );
-        assert_eq!(plan[3], MicroOp::PlugDisk(spec.vbds[1].clone()));
-        assert_eq!(plan[4], MicroOp::PlugDisk(spec.vbds[0].clone()));
+        assert_eq!(plan[5], MicroOp::PlugDisk(spec.vbds[1].clone()));
+        assert_eq!(plan[6], MicroOp::PlugDisk(spec.vbds[0].clone()));
         assert!(!names(&start(&spec, true)).contains(&"unpause"));
+    }
+
+    /// A shutdown unplugs each device before its port is torn down or its disk deactivated
+    /// and detached: the start's steps, reversed.
+    #[test]
+    fn teardown_releases_each_device_after_unplugging_it() {
+        let spec = vm_spec("a", 1, 1);
+        let domain = crate::testing::domain_of(&spec);
+        let plan = teardown(&domain, HookReason::HardShutdown, None);
+        assert_eq!(
+            names(&plan),
+            [
+                "hook",
+                "set_needs_poweroff",
+                "unplug_nic",
+                "tear_down_vif",
+                "unplug_disk",
+                "deactivate",
+                "detach",
+                "stop_device_model",
+                "destroy",
+                "hook"
+            ]
+        );
     }
 
     /// A start on a VM that has a domain, or a clean shutdown of a paused one, is refused with

@@ -17,7 +17,7 @@ pub enum AgentError {
     Failure(#[from] AgentFailure),
     #[error("hook failed")]
     Hook(#[from] HookError),
-    #[error("backend operation failed")]
+    #[error("driver operation failed")]
     Backend(#[from] BackendError),
     /// A migration's image could not be moved to or from the other host.
     #[error("the memory image transfer failed")]
@@ -72,8 +72,11 @@ fn backend_failure(err: BackendError) -> AgentFailure {
         BackendError::DriveNotEmpty { vbd } => AgentFailure::DriveNotEmpty { vbd },
         BackendError::NotRemovable { vbd } => AgentFailure::NotRemovable { vbd },
         BackendError::TooManyVcpus { vm, .. } => AgentFailure::TooManyVcpus { vm },
+        BackendError::NoStorageDriver { sr_type } => AgentFailure::UnknownSrDriver { sr_type },
         err @ (BackendError::DomainExists { .. }
         | BackendError::NoImage { .. }
+        | BackendError::NoVdi { .. }
+        | BackendError::InUse { .. }
         | BackendError::Failed { .. }
         | BackendError::State { .. }
         | BackendError::Corrupt { .. }) => internal(&err),
@@ -128,6 +131,20 @@ mod tests {
             failure,
             AgentFailure::Internal {
                 message: "build failed: injected failure".to_owned()
+            }
+        );
+    }
+
+    /// A disk on an SR type with no storage driver here names that type.
+    #[test]
+    fn an_unknown_sr_type_is_named() {
+        let failure = AgentFailure::from(AgentError::Backend(BackendError::NoStorageDriver {
+            sr_type: "lvm".to_owned(),
+        }));
+        assert_eq!(
+            failure,
+            AgentFailure::UnknownSrDriver {
+                sr_type: "lvm".to_owned()
             }
         );
     }

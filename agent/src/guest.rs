@@ -22,7 +22,7 @@ use crate::micro_ops::{MicroOp, execute};
 
 /// Looks at the domain of `vm` and does what its state calls for. Runs on the VM's queue.
 pub(crate) async fn check_state(agent: &Agent, vm: &str) {
-    let domain = match agent.backend.domain(vm).await {
+    let domain = match agent.drivers.hypervisor.domain(vm).await {
         Ok(Some(domain)) => domain,
         Ok(None) => return,
         Err(err) => {
@@ -63,7 +63,7 @@ pub(crate) async fn check_state(agent: &Agent, vm: &str) {
     let Some(reason) = stopped else {
         return;
     };
-    let now = match agent.backend.domain(vm).await {
+    let now = match agent.drivers.hypervisor.domain(vm).await {
         Ok(now) => now.as_ref().map(Domain::info),
         Err(err) => {
             tracing::error!(

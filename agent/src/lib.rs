@@ -7,7 +7,9 @@
 //!   runs them with cancellation, progress and undo.
 //! - `guest.rs`: what the agent does when a guest stops by itself, and on start-up.
 //! - `hooks.rs`: the hook scripts. `error.rs`: errors, and their XenAPI form.
-//! - `backend/`: the `Backend` trait and the simulator.
+//! - `backend/`: the drivers, one trait per capability (`hypervisor.rs`: `Hypervisor`,
+//!   `storage.rs`: `Storage` per SR type, `network.rs`: `Network`), the factory that chooses
+//!   them from the config (`Drivers::from_config`), and the simulator, which is all three.
 //! - `transfer.rs`: `BulkTransfer`, how a migration's image moves to another host's agent
 //!   (member gives the agent its data plane; `LocalTransfer` serves tests).
 //!
@@ -15,7 +17,7 @@
 //! it starts) and refuses an action stamped with an older one, so a deposed master can no
 //! longer act. It checks when the action arrives and again when it leaves its queue.
 //!
-//! On start the agent reads every domain the backend runs, checks each on its queue (finishing
+//! On start the agent reads every domain the hypervisor runs, checks each on its queue (finishing
 //! operations a crash cut short, handling guests that stopped meanwhile), then sends
 //! `AgentReport::Inventory`, from which the master reconciles the DB (before the host says it
 //! is ready: `run.rs`).
@@ -47,8 +49,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use self::backend::BackendConfig;
 use self::backend::simulator::{Simulator, SimulatorConfig};
-use self::backend::{Backend, BackendError, BackendEvent, Domain};
+use self::backend::{BackendError, Domain, DomainEvent, Drivers};
 pub use self::error::AgentError;
 
 /// A boxed future, so that the drivers can be trait objects.
@@ -69,13 +72,8 @@ pub struct AgentConfig {
     /// How long the receiving end of a migration waits for its sender, and the sender for
     /// its receiver to expect it.
     pub transfer_wait: Duration,
+    /// Which drivers to use.
     pub backend: BackendConfig,
-}
-
-/// The backend and its settings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BackendConfig {
-    Simulator(SimulatorConfig),
 }
 
 impl Default for AgentConfig {
@@ -97,9 +95,7 @@ const INVENTORY_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The agent of this host.
 pub struct Agent {
-    backend: Arc<dyn Backend>,
-    /// The same backend when it is the simulator, for its test-only control.
-    simulator: Option<Arc<Simulator>>,
+    drivers: Drivers,
     hooks: Hooks,
     queues: Arc<Queues>,
     reports: mpsc::Sender<AgentReport>,
@@ -109,12 +105,12 @@ pub struct Agent {
     /// Moves migration images to and from other hosts' agents.
     transfer: Arc<dyn BulkTransfer>,
     transfer_wait: Duration,
-    /// Stops the task that listens to the backend's events.
+    /// Stops the task that listens to the hypervisor's events.
     stop: CancellationToken,
 }
 
 impl Agent {
-    /// Opens the backend over `data_dir` and starts the agent, which has seen Raft term
+    /// Opens the drivers over `data_dir` and starts the agent, which has seen Raft term
     /// `term` and moves migration images through `transfer`. Reports (the inventory once the
     /// domains found are checked, then guest changes) go to `reports`. Must run inside the
     /// runtime.
@@ -125,18 +121,12 @@ impl Agent {
         transfer: Arc<dyn BulkTransfer>,
         reports: mpsc::Sender<AgentReport>,
     ) -> Result<Arc<Agent>, AgentError> {
-        let (backend, simulator): (Arc<dyn Backend>, _) = match config.backend {
-            BackendConfig::Simulator(settings) => {
-                let simulator = Simulator::open(data_dir, settings)?;
-                (simulator.clone(), Some(simulator))
-            }
-        };
+        let drivers = Drivers::from_config(&config.backend, data_dir)?;
         // Subscribed before reading the domains, so no change falls between the two.
-        let events = backend.events();
-        let domains = backend.discover().await?;
+        let events = drivers.hypervisor.events();
+        let domains = drivers.hypervisor.discover().await?;
         let agent = Arc::new(Agent {
-            backend,
-            simulator,
+            drivers,
             hooks: Hooks::new(data_dir, config.hook_timeout),
             queues: Queues::new(config.workers),
             reports,
@@ -161,9 +151,9 @@ impl Agent {
         Ok(agent)
     }
 
-    /// The simulator, when it is the backend.
+    /// The simulator, when it is the driver.
     pub fn simulator(&self) -> Option<Arc<Simulator>> {
-        self.simulator.clone()
+        self.drivers.simulator.clone()
     }
 
     pub fn newest_term(&self) -> u64 {
@@ -195,7 +185,7 @@ impl Agent {
         self.observe_term(term)?;
         let action = match action {
             HostAction::Inventory => {
-                let domains = self.backend.discover().await?;
+                let domains = self.drivers.hypervisor.discover().await?;
                 progress.send_replace(1.0);
                 return Ok(ActionResult::Inventory(
                     domains.iter().map(Domain::info).collect(),
@@ -230,7 +220,7 @@ impl Agent {
     /// `VmAction::UpdateSpec`. A VM without a domain is `VM_BAD_POWER_STATE`.
     async fn update_spec(&self, spec: &VmSpec) -> Result<ActionResult, AgentError> {
         let vm = spec.uuid.as_str();
-        match self.backend.update_spec(vm, spec).await {
+        match self.drivers.hypervisor.update_spec(vm, spec).await {
             Ok(()) => {}
             Err(BackendError::NoDomain { .. }) => {
                 return Err(AgentError::Failure(AgentFailure::BadPowerState {
@@ -242,7 +232,7 @@ impl Agent {
             Err(err) => return Err(err.into()),
         }
         tracing::debug!(vm, "domain spec updated");
-        let now = self.backend.domain(vm).await?;
+        let now = self.drivers.hypervisor.domain(vm).await?;
         Ok(ActionResult::Domain(now.as_ref().map(Domain::info)))
     }
 
@@ -280,7 +270,7 @@ impl Agent {
     /// reports each stopped guest as powered off; returns how many were stopped. Used when the
     /// host has lost contact with every master (see the module header); no term is checked.
     pub async fn fence(self: &Arc<Self>) -> usize {
-        let domains = match self.backend.discover().await {
+        let domains = match self.drivers.hypervisor.discover().await {
             Ok(domains) => domains,
             Err(err) => {
                 tracing::error!(
@@ -413,7 +403,7 @@ async fn report_inventory(agent: Weak<Agent>, checks: Vec<oneshot::Receiver<()>>
         let Some(agent) = agent.upgrade() else {
             return;
         };
-        match agent.backend.discover().await {
+        match agent.drivers.hypervisor.discover().await {
             Ok(domains) => {
                 let domains = domains.iter().map(Domain::info).collect();
                 agent.report(AgentReport::Inventory(domains)).await;
@@ -431,10 +421,10 @@ async fn report_inventory(agent: Weak<Agent>, checks: Vec<oneshot::Receiver<()>>
     }
 }
 
-/// Turns each backend event into a check of the VM on its queue.
+/// Turns each hypervisor event into a check of the VM on its queue.
 async fn listen(
     agent: Weak<Agent>,
-    mut events: broadcast::Receiver<BackendEvent>,
+    mut events: broadcast::Receiver<DomainEvent>,
     stop: CancellationToken,
 ) {
     loop {
@@ -447,12 +437,12 @@ async fn listen(
         };
         match received {
             Ok(event) => {
-                tracing::debug!(vm = %event.vm, "backend event");
+                tracing::debug!(vm = %event.vm, "hypervisor event");
                 drop(agent.submit_check(&event.vm));
             }
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "missed backend events; checking every domain");
-                match agent.backend.discover().await {
+                match agent.drivers.hypervisor.discover().await {
                     Ok(domains) => {
                         for domain in &domains {
                             drop(agent.submit_check(domain.vm()));

@@ -1,5 +1,9 @@
 //! Micro-ops, as xenopsd's atomics: the steps every action is made of, the step that undoes
-//! each, and the loop that runs a list of them.
+//! each, and the loop that runs a list of them. Each step is one call to one driver: a disk
+//! is attached and activated by its SR's storage driver before the hypervisor plugs it, a NIC's
+//! bridge and port are ensured by the network driver before the hypervisor plugs it, and what
+//! the storage and network drivers hand over (`AttachedDisk`, `NicPort`) is kept for the rest
+//! of the run (`Handover`).
 //!
 //! Between two micro-ops the loop checks for cancellation and reports progress (k of n steps
 //! done). On a failure or a cancellation it runs the reverses of the steps done, newest first
@@ -10,6 +14,7 @@
 //! longer honoured after them: the operation finishes, as the only consistent outcome left.
 //! A cancellation that arrives while the agent waits for a guest to shut down stops the wait.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -21,7 +26,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Agent;
-use crate::backend::ShutdownReason;
+use crate::backend::{AttachedDisk, BackendError, NicPort, ShutdownReason};
 use crate::error::AgentError;
 use crate::hooks::{HookPoint, HookReason};
 use crate::transfer::{PIPE_BYTES, TransferError};
@@ -35,7 +40,23 @@ pub(crate) enum MicroOp {
     Hook(HookPoint, HookReason),
     Create(Box<VmSpec>),
     Build,
+    /// Make the disk reachable on this host through its SR's storage driver.
+    AttachDisk {
+        disk: DiskSpec,
+        read_only: bool,
+    },
+    ActivateDisk(DiskSpec),
+    /// Plug the VBD, whose disk (if any) an earlier step of the run attached.
     PlugDisk(VbdSpec),
+    /// Make sure the bridge of a NIC's network exists; it outlives the NIC, so nothing
+    /// undoes this.
+    EnsureNetwork {
+        bridge: String,
+        mtu: u32,
+    },
+    /// Make the port the NIC plugs into.
+    EnsureVif(VifSpec),
+    /// Plug the NIC, on the port an earlier step of the run made.
     PlugNic(VifSpec),
     StartDeviceModel,
     Unpause,
@@ -52,9 +73,17 @@ pub(crate) enum MicroOp {
         vbd: VbdSpec,
         force: bool,
     },
+    TearDownVif(VifSpec),
+    DeactivateDisk(DiskSpec),
+    DetachDisk {
+        disk: DiskSpec,
+        read_only: bool,
+    },
     StopDeviceModel,
     Destroy,
+    /// Save the domain to the suspend VDI, which an earlier step of the run attached.
     Save(DiskSpec),
+    /// Restore the domain from the suspend VDI, which an earlier step of the run attached.
     Restore(DiskSpec),
     /// Stream the paused domain's memory image to the agent of `to_host`, which expects the
     /// transfer `token`; done once that agent has checked and kept every byte.
@@ -84,7 +113,11 @@ impl MicroOp {
             MicroOp::Hook(..) => "hook",
             MicroOp::Create(_) => "create",
             MicroOp::Build => "build",
+            MicroOp::AttachDisk { .. } => "attach",
+            MicroOp::ActivateDisk(_) => "activate",
             MicroOp::PlugDisk(_) => "plug_disk",
+            MicroOp::EnsureNetwork { .. } => "ensure_network",
+            MicroOp::EnsureVif(_) => "ensure_vif",
             MicroOp::PlugNic(_) => "plug_nic",
             MicroOp::StartDeviceModel => "start_device_model",
             MicroOp::Unpause => "unpause",
@@ -93,6 +126,9 @@ impl MicroOp {
             MicroOp::ShutdownGuest(_) => "shutdown_guest",
             MicroOp::UnplugNic { .. } => "unplug_nic",
             MicroOp::UnplugDisk { .. } => "unplug_disk",
+            MicroOp::TearDownVif(_) => "tear_down_vif",
+            MicroOp::DeactivateDisk(_) => "deactivate",
+            MicroOp::DetachDisk { .. } => "detach",
             MicroOp::StopDeviceModel => "stop_device_model",
             MicroOp::Destroy => "destroy",
             MicroOp::Save(_) => "save",
@@ -112,6 +148,12 @@ impl MicroOp {
     fn reverse(&self) -> Option<MicroOp> {
         Some(match self {
             MicroOp::Create(_) => MicroOp::Destroy,
+            MicroOp::AttachDisk { disk, read_only } => MicroOp::DetachDisk {
+                disk: disk.clone(),
+                read_only: *read_only,
+            },
+            MicroOp::ActivateDisk(disk) => MicroOp::DeactivateDisk(disk.clone()),
+            MicroOp::EnsureVif(vif) => MicroOp::TearDownVif(vif.clone()),
             MicroOp::PlugDisk(vbd) => MicroOp::UnplugDisk {
                 vbd: vbd.clone(),
                 force: true,
@@ -127,9 +169,16 @@ impl MicroOp {
             MicroOp::Pause | MicroOp::Save(_) => MicroOp::Unpause,
             MicroOp::UnplugNic { vif, .. } => MicroOp::PlugNic(vif.clone()),
             MicroOp::UnplugDisk { vbd, .. } => MicroOp::PlugDisk(vbd.clone()),
+            MicroOp::TearDownVif(vif) => MicroOp::EnsureVif(vif.clone()),
+            MicroOp::DeactivateDisk(disk) => MicroOp::ActivateDisk(disk.clone()),
+            MicroOp::DetachDisk { disk, read_only } => MicroOp::AttachDisk {
+                disk: disk.clone(),
+                read_only: *read_only,
+            },
             MicroOp::StopDeviceModel => MicroOp::StartDeviceModel,
             MicroOp::Hook(..)
             | MicroOp::Build
+            | MicroOp::EnsureNetwork { .. }
             | MicroOp::ShutdownGuest(_)
             | MicroOp::Destroy
             | MicroOp::Restore(_)
@@ -158,17 +207,18 @@ pub(crate) async fn execute(
 ) -> Result<(), AgentError> {
     let total = plan.len();
     let mut undo: Vec<MicroOp> = Vec::new();
+    let mut handover = Handover::default();
     let mut is_past_return = false;
     for (done, op) in plan.into_iter().enumerate() {
         if !is_past_return && cancel.is_cancelled() {
             tracing::info!(vm, next = op.name(), "cancelled; undoing what was done");
-            rollback(agent, vm, undo).await;
+            rollback(agent, vm, undo, &mut handover).await;
             return Err(AgentFailure::Cancelled.into());
         }
         tracing::debug!(vm, step = op.name(), "micro-op");
-        if let Err(err) = perform(agent, vm, &op, cancel).await {
+        if let Err(err) = perform(agent, vm, &op, &mut handover, cancel).await {
             tracing::debug!(vm, step = op.name(), error = %err, "micro-op failed; undoing what was done");
-            rollback(agent, vm, undo).await;
+            rollback(agent, vm, undo, &mut handover).await;
             return Err(err);
         }
         if op.is_point_of_no_return() {
@@ -182,10 +232,10 @@ pub(crate) async fn execute(
     Ok(())
 }
 
-async fn rollback(agent: &Agent, vm: &str, undo: Vec<MicroOp>) {
+async fn rollback(agent: &Agent, vm: &str, undo: Vec<MicroOp>, handover: &mut Handover) {
     let never = CancellationToken::new();
     for op in undo.into_iter().rev() {
-        if let Err(err) = perform(agent, vm, &op, &never).await {
+        if let Err(err) = perform(agent, vm, &op, handover, &never).await {
             tracing::warn!(vm, step = op.name(), error = %err, "cannot undo a step");
         }
     }
@@ -196,13 +246,42 @@ fn fraction(done: usize, total: usize) -> f64 {
     done as f64 / total.max(1) as f64
 }
 
+/// What the storage and network drivers handed over during one run, for the hypervisor's
+/// later steps: the attached disks by VDI uuid, the NICs' ports by VIF uuid.
+#[derive(Default)]
+struct Handover {
+    disks: BTreeMap<String, AttachedDisk>,
+    ports: BTreeMap<String, NicPort>,
+}
+
+impl Handover {
+    fn disk(&self, disk: &DiskSpec) -> Result<&AttachedDisk, BackendError> {
+        self.disks
+            .get(&disk.vdi_uuid)
+            .ok_or_else(|| BackendError::DeviceDetached {
+                device: disk.vdi_uuid.clone(),
+            })
+    }
+
+    fn port(&self, vif: &VifSpec) -> Result<&NicPort, BackendError> {
+        self.ports
+            .get(&vif.uuid)
+            .ok_or_else(|| BackendError::DeviceDetached {
+                device: vif.uuid.clone(),
+            })
+    }
+}
+
 async fn perform(
     agent: &Agent,
     vm: &str,
     op: &MicroOp,
+    handover: &mut Handover,
     cancel: &CancellationToken,
 ) -> Result<(), AgentError> {
-    let backend = agent.backend.as_ref();
+    let backend = agent.drivers.hypervisor.as_ref();
+    let network = agent.drivers.network.as_ref();
+    let storage = |disk: &DiskSpec| agent.drivers.storage(&disk.sr_type);
     match op {
         MicroOp::Hook(point, reason) => run_hook(agent, vm, *point, *reason).await,
         MicroOp::Create(spec) => {
@@ -211,8 +290,27 @@ async fn perform(
             Ok(())
         }
         MicroOp::Build => Ok(backend.build(vm).await?),
-        MicroOp::PlugDisk(vbd) => Ok(backend.plug_disk(vm, vbd).await?),
-        MicroOp::PlugNic(vif) => Ok(backend.plug_nic(vm, vif).await?),
+        MicroOp::AttachDisk { disk, read_only } => {
+            let attached = storage(disk)?.attach(disk, *read_only).await?;
+            handover.disks.insert(disk.vdi_uuid.clone(), attached);
+            Ok(())
+        }
+        MicroOp::ActivateDisk(disk) => Ok(storage(disk)?.activate(disk).await?),
+        MicroOp::PlugDisk(vbd) => {
+            let attached = vbd
+                .disk
+                .as_ref()
+                .map(|disk| handover.disk(disk))
+                .transpose()?;
+            Ok(backend.plug_disk(vm, vbd, attached).await?)
+        }
+        MicroOp::EnsureNetwork { bridge, mtu } => Ok(network.ensure_network(bridge, *mtu).await?),
+        MicroOp::EnsureVif(vif) => {
+            let port = network.ensure_vif(vm, vif).await?;
+            handover.ports.insert(vif.uuid.clone(), port);
+            Ok(())
+        }
+        MicroOp::PlugNic(vif) => Ok(backend.plug_nic(vm, vif, handover.port(vif)?).await?),
         MicroOp::StartDeviceModel => Ok(backend.start_device_model(vm).await?),
         MicroOp::Unpause => Ok(backend.unpause(vm).await?),
         MicroOp::SetNeedsPoweroff(needs) => Ok(backend.set_needs_poweroff(vm, *needs).await?),
@@ -224,10 +322,17 @@ async fn perform(
         MicroOp::UnplugDisk { vbd, force } => {
             Ok(backend.unplug_disk(vm, &vbd.uuid, *force).await?)
         }
+        MicroOp::TearDownVif(vif) => Ok(network.tear_down_vif(vif).await?),
+        MicroOp::DeactivateDisk(disk) => Ok(storage(disk)?.deactivate(disk).await?),
+        MicroOp::DetachDisk { disk, .. } => {
+            storage(disk)?.detach(disk).await?;
+            handover.disks.remove(&disk.vdi_uuid);
+            Ok(())
+        }
         MicroOp::StopDeviceModel => Ok(backend.stop_device_model(vm).await?),
         MicroOp::Destroy => Ok(backend.destroy(vm).await?),
-        MicroOp::Save(image) => Ok(backend.save(vm, image).await?),
-        MicroOp::Restore(image) => Ok(backend.restore(vm, image).await?),
+        MicroOp::Save(image) => Ok(backend.save(vm, image, handover.disk(image)?).await?),
+        MicroOp::Restore(image) => Ok(backend.restore(vm, image, handover.disk(image)?).await?),
         MicroOp::SaveImage { to_host, token } => send_image(agent, vm, to_host, token).await,
         MicroOp::ReceiveImage(token) => {
             let mut incoming = agent.transfer.receive(token, agent.transfer_wait)?;
@@ -241,7 +346,9 @@ async fn perform(
             Ok(())
         }
         MicroOp::RestoreReceived => Ok(backend.restore_received(vm).await?),
-        MicroOp::InsertCd { vbd, disk } => Ok(backend.insert_cd(vm, vbd, disk).await?),
+        MicroOp::InsertCd { vbd, disk } => Ok(backend
+            .insert_cd(vm, vbd, disk, handover.disk(disk)?)
+            .await?),
         MicroOp::EjectCd { vbd } => Ok(backend.eject_cd(vm, vbd).await?),
         MicroOp::SetVcpus(count) => Ok(backend.set_vcpus(vm, *count).await?),
         MicroOp::SetMemoryTarget(bytes) => Ok(backend.set_memory_target(vm, *bytes).await?),
@@ -266,7 +373,7 @@ async fn send_image(
                 pipe: writer,
                 is_broken: false,
             };
-            let saved = agent.backend.save_image(vm, &mut writer).await;
+            let saved = agent.drivers.hypervisor.save_image(vm, &mut writer).await;
             // Dropping the writer ends the stream, saved or not.
             (saved, writer.is_broken)
         };
@@ -354,9 +461,10 @@ async fn shutdown_guest(
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<(), AgentError> {
-    agent.backend.request_shutdown(vm, reason).await?;
+    let hypervisor = agent.drivers.hypervisor.as_ref();
+    hypervisor.request_shutdown(vm, reason).await?;
     tokio::select! {
-        waited = tokio::time::timeout(timeout, agent.backend.wait_shutdown(vm)) => match waited {
+        waited = tokio::time::timeout(timeout, hypervisor.wait_shutdown(vm)) => match waited {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) => Err(err.into()),
             Err(_) => Err(AgentFailure::ShutdownTimeout {
@@ -374,13 +482,20 @@ mod tests {
     use super::*;
     use crate::testing::vm_spec;
 
-    /// Every step that changes a domain's devices or state has a reverse, and reversing twice
-    /// gives the step back.
+    /// Every step that changes a domain's devices or state, or what storage or network set
+    /// up for it, has a reverse, and reversing twice gives the step back.
     #[test]
     fn reversible_steps_reverse_back_to_themselves() {
         let spec = vm_spec("a", 1, 1);
+        let disk = spec.vbds[0].disk.clone().expect("a disk");
         let steps = [
+            MicroOp::AttachDisk {
+                disk: disk.clone(),
+                read_only: false,
+            },
+            MicroOp::ActivateDisk(disk),
             MicroOp::PlugDisk(spec.vbds[0].clone()),
+            MicroOp::EnsureVif(spec.vifs[0].clone()),
             MicroOp::PlugNic(spec.vifs[0].clone()),
             MicroOp::StartDeviceModel,
             MicroOp::Pause,

@@ -70,10 +70,11 @@ pub fn nic(device: usize) -> VifSpec {
     }
 }
 
-/// A 1 GiB image at `location`.
+/// A 1 GiB image at `location` in an SR of type `ext`.
 pub fn disk(location: &str) -> DiskSpec {
     DiskSpec {
         vdi_uuid: uuid::Uuid::new_v4().to_string(),
+        sr_type: "ext".to_owned(),
         location: location.to_owned(),
         virtual_size_bytes: 1024 * MIB,
     }

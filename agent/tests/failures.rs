@@ -61,6 +61,46 @@ async fn cancelling_a_start_mid_way_leaves_no_domain() {
     );
 }
 
+/// A start that fails at its last step releases what storage and network set up for it:
+/// every disk deactivated and detached, every port torn down, after the hypervisor unplugged
+/// them.
+#[tokio::test]
+async fn a_failure_late_in_a_start_releases_its_disks_and_ports() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let spec = vm_spec("released", 2, 2);
+    fail_next(&agent, BackendOp::SetNeedsPoweroff);
+    let failed = agent
+        .run(HostAction::Vm(VmAction::Start {
+            vm: spec.clone(),
+            paused: false,
+        }))
+        .await;
+    assert!(matches!(failure(failed), AgentFailure::Internal { .. }));
+    assert_eq!(agent.domain(&spec.uuid).await, None);
+    let simulator = agent.simulator();
+    assert_eq!(simulator.attached_vdis(), Vec::<String>::new());
+    assert_eq!(simulator.vif_ports(), Vec::<String>::new());
+    let disk = spec.vbds[0].disk.as_ref().expect("a disk");
+    let on_disk = agent.ops_on(&disk.vdi_uuid);
+    assert_eq!(
+        names(&on_disk),
+        ["attach", "activate", "deactivate", "detach"]
+    );
+    let unplugged = agent
+        .ops_on(&spec.uuid)
+        .into_iter()
+        .find(|record| record.op == BackendOp::UnplugDisk)
+        .expect("the disk is unplugged");
+    assert!(
+        unplugged.ended < on_disk[2].began,
+        "unplugged before deactivated"
+    );
+    assert_eq!(
+        names(&agent.ops_on(&spec.vifs[1].uuid)),
+        ["ensure_vif", "tear_down_vif"]
+    );
+}
+
 /// A NIC that fails to plug makes the start fail, and the disks plugged and the domain
 /// created before it are undone in reverse order.
 #[tokio::test]

@@ -162,6 +162,47 @@ async fn shutdowns_destroy_and_reboots_renew_the_domain() {
     }
 }
 
+/// A running domain's disks stay attached and its NICs' ports stay up, a disc while it is in
+/// its drive; a shutdown releases them all.
+#[tokio::test]
+async fn a_domain_holds_its_disks_and_ports_until_shutdown() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let mut spec = vm_spec("holding", 2, 1);
+    let drive = cd_drive(3);
+    spec.vbds.push(drive.clone());
+    let vm = spec.uuid.clone();
+    agent.start_vm(&spec).await;
+    let simulator = agent.simulator();
+    let mut disks: Vec<_> = spec
+        .vbds
+        .iter()
+        .filter_map(|vbd| vbd.disk.as_ref().map(|disk| disk.vdi_uuid.clone()))
+        .collect();
+    disks.sort();
+    assert_eq!(simulator.attached_vdis(), disks);
+    assert_eq!(simulator.vif_ports(), [spec.vifs[0].uuid.clone()]);
+    let iso = disk("debian.iso");
+    let insert = HostAction::Vm(VmAction::InsertCd {
+        vm: vm.clone(),
+        vbd: drive.uuid.clone(),
+        disk: iso.clone(),
+    });
+    agent.domain_after(insert).await;
+    assert!(simulator.attached_vdis().contains(&iso.vdi_uuid));
+    let eject = HostAction::Vm(VmAction::EjectCd {
+        vm: vm.clone(),
+        vbd: drive.uuid.clone(),
+    });
+    agent.domain_after(eject).await;
+    assert_eq!(simulator.attached_vdis(), disks);
+    let down = agent
+        .run(HostAction::Vm(VmAction::Shutdown { vm, clean: true }))
+        .await;
+    assert_eq!(down, Ok(ActionResult::Domain(None)));
+    assert_eq!(simulator.attached_vdis(), Vec::<String>::new());
+    assert_eq!(simulator.vif_ports(), Vec::<String>::new());
+}
+
 /// A clean shutdown of a guest that does not answer fails with VM_SHUTDOWN_TIMEOUT and leaves
 /// it running; a hard shutdown then stops it.
 #[tokio::test]
@@ -204,7 +245,8 @@ async fn a_hung_guest_times_out_a_clean_shutdown() {
 }
 
 /// Suspend saves and destroys the domain; resume brings it back running with the saved
-/// memory and VCPUs and its devices.
+/// memory and VCPUs and its devices. Storage attaches the suspend image for each, and
+/// releases it.
 #[tokio::test]
 async fn suspend_then_resume_brings_the_domain_back() {
     let agent = TestAgent::start(AgentConfig::default()).await;
@@ -225,13 +267,20 @@ async fn suspend_then_resume_brings_the_domain_back() {
         }))
         .await;
     assert_eq!(suspended, Ok(ActionResult::Domain(None)));
+    assert_eq!(agent.simulator().attached_vdis(), Vec::<String>::new());
     let resumed = agent
         .domain_after(HostAction::Vm(VmAction::Resume {
             vm: spec.clone(),
-            image,
+            image: image.clone(),
             paused: false,
         }))
         .await;
+    let release = ["attach", "activate", "deactivate", "detach"];
+    assert_eq!(
+        names(&agent.ops_on(&image.vdi_uuid)),
+        [release, release].concat(),
+        "the suspend image is attached for the save and for the restore only"
+    );
     assert_eq!(resumed.state, DomainState::Running);
     assert_eq!(resumed.vcpus, 3);
     assert_eq!(resumed.vbds.len(), 1);

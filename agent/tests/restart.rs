@@ -7,8 +7,8 @@ mod support;
 use std::sync::Arc;
 
 use agent::AgentConfig;
-use agent::backend::Backend;
 use agent::backend::simulator::{GuestAction, STATE_FILE, Simulator, SimulatorConfig};
+use agent::backend::{Hypervisor, Storage};
 use agent::testing::vm_spec;
 use host_api::{AfterShutdown, AgentReport, DomainState, GuestEvent, HostAction, VmAction};
 use support::TestAgent;
@@ -49,8 +49,10 @@ async fn a_half_built_domain_is_powered_off_at_start() {
             Simulator::open(dir.path(), SimulatorConfig::default()).expect("the simulator");
         simulator.create(&spec).await.expect("create");
         simulator.build(&spec.uuid).await.expect("build");
+        let disk = spec.vbds[0].disk.as_ref().expect("a disk");
+        let attached = simulator.attach(disk, false).await.expect("attach");
         simulator
-            .plug_disk(&spec.uuid, &spec.vbds[0])
+            .plug_disk(&spec.uuid, &spec.vbds[0], Some(&attached))
             .await
             .expect("plug disk");
     }

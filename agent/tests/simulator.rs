@@ -1,4 +1,4 @@
-//! The simulator backend on its own: failure injection by count, latency, holds, and the state
+//! The simulator on its own: failure injection by count, latency, holds, and the state
 //! file that lets its domains outlive the daemon.
 
 use std::collections::BTreeMap;
@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use agent::backend::simulator::{Failure, STATE_FILE, Simulator, SimulatorConfig};
-use agent::backend::{Backend, BackendError, BackendOp};
+use agent::backend::{BackendError, BackendOp, Hypervisor, Storage};
 use agent::testing::vm_spec;
 
 fn open(dir: &tempfile::TempDir, config: SimulatorConfig) -> std::sync::Arc<Simulator> {
@@ -63,8 +63,10 @@ async fn the_state_file_outlives_the_simulator() {
         let simulator = open(&dir, SimulatorConfig::default());
         simulator.create(&spec).await.expect("create");
         simulator.build(&spec.uuid).await.expect("build");
+        let disk = spec.vbds[0].disk.as_ref().expect("a disk");
+        let attached = simulator.attach(disk, false).await.expect("attach");
         simulator
-            .plug_disk(&spec.uuid, &spec.vbds[0])
+            .plug_disk(&spec.uuid, &spec.vbds[0], Some(&attached))
             .await
             .expect("plug");
         simulator.discover().await.expect("discover")

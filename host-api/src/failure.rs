@@ -74,6 +74,9 @@ pub enum AgentFailure {
     NotRemovable { vbd: String },
     #[error("too many vcpus for vm {vm}")]
     TooManyVcpus { vm: String },
+    /// A disk is on an SR whose type (`sr_type`) no storage driver of this host handles.
+    #[error("no storage driver for SRs of type {sr_type:?}")]
+    UnknownSrDriver { sr_type: String },
     /// Anything else, with the chain of its causes, for an operator to read.
     #[error("host agent: {message}")]
     Internal { message: String },

@@ -78,7 +78,11 @@ pub enum VbdKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiskSpec {
     pub vdi_uuid: String,
-    /// Where the backend finds the image (the VDI's `location` in its SR).
+    /// The `type` of the VDI's SR, which names the agent's storage driver for it (absent in
+    /// a domain kept before it existed: the simulator's storage takes any type).
+    #[serde(default)]
+    pub sr_type: String,
+    /// Where the storage driver finds the image (the VDI's `location` in its SR).
     pub location: String,
     pub virtual_size_bytes: u64,
 }

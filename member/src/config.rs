@@ -55,7 +55,8 @@ pub struct Config {
     pub master: MasterSettings,
     /// How long a shutdown waits for calls in flight, in seconds, 0..=600.
     pub shutdown_grace_secs: u64,
-    /// The hypervisor backend the host agent drives: `"simulator"` (the only one yet).
+    /// The drivers the host agent acts through (hypervisor, storage per SR type, network):
+    /// `"simulator"` (the only one yet, all three in one).
     pub backend: BackendKind,
     /// The host agent's policy numbers.
     pub agent: AgentSettings,
@@ -69,11 +70,13 @@ pub struct Config {
     pub data_plane: DataPlaneSettings,
 }
 
-/// The hypervisor backends.
+/// The sets of drivers the agent's factory (`agent::backend::Drivers::from_config`) can
+/// choose.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// In-memory domains kept in `<data_dir>/simulator/domains.json`, for tests and benchmarks.
+    /// In-memory domains, VDIs and bridges kept in `<data_dir>/simulator/domains.json`, for
+    /// tests and benchmarks.
     #[default]
     Simulator,
 }
@@ -94,10 +97,13 @@ pub struct AgentSettings {
 
 /// The simulator's behaviour, e.g.
 /// `{"latency_ms": {"build": 50}, "fail": [{"operation": "build", "nth": 3}]}`. Operations are
-/// named as the backend's methods: `create`, `build`, `plug_disk`, `plug_nic`,
+/// named as the drivers' methods: the hypervisor's `create`, `build`, `plug_disk`, `plug_nic`,
 /// `start_device_model`, `unpause`, `set_needs_poweroff`, `pause`, `request_shutdown`,
 /// `unplug_nic`, `unplug_disk`, `stop_device_model`, `destroy`, `save`, `restore`,
-/// `insert_cd`, `eject_cd`, `set_vcpus`, `set_memory_target`, `update_spec`.
+/// `save_image`, `receive_image`, `restore_received`, `insert_cd`, `eject_cd`, `set_vcpus`,
+/// `set_memory_target`, `update_spec`; storage's `attach`, `activate`, `deactivate`,
+/// `detach`, `create_vdi`, `destroy_vdi`, `resize_vdi`, `snapshot_vdi`, `clone_vdi`, `scan`;
+/// the network's `ensure_network`, `ensure_vif`, `tear_down_vif`, `tear_down_network`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorSettings {

@@ -41,7 +41,7 @@ struct ServeArgs {
     /// The Unix socket of local, trusted calls [default: <DIR>/xapi.sock].
     #[arg(long, value_name = "PATH")]
     unix_socket: Option<PathBuf>,
-    /// The hypervisor backend of the host agent [default: simulator].
+    /// The drivers of the host agent (hypervisor, storage, network) [default: simulator].
     #[arg(long, value_name = "NAME")]
     backend: Option<BackendKind>,
     /// Log filter, as in RUST_LOG (which is used when this is absent) [default: info].

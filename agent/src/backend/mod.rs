@@ -1,96 +1,89 @@
-//! The `Backend` trait: what the agent asks of a hypervisor, one method per micro-op, and the
-//! domains, events and errors it answers with.
+//! The drivers the agent acts through, one trait per capability, and the one factory that
+//! chooses them from the config:
 //!
-//! A backend is shaped for real hypervisors: an operation may take seconds, may fail half-way
-//! (the agent then runs the reverse operations of what was done), and the domains outlive the
-//! daemon, so after a restart `discover` finds what really runs. A backend keeps, with each
-//! domain, the `VmSpec` it was created from and the devices plugged now (as xenopsd keeps its
-//! per-VM metadata), so the agent can restart a domain in place after a guest reboot without
-//! asking the master.
+//! - `hypervisor.rs`: `Hypervisor`, the domains (create, build, devices, device model, pause,
+//!   shutdown, save / restore, migration images, events);
+//! - `storage.rs`: `Storage`, one driver per SR type (attach / activate a VDI to a path the
+//!   hypervisor opens, and back; create, destroy, resize, snapshot, clone, scan);
+//! - `network.rs`: `Network`, what a network and a VIF need on this host (a bridge, a tap);
+//! - `simulator.rs`: the simulator, which implements all three.
 //!
-//! Events only say "this VM needs attention" (as xenstore watches do for xenopsd): the agent
-//! then reads the domain and decides from its current state, so a lost or repeated event does
-//! no harm.
+//! A start goes storage → hypervisor for each disk and network → hypervisor for each NIC
+//! (`micro_ops.rs`). Every operation of every driver has a name (`BackendOp`), which the
+//! simulator's latency, failure injection and history use; every driver fails with
+//! `BackendError`.
 
+pub mod hypervisor;
+pub mod network;
 pub mod simulator;
+pub mod storage;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::BoxFuture;
-use host_api::{
-    ConsoleInfo, DiskSpec, DomainInfo, DomainState, PowerState, VbdSpec, VifSpec, VmSpec,
-};
+use host_api::PowerState;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::broadcast;
 
-/// The future of one backend operation.
+pub use self::hypervisor::{Domain, DomainEvent, Hypervisor, RunState, ShutdownReason};
+pub use self::network::{Network, NicPort};
+use self::simulator::{Simulator, SimulatorConfig};
+pub use self::storage::{AttachedDisk, DiskFormat, SrSpec, Storage, VdiInfo};
+use crate::BoxFuture;
+
+/// The future of one driver operation.
 pub type Op<'a, T = ()> = BoxFuture<'a, Result<T, BackendError>>;
 
-/// A hypervisor, as the agent drives it. Methods are in the order a start uses them, then the
-/// reverses, then the rest. VMs are named by uuid.
-pub trait Backend: Send + Sync + 'static {
-    /// Makes an empty, paused domain for `spec` and returns its domid. A new domain needs
-    /// power-off (see `set_needs_poweroff`) until the agent says it is complete.
-    fn create<'a>(&'a self, spec: &'a VmSpec) -> Op<'a, i64>;
-    /// Loads the guest (firmware or kernel) and gives it its memory and VCPUs.
-    fn build<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    fn plug_disk<'a>(&'a self, vm: &'a str, vbd: &'a VbdSpec) -> Op<'a>;
-    fn plug_nic<'a>(&'a self, vm: &'a str, vif: &'a VifSpec) -> Op<'a>;
-    /// Starts the device model (emulated devices and the consoles).
-    fn start_device_model<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    fn unpause<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    /// Marks the domain as one to power off if the agent restarts and finds it (an operation
-    /// that builds or tears it down is in progress), or clears the mark. It lives with the
-    /// domain, so it survives the agent.
-    fn set_needs_poweroff<'a>(&'a self, vm: &'a str, needs_poweroff: bool) -> Op<'a>;
-    fn pause<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    /// Asks the guest to power off or reboot; returns once asked, not once done.
-    fn request_shutdown<'a>(&'a self, vm: &'a str, reason: ShutdownReason) -> Op<'a>;
-    /// Resolves once the domain has shut down, with the reason the guest gave. Dropping the
-    /// future changes nothing, so the agent may wrap it in a timeout.
-    fn wait_shutdown<'a>(&'a self, vm: &'a str) -> Op<'a, ShutdownReason>;
-    fn unplug_nic<'a>(&'a self, vm: &'a str, vif: &'a str, force: bool) -> Op<'a>;
-    fn unplug_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, force: bool) -> Op<'a>;
-    fn stop_device_model<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    /// Destroys the domain, whatever its state.
-    fn destroy<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    /// Writes the domain's memory to `image` and leaves the domain paused.
-    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
-    /// Fills a created domain from `image` (instead of `build`); leaves it paused.
-    fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a>;
-    /// Pauses the domain and streams its memory image, for a migration, into `to` (as fast as
-    /// `to` takes it: the image is never held whole); leaves the domain paused.
-    fn save_image<'a>(&'a self, vm: &'a str, to: &'a mut (dyn AsyncWrite + Send + Unpin))
-    -> Op<'a>;
-    /// Reads an image `save_image` streamed, on this host or another, from `from` to its end,
-    /// checks it and keeps it for `vm` until `restore_received` (a later one replaces it). No
-    /// domain is made: the VM runs on its source until that one has let its domain go.
-    fn receive_image<'a>(
-        &'a self,
-        vm: &'a str,
-        from: &'a mut (dyn AsyncRead + Send + Unpin),
-    ) -> Op<'a>;
-    /// Fills a created domain from the image `receive_image` kept for `vm` (instead of
-    /// `build`); leaves it paused.
-    fn restore_received<'a>(&'a self, vm: &'a str) -> Op<'a>;
-    fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a>;
-    fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a>;
-    fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
-    fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a>;
-    /// Keeps `spec` as what the domain of `vm` was created from (its `vbds` and `vifs` aside):
-    /// what the agent honours when the guest stops by itself, and what a restart in place
-    /// builds. The running domain is not changed.
-    fn update_spec<'a>(&'a self, vm: &'a str, spec: &'a VmSpec) -> Op<'a>;
-    /// The domain of `vm`, if there is one.
-    fn domain<'a>(&'a self, vm: &'a str) -> Op<'a, Option<Domain>>;
-    /// Every domain that really runs here, as after a restart of the daemon.
-    fn discover(&self) -> Op<'_, Vec<Domain>>;
-    /// Events from now on: a guest shut down, rebooted or crashed by itself.
-    fn events(&self) -> broadcast::Receiver<BackendEvent>;
+/// Which drivers the agent uses, and their settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendConfig {
+    /// The simulator as hypervisor, as the storage of every SR type, and as network.
+    Simulator(SimulatorConfig),
 }
 
-/// The kinds of backend operations, named as the trait's methods. The simulator's latency,
+/// The drivers of this host, as the factory chose them.
+pub struct Drivers {
+    pub hypervisor: Arc<dyn Hypervisor>,
+    /// The storage drivers, by SR type (the SR's `type`).
+    storage: BTreeMap<String, Arc<dyn Storage>>,
+    /// The storage driver of every SR type `storage` does not name, if there is one.
+    any_storage: Option<Arc<dyn Storage>>,
+    pub network: Arc<dyn Network>,
+    /// The simulator, when it is the driver, for its test-only control.
+    pub simulator: Option<Arc<Simulator>>,
+}
+
+impl Drivers {
+    /// Opens the drivers `config` names, keeping their state under `data_dir`.
+    pub fn from_config(config: &BackendConfig, data_dir: &Path) -> Result<Drivers, BackendError> {
+        match config {
+            BackendConfig::Simulator(settings) => {
+                let simulator = Simulator::open(data_dir, settings.clone())?;
+                Ok(Drivers {
+                    hypervisor: simulator.clone(),
+                    storage: BTreeMap::new(),
+                    any_storage: Some(simulator.clone()),
+                    network: simulator.clone(),
+                    simulator: Some(simulator),
+                })
+            }
+        }
+    }
+
+    /// The storage driver of SRs of type `sr_type`.
+    pub fn storage(&self, sr_type: &str) -> Result<&dyn Storage, BackendError> {
+        self.storage
+            .get(sr_type)
+            .or(self.any_storage.as_ref())
+            .map(|driver| driver.as_ref())
+            .ok_or_else(|| BackendError::NoStorageDriver {
+                sr_type: sr_type.to_owned(),
+            })
+    }
+}
+
+/// The kinds of driver operations, named as the traits' methods. The simulator's latency,
 /// failure injection and history name operations by these (`"build"`, `"plug_nic"`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,6 +111,20 @@ pub enum BackendOp {
     SetVcpus,
     SetMemoryTarget,
     UpdateSpec,
+    Attach,
+    Activate,
+    Deactivate,
+    Detach,
+    CreateVdi,
+    DestroyVdi,
+    ResizeVdi,
+    SnapshotVdi,
+    CloneVdi,
+    Scan,
+    EnsureNetwork,
+    EnsureVif,
+    TearDownVif,
+    TearDownNetwork,
 }
 
 impl BackendOp {
@@ -147,6 +154,20 @@ impl BackendOp {
             BackendOp::SetVcpus => "set_vcpus",
             BackendOp::SetMemoryTarget => "set_memory_target",
             BackendOp::UpdateSpec => "update_spec",
+            BackendOp::Attach => "attach",
+            BackendOp::Activate => "activate",
+            BackendOp::Deactivate => "deactivate",
+            BackendOp::Detach => "detach",
+            BackendOp::CreateVdi => "create_vdi",
+            BackendOp::DestroyVdi => "destroy_vdi",
+            BackendOp::ResizeVdi => "resize_vdi",
+            BackendOp::SnapshotVdi => "snapshot_vdi",
+            BackendOp::CloneVdi => "clone_vdi",
+            BackendOp::Scan => "scan",
+            BackendOp::EnsureNetwork => "ensure_network",
+            BackendOp::EnsureVif => "ensure_vif",
+            BackendOp::TearDownVif => "tear_down_vif",
+            BackendOp::TearDownNetwork => "tear_down_network",
         }
     }
 }
@@ -157,96 +178,7 @@ impl fmt::Display for BackendOp {
     }
 }
 
-/// Why a guest's domain shut down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShutdownReason {
-    PowerOff,
-    Reboot,
-    Crash,
-}
-
-/// What a domain is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    Paused,
-    Running,
-    /// The guest has stopped; the domain stays until it is destroyed.
-    Shutdown(ShutdownReason),
-}
-
-impl RunState {
-    /// The power state a client would see.
-    pub fn power_state(self) -> PowerState {
-        match self {
-            RunState::Running => PowerState::Running,
-            RunState::Paused | RunState::Shutdown(_) => PowerState::Paused,
-        }
-    }
-}
-
-/// One domain, as the backend keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Domain {
-    pub domid: i64,
-    pub state: RunState,
-    /// What the domain was created from; its `vbds` and `vifs` are those asked for at start.
-    pub spec: VmSpec,
-    /// Whether `build` or `restore` has filled it.
-    pub is_built: bool,
-    /// Power it off if found after an agent restart: an operation on it was cut short.
-    pub needs_poweroff: bool,
-    pub memory_actual_bytes: u64,
-    pub vcpus: u32,
-    /// The disks plugged now, in plug order.
-    pub vbds: Vec<VbdSpec>,
-    /// The NICs plugged now, in plug order.
-    pub vifs: Vec<VifSpec>,
-    pub has_device_model: bool,
-    pub consoles: Vec<ConsoleInfo>,
-}
-
-impl Domain {
-    pub fn vm(&self) -> &str {
-        &self.spec.uuid
-    }
-
-    /// The domain as the master sees it. A shut-down domain not yet destroyed shows as paused,
-    /// as a preserved crashed domain does in xapi.
-    pub fn info(&self) -> DomainInfo {
-        DomainInfo {
-            vm: self.spec.uuid.clone(),
-            state: match self.state {
-                RunState::Running => DomainState::Running,
-                RunState::Paused | RunState::Shutdown(_) => DomainState::Paused,
-            },
-            domid: self.domid,
-            memory_actual_bytes: self.memory_actual_bytes,
-            vcpus: self.vcpus,
-            vbds: self.vbds.iter().map(|vbd| vbd.uuid.clone()).collect(),
-            vifs: self.vifs.iter().map(|vif| vif.uuid.clone()).collect(),
-            consoles: self.consoles.clone(),
-        }
-    }
-
-    /// The spec to start this domain again in place: as created, with the devices plugged now.
-    pub fn restart_spec(&self) -> VmSpec {
-        VmSpec {
-            vbds: self.vbds.clone(),
-            vifs: self.vifs.clone(),
-            ..self.spec.clone()
-        }
-    }
-}
-
-/// "This VM needs attention": its domain changed without the agent asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendEvent {
-    pub vm: String,
-}
-
-/// Why a backend operation failed. `agent::error` turns these into XenAPI errors.
+/// Why a driver operation failed. `agent::error` turns these into XenAPI errors.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("vm {vm} has no domain")]
@@ -271,6 +203,12 @@ pub enum BackendError {
     NotRemovable { vbd: String },
     #[error("{count} vcpus for vm {vm} is outside 1..={max}")]
     TooManyVcpus { vm: String, count: u32, max: u32 },
+    #[error("no storage driver for SRs of type {sr_type:?}")]
+    NoStorageDriver { sr_type: String },
+    #[error("no vdi at {location}")]
+    NoVdi { location: String },
+    #[error("{what} is in use")]
+    InUse { what: String },
     #[error("no saved image at {location}")]
     NoImage { location: String },
     #[error("{op} failed: {reason}")]
@@ -287,4 +225,27 @@ pub enum BackendError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The simulator's drivers take any SR type; without a driver for any type, only the SR
+    /// types named have one, and another is `NoStorageDriver` naming it.
+    #[test]
+    fn storage_is_chosen_by_sr_type() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = BackendConfig::Simulator(SimulatorConfig::default());
+        let mut drivers = Drivers::from_config(&config, dir.path()).expect("the drivers");
+        assert!(drivers.storage("ext").is_ok());
+        assert!(drivers.storage("iso").is_ok());
+        let any = drivers.any_storage.take().expect("a driver for any type");
+        drivers.storage.insert("ext".to_owned(), any);
+        assert!(drivers.storage("ext").is_ok());
+        assert!(matches!(
+            drivers.storage("iso"),
+            Err(BackendError::NoStorageDriver { sr_type }) if sr_type == "iso"
+        ));
+    }
 }

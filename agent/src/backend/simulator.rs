@@ -1,19 +1,25 @@
-//! The simulator backend: in-memory domains, with configurable latency per operation and
-//! failure injection (fail the n-th operation of a kind), cheap enough for hundreds of VMs.
+//! The simulator: one driver that is the hypervisor (`simulator/hypervisor.rs`), the storage
+//! of every SR type (`simulator/storage.rs`) and the network (`simulator/network.rs`), with
+//! in-memory domains, VDIs and bridges, configurable latency per operation and failure
+//! injection (fail the n-th operation of a kind), cheap enough for hundreds of VMs.
 //!
-//! Its domains (`simulator/state.rs`) are kept in `<data dir>/simulator/domains.json`,
-//! replaced atomically (temp file and rename, no fsync: it stands for a hypervisor's memory) so
-//! that, like a real hypervisor's, they outlive the daemon: after `kill -9` and a restart,
-//! `discover` finds them. Writes from concurrent operations are grouped: an operation returns
-//! once a write that includes its change has completed.
+//! Its domains (`simulator/state.rs`), attached VDIs and ports are kept in
+//! `<data dir>/simulator/domains.json`, replaced atomically (temp file and rename, no fsync: it
+//! stands for a hypervisor's memory) so that, like a real hypervisor's, they outlive the
+//! daemon: after `kill -9` and a restart, `discover` finds them. Writes from concurrent
+//! operations are grouped: an operation returns once a write that includes its change has
+//! completed.
 //!
 //! Tests drive it further: `guest` makes a guest power off, reboot, crash or hang (also reached
 //! through the test-only control, `front/simulator.rs`), `fail` injects a failure at run time,
 //! `hold` stops every operation of a kind until released, and `history` lists the last
 //! operations with the order in which they began and ended.
 
+mod hypervisor;
 mod image;
+mod network;
 mod state;
+mod storage;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU64;
@@ -22,15 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use host_api::{DiskSpec, VbdSpec, VifSpec, VmSpec};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 
 use self::state::{Effect, SimState};
-use crate::backend::{
-    Backend, BackendError, BackendEvent, BackendOp, Domain, Op, RunState, ShutdownReason,
-};
+use crate::backend::{BackendError, BackendOp, Domain, DomainEvent, ShutdownReason};
 
 /// The state file, relative to the data dir.
 pub const STATE_FILE: &str = "simulator/domains.json";
@@ -72,7 +74,10 @@ pub enum GuestAction {
 /// operations overlapped exactly when each began before the other ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpRecord {
-    pub vm: String,
+    /// What it acted on: the VM for a hypervisor operation, the VDI (by uuid) for an attach,
+    /// activate, deactivate or detach, the SR for the rest of storage's, the VIF for a port,
+    /// the bridge for a network.
+    pub subject: String,
     pub op: BackendOp,
     pub began: u64,
     pub ended: u64,
@@ -95,7 +100,7 @@ pub struct Simulator {
     clock: AtomicU64,
     /// Bumped after every change; `wait_shutdown` watches it.
     changed: watch::Sender<u64>,
-    events: broadcast::Sender<BackendEvent>,
+    events: broadcast::Sender<DomainEvent>,
 }
 
 struct Live {
@@ -206,17 +211,40 @@ impl Simulator {
         Hold { gate }
     }
 
+    /// The VDIs attached now, by uuid.
+    pub fn attached_vdis(&self) -> Vec<String> {
+        lock(&self.live)
+            .state
+            .storage
+            .attached
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The VIFs whose ports exist now, by uuid.
+    pub fn vif_ports(&self) -> Vec<String> {
+        lock(&self.live)
+            .state
+            .network
+            .ports
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// The last operations, oldest first.
     pub fn history(&self) -> Vec<OpRecord> {
         lock(&self.history).iter().cloned().collect()
     }
 
-    /// Runs one operation: counts it for injected failures, waits at a hold, takes its
-    /// latency, then changes the state (unless it fails) and persists the change.
+    /// Runs one operation on `subject` (see `OpRecord`): counts it for injected failures,
+    /// waits at a hold, takes its latency, then changes the state (unless it fails) and
+    /// persists the change.
     async fn run<T>(
         &self,
         op: BackendOp,
-        vm: &str,
+        subject: &str,
         change: impl FnOnce(&mut SimState) -> Result<(T, Effect), BackendError>,
     ) -> Result<T, BackendError> {
         let began = self.clock.fetch_add(1, Ordering::SeqCst);
@@ -231,10 +259,10 @@ impl Simulator {
                 reason: "injected failure".to_owned(),
             })
         } else {
-            self.change_and_persist(vm, change).await
+            self.change_and_persist(subject, change).await
         };
         let record = OpRecord {
-            vm: vm.to_owned(),
+            subject: subject.to_owned(),
             op,
             began,
             ended: self.clock.fetch_add(1, Ordering::SeqCst),
@@ -275,7 +303,7 @@ impl Simulator {
         if effect == Effect::GuestStopped {
             // No receiver just means the agent is not listening yet; it reads every domain
             // when it starts.
-            let _ = self.events.send(BackendEvent { vm: vm.to_owned() });
+            let _ = self.events.send(DomainEvent { vm: vm.to_owned() });
         }
     }
 
@@ -358,184 +386,4 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn quiet<T>(result: Result<T, BackendError>) -> Result<(T, Effect), BackendError> {
     result.map(|value| (value, Effect::Quiet))
-}
-
-impl Backend for Simulator {
-    fn create<'a>(&'a self, spec: &'a VmSpec) -> Op<'a, i64> {
-        Box::pin(self.run(BackendOp::Create, &spec.uuid, |m| quiet(m.create(spec))))
-    }
-
-    fn build<'a>(&'a self, vm: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::Build, vm, |m| quiet(m.build(vm))))
-    }
-
-    fn plug_disk<'a>(&'a self, vm: &'a str, vbd: &'a VbdSpec) -> Op<'a> {
-        Box::pin(self.run(BackendOp::PlugDisk, vm, |m| quiet(m.plug_disk(vm, vbd))))
-    }
-
-    fn plug_nic<'a>(&'a self, vm: &'a str, vif: &'a VifSpec) -> Op<'a> {
-        Box::pin(self.run(BackendOp::PlugNic, vm, |m| quiet(m.plug_nic(vm, vif))))
-    }
-
-    fn start_device_model<'a>(&'a self, vm: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::StartDeviceModel, vm, |m| {
-            quiet(m.start_device_model(vm))
-        }))
-    }
-
-    fn unpause<'a>(&'a self, vm: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::Unpause, vm, |m| quiet(m.unpause(vm))))
-    }
-
-    fn set_needs_poweroff<'a>(&'a self, vm: &'a str, needs_poweroff: bool) -> Op<'a> {
-        Box::pin(self.run(BackendOp::SetNeedsPoweroff, vm, move |m| {
-            quiet(m.set_needs_poweroff(vm, needs_poweroff))
-        }))
-    }
-
-    fn pause<'a>(&'a self, vm: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::Pause, vm, |m| quiet(m.pause(vm))))
-    }
-
-    fn request_shutdown<'a>(&'a self, vm: &'a str, reason: ShutdownReason) -> Op<'a> {
-        Box::pin(self.run(BackendOp::RequestShutdown, vm, move |m| {
-            m.request_shutdown(vm, reason).map(|effect| ((), effect))
-        }))
-    }
-
-    fn wait_shutdown<'a>(&'a self, vm: &'a str) -> Op<'a, ShutdownReason> {
-        Box::pin(async move {
-            let mut changes = self.changed.subscribe();
-            loop {
-                match self.domain_now(vm) {
-                    None => return Err(BackendError::NoDomain { vm: vm.to_owned() }),
-                    Some(Domain {
-                        state: RunState::Shutdown(reason),
-                        ..
-                    }) => return Ok(reason),
-                    Some(_) => {}
-                }
-                if changes.changed().await.is_err() {
-                    return Err(BackendError::NoDomain { vm: vm.to_owned() });
-                }
-            }
-        })
-    }
-
-    fn unplug_nic<'a>(&'a self, vm: &'a str, vif: &'a str, _force: bool) -> Op<'a> {
-        Box::pin(self.run(BackendOp::UnplugNic, vm, |m| quiet(m.unplug_nic(vm, vif))))
-    }
-
-    fn unplug_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, _force: bool) -> Op<'a> {
-        Box::pin(self.run(BackendOp::UnplugDisk, vm, |m| quiet(m.unplug_disk(vm, vbd))))
-    }
-
-    fn stop_device_model<'a>(&'a self, vm: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::StopDeviceModel, vm, |m| {
-            quiet(m.stop_device_model(vm))
-        }))
-    }
-
-    fn destroy<'a>(&'a self, vm: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::Destroy, vm, |m| quiet(m.destroy(vm))))
-    }
-
-    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a> {
-        Box::pin(self.run(BackendOp::Save, vm, |m| quiet(m.save(vm, image))))
-    }
-
-    fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec) -> Op<'a> {
-        Box::pin(self.run(BackendOp::Restore, vm, |m| quiet(m.restore(vm, image))))
-    }
-
-    fn save_image<'a>(
-        &'a self,
-        vm: &'a str,
-        to: &'a mut (dyn AsyncWrite + Send + Unpin),
-    ) -> Op<'a> {
-        Box::pin(async move {
-            let header = self
-                .run(BackendOp::SaveImage, vm, |m| quiet(m.save_image(vm)))
-                .await?;
-            // The domain stays paused and whole: a failed stream is undone by unpausing it.
-            image::write(&header, to)
-                .await
-                .map_err(|err| BackendError::Failed {
-                    op: BackendOp::SaveImage,
-                    reason: format!("cannot write the image: {err}"),
-                })
-        })
-    }
-
-    fn receive_image<'a>(
-        &'a self,
-        vm: &'a str,
-        from: &'a mut (dyn AsyncRead + Send + Unpin),
-    ) -> Op<'a> {
-        Box::pin(async move {
-            let header = image::read(from)
-                .await
-                .map_err(|reason| BackendError::Failed {
-                    op: BackendOp::ReceiveImage,
-                    reason,
-                })?;
-            self.run(BackendOp::ReceiveImage, vm, |m| {
-                quiet(m.receive_image(vm, header))
-            })
-            .await
-        })
-    }
-
-    fn restore_received<'a>(&'a self, vm: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::RestoreReceived, vm, |m| {
-            quiet(m.restore_received(vm))
-        }))
-    }
-
-    fn insert_cd<'a>(&'a self, vm: &'a str, vbd: &'a str, disk: &'a DiskSpec) -> Op<'a> {
-        Box::pin(self.run(BackendOp::InsertCd, vm, |m| {
-            quiet(m.insert_cd(vm, vbd, disk))
-        }))
-    }
-
-    fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a> {
-        Box::pin(self.run(BackendOp::EjectCd, vm, |m| quiet(m.eject_cd(vm, vbd))))
-    }
-
-    fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a> {
-        Box::pin(self.run(BackendOp::SetVcpus, vm, move |m| {
-            quiet(m.set_vcpus(vm, count))
-        }))
-    }
-
-    fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a> {
-        Box::pin(self.run(BackendOp::SetMemoryTarget, vm, move |m| {
-            quiet(m.set_memory_target(vm, bytes))
-        }))
-    }
-
-    fn update_spec<'a>(&'a self, vm: &'a str, spec: &'a VmSpec) -> Op<'a> {
-        Box::pin(self.run(BackendOp::UpdateSpec, vm, |m| {
-            quiet(m.update_spec(vm, spec))
-        }))
-    }
-
-    fn domain<'a>(&'a self, vm: &'a str) -> Op<'a, Option<Domain>> {
-        Box::pin(async move { Ok(self.domain_now(vm)) })
-    }
-
-    fn discover(&self) -> Op<'_, Vec<Domain>> {
-        Box::pin(async move {
-            Ok(lock(&self.live)
-                .state
-                .domains
-                .values()
-                .map(|sim| sim.domain.clone())
-                .collect())
-        })
-    }
-
-    fn events(&self) -> broadcast::Receiver<BackendEvent> {
-        self.events.subscribe()
-    }
 }

@@ -133,7 +133,7 @@ impl TestAgent {
         self.simulator()
             .history()
             .into_iter()
-            .filter(|record| record.vm == vm)
+            .filter(|record| record.subject == vm)
             .collect()
     }
 

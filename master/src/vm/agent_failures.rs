@@ -80,6 +80,7 @@ pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure)
             errors::vbd_not_removable_media(by_ref(&["VBD"], &vbd))
         }
         AgentFailure::TooManyVcpus { vm } => errors::vm_too_many_vcpus(by_ref(&["VM"], &vm)),
+        AgentFailure::UnknownSrDriver { sr_type } => errors::sr_unknown_driver(sr_type),
         AgentFailure::Internal { message } => {
             errors::internal_error(format!("host agent: {message}"))
         }
@@ -128,7 +129,8 @@ mod tests {
     }
 
     /// A stale term becomes OPERATION_NOT_ALLOWED naming both terms; a cancelled action names
-    /// its task; a failed hook keeps xapi's order: hook, reason, stdout, exit code.
+    /// its task; a failed hook keeps xapi's order: hook, reason, stdout, exit code; a disk on
+    /// an SR type the host has no driver for is SR_UNKNOWN_DRIVER naming the type.
     #[test]
     fn agent_failures_keep_xapi_codes_and_order() {
         let pool = TestPool::new();
@@ -161,6 +163,12 @@ mod tests {
                 "refusing\n",
                 "3"
             ]
+        );
+        assert_eq!(
+            error(AgentFailure::UnknownSrDriver {
+                sr_type: "lvm".to_owned()
+            }),
+            ["SR_UNKNOWN_DRIVER", "lvm"]
         );
         assert_eq!(
             error(AgentFailure::Internal {

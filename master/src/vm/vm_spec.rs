@@ -68,6 +68,9 @@ fn after_crash(value: &str) -> AfterCrash {
 pub(crate) fn disk(view: &Overlay, vdi: &str) -> DiskSpec {
     DiskSpec {
         vdi_uuid: view.str("VDI", vdi, "uuid").to_owned(),
+        sr_type: view
+            .str("SR", view.str("VDI", vdi, "SR"), "type")
+            .to_owned(),
         location: view.str("VDI", vdi, "location").to_owned(),
         virtual_size_bytes: unsigned(view.int("VDI", vdi, "virtual_size")),
     }

@@ -204,14 +204,15 @@ fn invalid_error_message_starts_with_the_field() {
     );
 }
 
-/// The simulator's latency and failures reach the agent's configuration by operation name.
+/// The simulator's latency and failures reach the agent's configuration by operation name,
+/// storage's operations as the hypervisor's.
 #[test]
 fn simulator_settings_reach_the_agent_config() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = write_config(
         &dir,
         r#"{"backend": "simulator", "agent": {"workers": 3},
-            "simulator": {"latency_ms": {"build": 50},
+            "simulator": {"latency_ms": {"build": 50, "attach": 5},
                           "fail": [{"operation": "plug_nic", "nth": 2}]}}"#,
     );
     let config = Config::load(Some(&path), Overrides::default()).expect("valid config");
@@ -222,6 +223,10 @@ fn simulator_settings_reach_the_agent_config() {
     assert_eq!(
         simulator.latency.get(&BackendOp::Build),
         Some(&Duration::from_millis(50))
+    );
+    assert_eq!(
+        simulator.latency.get(&BackendOp::Attach),
+        Some(&Duration::from_millis(5))
     );
     assert_eq!(simulator.failures.len(), 1);
     assert_eq!(simulator.failures[0].operation, BackendOp::PlugNic);

@@ -1,5 +1,6 @@
-//! The simulated hypervisor's state: its domains and saved images, and what each operation
-//! does to them. Pure state transitions; `simulator.rs` adds time, failures and the state file.
+//! The simulator's state: its domains and saved images, and what each hypervisor operation
+//! does to them, beside its storage's (`storage.rs`) and network's (`network.rs`). Pure state
+//! transitions; `simulator.rs` adds time, failures and the state file.
 
 use std::collections::BTreeMap;
 
@@ -7,9 +8,11 @@ use host_api::{ConsoleInfo, DiskSpec, PowerState, VbdKind, VbdSpec, VifSpec, VmS
 use serde::{Deserialize, Serialize};
 
 use super::image::ImageHeader;
+use super::network::SimNetwork;
+use super::storage::SimStorage;
 use crate::backend::{BackendError, BackendOp, Domain, RunState, ShutdownReason};
 
-/// Everything the simulated hypervisor holds; the state file is this, as JSON.
+/// Everything the simulator holds; the state file is this, as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SimState {
@@ -21,6 +24,12 @@ pub(super) struct SimState {
     /// Migration images received, by VM, until its domain is built from one.
     #[serde(default)]
     pub received: BTreeMap<String, Image>,
+    /// The VDIs, attached and not.
+    #[serde(default)]
+    pub storage: SimStorage,
+    /// The bridges and the VIFs' ports.
+    #[serde(default)]
+    pub network: SimNetwork,
 }
 
 /// A domain and what only the simulator knows about its guest.
@@ -55,6 +64,8 @@ impl Default for SimState {
             domains: BTreeMap::new(),
             images: BTreeMap::new(),
             received: BTreeMap::new(),
+            storage: SimStorage::default(),
+            network: SimNetwork::default(),
         }
     }
 }
@@ -424,7 +435,7 @@ fn bad_state(vm: &str, expected: PowerState, actual: RunState) -> BackendError {
     }
 }
 
-fn failed(op: BackendOp, reason: &str) -> BackendError {
+pub(super) fn failed(op: BackendOp, reason: &str) -> BackendError {
     BackendError::Failed {
         op,
         reason: reason.to_owned(),
@@ -544,6 +555,25 @@ mod tests {
             state.restore(&spec.uuid, &disk("elsewhere")),
             Err(BackendError::NoImage { .. })
         ));
+    }
+
+    /// A state file written before the simulator had storage and network (and before disks
+    /// named their SR type) still loads, with nothing attached.
+    #[test]
+    fn a_state_file_without_storage_and_network_loads() {
+        let mut state = SimState::default();
+        running(&mut state, &vm_spec("a", 1, 0));
+        let mut old = serde_json::to_value(&state).expect("encodes");
+        let fields = old.as_object_mut().expect("an object");
+        fields.remove("storage");
+        fields.remove("network");
+        let text = serde_json::to_string(&old)
+            .expect("encodes")
+            .replace("\"sr_type\":\"ext\",", "");
+        assert!(!text.contains("sr_type"));
+        let loaded: SimState = serde_json::from_str(&text).expect("an old state file loads");
+        assert_eq!(loaded.domains.len(), 1);
+        assert!(loaded.storage.attached.is_empty());
     }
 
     /// VCPU counts outside 1..=VCPUs_max are refused.

@@ -1,0 +1,339 @@
+//! The simulator as the storage driver of every SR type: VDIs are entries in its state, not
+//! files; an attached VDI's path names it under `simulator/vdi/`, where nothing is written.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use host_api::DiskSpec;
+use serde::{Deserialize, Serialize};
+
+use super::state::failed;
+use super::{Simulator, quiet};
+use crate::backend::{
+    AttachedDisk, BackendError, BackendOp, DiskFormat, Op, SrSpec, Storage, VdiInfo,
+};
+
+/// What the simulated storage holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct SimStorage {
+    /// The VDIs attached on this host, by VDI uuid.
+    pub attached: BTreeMap<String, Attachment>,
+    /// The VDIs of each SR, by SR uuid, then by location.
+    pub srs: BTreeMap<String, BTreeMap<String, VdiInfo>>,
+    /// The number the next VDI's location is made from.
+    pub next_vdi: u64,
+}
+
+/// One attached VDI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Attachment {
+    /// The VDI's location in its SR.
+    pub location: String,
+    pub disk: AttachedDisk,
+    /// How many attaches it has had without a detach: a read-only VDI may be in many drives,
+    /// and attaching again in the same mode is harmless (as with xapi's SM backends).
+    pub users: u32,
+    /// How many of those have activated it.
+    pub active: u32,
+}
+
+impl SimStorage {
+    pub fn attach(
+        &mut self,
+        disk: &DiskSpec,
+        read_only: bool,
+    ) -> Result<AttachedDisk, BackendError> {
+        if let Some(attachment) = self.attached.get_mut(&disk.vdi_uuid) {
+            if read_only != attachment.disk.read_only {
+                return Err(BackendError::DeviceAttached {
+                    device: disk.vdi_uuid.clone(),
+                });
+            }
+            attachment.users += 1;
+            return Ok(attachment.disk.clone());
+        }
+        let attached = AttachedDisk {
+            path: PathBuf::from("simulator/vdi").join(&disk.vdi_uuid),
+            format: DiskFormat::Raw,
+            read_only,
+        };
+        self.attached.insert(
+            disk.vdi_uuid.clone(),
+            Attachment {
+                location: disk.location.clone(),
+                disk: attached.clone(),
+                users: 1,
+                active: 0,
+            },
+        );
+        Ok(attached)
+    }
+
+    pub fn activate(&mut self, disk: &DiskSpec) -> Result<(), BackendError> {
+        let attachment =
+            self.attached
+                .get_mut(&disk.vdi_uuid)
+                .ok_or_else(|| BackendError::DeviceDetached {
+                    device: disk.vdi_uuid.clone(),
+                })?;
+        if attachment.active == attachment.users {
+            return Err(failed(
+                BackendOp::Activate,
+                "every attach is already active",
+            ));
+        }
+        attachment.active += 1;
+        Ok(())
+    }
+
+    /// Leaves a VDI that is not active as it is.
+    pub fn deactivate(&mut self, disk: &DiskSpec) {
+        if let Some(attachment) = self.attached.get_mut(&disk.vdi_uuid) {
+            attachment.active = attachment.active.saturating_sub(1);
+        }
+    }
+
+    /// Leaves a VDI that is not attached as it is.
+    pub fn detach(&mut self, disk: &DiskSpec) -> Result<(), BackendError> {
+        let Some(attachment) = self.attached.get_mut(&disk.vdi_uuid) else {
+            return Ok(());
+        };
+        if attachment.active == attachment.users {
+            return Err(BackendError::InUse {
+                what: format!("vdi {}", disk.vdi_uuid),
+            });
+        }
+        attachment.users -= 1;
+        if attachment.users == 0 {
+            self.attached.remove(&disk.vdi_uuid);
+        }
+        Ok(())
+    }
+
+    pub fn create_vdi(&mut self, sr: &SrSpec, virtual_size_bytes: u64) -> VdiInfo {
+        self.next_vdi += 1;
+        let vdi = VdiInfo {
+            location: format!("vdi-{}", self.next_vdi),
+            virtual_size_bytes,
+            physical_utilisation_bytes: 0,
+            read_only: false,
+        };
+        self.srs
+            .entry(sr.uuid.clone())
+            .or_default()
+            .insert(vdi.location.clone(), vdi.clone());
+        vdi
+    }
+
+    fn vdi(&mut self, sr: &SrSpec, location: &str) -> Result<&mut VdiInfo, BackendError> {
+        self.srs
+            .get_mut(&sr.uuid)
+            .and_then(|vdis| vdis.get_mut(location))
+            .ok_or_else(|| BackendError::NoVdi {
+                location: location.to_owned(),
+            })
+    }
+
+    pub fn destroy_vdi(&mut self, sr: &SrSpec, location: &str) -> Result<(), BackendError> {
+        self.vdi(sr, location)?;
+        if self.attached.values().any(|a| a.location == location) {
+            return Err(BackendError::InUse {
+                what: format!("vdi at {location}"),
+            });
+        }
+        if let Some(vdis) = self.srs.get_mut(&sr.uuid) {
+            vdis.remove(location);
+        }
+        Ok(())
+    }
+
+    pub fn resize_vdi(
+        &mut self,
+        sr: &SrSpec,
+        location: &str,
+        virtual_size_bytes: u64,
+    ) -> Result<VdiInfo, BackendError> {
+        let vdi = self.vdi(sr, location)?;
+        if virtual_size_bytes < vdi.virtual_size_bytes {
+            return Err(failed(BackendOp::ResizeVdi, "a vdi cannot shrink"));
+        }
+        vdi.virtual_size_bytes = virtual_size_bytes;
+        Ok(vdi.clone())
+    }
+
+    /// A copy of the VDI at `location`, read-only for a snapshot.
+    pub fn copy_vdi(
+        &mut self,
+        sr: &SrSpec,
+        location: &str,
+        read_only: bool,
+    ) -> Result<VdiInfo, BackendError> {
+        let size = self.vdi(sr, location)?.virtual_size_bytes;
+        let mut copy = self.create_vdi(sr, size);
+        copy.read_only = read_only;
+        self.vdi(sr, &copy.location)?.read_only = read_only;
+        Ok(copy)
+    }
+
+    pub fn scan(&self, sr: &SrSpec) -> Vec<VdiInfo> {
+        self.srs
+            .get(&sr.uuid)
+            .map(|vdis| vdis.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Storage for Simulator {
+    fn attach<'a>(&'a self, disk: &'a DiskSpec, read_only: bool) -> Op<'a, AttachedDisk> {
+        Box::pin(self.run(BackendOp::Attach, &disk.vdi_uuid, move |m| {
+            quiet(m.storage.attach(disk, read_only))
+        }))
+    }
+
+    fn activate<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a> {
+        Box::pin(self.run(BackendOp::Activate, &disk.vdi_uuid, |m| {
+            quiet(m.storage.activate(disk))
+        }))
+    }
+
+    fn deactivate<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a> {
+        Box::pin(self.run(BackendOp::Deactivate, &disk.vdi_uuid, |m| {
+            m.storage.deactivate(disk);
+            quiet(Ok(()))
+        }))
+    }
+
+    fn detach<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a> {
+        Box::pin(self.run(BackendOp::Detach, &disk.vdi_uuid, |m| {
+            quiet(m.storage.detach(disk))
+        }))
+    }
+
+    fn create_vdi<'a>(&'a self, sr: &'a SrSpec, virtual_size_bytes: u64) -> Op<'a, VdiInfo> {
+        Box::pin(self.run(BackendOp::CreateVdi, &sr.uuid, move |m| {
+            quiet(Ok(m.storage.create_vdi(sr, virtual_size_bytes)))
+        }))
+    }
+
+    fn destroy_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a> {
+        Box::pin(self.run(BackendOp::DestroyVdi, &sr.uuid, |m| {
+            quiet(m.storage.destroy_vdi(sr, location))
+        }))
+    }
+
+    fn resize_vdi<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        location: &'a str,
+        virtual_size_bytes: u64,
+    ) -> Op<'a, VdiInfo> {
+        Box::pin(self.run(BackendOp::ResizeVdi, &sr.uuid, move |m| {
+            quiet(m.storage.resize_vdi(sr, location, virtual_size_bytes))
+        }))
+    }
+
+    fn snapshot_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo> {
+        Box::pin(self.run(BackendOp::SnapshotVdi, &sr.uuid, |m| {
+            quiet(m.storage.copy_vdi(sr, location, true))
+        }))
+    }
+
+    fn clone_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo> {
+        Box::pin(self.run(BackendOp::CloneVdi, &sr.uuid, |m| {
+            quiet(m.storage.copy_vdi(sr, location, false))
+        }))
+    }
+
+    fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>> {
+        Box::pin(self.run(BackendOp::Scan, &sr.uuid, |m| quiet(Ok(m.storage.scan(sr)))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::disk;
+
+    fn sr() -> SrSpec {
+        SrSpec {
+            uuid: "sr".to_owned(),
+            location: "/srs/sr".to_owned(),
+        }
+    }
+
+    /// A VDI goes attach, activate, deactivate, detach; detach refuses an active VDI, leaves
+    /// nothing attached once done, and a second release changes nothing.
+    #[test]
+    fn a_vdi_is_attached_activated_and_released_in_order() {
+        let mut storage = SimStorage::default();
+        let vdi = disk("a");
+        let attached = storage.attach(&vdi, false).expect("attach");
+        assert!(attached.path.ends_with(&vdi.vdi_uuid));
+        storage.activate(&vdi).expect("activate");
+        assert!(matches!(
+            storage.detach(&vdi),
+            Err(BackendError::InUse { .. })
+        ));
+        storage.deactivate(&vdi);
+        storage.detach(&vdi).expect("detach");
+        assert!(storage.attached.is_empty());
+        storage.deactivate(&vdi);
+        storage.detach(&vdi).expect("a second detach");
+        assert!(matches!(
+            storage.activate(&vdi),
+            Err(BackendError::DeviceDetached { .. })
+        ));
+    }
+
+    /// A VDI attached in one mode may be attached again in that mode (a shared ISO stays
+    /// attached until its last detach), never in the other.
+    #[test]
+    fn a_vdi_is_attached_in_one_mode_until_its_last_detach() {
+        let mut storage = SimStorage::default();
+        let iso = disk("iso");
+        storage.attach(&iso, true).expect("first drive");
+        storage.attach(&iso, true).expect("second drive");
+        assert!(matches!(
+            storage.attach(&iso, false),
+            Err(BackendError::DeviceAttached { .. })
+        ));
+        storage.detach(&iso).expect("first detach");
+        assert!(storage.attached.contains_key(&iso.vdi_uuid));
+        storage.detach(&iso).expect("last detach");
+        assert!(storage.attached.is_empty());
+    }
+
+    /// Created, resized, snapshotted and cloned VDIs show in a scan; a destroyed one does not,
+    /// and a VDI never shrinks.
+    #[test]
+    fn vdi_management_shows_in_a_scan() {
+        let mut storage = SimStorage::default();
+        let sr = sr();
+        let base = storage.create_vdi(&sr, 1 << 30);
+        let grown = storage
+            .resize_vdi(&sr, &base.location, 2 << 30)
+            .expect("resize");
+        assert_eq!(grown.virtual_size_bytes, 2 << 30);
+        assert!(storage.resize_vdi(&sr, &base.location, 1).is_err());
+        let snapshot = storage
+            .copy_vdi(&sr, &base.location, true)
+            .expect("snapshot");
+        let clone = storage
+            .copy_vdi(&sr, &snapshot.location, false)
+            .expect("clone");
+        assert!(snapshot.read_only && !clone.read_only);
+        assert_eq!(clone.virtual_size_bytes, 2 << 30);
+        storage
+            .destroy_vdi(&sr, &snapshot.location)
+            .expect("destroy");
+        let mut found: Vec<_> = storage.scan(&sr).into_iter().map(|v| v.location).collect();
+        found.sort();
+        assert_eq!(found, [base.location, clone.location]);
+        assert!(matches!(
+            storage.destroy_vdi(&sr, &snapshot.location),
+            Err(BackendError::NoVdi { .. })
+        ));
+    }
+}

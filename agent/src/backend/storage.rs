@@ -1,0 +1,85 @@
+//! The `Storage` trait: what the agent asks of the driver of one SR type. It makes a VDI
+//! reachable on this host as a path the hypervisor can open (attach, then activate; undone by
+//! deactivate, then detach, as xapi's SM backends do), and it manages the VDIs of an SR
+//! (create, destroy, resize, snapshot, clone, scan).
+//!
+//! A file SR (qcow2 or raw files in a directory) attaches a VDI as its file; a block SR as its
+//! device node. Attach is where a driver does the slow work that needs no exclusive access
+//! (log in, map, check the file); activate is the point from which one host writes to the VDI.
+//! A read-only VDI (an ISO in a CD drive) may be attached by many VMs at once.
+//!
+//! VDIs are named by their `location` in their SR, as the master keeps it.
+
+use std::path::PathBuf;
+
+use host_api::DiskSpec;
+use serde::{Deserialize, Serialize};
+
+use super::Op;
+
+/// The driver of one SR type. Methods are in the order a start uses them, then the reverses,
+/// then the management of an SR's VDIs.
+pub trait Storage: Send + Sync + 'static {
+    /// Makes `disk` reachable on this host and says where the hypervisor opens it.
+    fn attach<'a>(&'a self, disk: &'a DiskSpec, read_only: bool) -> Op<'a, AttachedDisk>;
+    /// Readies the attached `disk` for I/O from this host.
+    fn activate<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a>;
+    /// Stops I/O to `disk` from this host; it stays attached. A disk not active is left as
+    /// it is, so that a teardown after a crash completes.
+    fn deactivate<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a>;
+    /// Releases what `attach` set up for `disk`; a disk not attached is left as it is.
+    fn detach<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a>;
+    /// Makes an empty VDI of `virtual_size_bytes` in `sr`.
+    fn create_vdi<'a>(&'a self, sr: &'a SrSpec, virtual_size_bytes: u64) -> Op<'a, VdiInfo>;
+    /// Deletes the VDI at `location` in `sr`; it must not be attached.
+    fn destroy_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a>;
+    /// Grows the VDI at `location` to `virtual_size_bytes` (never shrinks it).
+    fn resize_vdi<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        location: &'a str,
+        virtual_size_bytes: u64,
+    ) -> Op<'a, VdiInfo>;
+    /// Makes a read-only copy of the VDI at `location` as it is now.
+    fn snapshot_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo>;
+    /// Makes a writable copy of the VDI at `location` as it is now.
+    fn clone_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo>;
+    /// Every VDI `sr` holds, as its driver finds them.
+    fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>>;
+}
+
+/// A VDI made reachable on this host: what the hypervisor opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedDisk {
+    /// The file or device node.
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    pub read_only: bool,
+}
+
+/// How the bytes at an attached disk's path are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+/// An SR as its driver needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrSpec {
+    pub uuid: String,
+    /// Where the SR's VDIs live, in the driver's terms (a directory for a file SR).
+    pub location: String,
+}
+
+/// A VDI as its SR's driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VdiInfo {
+    /// Where the VDI is in its SR: what the master keeps as its `location`.
+    pub location: String,
+    pub virtual_size_bytes: u64,
+    /// The space it takes in its SR.
+    pub physical_utilisation_bytes: u64,
+    pub read_only: bool,
+}
