@@ -1,10 +1,11 @@
 //! The host agent (xenopsd-like): everything that happens to a VM on this host goes through
-//! here, from the master's actions (through `links::PoolLink`, from this host's master or another's) and from the hypervisor's
-//! own events.
+//! here, from the master's actions (through `links::PoolLink`, from this host's master or
+//! another's) and from the hypervisor's own events.
 //!
 //! - `queue.rs`: one queue per VM and the worker pool (`agent.workers`).
 //! - `actions.rs`: what each action is made of; `micro_ops.rs`: the steps and the loop that
 //!   runs them with cancellation, progress and undo.
+//! - `host_actions.rs`: the actions on an SR or on the host's networking, beside the queues.
 //! - `guest.rs`: what the agent does when a guest stops by itself, and on start-up.
 //! - `hooks.rs`: the hook scripts. `error.rs`: errors, and their XenAPI form.
 //! - `backend/`: the drivers, one trait per capability (`hypervisor.rs`: `Hypervisor`,
@@ -20,10 +21,10 @@
 //! On start the agent reads every domain the hypervisor runs, checks each on its queue (finishing
 //! operations a crash cut short, handling guests that stopped meanwhile), then sends
 //! `AgentReport::Inventory`, from which the master reconciles the DB (before the host says it
-//! is ready: `run.rs`).
+//! is ready: `member/src/run/`).
 //!
-//! Fencing: a host that has lost contact with every master for long enough (`roles/` keeps the
-//! time) calls `Agent::fence`, which hard-stops every domain, so that the master on the other
+//! Fencing: a host that has lost contact with every master for long enough (`member/src/links/`
+//! keeps the time) calls `Agent::fence`, which hard-stops every domain, so that the master on the other
 //! side can halt them in the DB and start them elsewhere without a VM ever running twice.
 
 mod actions;
@@ -31,6 +32,7 @@ pub mod backend;
 mod error;
 mod guest;
 pub mod hooks;
+mod host_actions;
 mod micro_ops;
 pub mod queue;
 #[cfg(any(test, feature = "testing"))]
@@ -190,6 +192,16 @@ impl Agent {
                 return Ok(ActionResult::Inventory(
                     domains.iter().map(Domain::info).collect(),
                 ));
+            }
+            HostAction::Storage(action) => {
+                let result = host_actions::storage(&self.drivers, &action).await;
+                progress.send_replace(1.0);
+                return result;
+            }
+            HostAction::Network(action) => {
+                let result = host_actions::network(&self.drivers, &action).await;
+                progress.send_replace(1.0);
+                return result;
             }
             HostAction::Vm(VmAction::UpdateSpec { vm: spec }) => {
                 let result = self.update_spec(&spec).await;

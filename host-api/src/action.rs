@@ -2,14 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{DiskSpec, VbdSpec, VifSpec, VmSpec};
+use crate::spec::{DiskSpec, SrSpec, VbdSpec, VifSpec, VmSpec};
 
-/// What the master asks an agent to do, by the capability it needs on the host.
-///
-/// Storage and network actions of their own (an SR to scan, a network to set up before any VM
-/// uses it) join as `Storage` and `Network` groups when the drivers that carry them land; until
-/// then a VM action reaches the storage and network drivers through its micro-ops (plugging a
-/// disk attaches its VDI; plugging a NIC sets up its network).
+/// What the master asks an agent to do, by the capability it needs on the host: a VM action
+/// drives the hypervisor (and reaches the storage and network drivers through its micro-ops:
+/// plugging a disk attaches its VDI, plugging a NIC sets up its network); a storage action
+/// drives the storage driver of one SR type; a network action the network driver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(
     clippy::large_enum_variant,
@@ -18,8 +16,30 @@ use crate::spec::{DiskSpec, VbdSpec, VifSpec, VmSpec};
 pub enum HostAction {
     /// An action on one VM's domain, run on that VM's queue.
     Vm(VmAction),
+    /// An action on an SR as this host reaches it.
+    Storage(StorageAction),
+    /// An action on this host's networking.
+    Network(NetworkAction),
     /// Report every domain this host runs.
     Inventory,
+}
+
+/// An action on an SR, run by the storage driver of its type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StorageAction {
+    /// List every VDI the SR holds (`SR.scan`). Answers `ActionResult::Vdis`.
+    Scan { sr: SrSpec },
+}
+
+/// An action on this host's networking, run by its network driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NetworkAction {
+    /// Make sure the bridge of a network exists on this host with `mtu` (`PIF.plug`).
+    /// Answers `ActionResult::Done`.
+    Attach { bridge: String, mtu: u32 },
+    /// Remove the bridge of a network from this host (`PIF.unplug`). Answers
+    /// `ActionResult::Done`.
+    Detach { bridge: String },
 }
 
 /// An action on one VM's domain. VMs are named by uuid.

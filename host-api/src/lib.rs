@@ -11,10 +11,11 @@ mod protocol;
 mod report;
 mod spec;
 
-pub use action::{HostAction, TransferToken, VmAction};
+pub use action::{HostAction, NetworkAction, StorageAction, TransferToken, VmAction};
 pub use failure::{AgentFailure, PowerState};
 pub use protocol::PROTOCOL_VERSION;
 pub use report::{
     ActionResult, AgentReport, ConsoleInfo, DomainInfo, DomainState, GuestEvent, HostHealth,
+    VdiInfo,
 };
-pub use spec::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
+pub use spec::{AfterCrash, AfterShutdown, DiskSpec, SrSpec, VbdKind, VbdSpec, VifSpec, VmSpec};

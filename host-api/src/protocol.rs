@@ -8,7 +8,7 @@
 //! `PROTOCOL_VERSION` is raised and the new hash recorded.
 
 /// The version of the frames this crate declares.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[cfg(test)]
 mod tests {
@@ -20,8 +20,8 @@ mod tests {
 
     /// The version and the hash of its frames' shape, as last recorded.
     const RECORDED: (u32, &str) = (
-        3,
-        "f27080a5e55b4f4dd4479738b0b9dbd67fa868b35a854159e56ba74c4b3b3d74",
+        4,
+        "97a440eae4a27272f2967dbc49b0dc1261db8dd3a34aa64b76948edd8b3bbd3b",
     );
 
     /// The shape of every type the frames carry. Each enum is traced on its own so that all
@@ -37,6 +37,8 @@ mod tests {
             tracer.trace_simple_type::<PowerState>().map(drop),
             tracer.trace_simple_type::<VbdKind>().map(drop),
             tracer.trace_simple_type::<VmAction>().map(drop),
+            tracer.trace_simple_type::<StorageAction>().map(drop),
+            tracer.trace_simple_type::<NetworkAction>().map(drop),
             tracer.trace_simple_type::<HostAction>().map(drop),
             tracer.trace_simple_type::<ActionResult>().map(drop),
             tracer.trace_simple_type::<AgentFailure>().map(drop),

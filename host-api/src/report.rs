@@ -32,6 +32,17 @@ pub struct DomainInfo {
     pub consoles: Vec<ConsoleInfo>,
 }
 
+/// A VDI as its SR's driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VdiInfo {
+    /// Where the VDI is in its SR: what the master keeps as its `location`.
+    pub location: String,
+    pub virtual_size_bytes: u64,
+    /// The space it takes in its SR.
+    pub physical_utilisation_bytes: u64,
+    pub read_only: bool,
+}
+
 /// The result of an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ActionResult {
@@ -39,6 +50,10 @@ pub enum ActionResult {
     Domain(Option<DomainInfo>),
     /// The answer to `Inventory`.
     Inventory(Vec<DomainInfo>),
+    /// The answer to `StorageAction::Scan`: every VDI the SR holds.
+    Vdis(Vec<VdiInfo>),
+    /// The action did what it had to and has nothing to tell.
+    Done,
 }
 
 /// Why a guest's domain changed without being asked.

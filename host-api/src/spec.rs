@@ -87,6 +87,17 @@ pub struct DiskSpec {
     pub virtual_size_bytes: u64,
 }
 
+/// An SR as its host's storage driver needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrSpec {
+    pub uuid: String,
+    /// The SR's `type`, which names the agent's storage driver for it.
+    pub sr_type: String,
+    /// Where the SR's VDIs live, in the driver's terms (a directory for a file SR): its PBD's
+    /// `device_config` `location` (or `path`) on the host.
+    pub location: String,
+}
+
 /// A NIC of a VM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VifSpec {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use self::hypervisor::{Domain, DomainEvent, Hypervisor, RunState, ShutdownReason};
 pub use self::network::{Network, NicPort};
 use self::simulator::{Simulator, SimulatorConfig};
-pub use self::storage::{AttachedDisk, DiskFormat, SrSpec, Storage, VdiInfo};
+pub use self::storage::{AttachedDisk, DiskFormat, Storage};
 use crate::BoxFuture;
 
 /// The future of one driver operation.

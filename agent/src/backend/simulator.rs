@@ -233,6 +233,11 @@ impl Simulator {
             .collect()
     }
 
+    /// The bridges set up now, with their MTU.
+    pub fn bridges(&self) -> BTreeMap<String, u32> {
+        lock(&self.live).state.network.bridges.clone()
+    }
+
     /// The last operations, oldest first.
     pub fn history(&self) -> Vec<OpRecord> {
         lock(&self.history).iter().cloned().collect()

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use host_api::DiskSpec;
+use host_api::{DiskSpec, SrSpec, VdiInfo};
 use serde::{Deserialize, Serialize};
 
 use super::Op;
@@ -63,23 +63,4 @@ pub struct AttachedDisk {
 pub enum DiskFormat {
     Raw,
     Qcow2,
-}
-
-/// An SR as its driver needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SrSpec {
-    pub uuid: String,
-    /// Where the SR's VDIs live, in the driver's terms (a directory for a file SR).
-    pub location: String,
-}
-
-/// A VDI as its SR's driver reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VdiInfo {
-    /// Where the VDI is in its SR: what the master keeps as its `location`.
-    pub location: String,
-    pub virtual_size_bytes: u64,
-    /// The space it takes in its SR.
-    pub physical_utilisation_bytes: u64,
-    pub read_only: bool,
 }

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::db::BoxFuture;
 use crate::host_link::{HostLink, LinkFailure};
 use host_api::{
-    ActionResult, AgentFailure, ConsoleInfo, DomainInfo, DomainState, HostAction, PowerState,
-    TransferToken, VmAction, VmSpec,
+    ActionResult, AgentFailure, ConsoleInfo, DomainInfo, DomainState, HostAction, NetworkAction,
+    PowerState, StorageAction, TransferToken, VdiInfo, VmAction, VmSpec,
 };
 
 /// The kinds of host actions, by which tests script the fake agent.
@@ -35,6 +35,9 @@ pub enum ActionKind {
     MigrateOut,
     MigrateIn,
     MigrateFinish,
+    ScanSr,
+    AttachNetwork,
+    DetachNetwork,
     Inventory,
 }
 
@@ -60,6 +63,9 @@ impl ActionKind {
             HostAction::Vm(VmAction::MigrateOut { .. }) => ActionKind::MigrateOut,
             HostAction::Vm(VmAction::MigrateIn { .. }) => ActionKind::MigrateIn,
             HostAction::Vm(VmAction::MigrateFinish { .. }) => ActionKind::MigrateFinish,
+            HostAction::Storage(StorageAction::Scan { .. }) => ActionKind::ScanSr,
+            HostAction::Network(NetworkAction::Attach { .. }) => ActionKind::AttachNetwork,
+            HostAction::Network(NetworkAction::Detach { .. }) => ActionKind::DetachNetwork,
             HostAction::Inventory => ActionKind::Inventory,
         }
     }
@@ -131,6 +137,10 @@ struct FakeState {
     transfers: BTreeMap<String, Transfer>,
     /// The VMs whose migration image was kept for `MigrateFinish`.
     kept_images: BTreeSet<String>,
+    /// The VDIs each SR holds, by SR uuid, as a scan finds them.
+    vdis: BTreeMap<String, Vec<VdiInfo>>,
+    /// The bridges set up on the hosts.
+    bridges: BTreeSet<String>,
 }
 
 /// A fake memory image.
@@ -210,6 +220,20 @@ impl FakeAgent {
     /// The domain of the VM `uuid`, if it runs one.
     pub fn domain(&self, uuid: &str) -> Option<DomainInfo> {
         self.lock().domains.get(uuid).cloned()
+    }
+
+    /// Puts `vdi` in the SR `sr_uuid`, for a scan to find.
+    pub fn put_vdi(&self, sr_uuid: &str, vdi: VdiInfo) {
+        self.lock()
+            .vdis
+            .entry(sr_uuid.to_owned())
+            .or_default()
+            .push(vdi);
+    }
+
+    /// The bridges set up now.
+    pub fn bridges(&self) -> BTreeSet<String> {
+        self.lock().bridges.clone()
     }
 
     /// The spec the domain of the VM `uuid` runs with, if it runs one.
@@ -330,6 +354,17 @@ impl FakeAgent {
             }
             HostAction::Vm(VmAction::MigrateOut { .. } | VmAction::MigrateIn { .. }) => {
                 unreachable!("migrations are run by `migrate_out` and `migrate_in`")
+            }
+            HostAction::Storage(StorageAction::Scan { sr }) => Ok(ActionResult::Vdis(
+                state.vdis.get(&sr.uuid).cloned().unwrap_or_default(),
+            )),
+            HostAction::Network(NetworkAction::Attach { bridge, .. }) => {
+                state.bridges.insert(bridge.clone());
+                Ok(ActionResult::Done)
+            }
+            HostAction::Network(NetworkAction::Detach { bridge }) => {
+                state.bridges.remove(bridge);
+                Ok(ActionResult::Done)
             }
             HostAction::Inventory => Ok(ActionResult::Inventory(
                 state.domains.values().cloned().collect(),

@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use host_api::DiskSpec;
+use host_api::{DiskSpec, SrSpec, VdiInfo};
 use serde::{Deserialize, Serialize};
 
 use super::state::failed;
 use super::{Simulator, quiet};
-use crate::backend::{
-    AttachedDisk, BackendError, BackendOp, DiskFormat, Op, SrSpec, Storage, VdiInfo,
-};
+use crate::backend::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
 
 /// What the simulated storage holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -259,6 +257,7 @@ mod tests {
     fn sr() -> SrSpec {
         SrSpec {
             uuid: "sr".to_owned(),
+            sr_type: "ext".to_owned(),
             location: "/srs/sr".to_owned(),
         }
     }

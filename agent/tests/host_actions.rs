@@ -1,0 +1,80 @@
+//! The actions that are not about one VM, on the simulator: an SR scan lists what the SR's
+//! storage driver holds; a network attach sets up its bridge and a detach removes it, unless a
+//! VM's NIC still uses it.
+
+mod support;
+
+use agent::AgentConfig;
+use agent::backend::Storage;
+use agent::testing::vm_spec;
+use host_api::{
+    ActionResult, AgentFailure, HostAction, NetworkAction, SrSpec, StorageAction, VmAction,
+};
+use support::{TestAgent, failure};
+
+fn sr() -> SrSpec {
+    SrSpec {
+        uuid: "sr-1".to_owned(),
+        sr_type: "ext".to_owned(),
+        location: "/srs/sr-1".to_owned(),
+    }
+}
+
+/// A scan answers the VDIs the SR's driver holds, and only that SR's.
+#[tokio::test]
+async fn an_sr_scan_lists_the_vdis_its_driver_holds() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let scan = |sr: SrSpec| HostAction::Storage(StorageAction::Scan { sr });
+    assert_eq!(agent.run(scan(sr())).await, Ok(ActionResult::Vdis(vec![])));
+    let made = agent
+        .simulator()
+        .create_vdi(&sr(), 1 << 30)
+        .await
+        .expect("a VDI is made");
+    assert_eq!(
+        agent.run(scan(sr())).await,
+        Ok(ActionResult::Vdis(vec![made]))
+    );
+    let other = SrSpec {
+        uuid: "sr-2".to_owned(),
+        ..sr()
+    };
+    assert_eq!(agent.run(scan(other)).await, Ok(ActionResult::Vdis(vec![])));
+}
+
+/// An attach sets up the bridge with its MTU (again: no change), a detach removes it; a
+/// bridge a running VM's NIC is on cannot be removed.
+#[tokio::test]
+async fn a_network_attach_sets_up_its_bridge_and_a_detach_removes_it() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let attach = |bridge: &str| {
+        HostAction::Network(NetworkAction::Attach {
+            bridge: bridge.to_owned(),
+            mtu: 9000,
+        })
+    };
+    let detach = |bridge: &str| {
+        HostAction::Network(NetworkAction::Detach {
+            bridge: bridge.to_owned(),
+        })
+    };
+    assert_eq!(agent.run(attach("xenbr1")).await, Ok(ActionResult::Done));
+    assert_eq!(agent.run(attach("xenbr1")).await, Ok(ActionResult::Done));
+    assert_eq!(agent.simulator().bridges().get("xenbr1"), Some(&9000));
+    assert_eq!(agent.run(detach("xenbr1")).await, Ok(ActionResult::Done));
+    assert_eq!(agent.simulator().bridges().get("xenbr1"), None);
+
+    let spec = vm_spec("web", 0, 1);
+    agent
+        .domain_after(HostAction::Vm(VmAction::Start {
+            vm: spec.clone(),
+            paused: false,
+        }))
+        .await;
+    let bridge = spec.vifs[0].bridge.clone();
+    assert!(matches!(
+        failure(agent.run(detach(&bridge)).await),
+        AgentFailure::Internal { .. }
+    ));
+    assert!(agent.simulator().bridges().contains_key(&bridge));
+}
