@@ -186,3 +186,19 @@ def test_destroy_refuses_a_running_vm_and_removes_a_halted_one_with_its_devices(
         assert vif not in session.xenapi.VIF.get_all()
     assert rec["metrics"] not in session.xenapi.VM_metrics.get_all()
     assert vdi in session.xenapi.VDI.get_all()
+
+
+
+def test_sr_scan_keeps_the_disks_made_through_the_api(session):
+    """SR.scan asks the SR's host what it holds: the disks made through the API stay; an
+    unknown SR is HANDLE_INVALID."""
+    sr = _default_sr(session)
+    disk = session.xenapi.VDI.create({
+        "SR": sr, "virtual_size": str(1 << 30), "type": "user", "sharable": False,
+        "read_only": False, "other_config": {}, "name_label": "kept",
+        "name_description": "",
+    })
+    assert session.xenapi.SR.scan(sr) == ""
+    assert disk in session.xenapi.SR.get_VDIs(sr)
+    bogus = "OpaqueRef:NULL"
+    assert _error(lambda: session.xenapi.SR.scan(bogus)) == ["HANDLE_INVALID", "SR", bogus]

@@ -9,6 +9,7 @@ mod hotplug;
 mod message;
 mod pool;
 mod session;
+mod sr;
 mod task;
 pub(crate) mod vbd;
 mod vdi;
@@ -66,6 +67,7 @@ table! {
     "session.login_with_password" => session::login_with_password,
     "session.logout" => session::logout,
     "session.slave_local_login_with_password" => session::slave_local_login_with_password,
+    "SR.scan" => sr::scan,
     "task.cancel" => task::cancel,
     "task.create" => task::create,
     "task.destroy" => task::destroy,

@@ -321,13 +321,13 @@ impl Node {
 
     /// The process's resident memory now (`VmRSS`), in bytes.
     pub fn resident_bytes(&self) -> u64 {
-        self.proc_status_kib("VmRSS") * 1024
+        crate::host::memory_bytes(self.pid().expect("the host runs"), "VmRSS")
     }
 
     /// The process's peak resident memory (`VmHWM`) since it started or since
     /// `reset_peak_resident`, in bytes.
     pub fn peak_resident_bytes(&self) -> u64 {
-        self.proc_status_kib("VmHWM") * 1024
+        crate::host::memory_bytes(self.pid().expect("the host runs"), "VmHWM")
     }
 
     /// Starts the process's peak resident memory again from what it holds now (Linux's
@@ -335,18 +335,6 @@ impl Node {
     pub fn reset_peak_resident(&self) {
         let pid = self.pid().expect("the host runs");
         std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("peak RSS reset");
-    }
-
-    /// A `kB` line of `/proc/<pid>/status`.
-    fn proc_status_kib(&self, key: &str) -> u64 {
-        let pid = self.pid().expect("the host runs");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{key}:")))
-            .and_then(|value| value.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
     }
 }
 

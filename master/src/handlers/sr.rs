@@ -1,0 +1,279 @@
+//! `SR.scan`: the SR's VDIs as its storage driver finds them, through the agent of a host that
+//! has the SR attached (`StorageAction::Scan`). A VDI the driver holds and the DB does not
+//! gets a row, as xapi introduces a volume it finds; the sizes of one the DB has are brought up
+//! to date. A row whose volume the driver does not hold is left as it is: VDIs hold no data yet,
+//! so the driver holds none of the disks made through the API.
+
+use api_spec::{Value, errors};
+use host_api::{ActionResult, HostAction, SrSpec, StorageAction, VdiInfo};
+use tokio::sync::watch;
+
+use crate::call::ctx::{Args, Ctx, void};
+use crate::error::Error;
+use crate::vm::agent_failures::{self, Context};
+use crate::vm::operations::{Draft, Overlay};
+
+/// `SR.scan(sr)`: asks a host where the SR is attached (a live one first) what VDIs it
+/// holds, then records them in one Txn. `SR_HAS_NO_PBDS [sr]` when no PBD of the SR is
+/// attached.
+pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let sr = args.str("sr")?;
+    let (host, spec) = {
+        let db = ctx.db();
+        let draft = Draft::new(&db);
+        where_attached(draft.view(), sr)?
+    };
+    let (progress, _) = watch::channel(0.0);
+    let action = HostAction::Storage(StorageAction::Scan { sr: spec });
+    let answer = ctx
+        .master
+        .link
+        .run(
+            &host,
+            ctx.master.db.term(),
+            action,
+            progress,
+            ctx.cancel_token(),
+        )
+        .await
+        .map_err(|failure| {
+            agent_failures::to_api_error(&ctx.db(), &Context::host(&host), failure)
+        })?;
+    let ActionResult::Vdis(found) = answer else {
+        let message = format!("the host agent answered a scan of SR {sr} with another result");
+        return Err(errors::internal_error(message).into());
+    };
+    let (added, _) = ctx
+        .master
+        .decide(|db| {
+            let mut draft = Draft::new(db);
+            if !draft.view().exists("SR", sr) {
+                return Err(errors::handle_invalid("SR", sr).into());
+            }
+            let added = record(&mut draft, sr, &found);
+            Ok((draft.into_txn(), added))
+        })
+        .await?;
+    tracing::info!(sr = %sr, host = %host, found = found.len(), added, "SR scanned");
+    Ok(void())
+}
+
+/// The host to scan `sr` on and what its driver needs: the first attached PBD whose host is
+/// live, else the first attached PBD (its host's agent then answers `HOST_OFFLINE`).
+fn where_attached(view: &Overlay, sr: &str) -> Result<(String, SrSpec), Error> {
+    if !view.exists("SR", sr) {
+        return Err(errors::handle_invalid("SR", sr).into());
+    }
+    let attached: Vec<String> = view
+        .children("PBD", "SR", sr)
+        .into_iter()
+        .filter(|pbd| view.bool("PBD", pbd, "currently_attached"))
+        .collect();
+    let is_live = |pbd: &String| {
+        let host = view.str("PBD", pbd, "host");
+        view.bool("host_metrics", view.str("host", host, "metrics"), "live")
+    };
+    let pbd = attached
+        .iter()
+        .find(|pbd| is_live(pbd))
+        .or(attached.first())
+        .ok_or_else(|| errors::sr_has_no_pbds(sr))?;
+    let config = view.string_map("PBD", pbd, "device_config");
+    let location = config
+        .get("location")
+        .or(config.get("path"))
+        .cloned()
+        .unwrap_or_default();
+    let spec = SrSpec {
+        uuid: view.str("SR", sr, "uuid").to_owned(),
+        sr_type: view.str("SR", sr, "type").to_owned(),
+        location,
+    };
+    Ok((view.str("PBD", pbd, "host").to_owned(), spec))
+}
+
+/// Gives each VDI of `found` that `sr` has no row for (by `location`) a row, and brings the
+/// sizes of the others up to date; how many rows it made.
+fn record(draft: &mut Draft, sr: &str, found: &[VdiInfo]) -> usize {
+    let rows: Vec<(String, String)> = draft
+        .view()
+        .children("VDI", "SR", sr)
+        .into_iter()
+        .map(|vdi| {
+            let location = draft.view().str("VDI", &vdi, "location").to_owned();
+            (location, vdi)
+        })
+        .collect();
+    let mut added = 0;
+    for vdi in found {
+        let sizes = [
+            ("virtual_size", size(vdi.virtual_size_bytes)),
+            ("physical_utilisation", size(vdi.physical_utilisation_bytes)),
+        ];
+        match rows.iter().find(|(location, _)| *location == vdi.location) {
+            Some((_, r)) => {
+                for (field, value) in sizes {
+                    if draft.view().field("VDI", r, field) != Some(&value) {
+                        draft.update("VDI", r, field, value);
+                    }
+                }
+            }
+            None => {
+                let [virtual_size, physical_utilisation] = sizes;
+                draft.create(
+                    "VDI",
+                    [
+                        ("SR", Value::str(sr)),
+                        ("location", Value::str(&vdi.location)),
+                        virtual_size,
+                        physical_utilisation,
+                        ("read_only", Value::Bool(vdi.read_only)),
+                        ("type", Value::str("user")),
+                        ("managed", Value::Bool(true)),
+                    ],
+                );
+                added += 1;
+            }
+        }
+    }
+    added
+}
+
+/// A size as the DB keeps it (an int): a driver's byte count past `i64::MAX` is clamped.
+fn size(bytes: u64) -> Value {
+    Value::Int(i64::try_from(bytes).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use api_spec::Value;
+    use host_api::{HostAction, StorageAction, VdiInfo};
+
+    use super::*;
+    use crate::host_link::LinkFailure;
+    use crate::testing::{ActionKind, TestPool};
+
+    fn s(text: &str) -> Value {
+        Value::str(text)
+    }
+
+    fn vdi(location: &str, virtual_size_bytes: u64) -> VdiInfo {
+        VdiInfo {
+            location: location.to_owned(),
+            virtual_size_bytes,
+            physical_utilisation_bytes: virtual_size_bytes / 2,
+            read_only: false,
+        }
+    }
+
+    /// The VDIs of `sr` by location, with their virtual sizes.
+    fn sizes(pool: &TestPool, sr: &str) -> Vec<(String, i64)> {
+        let mut rows: Vec<(String, i64)> = pool
+            .refs("VDI")
+            .into_iter()
+            .filter(|vdi| pool.text("VDI", vdi, "SR") == sr)
+            .map(|vdi| {
+                let size = match pool.field("VDI", &vdi, "virtual_size") {
+                    Some(Value::Int(size)) => size,
+                    other => panic!("a size, got {other:?}"),
+                };
+                (pool.text("VDI", &vdi, "location"), size)
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// A scan asks the SR's host with the SR's uuid, type and path; a VDI the driver holds
+    /// and the DB does not gets a row, a known one gets its sizes, and a row the driver does
+    /// not hold stays.
+    #[tokio::test]
+    async fn a_scan_records_what_the_driver_holds() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let sr = pool.refs("SR").remove(0);
+        let uuid = pool.text("SR", &sr, "uuid");
+        let known = pool.new_disk(&session, "known").await;
+        let known_location = pool.text("VDI", &known, "location");
+        let kept = pool.new_disk(&session, "kept").await;
+        let kept_location = pool.text("VDI", &kept, "location");
+        pool.agent.put_vdi(&uuid, vdi(&known_location, 8 << 30));
+        pool.agent.put_vdi(&uuid, vdi("found.img", 4 << 30));
+        let kept_size = sizes(&pool, &sr)
+            .into_iter()
+            .find(|(location, _)| *location == kept_location)
+            .map(|(_, size)| size)
+            .expect("the kept VDI");
+        assert_eq!(
+            pool.call_as(&session, "SR.scan", vec![s(&sr)]).await,
+            Ok(s(""))
+        );
+        let mut expected = vec![
+            ("found.img".to_owned(), 4 << 30),
+            (known_location, 8 << 30),
+            (kept_location, kept_size),
+        ];
+        expected.sort();
+        assert_eq!(sizes(&pool, &sr), expected);
+        let found = pool
+            .refs("VDI")
+            .into_iter()
+            .find(|vdi| pool.text("VDI", vdi, "location") == "found.img")
+            .expect("the found VDI has a row");
+        assert_eq!(
+            pool.field("VDI", &found, "physical_utilisation"),
+            Some(Value::Int(2 << 30))
+        );
+        let scans: Vec<_> = pool
+            .agent
+            .received()
+            .into_iter()
+            .filter_map(|r| match r.action {
+                HostAction::Storage(StorageAction::Scan { sr }) => Some((r.host, sr)),
+                _ => None,
+            })
+            .collect();
+        let [(host, spec)] = scans.as_slice() else {
+            panic!("one scan, got {scans:?}");
+        };
+        assert_eq!(host, &pool.host);
+        assert_eq!(
+            (spec.uuid.as_str(), spec.sr_type.as_str()),
+            (uuid.as_str(), pool.text("SR", &sr, "type").as_str())
+        );
+        assert!(!spec.location.is_empty());
+        assert_eq!(
+            pool.call_as(&session, "SR.scan", vec![s(&sr)]).await,
+            Ok(s(""))
+        );
+        assert_eq!(sizes(&pool, &sr).len(), 3, "a second scan adds nothing");
+    }
+
+    /// An unknown SR is `HANDLE_INVALID`, one with no attached PBD `SR_HAS_NO_PBDS`, both
+    /// before any host is asked; an unreachable host is `HOST_OFFLINE`.
+    #[tokio::test]
+    async fn a_scan_needs_an_attached_sr_on_a_reachable_host() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        assert_eq!(
+            pool.call_as(&session, "SR.scan", vec![s("OpaqueRef:nowhere")])
+                .await,
+            Err(errors::handle_invalid("SR", "OpaqueRef:nowhere"))
+        );
+        let sr = pool.refs("SR").remove(0);
+        let pbd = pool.ref_list("SR", &sr, "PBDs").remove(0);
+        pool.write("PBD", &pbd, &[("currently_attached", Value::Bool(false))]);
+        assert_eq!(
+            pool.call_as(&session, "SR.scan", vec![s(&sr)]).await,
+            Err(errors::sr_has_no_pbds(&sr))
+        );
+        assert!(!pool.agent.kinds().contains(&ActionKind::ScanSr));
+        pool.write("PBD", &pbd, &[("currently_attached", Value::Bool(true))]);
+        pool.agent
+            .fail_next(ActionKind::ScanSr, LinkFailure::HostOffline);
+        assert_eq!(
+            pool.call_as(&session, "SR.scan", vec![s(&sr)]).await,
+            Err(errors::host_offline(&pool.host))
+        );
+    }
+}

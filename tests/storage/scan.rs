@@ -1,0 +1,75 @@
+//! `SR.scan` against a real `oxapi`: the host's storage driver (the simulator's) is asked what
+//! the SR holds, and a volume the pool DB has no VDI for gets one.
+
+use api_spec::Value;
+use oxapi_tests::{Client, Host, Protocol, logged_in};
+
+/// The SR of the host's first PBD: its local SR.
+async fn local_sr(client: &Client) -> String {
+    let pbds = client.ok("PBD.get_all", vec![]).await;
+    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
+    let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
+    sr.as_str().expect("an SR ref").to_owned()
+}
+
+/// The VDIs of `sr` with `location`.
+async fn vdis_at(client: &Client, sr: &str, location: &str) -> Vec<String> {
+    let all = client.ok("VDI.get_all", vec![]).await;
+    let mut found = Vec::new();
+    for vdi in all.as_array().expect("a list") {
+        let of = client.ok("VDI.get_SR", vec![vdi.clone()]).await;
+        let at = client.ok("VDI.get_location", vec![vdi.clone()]).await;
+        if of.as_str() == Some(sr) && at.as_str() == Some(location) {
+            found.push(vdi.as_str().expect("a ref").to_owned());
+        }
+    }
+    found
+}
+
+/// A volume put in the simulator's storage while the host was down is found by `SR.scan`:
+/// it gets a VDI row with the size the driver reports, once, however often the SR is scanned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_gives_a_volume_the_host_holds_a_vdi() {
+    let mut host = Host::start();
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let sr = local_sr(&client).await;
+    let uuid = client.ok("SR.get_uuid", vec![Value::str(&sr)]).await;
+    let uuid = uuid.as_str().expect("a uuid").to_owned();
+    assert_eq!(
+        client.call("SR.scan", vec![Value::str(&sr)]).await,
+        Ok(Value::str(""))
+    );
+    assert!(vdis_at(&client, &sr, "found.img").await.is_empty());
+    assert_eq!(host.stop(), Some(0));
+
+    let state_path = host.data_dir().join("simulator/domains.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("the simulator's state"))
+            .expect("JSON");
+    state["storage"]["srs"][&uuid]["found.img"] = serde_json::json!({
+        "location": "found.img",
+        "virtual_size_bytes": 3u64 << 30,
+        "physical_utilisation_bytes": 1u64 << 30,
+        "read_only": false,
+    });
+    std::fs::write(&state_path, serde_json::to_vec(&state).expect("JSON")).expect("written");
+    host.start_again();
+
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    for _ in 0..2 {
+        assert_eq!(
+            client.call("SR.scan", vec![Value::str(&sr)]).await,
+            Ok(Value::str(""))
+        );
+    }
+    let found = vdis_at(&client, &sr, "found.img").await;
+    let [vdi] = found.as_slice() else {
+        panic!("one VDI at found.img, got {found:?}");
+    };
+    assert_eq!(
+        client
+            .ok("VDI.get_virtual_size", vec![Value::str(vdi)])
+            .await,
+        Value::Int(3 << 30)
+    );
+}
