@@ -224,7 +224,10 @@ pub(crate) async fn execute(
         if op.is_point_of_no_return() {
             undo.clear();
             is_past_return = true;
-        } else if let Some(reverse) = op.reverse() {
+        } else if !is_past_return && let Some(reverse) = op.reverse() {
+            // Past the point of no return nothing is undone (it would set up again what the
+            // teardown released): what fails there stays for the next teardown, which the
+            // needs-poweroff mark asks of a restarted agent.
             undo.push(reverse);
         }
         progress.send_replace(fraction(done + 1, total));
@@ -255,20 +258,29 @@ struct Handover {
 }
 
 impl Handover {
-    fn disk(&self, disk: &DiskSpec) -> Result<&AttachedDisk, BackendError> {
-        self.disks
-            .get(&disk.vdi_uuid)
-            .ok_or_else(|| BackendError::DeviceDetached {
-                device: disk.vdi_uuid.clone(),
-            })
+    /// The attached `disk`: as this run's attach handed it over, else as its driver keeps it
+    /// (a teardown that undoes its unplug plugs again what an earlier run attached).
+    async fn disk(&self, agent: &Agent, disk: &DiskSpec) -> Result<AttachedDisk, AgentError> {
+        if let Some(attached) = self.disks.get(&disk.vdi_uuid) {
+            return Ok(attached.clone());
+        }
+        let storage = agent.drivers.storage(&disk.sr_type)?;
+        let attached = storage.attached(disk).await?;
+        Ok(attached.ok_or_else(|| BackendError::DeviceDetached {
+            device: disk.vdi_uuid.clone(),
+        })?)
     }
 
-    fn port(&self, vif: &VifSpec) -> Result<&NicPort, BackendError> {
-        self.ports
-            .get(&vif.uuid)
-            .ok_or_else(|| BackendError::DeviceDetached {
-                device: vif.uuid.clone(),
-            })
+    /// The port of `vif`: as this run's ensure handed it over, else as the network driver
+    /// keeps it.
+    async fn port(&self, agent: &Agent, vif: &VifSpec) -> Result<NicPort, AgentError> {
+        if let Some(port) = self.ports.get(&vif.uuid) {
+            return Ok(port.clone());
+        }
+        let port = agent.drivers.network.port(vif).await?;
+        Ok(port.ok_or_else(|| BackendError::DeviceDetached {
+            device: vif.uuid.clone(),
+        })?)
     }
 }
 
@@ -297,12 +309,11 @@ async fn perform(
         }
         MicroOp::ActivateDisk(disk) => Ok(storage(disk)?.activate(disk).await?),
         MicroOp::PlugDisk(vbd) => {
-            let attached = vbd
-                .disk
-                .as_ref()
-                .map(|disk| handover.disk(disk))
-                .transpose()?;
-            Ok(backend.plug_disk(vm, vbd, attached).await?)
+            let attached = match &vbd.disk {
+                Some(disk) => Some(handover.disk(agent, disk).await?),
+                None => None,
+            };
+            Ok(backend.plug_disk(vm, vbd, attached.as_ref()).await?)
         }
         MicroOp::EnsureNetwork { bridge, mtu } => Ok(network.ensure_network(bridge, *mtu).await?),
         MicroOp::EnsureVif(vif) => {
@@ -310,7 +321,10 @@ async fn perform(
             handover.ports.insert(vif.uuid.clone(), port);
             Ok(())
         }
-        MicroOp::PlugNic(vif) => Ok(backend.plug_nic(vm, vif, handover.port(vif)?).await?),
+        MicroOp::PlugNic(vif) => {
+            let port = handover.port(agent, vif).await?;
+            Ok(backend.plug_nic(vm, vif, &port).await?)
+        }
         MicroOp::StartDeviceModel => Ok(backend.start_device_model(vm).await?),
         MicroOp::Unpause => Ok(backend.unpause(vm).await?),
         MicroOp::SetNeedsPoweroff(needs) => Ok(backend.set_needs_poweroff(vm, *needs).await?),
@@ -331,9 +345,17 @@ async fn perform(
         }
         MicroOp::StopDeviceModel => Ok(backend.stop_device_model(vm).await?),
         MicroOp::Destroy => Ok(backend.destroy(vm).await?),
-        MicroOp::Save(image) => Ok(backend.save(vm, image, handover.disk(image)?).await?),
-        MicroOp::Restore(image) => Ok(backend.restore(vm, image, handover.disk(image)?).await?),
-        MicroOp::SaveImage { to_host, token } => send_image(agent, vm, to_host, token).await,
+        MicroOp::Save(image) => {
+            let attached = handover.disk(agent, image).await?;
+            Ok(backend.save(vm, image, &attached).await?)
+        }
+        MicroOp::Restore(image) => {
+            let attached = handover.disk(agent, image).await?;
+            Ok(backend.restore(vm, image, &attached).await?)
+        }
+        MicroOp::SaveImage { to_host, token } => {
+            send_image(agent, vm, to_host, token, cancel).await
+        }
         MicroOp::ReceiveImage(token) => {
             let mut incoming = agent.transfer.receive(token, agent.transfer_wait)?;
             tokio::select! {
@@ -346,9 +368,10 @@ async fn perform(
             Ok(())
         }
         MicroOp::RestoreReceived => Ok(backend.restore_received(vm).await?),
-        MicroOp::InsertCd { vbd, disk } => Ok(backend
-            .insert_cd(vm, vbd, disk, handover.disk(disk)?)
-            .await?),
+        MicroOp::InsertCd { vbd, disk } => {
+            let attached = handover.disk(agent, disk).await?;
+            Ok(backend.insert_cd(vm, vbd, disk, &attached).await?)
+        }
         MicroOp::EjectCd { vbd } => Ok(backend.eject_cd(vm, vbd).await?),
         MicroOp::SetVcpus(count) => Ok(backend.set_vcpus(vm, *count).await?),
         MicroOp::SetMemoryTarget(bytes) => Ok(backend.set_memory_target(vm, *bytes).await?),
@@ -358,12 +381,14 @@ async fn perform(
 /// Streams the image of the domain of `vm` to `to_host` through a small pipe, so that neither
 /// the hypervisor nor the transfer ever holds it whole. A receiver that does not expect the
 /// token yet (its `MigrateIn` is on its way) is tried again, with a new stream, until the
-/// agent's transfer wait has passed: the domain is paused, so its image is the same.
+/// agent's transfer wait has passed, or until cancelled (the receiver failed): the domain is
+/// paused, so its image is the same.
 async fn send_image(
     agent: &Agent,
     vm: &str,
     to_host: &str,
     token: &TransferToken,
+    cancel: &CancellationToken,
 ) -> Result<(), AgentError> {
     let deadline = tokio::time::Instant::now() + agent.transfer_wait;
     loop {
@@ -383,7 +408,10 @@ async fn send_image(
             ((Ok(()), _) | (Err(_), true), Err(TransferError::NotExpected))
                 if tokio::time::Instant::now() < deadline =>
             {
-                tokio::time::sleep(RECEIVER_RETRY_INTERVAL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(RECEIVER_RETRY_INTERVAL) => {}
+                    () = cancel.cancelled() => return Err(AgentFailure::Cancelled.into()),
+                }
             }
             ((Err(err), _), _) => return Err(err.into()),
             ((Ok(()), _), Err(err)) => return Err(err.into()),

@@ -143,30 +143,64 @@ async fn a_failure_at_plug_nic_undoes_the_earlier_micro_ops() {
 }
 
 /// A hard shutdown that fails half-way puts back what it had unplugged: the domain runs on
-/// with all its devices.
+/// with all its devices, whether the hypervisor failed or storage or the network failed to
+/// release what the start set up (the devices are plugged again from what the drivers keep).
 #[tokio::test]
 async fn a_failed_hard_shutdown_leaves_the_domain_running() {
     let agent = TestAgent::start(AgentConfig::default()).await;
     let spec = vm_spec("stubborn", 2, 1);
     let before = agent.start_vm(&spec).await;
-    fail_next(&agent, BackendOp::StopDeviceModel);
+    for failing in [
+        BackendOp::StopDeviceModel,
+        BackendOp::Deactivate,
+        BackendOp::Detach,
+        BackendOp::TearDownVif,
+    ] {
+        fail_next(&agent, failing);
+        let failed = agent
+            .run(HostAction::Vm(VmAction::Shutdown {
+                vm: spec.uuid.clone(),
+                clean: false,
+            }))
+            .await;
+        assert!(
+            matches!(failure(failed), AgentFailure::Internal { .. }),
+            "{failing}"
+        );
+        let after = agent.domain(&spec.uuid).await.expect("the domain remains");
+        assert_eq!(after.state, DomainState::Running, "{failing}");
+        assert_eq!(after.domid, before.domid, "{failing}");
+        let mut vbds = after.vbds.clone();
+        vbds.sort();
+        let mut expected = before.vbds.clone();
+        expected.sort();
+        assert_eq!(vbds, expected, "{failing}");
+        assert_eq!(after.vifs, before.vifs, "{failing}");
+        assert_eq!(after.consoles, before.consoles, "{failing}");
+        assert_eq!(agent.simulator().vif_ports().len(), 1, "{failing}");
+    }
+}
+
+/// Past the point of no return (the guest has shut down) a failing release is not undone: a
+/// clean shutdown whose disk fails to deactivate makes no new port for the NIC it tore down.
+#[tokio::test]
+async fn a_failure_after_the_guest_shut_down_undoes_nothing() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let spec = vm_spec("gone", 1, 1);
+    agent.start_vm(&spec).await;
+    fail_next(&agent, BackendOp::Deactivate);
     let failed = agent
         .run(HostAction::Vm(VmAction::Shutdown {
             vm: spec.uuid.clone(),
-            clean: false,
+            clean: true,
         }))
         .await;
     assert!(matches!(failure(failed), AgentFailure::Internal { .. }));
-    let after = agent.domain(&spec.uuid).await.expect("the domain remains");
-    assert_eq!(after.state, DomainState::Running);
-    assert_eq!(after.domid, before.domid);
-    let mut vbds = after.vbds.clone();
-    vbds.sort();
-    let mut expected = before.vbds.clone();
-    expected.sort();
-    assert_eq!(vbds, expected);
-    assert_eq!(after.vifs, before.vifs);
-    assert_eq!(after.consoles, before.consoles);
+    assert_eq!(agent.simulator().vif_ports(), Vec::<String>::new());
+    assert_eq!(
+        names(&agent.ops_on(&spec.vifs[0].uuid)),
+        ["ensure_vif", "tear_down_vif"]
+    );
 }
 
 /// A clean shutdown cancelled while it waits for a guest that does not answer stops waiting

@@ -240,3 +240,49 @@ async fn a_domain_migrates_to_its_own_host() {
     assert_eq!(after.state, DomainState::Running);
     assert_ne!(after.domid, before.domid);
 }
+
+/// A source whose receiver never comes (the destination failed before it expected the
+/// transfer) stops waiting for it when cancelled, and its domain runs on, unpaused.
+#[tokio::test]
+async fn a_source_waiting_for_its_receiver_stops_when_cancelled() {
+    let config = AgentConfig {
+        transfer_wait: std::time::Duration::from_secs(600),
+        ..AgentConfig::default()
+    };
+    let source = TestAgent::start_sharing(config, LocalTransfer::new()).await;
+    let spec = vm_spec("waiting", 0, 0);
+    source.start_vm(&spec).await;
+    let (progress, mut watched) = tokio::sync::watch::channel(0.0);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let out = source.agent().run(
+        support::TERM,
+        HostAction::Vm(VmAction::MigrateOut {
+            vm: spec.uuid.clone(),
+            to_host: "OpaqueRef:destination".to_owned(),
+            token: token(1),
+        }),
+        progress,
+        cancel.clone(),
+    );
+    let cancel_once_paused = async {
+        watched
+            .wait_for(|_| {
+                source
+                    .simulator()
+                    .history()
+                    .iter()
+                    .any(|r| r.op == BackendOp::Pause)
+            })
+            .await
+            .expect("progress is reported");
+        cancel.cancel();
+    };
+    let (out, ()) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        tokio::join!(out, cancel_once_paused)
+    })
+    .await
+    .expect("the source stops waiting once cancelled");
+    assert_eq!(out, Err(AgentFailure::Cancelled));
+    let domain = source.domain(&spec.uuid).await.expect("the domain remains");
+    assert_eq!(domain.state, DomainState::Running);
+}

@@ -19,6 +19,9 @@ pub trait Network: Send + Sync + 'static {
     fn ensure_vif<'a>(&'a self, vm: &'a str, vif: &'a VifSpec) -> Op<'a, NicPort>;
     /// Removes the port of `vif`, if it exists.
     fn tear_down_vif<'a>(&'a self, vif: &'a VifSpec) -> Op<'a>;
+    /// The port of `vif`, if it exists: how a later run (a teardown undoing its unplug) finds
+    /// the port to plug again.
+    fn port<'a>(&'a self, vif: &'a VifSpec) -> Op<'a, Option<NicPort>>;
     /// Removes the bridge `bridge`; it must carry no VIF.
     fn tear_down_network<'a>(&'a self, bridge: &'a str) -> Op<'a>;
 }

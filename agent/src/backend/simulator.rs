@@ -233,6 +233,11 @@ impl Simulator {
             .collect()
     }
 
+    /// `read` of the state the simulator holds now.
+    fn with_state<T>(&self, read: impl FnOnce(&SimState) -> T) -> T {
+        read(&lock(&self.live).state)
+    }
+
     /// The bridges set up now, with their MTU.
     pub fn bridges(&self) -> BTreeMap<String, u32> {
         lock(&self.live).state.network.bridges.clone()

@@ -29,6 +29,9 @@ pub trait Storage: Send + Sync + 'static {
     fn deactivate<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a>;
     /// Releases what `attach` set up for `disk`; a disk not attached is left as it is.
     fn detach<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a>;
+    /// What `attach` made of `disk` on this host, if it is attached: how a later run (a
+    /// teardown undoing its unplug) finds the path to plug again.
+    fn attached<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a, Option<AttachedDisk>>;
     /// Makes an empty VDI of `virtual_size_bytes` in `sr`.
     fn create_vdi<'a>(&'a self, sr: &'a SrSpec, virtual_size_bytes: u64) -> Op<'a, VdiInfo>;
     /// Deletes the VDI at `location` in `sr`; it must not be attached.

@@ -50,6 +50,8 @@ pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
             if !draft.view().exists("SR", sr) {
                 return Err(errors::handle_invalid("SR", sr).into());
             }
+            // Two scans at once must not both add a row for the same volume.
+            draft.require_unchanged("SR", sr, "VDIs");
             let added = record(&mut draft, sr, &found);
             Ok((draft.into_txn(), added))
         })

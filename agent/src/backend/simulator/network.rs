@@ -75,6 +75,12 @@ impl Network for Simulator {
         }))
     }
 
+    fn port<'a>(&'a self, vif: &'a VifSpec) -> Op<'a, Option<NicPort>> {
+        Box::pin(
+            async move { Ok(self.with_state(|state| state.network.ports.get(&vif.uuid).cloned())) },
+        )
+    }
+
     fn tear_down_network<'a>(&'a self, bridge: &'a str) -> Op<'a> {
         Box::pin(self.run(BackendOp::TearDownNetwork, bridge, |m| {
             quiet(m.network.tear_down_network(bridge))

@@ -209,6 +209,15 @@ impl Storage for Simulator {
         }))
     }
 
+    fn attached<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a, Option<AttachedDisk>> {
+        Box::pin(async move {
+            Ok(self.with_state(|state| {
+                let attachment = state.storage.attached.get(&disk.vdi_uuid);
+                attachment.map(|attachment| attachment.disk.clone())
+            }))
+        })
+    }
+
     fn create_vdi<'a>(&'a self, sr: &'a SrSpec, virtual_size_bytes: u64) -> Op<'a, VdiInfo> {
         Box::pin(self.run(BackendOp::CreateVdi, &sr.uuid, move |m| {
             quiet(Ok(m.storage.create_vdi(sr, virtual_size_bytes)))

@@ -101,18 +101,28 @@ pub(in crate::handlers) async fn migrate(
         token,
     });
     let cancel = operation.cancel_token().clone();
-    // The destination waits for the source's bytes: a source that fails stops that wait.
+    // Each side waits for the other: a source that fails stops the destination's wait for its
+    // bytes, a destination that fails stops the source's wait for a receiver.
     let stop_waiting = cancel.child_token();
+    let stop_sending = cancel.child_token();
     let (into, out) = tokio::join!(
-        operation.run_in(
-            host,
-            incoming,
-            stop_waiting.clone(),
-            Share::WHOLE.part(1, 3)
-        ),
+        async {
+            let into = operation
+                .run_in(
+                    host,
+                    incoming,
+                    stop_waiting.clone(),
+                    Share::WHOLE.part(1, 3),
+                )
+                .await;
+            if into.is_err() {
+                stop_sending.cancel();
+            }
+            into
+        },
         async {
             let out = operation
-                .run_in(&source, out, cancel, Share::WHOLE.part(0, 3))
+                .run_in(&source, out, stop_sending.clone(), Share::WHOLE.part(0, 3))
                 .await;
             if out.is_err() {
                 stop_waiting.cancel();
