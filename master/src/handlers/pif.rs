@@ -15,26 +15,22 @@ use host_api::{ActionResult, HostAction, NetworkAction};
 /// The MTU of a bridge whose PIF and network give none that fits: Ethernet's.
 const ETHERNET_MTU: u32 = 1500;
 
+/// What a PIF's host is to do, and which host.
+type Target = (String, NetworkAction);
+
 /// `PIF.plug`: brings the PIF's network up on its host; plugging an attached PIF does nothing,
 /// as in xapi.
 pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let pif = args.str("self")?;
-    let target = {
-        let db = ctx.db();
-        let view = Overlay::new(&db);
-        if !view.exists("PIF", pif) {
-            return Err(errors::handle_invalid("PIF", pif).into());
-        }
+    let target = target(&ctx, pif, |view, network| {
         if view.bool("PIF", pif, "currently_attached") {
-            return Ok(void());
+            return Ok(None);
         }
-        let network = view.str("PIF", pif, "network");
-        let action = NetworkAction::Attach {
+        Ok(Some(NetworkAction::Attach {
             bridge: view.str("network", network, "bridge").to_owned(),
-            mtu: mtu(&view, pif, network),
-        };
-        (view.str("PIF", pif, "host").to_owned(), action)
-    };
+            mtu: mtu(view, pif, network),
+        }))
+    })?;
     set_attached(&ctx, pif, target, true).await
 }
 
@@ -43,32 +39,40 @@ pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
 /// the network; then unplugging a detached PIF does nothing.
 pub(super) async fn unplug(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let pif = args.str("self")?;
-    let target = {
-        let db = ctx.db();
-        let view = Overlay::new(&db);
-        if !view.exists("PIF", pif) {
-            return Err(errors::handle_invalid("PIF", pif).into());
-        }
+    let target = target(&ctx, pif, |view, network| {
         if view.bool("PIF", pif, "management") {
             return Err(errors::pif_is_management_interface(pif).into());
         }
         if view.bool("PIF", pif, "disallow_unplug") {
             return Err(errors::pif_does_not_allow_unplug(pif).into());
         }
-        let host = view.str("PIF", pif, "host");
-        let network = view.str("PIF", pif, "network");
-        if let Some(vif) = vif_in_use(&view, host, network) {
+        if let Some(vif) = vif_in_use(view, view.str("PIF", pif, "host"), network) {
             return Err(errors::vif_in_use(network, &vif).into());
         }
         if !view.bool("PIF", pif, "currently_attached") {
-            return Ok(void());
+            return Ok(None);
         }
-        let action = NetworkAction::Detach {
+        Ok(Some(NetworkAction::Detach {
             bridge: view.str("network", network, "bridge").to_owned(),
-        };
-        (host.to_owned(), action)
-    };
+        }))
+    })?;
     set_attached(&ctx, pif, target, false).await
+}
+
+/// The action `decide` picks for `pif` (given its network), with the PIF's host; `None` when
+/// there is nothing to do; `HANDLE_INVALID` when `pif` names no PIF.
+fn target(
+    ctx: &Ctx,
+    pif: &str,
+    decide: impl FnOnce(&Overlay, &str) -> Result<Option<NetworkAction>, Error>,
+) -> Result<Option<Target>, Error> {
+    let db = ctx.db();
+    let view = Overlay::new(&db);
+    if !view.exists("PIF", pif) {
+        return Err(errors::handle_invalid("PIF", pif).into());
+    }
+    let action = decide(&view, view.str("PIF", pif, "network"))?;
+    Ok(action.map(|action| (view.str("PIF", pif, "host").to_owned(), action)))
 }
 
 /// A VIF on `network` plugged into a VM whose domain runs on `host`, if there is one.
@@ -94,14 +98,18 @@ fn mtu(view: &Overlay, pif: &str, network: &str) -> u32 {
     .unwrap_or(ETHERNET_MTU)
 }
 
-/// Runs `action` on `host`'s agent and, once it is done, records `currently_attached` on
-/// `pif` (unless the PIF was forgotten meanwhile).
+/// Runs the target's action on its host's agent and, once it is done, records
+/// `currently_attached` on `pif` (unless the PIF was forgotten meanwhile); with no target,
+/// answers at once.
 async fn set_attached(
     ctx: &Ctx,
     pif: &str,
-    (host, action): (String, NetworkAction),
+    target: Option<Target>,
     attached: bool,
 ) -> Result<Value, Error> {
+    let Some((host, action)) = target else {
+        return Ok(void());
+    };
     let master = &ctx.master;
     let (progress, _) = watch::channel(0.0);
     let term = master.db.term();
@@ -202,6 +210,11 @@ mod tests {
         (network, pif)
     }
 
+    /// The PIF's `currently_attached`.
+    fn is_attached(pool: &TestPool, pif: &str) -> bool {
+        pool.field("PIF", pif, "currently_attached") == Some(Value::Bool(true))
+    }
+
     /// The pool's management PIF.
     fn management_pif(pool: &TestPool) -> String {
         pool.refs("PIF")
@@ -227,10 +240,7 @@ mod tests {
         };
         assert_eq!(sent.action, HostAction::Network(attach));
         assert!(pool.agent.bridges().contains("xenbr1"));
-        assert_eq!(
-            pool.field("PIF", &pif, "currently_attached"),
-            Some(Value::Bool(true))
-        );
+        assert!(is_attached(&pool, &pif));
         assert_eq!(plug().await, Ok(s("")));
         assert_eq!(pool.agent.kinds(), [ActionKind::AttachNetwork]);
     }
@@ -246,10 +256,7 @@ mod tests {
         call("PIF.plug").await.expect("plugged");
         assert_eq!(call("PIF.unplug").await, Ok(s("")));
         assert!(!pool.agent.bridges().contains("xenbr1"));
-        assert_eq!(
-            pool.field("PIF", &pif, "currently_attached"),
-            Some(Value::Bool(false))
-        );
+        assert!(!is_attached(&pool, &pif));
         assert_eq!(call("PIF.unplug").await, Ok(s("")));
         assert_eq!(
             pool.agent.kinds(),
@@ -270,10 +277,7 @@ mod tests {
             Err(errors::pif_is_management_interface(&pif))
         );
         assert_eq!(pool.agent.kinds(), []);
-        assert_eq!(
-            pool.field("PIF", &pif, "currently_attached"),
-            Some(Value::Bool(true))
-        );
+        assert!(is_attached(&pool, &pif));
     }
 
     /// A PIF with `disallow_unplug` set is refused with `PIF_DOES_NOT_ALLOW_UNPLUG`.
@@ -307,25 +311,7 @@ mod tests {
         let call = |method: &'static str, r: &str| pool.call_as(&session, method, vec![s(r)]);
         call("PIF.plug", &pif).await.expect("plugged");
         let vm = pool.running_vm(&session, "web").await;
-        let empty = Value::Struct(BTreeMap::new());
-        let record: BTreeMap<String, Value> = [
-            ("device", s("0")),
-            ("network", s(&network)),
-            ("VM", s(&vm)),
-            ("MAC", s("")),
-            ("MTU", Value::Int(9000)),
-            ("other_config", empty.clone()),
-            ("qos_algorithm_type", s("")),
-            ("qos_algorithm_params", empty),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let vif = pool
-            .call_as(&session, "VIF.create", vec![Value::Struct(record)])
-            .await
-            .expect("the VIF is created");
-        let vif = vif.as_str().expect("a ref").to_owned();
+        let vif = pool.add_nic_on(&session, &vm, "0", &network).await;
         call("VIF.plug", &vif).await.expect("the VIF is plugged");
         assert_eq!(
             call("PIF.unplug", &pif).await,
@@ -351,10 +337,7 @@ mod tests {
             pool.call_as(&session, "PIF.plug", vec![s(&pif)]).await,
             Err(errors::host_offline(&pool.host))
         );
-        assert_eq!(
-            pool.field("PIF", &pif, "currently_attached"),
-            Some(Value::Bool(false))
-        );
+        assert!(!is_attached(&pool, &pif));
     }
 
     /// A ref that names no PIF is `HANDLE_INVALID` for both messages.
