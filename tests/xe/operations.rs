@@ -258,6 +258,31 @@ async fn device_commands_list_plug_and_unplug() {
     assert_eq!(attached.trim(), "true");
 }
 
+/// PIF.unplug of the host's management PIF is refused with PIF_IS_MANAGEMENT_INTERFACE and
+/// leaves it attached; PIF.plug of the attached PIF succeeds and changes nothing (xapi's
+/// no-op). (xe has no pif commands yet: the calls go through the XenAPI.)
+#[tokio::test]
+async fn pif_plug_and_unplug_keep_the_management_interface_attached() {
+    let host = Host::start();
+    let xe = Xe::new(&host);
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let pif_uuid = xe.minimal(&["pif-list", "management=true"]);
+    let pif = client
+        .ok("PIF.get_by_uuid", vec![Value::str(pif_uuid.as_str())])
+        .await;
+    let err = client
+        .call("PIF.unplug", vec![pif.clone()])
+        .await
+        .expect_err("the management PIF is not unplugged");
+    assert_eq!(err.code, "PIF_IS_MANAGEMENT_INTERFACE", "{err:?}");
+    let sel = format!("uuid={pif_uuid}");
+    let attached = xe.ok(&["pif-param-get", &sel, "param-name=currently-attached"]);
+    assert_eq!(attached.trim(), "true");
+    client.ok("PIF.plug", vec![pif]).await;
+    let attached = xe.ok(&["pif-param-get", &sel, "param-name=currently-attached"]);
+    assert_eq!(attached.trim(), "true");
+}
+
 /// `vm-migrate` calls VM.pool_migrate with the host named and the live option: on a one-host
 /// pool the VM migrates to its own host (xapi's localhost migration) and runs on there; a host
 /// that does not exist is refused by xe.

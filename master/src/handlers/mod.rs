@@ -7,6 +7,7 @@ mod event;
 mod host;
 mod hotplug;
 mod message;
+mod pif;
 mod pool;
 mod session;
 mod sr;
@@ -54,6 +55,8 @@ table! {
     "message.destroy_many" => message::destroy_many,
     "message.get" => message::get,
     "message.get_since" => message::get_since,
+    "PIF.plug" => pif::plug,
+    "PIF.unplug" => pif::unplug,
     "pool.designate_new_master" => pool::designate_new_master,
     "pool.eject" => pool::eject,
     "pool.emergency_transition_to_master" => pool::emergency_transition_to_master,
@@ -222,6 +225,8 @@ mod tests {
             "host.get_vms_which_prevent_evacuation",
             "host.enable",
             "host.disable",
+            "PIF.plug",
+            "PIF.unplug",
         ];
         for name in needed {
             assert!(api().method(name).is_some(), "{name} is declared");

@@ -20,10 +20,15 @@ impl TestPool {
     /// Gives `vm` a NIC (device `device`) on the management network; returns the VIF.
     pub async fn add_nic(&self, session: &str, vm: &str, device: &str) -> String {
         let network = self.refs("network").remove(0);
+        self.add_nic_on(session, vm, device, &network).await
+    }
+
+    /// Gives `vm` a NIC (device `device`) on `network`; returns the VIF.
+    pub async fn add_nic_on(&self, session: &str, vm: &str, device: &str, network: &str) -> String {
         let empty = Value::Struct(BTreeMap::new());
         let record: BTreeMap<String, Value> = [
             ("device", Value::str(device)),
-            ("network", Value::String(network)),
+            ("network", Value::str(network)),
             ("VM", Value::str(vm)),
             ("MAC", Value::String(format!("02:00:00:00:01:{device:0>2}"))),
             ("MTU", Value::Int(1500)),
