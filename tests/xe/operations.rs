@@ -4,8 +4,10 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+
 use api_spec::Value;
-use oxapi_tests::{Host, HostOptions, Protocol, logged_in};
+use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
 use support::{Xe, reached};
 
 fn power_state(xe: &Xe, vm: &str) -> String {
@@ -281,6 +283,77 @@ async fn pif_plug_and_unplug_keep_the_management_interface_attached() {
     client.ok("PIF.plug", vec![pif]).await;
     let attached = xe.ok(&["pif-param-get", &sel, "param-name=currently-attached"]);
     assert_eq!(attached.trim(), "true");
+}
+
+async fn currently_attached(client: &Client, pif: &Value) -> bool {
+    let attached = client
+        .ok("PIF.get_currently_attached", vec![pif.clone()])
+        .await;
+    attached.as_bool().expect("a bool")
+}
+
+/// A PIF introduced on a new network is detached; PIF.plug has the host's network driver set
+/// up its network's bridge (the simulator's state file shows it, with the PIF's MTU) and
+/// PIF.unplug removes it, `currently_attached` following each.
+#[tokio::test]
+async fn pif_plug_and_unplug_set_up_and_remove_the_bridge_on_the_host() {
+    let host = Host::start();
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let network = client
+        .ok(
+            "network.create",
+            vec![Value::Struct(BTreeMap::from([
+                ("name_label".to_owned(), Value::str("storage net")),
+                ("bridge".to_owned(), Value::str("xenbr7")),
+                ("other_config".to_owned(), Value::Struct(BTreeMap::new())),
+            ]))],
+        )
+        .await;
+    let hosts = client.ok("host.get_all", vec![]).await;
+    let this = hosts
+        .as_array()
+        .and_then(|h| h.first())
+        .expect("a host")
+        .clone();
+    let s = Value::str;
+    let pif = client
+        .ok(
+            "PIF.db_introduce",
+            vec![
+                s("eth7"),
+                network,
+                this,
+                s("02:00:00:00:00:07"),
+                Value::Int(9000),
+                Value::Int(-1),
+                Value::Bool(true),
+                s("None"),
+                s(""),
+                s(""),
+                s(""),
+                s(""),
+                s("OpaqueRef:NULL"),
+                s("OpaqueRef:NULL"),
+                Value::Bool(false),
+                Value::Struct(BTreeMap::new()),
+            ],
+        )
+        .await;
+    // The simulator writes its state file at its first change.
+    let bridge_mtu = || {
+        let path = host.data_dir().join("simulator/domains.json");
+        let bytes = std::fs::read(path).ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        state["network"]["bridges"]["xenbr7"].as_u64()
+    };
+    assert!(!currently_attached(&client, &pif).await);
+    assert_eq!(bridge_mtu(), None);
+    client.ok("PIF.plug", vec![pif.clone()]).await;
+    assert!(currently_attached(&client, &pif).await);
+    assert_eq!(bridge_mtu(), Some(9000));
+    client.ok("PIF.unplug", vec![pif.clone()]).await;
+    assert!(!currently_attached(&client, &pif).await);
+    assert_eq!(bridge_mtu(), None);
 }
 
 /// `vm-migrate` calls VM.pool_migrate with the host named and the live option: on a one-host

@@ -55,6 +55,7 @@ table! {
     "message.destroy_many" => message::destroy_many,
     "message.get" => message::get,
     "message.get_since" => message::get_since,
+    "PIF.db_introduce" => pif::db_introduce,
     "PIF.plug" => pif::plug,
     "PIF.unplug" => pif::unplug,
     "pool.designate_new_master" => pool::designate_new_master,
@@ -227,6 +228,8 @@ mod tests {
             "host.disable",
             "PIF.plug",
             "PIF.unplug",
+            "PIF.db_introduce",
+            "SR.scan",
         ];
         for name in needed {
             assert!(api().method(name).is_some(), "{name} is declared");

@@ -1,6 +1,7 @@
 //! The custom messages of `PIF`: `plug` and `unplug`, which have the PIF's host set up or
 //! remove the bridge of the PIF's network (`NetworkAction::{Attach, Detach}`), with xapi's
-//! checks, then record the PIF's `currently_attached`.
+//! checks, then record the PIF's `currently_attached`; and `db_introduce`, the record of a
+//! PIF given in full (detached until plugged), as a joining host's PIFs are made.
 
 use api_spec::{Value, errors};
 use tokio::sync::watch;
@@ -14,6 +15,60 @@ use host_api::{ActionResult, HostAction, NetworkAction};
 
 /// The MTU of a bridge whose PIF and network give none that fits: Ethernet's.
 const ETHERNET_MTU: u32 = 1500;
+
+/// The parameters of `PIF.db_introduce`, each the PIF field of the same name.
+const INTRODUCED_FIELDS: [&str; 23] = [
+    "device",
+    "network",
+    "host",
+    "MAC",
+    "MTU",
+    "VLAN",
+    "physical",
+    "ip_configuration_mode",
+    "IP",
+    "netmask",
+    "gateway",
+    "DNS",
+    "bond_slave_of",
+    "VLAN_master_of",
+    "management",
+    "other_config",
+    "disallow_unplug",
+    "ipv6_configuration_mode",
+    "IPv6",
+    "ipv6_gateway",
+    "primary_address_type",
+    "managed",
+    "properties",
+];
+
+/// `PIF.db_introduce`: a PIF row with the fields given, on a host and a network that exist
+/// (`HANDLE_INVALID` otherwise); it is detached until `PIF.plug`. Only the DB changes, as in
+/// xapi.
+pub(super) async fn db_introduce(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let mut fields = Vec::with_capacity(INTRODUCED_FIELDS.len() + 1);
+    for name in INTRODUCED_FIELDS {
+        fields.push((name, args.get(name)?.clone()));
+    }
+    fields.push(("currently_attached", Value::Bool(false)));
+    let (host, network) = (args.str("host")?, args.str("network")?);
+    let (pif, _) = ctx
+        .master
+        .decide(|db| {
+            let mut draft = Draft::new(db);
+            for (class, r) in [("host", host), ("network", network)] {
+                if !draft.view().exists(class, r) {
+                    return Err(errors::handle_invalid(class, r).into());
+                }
+            }
+            let pif = draft.create("PIF", fields.clone());
+            Ok((draft.into_txn(), pif))
+        })
+        .await?;
+    tracing::info!(pif = %pif, host = %host, "PIF introduced");
+    Ok(Value::String(pif))
+}
 
 /// What a PIF's host is to do, and which host.
 type Target = (String, NetworkAction);
@@ -352,5 +407,51 @@ mod tests {
                 Err(errors::handle_invalid("PIF", "OpaqueRef:nope"))
             );
         }
+    }
+
+    /// `PIF.db_introduce` makes a detached PIF with the fields given, on a host and a network
+    /// that exist; an unknown host or network is `HANDLE_INVALID`, with no row made.
+    #[tokio::test]
+    async fn db_introduce_records_a_detached_pif() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let network = pool.refs("network").remove(0);
+        let params = |host: &str, network: &str| {
+            let mut params = vec![s("eth3"), s(network), s(host), s("02:00:00:00:00:03")];
+            params.extend([Value::Int(1500), Value::Int(-1), Value::Bool(true)]);
+            params.extend(["None", "", "", "", ""].map(s));
+            params.extend([s("OpaqueRef:NULL"), s("OpaqueRef:NULL"), Value::Bool(false)]);
+            params.push(Value::Struct(BTreeMap::new()));
+            params
+        };
+        let before = pool.refs("PIF").len();
+        for (host, network) in [
+            ("OpaqueRef:nohost", network.as_str()),
+            (&pool.host, "OpaqueRef:nonet"),
+        ] {
+            let class = if host == pool.host { "network" } else { "host" };
+            let r = if host == pool.host { network } else { host };
+            assert_eq!(
+                pool.call_as(&session, "PIF.db_introduce", params(host, network))
+                    .await,
+                Err(errors::handle_invalid(class, r))
+            );
+        }
+        assert_eq!(pool.refs("PIF").len(), before);
+        let pif = pool
+            .call_as(&session, "PIF.db_introduce", params(&pool.host, &network))
+            .await
+            .expect("introduced");
+        let pif = pif.as_str().expect("a ref");
+        assert_eq!(pool.text("PIF", pif, "device"), "eth3");
+        assert_eq!(pool.text("PIF", pif, "network"), network);
+        assert_eq!(
+            pool.field("PIF", pif, "currently_attached"),
+            Some(Value::Bool(false))
+        );
+        assert!(
+            pool.ref_list("host", &pool.host, "PIFs")
+                .contains(&pif.to_owned())
+        );
     }
 }
