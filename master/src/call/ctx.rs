@@ -6,10 +6,13 @@ use std::sync::{Arc, RwLockReadGuard};
 
 use api_spec::{Method, Value, errors};
 use db_schema::Db;
+use host_api::{ActionResult, HostAction};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::tasks::TaskHandle;
 use crate::error::Error;
+use crate::vm::agent_failures::{self, Context};
 use crate::{Master, Origin};
 
 /// The context of one call. Cheap to clone: handlers own it, so their futures can be spawned.
@@ -67,6 +70,22 @@ impl Ctx {
             Some(task) => task.cancel.clone(),
             None => CancellationToken::new(),
         }
+    }
+
+    /// Runs `action` on `host`'s agent at this master's term, cancelled with the call; a
+    /// failure becomes its XenAPI error (`HOST_OFFLINE`, …) in the one place that maps them.
+    /// The action is about the host itself, for no VM.
+    pub async fn run_on_host(&self, host: &str, action: HostAction) -> Result<ActionResult, Error> {
+        let (progress, _) = watch::channel(0.0);
+        let term = self.master.db.term();
+        let outcome = self
+            .master
+            .link
+            .run(host, term, action, progress, self.cancel_token())
+            .await;
+        outcome.map_err(|failure| {
+            agent_failures::to_api_error(&self.db(), &Context::host(host), failure).into()
+        })
     }
 
     /// Sets `field` of the object `r` of `class` in one commit: `HANDLE_INVALID` when it does not

@@ -4,11 +4,9 @@
 //! PIF given in full (detached until plugged), as a joining host's PIFs are made.
 
 use api_spec::{Value, errors};
-use tokio::sync::watch;
 
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::vm::agent_failures::{self, Context};
 use crate::vm::operations::{Draft, Overlay};
 use crate::vm::power_state::power_state;
 use host_api::{ActionResult, HostAction, NetworkAction};
@@ -165,34 +163,14 @@ async fn set_attached(
     let Some((host, action)) = target else {
         return Ok(void());
     };
-    let master = &ctx.master;
-    let (progress, _) = watch::channel(0.0);
-    let term = master.db.term();
     tracing::debug!(pif = %pif, host = %host, attached, "network action sent");
-    let outcome = master
-        .link
-        .run(
-            &host,
-            term,
-            HostAction::Network(action),
-            progress,
-            ctx.cancel_token(),
-        )
-        .await;
-    match outcome {
-        Ok(ActionResult::Done) => {}
-        Ok(_) => {
-            let message = format!(
-                "the host agent answered another action's result for PIF {pif}; this is a bug"
-            );
-            return Err(errors::internal_error(message).into());
-        }
-        Err(failure) => {
-            let db = master.db.read();
-            return Err(agent_failures::to_api_error(&db, &Context::host(&host), failure).into());
-        }
+    let answer = ctx.run_on_host(&host, HostAction::Network(action)).await?;
+    if answer != ActionResult::Done {
+        let message =
+            format!("the host agent answered another action's result for PIF {pif}; this is a bug");
+        return Err(errors::internal_error(message).into());
     }
-    master
+    ctx.master
         .decide(|db| {
             let mut draft = Draft::new(db);
             if draft.view().exists("PIF", pif) {

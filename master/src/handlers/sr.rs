@@ -6,11 +6,9 @@
 
 use api_spec::{Value, errors};
 use host_api::{ActionResult, HostAction, SrSpec, StorageAction, VdiInfo};
-use tokio::sync::watch;
 
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::vm::agent_failures::{self, Context};
 use crate::vm::operations::{Draft, Overlay};
 
 /// `SR.scan(sr)`: asks a host where the SR is attached (a live one first) what VDIs it
@@ -23,22 +21,8 @@ pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
         let draft = Draft::new(&db);
         where_attached(draft.view(), sr)?
     };
-    let (progress, _) = watch::channel(0.0);
     let action = HostAction::Storage(StorageAction::Scan { sr: spec });
-    let answer = ctx
-        .master
-        .link
-        .run(
-            &host,
-            ctx.master.db.term(),
-            action,
-            progress,
-            ctx.cancel_token(),
-        )
-        .await
-        .map_err(|failure| {
-            agent_failures::to_api_error(&ctx.db(), &Context::host(&host), failure)
-        })?;
+    let answer = ctx.run_on_host(&host, action).await?;
     let ActionResult::Vdis(found) = answer else {
         let message = format!("the host agent answered a scan of SR {sr} with another result");
         return Err(errors::internal_error(message).into());
