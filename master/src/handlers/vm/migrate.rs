@@ -21,9 +21,10 @@ use super::{Operation, Share};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::vm::memory;
+use crate::vm::operations::Draft;
 use crate::vm::operations::Overlay;
 use crate::vm::placement;
-use crate::vm::power_state::{power_state, set_running, set_stopped};
+use crate::vm::power_state::{NO_DOMID, power_state, set_running, set_stopped};
 use crate::vm::vm_spec;
 use host_api::{ActionResult, DomainInfo, HostAction, TransferToken, VmAction};
 
@@ -53,6 +54,11 @@ enum Landed {
     /// The destination failed to build the domain with the error after the source destroyed
     /// its own: the VM runs nowhere.
     Lost(ApiError),
+    /// The destination could not be reached for its answer (`HOST_OFFLINE`): it may have built
+    /// the domain. The VM is left resident there, its domain unknown, for that host's next
+    /// inventory, a power operation or the host's fencing to settle; marking it halted could
+    /// let it start elsewhere while it runs there.
+    Unknown(ApiError),
 }
 
 /// Migrates `vm` to `host`, its host actions filling `share` of the task's progress: the begin
@@ -153,6 +159,7 @@ pub(in crate::handlers) async fn migrate(
         .await
     {
         Ok(ActionResult::Domain(Some(info))) => Landed::There(info),
+        Err(error) if error.code == errors::HOST_OFFLINE => Landed::Unknown(error),
         outcome => Landed::Lost(destination_error(vm, &source, host, outcome)),
     };
     let now = ctx.now();
@@ -161,6 +168,7 @@ pub(in crate::handlers) async fn migrate(
             match &landed {
                 Landed::There(info) => set_running(draft, vm, host, info, false, now),
                 Landed::Lost(_) => set_stopped(draft, vm, VmPowerState::Halted, now),
+                Landed::Unknown(_) => set_resident_unknown(draft, vm, host),
             }
             Ok(())
         })
@@ -175,7 +183,24 @@ pub(in crate::handlers) async fn migrate(
             tracing::error!(vm = %vm, source = %source, destination = %host, code = %error.code, "the destination failed after the source let the domain go; the VM is halted");
             Err(error.into())
         }
+        Landed::Unknown(error) => {
+            tracing::error!(vm = %vm, source = %source, destination = %host, "the destination did not answer whether it built the domain; the VM is left resident there");
+            Err(error.into())
+        }
     }
+}
+
+/// Makes `vm` resident on `host` with a domain not known yet (no domid), its power state as
+/// it was.
+fn set_resident_unknown(draft: &mut Draft, vm: &str, host: &str) {
+    draft.update("VM", vm, "resident_on", Value::str(host));
+    draft.update(
+        "VM",
+        vm,
+        "scheduled_to_be_resident_on",
+        Value::str(NULL_REF),
+    );
+    draft.update("VM", vm, "domid", Value::Int(NO_DOMID));
 }
 
 /// Frees the destination the begin Txn reserved, the VM unchanged.
@@ -531,6 +556,33 @@ mod tests {
         assert!(pool.current("VM", &vm).is_empty());
         let uuid = pool.text("VM", &vm, "uuid");
         assert_eq!(pool.agent.domain(&uuid), None);
+    }
+
+    /// A destination that cannot be reached for its answer once the source has let its
+    /// domain go may run the VM: it stays resident there, running, its domid unknown, and the
+    /// answer is `HOST_OFFLINE` (never halted, which would let it start elsewhere).
+    #[tokio::test]
+    async fn an_unreachable_destination_keeps_the_vm_resident_there() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let second = pool.add_host("second", 64 * GIB);
+        let vm = pool.running_vm_on(&session, "web", &pool.host).await;
+        pool.agent.fail_next(
+            ActionKind::MigrateFinish,
+            crate::host_link::LinkFailure::HostOffline,
+        );
+        assert_eq!(
+            migrate(&pool, &session, &vm, &second).await,
+            Err(errors::host_offline(&second))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), second);
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert_eq!(pool.field("VM", &vm, "domid"), Some(Value::Int(-1)));
+        assert!(pool.current("VM", &vm).is_empty());
     }
 
     /// A migration to the VM's own host (xapi's localhost migration) rebuilds the domain
