@@ -231,6 +231,30 @@ pub(crate) fn teardown(
     plan
 }
 
+/// Power off a domain an operation left half-built or half torn down (its needs-poweroff
+/// mark is set, as after a crash of oxapi): the teardown of what is plugged, then, once the
+/// domain is destroyed, the release of what storage and the network may have set up for the
+/// devices of its spec that were not plugged yet (releasing what is not set up does nothing).
+/// Read-only disks are left: another VM may have the same ISO attached.
+pub(crate) fn power_off_cut_short(domain: &Domain) -> Vec<MicroOp> {
+    let mut plan = teardown(domain, HookReason::HardShutdown, None);
+    let is_plugged_vbd = |vbd: &VbdSpec| domain.vbds.iter().any(|p| p.uuid == vbd.uuid);
+    let is_plugged_vif = |vif: &VifSpec| domain.vifs.iter().any(|p| p.uuid == vif.uuid);
+    let vifs = domain.spec.vifs.iter().filter(|vif| !is_plugged_vif(vif));
+    let mut releases: Vec<MicroOp> = vifs.map(|vif| MicroOp::TearDownVif(vif.clone())).collect();
+    for vbd in domain
+        .spec
+        .vbds
+        .iter()
+        .filter(|vbd| !vbd.read_only && !is_plugged_vbd(vbd))
+    {
+        releases.extend(vbd.disk.iter().flat_map(|disk| detach_disk(disk, false)));
+    }
+    let destroyed = plan.len() - 1;
+    plan.splice(destroyed..destroyed, releases);
+    plan
+}
+
 /// Tear `domain` down and start `spec` on a new one.
 pub(crate) fn reboot(
     domain: &Domain,

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Agent;
-use crate::actions::{reboot, teardown};
+use crate::actions::{power_off_cut_short, reboot, teardown};
 use crate::backend::{Domain, RunState, ShutdownReason};
 use crate::hooks::HookReason;
 use crate::micro_ops::{MicroOp, execute};
@@ -44,7 +44,7 @@ pub(crate) async fn check_state(agent: &Agent, vm: &str) {
             domid = domain.domid,
             "an operation on this domain was cut short; powering it off"
         );
-        teardown(&domain, HookReason::HardShutdown, None)
+        power_off_cut_short(&domain)
     } else if let Some(reason) = stopped {
         let plan = after_stop(&domain, reason);
         tracing::info!(vm, domid = domain.domid, reason = ?reason, steps = plan.len(), "the guest stopped by itself");

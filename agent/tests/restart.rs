@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use agent::AgentConfig;
 use agent::backend::simulator::{GuestAction, STATE_FILE, Simulator, SimulatorConfig};
-use agent::backend::{Hypervisor, Storage};
+use agent::backend::{Hypervisor, Network, Storage};
 use agent::testing::vm_spec;
 use host_api::{AfterShutdown, AgentReport, DomainState, GuestEvent, HostAction, VmAction};
 use support::TestAgent;
@@ -61,6 +61,33 @@ async fn a_half_built_domain_is_powered_off_at_start() {
     assert_eq!(agent.domain(&spec.uuid).await, None);
     let started = agent.start_vm(&spec).await;
     assert_eq!(started.state, DomainState::Running);
+}
+
+/// A start cut short after storage and the network set up a disk and a port but before the
+/// hypervisor plugged them leaves nothing behind once the next agent powers the domain off:
+/// the disk is released and the port torn down.
+#[tokio::test]
+async fn a_start_cut_short_before_its_plugs_releases_its_disks_and_ports() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let spec = vm_spec("cut short", 1, 1);
+    {
+        let simulator =
+            Simulator::open(dir.path(), SimulatorConfig::default()).expect("the simulator");
+        simulator.create(&spec).await.expect("create");
+        simulator.build(&spec.uuid).await.expect("build");
+        let disk = spec.vbds[0].disk.as_ref().expect("a disk");
+        simulator.attach(disk, false).await.expect("attach");
+        simulator.activate(disk).await.expect("activate");
+        simulator
+            .ensure_vif(&spec.uuid, &spec.vifs[0])
+            .await
+            .expect("a port");
+    }
+    let agent = TestAgent::start_in(dir, AgentConfig::default()).await;
+    assert_eq!(agent.domain(&spec.uuid).await, None);
+    let simulator = agent.simulator();
+    assert_eq!(simulator.attached_vdis(), Vec::<String>::new());
+    assert_eq!(simulator.vif_ports(), Vec::<String>::new());
 }
 
 /// A guest that powered off while no agent ran is handled when the next agent starts: its
