@@ -13,6 +13,7 @@
 //! simulator's latency, failure injection and history use; every driver fails with
 //! `BackendError`.
 
+pub mod file_sr;
 pub mod hypervisor;
 pub mod network;
 pub mod simulator;
@@ -209,6 +210,21 @@ pub enum BackendError {
     NoVdi { location: String },
     #[error("{what} is in use")]
     InUse { what: String },
+    /// `qemu-img` failed (`status`: its exit status, or why it did not run to its end).
+    #[error("qemu-img for {op} failed ({status}): {stderr}")]
+    QemuImg {
+        op: BackendOp,
+        status: String,
+        stderr: String,
+    },
+    #[error(
+        "vdi at {location} is {virtual_size_bytes} bytes and cannot shrink to {requested_bytes}"
+    )]
+    CannotShrink {
+        location: String,
+        virtual_size_bytes: u64,
+        requested_bytes: u64,
+    },
     #[error("no saved image at {location}")]
     NoImage { location: String },
     #[error("{op} failed: {reason}")]
