@@ -428,18 +428,18 @@ mod tests {
     use super::*;
     use crate::testing::disk;
 
-    fn driver() -> FileSr {
-        FileSr::new(FileSrConfig {
+    /// A driver and an SR in a new, empty temp dir (kept while the dir lives).
+    fn empty_sr() -> (tempfile::TempDir, FileSr, SrSpec) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = FileSr::new(FileSrConfig {
             qemu_img_timeout: Duration::from_secs(30),
-        })
-    }
-
-    fn sr(dir: &Path) -> SrSpec {
-        SrSpec {
+        });
+        let sr = SrSpec {
             uuid: "sr".to_owned(),
             sr_type: "file".to_owned(),
-            location: dir.to_string_lossy().into_owned(),
-        }
+            location: dir.path().to_string_lossy().into_owned(),
+        };
+        (dir, storage, sr)
     }
 
     /// The backing file `qemu-img` reads under the VDI at `location`, if any.
@@ -457,8 +457,7 @@ mod tests {
     /// it is gone from the directory and from a scan.
     #[tokio::test]
     async fn a_created_vdi_is_scanned_with_its_size_until_destroyed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (storage, sr) = (driver(), sr(dir.path()));
+        let (_dir, storage, sr) = empty_sr();
         let vdi = storage.create_vdi(&sr, 1 << 30).await.expect("create");
         assert!(vdi.location.ends_with(".qcow2"));
         assert_eq!(vdi.virtual_size_bytes, 1 << 30);
@@ -482,8 +481,7 @@ mod tests {
     /// was.
     #[tokio::test]
     async fn a_vdi_grows_and_never_shrinks() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (storage, sr) = (driver(), sr(dir.path()));
+        let (_dir, storage, sr) = empty_sr();
         let vdi = storage.create_vdi(&sr, 1 << 30).await.expect("create");
         let grown = storage
             .resize_vdi(&sr, &vdi.location, 2 << 30)
@@ -502,8 +500,7 @@ mod tests {
     /// the scan shows the three VDIs with the original's size and not the bases.
     #[tokio::test]
     async fn snapshot_and_clone_are_overlays_on_a_hidden_base() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (storage, sr) = (driver(), sr(dir.path()));
+        let (_dir, storage, sr) = empty_sr();
         let vdi = storage.create_vdi(&sr, 1 << 30).await.expect("create");
         let snapshot = storage
             .snapshot_vdi(&sr, &vdi.location)
@@ -533,8 +530,7 @@ mod tests {
     /// other files and names are not VDIs.
     #[tokio::test]
     async fn a_corrupt_image_is_skipped_by_a_scan() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (storage, sr) = (driver(), sr(dir.path()));
+        let (dir, storage, sr) = empty_sr();
         std::fs::write(dir.path().join("corrupt.qcow2"), b"not an image").expect("write");
         std::fs::write(dir.path().join("notes.txt"), b"hello").expect("write");
         let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
@@ -553,8 +549,7 @@ mod tests {
     /// be destroyed until it is detached.
     #[tokio::test]
     async fn attach_names_the_file_and_refuses_a_missing_one() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (storage, sr) = (driver(), sr(dir.path()));
+        let (dir, storage, sr) = empty_sr();
         let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
         let mut spec = disk("a");
         spec.location = dir
