@@ -77,6 +77,8 @@ fn backend_failure(err: BackendError) -> AgentFailure {
         | BackendError::NoImage { .. }
         | BackendError::NoVdi { .. }
         | BackendError::InUse { .. }
+        | BackendError::QemuImg { .. }
+        | BackendError::CannotShrink { .. }
         | BackendError::Failed { .. }
         | BackendError::State { .. }
         | BackendError::Corrupt { .. }) => internal(&err),

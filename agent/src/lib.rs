@@ -51,8 +51,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use self::backend::BackendConfig;
+pub use self::backend::file_sr::FileSrConfig;
 use self::backend::simulator::{Simulator, SimulatorConfig};
+pub use self::backend::{BackendConfig, StorageChoice};
 use self::backend::{BackendError, Domain, DomainEvent, Drivers};
 pub use self::error::AgentError;
 
@@ -76,6 +77,8 @@ pub struct AgentConfig {
     pub transfer_wait: Duration,
     /// Which drivers to use.
     pub backend: BackendConfig,
+    /// Which driver keeps the VDIs of directory SRs (local and `file`).
+    pub storage: StorageChoice,
 }
 
 impl Default for AgentConfig {
@@ -87,6 +90,7 @@ impl Default for AgentConfig {
             clean_shutdown_timeout: Duration::from_secs(1200),
             transfer_wait: Duration::from_secs(30),
             backend: BackendConfig::Simulator(SimulatorConfig::default()),
+            storage: StorageChoice::Backend,
         }
     }
 }
@@ -123,7 +127,7 @@ impl Agent {
         transfer: Arc<dyn BulkTransfer>,
         reports: mpsc::Sender<AgentReport>,
     ) -> Result<Arc<Agent>, AgentError> {
-        let drivers = Drivers::from_config(&config.backend, data_dir)?;
+        let drivers = Drivers::from_config(&config.backend, &config.storage, data_dir)?;
         // Subscribed before reading the domains, so no change falls between the two.
         let events = drivers.hypervisor.events();
         let domains = drivers.hypervisor.discover().await?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::front::server::ConnectionLimits;
 use agent::backend::BackendOp;
 use agent::backend::simulator::{Failure, SimulatorConfig};
-use agent::{AgentConfig, BackendConfig};
+use agent::{AgentConfig, BackendConfig, FileSrConfig, StorageChoice};
 
 mod data_plane;
 mod peer;
@@ -93,6 +93,24 @@ pub struct AgentSettings {
     /// How long a clean shutdown or reboot waits for the guest before failing with
     /// `VM_SHUTDOWN_TIMEOUT`, in seconds, 1..=86400 (xapi: 1200).
     pub clean_shutdown_timeout_secs: u64,
+    /// Which driver keeps the VDIs of the local SR and of `file` SRs: `"simulator"` (the
+    /// default: the backend's records without data) or `"file"` (qcow2 files in the SR's
+    /// directory, made with `qemu-img`).
+    pub storage_driver: StorageDriverKind,
+    /// How long one `qemu-img` run of the `file` driver may take before it is killed (also its
+    /// CPU-time limit), in seconds, 1..=86400; default 60.
+    pub qemu_img_timeout_secs: u64,
+}
+
+/// The drivers that can keep the VDIs of directory SRs (`agent.storage_driver`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageDriverKind {
+    /// The backend's own storage.
+    #[default]
+    Simulator,
+    /// qcow2 files through `qemu-img`.
+    File,
 }
 
 /// The simulator's behaviour, e.g.
@@ -278,6 +296,8 @@ impl Default for AgentSettings {
             workers: agent.workers,
             hook_timeout_secs: agent.hook_timeout.as_secs(),
             clean_shutdown_timeout_secs: agent.clean_shutdown_timeout.as_secs(),
+            storage_driver: StorageDriverKind::default(),
+            qemu_img_timeout_secs: 60,
         }
     }
 }
@@ -499,6 +519,12 @@ impl Config {
             86_400,
         )?;
         check_range(
+            "agent.qemu_img_timeout_secs",
+            agent.qemu_img_timeout_secs,
+            1,
+            86_400,
+        )?;
+        check_range(
             "agent.clean_shutdown_timeout_secs",
             agent.clean_shutdown_timeout_secs,
             1,
@@ -539,6 +565,12 @@ impl Config {
             // Waiting for the other end of a migration is a transfer making no progress.
             transfer_wait: self.data_plane.stall_timeout(),
             backend,
+            storage: match self.agent.storage_driver {
+                StorageDriverKind::Simulator => StorageChoice::Backend,
+                StorageDriverKind::File => StorageChoice::File(FileSrConfig {
+                    qemu_img_timeout: Duration::from_secs(self.agent.qemu_img_timeout_secs),
+                }),
+            },
         }
     }
 

@@ -1,8 +1,9 @@
 //! `SR.scan` against a real `oxapi`: the host's storage driver (the simulator's) is asked what
-//! the SR holds, and a volume the pool DB has no VDI for gets one.
+//! the SR holds, and a volume the pool DB has no VDI for gets one; with the `file` driver, a
+//! qcow2 file made in the local SR's directory is such a volume.
 
 use api_spec::Value;
-use oxapi_tests::{Client, Host, Protocol, logged_in};
+use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
 
 /// The SR of the host's first PBD: its local SR.
 async fn local_sr(client: &Client) -> String {
@@ -72,4 +73,52 @@ async fn a_scan_gives_a_volume_the_host_holds_a_vdi() {
             .await,
         Value::Int(3 << 30)
     );
+}
+
+/// With `agent.storage_driver = "file"`, a qcow2 image made with `qemu-img` in the local SR's
+/// directory is found by `SR.scan` with its virtual size; a file that is not qcow2 beside it
+/// is skipped, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_finds_a_qcow2_file_in_the_local_sr() {
+    let host = Host::start_with(HostOptions {
+        root_password: Some(format!("pw-{}", std::process::id())),
+        config: Some(serde_json::json!({ "agent": { "storage_driver": "file" } })),
+        ..HostOptions::default()
+    });
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let sr = local_sr(&client).await;
+    let pbds = client.ok("SR.get_PBDs", vec![Value::str(&sr)]).await;
+    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
+    let config = client.ok("PBD.get_device_config", vec![pbd.clone()]).await;
+    let config = config.as_struct().expect("a map");
+    let dir = config
+        .get("path")
+        .or(config.get("location"))
+        .and_then(Value::as_str)
+        .expect("the local SR's directory");
+    let dir = std::path::Path::new(dir);
+    let status = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(dir.join("x.qcow2"))
+        .arg("1G")
+        .status()
+        .expect("qemu-img runs (tests/run installs it)");
+    assert!(status.success());
+    std::fs::write(dir.join("junk.qcow2"), b"not an image").expect("written");
+
+    assert_eq!(
+        client.call("SR.scan", vec![Value::str(&sr)]).await,
+        Ok(Value::str(""))
+    );
+    let found = vdis_at(&client, &sr, "x.qcow2").await;
+    let [vdi] = found.as_slice() else {
+        panic!("one VDI at x.qcow2, got {found:?}");
+    };
+    assert_eq!(
+        client
+            .ok("VDI.get_virtual_size", vec![Value::str(vdi)])
+            .await,
+        Value::Int(1 << 30)
+    );
+    assert!(vdis_at(&client, &sr, "junk.qcow2").await.is_empty());
 }

@@ -13,6 +13,7 @@
 //! simulator's latency, failure injection and history use; every driver fails with
 //! `BackendError`.
 
+pub mod file_sr;
 pub mod hypervisor;
 pub mod network;
 pub mod simulator;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use host_api::PowerState;
 use serde::{Deserialize, Serialize};
 
+use self::file_sr::{FileSr, FileSrConfig};
 pub use self::hypervisor::{Domain, DomainEvent, Hypervisor, RunState, ShutdownReason};
 pub use self::network::{Network, NicPort};
 use self::simulator::{Simulator, SimulatorConfig};
@@ -42,6 +44,20 @@ pub enum BackendConfig {
     Simulator(SimulatorConfig),
 }
 
+/// Which driver keeps the VDIs of the SR types a directory holds (`ext`, the local SR, and
+/// `file`); every other type stays with the backend's own storage.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum StorageChoice {
+    /// The backend's own storage (the simulator's records without data).
+    #[default]
+    Backend,
+    /// qcow2 files in the SR's directory (`file_sr.rs`).
+    File(FileSrConfig),
+}
+
+/// The SR types whose VDIs are files in a directory.
+const DIRECTORY_SR_TYPES: [&str; 2] = ["ext", "file"];
+
 /// The drivers of this host, as the factory chose them.
 pub struct Drivers {
     pub hypervisor: Arc<dyn Hypervisor>,
@@ -55,20 +71,31 @@ pub struct Drivers {
 }
 
 impl Drivers {
-    /// Opens the drivers `config` names, keeping their state under `data_dir`.
-    pub fn from_config(config: &BackendConfig, data_dir: &Path) -> Result<Drivers, BackendError> {
-        match config {
+    /// Opens the drivers `config` and `storage` name, keeping their state under `data_dir`.
+    pub fn from_config(
+        config: &BackendConfig,
+        storage: &StorageChoice,
+        data_dir: &Path,
+    ) -> Result<Drivers, BackendError> {
+        let mut drivers = match config {
             BackendConfig::Simulator(settings) => {
                 let simulator = Simulator::open(data_dir, settings.clone())?;
-                Ok(Drivers {
+                Drivers {
                     hypervisor: simulator.clone(),
                     storage: BTreeMap::new(),
                     any_storage: Some(simulator.clone()),
                     network: simulator.clone(),
                     simulator: Some(simulator),
-                })
+                }
+            }
+        };
+        if let StorageChoice::File(settings) = storage {
+            let file: Arc<dyn Storage> = Arc::new(FileSr::new(settings.clone()));
+            for sr_type in DIRECTORY_SR_TYPES {
+                drivers.storage.insert(sr_type.to_owned(), file.clone());
             }
         }
+        Ok(drivers)
     }
 
     /// The storage driver of SRs of type `sr_type`.
@@ -209,6 +236,21 @@ pub enum BackendError {
     NoVdi { location: String },
     #[error("{what} is in use")]
     InUse { what: String },
+    /// `qemu-img` failed (`status`: its exit status, or why it did not run to its end).
+    #[error("qemu-img for {op} failed ({status}): {stderr}")]
+    QemuImg {
+        op: BackendOp,
+        status: String,
+        stderr: String,
+    },
+    #[error(
+        "vdi at {location} is {virtual_size_bytes} bytes and cannot shrink to {requested_bytes}"
+    )]
+    CannotShrink {
+        location: String,
+        virtual_size_bytes: u64,
+        requested_bytes: u64,
+    },
     #[error("no saved image at {location}")]
     NoImage { location: String },
     #[error("{op} failed: {reason}")]
@@ -237,7 +279,8 @@ mod tests {
     fn storage_is_chosen_by_sr_type() {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = BackendConfig::Simulator(SimulatorConfig::default());
-        let mut drivers = Drivers::from_config(&config, dir.path()).expect("the drivers");
+        let mut drivers = Drivers::from_config(&config, &StorageChoice::Backend, dir.path())
+            .expect("the drivers");
         assert!(drivers.storage("ext").is_ok());
         assert!(drivers.storage("iso").is_ok());
         let any = drivers.any_storage.take().expect("a driver for any type");
@@ -247,5 +290,40 @@ mod tests {
             drivers.storage("iso"),
             Err(BackendError::NoStorageDriver { sr_type }) if sr_type == "iso"
         ));
+    }
+
+    /// With the file driver chosen, the local and file SR types are its; others stay the
+    /// simulator's.
+    #[tokio::test]
+    async fn the_file_driver_takes_the_directory_sr_types() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = BackendConfig::Simulator(SimulatorConfig::default());
+        let choice = StorageChoice::File(FileSrConfig {
+            qemu_img_timeout: std::time::Duration::from_secs(30),
+        });
+        let drivers = Drivers::from_config(&config, &choice, dir.path()).expect("the drivers");
+        let sr = host_api::SrSpec {
+            uuid: "sr".to_owned(),
+            sr_type: "ext".to_owned(),
+            location: dir.path().join("missing").to_string_lossy().into_owned(),
+        };
+        // The file driver reads the directory, which is missing; the simulator does not.
+        assert!(
+            drivers
+                .storage("ext")
+                .expect("ext")
+                .scan(&sr)
+                .await
+                .is_err()
+        );
+        assert!(
+            drivers
+                .storage("file")
+                .expect("file")
+                .scan(&sr)
+                .await
+                .is_err()
+        );
+        assert!(drivers.storage("iso").expect("iso").scan(&sr).await.is_ok());
     }
 }

@@ -125,6 +125,10 @@ fn out_of_range_values_name_their_field() {
         ),
         (r#"{"raft": {"max_batch": 0}}"#, "raft.max_batch"),
         (
+            r#"{"agent": {"qemu_img_timeout_secs": 0}}"#,
+            "agent.qemu_img_timeout_secs",
+        ),
+        (
             r#"{"limits": {"max_body_bytes": 10}}"#,
             "limits.max_body_bytes",
         ),
@@ -231,6 +235,30 @@ fn simulator_settings_reach_the_agent_config() {
     assert_eq!(simulator.failures.len(), 1);
     assert_eq!(simulator.failures[0].operation, BackendOp::PlugNic);
     assert_eq!(simulator.failures[0].nth.get(), 2);
+}
+
+/// The storage driver is the simulator's unless the file chooses `file`, whose `qemu-img`
+/// timeout then reaches the agent's configuration.
+#[test]
+fn the_storage_driver_reaches_the_agent_config() {
+    assert_eq!(
+        Config::default().agent_config().storage,
+        StorageChoice::Backend
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_config(
+        &dir,
+        r#"{"agent": {"storage_driver": "file", "qemu_img_timeout_secs": 7}}"#,
+    );
+    let config = Config::load(Some(&path), Overrides::default()).expect("valid config");
+    assert_eq!(
+        config.agent_config().storage,
+        StorageChoice::File(FileSrConfig {
+            qemu_img_timeout: Duration::from_secs(7)
+        })
+    );
+    let path = write_config(&dir, r#"{"agent": {"storage_driver": "lvm"}}"#);
+    assert!(Config::load(Some(&path), Overrides::default()).is_err());
 }
 
 /// An unknown operation name or a zeroth failure is refused when the file is parsed.

@@ -1,0 +1,588 @@
+//! The `file` storage driver: an SR is a directory (`SrSpec.location`), each of its VDIs one
+//! qcow2 file in it, named by a fresh uuid (`<uuid>.qcow2`); a VDI's `location` is that file
+//! name. Every change goes through `qemu-img`, run as a direct child (no shell), under a
+//! timeout and a CPU and memory limit, its stderr kept in the error.
+//!
+//! Snapshot and clone are qcow2 backing chains, instant and without a copy: the VDI's file is
+//! renamed to a hidden base (`.base-<uuid>.qcow2`), which nothing writes to again; the VDI gets
+//! a new, empty overlay at its old name whose backing file is that base, and the snapshot (or
+//! clone) is a second overlay on the same base. Both then read the data of the moment and write
+//! only to their own overlay. A base must stay as long as any overlay names it: bases are
+//! hidden (a scan skips names starting with `.`), so no call destroys one, and destroying a VDI
+//! never touches the base it reads through (coalescing the leftover bases is not done yet).
+//! Backing files are named relative to the SR directory, so the directory can move.
+//!
+//! Attaching a local file sets nothing up on the host: attach checks the file and says its
+//! path (the disk's location as a path: a `DiskSpec` does not carry its SR's directory yet); activate and deactivate have nothing to do. What is attached is kept in memory, as
+//! the agent's record of which VDIs its domains hold.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use host_api::{DiskSpec, SrSpec, VdiInfo};
+use serde::Deserialize;
+
+use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
+
+/// The extension of a VDI's file.
+const EXTENSION: &str = "qcow2";
+/// How a hidden base's name starts.
+const BASE_PREFIX: &str = ".base-";
+/// The address space `qemu-img` may take, in bytes: a corrupt image cannot make it eat the
+/// host's memory.
+const QEMU_IMG_MEMORY_BYTES: u64 = 1 << 30;
+
+/// The settings of the `file` driver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSrConfig {
+    /// How long one `qemu-img` run may take before it is killed (also its CPU-time limit).
+    pub qemu_img_timeout: Duration,
+}
+
+/// The `file` storage driver.
+pub struct FileSr {
+    config: FileSrConfig,
+    /// The attached VDIs, by VDI uuid.
+    attached: Mutex<BTreeMap<String, AttachedDisk>>,
+}
+
+/// What `qemu-img info --output=json` says of an image (the fields used).
+#[derive(Debug, Deserialize)]
+struct ImageInfo {
+    #[serde(rename = "virtual-size")]
+    virtual_size: u64,
+    #[serde(rename = "actual-size", default)]
+    actual_size: u64,
+}
+
+impl FileSr {
+    pub fn new(config: FileSrConfig) -> FileSr {
+        FileSr {
+            config,
+            attached: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Runs `qemu-img` with `args`; its stdout, or `QemuImg` with its stderr.
+    async fn qemu_img(&self, op: BackendOp, args: &[&OsStr]) -> Result<Vec<u8>, BackendError> {
+        let timeout = self.config.qemu_img_timeout;
+        let cpu_secs = timeout.as_secs().max(1);
+        let mut command = tokio::process::Command::new("qemu-img");
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // `setrlimit`, which is async-signal-safe, on values computed before the fork.
+        unsafe {
+            command.pre_exec(move || limit(cpu_secs));
+        }
+        let failure = |status: String, stderr: &[u8]| BackendError::QemuImg {
+            op,
+            status,
+            stderr: String::from_utf8_lossy(stderr).trim().to_owned(),
+        };
+        let output = match tokio::time::timeout(timeout, command.output()).await {
+            Err(_) => return Err(failure(format!("timed out after {timeout:?}"), b"")),
+            Ok(Err(err)) => return Err(failure(format!("cannot run qemu-img: {err}"), b"")),
+            Ok(Ok(output)) => output,
+        };
+        if !output.status.success() {
+            return Err(failure(output.status.to_string(), &output.stderr));
+        }
+        Ok(output.stdout)
+    }
+
+    /// The sizes of the qcow2 image at `path`, probed with the format forced and without
+    /// taking its lock (it may be in use).
+    async fn info(&self, op: BackendOp, path: &Path) -> Result<ImageInfo, BackendError> {
+        let args = [
+            OsStr::new("info"),
+            OsStr::new("--output=json"),
+            OsStr::new("-U"),
+            OsStr::new("-f"),
+            OsStr::new(EXTENSION),
+            path.as_os_str(),
+        ];
+        let stdout = self.qemu_img(op, &args).await?;
+        serde_json::from_slice(&stdout).map_err(|err| BackendError::QemuImg {
+            op,
+            status: "unreadable answer".to_owned(),
+            stderr: err.to_string(),
+        })
+    }
+
+    /// The VDI at `location` in `sr`, as a scan reports it.
+    async fn vdi_info(
+        &self,
+        op: BackendOp,
+        sr: &SrSpec,
+        location: &str,
+        read_only: bool,
+    ) -> Result<VdiInfo, BackendError> {
+        let info = self.info(op, &vdi_path(sr, location)?).await?;
+        Ok(VdiInfo {
+            location: location.to_owned(),
+            virtual_size_bytes: info.virtual_size,
+            physical_utilisation_bytes: info.actual_size,
+            read_only,
+        })
+    }
+
+    /// Makes a new overlay in `sr` whose backing file is `backing` (a name in `sr`); its
+    /// location.
+    async fn overlay(
+        &self,
+        op: BackendOp,
+        sr: &SrSpec,
+        backing: &str,
+        name: &str,
+    ) -> Result<(), BackendError> {
+        let path = Path::new(&sr.location).join(name);
+        let args = [
+            OsStr::new("create"),
+            OsStr::new("-q"),
+            OsStr::new("-f"),
+            OsStr::new(EXTENSION),
+            OsStr::new("-b"),
+            OsStr::new(backing),
+            OsStr::new("-F"),
+            OsStr::new(EXTENSION),
+            path.as_os_str(),
+        ];
+        self.qemu_img(op, &args).await.map(drop)
+    }
+
+    /// Freezes the VDI at `location` as a hidden base with a new overlay at its name, and makes
+    /// a second overlay on that base: the snapshot or clone.
+    async fn branch(
+        &self,
+        op: BackendOp,
+        sr: &SrSpec,
+        location: &str,
+        read_only: bool,
+    ) -> Result<VdiInfo, BackendError> {
+        let path = existing(sr, location)?;
+        if self.is_attached(sr, location) {
+            return Err(BackendError::InUse {
+                what: format!("vdi at {location}"),
+            });
+        }
+        let base = format!("{BASE_PREFIX}{}", fresh_name());
+        let base_path = Path::new(&sr.location).join(&base);
+        rename(&path, &base_path)?;
+        if let Err(err) = self.overlay(op, sr, &base, location).await {
+            // Put the VDI back as it was; the error says what failed.
+            let _ = std::fs::rename(&base_path, &path);
+            return Err(err);
+        }
+        let branch = fresh_name();
+        self.overlay(op, sr, &base, &branch).await?;
+        self.vdi_info(op, sr, &branch, read_only).await
+    }
+
+    /// Whether a VDI of `sr` at `location` is attached here.
+    fn is_attached(&self, sr: &SrSpec, location: &str) -> bool {
+        let path = Path::new(&sr.location).join(location);
+        self.attached
+            .lock()
+            .expect("the attached map is never poisoned")
+            .values()
+            .any(|disk| disk.path == path)
+    }
+}
+
+/// Limits the CPU time and address space of the process it runs in.
+fn limit(cpu_secs: u64) -> std::io::Result<()> {
+    let limits = [
+        (libc::RLIMIT_CPU, cpu_secs),
+        (libc::RLIMIT_AS, QEMU_IMG_MEMORY_BYTES),
+    ];
+    for (resource, value) in limits {
+        let limit = libc::rlimit {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: `limit` is a valid rlimit that lives across the call.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A fresh VDI file name.
+fn fresh_name() -> String {
+    format!("{}.{EXTENSION}", uuid::Uuid::new_v4())
+}
+
+/// The path of the VDI at `location` in `sr`; a location that is not a plain name of a VDI's
+/// file (a path, a base, another extension) names no VDI.
+fn vdi_path(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
+    let plain = Path::new(location).file_name() == Some(OsStr::new(location));
+    if !plain || !is_vdi_name(location) {
+        return Err(BackendError::NoVdi {
+            location: location.to_owned(),
+        });
+    }
+    Ok(Path::new(&sr.location).join(location))
+}
+
+/// The path of the VDI at `location` in `sr`, which must exist.
+fn existing(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
+    let path = vdi_path(sr, location)?;
+    if !path.is_file() {
+        return Err(BackendError::NoVdi {
+            location: location.to_owned(),
+        });
+    }
+    Ok(path)
+}
+
+/// Whether a file name in an SR directory is a VDI's (not hidden, ends `.qcow2`).
+fn is_vdi_name(name: &str) -> bool {
+    !name.starts_with('.') && Path::new(name).extension() == Some(OsStr::new(EXTENSION))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), BackendError> {
+    std::fs::rename(from, to).map_err(|source| BackendError::State {
+        path: from.to_owned(),
+        source,
+    })
+}
+
+impl Storage for FileSr {
+    fn attach<'a>(&'a self, disk: &'a DiskSpec, read_only: bool) -> Op<'a, AttachedDisk> {
+        Box::pin(async move {
+            let path = PathBuf::from(&disk.location);
+            if !path.is_file() {
+                return Err(BackendError::NoVdi {
+                    location: disk.location.clone(),
+                });
+            }
+            let mut attached = self
+                .attached
+                .lock()
+                .expect("the attached map is never poisoned");
+            if let Some(existing) = attached.get(&disk.vdi_uuid) {
+                if existing.read_only != read_only {
+                    return Err(BackendError::DeviceAttached {
+                        device: disk.vdi_uuid.clone(),
+                    });
+                }
+                return Ok(existing.clone());
+            }
+            let disk_now = AttachedDisk {
+                path,
+                format: DiskFormat::Qcow2,
+                read_only,
+            };
+            attached.insert(disk.vdi_uuid.clone(), disk_now.clone());
+            Ok(disk_now)
+        })
+    }
+
+    /// A local file needs nothing to be written to from this host.
+    fn activate<'a>(&'a self, _disk: &'a DiskSpec) -> Op<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A local file needs nothing to stop being written to from this host.
+    fn deactivate<'a>(&'a self, _disk: &'a DiskSpec) -> Op<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn detach<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a> {
+        Box::pin(async move {
+            self.attached
+                .lock()
+                .expect("the attached map is never poisoned")
+                .remove(&disk.vdi_uuid);
+            Ok(())
+        })
+    }
+
+    fn attached<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a, Option<AttachedDisk>> {
+        Box::pin(async move {
+            let attached = self
+                .attached
+                .lock()
+                .expect("the attached map is never poisoned");
+            Ok(attached.get(&disk.vdi_uuid).cloned())
+        })
+    }
+
+    fn create_vdi<'a>(&'a self, sr: &'a SrSpec, virtual_size_bytes: u64) -> Op<'a, VdiInfo> {
+        Box::pin(async move {
+            let op = BackendOp::CreateVdi;
+            let location = fresh_name();
+            let path = vdi_path(sr, &location)?;
+            let size = virtual_size_bytes.to_string();
+            let args = [
+                OsStr::new("create"),
+                OsStr::new("-q"),
+                OsStr::new("-f"),
+                OsStr::new(EXTENSION),
+                path.as_os_str(),
+                OsStr::new(&size),
+            ];
+            self.qemu_img(op, &args).await?;
+            self.vdi_info(op, sr, &location, false).await
+        })
+    }
+
+    fn destroy_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            let path = existing(sr, location)?;
+            if self.is_attached(sr, location) {
+                return Err(BackendError::InUse {
+                    what: format!("vdi at {location}"),
+                });
+            }
+            std::fs::remove_file(&path).map_err(|source| BackendError::State { path, source })
+        })
+    }
+
+    fn resize_vdi<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        location: &'a str,
+        virtual_size_bytes: u64,
+    ) -> Op<'a, VdiInfo> {
+        Box::pin(async move {
+            let op = BackendOp::ResizeVdi;
+            let path = existing(sr, location)?;
+            let now = self.info(op, &path).await?.virtual_size;
+            if virtual_size_bytes < now {
+                return Err(BackendError::CannotShrink {
+                    location: location.to_owned(),
+                    virtual_size_bytes: now,
+                    requested_bytes: virtual_size_bytes,
+                });
+            }
+            if virtual_size_bytes > now {
+                let size = virtual_size_bytes.to_string();
+                let args = [
+                    OsStr::new("resize"),
+                    OsStr::new("-q"),
+                    OsStr::new("-f"),
+                    OsStr::new(EXTENSION),
+                    path.as_os_str(),
+                    OsStr::new(&size),
+                ];
+                self.qemu_img(op, &args).await?;
+            }
+            self.vdi_info(op, sr, location, false).await
+        })
+    }
+
+    fn snapshot_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo> {
+        Box::pin(self.branch(BackendOp::SnapshotVdi, sr, location, true))
+    }
+
+    fn clone_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo> {
+        Box::pin(self.branch(BackendOp::CloneVdi, sr, location, false))
+    }
+
+    /// Every `*.qcow2` file of the SR's directory; one `qemu-img` cannot read as qcow2 is
+    /// skipped and logged, so one corrupt file does not hide the others.
+    fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>> {
+        Box::pin(async move {
+            let dir = Path::new(&sr.location);
+            let unreadable = |source| BackendError::State {
+                path: dir.to_owned(),
+                source,
+            };
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+                let entry = entry.map_err(unreadable)?;
+                let is_file = entry.file_type().map_err(unreadable)?.is_file();
+                match entry.file_name().into_string() {
+                    Ok(name) if is_file && is_vdi_name(&name) => names.push(name),
+                    _ => {}
+                }
+            }
+            names.sort();
+            let mut found = Vec::with_capacity(names.len());
+            for name in names {
+                match self.vdi_info(BackendOp::Scan, sr, &name, false).await {
+                    Ok(vdi) => found.push(vdi),
+                    Err(err) => {
+                        tracing::warn!(sr = %sr.uuid, file = %name, error = %err, "not a qcow2 image: skipped");
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::disk;
+
+    /// A driver and an SR in a new, empty temp dir (kept while the dir lives).
+    fn empty_sr() -> (tempfile::TempDir, FileSr, SrSpec) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = FileSr::new(FileSrConfig {
+            qemu_img_timeout: Duration::from_secs(30),
+        });
+        let sr = SrSpec {
+            uuid: "sr".to_owned(),
+            sr_type: "file".to_owned(),
+            location: dir.path().to_string_lossy().into_owned(),
+        };
+        (dir, storage, sr)
+    }
+
+    /// The backing file `qemu-img` reads under the VDI at `location`, if any.
+    fn backing(sr: &SrSpec, location: &str) -> Option<String> {
+        let output = std::process::Command::new("qemu-img")
+            .args(["info", "--output=json", "-U", "-f", "qcow2"])
+            .arg(Path::new(&sr.location).join(location))
+            .output()
+            .expect("qemu-img runs");
+        let info: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        info["backing-filename"].as_str().map(str::to_owned)
+    }
+
+    /// A created VDI is a thin qcow2 file that a scan finds with its virtual size; destroyed,
+    /// it is gone from the directory and from a scan.
+    #[tokio::test]
+    async fn a_created_vdi_is_scanned_with_its_size_until_destroyed() {
+        let (_dir, storage, sr) = empty_sr();
+        let vdi = storage.create_vdi(&sr, 1 << 30).await.expect("create");
+        assert!(vdi.location.ends_with(".qcow2"));
+        assert_eq!(vdi.virtual_size_bytes, 1 << 30);
+        assert!(vdi.physical_utilisation_bytes < 1 << 20, "thin: {vdi:?}");
+        assert_eq!(
+            storage.scan(&sr).await.expect("scan"),
+            std::slice::from_ref(&vdi)
+        );
+        storage
+            .destroy_vdi(&sr, &vdi.location)
+            .await
+            .expect("destroy");
+        assert!(storage.scan(&sr).await.expect("scan").is_empty());
+        assert!(matches!(
+            storage.destroy_vdi(&sr, &vdi.location).await,
+            Err(BackendError::NoVdi { .. })
+        ));
+    }
+
+    /// A resize grows a VDI; a smaller size is refused as `CannotShrink` and leaves it as it
+    /// was.
+    #[tokio::test]
+    async fn a_vdi_grows_and_never_shrinks() {
+        let (_dir, storage, sr) = empty_sr();
+        let vdi = storage.create_vdi(&sr, 1 << 30).await.expect("create");
+        let grown = storage
+            .resize_vdi(&sr, &vdi.location, 2 << 30)
+            .await
+            .expect("grow");
+        assert_eq!(grown.virtual_size_bytes, 2 << 30);
+        assert!(matches!(
+            storage.resize_vdi(&sr, &vdi.location, 1 << 30).await,
+            Err(BackendError::CannotShrink { .. })
+        ));
+        let found = storage.scan(&sr).await.expect("scan");
+        assert_eq!(found[0].virtual_size_bytes, 2 << 30);
+    }
+
+    /// A snapshot and a clone are overlays on a hidden base that the VDI reads through too;
+    /// the scan shows the three VDIs with the original's size and not the bases.
+    #[tokio::test]
+    async fn snapshot_and_clone_are_overlays_on_a_hidden_base() {
+        let (_dir, storage, sr) = empty_sr();
+        let vdi = storage.create_vdi(&sr, 1 << 30).await.expect("create");
+        let snapshot = storage
+            .snapshot_vdi(&sr, &vdi.location)
+            .await
+            .expect("snapshot");
+        let base = backing(&sr, &snapshot.location).expect("the snapshot has a base");
+        assert!(base.starts_with(BASE_PREFIX), "{base}");
+        assert_eq!(backing(&sr, &vdi.location).as_deref(), Some(base.as_str()));
+        let clone = storage.clone_vdi(&sr, &vdi.location).await.expect("clone");
+        assert!(snapshot.read_only && !clone.read_only);
+        let clone_base = backing(&sr, &clone.location).expect("the clone has a base");
+        assert_eq!(
+            backing(&sr, &vdi.location).as_deref(),
+            Some(clone_base.as_str())
+        );
+        assert_eq!(backing(&sr, &clone_base).as_deref(), Some(base.as_str()));
+        let found = storage.scan(&sr).await.expect("scan");
+        let mut locations: Vec<_> = found.iter().map(|v| v.location.clone()).collect();
+        locations.sort();
+        let mut expected = [vdi.location, snapshot.location, clone.location];
+        expected.sort();
+        assert_eq!(locations, expected);
+        assert!(found.iter().all(|v| v.virtual_size_bytes == 1 << 30));
+    }
+
+    /// A file that is not a qcow2 image is skipped by a scan, which still finds the others;
+    /// other files and names are not VDIs.
+    #[tokio::test]
+    async fn a_corrupt_image_is_skipped_by_a_scan() {
+        let (dir, storage, sr) = empty_sr();
+        std::fs::write(dir.path().join("corrupt.qcow2"), b"not an image").expect("write");
+        std::fs::write(dir.path().join("notes.txt"), b"hello").expect("write");
+        let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
+        assert_eq!(storage.scan(&sr).await.expect("scan"), [vdi]);
+        assert!(matches!(
+            storage.resize_vdi(&sr, "corrupt.qcow2", 1 << 30).await,
+            Err(BackendError::QemuImg { stderr, .. }) if !stderr.is_empty()
+        ));
+        assert!(matches!(
+            storage.destroy_vdi(&sr, "../notes.txt").await,
+            Err(BackendError::NoVdi { .. })
+        ));
+    }
+
+    /// Attach says the file's path as qcow2 and refuses a missing file; an attached VDI cannot
+    /// be destroyed until it is detached.
+    #[tokio::test]
+    async fn attach_names_the_file_and_refuses_a_missing_one() {
+        let (dir, storage, sr) = empty_sr();
+        let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
+        let mut spec = disk("a");
+        spec.location = dir
+            .path()
+            .join("missing.qcow2")
+            .to_string_lossy()
+            .into_owned();
+        assert!(matches!(
+            storage.attach(&spec, false).await,
+            Err(BackendError::NoVdi { .. })
+        ));
+        spec.location = dir
+            .path()
+            .join(&vdi.location)
+            .to_string_lossy()
+            .into_owned();
+        let attached = storage.attach(&spec, false).await.expect("attach");
+        assert_eq!(attached.format, DiskFormat::Qcow2);
+        assert_eq!(
+            storage.attached(&spec).await.expect("attached"),
+            Some(attached)
+        );
+        storage.activate(&spec).await.expect("activate");
+        assert!(matches!(
+            storage.destroy_vdi(&sr, &vdi.location).await,
+            Err(BackendError::InUse { .. })
+        ));
+        storage.deactivate(&spec).await.expect("deactivate");
+        storage.detach(&spec).await.expect("detach");
+        assert_eq!(storage.attached(&spec).await.expect("attached"), None);
+        storage
+            .destroy_vdi(&sr, &vdi.location)
+            .await
+            .expect("destroy");
+    }
+}
