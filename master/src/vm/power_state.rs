@@ -83,14 +83,7 @@ pub(crate) fn set_running(
 ) {
     let power_state = domain_power_state(info.state);
     set_power_state(draft, vm, power_state);
-    draft.update("VM", vm, "resident_on", Value::str(host));
-    draft.update(
-        "VM",
-        vm,
-        "scheduled_to_be_resident_on",
-        Value::str(NULL_REF),
-    );
-    draft.update("VM", vm, "domid", Value::Int(info.domid));
+    set_residence(draft, vm, host, info.domid);
     let metrics = draft.view().str("VM", vm, "metrics").to_owned();
     if draft.view().exists("VM_metrics", &metrics) {
         let memory = i64::try_from(info.memory_actual_bytes).unwrap_or(i64::MAX);
@@ -199,19 +192,32 @@ fn set_consoles(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, is_n
     }
 }
 
-/// Makes `vm` show no domain: `power_state` (Halted or Suspended), no host, no domid, empty
-/// metrics, no consoles, devices detached; a halted VM's devices also lose their operations
-/// and its `requires_reboot` flag, as xapi's `force_state_reset` does.
-pub(crate) fn set_stopped(draft: &mut Draft, vm: &str, power_state: VmPowerState, now: i64) {
-    set_power_state(draft, vm, power_state);
-    draft.update("VM", vm, "resident_on", Value::str(NULL_REF));
+/// Makes `vm` resident on `host` with a domain not known yet (no domid), its power state as
+/// it was: what a host that may run the domain but did not answer leaves, for its inventory,
+/// a power operation or its fencing to settle.
+pub(crate) fn set_resident_unknown(draft: &mut Draft, vm: &str, host: &str) {
+    set_residence(draft, vm, host, NO_DOMID);
+}
+
+/// Where `vm`'s domain is (`host`, `NULL_REF` for nowhere) and its `domid`; the host the VM
+/// was scheduled to go to is no longer reserved.
+fn set_residence(draft: &mut Draft, vm: &str, host: &str, domid: i64) {
+    draft.update("VM", vm, "resident_on", Value::str(host));
     draft.update(
         "VM",
         vm,
         "scheduled_to_be_resident_on",
         Value::str(NULL_REF),
     );
-    draft.update("VM", vm, "domid", Value::Int(NO_DOMID));
+    draft.update("VM", vm, "domid", Value::Int(domid));
+}
+
+/// Makes `vm` show no domain: `power_state` (Halted or Suspended), no host, no domid, empty
+/// metrics, no consoles, devices detached; a halted VM's devices also lose their operations
+/// and its `requires_reboot` flag, as xapi's `force_state_reset` does.
+pub(crate) fn set_stopped(draft: &mut Draft, vm: &str, power_state: VmPowerState, now: i64) {
+    set_power_state(draft, vm, power_state);
+    set_residence(draft, vm, NULL_REF, NO_DOMID);
     let is_halted = power_state == VmPowerState::Halted;
     if is_halted {
         draft.update("VM", vm, "requires_reboot", Value::Bool(false));

@@ -21,10 +21,9 @@ use super::{Operation, Share};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::vm::memory;
-use crate::vm::operations::Draft;
 use crate::vm::operations::Overlay;
 use crate::vm::placement;
-use crate::vm::power_state::{NO_DOMID, power_state, set_running, set_stopped};
+use crate::vm::power_state::{power_state, set_resident_unknown, set_running, set_stopped};
 use crate::vm::vm_spec;
 use host_api::{ActionResult, DomainInfo, HostAction, TransferToken, VmAction};
 
@@ -188,19 +187,6 @@ pub(in crate::handlers) async fn migrate(
             Err(error.into())
         }
     }
-}
-
-/// Makes `vm` resident on `host` with a domain not known yet (no domid), its power state as
-/// it was.
-fn set_resident_unknown(draft: &mut Draft, vm: &str, host: &str) {
-    draft.update("VM", vm, "resident_on", Value::str(host));
-    draft.update(
-        "VM",
-        vm,
-        "scheduled_to_be_resident_on",
-        Value::str(NULL_REF),
-    );
-    draft.update("VM", vm, "domid", Value::Int(NO_DOMID));
 }
 
 /// Frees the destination the begin Txn reserved, the VM unchanged.
