@@ -106,6 +106,11 @@ impl Host {
         self.root.path().join("data")
     }
 
+    /// The simulator's state file: what this host's hypervisor, storage and network hold.
+    pub fn simulator_state(&self) -> PathBuf {
+        simulator_state_in(&self.data_dir())
+    }
+
     pub fn unix_socket(&self) -> PathBuf {
         self.root.path().join("xapi.sock")
     }
@@ -277,6 +282,18 @@ impl Host {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
     }
+}
+
+/// The simulator's state file under the data dir `data_dir`.
+pub fn simulator_state_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("simulator/domains.json")
+}
+
+/// The simulator's state file at `path` as JSON; `None` before the simulator first wrote it
+/// (or if it is not JSON).
+pub fn read_simulator_state(path: &Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// A memory figure of process `pid` from `/proc/<pid>/status`, in bytes: `"VmRSS"` (resident

@@ -19,4 +19,4 @@ pub mod host;
 pub mod vms;
 
 pub use client::{Client, Protocol, logged_in};
-pub use host::{Host, HostOptions, memory_bytes};
+pub use host::{Host, HostOptions, memory_bytes, read_simulator_state};

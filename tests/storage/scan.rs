@@ -3,7 +3,7 @@
 //! qcow2 file made in the local SR's directory is such a volume.
 
 use api_spec::Value;
-use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
+use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in, read_simulator_state};
 
 /// The SR of the host's first PBD: its local SR.
 async fn local_sr(client: &Client) -> String {
@@ -43,10 +43,8 @@ async fn a_scan_gives_a_volume_the_host_holds_a_vdi() {
     assert!(vdis_at(&client, &sr, "found.img").await.is_empty());
     assert_eq!(host.stop(), Some(0));
 
-    let state_path = host.data_dir().join("simulator/domains.json");
-    let mut state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_path).expect("the simulator's state"))
-            .expect("JSON");
+    let state_path = host.simulator_state();
+    let mut state = read_simulator_state(&state_path).expect("the simulator's state");
     state["storage"]["srs"][&uuid]["found.img"] = serde_json::json!({
         "location": "found.img",
         "virtual_size_bytes": 3u64 << 30,

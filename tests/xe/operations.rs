@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use api_spec::Value;
-use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
+use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in, read_simulator_state};
 use support::{Xe, reached};
 
 fn power_state(xe: &Xe, vm: &str) -> String {
@@ -341,9 +341,7 @@ async fn pif_plug_and_unplug_set_up_and_remove_the_bridge_on_the_host() {
         .await;
     // The simulator writes its state file at its first change.
     let bridge_mtu = || {
-        let path = host.data_dir().join("simulator/domains.json");
-        let bytes = std::fs::read(path).ok()?;
-        let state: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        let state = read_simulator_state(&host.simulator_state())?;
         state["network"]["bridges"]["xenbr7"].as_u64()
     };
     assert!(!currently_attached(&client, &pif).await);

@@ -207,31 +207,13 @@ fn two_leader_terms(leaderships: &[(String, u64, usize)]) -> Vec<((String, u64),
     by_term.into_iter().filter(|(_, h)| h.len() > 1).collect()
 }
 
-/// The VM uuids with a live (not shut down) domain in a simulator state file.
-fn live_domains(path: &PathBuf) -> BTreeSet<String> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return BTreeSet::new();
-    };
-    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return BTreeSet::new();
-    };
-    let Some(domains) = state["domains"].as_object() else {
-        return BTreeSet::new();
-    };
-    domains
-        .iter()
-        .filter(|(_, d)| matches!(d["domain"]["state"].as_str(), Some("running" | "paused")))
-        .map(|(vm, _)| vm.clone())
-        .collect()
-}
-
 /// The VMs with a live domain on two hosts at once, in one sample of every host's state file
 /// (a killed or frozen host's domains count: its hypervisor keeps them).
 pub fn doubly_running(files: &[PathBuf]) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut doubles = Vec::new();
     for file in files {
-        for vm in live_domains(file) {
+        for vm in super::vm::live_domains(file) {
             if !seen.insert(vm.clone()) {
                 doubles.push(vm);
             }

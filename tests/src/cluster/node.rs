@@ -316,7 +316,7 @@ impl Node {
 
     /// The simulator's state file: what this host's hypervisor runs.
     pub fn simulator_state(&self) -> PathBuf {
-        self.data_dir().join("simulator/domains.json")
+        crate::host::simulator_state_in(&self.data_dir())
     }
 
     /// The process's resident memory now (`VmRSS`), in bytes.

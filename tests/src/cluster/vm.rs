@@ -1,6 +1,8 @@
 //! VMs for the cluster tests: small ones cloned from a template, started where the test says
 //! or where the pool places them.
 
+use std::collections::BTreeSet;
+
 use api_spec::{ApiError, Value};
 
 use crate::client::Client;
@@ -59,14 +61,21 @@ pub async fn field(client: &Client, vm: &str, name: &str) -> String {
 
 /// Whether the simulator state file at `path` holds a live domain of the VM `uuid`.
 pub fn has_domain(path: &std::path::Path, uuid: &str) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false;
+    live_domains(path).contains(uuid)
+}
+
+/// The VMs (uuids) with a live domain, running or paused, in the simulator state file at
+/// `path`; none before the simulator first wrote it.
+pub fn live_domains(path: &std::path::Path) -> BTreeSet<String> {
+    let Some(state) = crate::host::read_simulator_state(path) else {
+        return BTreeSet::new();
     };
-    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return false;
+    let Some(domains) = state["domains"].as_object() else {
+        return BTreeSet::new();
     };
-    matches!(
-        state["domains"][uuid]["domain"]["state"].as_str(),
-        Some("running" | "paused")
-    )
+    domains
+        .iter()
+        .filter(|(_, d)| matches!(d["domain"]["state"].as_str(), Some("running" | "paused")))
+        .map(|(vm, _)| vm.clone())
+        .collect()
 }
