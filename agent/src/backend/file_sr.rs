@@ -187,14 +187,37 @@ impl FileSr {
         self.vdi_info(op, sr, &branch, read_only).await
     }
 
-    /// Whether a VDI of `sr` at `location` is attached here.
-    fn is_attached(&self, sr: &SrSpec, location: &str) -> bool {
-        let path = Path::new(&sr.location).join(location);
+    /// The disks attached here, by VDI uuid.
+    fn attached_disks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AttachedDisk>> {
         self.attached
             .lock()
             .expect("the attached map is never poisoned")
-            .values()
-            .any(|disk| disk.path == path)
+    }
+
+    /// Runs `qemu-img <verb> -q -f qcow2 <path> <bytes>`: a create or a resize to `bytes`.
+    async fn qemu_img_sized(
+        &self,
+        op: BackendOp,
+        verb: &str,
+        path: &Path,
+        bytes: u64,
+    ) -> Result<(), BackendError> {
+        let size = bytes.to_string();
+        let args = [
+            OsStr::new(verb),
+            OsStr::new("-q"),
+            OsStr::new("-f"),
+            OsStr::new(EXTENSION),
+            path.as_os_str(),
+            OsStr::new(&size),
+        ];
+        self.qemu_img(op, &args).await.map(drop)
+    }
+
+    /// Whether a VDI of `sr` at `location` is attached here.
+    fn is_attached(&self, sr: &SrSpec, location: &str) -> bool {
+        let path = Path::new(&sr.location).join(location);
+        self.attached_disks().values().any(|disk| disk.path == path)
     }
 }
 
@@ -266,10 +289,7 @@ impl Storage for FileSr {
                     location: disk.location.clone(),
                 });
             }
-            let mut attached = self
-                .attached
-                .lock()
-                .expect("the attached map is never poisoned");
+            let mut attached = self.attached_disks();
             if let Some(existing) = attached.get(&disk.vdi_uuid) {
                 if existing.read_only != read_only {
                     return Err(BackendError::DeviceAttached {
@@ -300,20 +320,14 @@ impl Storage for FileSr {
 
     fn detach<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a> {
         Box::pin(async move {
-            self.attached
-                .lock()
-                .expect("the attached map is never poisoned")
-                .remove(&disk.vdi_uuid);
+            self.attached_disks().remove(&disk.vdi_uuid);
             Ok(())
         })
     }
 
     fn attached<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a, Option<AttachedDisk>> {
         Box::pin(async move {
-            let attached = self
-                .attached
-                .lock()
-                .expect("the attached map is never poisoned");
+            let attached = self.attached_disks();
             Ok(attached.get(&disk.vdi_uuid).cloned())
         })
     }
@@ -323,16 +337,8 @@ impl Storage for FileSr {
             let op = BackendOp::CreateVdi;
             let location = fresh_name();
             let path = vdi_path(sr, &location)?;
-            let size = virtual_size_bytes.to_string();
-            let args = [
-                OsStr::new("create"),
-                OsStr::new("-q"),
-                OsStr::new("-f"),
-                OsStr::new(EXTENSION),
-                path.as_os_str(),
-                OsStr::new(&size),
-            ];
-            self.qemu_img(op, &args).await?;
+            self.qemu_img_sized(op, "create", &path, virtual_size_bytes)
+                .await?;
             self.vdi_info(op, sr, &location, false).await
         })
     }
@@ -367,16 +373,8 @@ impl Storage for FileSr {
                 });
             }
             if virtual_size_bytes > now {
-                let size = virtual_size_bytes.to_string();
-                let args = [
-                    OsStr::new("resize"),
-                    OsStr::new("-q"),
-                    OsStr::new("-f"),
-                    OsStr::new(EXTENSION),
-                    path.as_os_str(),
-                    OsStr::new(&size),
-                ];
-                self.qemu_img(op, &args).await?;
+                self.qemu_img_sized(op, "resize", &path, virtual_size_bytes)
+                    .await?;
             }
             self.vdi_info(op, sr, location, false).await
         })
