@@ -161,6 +161,11 @@ pub const TEST_ROOT_PASSWORD: &str = "xenroot";
 /// The time `TestPool`s start at: 2024-01-01T00:00:00Z.
 pub const TEST_START_UNIX: i64 = 1_704_067_200;
 
+/// A string value: what the tests write for most arguments.
+pub fn s(text: &str) -> Value {
+    Value::str(text)
+}
+
 /// The facts of a small machine with two CPUs.
 pub fn sample_facts() -> HostFacts {
     let cpu = |number| CpuFacts {

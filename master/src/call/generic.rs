@@ -123,11 +123,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::testing::TestPool;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use crate::testing::{TestPool, s};
 
     async fn pool_and_session() -> (TestPool, String) {
         let pool = TestPool::new();

@@ -152,11 +152,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::testing::TestPool;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use crate::testing::{TestPool, s};
 
     fn strs(items: &[&str]) -> Value {
         Value::Array(items.iter().map(|i| s(i)).collect())

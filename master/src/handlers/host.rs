@@ -138,16 +138,13 @@ pub(super) async fn evacuate(ctx: Ctx, args: Args) -> Result<Value, Error> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{ActionKind, TestPool};
+    use crate::testing::{ActionKind, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     /// `host.evacuate` moves every running VM off the host, spread over the other hosts
     /// (breadth-first), and leaves the control domain; the VMs run on.

@@ -119,12 +119,9 @@ pub(super) async fn destroy_many(ctx: Ctx, args: Args) -> Result<Value, Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing::TestPool;
 
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use super::*;
+    use crate::testing::{TestPool, s};
 
     async fn new_message(pool: &TestPool, session: &str, body: &str) -> String {
         let host_uuid = pool.field("host", &pool.host, "uuid").expect("a uuid");

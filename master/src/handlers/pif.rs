@@ -192,11 +192,7 @@ mod tests {
     use super::*;
     use crate::db::record::{new_ref, new_row, new_uuid};
     use crate::host_link::LinkFailure;
-    use crate::testing::{ActionKind, TestPool};
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use crate::testing::{ActionKind, TestPool, s};
 
     /// A row of `class` with `fields` and a fresh uuid, as a Create op; its ref beside it.
     fn create(class: &str, fields: &[(&str, Value)]) -> (String, Op) {

@@ -137,11 +137,7 @@ mod tests {
 
     use super::*;
     use crate::host_link::LinkFailure;
-    use crate::testing::{ActionKind, TestPool};
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use crate::testing::{ActionKind, TestPool, s};
 
     fn vdi(location: &str, virtual_size_bytes: u64) -> VdiInfo {
         VdiInfo {

@@ -172,11 +172,7 @@ mod tests {
 
     use super::*;
     use crate::call::tasks::spawn;
-    use crate::testing::TestPool;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use crate::testing::{TestPool, s};
 
     async fn client_task(pool: &TestPool, session: &str) -> String {
         let task = pool

@@ -106,12 +106,9 @@ pub(super) async fn copy(ctx: Ctx, args: Args) -> Result<Value, Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing::TestPool;
 
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use super::*;
+    use crate::testing::{TestPool, s};
 
     /// A 1 GiB user disk in the pool's SR, made through `VDI.create`.
     async fn disk(pool: &TestPool, session: &str, name: &str) -> String {

@@ -163,12 +163,8 @@ mod tests {
 
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{ActionKind, TestPool};
+    use crate::testing::{ActionKind, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     /// `VIF.create` makes a MAC when none is given, and refuses a bad MAC, a device that is
     /// not a number, and a device the VM has.

@@ -133,11 +133,7 @@ mod tests {
     use api_spec::Value;
 
     use super::*;
-    use crate::testing::{ActionKind, TestPool};
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use crate::testing::{ActionKind, TestPool, s};
 
     /// Only writes of spec fields of VMs count.
     #[test]

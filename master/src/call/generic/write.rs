@@ -236,12 +236,9 @@ fn map_add_txn(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing::TestPool;
 
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use super::*;
+    use crate::testing::{TestPool, s};
 
     async fn pool_and_session() -> (TestPool, String) {
         let pool = TestPool::new();

@@ -105,12 +105,9 @@ pub(in crate::handlers) async fn eject(ctx: Ctx, args: Args) -> Result<Value, Er
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing::{ActionKind, TestPool};
 
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use super::*;
+    use crate::testing::{ActionKind, TestPool, s};
 
     /// A CD drive's media change in the DB when it has no domain, through the agent when it
     /// has; each of xapi's refusals holds.

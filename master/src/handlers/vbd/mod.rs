@@ -234,12 +234,8 @@ mod tests {
 
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{ActionKind, TestPool};
+    use crate::testing::{ActionKind, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     fn record(pairs: &[(&str, Value)]) -> Value {
         let empty = Value::Struct(BTreeMap::new());

@@ -331,12 +331,8 @@ mod tests {
 
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::TestPool;
+    use crate::testing::{TestPool, s};
     use api_spec::classes::vm::VmPowerState;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     fn template(pool: &TestPool) -> String {
         pool.read().refs_by_name_label("VM", "Debian Bookworm 12")[0].to_owned()

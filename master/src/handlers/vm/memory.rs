@@ -217,17 +217,14 @@ fn current(ctx: &Ctx, vm: &str, field: &str) -> Result<i64, Error> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::TestPool;
+    use crate::testing::{TestPool, s};
     use crate::vm::memory::{EQUALITY_CONSTRAINT, ORDER_CONSTRAINT};
     use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     fn ints(values: &[i64]) -> Vec<Value> {
         values.iter().map(|v| Value::Int(*v)).collect()

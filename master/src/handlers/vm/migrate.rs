@@ -241,14 +241,10 @@ mod tests {
 
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{ActionKind, FAKE_PROGRESS, RUNNING_OPERATIONS, TestPool};
+    use crate::testing::{ActionKind, FAKE_PROGRESS, RUNNING_OPERATIONS, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     fn live() -> Value {
         Value::Struct(BTreeMap::from([("live".to_owned(), s("true"))]))

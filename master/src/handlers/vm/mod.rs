@@ -307,14 +307,11 @@ pub(crate) fn answer(
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool};
+    use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     /// The whole lifecycle through `Async.` calls: each task succeeds, and after each step
     /// the power state, the allowed operations and the (empty) current operations are exact.

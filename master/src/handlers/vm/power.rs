@@ -212,12 +212,8 @@ mod tests {
 
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{ActionKind, RUNNING_OPERATIONS, TestPool};
+    use crate::testing::{ActionKind, RUNNING_OPERATIONS, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     /// Suspend saves the VM to a suspend image on the pool's suspend SR and leaves it
     /// Suspended without a host; resume boots it again and the image goes.

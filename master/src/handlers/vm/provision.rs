@@ -198,8 +198,9 @@ fn provision_txn(db: &Db, draft: &mut Draft, vm: &str, now: i64) -> Result<usize
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
-    use crate::testing::TestPool;
+    use crate::testing::{TestPool, s};
 
     /// xapi's XML gives its disks, a missing type means `system`, and anything else is not
     /// provision XML.
@@ -236,10 +237,6 @@ mod tests {
         ] {
             assert_eq!(parse_disks(bad), None, "{bad}");
         }
-    }
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
     }
 
     /// A clone of the Debian template, not yet made a VM.

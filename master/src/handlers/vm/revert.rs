@@ -198,12 +198,9 @@ fn copy_settings(draft: &mut Draft, snapshot: &str, vm: &str) -> Result<(), Erro
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing::{ActionKind, HALTED_OPERATIONS, TestPool};
 
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use super::*;
+    use crate::testing::{ActionKind, HALTED_OPERATIONS, TestPool, s};
 
     /// A VM with a disk, snapshotted, then changed (renamed description, more VCPUs, a new
     /// NIC); returns the VM, its disk and the snapshot.

@@ -61,12 +61,9 @@ pub(in crate::handlers) async fn set_order(ctx: Ctx, args: Args) -> Result<Value
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing::TestPool;
 
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use super::*;
+    use crate::testing::{TestPool, s};
 
     /// `set_actions_after_crash` takes what xapi takes and refuses what it refuses.
     #[tokio::test]

@@ -253,12 +253,8 @@ mod tests {
 
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{ActionKind, HALTED_OPERATIONS, TestPool};
+    use crate::testing::{ActionKind, HALTED_OPERATIONS, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     fn assert_halted(pool: &TestPool, vm: &str) {
         assert_eq!(pool.text("VM", vm, "power_state"), "Halted");

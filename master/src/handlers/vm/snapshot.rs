@@ -25,12 +25,9 @@ pub(in crate::handlers) async fn snapshot(ctx: Ctx, args: Args) -> Result<Value,
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing::TestPool;
 
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
+    use super::*;
+    use crate::testing::{TestPool, s};
 
     /// A snapshot of a running VM is a halted template that is a snapshot of it, taken now,
     /// with snapshots of its disks (but those ignored), its MACs and the VM as child.

@@ -190,15 +190,11 @@ mod tests {
     use super::*;
     use crate::error::xenapi;
     use crate::testing::{
-        ActionKind, FAKE_PROGRESS, HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool,
+        ActionKind, FAKE_PROGRESS, HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool, s,
     };
     use api_spec::classes::vm::VmPowerState;
 
     const GIB: i64 = 1 << 30;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     async fn start(pool: &TestPool, session: &str, vm: &str) -> Result<Value, api_spec::ApiError> {
         let args = vec![s(vm), Value::Bool(false), Value::Bool(false)];

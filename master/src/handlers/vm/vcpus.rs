@@ -109,14 +109,11 @@ pub(in crate::handlers) async fn set_vcpus_number_live(
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::error::xenapi;
-    use crate::testing::{ActionKind, TestPool};
+    use crate::testing::{ActionKind, TestPool, s};
     use api_spec::classes::vm::VmPowerState;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     fn args(vm: &str, values: &[i64]) -> Vec<Value> {
         let mut all = vec![s(vm)];

@@ -71,12 +71,8 @@ mod tests {
 
     use super::*;
     use crate::call::tasks::NewTask;
-    use crate::testing::{RUNNING_OPERATIONS, TestPool};
+    use crate::testing::{RUNNING_OPERATIONS, TestPool, s};
     use host_api::AgentReport;
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     /// Operations left behind by a dead process are removed and their tasks fail; one this
     /// process runs is kept.

@@ -256,12 +256,8 @@ mod tests {
     use api_spec::NULL_REF;
 
     use super::*;
-    use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool};
+    use crate::testing::{HALTED_OPERATIONS, RUNNING_OPERATIONS, TestPool, s};
     use host_api::{ConsoleInfo, DomainState};
-
-    fn s(text: &str) -> Value {
-        Value::str(text)
-    }
 
     fn domain(uuid: &str, domid: i64, state: DomainState) -> DomainInfo {
         DomainInfo {
