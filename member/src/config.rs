@@ -15,9 +15,11 @@ use agent::{AgentConfig, BackendConfig, FileSrConfig, StorageChoice};
 mod data_plane;
 mod peer;
 mod pool;
+mod qemu;
 pub use self::data_plane::DataPlaneSettings;
 pub use self::peer::PeerSettings;
 pub use self::pool::PoolSettings;
+pub use self::qemu::QemuSettings;
 
 /// Everything an operator can set for one host. The default runs a one-host pool on this machine.
 ///
@@ -62,6 +64,8 @@ pub struct Config {
     pub agent: AgentSettings,
     /// The simulator's behaviour; read only when `backend` is `"simulator"`.
     pub simulator: SimulatorSettings,
+    /// How QEMU runs guests; read only when the backend is `"qemu"`.
+    pub qemu: QemuSettings,
     /// How the hosts of a pool answer for each other.
     pub pool: PoolSettings,
     /// How the streams between the hosts of a pool notice a silent peer and come back.
@@ -75,10 +79,15 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// `qemu` where its emulator (`qemu.binary`) is installed, `simulator` otherwise.
+    #[default]
+    Auto,
     /// In-memory domains, VDIs and bridges kept in `<data_dir>/simulator/domains.json`, for
     /// tests and benchmarks.
-    #[default]
     Simulator,
+    /// Real VMs, one QEMU each (`qemu` settings); the local SR's and `file` SRs' disks are
+    /// qcow2 files made with `qemu-img`, whatever `agent.storage_driver` says.
+    Qemu,
 }
 
 /// The host agent's policy numbers.
@@ -282,6 +291,7 @@ impl Default for Config {
             backend: BackendKind::default(),
             agent: AgentSettings::default(),
             simulator: SimulatorSettings::default(),
+            qemu: QemuSettings::default(),
             pool: PoolSettings::default(),
             peer: PeerSettings::default(),
             data_plane: DataPlaneSettings::default(),
@@ -535,28 +545,44 @@ impl Config {
         }
         self.pool.validate()?;
         self.peer.validate()?;
-        self.data_plane.validate()
+        self.data_plane.validate()?;
+        self.qemu.validate()
     }
 
     /// The CPU the backend presents instead of the machine's, if it does.
     pub fn presented_cpu(&self) -> Option<&SimulatedCpu> {
-        match self.backend {
+        match self.backend() {
             BackendKind::Simulator => self.simulator.cpu.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The backend this host runs: `Auto` resolved by whether QEMU is installed.
+    pub fn backend(&self) -> BackendKind {
+        match self.backend {
+            BackendKind::Auto if agent::backend::qemu::is_installed(&self.qemu.binary) => {
+                BackendKind::Qemu
+            }
+            BackendKind::Auto => BackendKind::Simulator,
+            chosen => chosen,
         }
     }
 
     /// The host agent's part of the settings.
     pub fn agent_config(&self) -> AgentConfig {
-        let backend = match self.backend {
-            BackendKind::Simulator => BackendConfig::Simulator(SimulatorConfig {
-                latency: self
-                    .simulator
-                    .latency_ms
-                    .iter()
-                    .map(|(op, ms)| (*op, Duration::from_millis(*ms)))
-                    .collect(),
-                failures: self.simulator.fail.clone(),
-            }),
+        let backend = match self.backend() {
+            BackendKind::Qemu => BackendConfig::Qemu(self.qemu.driver_config()),
+            BackendKind::Auto | BackendKind::Simulator => {
+                BackendConfig::Simulator(SimulatorConfig {
+                    latency: self
+                        .simulator
+                        .latency_ms
+                        .iter()
+                        .map(|(op, ms)| (*op, Duration::from_millis(*ms)))
+                        .collect(),
+                    failures: self.simulator.fail.clone(),
+                })
+            }
         };
         AgentConfig {
             workers: self.agent.workers,

@@ -68,7 +68,7 @@ class Host:
     def start(self):
         assert self.proc is None
         self.starts += 1
-        args = [oxapi_bin(), "serve", "--data-dir", self.data_dir,
+        args = [oxapi_bin(), "serve", "--backend", "simulator", "--data-dir", self.data_dir,
                 "--listen", "%s:%d" % (self.ip, HTTPS_PORT), "--unix-socket", self.socket]
         if self.config_path:
             args += ["--config", self.config_path]

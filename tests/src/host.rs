@@ -60,6 +60,8 @@ pub struct HostOptions {
     pub config: Option<serde_json::Value>,
     /// The umask the process starts with (the test's own when `None`).
     pub umask: Option<libc::mode_t>,
+    /// Run real VMs with QEMU (`--backend qemu`) instead of the simulator.
+    pub qemu: bool,
 }
 
 /// A running (or stopped) `oxapi` process with its own data dir and address.
@@ -145,6 +147,12 @@ impl Host {
             .arg(format!("{}:{}", self.ip, HTTPS_PORT))
             .arg("--unix-socket")
             .arg(self.unix_socket())
+            .arg("--backend")
+            .arg(if self.options.qemu {
+                "qemu"
+            } else {
+                "simulator"
+            })
             .env_remove("OXAPI_ROOT_PASSWORD")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -333,6 +341,8 @@ pub fn print_logs_of_failed_test(ip: &str, starts: u32, log_path: impl Fn(u32) -
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill();
+        // The QEMUs outlive `oxapi` by design (a restart takes them over): not the test.
+        crate::qemu::kill_guests(&self.data_dir());
         print_logs_of_failed_test(&self.ip.to_string(), self.starts, |start| {
             self.log_path(start)
         });

@@ -16,6 +16,7 @@ pub mod disk;
 pub mod events;
 pub mod faketime;
 pub mod host;
+pub mod qemu;
 pub mod vms;
 
 pub use client::{Client, Protocol, logged_in};

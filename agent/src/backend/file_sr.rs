@@ -43,6 +43,14 @@ pub struct FileSrConfig {
     pub qemu_img_timeout: Duration,
 }
 
+impl Default for FileSrConfig {
+    fn default() -> FileSrConfig {
+        FileSrConfig {
+            qemu_img_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The `file` storage driver.
 pub struct FileSr {
     config: FileSrConfig,

@@ -6,7 +6,9 @@
 //! - `storage.rs`: `Storage`, one driver per SR type (attach / activate a VDI to a path the
 //!   hypervisor opens, and back; create, destroy, resize, snapshot, clone, scan);
 //! - `network.rs`: `Network`, what a network and a VIF need on this host (a bridge, a tap);
-//! - `simulator.rs`: the simulator, which implements all three.
+//! - `simulator.rs`: the simulator, which implements all three;
+//! - `qemu.rs`: real domains, one QEMU each; with it, directory SRs are `file_sr.rs`'s and
+//!   NICs are on `user_network.rs`'s user-mode network.
 //!
 //! A start goes storage → hypervisor for each disk and network → hypervisor for each NIC
 //! (`micro_ops.rs`). Every operation of every driver has a name (`BackendOp`), which the
@@ -16,8 +18,10 @@
 pub mod file_sr;
 pub mod hypervisor;
 pub mod network;
+pub mod qemu;
 pub mod simulator;
 pub mod storage;
+pub mod user_network;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use self::file_sr::{FileSr, FileSrConfig};
 pub use self::hypervisor::{Domain, DomainEvent, Hypervisor, RunState, ShutdownReason};
 pub use self::network::{Network, NicPort};
+use self::qemu::{Qemu, QemuConfig};
 use self::simulator::{Simulator, SimulatorConfig};
 pub use self::storage::{AttachedDisk, DiskFormat, Storage};
+use self::user_network::UserNetwork;
 use crate::BoxFuture;
 
 /// The future of one driver operation.
@@ -42,6 +48,9 @@ pub type Op<'a, T = ()> = BoxFuture<'a, Result<T, BackendError>>;
 pub enum BackendConfig {
     /// The simulator as hypervisor, as the storage of every SR type, and as network.
     Simulator(SimulatorConfig),
+    /// QEMU as hypervisor; the SR types a directory holds are always the `file` driver's
+    /// (`StorageChoice` names its settings), and NICs are on QEMU's user-mode network.
+    Qemu(QemuConfig),
 }
 
 /// Which driver keeps the VDIs of the SR types a directory holds (`ext`, the local SR, and
@@ -88,9 +97,21 @@ impl Drivers {
                     simulator: Some(simulator),
                 }
             }
+            BackendConfig::Qemu(settings) => Drivers {
+                hypervisor: Qemu::new(data_dir, settings.clone()),
+                storage: BTreeMap::new(),
+                any_storage: None,
+                network: Arc::new(UserNetwork),
+                simulator: None,
+            },
         };
-        if let StorageChoice::File(settings) = storage {
-            let file: Arc<dyn Storage> = Arc::new(FileSr::new(settings.clone()));
+        let file_settings = match (config, storage) {
+            (_, StorageChoice::File(settings)) => Some(settings.clone()),
+            (BackendConfig::Qemu(_), StorageChoice::Backend) => Some(FileSrConfig::default()),
+            (BackendConfig::Simulator(_), StorageChoice::Backend) => None,
+        };
+        if let Some(settings) = file_settings {
+            let file: Arc<dyn Storage> = Arc::new(FileSr::new(settings));
             for sr_type in DIRECTORY_SR_TYPES {
                 drivers.storage.insert(sr_type.to_owned(), file.clone());
             }

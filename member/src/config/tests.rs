@@ -223,7 +223,9 @@ fn simulator_settings_reach_the_agent_config() {
     let agent = config.agent_config();
     assert_eq!(agent.workers, 3);
     assert_eq!(agent.clean_shutdown_timeout, Duration::from_secs(1200));
-    let BackendConfig::Simulator(simulator) = agent.backend;
+    let BackendConfig::Simulator(simulator) = agent.backend else {
+        panic!("the simulator was asked for");
+    };
     assert_eq!(
         simulator.latency.get(&BackendOp::Build),
         Some(&Duration::from_millis(50))
@@ -268,10 +270,32 @@ fn unknown_operations_and_zeroth_failures_are_refused() {
     for text in [
         r#"{"simulator": {"latency_ms": {"boot": 50}}}"#,
         r#"{"simulator": {"fail": [{"operation": "build", "nth": 0}]}}"#,
-        r#"{"backend": "qemu"}"#,
+        r#"{"backend": "xen"}"#,
     ] {
         let path = write_config(&dir, text);
         let err = Config::load(Some(&path), Overrides::default()).expect_err(text);
         assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {err:?}");
     }
+}
+
+/// `backend: "qemu"` gives the agent the qemu driver with its settings; `auto` is qemu exactly
+/// when the emulator it names is installed.
+#[test]
+fn the_qemu_backend_reaches_the_agent_config() {
+    let config: Config =
+        serde_json::from_str(r#"{"backend": "qemu", "qemu": {"accel": "tcg"}}"#).expect("parses");
+    let BackendConfig::Qemu(qemu) = config.agent_config().backend else {
+        panic!("qemu was asked for");
+    };
+    assert_eq!(qemu.accel, agent::backend::qemu::AccelChoice::Tcg);
+
+    let config: Config = serde_json::from_str(
+        r#"{"backend": "auto", "qemu": {"binary": "/nonexistent/qemu-system-x86_64"}}"#,
+    )
+    .expect("parses");
+    assert_eq!(config.backend(), BackendKind::Simulator);
+    let config: Config =
+        serde_json::from_str(r#"{"backend": "auto", "qemu": {"binary": "/bin/sh"}}"#)
+            .expect("parses");
+    assert_eq!(config.backend(), BackendKind::Qemu);
 }

@@ -1,0 +1,1075 @@
+//! The `qemu` hypervisor driver: one `qemu-system-x86_64` per domain, a direct child of
+//! `oxapi`, driven over QMP on a socket in the VM's own directory under `<data dir>/qemu/`.
+//!
+//! - `accel.rs`: KVM when a probe shows it works, TCG otherwise;
+//! - `command_line.rs`: the machine, started paused (`-S`) with its stops kept
+//!   (`-action shutdown=pause,…`), disks and NICs left to QMP;
+//! - `qmp.rs`: the QMP client;
+//! - `runtime.rs`: the process (spawn, pidfile, kill) and the domain record kept beside it.
+//!
+//! A domain is created by starting its QEMU paused; disks go in with `blockdev-add` +
+//! `device_add` on a root port of their own, NICs with `netdev_add` + `device_add`, and `cont`
+//! runs the guest. The guest's power-off, reboot and panic leave QEMU stopped (never gone), so
+//! the agent reads the reason from the QMP event, or after its own restart from
+//! `query-status`. A QEMU that disappears without being destroyed is a crashed domain.
+//!
+//! After an `oxapi` restart, `discover` reads every VM directory: a QEMU still running (its
+//! pidfile names a live process whose command line carries the VM's uuid) is dialled again
+//! over QMP; a QEMU that cannot be reached is kept as a domain that needs power-off, so the
+//! agent stops it instead of starting a second one.
+//!
+//! NICs use QEMU's user-mode network until the network driver makes taps (issue 12); suspend,
+//! resume and migration images are not written by this driver yet.
+
+mod accel;
+mod command_line;
+mod qmp;
+mod runtime;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use host_api::{ConsoleInfo, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OnceCell, broadcast, watch};
+
+pub use self::accel::{AccelChoice, Acceleration};
+use self::command_line::{VmPaths, root_port};
+use self::qmp::{Qmp, QmpError, QmpEvent};
+use super::{
+    AttachedDisk, BackendError, BackendOp, DiskFormat, Domain, DomainEvent, Hypervisor, NicPort,
+    Op, RunState, ShutdownReason,
+};
+
+/// The `qemu` driver's settings (`agent.qemu` in the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QemuConfig {
+    /// The emulator to run (a name is looked up in `PATH`).
+    pub binary: PathBuf,
+    pub accel: AccelChoice,
+    /// The `-cpu` argument, instead of the one the probe picks.
+    pub cpu_model: Option<String>,
+    /// How long one QMP command may take (and QEMU to open its monitor).
+    pub qmp_timeout: Duration,
+    /// How long a guest has to release a disk or NIC being unplugged.
+    pub unplug_timeout: Duration,
+}
+
+impl Default for QemuConfig {
+    fn default() -> QemuConfig {
+        QemuConfig {
+            binary: PathBuf::from(QEMU_BINARY),
+            accel: AccelChoice::Auto,
+            cpu_model: None,
+            qmp_timeout: Duration::from_secs(10),
+            unplug_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The emulator this driver runs.
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// Whether `binary` can be run here (a path, or a name found in `PATH`).
+pub fn is_installed(binary: &Path) -> bool {
+    if binary.components().count() > 1 {
+        return binary.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
+}
+
+/// The driver: the domains of this host, each with its QEMU.
+pub struct Qemu {
+    config: QemuConfig,
+    /// `<data dir>/qemu`: one directory per domain.
+    root: PathBuf,
+    acceleration: OnceCell<Acceleration>,
+    /// Set once the directories left by an earlier run have been read.
+    loaded: OnceCell<()>,
+    vms: Mutex<BTreeMap<String, Arc<Vm>>>,
+    signals: Arc<Signals>,
+}
+
+/// What tells the agent a domain changed.
+struct Signals {
+    events: broadcast::Sender<DomainEvent>,
+    /// Bumped on every change of any domain (`wait_shutdown` watches it).
+    changed: watch::Sender<u64>,
+}
+
+impl Signals {
+    fn changed(&self, vm: &str, is_event: bool) {
+        self.changed.send_modify(|generation| *generation += 1);
+        if is_event {
+            let _ = self.events.send(DomainEvent { vm: vm.to_owned() });
+        }
+    }
+}
+
+/// One domain: its QEMU and the record kept beside it.
+struct Vm {
+    paths: VmPaths,
+    pid: u32,
+    /// `None` when QEMU runs but its monitor could not be reached.
+    qmp: Option<Qmp>,
+    domain: Mutex<Domain>,
+    /// The guest was asked to reboot: its next power-off is a reboot.
+    is_reboot_requested: AtomicBool,
+    /// True once QEMU is gone.
+    exited: watch::Receiver<bool>,
+    is_destroying: AtomicBool,
+}
+
+impl Vm {
+    fn domain(&self) -> MutexGuard<'_, Domain> {
+        lock(&self.domain)
+    }
+
+    fn qmp(&self, op: BackendOp) -> Result<&Qmp, BackendError> {
+        self.qmp.as_ref().ok_or_else(|| BackendError::Failed {
+            op,
+            reason: format!(
+                "the QEMU of vm {} (pid {}) does not answer on its monitor",
+                self.domain().vm(),
+                self.pid
+            ),
+        })
+    }
+
+    /// Changes the record and keeps it on disk.
+    fn update<T>(&self, change: impl FnOnce(&mut Domain) -> T) -> Result<T, BackendError> {
+        let mut domain = self.domain();
+        let result = change(&mut domain);
+        runtime::save_record(&self.paths, &domain)?;
+        Ok(result)
+    }
+}
+
+/// How long QEMU has to quit when asked, before it is killed.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often to try QEMU's monitor socket while QEMU starts.
+const CONNECT_RETRY: Duration = Duration::from_millis(20);
+
+impl Qemu {
+    /// The driver keeping its domains under `data_dir`.
+    pub fn new(data_dir: &Path, config: QemuConfig) -> Arc<Qemu> {
+        let (events, _) = broadcast::channel(256);
+        let (changed, _) = watch::channel(0);
+        Arc::new(Qemu {
+            config,
+            root: data_dir.join("qemu"),
+            acceleration: OnceCell::new(),
+            loaded: OnceCell::new(),
+            vms: Mutex::new(BTreeMap::new()),
+            signals: Arc::new(Signals { events, changed }),
+        })
+    }
+
+    /// The accelerator and CPU model guests run with here, probed once.
+    pub async fn acceleration(&self) -> &Acceleration {
+        self.acceleration
+            .get_or_init(|| async {
+                let chosen = accel::choose(
+                    &self.config.binary,
+                    self.config.accel,
+                    self.config.cpu_model.as_deref(),
+                )
+                .await;
+                tracing::info!(accel = %chosen.accel, cpu_model = %chosen.cpu_model, "QEMU acceleration");
+                chosen
+            })
+            .await
+    }
+
+    fn vm(&self, vm: &str) -> Result<Arc<Vm>, BackendError> {
+        lock(&self.vms)
+            .get(vm)
+            .cloned()
+            .ok_or_else(|| BackendError::NoDomain { vm: vm.to_owned() })
+    }
+
+    /// The domains of an earlier run, read once.
+    async fn load(&self) -> Result<(), BackendError> {
+        self.loaded
+            .get_or_try_init(|| async {
+                std::fs::create_dir_all(&self.root).map_err(|source| BackendError::State {
+                    path: self.root.clone(),
+                    source,
+                })?;
+                let entries =
+                    std::fs::read_dir(&self.root).map_err(|source| BackendError::State {
+                        path: self.root.clone(),
+                        source,
+                    })?;
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let paths = VmPaths::new(&self.root, &name);
+                    match self.reattach(&name, paths).await {
+                        Ok(vm) => {
+                            lock(&self.vms).insert(name, vm);
+                        }
+                        Err(err) => tracing::error!(
+                            vm = %name,
+                            error = &err as &dyn std::error::Error,
+                            "cannot take over a domain of an earlier run"
+                        ),
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The domain kept in `paths`, with its QEMU if that still runs.
+    async fn reattach(&self, vm: &str, paths: VmPaths) -> Result<Arc<Vm>, BackendError> {
+        let mut domain = runtime::load_record(&paths)?;
+        let Some(pid) = runtime::running_pid(&paths, vm) else {
+            // QEMU never exits by itself (its stops are kept): it died or was killed.
+            if !matches!(domain.state, RunState::Shutdown(_)) {
+                domain.state = RunState::Shutdown(ShutdownReason::Crash);
+            }
+            tracing::warn!(vm, "the QEMU of a domain is gone: a crash");
+            let (_, exited) = watch::channel(true);
+            return Ok(Arc::new(Vm {
+                paths,
+                pid: 0,
+                qmp: None,
+                domain: Mutex::new(domain),
+                is_reboot_requested: AtomicBool::new(false),
+                exited,
+                is_destroying: AtomicBool::new(false),
+            }));
+        };
+        let qmp = match Qmp::connect(&paths.qmp, self.config.qmp_timeout).await {
+            Ok(qmp) => {
+                let status = qmp
+                    .execute("query-status", json!({}), self.config.qmp_timeout)
+                    .await;
+                match status {
+                    Ok(status) => {
+                        domain.state = state_of(&status, domain.state);
+                        Some(qmp)
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            vm,
+                            pid,
+                            error = &err as &dyn std::error::Error,
+                            "QEMU does not answer"
+                        );
+                        None
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(
+                    vm,
+                    pid,
+                    error = &err as &dyn std::error::Error,
+                    "cannot reach QEMU's monitor"
+                );
+                None
+            }
+        };
+        if qmp.is_none() {
+            // Stop it rather than ever run a second QEMU for the VM.
+            domain.needs_poweroff = true;
+        }
+        let (exited_tx, exited) = watch::channel(false);
+        let vm = Arc::new(Vm {
+            paths,
+            pid,
+            qmp,
+            domain: Mutex::new(domain),
+            is_reboot_requested: AtomicBool::new(false),
+            exited,
+            is_destroying: AtomicBool::new(false),
+        });
+        runtime::save_record(&vm.paths, &vm.domain())?;
+        tracing::info!(vm = %vm.domain().vm(), pid, "took over a running QEMU");
+        // Not a child of this process: its monitor closing is its exit.
+        let watched = vm.clone();
+        tokio::spawn(async move {
+            if let Some(qmp) = &watched.qmp {
+                qmp.closed().await;
+                let _ = exited_tx.send(true);
+            } else {
+                // Unreachable: only destroy (which kills it) ends it.
+                std::future::pending::<()>().await;
+            }
+        });
+        self.watch(vm.clone());
+        Ok(vm)
+    }
+
+    /// Follows the events and the exit of `vm`'s QEMU until it is gone.
+    fn watch(&self, vm: Arc<Vm>) {
+        let signals = self.signals.clone();
+        let events = vm.qmp.as_ref().map(Qmp::events);
+        tokio::spawn(async move {
+            let mut exited = vm.exited.clone();
+            let mut events = events;
+            loop {
+                tokio::select! {
+                    gone = exited.wait_for(|exited| *exited) => {
+                        let _ = gone;
+                        if !vm.is_destroying.load(Ordering::SeqCst) {
+                            crashed(&vm, &signals);
+                        }
+                        return;
+                    }
+                    event = next_event(&mut events) => match event {
+                        Some(event) => on_event(&vm, &event, &signals),
+                        None => events = None,
+                    },
+                }
+            }
+        });
+    }
+
+    /// Starts the QEMU of `spec` (paused) and dials its monitor.
+    async fn start_qemu(&self, spec: &VmSpec) -> Result<Arc<Vm>, BackendError> {
+        let acceleration = self.acceleration().await.clone();
+        let paths = VmPaths::new(&self.root, &spec.uuid);
+        let state = |source| BackendError::State {
+            path: paths.dir.clone(),
+            source,
+        };
+        if paths.dir.exists() {
+            std::fs::remove_dir_all(&paths.dir).map_err(state)?;
+        }
+        std::fs::create_dir_all(&paths.dir).map_err(state)?;
+        let domid = {
+            let vms = lock(&self.vms);
+            vms.values().map(|vm| vm.domain().domid).max().unwrap_or(0) + 1
+        };
+        let domain = Domain {
+            domid,
+            state: RunState::Paused,
+            spec: spec.clone(),
+            is_built: false,
+            needs_poweroff: true,
+            memory_actual_bytes: spec.memory_static_max_bytes,
+            vcpus: spec.vcpus_at_startup.clamp(1, spec.vcpus_max.max(1)),
+            vbds: Vec::new(),
+            vifs: Vec::new(),
+            has_device_model: false,
+            consoles: Vec::new(),
+        };
+        runtime::save_record(&paths, &domain)?;
+        let args = command_line::arguments(spec, &paths, &acceleration);
+        let (pid, exited) = runtime::spawn(&self.config.binary, &args, &paths)?;
+        let qmp = match self.dial(&paths, exited.clone()).await {
+            Ok(qmp) => qmp,
+            Err(err) => {
+                runtime::kill(pid, &spec.uuid);
+                let log = std::fs::read_to_string(&paths.qemu_log).unwrap_or_default();
+                let _ = std::fs::remove_dir_all(&paths.dir);
+                return Err(BackendError::Failed {
+                    op: BackendOp::Create,
+                    reason: format!("{err}; QEMU said: {}", log.trim()),
+                });
+            }
+        };
+        tracing::info!(vm = %spec.uuid, pid, domid, accel = %acceleration.accel, "QEMU started");
+        Ok(Arc::new(Vm {
+            paths,
+            pid,
+            qmp: Some(qmp),
+            domain: Mutex::new(domain),
+            is_reboot_requested: AtomicBool::new(false),
+            exited,
+            is_destroying: AtomicBool::new(false),
+        }))
+    }
+
+    /// Connects to the monitor of a QEMU just started, as soon as it listens.
+    async fn dial(&self, paths: &VmPaths, exited: watch::Receiver<bool>) -> Result<Qmp, QmpError> {
+        let deadline = tokio::time::Instant::now() + self.config.qmp_timeout;
+        loop {
+            match Qmp::connect(&paths.qmp, self.config.qmp_timeout).await {
+                Ok(qmp) => return Ok(qmp),
+                Err(err @ QmpError::Connect { .. }) => {
+                    if *exited.borrow() || tokio::time::Instant::now() >= deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn command(
+        &self,
+        vm: &Vm,
+        op: BackendOp,
+        command: &str,
+        arguments: Value,
+    ) -> Result<Value, BackendError> {
+        vm.qmp(op)?
+            .execute(command, arguments, self.config.qmp_timeout)
+            .await
+            .map_err(|err| failed(op, err))
+    }
+
+    /// Runs `device_del` on `id` and waits until the guest has released it.
+    async fn unplug_device(&self, vm: &Vm, op: BackendOp, id: &str) -> Result<(), BackendError> {
+        let qmp = vm.qmp(op)?;
+        let mut events = qmp.events();
+        self.command(vm, op, "device_del", json!({"id": id}))
+            .await?;
+        let released = async {
+            loop {
+                match events.recv().await {
+                    Ok(event)
+                        if event.name == "DEVICE_DELETED"
+                            && event.data.get("device").and_then(Value::as_str) == Some(id) =>
+                    {
+                        return Ok(());
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(QmpError::Closed),
+                }
+            }
+        };
+        match tokio::time::timeout(self.config.unplug_timeout, released).await {
+            Ok(result) => result.map_err(|err| failed(op, err)),
+            Err(_) => Err(BackendError::Failed {
+                op,
+                reason: format!(
+                    "the guest did not release {id} within {:?}",
+                    self.config.unplug_timeout
+                ),
+            }),
+        }
+    }
+
+    /// Whether the guest runs now, so that a device going away must be released by it.
+    fn is_guest_running(vm: &Vm) -> bool {
+        vm.domain().state == RunState::Running
+    }
+}
+
+fn failed(op: BackendOp, err: QmpError) -> BackendError {
+    BackendError::Failed {
+        op,
+        reason: err.to_string(),
+    }
+}
+
+async fn next_event(events: &mut Option<broadcast::Receiver<QmpEvent>>) -> Option<QmpEvent> {
+    let Some(receiver) = events else {
+        return std::future::pending().await;
+    };
+    loop {
+        match receiver.recv().await {
+            Ok(event) => return Some(event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "QMP events missed");
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// The run state `query-status` gives, `before` being the one kept (for a shutdown's reason).
+fn state_of(status: &Value, before: RunState) -> RunState {
+    match status
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+    {
+        "running" => RunState::Running,
+        "shutdown" => match before {
+            RunState::Shutdown(reason) => RunState::Shutdown(reason),
+            _ => RunState::Shutdown(ShutdownReason::PowerOff),
+        },
+        "guest-panicked" | "internal-error" => RunState::Shutdown(ShutdownReason::Crash),
+        _ => RunState::Paused,
+    }
+}
+
+/// Applies one QMP event to the domain of `vm`.
+fn on_event(vm: &Vm, event: &QmpEvent, signals: &Signals) {
+    let reason = event.data.get("reason").and_then(Value::as_str);
+    let change: Option<(RunState, bool)> = match (event.name.as_str(), reason) {
+        ("SHUTDOWN", Some("guest-shutdown")) => {
+            let reason = if vm.is_reboot_requested.swap(false, Ordering::SeqCst) {
+                ShutdownReason::Reboot
+            } else {
+                ShutdownReason::PowerOff
+            };
+            Some((RunState::Shutdown(reason), true))
+        }
+        ("SHUTDOWN", Some("guest-reset")) => {
+            Some((RunState::Shutdown(ShutdownReason::Reboot), true))
+        }
+        ("SHUTDOWN", Some("guest-panic")) | ("GUEST_PANICKED", _) => {
+            Some((RunState::Shutdown(ShutdownReason::Crash), true))
+        }
+        ("STOP", _) if vm.domain().state == RunState::Running => Some((RunState::Paused, false)),
+        ("RESUME", _) if vm.domain().state == RunState::Paused => Some((RunState::Running, false)),
+        ("BALLOON_CHANGE", _) => {
+            if let Some(actual) = event.data.get("actual").and_then(Value::as_u64) {
+                let name = vm.domain().vm().to_owned();
+                let _ = vm.update(|domain| domain.memory_actual_bytes = actual);
+                signals.changed(&name, false);
+            }
+            None
+        }
+        _ => None,
+    };
+    let Some((state, is_event)) = change else {
+        return;
+    };
+    let name = vm.domain().vm().to_owned();
+    if let Err(err) = vm.update(|domain| domain.state = state) {
+        tracing::error!(vm = %name, error = &err as &dyn std::error::Error, "cannot keep the domain");
+    }
+    tracing::info!(vm = %name, event = %event.name, ?state, "domain changed");
+    signals.changed(&name, is_event);
+}
+
+/// Records that the QEMU of `vm` disappeared without being destroyed.
+fn crashed(vm: &Vm, signals: &Signals) {
+    let name = vm.domain().vm().to_owned();
+    let is_shut_down = matches!(vm.domain().state, RunState::Shutdown(_));
+    if !is_shut_down {
+        let crash = RunState::Shutdown(ShutdownReason::Crash);
+        if let Err(err) = vm.update(|domain| domain.state = crash) {
+            tracing::error!(vm = %name, error = &err as &dyn std::error::Error, "cannot keep the domain");
+        }
+    }
+    tracing::warn!(vm = %name, "QEMU exited without being destroyed");
+    signals.changed(&name, true);
+}
+
+/// Node and device names of a VBD or VIF: QEMU's node names are at most 31 characters.
+fn short(uuid: &str) -> String {
+    uuid.chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect()
+}
+
+fn unsupported<T>(op: BackendOp) -> Result<T, BackendError> {
+    Err(BackendError::Failed {
+        op,
+        reason: "the qemu driver does not write memory images yet".to_owned(),
+    })
+}
+
+impl Hypervisor for Qemu {
+    fn create<'a>(&'a self, spec: &'a VmSpec) -> Op<'a, i64> {
+        Box::pin(async move {
+            self.load().await?;
+            if lock(&self.vms).contains_key(&spec.uuid) {
+                return Err(BackendError::DomainExists {
+                    vm: spec.uuid.clone(),
+                });
+            }
+            let vm = self.start_qemu(spec).await?;
+            let domid = vm.domain().domid;
+            lock(&self.vms).insert(spec.uuid.clone(), vm.clone());
+            self.watch(vm);
+            self.signals.changed(&spec.uuid, false);
+            Ok(domid)
+        })
+    }
+
+    /// QEMU loads the firmware or kernel itself when it runs: nothing is left to build.
+    fn build<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(async move { self.vm(vm)?.update(|domain| domain.is_built = true) })
+    }
+
+    fn plug_disk<'a>(
+        &'a self,
+        vm: &'a str,
+        vbd: &'a VbdSpec,
+        disk: Option<&'a AttachedDisk>,
+    ) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::PlugDisk;
+            let running = self.vm(vm)?;
+            if running
+                .domain()
+                .vbds
+                .iter()
+                .any(|plugged| plugged.uuid == vbd.uuid)
+            {
+                return Err(BackendError::DeviceAttached {
+                    device: vbd.uuid.clone(),
+                });
+            }
+            let key = short(&vbd.uuid);
+            let (file_node, format_node) = (format!("f{key}"), format!("d{key}"));
+            let is_cd = vbd.kind == VbdKind::Cd;
+            if let Some(disk) = disk {
+                let read_only = disk.read_only || vbd.read_only || is_cd;
+                let file = json!({
+                    "driver": "file",
+                    "filename": disk.path,
+                    "node-name": file_node,
+                    "read-only": read_only,
+                });
+                self.command(&running, op, "blockdev-add", file).await?;
+                let driver = match disk.format {
+                    DiskFormat::Qcow2 => "qcow2",
+                    DiskFormat::Raw => "raw",
+                };
+                let format = json!({
+                    "driver": driver,
+                    "node-name": format_node,
+                    "file": file_node,
+                    "read-only": read_only,
+                });
+                if let Err(err) = self.command(&running, op, "blockdev-add", format).await {
+                    let _ = self
+                        .command(
+                            &running,
+                            op,
+                            "blockdev-del",
+                            json!({"node-name": file_node}),
+                        )
+                        .await;
+                    return Err(err);
+                }
+            } else if !is_cd {
+                return Err(BackendError::DriveEmpty {
+                    vbd: vbd.uuid.clone(),
+                });
+            }
+            let mut device = if is_cd {
+                json!({"driver": "scsi-cd", "bus": "scsi0.0"})
+            } else {
+                let port = root_port(&vbd.device, false).ok_or_else(|| BackendError::Failed {
+                    op,
+                    reason: format!("no slot for a disk at userdevice {}", vbd.device),
+                })?;
+                json!({"driver": "virtio-blk-pci", "bus": port})
+            };
+            device["id"] = json!(format!("vbd-{}", vbd.uuid));
+            if disk.is_some() {
+                device["drive"] = json!(format_node);
+            }
+            if let Err(err) = self.command(&running, op, "device_add", device).await {
+                if disk.is_some() {
+                    for node in [&format_node, &file_node] {
+                        let _ = self
+                            .command(&running, op, "blockdev-del", json!({"node-name": node}))
+                            .await;
+                    }
+                }
+                return Err(err);
+            }
+            running.update(|domain| domain.vbds.push(vbd.clone()))
+        })
+    }
+
+    /// The NIC is on QEMU's user-mode network: the port is not used until taps exist.
+    fn plug_nic<'a>(&'a self, vm: &'a str, vif: &'a VifSpec, _port: &'a NicPort) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::PlugNic;
+            let running = self.vm(vm)?;
+            if running
+                .domain()
+                .vifs
+                .iter()
+                .any(|plugged| plugged.uuid == vif.uuid)
+            {
+                return Err(BackendError::DeviceAttached {
+                    device: vif.uuid.clone(),
+                });
+            }
+            let port = root_port(&vif.device, true).ok_or_else(|| BackendError::Failed {
+                op,
+                reason: format!("no slot for a NIC at device {}", vif.device),
+            })?;
+            let netdev = format!("n{}", short(&vif.uuid));
+            let arguments = json!({"type": "user", "id": netdev});
+            self.command(&running, op, "netdev_add", arguments).await?;
+            let mut device = json!({
+                "driver": "virtio-net-pci",
+                "id": format!("vif-{}", vif.uuid),
+                "netdev": netdev,
+                "bus": port,
+            });
+            if !vif.mac.is_empty() {
+                device["mac"] = json!(vif.mac);
+            }
+            if let Err(err) = self.command(&running, op, "device_add", device).await {
+                let _ = self
+                    .command(&running, op, "netdev_del", json!({"id": netdev}))
+                    .await;
+                return Err(err);
+            }
+            running.update(|domain| domain.vifs.push(vif.clone()))
+        })
+    }
+
+    /// QEMU's device model runs from the start: this records its serial console.
+    fn start_device_model<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            self.vm(vm)?.update(|domain| {
+                domain.has_device_model = true;
+                domain.consoles = vec![ConsoleInfo {
+                    protocol: "vt100".to_owned(),
+                }];
+            })
+        })
+    }
+
+    fn unpause<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            self.command(&running, BackendOp::Unpause, "cont", json!({}))
+                .await?;
+            running.update(|domain| domain.state = RunState::Running)?;
+            self.signals.changed(vm, false);
+            Ok(())
+        })
+    }
+
+    fn set_needs_poweroff<'a>(&'a self, vm: &'a str, needs_poweroff: bool) -> Op<'a> {
+        Box::pin(async move {
+            self.vm(vm)?
+                .update(|domain| domain.needs_poweroff = needs_poweroff)
+        })
+    }
+
+    fn pause<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            self.command(&running, BackendOp::Pause, "stop", json!({}))
+                .await?;
+            running.update(|domain| {
+                if domain.state == RunState::Running {
+                    domain.state = RunState::Paused;
+                }
+            })?;
+            self.signals.changed(vm, false);
+            Ok(())
+        })
+    }
+
+    /// Presses the ACPI power button; a reboot asked for is a power-off the agent restarts.
+    fn request_shutdown<'a>(&'a self, vm: &'a str, reason: ShutdownReason) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::RequestShutdown;
+            let running = self.vm(vm)?;
+            if reason == ShutdownReason::Crash {
+                return Err(BackendError::Failed {
+                    op,
+                    reason: "a guest cannot be asked to crash".to_owned(),
+                });
+            }
+            running
+                .is_reboot_requested
+                .store(reason == ShutdownReason::Reboot, Ordering::SeqCst);
+            self.command(&running, op, "system_powerdown", json!({}))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn wait_shutdown<'a>(&'a self, vm: &'a str) -> Op<'a, ShutdownReason> {
+        Box::pin(async move {
+            let mut changes = self.signals.changed.subscribe();
+            loop {
+                let running = self.vm(vm)?;
+                if let RunState::Shutdown(reason) = running.domain().state {
+                    return Ok(reason);
+                }
+                drop(running);
+                if changes.changed().await.is_err() {
+                    return Err(BackendError::NoDomain { vm: vm.to_owned() });
+                }
+            }
+        })
+    }
+
+    fn unplug_nic<'a>(&'a self, vm: &'a str, vif: &'a str, _force: bool) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::UnplugNic;
+            let running = self.vm(vm)?;
+            if !running
+                .domain()
+                .vifs
+                .iter()
+                .any(|plugged| plugged.uuid == vif)
+            {
+                return Err(BackendError::DeviceDetached {
+                    device: vif.to_owned(),
+                });
+            }
+            if Self::is_guest_running(&running) {
+                self.unplug_device(&running, op, &format!("vif-{vif}"))
+                    .await?;
+                let netdev = format!("n{}", short(vif));
+                self.command(&running, op, "netdev_del", json!({"id": netdev}))
+                    .await?;
+            }
+            running.update(|domain| domain.vifs.retain(|plugged| plugged.uuid != vif))
+        })
+    }
+
+    /// A running guest must release the disk (xapi's unplug and unplug_force alike: QEMU
+    /// cannot take a PCI device from a guest); a stopped one loses it with its QEMU.
+    fn unplug_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, _force: bool) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::UnplugDisk;
+            let running = self.vm(vm)?;
+            let plugged = running
+                .domain()
+                .vbds
+                .iter()
+                .find(|plugged| plugged.uuid == vbd)
+                .cloned();
+            let Some(plugged) = plugged else {
+                return Err(BackendError::DeviceDetached {
+                    device: vbd.to_owned(),
+                });
+            };
+            if Self::is_guest_running(&running) {
+                self.unplug_device(&running, op, &format!("vbd-{vbd}"))
+                    .await?;
+                if plugged.disk.is_some() {
+                    let key = short(vbd);
+                    for node in [format!("d{key}"), format!("f{key}")] {
+                        self.command(&running, op, "blockdev-del", json!({"node-name": node}))
+                            .await?;
+                    }
+                }
+            }
+            running.update(|domain| domain.vbds.retain(|plugged| plugged.uuid != vbd))
+        })
+    }
+
+    fn stop_device_model<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            self.vm(vm)?.update(|domain| {
+                domain.has_device_model = false;
+                domain.consoles.clear();
+            })
+        })
+    }
+
+    /// Asks QEMU to quit, kills it if it does not, and removes its directory.
+    fn destroy<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            self.load().await?;
+            let running = self.vm(vm)?;
+            running.is_destroying.store(true, Ordering::SeqCst);
+            let mut exited = running.exited.clone();
+            if !*exited.borrow() {
+                if let Some(qmp) = &running.qmp {
+                    let _ = qmp.execute("quit", json!({}), QUIT_TIMEOUT).await;
+                }
+                let quit = tokio::time::timeout(QUIT_TIMEOUT, exited.wait_for(|gone| *gone));
+                if quit.await.is_err() {
+                    runtime::kill(running.pid, vm);
+                    let killed = tokio::time::timeout(QUIT_TIMEOUT, exited.wait_for(|gone| *gone));
+                    if killed.await.is_err() && runtime::is_qemu_of(running.pid, vm) {
+                        running.is_destroying.store(false, Ordering::SeqCst);
+                        return Err(BackendError::Failed {
+                            op: BackendOp::Destroy,
+                            reason: format!("QEMU pid {} does not exit", running.pid),
+                        });
+                    }
+                }
+            }
+            lock(&self.vms).remove(vm);
+            if let Err(err) = std::fs::remove_dir_all(&running.paths.dir) {
+                tracing::warn!(
+                    vm,
+                    error = &err as &dyn std::error::Error,
+                    "QEMU's directory stays"
+                );
+            }
+            tracing::info!(vm, pid = running.pid, "domain destroyed");
+            self.signals.changed(vm, false);
+            Ok(())
+        })
+    }
+
+    fn save<'a>(&'a self, _vm: &'a str, _image: &'a DiskSpec, _at: &'a AttachedDisk) -> Op<'a> {
+        Box::pin(async { unsupported(BackendOp::Save) })
+    }
+
+    fn restore<'a>(&'a self, _vm: &'a str, _image: &'a DiskSpec, _at: &'a AttachedDisk) -> Op<'a> {
+        Box::pin(async { unsupported(BackendOp::Restore) })
+    }
+
+    fn save_image<'a>(
+        &'a self,
+        _vm: &'a str,
+        _to: &'a mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Op<'a> {
+        Box::pin(async { unsupported(BackendOp::SaveImage) })
+    }
+
+    fn receive_image<'a>(
+        &'a self,
+        _vm: &'a str,
+        _from: &'a mut (dyn AsyncRead + Send + Unpin),
+    ) -> Op<'a> {
+        Box::pin(async { unsupported(BackendOp::ReceiveImage) })
+    }
+
+    fn restore_received<'a>(&'a self, _vm: &'a str) -> Op<'a> {
+        Box::pin(async { unsupported(BackendOp::RestoreReceived) })
+    }
+
+    fn insert_cd<'a>(
+        &'a self,
+        vm: &'a str,
+        vbd: &'a str,
+        disk: &'a DiskSpec,
+        attached: &'a AttachedDisk,
+    ) -> Op<'a> {
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            let format = match attached.format {
+                DiskFormat::Qcow2 => "qcow2",
+                DiskFormat::Raw => "raw",
+            };
+            let arguments = json!({
+                "id": format!("vbd-{vbd}"),
+                "filename": attached.path,
+                "format": format,
+                "read-only-mode": "read-only",
+            });
+            self.command(
+                &running,
+                BackendOp::InsertCd,
+                "blockdev-change-medium",
+                arguments,
+            )
+            .await?;
+            running.update(|domain| {
+                for plugged in domain.vbds.iter_mut().filter(|plugged| plugged.uuid == vbd) {
+                    plugged.disk = Some(disk.clone());
+                }
+            })
+        })
+    }
+
+    fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            let arguments = json!({"id": format!("vbd-{vbd}"), "force": true});
+            self.command(&running, BackendOp::EjectCd, "eject", arguments)
+                .await?;
+            running.update(|domain| {
+                for plugged in domain.vbds.iter_mut().filter(|plugged| plugged.uuid == vbd) {
+                    plugged.disk = None;
+                }
+            })
+        })
+    }
+
+    /// Hot-adds CPUs into QEMU's free slots, or removes the ones added before (the boot CPUs
+    /// stay).
+    fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::SetVcpus;
+            let running = self.vm(vm)?;
+            let max = running.domain().spec.vcpus_max.max(1);
+            if count == 0 || count > max {
+                return Err(BackendError::TooManyVcpus {
+                    vm: vm.to_owned(),
+                    count,
+                    max,
+                });
+            }
+            let slots = self
+                .command(&running, op, "query-hotpluggable-cpus", json!({}))
+                .await?;
+            let slots = slots.as_array().cloned().unwrap_or_default();
+            let plugged = slots
+                .iter()
+                .filter(|slot| slot.get("qom-path").is_some())
+                .count();
+            let plugged = u32::try_from(plugged).unwrap_or(u32::MAX);
+            let free = slots.iter().filter(|slot| slot.get("qom-path").is_none());
+            for (index, slot) in free
+                .take(count.saturating_sub(plugged) as usize)
+                .enumerate()
+            {
+                let mut device = slot.get("props").cloned().unwrap_or_else(|| json!({}));
+                device["driver"] = slot.get("type").cloned().unwrap_or_default();
+                device["id"] = json!(format!("cpu{}", plugged as usize + index));
+                self.command(&running, op, "device_add", device).await?;
+            }
+            for index in (count..plugged).rev() {
+                let id = format!("cpu{index}");
+                self.command(&running, op, "device_del", json!({"id": id}))
+                    .await?;
+            }
+            running.update(|domain| domain.vcpus = count)
+        })
+    }
+
+    /// Moves the balloon; `memory_actual` follows as the guest gives memory back.
+    fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a> {
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            self.command(
+                &running,
+                BackendOp::SetMemoryTarget,
+                "balloon",
+                json!({"value": bytes}),
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn update_spec<'a>(&'a self, vm: &'a str, spec: &'a VmSpec) -> Op<'a> {
+        Box::pin(async move {
+            self.vm(vm)?.update(|domain| {
+                domain.spec = VmSpec {
+                    vbds: std::mem::take(&mut domain.spec.vbds),
+                    vifs: std::mem::take(&mut domain.spec.vifs),
+                    ..spec.clone()
+                };
+            })
+        })
+    }
+
+    fn domain<'a>(&'a self, vm: &'a str) -> Op<'a, Option<Domain>> {
+        Box::pin(async move {
+            self.load().await?;
+            Ok(lock(&self.vms)
+                .get(vm)
+                .map(|running| running.domain().clone()))
+        })
+    }
+
+    fn discover(&self) -> Op<'_, Vec<Domain>> {
+        Box::pin(async move {
+            self.load().await?;
+            Ok(lock(&self.vms)
+                .values()
+                .map(|running| running.domain().clone())
+                .collect())
+        })
+    }
+
+    fn events(&self) -> broadcast::Receiver<DomainEvent> {
+        self.signals.events.subscribe()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

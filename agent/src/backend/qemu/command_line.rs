@@ -1,0 +1,200 @@
+//! The `qemu-system-x86_64` command line of a VM: the machine, its CPUs and memory, the
+//! monitor and serial sockets, and the buses its disks and NICs are later plugged into over
+//! QMP. No disk or NIC is on the command line: every one goes through the same `blockdev-add`
+//! and `device_add` path, at start as by hotplug.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use host_api::VmSpec;
+
+use super::accel::Acceleration;
+
+/// The files of one VM's QEMU, in its own directory.
+#[derive(Debug, Clone)]
+pub struct VmPaths {
+    pub dir: PathBuf,
+    /// The QMP socket.
+    pub qmp: PathBuf,
+    pub pidfile: PathBuf,
+    /// The serial console's socket (a client attaches there).
+    pub serial: PathBuf,
+    /// Everything the guest wrote on its serial console.
+    pub serial_log: PathBuf,
+    /// QEMU's own stdout and stderr.
+    pub qemu_log: PathBuf,
+    /// The domain as the driver keeps it.
+    pub record: PathBuf,
+}
+
+impl VmPaths {
+    pub fn new(root: &Path, vm: &str) -> VmPaths {
+        let dir = root.join(vm);
+        VmPaths {
+            qmp: dir.join("qmp"),
+            pidfile: dir.join("pid"),
+            serial: dir.join("serial"),
+            serial_log: dir.join("serial.log"),
+            qemu_log: dir.join("qemu.log"),
+            record: dir.join("domain.json"),
+            dir,
+        }
+    }
+}
+
+/// Root ports made at boot for disks (by `userdevice`), then for NICs (by `device`): q35's
+/// root bus takes no hotplug, so every slot a device may take later exists from the start.
+pub const DISK_PORTS: u32 = 16;
+pub const NIC_PORTS: u32 = 8;
+
+/// The root port a disk with `userdevice` plugs into, or a NIC with `device` (`is_nic`).
+pub fn root_port(device: &str, is_nic: bool) -> Option<String> {
+    let index: u32 = device.parse().ok()?;
+    match is_nic {
+        false if index < DISK_PORTS => Some(format!("rp{index}")),
+        true if index < NIC_PORTS => Some(format!("rp{}", DISK_PORTS + index)),
+        _ => None,
+    }
+}
+
+/// The arguments of the QEMU of `spec`, paused before its first instruction.
+pub fn arguments(spec: &VmSpec, paths: &VmPaths, accel: &Acceleration) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    let name = format!(
+        "guest={},debug-threads=on",
+        spec.name_label.replace(',', ",,")
+    );
+    push(&["-name", &name, "-uuid", &spec.uuid]);
+    push(&[
+        "-machine",
+        "q35",
+        "-accel",
+        &accel.accel,
+        "-cpu",
+        &accel.cpu_model,
+    ]);
+    let memory_mib = spec.memory_static_max_bytes.div_ceil(1 << 20).max(1);
+    push(&["-m", &memory_mib.to_string()]);
+    let vcpus_max = spec.vcpus_max.max(1);
+    let vcpus = spec.vcpus_at_startup.clamp(1, vcpus_max);
+    push(&["-smp", &format!("{vcpus},maxcpus={vcpus_max}")]);
+    push(&["-nodefaults", "-no-user-config", "-display", "none", "-S"]);
+    // A guest's power-off, reboot or panic stops it where the agent finds it, even if the
+    // agent was down when it happened; the agent then honours `actions_after_*`.
+    push(&["-action", "shutdown=pause,reboot=shutdown,panic=pause"]);
+    let qmp = format!("unix:{},server=on,wait=off", paths.qmp.display());
+    push(&["-qmp", &qmp]);
+    let pidfile = paths.pidfile.display().to_string();
+    push(&["-pidfile", &pidfile]);
+    let serial = format!(
+        "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
+        paths.serial.display(),
+        paths.serial_log.display()
+    );
+    push(&["-chardev", &serial, "-serial", "chardev:serial0"]);
+    push(&[
+        "-device",
+        "pvpanic",
+        "-device",
+        "virtio-balloon-pci,id=balloon0",
+    ]);
+    push(&["-device", "virtio-scsi-pci,id=scsi0"]);
+    for port in 0..DISK_PORTS + NIC_PORTS {
+        let device = format!("pcie-root-port,id=rp{port},chassis={}", port + 1);
+        push(&["-device", &device]);
+    }
+    if spec.pv_kernel.is_empty() {
+        if let Some(order) = spec.hvm_boot_params.get("order") {
+            let order: String = order.chars().filter(|c| "cdn".contains(*c)).collect();
+            if !order.is_empty() {
+                push(&["-boot", &format!("order={order}")]);
+            }
+        }
+    } else {
+        push(&["-kernel", &spec.pv_kernel]);
+        if !spec.pv_ramdisk.is_empty() {
+            push(&["-initrd", &spec.pv_ramdisk]);
+        }
+        if !spec.pv_args.is_empty() {
+            push(&["-append", &spec.pv_args]);
+        }
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VmSpec {
+        crate::testing::vm_spec("vm-1", 0, 0)
+    }
+
+    fn joined(args: &[OsString]) -> String {
+        args.iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn accel() -> Acceleration {
+        Acceleration {
+            accel: "tcg".to_owned(),
+            cpu_model: "max".to_owned(),
+        }
+    }
+
+    /// Memory is `memory_static_max` in MiB, CPUs start at `VCPUs_at_startup` with room to
+    /// hot-add up to `VCPUs_max`, and the guest starts paused with its stops kept.
+    #[test]
+    fn the_machine_is_sized_from_the_spec_and_starts_paused() {
+        let mut spec = spec();
+        spec.memory_static_max_bytes = 256 << 20;
+        spec.vcpus_at_startup = 2;
+        spec.vcpus_max = 4;
+        let paths = VmPaths::new(Path::new("/run/x"), &spec.uuid);
+        let line = joined(&arguments(&spec, &paths, &accel()));
+        assert!(line.contains("-m 256 "), "{line}");
+        assert!(line.contains("-smp 2,maxcpus=4 "), "{line}");
+        assert!(line.contains(" -S "), "{line}");
+        assert!(line.contains("-action shutdown=pause,reboot=shutdown,panic=pause"));
+        assert!(line.contains(&format!("-uuid {}", spec.uuid)), "{line}");
+    }
+
+    /// A PV kernel boots directly with its ramdisk and arguments; without one the HVM boot
+    /// order is kept, with letters QEMU does not know dropped.
+    #[test]
+    fn a_pv_kernel_boots_directly_and_hvm_keeps_its_boot_order() {
+        let mut spec = spec();
+        spec.hvm_boot_params
+            .insert("order".to_owned(), "dcx".to_owned());
+        let paths = VmPaths::new(Path::new("/run/x"), &spec.uuid);
+        let line = joined(&arguments(&spec, &paths, &accel()));
+        assert!(line.contains("-boot order=dc"), "{line}");
+        assert!(!line.contains("-kernel"), "{line}");
+        spec.pv_kernel = "/boot/vmlinuz".to_owned();
+        spec.pv_ramdisk = "/boot/initrd".to_owned();
+        spec.pv_args = "console=ttyS0 quiet".to_owned();
+        let args = arguments(&spec, &paths, &accel());
+        let line = joined(&args);
+        assert!(
+            line.contains("-kernel /boot/vmlinuz -initrd /boot/initrd"),
+            "{line}"
+        );
+        assert!(args.contains(&OsString::from("console=ttyS0 quiet")));
+        assert!(!line.contains("-boot"), "{line}");
+    }
+
+    /// Disks take the first root ports by `userdevice`, NICs the next ones by `device`; a
+    /// device number out of range has none.
+    #[test]
+    fn disks_and_nics_have_root_ports_of_their_own() {
+        assert_eq!(root_port("0", false).as_deref(), Some("rp0"));
+        assert_eq!(root_port("15", false).as_deref(), Some("rp15"));
+        assert_eq!(root_port("0", true).as_deref(), Some("rp16"));
+        assert_eq!(root_port("16", false), None);
+        assert_eq!(root_port("8", true), None);
+        assert_eq!(root_port("xvda", false), None);
+    }
+}

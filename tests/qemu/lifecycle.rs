@@ -1,0 +1,165 @@
+//! A VM's life on the `qemu` backend, against a real `oxapi` running real QEMUs: each running
+//! VM is one `qemu-system-x86_64`, a direct child of `oxapi`, driven over QMP. The guests have
+//! no OS (SeaBIOS finds nothing to boot and idles), so they run under KVM where it works and
+//! ignore the ACPI power button, as a guest without its tools does.
+
+use std::time::Duration;
+
+use api_spec::Value;
+use oxapi_tests::events::EventWait;
+use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, parent_pid};
+use oxapi_tests::vms::{default_template, halted_vm};
+use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
+
+const MIB: i64 = 1 << 20;
+
+/// A host on the qemu backend whose clean shutdowns give up after 2 s.
+fn qemu_host() -> Option<Host> {
+    if !oxapi_tests::qemu::is_installed() {
+        return None;
+    }
+    Some(Host::start_with(HostOptions {
+        qemu: true,
+        config: Some(serde_json::json!({"agent": {"clean_shutdown_timeout_secs": 2}})),
+        ..HostOptions::default()
+    }))
+}
+
+async fn field(client: &Client, vm: &str, name: &str) -> Value {
+    client
+        .ok(&format!("VM.get_{name}"), vec![Value::str(vm)])
+        .await
+}
+
+async fn power_state(client: &Client, vm: &str) -> String {
+    let state = field(client, vm, "power_state").await;
+    state.as_str().expect("a power state").to_owned()
+}
+
+async fn uuid(client: &Client, vm: &str) -> String {
+    let uuid = field(client, vm, "uuid").await;
+    uuid.as_str().expect("a uuid").to_owned()
+}
+
+/// Waits, following `event.from`, until `vm` is in `state`.
+async fn wait_power_state(client: &Client, vm: &str, state: &str) {
+    let mut wait = EventWait::new(client, &["vm"], Duration::from_secs(60));
+    while power_state(client, vm).await != state {
+        wait.next(&format!("VM {vm} never became {state}")).await;
+    }
+}
+
+/// Waits until process `pid` is no longer the QEMU of `uuid` (gone, or a zombie not yet
+/// reaped by PID 1 when `oxapi` was not its parent).
+async fn wait_gone(pid: u32, uuid: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while is_alive_qemu_of(pid, uuid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "QEMU {pid} of {uuid} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// start → pause → unpause → clean shutdown that the guest ignores → hard reboot → hard
+/// shutdown, each seen in the VM's power state and in the QEMU process that runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
+    let Some(host) = qemu_host() else { return };
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let template = default_template(&client).await;
+    let vm = halted_vm(&client, &template, "qemu-life", 128 * MIB).await;
+    let uuid = uuid(&client, &vm).await;
+    let data_dir = host.data_dir();
+
+    client
+        .ok(
+            "VM.start",
+            vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)],
+        )
+        .await;
+    assert_eq!(power_state(&client, &vm).await, "Running");
+    let pid = guest_pid(&data_dir, &uuid).expect("a QEMU runs the VM");
+    assert_eq!(
+        parent_pid(pid),
+        host.pid(),
+        "QEMU is a direct child of oxapi"
+    );
+    let domid = field(&client, &vm, "domid").await;
+    assert!(matches!(domid, Value::Int(id) if id > 0), "{domid:?}");
+
+    client.ok("VM.pause", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Paused");
+    client.ok("VM.unpause", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Running");
+
+    // No OS answers the power button: the clean shutdown times out and the VM runs on.
+    let ignored = client
+        .call("VM.clean_shutdown", vec![Value::str(&vm)])
+        .await;
+    let err = ignored.expect_err("a guest without an OS ignores the power button");
+    assert_eq!(err.code, "VM_SHUTDOWN_TIMEOUT", "{err:?}");
+    assert_eq!(power_state(&client, &vm).await, "Running");
+    assert_eq!(guest_pid(&data_dir, &uuid), Some(pid));
+
+    client.ok("VM.hard_reboot", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Running");
+    let rebooted = guest_pid(&data_dir, &uuid).expect("a QEMU runs the VM again");
+    assert_ne!(rebooted, pid, "a hard reboot starts a new QEMU");
+    wait_gone(pid, &uuid).await;
+
+    client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Halted");
+    wait_gone(rebooted, &uuid).await;
+    assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+}
+
+/// `oxapi` killed with SIGKILL leaves its QEMUs running; started again, it takes them over
+/// (the VM stays Running on the same QEMU and can be shut down through it). A QEMU that dies
+/// by itself is a crashed domain, honoured through `actions_after_crash`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_oxapi_takes_over_its_qemus_and_a_dead_qemu_is_a_crash() {
+    let Some(mut host) = qemu_host() else { return };
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let template = default_template(&client).await;
+    let vm = halted_vm(&client, &template, "qemu-kept", 128 * MIB).await;
+    let uuid = uuid(&client, &vm).await;
+    let data_dir = host.data_dir();
+    client
+        .ok(
+            "VM.start",
+            vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)],
+        )
+        .await;
+    let pid = guest_pid(&data_dir, &uuid).expect("a QEMU runs the VM");
+    let domid = field(&client, &vm, "domid").await;
+
+    host.kill();
+    assert!(is_alive_qemu_of(pid, &uuid), "QEMU outlives a killed oxapi");
+    host.start_again();
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    assert_eq!(power_state(&client, &vm).await, "Running");
+    assert_eq!(field(&client, &vm, "domid").await, domid);
+    assert_eq!(
+        guest_pid(&data_dir, &uuid),
+        Some(pid),
+        "the same QEMU, taken over"
+    );
+    client.ok("VM.pause", vec![Value::str(&vm)]).await;
+    client.ok("VM.unpause", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Running");
+
+    client
+        .ok(
+            "VM.set_actions_after_crash",
+            vec![Value::str(&vm), Value::str("destroy")],
+        )
+        .await;
+    // SAFETY: kill has no memory effects; the pid is this VM's QEMU.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    wait_power_state(&client, &vm, "Halted").await;
+    assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+}

@@ -1,0 +1,73 @@
+//! The QEMUs a `--backend qemu` host runs: whether QEMU is here at all, each guest's process
+//! found from the driver's directories, and the cleanup a test needs (the QEMUs outlive
+//! `oxapi` by design, so a test's end must stop them).
+
+use std::path::{Path, PathBuf};
+
+/// Whether `qemu-system-x86_64` is installed; prints why a test skips when it is not.
+pub fn is_installed() -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("qemu-system-x86_64").is_file())
+    });
+    if !found {
+        eprintln!("qemu-system-x86_64 is not installed: skipping (tests/run installs it)");
+    }
+    found
+}
+
+/// The directory the `qemu` driver keeps the VM `uuid`'s QEMU files in.
+pub fn guest_dir(data_dir: &Path, uuid: &str) -> PathBuf {
+    data_dir.join("qemu").join(uuid)
+}
+
+/// The pid of the VM `uuid`'s QEMU, if that process is alive (not a zombie) and runs QEMU for
+/// this VM.
+pub fn guest_pid(data_dir: &Path, uuid: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(guest_dir(data_dir, uuid).join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    is_alive_qemu_of(pid, uuid).then_some(pid)
+}
+
+/// Whether process `pid` is alive, not a zombie, and has `uuid` on its command line.
+pub fn is_alive_qemu_of(pid: u32, uuid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
+    if matches!(state, None | Some("Z") | Some("X")) {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline
+        .split(|byte| *byte == 0)
+        .any(|arg| arg == uuid.as_bytes())
+}
+
+/// The parent of process `pid`.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("PPid:"))
+        .and_then(|ppid| ppid.trim().parse().ok())
+}
+
+/// Kills every QEMU the driver started under `data_dir`.
+pub fn kill_guests(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("qemu")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let uuid = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = guest_pid(data_dir, &uuid) {
+            // SAFETY: kill has no memory effects; the pid was just checked to be this QEMU.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}
