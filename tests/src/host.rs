@@ -24,15 +24,19 @@ pub fn oxapi_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("OXAPI_BIN") {
         return PathBuf::from(bin);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
         "release"
     };
-    target.join(profile).join("oxapi")
+    target_dir().join(profile).join("oxapi")
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// A loopback address no other test process uses: the pid picks the middle bytes, a counter the
