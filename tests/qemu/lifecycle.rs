@@ -1,21 +1,24 @@
 //! A VM's life on the `qemu` backend, against a real `oxapi` running real QEMUs: each running
-//! VM is one `qemu-system-x86_64`, a direct child of `oxapi`, driven over QMP. The guests have
+//! VM is one `qemu-system-x86_64`, a direct child of `oxapi`, driven over QMP. Most guests have
 //! no OS (SeaBIOS finds nothing to boot and idles), so they run under KVM where it works and
-//! ignore the ACPI power button, as a guest without its tools does.
+//! ignore the ACPI power button, as a guest without its tools does; one test boots the real
+//! Linux test guest (`tests/guest/build`) under TCG.
 
 use std::time::Duration;
 
 use api_spec::Value;
 use oxapi_tests::events::EventWait;
+use oxapi_tests::guest::{kernel_args, marker};
 use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, parent_pid};
 use oxapi_tests::vms::{default_template, halted_vm};
-use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
+use oxapi_tests::{Client, Host, HostOptions, Protocol, SerialLog, logged_in, test_guest};
 
 const MIB: i64 = 1 << 20;
 
 /// A host on the qemu backend whose clean shutdowns give up after 2 s.
 fn qemu_host() -> Option<Host> {
-    if !oxapi_tests::qemu::is_installed() {
+    if !oxapi_tests::qemu_available() {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
         return None;
     }
     Some(Host::start_with(HostOptions {
@@ -162,4 +165,70 @@ async fn a_restarted_oxapi_takes_over_its_qemus_and_a_dead_qemu_is_a_crash() {
     }
     wait_power_state(&client, &vm, "Halted").await;
     assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+}
+
+/// Waits for `marker` on the serial console of `vm`'s QEMU (a new log at each start).
+fn wait_marker(log: &mut SerialLog, marker: &str) -> String {
+    tokio::task::block_in_place(|| log.wait_for(marker, GUEST_BOOT_TIMEOUT))
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// How long the Linux test guest may take to reach a marker under TCG on a busy machine.
+const GUEST_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The real Linux test guest, booted directly from `PV_kernel` / `PV_ramdisk` / `PV_args`
+/// under TCG: it reaches user space; `VM.clean_shutdown` presses its power button and it
+/// powers itself off (Halted); `VM.clean_reboot` brings it back on a new QEMU; a kernel panic
+/// (pvpanic) is a crash, honoured through `actions_after_crash`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
+    if !oxapi_tests::qemu_available() {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+        return;
+    }
+    let Some(guest) = test_guest() else { return };
+    let host = Host::start_with(HostOptions {
+        qemu: true,
+        config: Some(serde_json::json!({"qemu": {"accel": "tcg"}})),
+        ..HostOptions::default()
+    });
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let template = default_template(&client).await;
+    let vm = halted_vm(&client, &template, "linux", 256 * MIB).await;
+    let uuid = uuid(&client, &vm).await;
+    let serial = oxapi_tests::qemu::guest_dir(&host.data_dir(), &uuid).join("serial.log");
+    let set = |field: &'static str, value: String| {
+        let client = &client;
+        let vm = vm.clone();
+        async move {
+            let setter = format!("VM.set_{field}");
+            client
+                .ok(&setter, vec![Value::str(&vm), Value::str(&value)])
+                .await;
+        }
+    };
+    set("PV_kernel", guest.kernel.display().to_string()).await;
+    set("PV_ramdisk", guest.initrd.display().to_string()).await;
+    set("PV_args", kernel_args(&[])).await;
+    let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
+
+    client.ok("VM.start", start.clone()).await;
+    wait_marker(&mut SerialLog::new(&serial), marker::UP);
+    client.ok("VM.clean_shutdown", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Halted");
+
+    client.ok("VM.start", start.clone()).await;
+    let pid = guest_pid(&host.data_dir(), &uuid).expect("a QEMU runs the VM");
+    wait_marker(&mut SerialLog::new(&serial), marker::UP);
+    client.ok("VM.clean_reboot", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Running");
+    assert_ne!(guest_pid(&host.data_dir(), &uuid), Some(pid), "a new QEMU");
+    let mut log = SerialLog::new(&serial);
+    wait_marker(&mut log, marker::UP);
+
+    client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
+    set("actions_after_crash", "destroy".to_owned()).await;
+    set("PV_args", kernel_args(&["oxapi.panic"])).await;
+    client.ok("VM.start", start).await;
+    wait_power_state(&client, &vm, "Halted").await;
 }

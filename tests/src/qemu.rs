@@ -1,19 +1,8 @@
-//! The QEMUs a `--backend qemu` host runs: whether QEMU is here at all, each guest's process
-//! found from the driver's directories, and the cleanup a test needs (the QEMUs outlive
+//! The QEMUs a `--backend qemu` host runs: each guest's process found from the driver's
+//! directories, and the cleanup a test needs (the QEMUs outlive
 //! `oxapi` by design, so a test's end must stop them).
 
 use std::path::{Path, PathBuf};
-
-/// Whether `qemu-system-x86_64` is installed; prints why a test skips when it is not.
-pub fn is_installed() -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("qemu-system-x86_64").is_file())
-    });
-    if !found {
-        eprintln!("qemu-system-x86_64 is not installed: skipping (tests/run installs it)");
-    }
-    found
-}
 
 /// The directory the `qemu` driver keeps the VM `uuid`'s QEMU files in.
 pub fn guest_dir(data_dir: &Path, uuid: &str) -> PathBuf {
