@@ -113,6 +113,8 @@ pub struct Agent {
     transfer_wait: Duration,
     /// Stops the task that listens to the hypervisor's events.
     stop: CancellationToken,
+    /// What runs guests here (`Drivers::describe`).
+    backend: String,
 }
 
 impl Agent {
@@ -128,6 +130,7 @@ impl Agent {
         reports: mpsc::Sender<AgentReport>,
     ) -> Result<Arc<Agent>, AgentError> {
         let drivers = Drivers::from_config(&config.backend, &config.storage, data_dir)?;
+        let backend = drivers.describe().await;
         // Subscribed before reading the domains, so no change falls between the two.
         let events = drivers.hypervisor.events();
         let domains = drivers.hypervisor.discover().await?;
@@ -141,6 +144,7 @@ impl Agent {
             transfer,
             transfer_wait: config.transfer_wait,
             stop: CancellationToken::new(),
+            backend,
         });
         let checks = domains
             .iter()
@@ -152,9 +156,15 @@ impl Agent {
             workers = config.workers,
             domains = domains.len(),
             term,
+            backend = %agent.backend,
             "host agent started"
         );
         Ok(agent)
+    }
+
+    /// What runs guests here, e.g. `qemu (kvm, cpu host)` or `simulator`.
+    pub fn backend(&self) -> &str {
+        &self.backend
     }
 
     /// The simulator, when it is the driver.

@@ -65,11 +65,17 @@ async fn wait_gone(pid: u32, uuid: &str) {
     }
 }
 
-/// start → pause → unpause → clean shutdown that the guest ignores → hard reboot → hard
-/// shutdown, each seen in the VM's power state and in the QEMU process that runs it.
+/// start → pause → unpause → clean shutdown that the guest ignores → hard reboot → shutdown
+/// (clean, then hard when ignored), each seen in the VM's power state and in the QEMU process that runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let Some(host) = qemu_host() else { return };
+    let said = host
+        .startup_lines
+        .iter()
+        .find(|line| line.starts_with("guests run on: "));
+    let said = said.expect("oxapi says what runs guests");
+    assert!(said.starts_with("guests run on: qemu ("), "{said}");
     let client = logged_in(&host, Protocol::JsonRpc).await;
     let template = default_template(&client).await;
     let vm = halted_vm(&client, &template, "qemu-life", 128 * MIB).await;
@@ -112,7 +118,8 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     assert_ne!(rebooted, pid, "a hard reboot starts a new QEMU");
     wait_gone(pid, &uuid).await;
 
-    client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
+    // `VM.shutdown` tries the power button, then stops the guest hard.
+    client.ok("VM.shutdown", vec![Value::str(&vm)]).await;
     assert_eq!(power_state(&client, &vm).await, "Halted");
     wait_gone(rebooted, &uuid).await;
     assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());

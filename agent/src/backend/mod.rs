@@ -77,6 +77,8 @@ pub struct Drivers {
     pub network: Arc<dyn Network>,
     /// The simulator, when it is the driver, for its test-only control.
     pub simulator: Option<Arc<Simulator>>,
+    /// The qemu driver, when it is the hypervisor.
+    pub qemu: Option<Arc<Qemu>>,
 }
 
 impl Drivers {
@@ -95,15 +97,20 @@ impl Drivers {
                     any_storage: Some(simulator.clone()),
                     network: simulator.clone(),
                     simulator: Some(simulator),
+                    qemu: None,
                 }
             }
-            BackendConfig::Qemu(settings) => Drivers {
-                hypervisor: Qemu::new(data_dir, settings.clone()),
-                storage: BTreeMap::new(),
-                any_storage: None,
-                network: Arc::new(UserNetwork),
-                simulator: None,
-            },
+            BackendConfig::Qemu(settings) => {
+                let qemu = Qemu::new(data_dir, settings.clone());
+                Drivers {
+                    hypervisor: qemu.clone(),
+                    storage: BTreeMap::new(),
+                    any_storage: None,
+                    network: Arc::new(UserNetwork),
+                    simulator: None,
+                    qemu: Some(qemu),
+                }
+            }
         };
         let file_settings = match (config, storage) {
             (_, StorageChoice::File(settings)) => Some(settings.clone()),
@@ -117,6 +124,21 @@ impl Drivers {
             }
         }
         Ok(drivers)
+    }
+
+    /// What runs guests here, for people: `simulator`, or `qemu (kvm, cpu host)`; probes the
+    /// qemu driver's acceleration if that is not done yet.
+    pub async fn describe(&self) -> String {
+        match &self.qemu {
+            Some(qemu) => {
+                let acceleration = qemu.acceleration().await;
+                format!(
+                    "qemu ({}, cpu {})",
+                    acceleration.accel, acceleration.cpu_model
+                )
+            }
+            None => "simulator".to_owned(),
+        }
     }
 
     /// The storage driver of SRs of type `sr_type`.

@@ -174,6 +174,8 @@ struct Running {
     https: SocketAddr,
     /// The plain HTTP address bound, if any.
     http: Option<SocketAddr>,
+    /// What runs guests here (`Agent::backend`).
+    backend: String,
 }
 
 impl Running {
@@ -198,6 +200,7 @@ impl Running {
         let ready = SocketAddr::new(ready_ip, self.https.port());
         let unix_socket = config.unix_socket_path();
         tracing::info!(https = %self.https, http = ?self.http, unix_socket = %unix_socket.display(), "ready");
+        announce(&format!("guests run on: {}", self.backend));
         announce(&format!("oxapi ready: https://{ready}"));
     }
 }

@@ -124,6 +124,7 @@ async fn start_parts(
         restarts,
         https: listeners.https,
         http: listeners.http,
+        backend: agent.backend().to_owned(),
     })
 }
 
