@@ -277,15 +277,17 @@ fn suspend(domain: &Domain, image: &DiskSpec) -> Vec<MicroOp> {
     plan
 }
 
+/// The devices go in before the image is loaded: QEMU loads a device's state into a device
+/// that exists.
 fn resume(spec: &VmSpec, image: &DiskSpec, paused: bool) -> Vec<MicroOp> {
     let mut plan = vec![
         MicroOp::Create(Box::new(spec.clone())),
         MicroOp::Hook(HookPoint::PreResume, HookReason::None),
     ];
+    plan.extend(plug_devices(spec));
     plan.extend(attach_disk(image, true));
     plan.push(MicroOp::Restore(image.clone()));
     plan.extend(detach_disk(image, true));
-    plan.extend(plug_devices(spec));
     plan.push(MicroOp::Hook(HookPoint::PostResume, HookReason::None));
     if !paused {
         plan.push(MicroOp::Unpause);

@@ -18,8 +18,10 @@
 //! over QMP; a QEMU that cannot be reached is kept as a domain that needs power-off, so the
 //! agent stops it instead of starting a second one.
 //!
-//! NICs use QEMU's user-mode network until the network driver makes taps (issue 12); suspend,
-//! resume and migration images are not written by this driver yet.
+//! Suspend writes the guest's state into the suspend VDI (a qcow2) as its internal snapshot
+//! (`snapshot-save` after `stop`, which flushes the disks); resume loads it (`snapshot-load`)
+//! into a new QEMU whose devices are plugged. NICs use QEMU's user-mode network until the
+//! network driver makes taps (issue 12); migration images are not streamed by this driver yet.
 
 mod accel;
 mod command_line;
@@ -57,6 +59,8 @@ pub struct QemuConfig {
     pub qmp_timeout: Duration,
     /// How long a guest has to release a disk or NIC being unplugged.
     pub unplug_timeout: Duration,
+    /// How long writing or loading a suspend image may take.
+    pub image_timeout: Duration,
 }
 
 impl Default for QemuConfig {
@@ -67,6 +71,7 @@ impl Default for QemuConfig {
             cpu_model: None,
             qmp_timeout: Duration::from_secs(10),
             unplug_timeout: Duration::from_secs(10),
+            image_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -150,6 +155,9 @@ impl Vm {
     }
 }
 
+/// The internal snapshot of a suspend image that holds the VM's state, and its job.
+const SUSPEND_TAG: &str = "oxapi-suspend";
+const SUSPEND_JOB: &str = "oxapi-suspend";
 /// How long QEMU has to quit when asked, before it is killed.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often to try QEMU's monitor socket while QEMU starts.
@@ -451,6 +459,101 @@ impl Qemu {
         }
     }
 
+    /// Opens the suspend image `image` (at `at`) in QEMU, runs the snapshot job `command`
+    /// (`snapshot-save` or `snapshot-load`) with it as the VM state's home, and closes it.
+    async fn with_image(
+        &self,
+        vm: &Vm,
+        op: BackendOp,
+        image: &DiskSpec,
+        at: &AttachedDisk,
+        command: &str,
+    ) -> Result<(), BackendError> {
+        if at.format != DiskFormat::Qcow2 {
+            return Err(BackendError::Failed {
+                op,
+                reason: format!("suspend image {} is not a qcow2 VDI", image.vdi_uuid),
+            });
+        }
+        let key = short(&image.vdi_uuid);
+        let (file_node, image_node) = (format!("t{key}"), format!("s{key}"));
+        // Writable both ways: loading a snapshot also reverts the image's own (empty) disk.
+        let file = json!({"driver": "file", "filename": at.path, "node-name": file_node});
+        self.command(vm, op, "blockdev-add", file).await?;
+        let format = json!({"driver": "qcow2", "node-name": image_node, "file": file_node});
+        let mut result = self.command(vm, op, "blockdev-add", format).await.map(drop);
+        if result.is_ok() {
+            let arguments = json!({
+                "job-id": SUSPEND_JOB,
+                "tag": SUSPEND_TAG,
+                "vmstate": image_node,
+                "devices": [image_node],
+            });
+            result = self.run_job(vm, op, command, arguments).await;
+            let _ = self
+                .command(vm, op, "blockdev-del", json!({"node-name": image_node}))
+                .await;
+        }
+        let _ = self
+            .command(vm, op, "blockdev-del", json!({"node-name": file_node}))
+            .await;
+        result
+    }
+
+    /// Runs the QMP job `command` (its `job-id` in `arguments`) to its end, within
+    /// `image_timeout`, and dismisses it; its error, if it had one.
+    async fn run_job(
+        &self,
+        vm: &Vm,
+        op: BackendOp,
+        command: &str,
+        arguments: Value,
+    ) -> Result<(), BackendError> {
+        let id = arguments["job-id"].as_str().unwrap_or_default().to_owned();
+        let mut events = vm.qmp(op)?.events();
+        self.command(vm, op, command, arguments).await?;
+        let concluded = async {
+            loop {
+                match events.recv().await {
+                    Ok(event)
+                        if event.name == "JOB_STATUS_CHANGE"
+                            && event.data.get("id").and_then(Value::as_str) == Some(&id)
+                            && event.data.get("status").and_then(Value::as_str)
+                                == Some("concluded") =>
+                    {
+                        return Ok(());
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(QmpError::Closed),
+                }
+            }
+        };
+        match tokio::time::timeout(self.config.image_timeout, concluded).await {
+            Ok(result) => result.map_err(|err| failed(op, err))?,
+            Err(_) => {
+                let _ = self.command(vm, op, "job-cancel", json!({"id": id})).await;
+                return Err(BackendError::Failed {
+                    op,
+                    reason: format!("{command} took longer than {:?}", self.config.image_timeout),
+                });
+            }
+        }
+        let jobs = self.command(vm, op, "query-jobs", json!({})).await?;
+        let error = jobs.as_array().and_then(|jobs| {
+            jobs.iter()
+                .find(|job| job.get("id").and_then(Value::as_str) == Some(&id))
+                .and_then(|job| job.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        self.command(vm, op, "job-dismiss", json!({"id": id}))
+            .await?;
+        match error {
+            Some(reason) => Err(BackendError::Failed { op, reason }),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the guest runs now, so that a device going away must be released by it.
     fn is_guest_running(vm: &Vm) -> bool {
         vm.domain().state == RunState::Running
@@ -562,7 +665,7 @@ fn short(uuid: &str) -> String {
 fn unsupported<T>(op: BackendOp) -> Result<T, BackendError> {
     Err(BackendError::Failed {
         op,
-        reason: "the qemu driver does not write memory images yet".to_owned(),
+        reason: "the qemu driver does not stream migration images yet".to_owned(),
     })
 }
 
@@ -899,12 +1002,33 @@ impl Hypervisor for Qemu {
         })
     }
 
-    fn save<'a>(&'a self, _vm: &'a str, _image: &'a DiskSpec, _at: &'a AttachedDisk) -> Op<'a> {
-        Box::pin(async { unsupported(BackendOp::Save) })
+    /// Stops the guest (QEMU drains and flushes its disks), then writes its memory and device
+    /// state into the suspend VDI as that qcow2's internal snapshot (`snapshot-save`).
+    fn save<'a>(&'a self, vm: &'a str, image: &'a DiskSpec, at: &'a AttachedDisk) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::Save;
+            let running = self.vm(vm)?;
+            self.command(&running, op, "stop", json!({})).await?;
+            running.update(|domain| {
+                if domain.state == RunState::Running {
+                    domain.state = RunState::Paused;
+                }
+            })?;
+            self.with_image(&running, op, image, at, "snapshot-save")
+                .await
+        })
     }
 
-    fn restore<'a>(&'a self, _vm: &'a str, _image: &'a DiskSpec, _at: &'a AttachedDisk) -> Op<'a> {
-        Box::pin(async { unsupported(BackendOp::Restore) })
+    /// Loads the state `save` wrote (`snapshot-load`) into the paused QEMU, whose devices are
+    /// plugged already.
+    fn restore<'a>(&'a self, vm: &'a str, image: &'a DiskSpec, at: &'a AttachedDisk) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::Restore;
+            let running = self.vm(vm)?;
+            self.with_image(&running, op, image, at, "snapshot-load")
+                .await?;
+            running.update(|domain| domain.is_built = true)
+        })
     }
 
     fn save_image<'a>(

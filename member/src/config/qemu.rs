@@ -25,6 +25,9 @@ pub struct QemuSettings {
     /// How long a running guest has to release a disk or NIC being unplugged, in seconds,
     /// 1..=3600; default 10.
     pub unplug_timeout_secs: u64,
+    /// How long writing or loading a suspend image may take, in seconds, 1..=86400;
+    /// default 600.
+    pub image_timeout_secs: u64,
 }
 
 impl Default for QemuSettings {
@@ -36,6 +39,7 @@ impl Default for QemuSettings {
             cpu_model: config.cpu_model,
             qmp_timeout_secs: config.qmp_timeout.as_secs(),
             unplug_timeout_secs: config.unplug_timeout.as_secs(),
+            image_timeout_secs: config.image_timeout.as_secs(),
         }
     }
 }
@@ -49,6 +53,12 @@ impl QemuSettings {
             self.unplug_timeout_secs,
             1,
             3600,
+        )?;
+        check_range(
+            "qemu.image_timeout_secs",
+            self.image_timeout_secs,
+            1,
+            86_400,
         )
     }
 
@@ -60,6 +70,7 @@ impl QemuSettings {
             cpu_model: self.cpu_model.clone(),
             qmp_timeout: Duration::from_secs(self.qmp_timeout_secs),
             unplug_timeout: Duration::from_secs(self.unplug_timeout_secs),
+            image_timeout: Duration::from_secs(self.image_timeout_secs),
         }
     }
 }
