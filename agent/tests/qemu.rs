@@ -71,13 +71,15 @@ async fn a_guest_saved_into_a_qcow2_image_runs_again_from_it() {
     qemu.save(vm, &image, &attached).await.expect("saved");
     let saved = qemu.domain(vm).await.expect("read").expect("a domain");
     assert_eq!(saved.state, RunState::Paused);
-    assert!(snapshots(&path).contains("oxapi-suspend"), "{}", snapshots(&path));
+    assert!(
+        snapshots(&path).contains("oxapi-suspend"),
+        "{}",
+        snapshots(&path)
+    );
     qemu.destroy(vm).await.expect("destroyed");
 
     qemu.create(&spec).await.expect("created again");
-    qemu.restore(vm, &image, &attached)
-        .await
-        .expect("restored");
+    qemu.restore(vm, &image, &attached).await.expect("restored");
     let restored = qemu.domain(vm).await.expect("read").expect("a domain");
     assert!(restored.is_built);
     qemu.unpause(vm).await.expect("running again");
@@ -113,7 +115,14 @@ async fn cpus_are_hot_added_up_to_the_maximum() {
     qemu.build(vm).await.expect("built");
     qemu.unpause(vm).await.expect("running");
     qemu.set_vcpus(vm, 3).await.expect("two CPUs added");
-    assert_eq!(qemu.domain(vm).await.expect("read").expect("a domain").vcpus, 3);
+    assert_eq!(
+        qemu.domain(vm)
+            .await
+            .expect("read")
+            .expect("a domain")
+            .vcpus,
+        3
+    );
     assert!(qemu.set_vcpus(vm, 4).await.is_err());
     qemu.destroy(vm).await.expect("destroyed");
 }

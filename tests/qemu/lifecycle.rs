@@ -184,7 +184,8 @@ fn wait_marker(log: &mut SerialLog, marker: &str) -> String {
 const GUEST_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The real Linux test guest, booted directly from `PV_kernel` / `PV_ramdisk` / `PV_args`
-/// under TCG: it reaches user space; `VM.clean_shutdown` presses its power button and it
+/// under TCG: it reaches user space; a CPU hot-added comes online and the balloon moves
+/// `memory_actual`; `VM.clean_shutdown` presses its power button and it
 /// powers itself off (Halted); `VM.clean_reboot` brings it back on a new QEMU; a kernel panic
 /// (pvpanic) is a crash, honoured through `actions_after_crash`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,9 +219,39 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     set("PV_ramdisk", guest.initrd.display().to_string()).await;
     set("PV_args", kernel_args(&[])).await;
     let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
+    let int = |value: i64| Value::Int(value);
+    let limits = [128 * MIB, 256 * MIB, 256 * MIB, 256 * MIB].map(int);
+    let mut call = vec![Value::str(&vm)];
+    call.extend(limits);
+    client.ok("VM.set_memory_limits", call).await;
+    client
+        .ok("VM.set_VCPUs_max", vec![Value::str(&vm), int(2)])
+        .await;
+    client
+        .ok("VM.set_VCPUs_at_startup", vec![Value::str(&vm), int(1)])
+        .await;
 
     client.ok("VM.start", start.clone()).await;
-    wait_marker(&mut SerialLog::new(&serial), marker::UP);
+    let mut log = SerialLog::new(&serial);
+    wait_marker(&mut log, marker::UP);
+    // A CPU hot-added comes online in the guest; the balloon gives memory back to the host.
+    client
+        .ok("VM.set_VCPUs_number_live", vec![Value::str(&vm), int(2)])
+        .await;
+    wait_marker(&mut log, "OXAPI-GUEST-INFO cpus online=0-1 count=2");
+    let range = vec![Value::str(&vm), int(192 * MIB), int(192 * MIB)];
+    client.ok("VM.set_memory_dynamic_range", range).await;
+    let metrics = field(&client, &vm, "metrics").await;
+    let actual = client
+        .ok("VM_metrics.get_memory_actual", vec![metrics])
+        .await;
+    let Value::Int(actual) = actual else {
+        panic!("memory_actual is an int: {actual:?}");
+    };
+    assert!(
+        (actual - 192 * MIB).abs() <= 2 * MIB,
+        "memory_actual {actual}"
+    );
     client.ok("VM.clean_shutdown", vec![Value::str(&vm)]).await;
     assert_eq!(power_state(&client, &vm).await, "Halted");
 

@@ -155,6 +155,8 @@ impl Vm {
     }
 }
 
+/// How near its target a balloon counts as there.
+const BALLOON_SLACK_BYTES: u64 = 1 << 20;
 /// The internal snapshot of a suspend image that holds the VM's state, and its job.
 const SUSPEND_TAG: &str = "oxapi-suspend";
 const SUSPEND_JOB: &str = "oxapi-suspend";
@@ -1141,18 +1143,46 @@ impl Hypervisor for Qemu {
         })
     }
 
-    /// Moves the balloon; `memory_actual` follows as the guest gives memory back.
+    /// Moves the balloon and waits, at most `qmp_timeout`, for the guest to reach the target
+    /// (as xenopsd waits for a balloon); `memory_actual` is what the guest holds then. A guest
+    /// without a balloon driver never moves: its target is set all the same.
     fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a> {
         Box::pin(async move {
+            let op = BackendOp::SetMemoryTarget;
             let running = self.vm(vm)?;
-            self.command(
-                &running,
-                BackendOp::SetMemoryTarget,
-                "balloon",
-                json!({"value": bytes}),
-            )
-            .await?;
-            Ok(())
+            let mut events = running.qmp(op)?.events();
+            self.command(&running, op, "balloon", json!({"value": bytes}))
+                .await?;
+            let reached = |actual: u64| actual.abs_diff(bytes) < BALLOON_SLACK_BYTES;
+            let balloon = self
+                .command(&running, op, "query-balloon", json!({}))
+                .await?;
+            let mut actual = balloon.get("actual").and_then(Value::as_u64).unwrap_or(0);
+            let wait = async {
+                while !reached(actual) {
+                    match events.recv().await {
+                        Ok(event) if event.name == "BALLOON_CHANGE" => {
+                            if let Some(now) = event.data.get("actual").and_then(Value::as_u64) {
+                                actual = now;
+                            }
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            };
+            if tokio::time::timeout(self.config.qmp_timeout, wait)
+                .await
+                .is_err()
+            {
+                tracing::info!(
+                    vm,
+                    target = bytes,
+                    actual,
+                    "the guest has not reached its memory target"
+                );
+            }
+            running.update(|domain| domain.memory_actual_bytes = actual)
         })
     }
 
