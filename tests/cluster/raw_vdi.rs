@@ -151,25 +151,10 @@ async fn an_image_imported_through_another_host_comes_back_whole() {
     let client = front.login(Protocol::JsonRpc).await;
     let vdi = local_vdi(&client, sr_host, "imported", 128 * MIB).await;
     let image = image(96 * MIB);
-    let before: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|node| {
-            node.reset_peak_resident();
-            node.resident_bytes()
-        })
-        .collect();
+    let before = cluster.reset_peak_resident();
     let (status, body) = import(front, &query(&client, &vdi, "raw"), image.clone()).await;
     assert_eq!((status, body.as_str()), (200, ""));
-    for (node, before) in cluster.nodes.iter().zip(before) {
-        let growth = node.peak_resident_bytes().saturating_sub(before);
-        assert!(
-            growth < RSS_GROWTH_LIMIT,
-            "host {} grew by {} MiB",
-            node.index,
-            growth >> 20
-        );
-    }
+    cluster.assert_peak_growth_below(&before, RSS_GROWTH_LIMIT);
     let mut expected = image.clone();
     expected.resize(128 * MIB, 0);
     for host in [front, sr_host] {
