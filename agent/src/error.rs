@@ -73,6 +73,16 @@ fn backend_failure(err: BackendError) -> AgentFailure {
         BackendError::NotRemovable { vbd } => AgentFailure::NotRemovable { vbd },
         BackendError::TooManyVcpus { vm, .. } => AgentFailure::TooManyVcpus { vm },
         BackendError::NoStorageDriver { sr_type } => AgentFailure::UnknownSrDriver { sr_type },
+        BackendError::ImageTooLarge {
+            location,
+            virtual_size_bytes,
+            image_bytes,
+        } => AgentFailure::ImageTooLarge {
+            location,
+            virtual_size_bytes,
+            image_bytes,
+        },
+        BackendError::ImageUnusable { reason } => AgentFailure::ImageUnusable { reason },
         err @ (BackendError::DomainExists { .. }
         | BackendError::NoImage { .. }
         | BackendError::NoVdi { .. }

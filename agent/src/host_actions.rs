@@ -1,22 +1,114 @@
-//! The actions that are not about one VM: an SR scanned by its storage driver, a network's
-//! bridge set up or removed by the network driver. They run at once, beside the VMs' queues.
+//! The actions that are not about one VM: an SR scanned by its storage driver, a VDI
+//! imported from or exported to the data plane, a network's bridge set up or removed by the
+//! network driver. They run at once, beside the VMs' queues.
 
-use host_api::{ActionResult, NetworkAction, StorageAction};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use host_api::{ActionResult, DiskSpec, NetworkAction, StorageAction};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::watch;
+
+use crate::Agent;
 use crate::backend::Drivers;
 use crate::error::AgentError;
+use crate::transfer::{IncomingBytes, PIPE_BYTES};
 
-/// Carries out `action` with the storage driver of its SR's type.
+/// Carries out `action` with the storage driver of its SR's type; an import or an export
+/// moves its bytes through the agent's transfer, and reports its progress.
 pub(crate) async fn storage(
-    drivers: &Drivers,
+    agent: &Agent,
     action: &StorageAction,
+    progress: &watch::Sender<f64>,
 ) -> Result<ActionResult, AgentError> {
+    let drivers = &agent.drivers;
     match action {
         StorageAction::Scan { sr } => {
             let vdis = drivers.storage(&sr.sr_type)?.scan(sr).await?;
             tracing::debug!(sr = %sr.uuid, vdis = vdis.len(), "SR scanned");
             Ok(ActionResult::Vdis(vdis))
         }
+        StorageAction::Import {
+            sr,
+            disk,
+            format,
+            token,
+        } => {
+            let driver = drivers.storage(&sr.sr_type)?;
+            let incoming = agent.transfer.receive(token, agent.transfer_wait)?;
+            let mut image = FinishAtEnd {
+                incoming: Some(incoming),
+                bytes: 0,
+                disk,
+                progress,
+            };
+            let vdi = driver.import(sr, disk, *format, &mut image).await?;
+            Ok(ActionResult::Vdis(vec![vdi]))
+        }
+        StorageAction::Export {
+            sr,
+            disk,
+            format,
+            to_host,
+            token,
+        } => {
+            let driver = drivers.storage(&sr.sr_type)?;
+            let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
+            let export = async move {
+                // Dropping the writer ends the stream, exported or not: the receiver learns
+                // from the action's result whether the stream is whole.
+                driver.export(sr, disk, *format, &mut writer).await
+            };
+            let send = agent.transfer.send(to_host, token, Box::pin(reader));
+            let (exported, sent) = tokio::join!(export, send);
+            exported?;
+            let bytes = sent?;
+            tracing::info!(sr = %sr.uuid, vdi = %disk.vdi_uuid, to_host, bytes, "vdi exported");
+            Ok(ActionResult::Done)
+        }
+    }
+}
+
+/// The image of an import as its driver reads it: tells the sender every byte was taken as
+/// soon as the driver has read the end (its checks and conversion come after, and their
+/// outcome is the action's result), and reports progress as the bytes against the VDI's
+/// size. Dropped before the end, it fails the sender.
+struct FinishAtEnd<'a> {
+    incoming: Option<Box<dyn IncomingBytes>>,
+    bytes: u64,
+    disk: &'a DiskSpec,
+    progress: &'a watch::Sender<f64>,
+}
+
+impl AsyncRead for FinishAtEnd<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(incoming) = this.incoming.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let before = buf.filled().len();
+        let polled = Pin::new(incoming).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if let Poll::Ready(Ok(())) = polled {
+            if read == 0 && buf.remaining() > 0 {
+                let incoming = this.incoming.take().expect("checked above");
+                if let Err(err) = incoming.finish() {
+                    return Poll::Ready(Err(io::Error::other(err)));
+                }
+            } else {
+                this.bytes += read as u64;
+                let size = this.disk.virtual_size_bytes.max(1) as f64;
+                // The last part of the progress is the driver's work after the end.
+                this.progress
+                    .send_replace((this.bytes as f64 / size).min(1.0) * 0.9);
+            }
+        }
+        polled
     }
 }
 

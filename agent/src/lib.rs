@@ -208,7 +208,7 @@ impl Agent {
                 ));
             }
             HostAction::Storage(action) => {
-                let result = host_actions::storage(&self.drivers, &action).await;
+                let result = host_actions::storage(self, &action, &progress).await;
                 progress.send_replace(1.0);
                 return result;
             }

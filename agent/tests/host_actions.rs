@@ -1,16 +1,22 @@
 //! The actions that are not about one VM, on the simulator: an SR scan lists what the SR's
-//! storage driver holds; a network attach sets up its bridge and a detach removes it, unless a
+//! storage driver holds; an import takes an image from the transfer and an export gives it
+//! back; a network attach sets up its bridge and a detach removes it, unless a
 //! VM's NIC still uses it.
 
 mod support;
 
+use std::time::Duration;
+
 use agent::AgentConfig;
 use agent::backend::Storage;
-use agent::testing::vm_spec;
+use agent::testing::{disk, vm_spec};
+use agent::transfer::{BulkTransfer, LocalTransfer, TransferError};
 use host_api::{
-    ActionResult, AgentFailure, HostAction, NetworkAction, SrSpec, StorageAction, VmAction,
+    ActionResult, AgentFailure, HostAction, ImageFormat, NetworkAction, SrSpec, StorageAction,
+    TransferToken, VmAction,
 };
 use support::{TestAgent, failure};
+use tokio::io::AsyncReadExt;
 
 fn sr() -> SrSpec {
     SrSpec {
@@ -40,6 +46,73 @@ async fn an_sr_scan_lists_the_vdis_its_driver_holds() {
         ..sr()
     };
     assert_eq!(agent.run(scan(other)).await, Ok(ActionResult::Vdis(vec![])));
+}
+
+/// An import reads the image the transfer brings (a raw image larger than the VDI is
+/// refused as too large); an export streams the VDI back to the receiver of its token.
+#[tokio::test]
+async fn an_import_takes_the_transfer_and_an_export_gives_it_back() {
+    let transfer = LocalTransfer::new();
+    let agent = TestAgent::start_sharing(AgentConfig::default(), transfer.clone()).await;
+    let mut vdi = disk("vdi-1");
+    vdi.virtual_size_bytes = 1 << 20;
+    let import = |token: &str| {
+        HostAction::Storage(StorageAction::Import {
+            sr: sr(),
+            disk: vdi.clone(),
+            format: ImageFormat::Raw,
+            token: TransferToken(token.to_owned()),
+        })
+    };
+    let send = |token: &'static str, bytes: usize| {
+        let transfer = transfer.clone();
+        async move {
+            let token = TransferToken(token.to_owned());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let body = Box::pin(std::io::Cursor::new(vec![5u8; bytes]));
+                match transfer.send("host", &token, body).await {
+                    Err(TransferError::NotExpected) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    sent => return sent,
+                }
+            }
+        }
+    };
+    let (imported, sent) = tokio::join!(agent.run(import("t1")), send("t1", 4096));
+    assert_eq!(sent, Ok(4096));
+    let Ok(ActionResult::Vdis(vdis)) = imported else {
+        panic!("the imported VDI, got {imported:?}");
+    };
+    assert_eq!(vdis[0].physical_utilisation_bytes, 4096);
+
+    let (refused, _) = tokio::join!(agent.run(import("t2")), send("t2", (1 << 20) + 1));
+    assert!(matches!(
+        failure(refused),
+        AgentFailure::ImageTooLarge { image_bytes, .. } if image_bytes > 1 << 20
+    ));
+
+    let token = TransferToken("t3".to_owned());
+    let mut incoming = transfer
+        .receive(&token, Duration::from_secs(10))
+        .expect("expected");
+    let export = HostAction::Storage(StorageAction::Export {
+        sr: sr(),
+        disk: vdi.clone(),
+        format: ImageFormat::Raw,
+        to_host: "host".to_owned(),
+        token,
+    });
+    let read = async {
+        let mut bytes = Vec::new();
+        incoming.read_to_end(&mut bytes).await.expect("reads");
+        incoming.finish().expect("finished");
+        bytes
+    };
+    let (exported, bytes) = tokio::join!(agent.run(export), read);
+    assert_eq!(exported, Ok(ActionResult::Done));
+    assert_eq!(bytes.len(), 4096, "the simulator gives back as many bytes");
 }
 
 /// An attach sets up the bridge with its MTU (again: no change), a detach removes it; a

@@ -246,6 +246,9 @@ declare_errors! {
     VBD_NOT_UNPLUGGABLE vbd_not_unpluggable(vbd);
     VDI_INCOMPATIBLE_TYPE vdi_incompatible_type(vdi, vdi_type = "type");
     VDI_IN_USE vdi_in_use(vdi, operation);
+    /// xapi's error for a VDI's data that cannot be read or written, as its import and export
+    /// raise it (an image that is not what its format says, say).
+    VDI_IO_ERROR vdi_io_error(reason);
     VDI_IS_A_PHYSICAL_DEVICE vdi_is_a_physical_device(vdi);
     VDI_MISSING vdi_missing(sr, vdi);
     VDI_NOT_SPARSE vdi_not_sparse(vdi);

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{DiskSpec, SrSpec, VbdSpec, VifSpec, VmSpec};
+use crate::spec::{DiskSpec, ImageFormat, SrSpec, VbdSpec, VifSpec, VmSpec};
 
 /// What the master asks an agent to do, by the capability it needs on the host: a VM action
 /// drives the hypervisor (and reaches the storage and network drivers through its micro-ops:
@@ -29,6 +29,25 @@ pub enum HostAction {
 pub enum StorageAction {
     /// List every VDI the SR holds (`SR.scan`). Answers `ActionResult::Vdis`.
     Scan { sr: SrSpec },
+    /// Expect the transfer `token` on the data plane and write the image it brings, laid out
+    /// as `format`, into the VDI `disk` of `sr` (`PUT /import_raw_vdi`); a failure leaves the
+    /// VDI as it was. Answers `ActionResult::Vdis` with that one VDI as it is now.
+    Import {
+        sr: SrSpec,
+        disk: DiskSpec,
+        format: ImageFormat,
+        token: TransferToken,
+    },
+    /// Stream the VDI `disk` of `sr`, laid out as `format`, over the data plane to `to_host`
+    /// (a host ref), which expects the transfer `token` (`GET /export_raw_vdi`). Answers
+    /// `ActionResult::Done`.
+    Export {
+        sr: SrSpec,
+        disk: DiskSpec,
+        format: ImageFormat,
+        to_host: String,
+        token: TransferToken,
+    },
 }
 
 /// An action on this host's networking, run by its network driver.

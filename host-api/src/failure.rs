@@ -77,6 +77,20 @@ pub enum AgentFailure {
     /// A disk is on an SR whose type (`sr_type`) no storage driver of this host handles.
     #[error("no storage driver for SRs of type {sr_type:?}")]
     UnknownSrDriver { sr_type: String },
+    /// An image to import into the VDI at `location` holds more than its
+    /// `virtual_size_bytes`: `image_bytes` (of a raw image, at least that many).
+    #[error(
+        "an image of {image_bytes} bytes does not fit the vdi at {location} ({virtual_size_bytes} bytes)"
+    )]
+    ImageTooLarge {
+        location: String,
+        virtual_size_bytes: u64,
+        image_bytes: u64,
+    },
+    /// An image to import is not what its format says (a corrupt qcow2, one with a backing
+    /// file), or a VDI's data cannot be read or written; `reason` says what the driver found.
+    #[error("vdi data: {reason}")]
+    ImageUnusable { reason: String },
     /// Anything else, with the chain of its causes, for an operator to read.
     #[error("host agent: {message}")]
     Internal { message: String },

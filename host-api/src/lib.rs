@@ -18,4 +18,6 @@ pub use report::{
     ActionResult, AgentReport, ConsoleInfo, DomainInfo, DomainState, GuestEvent, HostHealth,
     VdiInfo,
 };
-pub use spec::{AfterCrash, AfterShutdown, DiskSpec, SrSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
+pub use spec::{
+    AfterCrash, AfterShutdown, DiskSpec, ImageFormat, SrSpec, VbdKind, VbdSpec, VifSpec, VmSpec,
+};

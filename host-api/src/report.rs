@@ -50,7 +50,8 @@ pub enum ActionResult {
     Domain(Option<DomainInfo>),
     /// The answer to `Inventory`.
     Inventory(Vec<DomainInfo>),
-    /// The answer to `StorageAction::Scan`: every VDI the SR holds.
+    /// The answer to `StorageAction::Scan`: every VDI the SR holds; to
+    /// `StorageAction::Import`: the one VDI written.
     Vdis(Vec<VdiInfo>),
     /// The action did what it had to and has nothing to tell.
     Done,

@@ -98,6 +98,36 @@ pub struct SrSpec {
     pub location: String,
 }
 
+/// How the bytes of a disk image are laid out as it is imported or exported (the HTTP
+/// handlers' `format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// Every byte of the disk in order.
+    Raw,
+    /// A qcow2 image with no backing file.
+    Qcow2,
+}
+
+impl ImageFormat {
+    /// The format named as in a `format=` query parameter (`raw`, `qcow2`).
+    pub fn parse(name: &str) -> Option<ImageFormat> {
+        match name {
+            "raw" => Some(ImageFormat::Raw),
+            "qcow2" => Some(ImageFormat::Qcow2),
+            _ => None,
+        }
+    }
+
+    /// The name `parse` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Raw => "raw",
+            ImageFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
 /// A NIC of a VM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VifSpec {

@@ -25,7 +25,9 @@
 //!   handlers need from `member` (`pool/control.rs`), `pool/reconcile/` making the DB agree with
 //!   what agents report (`Master::report`), `pool/liveness.rs`, `pool/evacuation.rs` (where a
 //!   host's VMs go when it is evacuated) and `pool/alerts.rs`.
-//! - `storage/`: the VDI rows that copies of disks make, until storage has a backend.
+//! - `storage/`: the VDI rows that copies of disks make, until storage has a backend, and the
+//!   calls the front door makes for the HTTP handlers `import_raw_vdi` / `export_raw_vdi`
+//!   (`storage/raw_vdi.rs`).
 //!
 //! A new concern gets a module beside these: networks their own, HA under `pool/`, RBAC in
 //! `call/`.
@@ -70,6 +72,7 @@ use crate::host_link::HostLink;
 use crate::pool::control::PoolControl;
 pub use crate::pool::reconcile::Takeover;
 use crate::pool::{alerts, liveness, reconcile};
+pub use crate::storage::raw_vdi::{EXPORT_RAW_VDI, IMPORT_RAW_VDI, RAW_VDI_HOST};
 use crate::vm::operations;
 use host_api::AgentReport;
 

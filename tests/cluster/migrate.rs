@@ -83,14 +83,7 @@ async fn a_two_gib_image_moves_with_bounded_memory_and_no_election() {
         .expect("the VM starts");
     let uuid = vm::field(&client, &guest, "uuid").await;
     let leaderships = history::leaderships(&cluster);
-    let before: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|node| {
-            node.reset_peak_resident();
-            node.resident_bytes()
-        })
-        .collect();
+    let before = cluster.reset_peak_resident();
     let destination = cluster.nodes[to].host_ref();
     assert_eq!(
         pool_migrate(&client, &guest, &destination).await,
@@ -113,15 +106,7 @@ async fn a_two_gib_image_moves_with_bounded_memory_and_no_election() {
         received.is_some_and(|bytes| bytes > 2 << 30),
         "the destination received {received:?} bytes"
     );
-    for (node, before) in cluster.nodes.iter().zip(before) {
-        let growth = node.peak_resident_bytes().saturating_sub(before);
-        assert!(
-            growth < RSS_GROWTH_LIMIT,
-            "host {} grew by {} MiB",
-            node.index,
-            growth >> 20
-        );
-    }
+    cluster.assert_peak_growth_below(&before, RSS_GROWTH_LIMIT);
     assert_eq!(history::leaderships(&cluster), leaderships);
     assert!(cluster.nodes[master].leads_by_its_logs());
     watch.finish();

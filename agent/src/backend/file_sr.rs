@@ -12,6 +12,8 @@
 //! never touches the base it reads through (coalescing the leftover bases is not done yet).
 //! Backing files are named relative to the SR directory, so the directory can move.
 //!
+//! Import and export of a VDI as an image are in `file_sr/image.rs`.
+//!
 //! Attaching a local file sets nothing up on the host: attach checks the file and says its
 //! path (the disk's location as a path: a `DiskSpec` does not carry its SR's directory yet); activate and deactivate have nothing to do. What is attached is kept in memory, as
 //! the agent's record of which VDIs its domains hold.
@@ -23,8 +25,11 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use host_api::{DiskSpec, SrSpec, VdiInfo};
+mod image;
+
+use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
 
@@ -65,6 +70,18 @@ struct ImageInfo {
     virtual_size: u64,
     #[serde(rename = "actual-size", default)]
     actual_size: u64,
+    #[serde(rename = "backing-filename", default)]
+    backing_filename: Option<String>,
+    /// What is particular to the format; for a qcow2, its `data-file` if it has one.
+    #[serde(rename = "format-specific", default)]
+    format_specific: serde_json::Value,
+}
+
+impl ImageInfo {
+    /// Whether the image keeps its data in an external file (a qcow2 `data-file`).
+    fn has_data_file(&self) -> bool {
+        !self.format_specific["data"]["data-file"].is_null()
+    }
 }
 
 impl FileSr {
@@ -427,6 +444,26 @@ impl Storage for FileSr {
             Ok(found)
         })
     }
+
+    fn import<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        disk: &'a DiskSpec,
+        format: ImageFormat,
+        image: &'a mut (dyn AsyncRead + Send + Unpin),
+    ) -> Op<'a, VdiInfo> {
+        Box::pin(self.import_image(sr, disk, format, image))
+    }
+
+    fn export<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        disk: &'a DiskSpec,
+        format: ImageFormat,
+        out: &'a mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Op<'a> {
+        Box::pin(self.export_image(sr, disk, format, out))
+    }
 }
 
 #[cfg(test)]
@@ -435,7 +472,7 @@ mod tests {
     use crate::testing::disk;
 
     /// A driver and an SR in a new, empty temp dir (kept while the dir lives).
-    fn empty_sr() -> (tempfile::TempDir, FileSr, SrSpec) {
+    pub(super) fn empty_sr() -> (tempfile::TempDir, FileSr, SrSpec) {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = FileSr::new(FileSrConfig {
             qemu_img_timeout: Duration::from_secs(30),

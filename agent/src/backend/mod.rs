@@ -191,6 +191,8 @@ pub enum BackendOp {
     SnapshotVdi,
     CloneVdi,
     Scan,
+    Import,
+    Export,
     EnsureNetwork,
     EnsureVif,
     TearDownVif,
@@ -234,6 +236,8 @@ impl BackendOp {
             BackendOp::SnapshotVdi => "snapshot_vdi",
             BackendOp::CloneVdi => "clone_vdi",
             BackendOp::Scan => "scan",
+            BackendOp::Import => "import",
+            BackendOp::Export => "export",
             BackendOp::EnsureNetwork => "ensure_network",
             BackendOp::EnsureVif => "ensure_vif",
             BackendOp::TearDownVif => "tear_down_vif",
@@ -294,6 +298,19 @@ pub enum BackendError {
         virtual_size_bytes: u64,
         requested_bytes: u64,
     },
+    /// An image to import holds more than the VDI at `location`: `image_bytes` (a raw
+    /// image: at least that many).
+    #[error(
+        "an image of {image_bytes} bytes does not fit the vdi at {location} ({virtual_size_bytes} bytes)"
+    )]
+    ImageTooLarge {
+        location: String,
+        virtual_size_bytes: u64,
+        image_bytes: u64,
+    },
+    /// An image to import is not what its format says, or may not be used as it is.
+    #[error("unusable image: {reason}")]
+    ImageUnusable { reason: String },
     #[error("no saved image at {location}")]
     NoImage { location: String },
     #[error("{op} failed: {reason}")]

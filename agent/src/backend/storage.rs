@@ -1,7 +1,8 @@
 //! The `Storage` trait: what the agent asks of the driver of one SR type. It makes a VDI
 //! reachable on this host as a path the hypervisor can open (attach, then activate; undone by
 //! deactivate, then detach, as xapi's SM backends do), and it manages the VDIs of an SR
-//! (create, destroy, resize, snapshot, clone, scan).
+//! (create, destroy, resize, snapshot, clone, scan), and it writes a VDI from an image and
+//! reads one out as an image (import, export), streaming with bounded memory.
 //!
 //! A file SR (qcow2 or raw files in a directory) attaches a VDI as its file; a block SR as its
 //! device node. Attach is where a driver does the slow work that needs no exclusive access
@@ -12,8 +13,9 @@
 
 use std::path::PathBuf;
 
-use host_api::{DiskSpec, SrSpec, VdiInfo};
+use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Op;
 
@@ -49,6 +51,26 @@ pub trait Storage: Send + Sync + 'static {
     fn clone_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo>;
     /// Every VDI `sr` holds, as its driver finds them.
     fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>>;
+    /// Writes what `image` yields, laid out as `format`, into the VDI `disk` of `sr`, which
+    /// must not be attached: afterwards the VDI reads as the image, and as zeros past its
+    /// end. An image larger than the VDI is `ImageTooLarge`, one that is not what `format`
+    /// says `ImageUnusable`; a failed import leaves the VDI as it was.
+    fn import<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        disk: &'a DiskSpec,
+        format: ImageFormat,
+        image: &'a mut (dyn AsyncRead + Send + Unpin),
+    ) -> Op<'a, VdiInfo>;
+    /// Writes the VDI `disk` of `sr`, which must not be attached, to `out` laid out as
+    /// `format` (a qcow2 without a backing file).
+    fn export<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        disk: &'a DiskSpec,
+        format: ImageFormat,
+        out: &'a mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Op<'a>;
 }
 
 /// A VDI made reachable on this host: what the hypervisor opens.

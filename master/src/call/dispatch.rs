@@ -26,6 +26,9 @@ pub(crate) async fn call(master: &Arc<Master>, call: Call) -> Result<Value, ApiE
     if let Some(answer) = system(&method, &params) {
         return Ok(answer);
     }
+    if crate::storage::raw_vdi::is_call(&method) {
+        return crate::storage::raw_vdi::call(master, &method, params, origin).await;
+    }
     let outcome = checked_call(master, &method, params, origin).await;
     match &outcome {
         Ok(_) => tracing::debug!(method = %method, "call succeeded"),

@@ -142,6 +142,35 @@ where
     Ok(r)
 }
 
+/// Runs the existing task `task` (a client's, from `task.create`) as a worker of this
+/// process until `finish_adopted`: `task.cancel` cancels the returned handle's token.
+pub(crate) fn adopt(master: &Master, task: &str) -> TaskHandle {
+    let handle = TaskHandle {
+        r#ref: task.to_owned(),
+        cancel: CancellationToken::new(),
+        last_progress: Arc::default(),
+    };
+    master
+        .workers
+        .lock()
+        .insert(task.to_owned(), handle.cancel.clone());
+    handle
+}
+
+/// Ends a task taken with `adopt` with `outcome` (a call without a result) and lets it go;
+/// a failure to record it is only logged, as for a spawned task.
+pub(crate) async fn finish_adopted(
+    master: &Master,
+    task: TaskHandle,
+    outcome: Result<Value, ApiError>,
+) {
+    if let Err(e) = finish(master, &task.r#ref, outcome, true).await {
+        let code = crate::error::to_api_error(e).code;
+        tracing::warn!(code = %code, "task outcome not recorded");
+    }
+    master.workers.lock().remove(&task.r#ref);
+}
+
 /// Commits a worker's outcome. A task destroyed meanwhile is left alone; one whose
 /// destruction was deferred (`destroy` in `current_operations`) is destroyed now.
 async fn finish(

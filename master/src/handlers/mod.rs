@@ -10,7 +10,7 @@ mod message;
 mod pif;
 mod pool;
 mod session;
-mod sr;
+pub(crate) mod sr;
 mod task;
 pub(crate) mod vbd;
 mod vdi;

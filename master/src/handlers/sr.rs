@@ -46,7 +46,7 @@ pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
 
 /// The host to scan `sr` on and what its driver needs: the first attached PBD whose host is
 /// live, else the first attached PBD (its host's agent then answers `HOST_OFFLINE`).
-fn where_attached(view: &Overlay, sr: &str) -> Result<(String, SrSpec), Error> {
+pub(crate) fn where_attached(view: &Overlay, sr: &str) -> Result<(String, SrSpec), Error> {
     if !view.exists("SR", sr) {
         return Err(errors::handle_invalid("SR", sr).into());
     }

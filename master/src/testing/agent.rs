@@ -36,6 +36,8 @@ pub enum ActionKind {
     MigrateIn,
     MigrateFinish,
     ScanSr,
+    ImportVdi,
+    ExportVdi,
     AttachNetwork,
     DetachNetwork,
     Inventory,
@@ -64,6 +66,8 @@ impl ActionKind {
             HostAction::Vm(VmAction::MigrateIn { .. }) => ActionKind::MigrateIn,
             HostAction::Vm(VmAction::MigrateFinish { .. }) => ActionKind::MigrateFinish,
             HostAction::Storage(StorageAction::Scan { .. }) => ActionKind::ScanSr,
+            HostAction::Storage(StorageAction::Import { .. }) => ActionKind::ImportVdi,
+            HostAction::Storage(StorageAction::Export { .. }) => ActionKind::ExportVdi,
             HostAction::Network(NetworkAction::Attach { .. }) => ActionKind::AttachNetwork,
             HostAction::Network(NetworkAction::Detach { .. }) => ActionKind::DetachNetwork,
             HostAction::Inventory => ActionKind::Inventory,
@@ -358,6 +362,16 @@ impl FakeAgent {
             HostAction::Storage(StorageAction::Scan { sr }) => Ok(ActionResult::Vdis(
                 state.vdis.get(&sr.uuid).cloned().unwrap_or_default(),
             )),
+            // The fake moves no bytes: an import leaves the VDI as the DB has it.
+            HostAction::Storage(StorageAction::Import { disk, .. }) => {
+                Ok(ActionResult::Vdis(vec![VdiInfo {
+                    location: disk.location.clone(),
+                    virtual_size_bytes: disk.virtual_size_bytes,
+                    physical_utilisation_bytes: disk.virtual_size_bytes,
+                    read_only: false,
+                }]))
+            }
+            HostAction::Storage(StorageAction::Export { .. }) => Ok(ActionResult::Done),
             HostAction::Network(NetworkAction::Attach { bridge, .. }) => {
                 state.bridges.insert(bridge.clone());
                 Ok(ActionResult::Done)

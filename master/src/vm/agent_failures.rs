@@ -81,6 +81,18 @@ pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure)
         }
         AgentFailure::TooManyVcpus { vm } => errors::vm_too_many_vcpus(by_ref(&["VM"], &vm)),
         AgentFailure::UnknownSrDriver { sr_type } => errors::sr_unknown_driver(sr_type),
+        AgentFailure::ImageTooLarge {
+            location,
+            image_bytes,
+            ..
+        } => {
+            let vdi = db
+                .rows("VDI")
+                .find(|(_, row)| row.str("location") == location)
+                .map_or(location.as_str(), |(r, _)| r);
+            errors::vdi_too_small(vdi, image_bytes)
+        }
+        AgentFailure::ImageUnusable { reason } => errors::vdi_io_error(reason),
         AgentFailure::Internal { message } => {
             errors::internal_error(format!("host agent: {message}"))
         }

@@ -10,7 +10,8 @@
 //! reads its source only as fast as the connection takes it, the route reads the connection
 //! only as fast as the receiver reads (a few pieces in flight). `send` returns once the
 //! receiver has read every byte and said so (`Incoming::finish`), or fails with why it did
-//! not. `agent_transfer.rs` lends all this to the host agent (migration images);
+//! not. A sender that cannot send its bytes twice first waits until the receiver expects
+//! them (`wait_until_expected`, a `HEAD` of the same path). `agent_transfer.rs` lends all this to the host agent (migration images);
 //! `registry.rs` holds the expected transfers; `token.rs`, `incoming.rs` and `error.rs`
 //! what their names say.
 
@@ -122,7 +123,19 @@ impl DataPlane {
         send::send(&self.inner, to, token, body).await
     }
 
-    /// `PUT /data/{token}`, for `Front::with_pool_stream_routes` (served over TCP only,
+    /// Waits until `to` expects the transfer `token`, asking it without using the token, at
+    /// most until `deadline` (then `UnknownToken`): for a sender whose bytes cannot be sent
+    /// twice (a client's upload), which must not start before the receiver is there.
+    pub async fn wait_until_expected(
+        &self,
+        to: &Endpoint,
+        token: &Token,
+        deadline: Instant,
+    ) -> Result<(), DataPlaneError> {
+        send::wait_until_expected(&self.inner, to, token, deadline).await
+    }
+
+    /// `PUT /data/{token}` (and `HEAD`, which asks whether it is expected), for `Front::with_pool_stream_routes` (served over TCP only,
     /// outside the body deadline: the route bounds a stall itself).
     pub fn router(&self) -> axum::Router {
         route::router(self.clone())

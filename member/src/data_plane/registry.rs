@@ -110,6 +110,19 @@ impl Registry {
         }
     }
 
+    /// Whether a sender with `token` would be taken now, without taking it.
+    pub fn check(&self, token: &Token, now: Instant) -> Result<(), Refusal> {
+        match self.entries().get(token) {
+            None => Err(Refusal::Unknown),
+            Some(Entry::Waiting { deadline, arrival })
+                if now < *deadline && !arrival.is_closed() =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(Refusal::Gone),
+        }
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Token, Entry>> {
         self.entries
             .lock()

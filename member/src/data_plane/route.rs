@@ -1,7 +1,8 @@
 //! `PUT /data/{token}`: a sender's bytes for a transfer this host expects. The pool secret
 //! and the token are checked, then the body is moved piece by piece into the waiting
 //! `Incoming`, never more than a few pieces ahead of its reader; the answer says whether the
-//! receiver took every byte.
+//! receiver took every byte. `HEAD /data/{token}` answers the same refusals, or 200 when the
+//! token is expected, without using it: a sender whose bytes cannot be sent twice asks first.
 
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ const LINGER: Duration = Duration::from_secs(2);
 
 pub(crate) fn router(plane: DataPlane) -> Router {
     Router::new()
-        .route("/data/{token}", put(receive))
+        .route("/data/{token}", put(receive).head(probe))
         .with_state(plane)
 }
 
@@ -83,6 +84,26 @@ async fn receive(
     let answer = answer(outcome, &pieces, verdict, stall).await;
     tracing::debug!(token = %token, status = %answer.status(), "data plane transfer ended");
     answer
+}
+
+/// 403 without the pool secret, 404 for a token not expected here, 410 for one used,
+/// expired or given up, 200 for one a sender may use now.
+async fn probe(
+    State(plane): State<DataPlane>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> StatusCode {
+    if !has_pool_secret(&plane, &headers) {
+        return StatusCode::FORBIDDEN;
+    }
+    let Ok(token) = Token::parse(&token) else {
+        return StatusCode::NOT_FOUND;
+    };
+    match plane.inner.registry.check(&token, Instant::now()) {
+        Ok(()) => StatusCode::OK,
+        Err(Refusal::Unknown) => StatusCode::NOT_FOUND,
+        Err(Refusal::Gone) => StatusCode::GONE,
+    }
 }
 
 fn has_pool_secret(plane: &DataPlane, headers: &HeaderMap) -> bool {

@@ -19,6 +19,8 @@ use crate::peer::trust::pinned_client_config;
 
 /// The most bytes read from the source at once: one piece of the body.
 const CHUNK_BYTES: usize = 64 * 1024;
+/// How often `wait_until_expected` asks the receiver.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// The most bytes of a refusal's text kept as its reason.
 const REASON_BYTES: usize = 1024;
 
@@ -29,15 +31,8 @@ pub(crate) async fn send(
     token: &Token,
     body: impl AsyncRead + Send + 'static,
 ) -> Result<u64, DataPlaneError> {
-    let secret = (plane.pool_secret)().ok_or(DataPlaneError::NoPoolSecret)?;
+    let (client, secret) = client(plane, to)?;
     let stall = plane.settings.stall_timeout();
-    let client = reqwest::Client::builder()
-        .local_address(plane.local_ip)
-        .use_preconfigured_tls(pinned_client_config(&to.cert_sha256))
-        .http1_only()
-        .connect_timeout(stall)
-        .build()
-        .map_err(DataPlaneError::Client)?;
     let progress = Arc::new(Progress::default());
     let body = ReaderBody {
         reader: Mutex::new(Box::pin(body)),
@@ -87,6 +82,59 @@ pub(crate) async fn send(
             status: status.as_u16(),
             reason,
         }),
+    }
+}
+
+/// A client to `to` with its certificate pinned, and the pool secret it sends.
+fn client(plane: &Inner, to: &Endpoint) -> Result<(reqwest::Client, String), DataPlaneError> {
+    let secret = (plane.pool_secret)().ok_or(DataPlaneError::NoPoolSecret)?;
+    let client = reqwest::Client::builder()
+        .local_address(plane.local_ip)
+        .use_preconfigured_tls(pinned_client_config(&to.cert_sha256))
+        .http1_only()
+        .connect_timeout(plane.settings.stall_timeout())
+        .build()
+        .map_err(DataPlaneError::Client)?;
+    Ok((client, secret))
+}
+
+/// Waits until `to` expects the transfer `token` (asking every `PROBE_INTERVAL`), at most
+/// until `deadline`; see `DataPlane::wait_until_expected`.
+pub(crate) async fn wait_until_expected(
+    plane: &Inner,
+    to: &Endpoint,
+    token: &Token,
+    deadline: tokio::time::Instant,
+) -> Result<(), DataPlaneError> {
+    let (client, secret) = client(plane, to)?;
+    let url = format!("https://{}/data/{}", to.address, token.to_hex());
+    let address = to.address.clone();
+    loop {
+        let response = client
+            .head(&url)
+            .header(SECRET_HEADER, &secret)
+            .send()
+            .await
+            .map_err(|source| DataPlaneError::Connection {
+                address: address.clone(),
+                source,
+            })?;
+        match response.status() {
+            StatusCode::OK => return Ok(()),
+            StatusCode::NOT_FOUND if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+            StatusCode::NOT_FOUND => return Err(DataPlaneError::UnknownToken { address }),
+            StatusCode::FORBIDDEN => return Err(DataPlaneError::SecretRefused { address }),
+            StatusCode::GONE => return Err(DataPlaneError::TokenGone { address }),
+            status => {
+                return Err(DataPlaneError::ReceiverFailed {
+                    address,
+                    status: status.as_u16(),
+                    reason: String::new(),
+                });
+            }
+        }
     }
 }
 

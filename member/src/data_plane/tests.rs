@@ -441,3 +441,55 @@ async fn the_data_route_is_not_served_on_the_local_socket() {
     assert_eq!(sent.expect("sent"), 5);
     assert_eq!(bytes, b"hello");
 }
+
+/// A sender that asks first waits until the receiver expects its token, and asking uses
+/// nothing: the transfer goes through afterwards. A token never expected is unknown once
+/// the wait is over, and a wrong secret is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_may_wait_until_its_token_is_expected() {
+    let (sender, receiver) = two_hosts();
+    let token = Token::generate().expect("token");
+    let early = Instant::now() + Duration::from_millis(100);
+    assert!(matches!(
+        sender
+            .plane
+            .wait_until_expected(&receiver.endpoint, &token, early)
+            .await,
+        Err(DataPlaneError::UnknownToken { .. })
+    ));
+    let plane = receiver.plane.clone();
+    let expected = token.clone();
+    let later = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        plane.expect(&expected, soon()).expect("expected")
+    });
+    sender
+        .plane
+        .wait_until_expected(&receiver.endpoint, &token, soon())
+        .await
+        .expect("the receiver expects it in time");
+    let mut incoming = later.await.expect("the receiver");
+    let receive = async {
+        let mut bytes = Vec::new();
+        incoming.read_to_end(&mut bytes).await.expect("reads");
+        incoming.finish().expect("finished");
+        bytes
+    };
+    let send = sender
+        .plane
+        .send(&receiver.endpoint, &token, &b"after asking"[..]);
+    let (bytes, sent) = tokio::join!(receive, send);
+    assert_eq!(
+        (bytes.as_slice(), sent.ok()),
+        (&b"after asking"[..], Some(12))
+    );
+
+    let stranger = start_host("another secret", Duration::from_secs(30));
+    assert!(matches!(
+        stranger
+            .plane
+            .wait_until_expected(&receiver.endpoint, &token, soon())
+            .await,
+        Err(DataPlaneError::SecretRefused { .. })
+    ));
+}

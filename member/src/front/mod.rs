@@ -4,7 +4,8 @@
 //! decode a body, hand the call to an `Answer` (in a pool, `links::Forwarder`: the leader's
 //! master, or a forward to it) and encode the reply; `listen.rs` opens the listeners and shuts
 //! them down, `capacity.rs` caps how many connections they hold, `http1.rs` keeps them to
-//! HTTP/1.1; `tls.rs` holds the host certificate. `simulator.rs` is the simulator's test-only control,
+//! HTTP/1.1; `tls.rs` holds the host certificate. `raw_vdi.rs` serves xapi's HTTP handlers
+//! `import_raw_vdi` and `export_raw_vdi`. `simulator.rs` is the simulator's test-only control,
 //! mounted on the local Unix socket only.
 
 pub mod body;
@@ -12,6 +13,7 @@ pub mod capacity;
 pub mod http1;
 pub mod jsonrpc;
 pub mod listen;
+pub mod raw_vdi;
 pub mod server;
 pub mod simulator;
 #[cfg(test)]

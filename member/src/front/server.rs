@@ -93,9 +93,10 @@ impl Front {
         self
     }
 
-    /// Adds routes between pool members whose request bodies stream for as long as they make
-    /// progress (the data plane): served over TCP like the pool routes, but outside the body
-    /// deadline, so they must bound a stall themselves.
+    /// Adds routes whose request bodies stream for as long as they make progress (the data
+    /// plane between pool members, the VDI import and export of clients): served over TCP
+    /// like the pool routes, but outside the body deadline, so they must bound a stall
+    /// themselves.
     pub fn with_pool_stream_routes(mut self, routes: Router) -> Front {
         self.pool_stream_routes = Some(match self.pool_stream_routes.take() {
             Some(existing) => existing.merge(routes),

@@ -23,8 +23,8 @@ use crate::facts;
 use crate::front::Answer;
 use crate::front::listen::{Addresses, Listeners};
 use crate::front::server::Front;
-use crate::front::simulator;
 use crate::front::tls;
+use crate::front::{raw_vdi, simulator};
 use crate::identity::{Identity, generate_root_password};
 use crate::links::{
     Duties, FirstInventory, Forwarder, HealthSource, LocalReplica, PoolLink, Roles,
@@ -115,7 +115,15 @@ async fn start_parts(
     started.splits = Some(split_alerts::start(&peers, &master, &db));
     let (answer, open) = until_ready(config, roles, &master, &db);
     let pool_routes = pool::routes(master, db, control);
-    let front = front(config, answer, &peers, pool_routes, &data_plane, &agent);
+    let front = front(
+        config,
+        host,
+        answer,
+        &peers,
+        pool_routes,
+        &data_plane,
+        &agent,
+    );
     let listeners = Listeners::start(front, Arc::clone(&host.tls), &addresses(config))?;
     let listeners = started.listeners.insert(listeners);
     Ok(Running {
@@ -281,9 +289,11 @@ fn until_ready(
 }
 
 /// The front door: `answer` for the XenAPI, the peer streams, the pool operations'
-/// `pool_routes`, the data plane, and the simulator's control when the agent runs one.
+/// `pool_routes`, the data plane, the VDI import and export, and the simulator's control
+/// when the agent runs one.
 fn front(
     config: &Config,
+    host: &Host,
     answer: UntilReady,
     peers: &Peers,
     pool_routes: axum::Router,
@@ -295,6 +305,17 @@ fn front(
         .with_pool_routes(peers.router())
         .with_pool_routes(pool_routes)
         .with_pool_stream_routes(data_plane.router());
+    // The SR's host may convert a whole image before it sends the first byte of an export.
+    let wait =
+        config.data_plane.stall_timeout() + Duration::from_secs(config.agent.qemu_img_timeout_secs);
+    let raw_vdi = raw_vdi::routes(
+        front.clone(),
+        data_plane.clone(),
+        peers.clone(),
+        host.identity.host_ref.clone(),
+        wait,
+    );
+    let front = front.with_pool_stream_routes(raw_vdi);
     match agent.simulator() {
         Some(simulator) => front.with_local_routes(simulator::routes(simulator)),
         None => front,

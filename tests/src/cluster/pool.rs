@@ -172,6 +172,32 @@ impl Cluster {
         cluster
     }
 
+    /// Starts every host's peak resident memory again from what it holds now; what each holds,
+    /// by index, for `assert_peak_growth_below`.
+    pub fn reset_peak_resident(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                node.reset_peak_resident();
+                node.resident_bytes()
+            })
+            .collect()
+    }
+
+    /// Fails unless every host's peak resident memory stayed less than `limit` bytes above
+    /// what it held at `reset_peak_resident` (`before`).
+    pub fn assert_peak_growth_below(&self, before: &[u64], limit: u64) {
+        for (node, before) in self.nodes.iter().zip(before) {
+            let growth = node.peak_resident_bytes().saturating_sub(*before);
+            assert!(
+                growth < limit,
+                "host {} grew by {} MiB",
+                node.index,
+                growth >> 20
+            );
+        }
+    }
+
     /// The pool's root password: the first master's (joiners take it).
     pub fn password(&self) -> &str {
         &self.nodes[0].password

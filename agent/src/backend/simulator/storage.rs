@@ -1,11 +1,16 @@
 //! The simulator as the storage driver of every SR type: VDIs are entries in its state, not
 //! files; an attached VDI's path names it under `simulator/vdi/`, where nothing is written.
+//! An import reads the whole image and keeps only its length and SHA-256 (`ImportedImage`),
+//! so a test can tell what arrived; an export yields as many zero bytes as the last import
+//! brought.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use host_api::{DiskSpec, SrSpec, VdiInfo};
+use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::state::failed;
 use super::{Simulator, quiet};
@@ -21,7 +26,24 @@ pub(super) struct SimStorage {
     pub srs: BTreeMap<String, BTreeMap<String, VdiInfo>>,
     /// The number the next VDI's location is made from.
     pub next_vdi: u64,
+    /// What the last import into each VDI brought, by VDI uuid.
+    pub imported: BTreeMap<String, ImportedImage>,
 }
+
+/// What an import brought into a VDI: all the simulator keeps of the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportedImage {
+    pub format: ImageFormat,
+    pub bytes: u64,
+    /// The lowercase hex SHA-256 of the image's bytes.
+    pub sha256: String,
+}
+
+/// The first bytes of a qcow2 image.
+const QCOW2_MAGIC: &[u8; 4] = b"QFI\xfb";
+/// An image is read and an export written this many bytes at a time.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// One attached VDI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +205,50 @@ impl SimStorage {
     }
 }
 
+/// Reads `image` to its end; what it was. A raw image larger than `disk` is
+/// `ImageTooLarge` (read no further), a qcow2 one without qcow2's magic `ImageUnusable`.
+async fn read_image(
+    image: &mut (dyn AsyncRead + Send + Unpin),
+    disk: &DiskSpec,
+    format: ImageFormat,
+) -> Result<ImportedImage, BackendError> {
+    let mut hash = Sha256::new();
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut bytes = 0u64;
+    let mut head = Vec::new();
+    loop {
+        let read = image
+            .read(&mut chunk)
+            .await
+            .map_err(|err| failed(BackendOp::Import, &format!("the image broke off: {err}")))?;
+        if read == 0 {
+            break;
+        }
+        bytes += read as u64;
+        if bytes > disk.virtual_size_bytes && format == ImageFormat::Raw {
+            return Err(BackendError::ImageTooLarge {
+                location: disk.location.clone(),
+                virtual_size_bytes: disk.virtual_size_bytes,
+                image_bytes: bytes,
+            });
+        }
+        let wanted = QCOW2_MAGIC.len() - head.len();
+        head.extend_from_slice(&chunk[..read.min(wanted)]);
+        hash.update(&chunk[..read]);
+    }
+    if format == ImageFormat::Qcow2 && !head.starts_with(QCOW2_MAGIC) {
+        return Err(BackendError::ImageUnusable {
+            reason: "not a qcow2 image".to_owned(),
+        });
+    }
+    let sha256 = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(ImportedImage {
+        format,
+        bytes,
+        sha256,
+    })
+}
+
 impl Storage for Simulator {
     fn attach<'a>(&'a self, disk: &'a DiskSpec, read_only: bool) -> Op<'a, AttachedDisk> {
         Box::pin(self.run(BackendOp::Attach, &disk.vdi_uuid, move |m| {
@@ -255,6 +321,60 @@ impl Storage for Simulator {
 
     fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>> {
         Box::pin(self.run(BackendOp::Scan, &sr.uuid, |m| quiet(Ok(m.storage.scan(sr)))))
+    }
+
+    fn import<'a>(
+        &'a self,
+        _sr: &'a SrSpec,
+        disk: &'a DiskSpec,
+        format: ImageFormat,
+        image: &'a mut (dyn AsyncRead + Send + Unpin),
+    ) -> Op<'a, VdiInfo> {
+        Box::pin(async move {
+            let imported = read_image(image, disk, format).await?;
+            self.run(BackendOp::Import, &disk.vdi_uuid, move |m| {
+                if m.storage.attached.contains_key(&disk.vdi_uuid) {
+                    return Err(BackendError::InUse {
+                        what: format!("vdi {}", disk.vdi_uuid),
+                    });
+                }
+                let bytes = imported.bytes;
+                m.storage.imported.insert(disk.vdi_uuid.clone(), imported);
+                quiet(Ok(VdiInfo {
+                    location: disk.location.clone(),
+                    virtual_size_bytes: disk.virtual_size_bytes,
+                    physical_utilisation_bytes: bytes,
+                    read_only: false,
+                }))
+            })
+            .await
+        })
+    }
+
+    fn export<'a>(
+        &'a self,
+        _sr: &'a SrSpec,
+        disk: &'a DiskSpec,
+        _format: ImageFormat,
+        out: &'a mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Op<'a> {
+        Box::pin(async move {
+            let bytes = self
+                .run(BackendOp::Export, &disk.vdi_uuid, |m| {
+                    let imported = m.storage.imported.get(&disk.vdi_uuid);
+                    quiet(Ok(imported.map_or(0, |image| image.bytes)))
+                })
+                .await?;
+            let write = |err: std::io::Error| failed(BackendOp::Export, &err.to_string());
+            let zeros = vec![0u8; CHUNK_BYTES];
+            let mut left = bytes;
+            while left > 0 {
+                let size = usize::try_from(left.min(CHUNK_BYTES as u64)).expect("a chunk fits");
+                out.write_all(&zeros[..size]).await.map_err(write)?;
+                left -= size as u64;
+            }
+            out.flush().await.map_err(write)
+        })
     }
 }
 

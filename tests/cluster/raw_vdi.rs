@@ -1,0 +1,218 @@
+//! xapi's HTTP handlers for a VDI's bytes on a 2-host pool with the `file` storage driver:
+//! an image `PUT` to `/import_raw_vdi` on the host that does not have the VDI's SR goes
+//! through the data plane into the VDI, with bounded memory on both hosts, and comes back
+//! from `/export_raw_vdi` in raw and qcow2; bad requests get xapi's answers and leave the
+//! VDI as it was.
+
+use std::path::{Path, PathBuf};
+
+use api_spec::Value;
+use oxapi_tests::Client;
+use oxapi_tests::Protocol;
+use oxapi_tests::client::pinned_tls;
+use oxapi_tests::cluster::{Cluster, ClusterOptions, Node};
+use serde_json::json;
+
+const MIB: usize = 1 << 20;
+/// How much a host's resident memory may grow while an image passes through it.
+const RSS_GROWTH_LIMIT: u64 = 64 << 20;
+
+/// A 2-host pool whose directory SRs keep qcow2 files; the index of its master.
+async fn file_pool() -> (Cluster, usize) {
+    let mut options = ClusterOptions::hosts(2);
+    for host in 0..2 {
+        options
+            .host_config
+            .insert(host, json!({ "agent": { "storage_driver": "file" } }));
+    }
+    let cluster = Cluster::start(options).await;
+    let master = cluster.settle(&[0, 1]).await;
+    (cluster, master)
+}
+
+/// A new VDI of `bytes` on the local SR of `host`, made as a qcow2 file in its directory and
+/// found by `SR.scan`; its uuid.
+async fn local_vdi(client: &Client, host: &Node, name: &str, bytes: usize) -> String {
+    let pbds = client
+        .ok("host.get_PBDs", vec![Value::str(host.host_ref())])
+        .await;
+    let pbd = pbds
+        .as_array()
+        .and_then(|p| p.first())
+        .expect("a PBD")
+        .clone();
+    let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
+    let config = client.ok("PBD.get_device_config", vec![pbd]).await;
+    let config = config.as_struct().expect("a map");
+    let dir = config
+        .get("path")
+        .or(config.get("location"))
+        .and_then(Value::as_str)
+        .expect("the local SR's directory");
+    let location = format!("{name}.qcow2");
+    let status = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(Path::new(dir).join(&location))
+        .arg(bytes.to_string())
+        .status()
+        .expect("qemu-img runs (tests/run installs it)");
+    assert!(status.success());
+    client.ok("SR.scan", vec![sr]).await;
+    let vdis = client.ok("VDI.get_all_records", vec![]).await;
+    let vdis = vdis.as_struct().expect("records");
+    vdis.values()
+        .find_map(|record| {
+            let record = record.as_struct()?;
+            (record.get("location")?.as_str()? == location)
+                .then(|| record.get("uuid")?.as_str().map(str::to_owned))?
+        })
+        .expect("the scan found the file")
+}
+
+/// An HTTPS client of `host`, its certificate pinned.
+fn http(host: &Node) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(pinned_tls(&host.cert_pem()))
+        .build()
+        .expect("a client")
+}
+
+/// `PUT /import_raw_vdi` of `image` to `host`; the status and the body.
+async fn import(host: &Node, query: &str, image: Vec<u8>) -> (u16, String) {
+    let url = format!("{}/import_raw_vdi?{query}", host.url());
+    let reply = http(host)
+        .put(url)
+        .body(image)
+        .send()
+        .await
+        .expect("an answer");
+    let status = reply.status().as_u16();
+    (status, reply.text().await.unwrap_or_default())
+}
+
+/// `GET /export_raw_vdi` from `host`; the status and the bytes.
+async fn export(host: &Node, query: &str) -> (u16, Vec<u8>) {
+    let url = format!("{}/export_raw_vdi?{query}", host.url());
+    let reply = http(host).get(url).send().await.expect("an answer");
+    let status = reply.status().as_u16();
+    let bytes = reply.bytes().await.expect("the whole body");
+    (status, bytes.to_vec())
+}
+
+/// `session_id`, `vdi` and `format` as a query.
+fn query(client: &Client, vdi: &str, format: &str) -> String {
+    let session = client.session.as_deref().expect("logged in");
+    format!("session_id={session}&vdi={vdi}&format={format}")
+}
+
+/// `size` bytes of a pattern, every third MiB a hole of zeros, and zeros at the end.
+fn image(size: usize) -> Vec<u8> {
+    let mut image: Vec<u8> = (0..size).map(|i| (i % 253) as u8 | 1).collect();
+    for (index, block) in image.chunks_mut(MIB).enumerate() {
+        if index % 3 == 1 {
+            block.fill(0);
+        }
+    }
+    let tail = size - MIB / 2;
+    image[tail..].fill(0);
+    image
+}
+
+/// A file of `bytes` in a new temp dir (kept while the dir lives).
+fn temp_file(bytes: &[u8], name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("written");
+    (dir, path)
+}
+
+/// A qcow2 image as raw bytes, through `qemu-img convert`.
+fn qcow2_to_raw(qcow2: &[u8]) -> Vec<u8> {
+    let (dir, path) = temp_file(qcow2, "exported.qcow2");
+    let raw = dir.path().join("exported.raw");
+    let status = std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(&path)
+        .arg(&raw)
+        .status()
+        .expect("qemu-img runs");
+    assert!(status.success());
+    std::fs::read(raw).expect("the raw image")
+}
+
+/// A raw image of 96 MiB with holes, imported through the host that does not have the VDI's
+/// SR, reaches the VDI without either host's resident memory growing by 64 MiB; it comes
+/// back byte for byte from both hosts in raw (zeros after it) and in qcow2, and an import
+/// with a task reports on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_image_imported_through_another_host_comes_back_whole() {
+    let (cluster, master) = file_pool().await;
+    let (sr_host, front) = (&cluster.nodes[master], &cluster.nodes[1 - master]);
+    let client = front.login(Protocol::JsonRpc).await;
+    let vdi = local_vdi(&client, sr_host, "imported", 128 * MIB).await;
+    let image = image(96 * MIB);
+    let before = cluster.reset_peak_resident();
+    let (status, body) = import(front, &query(&client, &vdi, "raw"), image.clone()).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    cluster.assert_peak_growth_below(&before, RSS_GROWTH_LIMIT);
+    let mut expected = image.clone();
+    expected.resize(128 * MIB, 0);
+    for host in [front, sr_host] {
+        let (status, raw) = export(host, &query(&client, &vdi, "raw")).await;
+        assert_eq!(status, 200);
+        assert!(
+            raw == expected,
+            "the raw export from host {} differs",
+            host.index
+        );
+    }
+    let (status, qcow2) = export(front, &query(&client, &vdi, "qcow2")).await;
+    assert_eq!(status, 200);
+    assert!(qcow2.starts_with(b"QFI\xfb"));
+    assert!(qcow2_to_raw(&qcow2) == expected, "the qcow2 export differs");
+
+    let task = client
+        .ok("task.create", vec![Value::str("import"), Value::str("")])
+        .await;
+    let task = task.as_str().expect("a task").to_owned();
+    let with_task = format!("{}&task_id={task}", query(&client, &vdi, "qcow2"));
+    let (status, _) = import(front, &with_task, qcow2).await;
+    assert_eq!(status, 200);
+    let record = client.ok("task.get_record", vec![Value::str(&task)]).await;
+    let record = record.as_struct().expect("a record");
+    assert_eq!(record.get("status"), Some(&Value::str("success")));
+    assert_eq!(record.get("progress"), Some(&Value::Float(1.0)));
+}
+
+/// Without a session or with a bad one the answer is 401; an unknown format is
+/// `VALUE_NOT_SUPPORTED` (400); an image larger than the VDI is `VDI_TOO_SMALL` and a corrupt
+/// qcow2 `VDI_IO_ERROR` (500), and after each the VDI holds what it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_imports_are_refused_and_change_nothing() {
+    let (cluster, master) = file_pool().await;
+    let (sr_host, front) = (&cluster.nodes[master], &cluster.nodes[1 - master]);
+    let client = front.login(Protocol::JsonRpc).await;
+    let vdi = local_vdi(&client, sr_host, "kept", 4 * MIB).await;
+    let kept = image(4 * MIB);
+    let (status, _) = import(front, &query(&client, &vdi, "raw"), kept.clone()).await;
+    assert_eq!(status, 200);
+
+    let no_session = format!("vdi={vdi}&format=raw");
+    assert_eq!(import(front, &no_session, kept.clone()).await.0, 401);
+    let bad_session = format!("session_id=OpaqueRef:nobody&{no_session}");
+    assert_eq!(export(front, &bad_session).await.0, 401);
+    let (status, body) = import(front, &query(&client, &vdi, "vhd"), kept.clone()).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("VALUE_NOT_SUPPORTED"), "{body}");
+
+    let (status, body) = import(front, &query(&client, &vdi, "raw"), vec![9u8; 5 * MIB]).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("VDI_TOO_SMALL"), "{body}");
+    let corrupt = b"QFI\xfbthis is no qcow2 image".repeat(1000);
+    let (status, body) = import(front, &query(&client, &vdi, "qcow2"), corrupt).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("VDI_IO_ERROR"), "{body}");
+    let (status, after) = export(front, &query(&client, &vdi, "raw")).await;
+    assert_eq!(status, 200);
+    assert!(after == kept, "the VDI changed");
+}
