@@ -90,11 +90,11 @@ async fn a_scan_finds_a_qcow2_file_in_the_local_sr() {
     let config = client.ok("PBD.get_device_config", vec![pbd.clone()]).await;
     let config = config.as_struct().expect("a map");
     let dir = config
-        .get("path")
-        .or(config.get("location"))
+        .get("location")
         .and_then(Value::as_str)
-        .expect("the local SR's directory");
+        .expect("the local SR's directory, as a file SR's PBD names it");
     let dir = std::path::Path::new(dir);
+    assert!(dir.starts_with(host.data_dir()), "{dir:?}");
     let status = std::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(dir.join("x.qcow2"))

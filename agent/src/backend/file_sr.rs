@@ -12,8 +12,8 @@
 //! never touches the base it reads through (coalescing the leftover bases is not done yet).
 //! Backing files are named relative to the SR directory, so the directory can move.
 //!
-//! Attaching a local file sets nothing up on the host: attach checks the file and says its
-//! path (the disk's location as a path: a `DiskSpec` does not carry its SR's directory yet); activate and deactivate have nothing to do. What is attached is kept in memory, as
+//! Attaching a local file sets nothing up on the host: attach checks the file in the disk's SR
+//! directory and says its path; activate and deactivate have nothing to do. What is attached is kept in memory, as
 //! the agent's record of which VDIs its domains hold.
 
 use std::collections::BTreeMap;
@@ -283,12 +283,7 @@ fn rename(from: &Path, to: &Path) -> Result<(), BackendError> {
 impl Storage for FileSr {
     fn attach<'a>(&'a self, disk: &'a DiskSpec, read_only: bool) -> Op<'a, AttachedDisk> {
         Box::pin(async move {
-            let path = PathBuf::from(&disk.location);
-            if !path.is_file() {
-                return Err(BackendError::NoVdi {
-                    location: disk.location.clone(),
-                });
-            }
+            let path = existing(&disk.sr, &disk.location)?;
             let mut attached = self.attached_disks();
             if let Some(existing) = attached.get(&disk.vdi_uuid) {
                 if existing.read_only != read_only {
@@ -543,28 +538,21 @@ mod tests {
         ));
     }
 
-    /// Attach says the file's path as qcow2 and refuses a missing file; an attached VDI cannot
-    /// be destroyed until it is detached.
+    /// Attach says the path of the file in the SR's directory as qcow2 and refuses a missing
+    /// file; an attached VDI cannot be destroyed until it is detached.
     #[tokio::test]
     async fn attach_names_the_file_and_refuses_a_missing_one() {
         let (dir, storage, sr) = empty_sr();
         let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
-        let mut spec = disk("a");
-        spec.location = dir
-            .path()
-            .join("missing.qcow2")
-            .to_string_lossy()
-            .into_owned();
+        let mut spec = disk("missing.qcow2");
+        spec.sr = sr.clone();
         assert!(matches!(
             storage.attach(&spec, false).await,
             Err(BackendError::NoVdi { .. })
         ));
-        spec.location = dir
-            .path()
-            .join(&vdi.location)
-            .to_string_lossy()
-            .into_owned();
+        spec.location = vdi.location.clone();
         let attached = storage.attach(&spec, false).await.expect("attach");
+        assert_eq!(attached.path, dir.path().join(&vdi.location));
         assert_eq!(attached.format, DiskFormat::Qcow2);
         assert_eq!(
             storage.attached(&spec).await.expect("attached"),
