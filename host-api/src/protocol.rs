@@ -21,7 +21,7 @@ mod tests {
     /// The version and the hash of its frames' shape, as last recorded.
     const RECORDED: (u32, &str) = (
         5,
-        "973f7040a96f123358eaabbc0307fce83d581ed90fd0304aa65c1c934ca60961",
+        "b77a20110917f8354ae31a585c853c1244f1a182ee8e41b1c7a00f6727bd4ee6",
     );
 
     /// The shape of every type the frames carry. Each enum is traced on its own so that all
@@ -35,6 +35,7 @@ mod tests {
             tracer.trace_simple_type::<DomainState>().map(drop),
             tracer.trace_simple_type::<GuestEvent>().map(drop),
             tracer.trace_simple_type::<PowerState>().map(drop),
+            tracer.trace_simple_type::<StorageOperation>().map(drop),
             tracer.trace_simple_type::<VbdKind>().map(drop),
             tracer.trace_simple_type::<VmAction>().map(drop),
             tracer.trace_simple_type::<StorageAction>().map(drop),

@@ -170,9 +170,7 @@ impl FileSr {
     ) -> Result<VdiInfo, BackendError> {
         let path = existing(sr, location)?;
         if self.is_attached(sr, location) {
-            return Err(BackendError::InUse {
-                what: format!("vdi at {location}"),
-            });
+            return Err(in_use(sr, location, op));
         }
         let base = format!("{BASE_PREFIX}{}", fresh_name());
         let base_path = Path::new(&sr.location).join(&base);
@@ -251,6 +249,7 @@ fn vdi_path(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
     let plain = Path::new(location).file_name() == Some(OsStr::new(location));
     if !plain || !is_vdi_name(location) {
         return Err(BackendError::NoVdi {
+            sr: sr.uuid.clone(),
             location: location.to_owned(),
         });
     }
@@ -262,6 +261,7 @@ fn existing(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
     let path = vdi_path(sr, location)?;
     if !path.is_file() {
         return Err(BackendError::NoVdi {
+            sr: sr.uuid.clone(),
             location: location.to_owned(),
         });
     }
@@ -271,6 +271,15 @@ fn existing(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
 /// Whether a file name in an SR directory is a VDI's (not hidden, ends `.qcow2`).
 fn is_vdi_name(name: &str) -> bool {
     !name.starts_with('.') && Path::new(name).extension() == Some(OsStr::new(EXTENSION))
+}
+
+/// `VdiInUse` for the VDI at `location` in `sr`, which `op` cannot touch.
+fn in_use(sr: &SrSpec, location: &str, op: BackendOp) -> BackendError {
+    BackendError::VdiInUse {
+        sr: sr.uuid.clone(),
+        location: location.to_owned(),
+        op,
+    }
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), BackendError> {
@@ -342,9 +351,7 @@ impl Storage for FileSr {
         Box::pin(async move {
             let path = existing(sr, location)?;
             if self.is_attached(sr, location) {
-                return Err(BackendError::InUse {
-                    what: format!("vdi at {location}"),
-                });
+                return Err(in_use(sr, location, BackendOp::DestroyVdi));
             }
             std::fs::remove_file(&path).map_err(|source| BackendError::State { path, source })
         })
@@ -362,6 +369,7 @@ impl Storage for FileSr {
             let now = self.info(op, &path).await?.virtual_size;
             if virtual_size_bytes < now {
                 return Err(BackendError::CannotShrink {
+                    sr: sr.uuid.clone(),
                     location: location.to_owned(),
                     virtual_size_bytes: now,
                     requested_bytes: virtual_size_bytes,
@@ -561,7 +569,7 @@ mod tests {
         storage.activate(&spec).await.expect("activate");
         assert!(matches!(
             storage.destroy_vdi(&sr, &vdi.location).await,
-            Err(BackendError::InUse { .. })
+            Err(BackendError::VdiInUse { .. })
         ));
         storage.deactivate(&spec).await.expect("deactivate");
         storage.detach(&spec).await.expect("detach");

@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use host_api::PowerState;
+use host_api::{PowerState, StorageOperation};
 use serde::{Deserialize, Serialize};
 
 use self::file_sr::{FileSr, FileSrConfig};
@@ -199,6 +199,23 @@ impl BackendOp {
     }
 }
 
+impl BackendOp {
+    /// The storage operation this is, for one of the `Storage` trait's.
+    pub fn storage_operation(self) -> Option<StorageOperation> {
+        Some(match self {
+            BackendOp::Attach | BackendOp::Activate => StorageOperation::Attach,
+            BackendOp::Deactivate | BackendOp::Detach => StorageOperation::Detach,
+            BackendOp::CreateVdi => StorageOperation::CreateVdi,
+            BackendOp::DestroyVdi => StorageOperation::DestroyVdi,
+            BackendOp::ResizeVdi => StorageOperation::ResizeVdi,
+            BackendOp::SnapshotVdi => StorageOperation::SnapshotVdi,
+            BackendOp::CloneVdi => StorageOperation::CloneVdi,
+            BackendOp::Scan => StorageOperation::Scan,
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for BackendOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -232,8 +249,17 @@ pub enum BackendError {
     TooManyVcpus { vm: String, count: u32, max: u32 },
     #[error("no storage driver for SRs of type {sr_type:?}")]
     NoStorageDriver { sr_type: String },
-    #[error("no vdi at {location}")]
-    NoVdi { location: String },
+    /// The SR `sr` (a uuid) holds no VDI at `location`.
+    #[error("no vdi at {location} in sr {sr}")]
+    NoVdi { sr: String, location: String },
+    /// The VDI at `location` in the SR `sr` is attached here, so `op` cannot touch it.
+    #[error("vdi at {location} in sr {sr} is in use")]
+    VdiInUse {
+        sr: String,
+        location: String,
+        op: BackendOp,
+    },
+    /// Something other than a VDI (a bridge, an active disk) is in use.
     #[error("{what} is in use")]
     InUse { what: String },
     /// `qemu-img` failed (`status`: its exit status, or why it did not run to its end).
@@ -247,6 +273,7 @@ pub enum BackendError {
         "vdi at {location} is {virtual_size_bytes} bytes and cannot shrink to {requested_bytes}"
     )]
     CannotShrink {
+        sr: String,
         location: String,
         virtual_size_bytes: u64,
         requested_bytes: u64,
