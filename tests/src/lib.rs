@@ -1,7 +1,7 @@
 //! Helpers for the integration tests and the benchmark: real `oxapi` processes on loopback
 //! addresses (`host`), a XenAPI client that pins their certificates (`client`), halted VMs
-//! to work on (`vms`), a wall clock of a process's own (`faketime`) and a small tmpfs disk for
-//! a host's data dir (`disk`).
+//! to work on (`vms`), a wall clock of a process's own (`faketime`), a small tmpfs disk for
+//! a host's data dir (`disk`) and a host's storage as the `file` driver keeps it (`storage`).
 //!
 //! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC, the
 //! listeners and the limits on requests and connections, bad input included), `auth/`
@@ -16,6 +16,7 @@ pub mod disk;
 pub mod events;
 pub mod faketime;
 pub mod host;
+pub mod storage;
 pub mod vms;
 
 pub use client::{Client, Protocol, logged_in};

@@ -1,8 +1,8 @@
 //! `SR.scan`: the SR's VDIs as its storage driver finds them, through the agent of a host that
 //! has the SR attached (`StorageAction::Scan`). A VDI the driver holds and the DB does not
 //! gets a row, as xapi introduces a volume it finds; the sizes of one the DB has are brought up
-//! to date. A row whose volume the driver does not hold is left as it is: VDIs hold no data yet,
-//! so the driver holds none of the disks made through the API.
+//! to date. A row whose volume the driver does not hold is left as it is (a disk made before
+//! its SR's driver held volumes, say).
 
 use api_spec::{Value, errors};
 use host_api::{ActionResult, HostAction, StorageAction, VdiInfo};
@@ -10,6 +10,7 @@ use host_api::{ActionResult, HostAction, StorageAction, VdiInfo};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::storage::sr_spec::where_attached;
+use crate::storage::volumes::size;
 use crate::vm::operations::Draft;
 
 /// `SR.scan(sr)`: asks a host where the SR is attached (a live one first) what VDIs it
@@ -90,11 +91,6 @@ fn record(draft: &mut Draft, sr: &str, found: &[VdiInfo]) -> usize {
         }
     }
     added
-}
-
-/// A size as the DB keeps it (an int): a driver's byte count past `i64::MAX` is clamped.
-fn size(bytes: u64) -> Value {
-    Value::Int(i64::try_from(bytes).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
