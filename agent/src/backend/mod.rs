@@ -6,7 +6,8 @@
 //! - `storage.rs`: `Storage`, one driver per SR type (attach / activate a VDI to a path the
 //!   hypervisor opens, and back; create, destroy, resize, snapshot, clone, scan);
 //! - `network.rs`: `Network`, what a network and a VIF need on this host (a bridge, a tap);
-//! - `simulator.rs`: the simulator, which implements all three.
+//! - `simulator.rs`: the simulator, which implements all three;
+//! - `state_file.rs`: a driver's state kept in a file that a crash never leaves half written.
 //!
 //! A start goes storage → hypervisor for each disk and network → hypervisor for each NIC
 //! (`micro_ops.rs`). Every operation of every driver has a name (`BackendOp`), which the
@@ -17,6 +18,7 @@ pub mod file_sr;
 pub mod hypervisor;
 pub mod network;
 pub mod simulator;
+pub mod state_file;
 pub mod storage;
 
 use std::collections::BTreeMap;
@@ -90,7 +92,7 @@ impl Drivers {
             }
         };
         if let StorageChoice::File(settings) = storage {
-            let file: Arc<dyn Storage> = Arc::new(FileSr::new(settings.clone()));
+            let file: Arc<dyn Storage> = Arc::new(FileSr::open(data_dir, settings.clone())?);
             for sr_type in DIRECTORY_SR_TYPES {
                 drivers.storage.insert(sr_type.to_owned(), file.clone());
             }
