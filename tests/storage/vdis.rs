@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use api_spec::Value;
 use oxapi_tests::storage::{file_driver_host, image_info, local_sr, qemu_io, sr_directory};
-use oxapi_tests::{Client, Protocol, logged_in};
+use oxapi_tests::{Client, Host, Protocol, logged_in};
 
 const GIB: i64 = 1 << 30;
 
@@ -35,6 +35,41 @@ async fn file_of(client: &Client, dir: &Path, vdi: &str) -> PathBuf {
     dir.join(location.as_str().expect("a location"))
 }
 
+/// A 1 GiB disk in the local SR of a new host run by the file driver, with its file.
+struct FileDisk {
+    _host: Host,
+    client: Client,
+    sr: String,
+    dir: PathBuf,
+    vdi: String,
+    file: PathBuf,
+}
+
+impl FileDisk {
+    async fn new() -> FileDisk {
+        let host = file_driver_host();
+        let client = logged_in(&host, Protocol::JsonRpc).await;
+        let sr = local_sr(&client).await;
+        let dir = sr_directory(&client, &sr).await;
+        let vdi = create(&client, &sr, GIB).await;
+        let file = file_of(&client, &dir, &vdi).await;
+        FileDisk {
+            _host: host,
+            client,
+            sr,
+            dir,
+            vdi,
+            file,
+        }
+    }
+
+    /// The disk's `virtual_size` as the pool DB has it.
+    async fn recorded_size(&self) -> Value {
+        let vdi = Value::str(&self.vdi);
+        self.client.ok("VDI.get_virtual_size", vec![vdi]).await
+    }
+}
+
 /// The virtual size `qemu-img` reads in the image at `path`.
 fn virtual_size(path: &Path) -> i64 {
     let info = image_info(path).expect("a qcow2 image");
@@ -45,37 +80,24 @@ fn virtual_size(path: &Path) -> i64 {
 /// it, a shrink is `SR_BACKEND_FAILURE_79` and leaves it as it was; `destroy` removes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vdi_is_a_qcow2_file_that_grows_and_goes() {
-    let host = file_driver_host();
-    let client = logged_in(&host, Protocol::JsonRpc).await;
-    let sr = local_sr(&client).await;
-    let dir = sr_directory(&client, &sr).await;
-    let vdi = create(&client, &sr, GIB).await;
-    let file = file_of(&client, &dir, &vdi).await;
-    let info = image_info(&file).expect("a qcow2 image");
+    let disk = FileDisk::new().await;
+    let (client, vdi, file) = (&disk.client, &disk.vdi, &disk.file);
+    assert!(file.starts_with(&disk.dir), "{file:?}");
+    let info = image_info(file).expect("a qcow2 image");
     assert_eq!(info["format"], "qcow2");
-    assert_eq!(virtual_size(&file), GIB);
+    assert_eq!(virtual_size(file), GIB);
 
-    let resize = |size: i64| client.call("VDI.resize", vec![Value::str(&vdi), Value::Int(size)]);
+    let resize = |size: i64| client.call("VDI.resize", vec![Value::str(vdi), Value::Int(size)]);
     assert_eq!(resize(2 * GIB).await, Ok(Value::str("")));
-    assert_eq!(virtual_size(&file), 2 * GIB);
-    assert_eq!(
-        client
-            .ok("VDI.get_virtual_size", vec![Value::str(&vdi)])
-            .await,
-        Value::Int(2 * GIB)
-    );
+    assert_eq!(virtual_size(file), 2 * GIB);
+    assert_eq!(disk.recorded_size().await, Value::Int(2 * GIB));
     let shrink = resize(GIB).await.expect_err("a shrink is refused");
     assert_eq!(shrink.code, "SR_BACKEND_FAILURE_79", "{shrink:?}");
-    assert_eq!(virtual_size(&file), 2 * GIB);
-    assert_eq!(
-        client
-            .ok("VDI.get_virtual_size", vec![Value::str(&vdi)])
-            .await,
-        Value::Int(2 * GIB)
-    );
+    assert_eq!(virtual_size(file), 2 * GIB);
+    assert_eq!(disk.recorded_size().await, Value::Int(2 * GIB));
 
     assert_eq!(
-        client.call("VDI.destroy", vec![Value::str(&vdi)]).await,
+        client.call("VDI.destroy", vec![Value::str(vdi)]).await,
         Ok(Value::str(""))
     );
     assert!(!file.exists(), "{file:?} is removed");
@@ -85,21 +107,17 @@ async fn a_vdi_is_a_qcow2_file_that_grows_and_goes() {
 /// original's file before is read back from both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_and_clones_hold_their_originals_data() {
-    let host = file_driver_host();
-    let client = logged_in(&host, Protocol::JsonRpc).await;
-    let sr = local_sr(&client).await;
-    let dir = sr_directory(&client, &sr).await;
-    let vdi = create(&client, &sr, GIB).await;
-    let base = file_of(&client, &dir, &vdi).await;
-    assert!(qemu_io(&base, "write -P 0xab 0 64k"));
+    let disk = FileDisk::new().await;
+    let (client, vdi) = (&disk.client, &disk.vdi);
+    assert!(qemu_io(&disk.file, "write -P 0xab 0 64k"));
     let empty = Value::Struct(BTreeMap::new());
     let mut made = Vec::new();
     for method in ["VDI.snapshot", "VDI.clone"] {
         let new = client
-            .ok(method, vec![Value::str(&vdi), empty.clone()])
+            .ok(method, vec![Value::str(vdi), empty.clone()])
             .await;
         let new = new.as_str().expect("a ref").to_owned();
-        let file = file_of(&client, &dir, &new).await;
+        let file = file_of(client, &disk.dir, &new).await;
         assert!(qemu_io(&file, "read -P 0xab 0 64k"), "{method}: {file:?}");
         assert!(!qemu_io(&file, "read -P 0xcd 0 64k"), "the check can fail");
         made.push(new);
@@ -114,37 +132,33 @@ async fn snapshots_and_clones_hold_their_originals_data() {
         client
             .ok("VDI.get_snapshot_of", vec![Value::str(&made[0])])
             .await,
-        Value::str(&vdi)
+        Value::str(vdi)
     );
     assert!(
-        qemu_io(&base, "read -P 0xab 0 64k"),
+        qemu_io(&disk.file, "read -P 0xab 0 64k"),
         "the original keeps its data"
     );
+    let sr_of = client.ok("VDI.get_SR", vec![Value::str(&made[1])]).await;
+    assert_eq!(sr_of, Value::str(&disk.sr));
 }
 
 /// A VDI whose file is not a qcow2 image is not resized (`SR_BACKEND_FAILURE_110`, with
 /// `qemu-img`'s complaint) and its file is left as it was; the row keeps its size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_image_is_refused_and_left_alone() {
-    let host = file_driver_host();
-    let client = logged_in(&host, Protocol::JsonRpc).await;
-    let sr = local_sr(&client).await;
-    let dir = sr_directory(&client, &sr).await;
-    let vdi = create(&client, &sr, GIB).await;
-    let file = file_of(&client, &dir, &vdi).await;
+    let disk = FileDisk::new().await;
     let junk = b"this is not a qcow2 image".to_vec();
-    std::fs::write(&file, &junk).expect("corrupted");
-    let error = client
-        .call("VDI.resize", vec![Value::str(&vdi), Value::Int(2 * GIB)])
+    std::fs::write(&disk.file, &junk).expect("corrupted");
+    let error = disk
+        .client
+        .call(
+            "VDI.resize",
+            vec![Value::str(&disk.vdi), Value::Int(2 * GIB)],
+        )
         .await
         .expect_err("a corrupt image is refused");
     assert_eq!(error.code, "SR_BACKEND_FAILURE_110", "{error:?}");
     assert!(!error.params[2].is_empty(), "qemu-img's stderr: {error:?}");
-    assert_eq!(std::fs::read(&file).expect("still there"), junk);
-    assert_eq!(
-        client
-            .ok("VDI.get_virtual_size", vec![Value::str(&vdi)])
-            .await,
-        Value::Int(GIB)
-    );
+    assert_eq!(std::fs::read(&disk.file).expect("still there"), junk);
+    assert_eq!(disk.recorded_size().await, Value::Int(GIB));
 }
