@@ -124,16 +124,21 @@ pub(crate) async fn copy(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Made, E
     Ok(made(host, sr, info))
 }
 
-/// Makes the volumes of copies of each of `vdis` as `op` says: the volumes made, and the
-/// driver's answer for each disk. If one fails, those made are destroyed again.
-pub(crate) async fn copy_all(
+/// Makes a volume for each of `items` with `make`; if one fails, those made are destroyed
+/// again.
+pub(crate) async fn make_each<I, F, Fut>(
     ctx: &Ctx,
-    vdis: Vec<String>,
-    op: DiskOp<'_>,
-) -> Result<(Vec<Made>, BTreeMap<String, VdiInfo>), Error> {
+    items: I,
+    mut make: F,
+) -> Result<Vec<Made>, Error>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<Made, Error>>,
+{
     let mut made = Vec::new();
-    for vdi in &vdis {
-        match copy(ctx, vdi, op).await {
+    for item in items {
+        match make(item).await {
             Ok(volume) => made.push(volume),
             Err(error) => {
                 undo(ctx, &made).await;
@@ -141,6 +146,17 @@ pub(crate) async fn copy_all(
             }
         }
     }
+    Ok(made)
+}
+
+/// Makes the volumes of copies of each of `vdis` as `op` says: the volumes made, and the
+/// driver's answer for each disk. If one fails, those made are destroyed again.
+pub(crate) async fn copy_all(
+    ctx: &Ctx,
+    vdis: Vec<String>,
+    op: DiskOp<'_>,
+) -> Result<(Vec<Made>, BTreeMap<String, VdiInfo>), Error> {
+    let made = make_each(ctx, &vdis, |vdi| copy(ctx, vdi, op)).await?;
     let answers = vdis
         .into_iter()
         .zip(made.iter().map(|m| m.info.clone()))
