@@ -83,12 +83,37 @@ fn backend_failure(err: BackendError) -> AgentFailure {
             image_bytes,
         },
         BackendError::ImageUnusable { reason } => AgentFailure::ImageUnusable { reason },
+        BackendError::NoVdi { sr, location } => AgentFailure::VdiMissing { sr, location },
+        BackendError::CannotShrink {
+            sr,
+            location,
+            virtual_size_bytes,
+            requested_bytes,
+        } => AgentFailure::VdiCannotShrink {
+            sr,
+            location,
+            virtual_size_bytes,
+            requested_bytes,
+        },
+        BackendError::VdiInUse { sr, location, op } => match op.storage_operation() {
+            Some(operation) => AgentFailure::VdiInUse {
+                sr,
+                location,
+                operation,
+            },
+            None => internal(&BackendError::VdiInUse { sr, location, op }),
+        },
+        BackendError::QemuImg { op, status, stderr } => match op.storage_operation() {
+            Some(operation) => AgentFailure::StorageBackend {
+                operation,
+                status,
+                stderr,
+            },
+            None => internal(&BackendError::QemuImg { op, status, stderr }),
+        },
         err @ (BackendError::DomainExists { .. }
         | BackendError::NoImage { .. }
-        | BackendError::NoVdi { .. }
         | BackendError::InUse { .. }
-        | BackendError::QemuImg { .. }
-        | BackendError::CannotShrink { .. }
         | BackendError::Failed { .. }
         | BackendError::State { .. }
         | BackendError::Corrupt { .. }) => internal(&err),
@@ -109,6 +134,8 @@ fn internal(err: &dyn std::error::Error) -> AgentFailure {
 
 #[cfg(test)]
 mod tests {
+    use host_api::StorageOperation;
+
     use super::*;
     use crate::backend::BackendOp;
 
@@ -157,6 +184,62 @@ mod tests {
             failure,
             AgentFailure::UnknownSrDriver {
                 sr_type: "lvm".to_owned()
+            }
+        );
+    }
+
+    /// A storage driver's failures keep their VDI (by SR uuid and location) and operation:
+    /// a missing VDI, one in use, a shrink, and `qemu-img` failing with what it printed.
+    #[test]
+    fn storage_failures_name_their_vdi_and_operation() {
+        let failure = |err| AgentFailure::from(AgentError::Backend(err));
+        let (sr, location) = ("sr-1".to_owned(), "a.qcow2".to_owned());
+        assert_eq!(
+            failure(BackendError::NoVdi {
+                sr: sr.clone(),
+                location: location.clone()
+            }),
+            AgentFailure::VdiMissing {
+                sr: sr.clone(),
+                location: location.clone()
+            }
+        );
+        assert_eq!(
+            failure(BackendError::VdiInUse {
+                sr: sr.clone(),
+                location: location.clone(),
+                op: BackendOp::SnapshotVdi
+            }),
+            AgentFailure::VdiInUse {
+                sr: sr.clone(),
+                location: location.clone(),
+                operation: StorageOperation::SnapshotVdi
+            }
+        );
+        assert_eq!(
+            failure(BackendError::CannotShrink {
+                sr: sr.clone(),
+                location: location.clone(),
+                virtual_size_bytes: 2,
+                requested_bytes: 1
+            }),
+            AgentFailure::VdiCannotShrink {
+                sr,
+                location,
+                virtual_size_bytes: 2,
+                requested_bytes: 1
+            }
+        );
+        assert_eq!(
+            failure(BackendError::QemuImg {
+                op: BackendOp::ResizeVdi,
+                status: "exit status: 1".to_owned(),
+                stderr: "Image is not in qcow2 format".to_owned()
+            }),
+            AgentFailure::StorageBackend {
+                operation: StorageOperation::ResizeVdi,
+                status: "exit status: 1".to_owned(),
+                stderr: "Image is not in qcow2 format".to_owned()
             }
         );
     }

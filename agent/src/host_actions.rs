@@ -1,6 +1,6 @@
-//! The actions that are not about one VM: an SR scanned by its storage driver, a VDI
-//! imported from or exported to the data plane, a network's bridge set up or removed by the
-//! network driver. They run at once, beside the VMs' queues.
+//! The actions that are not about one VM: an SR scanned, or one of its VDIs made, changed,
+//! deleted, imported from or exported to the data plane, by its storage driver; a network's
+//! bridge set up or removed by the network driver. They run at once, beside the VMs' queues.
 
 use std::io;
 use std::pin::Pin;
@@ -22,12 +22,13 @@ pub(crate) async fn storage(
     action: &StorageAction,
     progress: &watch::Sender<f64>,
 ) -> Result<ActionResult, AgentError> {
-    let drivers = &agent.drivers;
-    match action {
+    let sr = action.sr();
+    let driver = agent.drivers.storage(&sr.sr_type)?;
+    let made = match action {
         StorageAction::Scan { sr } => {
-            let vdis = drivers.storage(&sr.sr_type)?.scan(sr).await?;
+            let vdis = driver.scan(sr).await?;
             tracing::debug!(sr = %sr.uuid, vdis = vdis.len(), "SR scanned");
-            Ok(ActionResult::Vdis(vdis))
+            return Ok(ActionResult::Vdis(vdis));
         }
         StorageAction::Import {
             sr,
@@ -35,7 +36,6 @@ pub(crate) async fn storage(
             format,
             token,
         } => {
-            let driver = drivers.storage(&sr.sr_type)?;
             let incoming = agent.transfer.receive(token, agent.transfer_wait)?;
             let mut image = FinishAtEnd {
                 incoming: Some(incoming),
@@ -44,7 +44,7 @@ pub(crate) async fn storage(
                 progress,
             };
             let vdi = driver.import(sr, disk, *format, &mut image).await?;
-            Ok(ActionResult::Vdis(vec![vdi]))
+            return Ok(ActionResult::Vdis(vec![vdi]));
         }
         StorageAction::Export {
             sr,
@@ -53,7 +53,6 @@ pub(crate) async fn storage(
             to_host,
             token,
         } => {
-            let driver = drivers.storage(&sr.sr_type)?;
             let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
             let export = async move {
                 // Dropping the writer ends the stream, exported or not: the receiver learns
@@ -65,9 +64,32 @@ pub(crate) async fn storage(
             exported?;
             let bytes = sent?;
             tracing::info!(sr = %sr.uuid, vdi = %disk.vdi_uuid, to_host, bytes, "vdi exported");
-            Ok(ActionResult::Done)
+            return Ok(ActionResult::Done);
         }
-    }
+        StorageAction::DestroyVdi { sr, location } => {
+            driver.destroy_vdi(sr, location).await?;
+            tracing::info!(sr = %sr.uuid, location, "VDI destroyed");
+            return Ok(ActionResult::Done);
+        }
+        StorageAction::CreateVdi {
+            sr,
+            virtual_size_bytes,
+        } => driver.create_vdi(sr, *virtual_size_bytes).await?,
+        StorageAction::ResizeVdi {
+            sr,
+            location,
+            virtual_size_bytes,
+        } => driver.resize_vdi(sr, location, *virtual_size_bytes).await?,
+        StorageAction::SnapshotVdi { sr, location } => driver.snapshot_vdi(sr, location).await?,
+        StorageAction::CloneVdi { sr, location } => driver.clone_vdi(sr, location).await?,
+    };
+    tracing::info!(
+        sr = %sr.uuid,
+        location = %made.location,
+        virtual_size_bytes = made.virtual_size_bytes,
+        "VDI made or changed"
+    );
+    Ok(ActionResult::Vdi(made))
 }
 
 /// The image of an import as its driver reads it: tells the sender every byte was taken as

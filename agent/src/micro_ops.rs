@@ -264,7 +264,7 @@ impl Handover {
         if let Some(attached) = self.disks.get(&disk.vdi_uuid) {
             return Ok(attached.clone());
         }
-        let storage = agent.drivers.storage(&disk.sr_type)?;
+        let storage = agent.drivers.storage(&disk.sr.sr_type)?;
         let attached = storage.attached(disk).await?;
         Ok(attached.ok_or_else(|| BackendError::DeviceDetached {
             device: disk.vdi_uuid.clone(),
@@ -293,7 +293,7 @@ async fn perform(
 ) -> Result<(), AgentError> {
     let backend = agent.drivers.hypervisor.as_ref();
     let network = agent.drivers.network.as_ref();
-    let storage = |disk: &DiskSpec| agent.drivers.storage(&disk.sr_type);
+    let storage = |disk: &DiskSpec| agent.drivers.storage(&disk.sr.sr_type);
     match op {
         MicroOp::Hook(point, reason) => run_hook(agent, vm, *point, *reason).await,
         MicroOp::Create(spec) => {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use host_api::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
+use host_api::{AfterCrash, AfterShutdown, DiskSpec, SrSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
 
 use crate::backend::{Domain, RunState};
 
@@ -70,11 +70,15 @@ pub fn nic(device: usize) -> VifSpec {
     }
 }
 
-/// A 1 GiB image at `location` in an SR of type `ext`.
+/// A 1 GiB image at `location` in an SR of type `ext` at `/srs/sr`.
 pub fn disk(location: &str) -> DiskSpec {
     DiskSpec {
         vdi_uuid: uuid::Uuid::new_v4().to_string(),
-        sr_type: "ext".to_owned(),
+        sr: SrSpec {
+            uuid: "sr".to_owned(),
+            sr_type: "ext".to_owned(),
+            location: "/srs/sr".to_owned(),
+        },
         location: location.to_owned(),
         virtual_size_bytes: 1024 * MIB,
     }

@@ -1,6 +1,7 @@
 //! The actions that are not about one VM, on the simulator: an SR scan lists what the SR's
-//! storage driver holds; an import takes an image from the transfer and an export gives it
-//! back; a network attach sets up its bridge and a detach removes it, unless a
+//! storage driver holds; VDI actions make and change its VDIs; an import takes an image from
+//! the transfer and an export gives it back; a network attach sets up its bridge and a detach
+//! removes it, unless a
 //! VM's NIC still uses it.
 
 mod support;
@@ -113,6 +114,76 @@ async fn an_import_takes_the_transfer_and_an_export_gives_it_back() {
     let (exported, bytes) = tokio::join!(agent.run(export), read);
     assert_eq!(exported, Ok(ActionResult::Done));
     assert_eq!(bytes.len(), 4096, "the simulator gives back as many bytes");
+}
+
+/// VDI actions go to the SR's driver and answer the VDI as it is now: made, grown (a shrink
+/// refused), snapshotted read-only, cloned writable, destroyed (then missing).
+#[tokio::test]
+async fn vdi_actions_answer_the_vdi_their_driver_made() {
+    let agent = TestAgent::start(AgentConfig::default()).await;
+    let vdi = |action| async {
+        match agent.run(HostAction::Storage(action)).await {
+            Ok(ActionResult::Vdi(vdi)) => vdi,
+            other => panic!("a VDI, got {other:?}"),
+        }
+    };
+    let made = vdi(StorageAction::CreateVdi {
+        sr: sr(),
+        virtual_size_bytes: 1 << 30,
+    })
+    .await;
+    assert_eq!(made.virtual_size_bytes, 1 << 30);
+    let location = made.location.clone();
+    let grown = vdi(StorageAction::ResizeVdi {
+        sr: sr(),
+        location: location.clone(),
+        virtual_size_bytes: 2 << 30,
+    })
+    .await;
+    assert_eq!(
+        (grown.location.as_str(), grown.virtual_size_bytes),
+        (location.as_str(), 2 << 30)
+    );
+    let shrink = StorageAction::ResizeVdi {
+        sr: sr(),
+        location: location.clone(),
+        virtual_size_bytes: 1 << 30,
+    };
+    assert_eq!(
+        failure(agent.run(HostAction::Storage(shrink)).await),
+        AgentFailure::VdiCannotShrink {
+            sr: sr().uuid,
+            location: location.clone(),
+            virtual_size_bytes: 2 << 30,
+            requested_bytes: 1 << 30,
+        }
+    );
+    let snapshot = vdi(StorageAction::SnapshotVdi {
+        sr: sr(),
+        location: location.clone(),
+    })
+    .await;
+    let clone = vdi(StorageAction::CloneVdi {
+        sr: sr(),
+        location: location.clone(),
+    })
+    .await;
+    assert!(snapshot.read_only && !clone.read_only);
+    assert_eq!(clone.virtual_size_bytes, 2 << 30);
+    let destroy = || {
+        HostAction::Storage(StorageAction::DestroyVdi {
+            sr: sr(),
+            location: location.clone(),
+        })
+    };
+    assert_eq!(agent.run(destroy()).await, Ok(ActionResult::Done));
+    assert_eq!(
+        failure(agent.run(destroy()).await),
+        AgentFailure::VdiMissing {
+            sr: sr().uuid,
+            location: location.clone(),
+        }
+    );
 }
 
 /// An attach sets up the bridge with its MTU (again: no change), a detach removes it; a

@@ -8,7 +8,7 @@ use std::process::Command;
 use agent::backend::qemu::{Qemu, QemuConfig, is_installed};
 use agent::backend::{AttachedDisk, DiskFormat, Hypervisor, RunState};
 use agent::testing::vm_spec;
-use host_api::DiskSpec;
+use host_api::{DiskSpec, SrSpec};
 
 const MIB: u64 = 1 << 20;
 
@@ -54,7 +54,11 @@ async fn a_guest_saved_into_a_qcow2_image_runs_again_from_it() {
     qcow2(&path, 256 * MIB);
     let image = DiskSpec {
         vdi_uuid: "3f0c2a8e-0000-4000-8000-000000000001".to_owned(),
-        sr_type: "ext".to_owned(),
+        sr: SrSpec {
+            uuid: "sr".to_owned(),
+            sr_type: "ext".to_owned(),
+            location: dir.path().display().to_string(),
+        },
         location: "suspend.qcow2".to_owned(),
         virtual_size_bytes: 256 * MIB,
     };

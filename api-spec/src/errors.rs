@@ -35,9 +35,86 @@ impl ApiError {
     }
 }
 
-/// The declaration of `code`, if the API declares it.
+/// The declaration of `code`, if the API declares it; a numbered storage backend failure
+/// (`SR_BACKEND_FAILURE_79`) has the parameters of `SR_BACKEND_FAILURE`.
 pub fn decl(code: &str) -> Option<&'static ErrorDecl> {
+    let numbered = code
+        .strip_prefix(SR_BACKEND_FAILURE)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()));
+    let code = if numbered { SR_BACKEND_FAILURE } else { code };
     ERRORS.iter().find(|e| e.code == code)
+}
+
+/// The storage backend failures oxapi sends by number, as xapi's storage backends (SM) number
+/// them: each goes on the wire as `SR_BACKEND_FAILURE_<number>` with the parameters of
+/// `SR_BACKEND_FAILURE` (status, stdout, stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendFailure {
+    /// A scan of the SR failed.
+    SrScan,
+    /// A VDI could not be made reachable.
+    VdiUnavailable,
+    /// A VDI could not be removed.
+    VdiRemove,
+    /// A VDI could not be made.
+    VdiCreate,
+    /// A size is not one the VDI can take (a shrink, say).
+    VdiSize,
+    /// A clone of a VDI failed.
+    VdiClone,
+    /// A snapshot of a VDI failed.
+    VdiSnapshot,
+    /// A resize of a VDI failed.
+    VdiResize,
+}
+
+impl BackendFailure {
+    /// SM's number for the failure.
+    pub fn number(self) -> u32 {
+        match self {
+            BackendFailure::SrScan => 40,
+            BackendFailure::VdiUnavailable => 46,
+            BackendFailure::VdiRemove => 64,
+            BackendFailure::VdiCreate => 78,
+            BackendFailure::VdiSize => 79,
+            BackendFailure::VdiClone => 81,
+            BackendFailure::VdiSnapshot => 82,
+            BackendFailure::VdiResize => 110,
+        }
+    }
+
+    /// What failed, in a few words: the start of the error's stdout.
+    pub fn summary(self) -> &'static str {
+        match self {
+            BackendFailure::SrScan => "SR scan failed",
+            BackendFailure::VdiUnavailable => "VDI not available",
+            BackendFailure::VdiRemove => "VDI removal failed",
+            BackendFailure::VdiCreate => "VDI creation failed",
+            BackendFailure::VdiSize => "VDI size invalid",
+            BackendFailure::VdiClone => "VDI clone failed",
+            BackendFailure::VdiSnapshot => "VDI snapshot failed",
+            BackendFailure::VdiResize => "VDI resize failed",
+        }
+    }
+}
+
+/// `SR_BACKEND_FAILURE_<number>` for `failure`, as xapi relays an SM failure: an empty status,
+/// the summary with `detail` as its `opterr` for stdout, and what the backend's tool printed
+/// on stderr.
+pub fn sr_backend_failure_numbered(
+    failure: BackendFailure,
+    detail: impl std::fmt::Display,
+    stderr: impl ToString,
+) -> ApiError {
+    ApiError {
+        code: format!("{SR_BACKEND_FAILURE}_{}", failure.number()),
+        params: vec![
+            String::new(),
+            format!("{} [opterr={detail}]", failure.summary()),
+            stderr.to_string(),
+        ],
+    }
 }
 
 /// The wire name of a parameter: its Rust name, unless the declaration spells it (`vm = "VM"`).
@@ -353,6 +430,28 @@ mod tests {
             Some(&["Master IP address"][..])
         );
         assert_eq!(decl(VM_IS_IMMOBILE).map(|d| d.params), Some(&["VM"][..]));
+    }
+
+    /// A numbered backend failure is `SR_BACKEND_FAILURE_<number>` with the parameters of
+    /// `SR_BACKEND_FAILURE`, which `decl` finds for it; a code that only starts alike is not.
+    #[test]
+    fn numbered_backend_failures_share_the_parameters_of_sr_backend_failure() {
+        let error = sr_backend_failure_numbered(BackendFailure::VdiSize, "shrink", "");
+        assert_eq!(
+            error.description(),
+            [
+                "SR_BACKEND_FAILURE_79",
+                "",
+                "VDI size invalid [opterr=shrink]",
+                ""
+            ]
+        );
+        assert_eq!(
+            decl(&error.code).map(|d| d.params),
+            Some(&["status", "stdout", "stderr"][..])
+        );
+        assert!(decl("SR_BACKEND_FAILURE_").is_none());
+        assert!(decl("SR_BACKEND_FAILURE_x").is_none());
     }
 
     /// The description on the wire is the code followed by the parameters.

@@ -48,6 +48,41 @@ pub enum StorageAction {
         to_host: String,
         token: TransferToken,
     },
+    /// Make an empty VDI of `virtual_size_bytes` in the SR (`VDI.create`). Answers
+    /// `ActionResult::Vdi`.
+    CreateVdi { sr: SrSpec, virtual_size_bytes: u64 },
+    /// Delete the VDI at `location` (`VDI.destroy`); it must not be attached. Answers
+    /// `ActionResult::Done`.
+    DestroyVdi { sr: SrSpec, location: String },
+    /// Grow the VDI at `location` to `virtual_size_bytes` (`VDI.resize`); a smaller size is
+    /// refused. Answers `ActionResult::Vdi`.
+    ResizeVdi {
+        sr: SrSpec,
+        location: String,
+        virtual_size_bytes: u64,
+    },
+    /// Make a read-only VDI holding what the VDI at `location` holds now (`VDI.snapshot`).
+    /// Answers `ActionResult::Vdi`, the new VDI.
+    SnapshotVdi { sr: SrSpec, location: String },
+    /// Make a writable VDI holding what the VDI at `location` holds now (`VDI.clone`).
+    /// Answers `ActionResult::Vdi`, the new VDI.
+    CloneVdi { sr: SrSpec, location: String },
+}
+
+impl StorageAction {
+    /// The SR the action is on.
+    pub fn sr(&self) -> &SrSpec {
+        match self {
+            StorageAction::Scan { sr }
+            | StorageAction::CreateVdi { sr, .. }
+            | StorageAction::DestroyVdi { sr, .. }
+            | StorageAction::ResizeVdi { sr, .. }
+            | StorageAction::SnapshotVdi { sr, .. }
+            | StorageAction::CloneVdi { sr, .. }
+            | StorageAction::Import { sr, .. }
+            | StorageAction::Export { sr, .. } => sr,
+        }
+    }
 }
 
 /// An action on this host's networking, run by its network driver.

@@ -32,6 +32,43 @@ impl std::fmt::Display for PowerState {
     }
 }
 
+/// A storage driver's operation, as a storage failure names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageOperation {
+    Attach,
+    Detach,
+    CreateVdi,
+    DestroyVdi,
+    ResizeVdi,
+    SnapshotVdi,
+    CloneVdi,
+    Scan,
+}
+
+impl StorageOperation {
+    /// The word for the operation: xapi's `vdi_operations` word where it has one (`destroy`,
+    /// `resize`, `snapshot`, `clone`), as `VDI_IN_USE` carries it.
+    pub fn word(self) -> &'static str {
+        match self {
+            StorageOperation::Attach => "attach",
+            StorageOperation::Detach => "detach",
+            StorageOperation::CreateVdi => "create",
+            StorageOperation::DestroyVdi => "destroy",
+            StorageOperation::ResizeVdi => "resize",
+            StorageOperation::SnapshotVdi => "snapshot",
+            StorageOperation::CloneVdi => "clone",
+            StorageOperation::Scan => "scan",
+        }
+    }
+}
+
+impl std::fmt::Display for StorageOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 /// Why an action failed on a host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum AgentFailure {
@@ -91,6 +128,36 @@ pub enum AgentFailure {
     /// file), or a VDI's data cannot be read or written; `reason` says what the driver found.
     #[error("vdi data: {reason}")]
     ImageUnusable { reason: String },
+    /// The VDI at `location` in the SR `sr` (a uuid) is attached on this host, so `operation`
+    /// cannot touch it.
+    #[error("vdi at {location} in sr {sr} is in use: no {operation}")]
+    VdiInUse {
+        sr: String,
+        location: String,
+        operation: StorageOperation,
+    },
+    /// The SR `sr` (a uuid) holds no VDI at `location`.
+    #[error("sr {sr} holds no vdi at {location}")]
+    VdiMissing { sr: String, location: String },
+    /// A resize asked the VDI at `location` in the SR `sr` to shrink, which no storage driver
+    /// does (nor do xapi's).
+    #[error(
+        "vdi at {location} is {virtual_size_bytes} bytes and cannot shrink to {requested_bytes}"
+    )]
+    VdiCannotShrink {
+        sr: String,
+        location: String,
+        virtual_size_bytes: u64,
+        requested_bytes: u64,
+    },
+    /// The storage driver failed at `operation`: `status` says how its tool ended (its exit
+    /// status, or why it did not run to its end), `stderr` what it printed.
+    #[error("storage {operation} failed ({status}): {stderr}")]
+    StorageBackend {
+        operation: StorageOperation,
+        status: String,
+        stderr: String,
+    },
     /// Anything else, with the chain of its causes, for an operator to read.
     #[error("host agent: {message}")]
     Internal { message: String },

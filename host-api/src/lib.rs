@@ -12,7 +12,7 @@ mod report;
 mod spec;
 
 pub use action::{HostAction, NetworkAction, StorageAction, TransferToken, VmAction};
-pub use failure::{AgentFailure, PowerState};
+pub use failure::{AgentFailure, PowerState, StorageOperation};
 pub use protocol::PROTOCOL_VERSION;
 pub use report::{
     ActionResult, AgentReport, ConsoleInfo, DomainInfo, DomainState, GuestEvent, HostHealth,

@@ -8,7 +8,7 @@
 //! `PROTOCOL_VERSION` is raised and the new hash recorded.
 
 /// The version of the frames this crate declares.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 #[cfg(test)]
 mod tests {
@@ -20,8 +20,8 @@ mod tests {
 
     /// The version and the hash of its frames' shape, as last recorded.
     const RECORDED: (u32, &str) = (
-        5,
-        "afdfdae76be73f7f2120d347c7f234af0f4cecdebd3b66157c53eefb3c6bd752",
+        6,
+        "750dd95021a6684e2daf07bcd686bc91a674f546de9e49c7b9ee259163a6a290",
     );
 
     /// The shape of every type the frames carry. Each enum is traced on its own so that all
@@ -35,6 +35,7 @@ mod tests {
             tracer.trace_simple_type::<DomainState>().map(drop),
             tracer.trace_simple_type::<GuestEvent>().map(drop),
             tracer.trace_simple_type::<PowerState>().map(drop),
+            tracer.trace_simple_type::<StorageOperation>().map(drop),
             tracer.trace_simple_type::<VbdKind>().map(drop),
             tracer.trace_simple_type::<ImageFormat>().map(drop),
             tracer.trace_simple_type::<VmAction>().map(drop),

@@ -53,6 +53,8 @@ pub enum ActionResult {
     /// The answer to `StorageAction::Scan`: every VDI the SR holds; to
     /// `StorageAction::Import`: the one VDI written.
     Vdis(Vec<VdiInfo>),
+    /// The answer to a storage action that makes or changes a VDI: the VDI as it is now.
+    Vdi(VdiInfo),
     /// The action did what it had to and has nothing to tell.
     Done,
 }

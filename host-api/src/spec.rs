@@ -78,17 +78,18 @@ pub enum VbdKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiskSpec {
     pub vdi_uuid: String,
-    /// The `type` of the VDI's SR, which names the agent's storage driver for it (absent in
-    /// a domain kept before it existed: the simulator's storage takes any type).
+    /// The VDI's SR: its `type` names the agent's storage driver for it, its `location` where
+    /// that driver finds the SR on this host (empty in a domain kept before disks named their
+    /// SR: the simulator's storage takes any type).
     #[serde(default)]
-    pub sr_type: String,
-    /// Where the storage driver finds the image (the VDI's `location` in its SR).
+    pub sr: SrSpec,
+    /// Where the storage driver finds the image in its SR (the VDI's `location`).
     pub location: String,
     pub virtual_size_bytes: u64,
 }
 
 /// An SR as its host's storage driver needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SrSpec {
     pub uuid: String,
     /// The SR's `type`, which names the agent's storage driver for it.

@@ -1,7 +1,8 @@
 //! Helpers for the integration tests and the benchmark: real `oxapi` processes on loopback
 //! addresses (`host`), a XenAPI client that pins their certificates (`client`), halted VMs
 //! to work on (`vms`), a wall clock of a process's own (`faketime`), a small tmpfs disk for
-//! a host's data dir (`disk`) and the real Linux test guest with its serial log (`guest`).
+//! a host's data dir (`disk`), a host's storage as the `file` driver keeps it (`storage`), the
+//! QEMUs of a qemu host (`qemu`) and the real Linux test guest with its serial log (`guest`).
 //!
 //! The tests themselves live beside this crate's `src/`: `wire/` (XML-RPC, JSON-RPC, the
 //! listeners and the limits on requests and connections, bad input included), `auth/`
@@ -19,6 +20,7 @@ pub mod faketime;
 pub mod guest;
 pub mod host;
 pub mod qemu;
+pub mod storage;
 pub mod vms;
 
 pub use client::{Client, Protocol, logged_in};

@@ -3,15 +3,8 @@
 //! qcow2 file made in the local SR's directory is such a volume.
 
 use api_spec::Value;
-use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in, read_simulator_state};
-
-/// The SR of the host's first PBD: its local SR.
-async fn local_sr(client: &Client) -> String {
-    let pbds = client.ok("PBD.get_all", vec![]).await;
-    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
-    let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
-    sr.as_str().expect("an SR ref").to_owned()
-}
+use oxapi_tests::storage::{file_driver_host, local_sr, sr_directory};
+use oxapi_tests::{Client, Host, Protocol, logged_in, read_simulator_state};
 
 /// The VDIs of `sr` with `location`.
 async fn vdis_at(client: &Client, sr: &str, location: &str) -> Vec<String> {
@@ -78,23 +71,11 @@ async fn a_scan_gives_a_volume_the_host_holds_a_vdi() {
 /// is skipped, not an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_finds_a_qcow2_file_in_the_local_sr() {
-    let host = Host::start_with(HostOptions {
-        root_password: Some(format!("pw-{}", std::process::id())),
-        config: Some(serde_json::json!({ "agent": { "storage_driver": "file" } })),
-        ..HostOptions::default()
-    });
+    let host = file_driver_host();
     let client = logged_in(&host, Protocol::JsonRpc).await;
     let sr = local_sr(&client).await;
-    let pbds = client.ok("SR.get_PBDs", vec![Value::str(&sr)]).await;
-    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
-    let config = client.ok("PBD.get_device_config", vec![pbd.clone()]).await;
-    let config = config.as_struct().expect("a map");
-    let dir = config
-        .get("path")
-        .or(config.get("location"))
-        .and_then(Value::as_str)
-        .expect("the local SR's directory");
-    let dir = std::path::Path::new(dir);
+    let dir = sr_directory(&client, &sr).await;
+    assert!(dir.starts_with(host.data_dir()), "{dir:?}");
     let status = std::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(dir.join("x.qcow2"))

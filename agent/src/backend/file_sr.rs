@@ -12,17 +12,19 @@
 //! never touches the base it reads through (coalescing the leftover bases is not done yet).
 //! Backing files are named relative to the SR directory, so the directory can move.
 //!
-//! Import and export of a VDI as an image are in `file_sr/image.rs`.
+//! Attaching a local file sets nothing up on the host: attach checks the file in the disk's SR
+//! directory and says its path; activate and deactivate have nothing to do. What is attached
+//! is the agent's record of which VDIs its domains hold: it is kept in a state file under the
+//! data dir (`STATE_FILE`, written durably before attach or detach answers), so that after a
+//! restart (`kill -9` included) `attached` still finds a running domain's disks and a VDI in
+//! use is still not destroyed.
 //!
-//! Attaching a local file sets nothing up on the host: attach checks the file and says its
-//! path (the disk's location as a path: a `DiskSpec` does not carry its SR's directory yet); activate and deactivate have nothing to do. What is attached is kept in memory, as
-//! the agent's record of which VDIs its domains hold.
+//! Import and export of a VDI as an image are in `file_sr/image.rs`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 mod image;
@@ -30,8 +32,9 @@ mod image;
 use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
 
-use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
+use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage, state_file};
 
 /// The extension of a VDI's file.
 const EXTENSION: &str = "qcow2";
@@ -40,6 +43,9 @@ const BASE_PREFIX: &str = ".base-";
 /// The address space `qemu-img` may take, in bytes: a corrupt image cannot make it eat the
 /// host's memory.
 const QEMU_IMG_MEMORY_BYTES: u64 = 1 << 30;
+
+/// The file, under the data dir, that holds the VDIs attached on this host.
+pub const STATE_FILE: &str = "file-sr/attached.json";
 
 /// The settings of the `file` driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +65,11 @@ impl Default for FileSrConfig {
 /// The `file` storage driver.
 pub struct FileSr {
     config: FileSrConfig,
-    /// The attached VDIs, by VDI uuid.
+    /// The attached VDIs, by VDI uuid; each change is in the state file before the lock is
+    /// released.
     attached: Mutex<BTreeMap<String, AttachedDisk>>,
+    /// The state file (`STATE_FILE` under the data dir).
+    state_path: PathBuf,
 }
 
 /// What `qemu-img info --output=json` says of an image (the fields used).
@@ -85,11 +94,39 @@ impl ImageInfo {
 }
 
 impl FileSr {
-    pub fn new(config: FileSrConfig) -> FileSr {
-        FileSr {
+    /// The driver, with the VDIs attached as its state file under `data_dir` says.
+    pub fn open(data_dir: &Path, config: FileSrConfig) -> Result<FileSr, BackendError> {
+        let state_path = data_dir.join(STATE_FILE);
+        let attached: BTreeMap<String, AttachedDisk> = state_file::read(&state_path)?;
+        tracing::info!(path = %state_path.display(), attached = attached.len(), "file storage driver opened");
+        Ok(FileSr {
             config,
-            attached: Mutex::new(BTreeMap::new()),
+            attached: Mutex::new(attached),
+            state_path,
+        })
+    }
+
+    /// Applies `change` to the attached VDIs and writes them to the state file; on a failed
+    /// write the change is undone.
+    async fn change_attached<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, AttachedDisk>) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let mut attached = self.attached.lock().await;
+        let mut changed = attached.clone();
+        let value = change(&mut changed)?;
+        if changed != *attached {
+            let path = self.state_path.clone();
+            let state = changed.clone();
+            tokio::task::spawn_blocking(move || state_file::write(&path, &state))
+                .await
+                .map_err(|err| BackendError::State {
+                    path: self.state_path.clone(),
+                    source: std::io::Error::other(err),
+                })??;
+            *attached = changed;
         }
+        Ok(value)
     }
 
     /// Runs `qemu-img` with `args`; its stdout, or `QemuImg` with its stderr.
@@ -194,10 +231,8 @@ impl FileSr {
         read_only: bool,
     ) -> Result<VdiInfo, BackendError> {
         let path = existing(sr, location)?;
-        if self.is_attached(sr, location) {
-            return Err(BackendError::InUse {
-                what: format!("vdi at {location}"),
-            });
+        if self.is_attached(sr, location).await {
+            return Err(in_use(sr, location, op));
         }
         let base = format!("{BASE_PREFIX}{}", fresh_name());
         let base_path = Path::new(&sr.location).join(&base);
@@ -210,13 +245,6 @@ impl FileSr {
         let branch = fresh_name();
         self.overlay(op, sr, &base, &branch).await?;
         self.vdi_info(op, sr, &branch, read_only).await
-    }
-
-    /// The disks attached here, by VDI uuid.
-    fn attached_disks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AttachedDisk>> {
-        self.attached
-            .lock()
-            .expect("the attached map is never poisoned")
     }
 
     /// Runs `qemu-img <verb> -q -f qcow2 <path> <bytes>`: a create or a resize to `bytes`.
@@ -240,9 +268,10 @@ impl FileSr {
     }
 
     /// Whether a VDI of `sr` at `location` is attached here.
-    fn is_attached(&self, sr: &SrSpec, location: &str) -> bool {
+    async fn is_attached(&self, sr: &SrSpec, location: &str) -> bool {
         let path = Path::new(&sr.location).join(location);
-        self.attached_disks().values().any(|disk| disk.path == path)
+        let attached = self.attached.lock().await;
+        attached.values().any(|disk| disk.path == path)
     }
 }
 
@@ -276,6 +305,7 @@ fn vdi_path(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
     let plain = Path::new(location).file_name() == Some(OsStr::new(location));
     if !plain || !is_vdi_name(location) {
         return Err(BackendError::NoVdi {
+            sr: sr.uuid.clone(),
             location: location.to_owned(),
         });
     }
@@ -287,6 +317,7 @@ fn existing(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
     let path = vdi_path(sr, location)?;
     if !path.is_file() {
         return Err(BackendError::NoVdi {
+            sr: sr.uuid.clone(),
             location: location.to_owned(),
         });
     }
@@ -296,6 +327,15 @@ fn existing(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
 /// Whether a file name in an SR directory is a VDI's (not hidden, ends `.qcow2`).
 fn is_vdi_name(name: &str) -> bool {
     !name.starts_with('.') && Path::new(name).extension() == Some(OsStr::new(EXTENSION))
+}
+
+/// `VdiInUse` for the VDI at `location` in `sr`, which `op` cannot touch.
+fn in_use(sr: &SrSpec, location: &str, op: BackendOp) -> BackendError {
+    BackendError::VdiInUse {
+        sr: sr.uuid.clone(),
+        location: location.to_owned(),
+        op,
+    }
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), BackendError> {
@@ -308,28 +348,25 @@ fn rename(from: &Path, to: &Path) -> Result<(), BackendError> {
 impl Storage for FileSr {
     fn attach<'a>(&'a self, disk: &'a DiskSpec, read_only: bool) -> Op<'a, AttachedDisk> {
         Box::pin(async move {
-            let path = PathBuf::from(&disk.location);
-            if !path.is_file() {
-                return Err(BackendError::NoVdi {
-                    location: disk.location.clone(),
-                });
-            }
-            let mut attached = self.attached_disks();
-            if let Some(existing) = attached.get(&disk.vdi_uuid) {
-                if existing.read_only != read_only {
-                    return Err(BackendError::DeviceAttached {
-                        device: disk.vdi_uuid.clone(),
-                    });
+            let path = existing(&disk.sr, &disk.location)?;
+            self.change_attached(|attached| {
+                if let Some(existing) = attached.get(&disk.vdi_uuid) {
+                    if existing.read_only != read_only {
+                        return Err(BackendError::DeviceAttached {
+                            device: disk.vdi_uuid.clone(),
+                        });
+                    }
+                    return Ok(existing.clone());
                 }
-                return Ok(existing.clone());
-            }
-            let disk_now = AttachedDisk {
-                path,
-                format: DiskFormat::Qcow2,
-                read_only,
-            };
-            attached.insert(disk.vdi_uuid.clone(), disk_now.clone());
-            Ok(disk_now)
+                let disk_now = AttachedDisk {
+                    path,
+                    format: DiskFormat::Qcow2,
+                    read_only,
+                };
+                attached.insert(disk.vdi_uuid.clone(), disk_now.clone());
+                Ok(disk_now)
+            })
+            .await
         })
     }
 
@@ -344,15 +381,15 @@ impl Storage for FileSr {
     }
 
     fn detach<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a> {
-        Box::pin(async move {
-            self.attached_disks().remove(&disk.vdi_uuid);
+        Box::pin(self.change_attached(|attached| {
+            attached.remove(&disk.vdi_uuid);
             Ok(())
-        })
+        }))
     }
 
     fn attached<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a, Option<AttachedDisk>> {
         Box::pin(async move {
-            let attached = self.attached_disks();
+            let attached = self.attached.lock().await;
             Ok(attached.get(&disk.vdi_uuid).cloned())
         })
     }
@@ -371,10 +408,8 @@ impl Storage for FileSr {
     fn destroy_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a> {
         Box::pin(async move {
             let path = existing(sr, location)?;
-            if self.is_attached(sr, location) {
-                return Err(BackendError::InUse {
-                    what: format!("vdi at {location}"),
-                });
+            if self.is_attached(sr, location).await {
+                return Err(in_use(sr, location, BackendOp::DestroyVdi));
             }
             std::fs::remove_file(&path).map_err(|source| BackendError::State { path, source })
         })
@@ -392,6 +427,7 @@ impl Storage for FileSr {
             let now = self.info(op, &path).await?.virtual_size;
             if virtual_size_bytes < now {
                 return Err(BackendError::CannotShrink {
+                    sr: sr.uuid.clone(),
                     location: location.to_owned(),
                     virtual_size_bytes: now,
                     requested_bytes: virtual_size_bytes,
@@ -471,12 +507,19 @@ mod tests {
     use super::*;
     use crate::testing::disk;
 
-    /// A driver and an SR in a new, empty temp dir (kept while the dir lives).
+    /// The driver with its state under `data_dir`.
+    fn driver(data_dir: &Path) -> FileSr {
+        let config = FileSrConfig {
+            qemu_img_timeout: Duration::from_secs(30),
+        };
+        FileSr::open(data_dir, config).expect("the driver opens")
+    }
+
+    /// A driver and an SR in a new, empty temp dir (kept while the dir lives), its state in
+    /// the same dir.
     pub(super) fn empty_sr() -> (tempfile::TempDir, FileSr, SrSpec) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let storage = FileSr::new(FileSrConfig {
-            qemu_img_timeout: Duration::from_secs(30),
-        });
+        let storage = driver(dir.path());
         let sr = SrSpec {
             uuid: "sr".to_owned(),
             sr_type: "file".to_owned(),
@@ -588,28 +631,21 @@ mod tests {
         ));
     }
 
-    /// Attach says the file's path as qcow2 and refuses a missing file; an attached VDI cannot
-    /// be destroyed until it is detached.
+    /// Attach says the path of the file in the SR's directory as qcow2 and refuses a missing
+    /// file; an attached VDI cannot be destroyed until it is detached.
     #[tokio::test]
     async fn attach_names_the_file_and_refuses_a_missing_one() {
         let (dir, storage, sr) = empty_sr();
         let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
-        let mut spec = disk("a");
-        spec.location = dir
-            .path()
-            .join("missing.qcow2")
-            .to_string_lossy()
-            .into_owned();
+        let mut spec = disk("missing.qcow2");
+        spec.sr = sr.clone();
         assert!(matches!(
             storage.attach(&spec, false).await,
             Err(BackendError::NoVdi { .. })
         ));
-        spec.location = dir
-            .path()
-            .join(&vdi.location)
-            .to_string_lossy()
-            .into_owned();
+        spec.location = vdi.location.clone();
         let attached = storage.attach(&spec, false).await.expect("attach");
+        assert_eq!(attached.path, dir.path().join(&vdi.location));
         assert_eq!(attached.format, DiskFormat::Qcow2);
         assert_eq!(
             storage.attached(&spec).await.expect("attached"),
@@ -618,12 +654,42 @@ mod tests {
         storage.activate(&spec).await.expect("activate");
         assert!(matches!(
             storage.destroy_vdi(&sr, &vdi.location).await,
-            Err(BackendError::InUse { .. })
+            Err(BackendError::VdiInUse { .. })
         ));
         storage.deactivate(&spec).await.expect("deactivate");
         storage.detach(&spec).await.expect("detach");
         assert_eq!(storage.attached(&spec).await.expect("attached"), None);
         storage
+            .destroy_vdi(&sr, &vdi.location)
+            .await
+            .expect("destroy");
+    }
+
+    /// What is attached outlives the driver: a driver opened again on the same data dir (as
+    /// after a restart) finds the disk attached and refuses to destroy it, until a detach,
+    /// which a third driver sees too.
+    #[tokio::test]
+    async fn attachments_outlive_a_restart() {
+        let (dir, storage, sr) = empty_sr();
+        let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
+        let mut spec = disk(&vdi.location);
+        spec.sr = sr.clone();
+        let attached = storage.attach(&spec, false).await.expect("attach");
+        drop(storage);
+        let restarted = driver(dir.path());
+        assert_eq!(
+            restarted.attached(&spec).await.expect("attached"),
+            Some(attached)
+        );
+        assert!(matches!(
+            restarted.destroy_vdi(&sr, &vdi.location).await,
+            Err(BackendError::VdiInUse { .. })
+        ));
+        restarted.detach(&spec).await.expect("detach");
+        drop(restarted);
+        let again = driver(dir.path());
+        assert_eq!(again.attached(&spec).await.expect("attached"), None);
+        again
             .destroy_vdi(&sr, &vdi.location)
             .await
             .expect("destroy");

@@ -7,6 +7,7 @@
 //!   hypervisor opens, and back; create, destroy, resize, snapshot, clone, scan);
 //! - `network.rs`: `Network`, what a network and a VIF need on this host (a bridge, a tap);
 //! - `simulator.rs`: the simulator, which implements all three;
+//! - `state_file.rs`: a driver's state kept in a file that a crash never leaves half written.
 //! - `qemu.rs`: real domains, one QEMU each; with it, directory SRs are `file_sr.rs`'s and
 //!   NICs are on `user_network.rs`'s user-mode network.
 //!
@@ -20,6 +21,7 @@ pub mod hypervisor;
 pub mod network;
 pub mod qemu;
 pub mod simulator;
+pub mod state_file;
 pub mod storage;
 pub mod user_network;
 
@@ -28,7 +30,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use host_api::PowerState;
+use host_api::{PowerState, StorageOperation};
 use serde::{Deserialize, Serialize};
 
 use self::file_sr::{FileSr, FileSrConfig};
@@ -118,7 +120,7 @@ impl Drivers {
             (BackendConfig::Simulator(_), StorageChoice::Backend) => None,
         };
         if let Some(settings) = file_settings {
-            let file: Arc<dyn Storage> = Arc::new(FileSr::new(settings));
+            let file: Arc<dyn Storage> = Arc::new(FileSr::open(data_dir, settings)?);
             for sr_type in DIRECTORY_SR_TYPES {
                 drivers.storage.insert(sr_type.to_owned(), file.clone());
             }
@@ -246,6 +248,23 @@ impl BackendOp {
     }
 }
 
+impl BackendOp {
+    /// The storage operation this is, for one of the `Storage` trait's.
+    pub fn storage_operation(self) -> Option<StorageOperation> {
+        Some(match self {
+            BackendOp::Attach | BackendOp::Activate => StorageOperation::Attach,
+            BackendOp::Deactivate | BackendOp::Detach => StorageOperation::Detach,
+            BackendOp::CreateVdi => StorageOperation::CreateVdi,
+            BackendOp::DestroyVdi => StorageOperation::DestroyVdi,
+            BackendOp::ResizeVdi => StorageOperation::ResizeVdi,
+            BackendOp::SnapshotVdi => StorageOperation::SnapshotVdi,
+            BackendOp::CloneVdi => StorageOperation::CloneVdi,
+            BackendOp::Scan => StorageOperation::Scan,
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for BackendOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -279,8 +298,17 @@ pub enum BackendError {
     TooManyVcpus { vm: String, count: u32, max: u32 },
     #[error("no storage driver for SRs of type {sr_type:?}")]
     NoStorageDriver { sr_type: String },
-    #[error("no vdi at {location}")]
-    NoVdi { location: String },
+    /// The SR `sr` (a uuid) holds no VDI at `location`.
+    #[error("no vdi at {location} in sr {sr}")]
+    NoVdi { sr: String, location: String },
+    /// The VDI at `location` in the SR `sr` is attached here, so `op` cannot touch it.
+    #[error("vdi at {location} in sr {sr} is in use")]
+    VdiInUse {
+        sr: String,
+        location: String,
+        op: BackendOp,
+    },
+    /// Something other than a VDI (a bridge, an active disk) is in use.
     #[error("{what} is in use")]
     InUse { what: String },
     /// `qemu-img` failed (`status`: its exit status, or why it did not run to its end).
@@ -294,6 +322,7 @@ pub enum BackendError {
         "vdi at {location} is {virtual_size_bytes} bytes and cannot shrink to {requested_bytes}"
     )]
     CannotShrink {
+        sr: String,
         location: String,
         virtual_size_bytes: u64,
         requested_bytes: u64,

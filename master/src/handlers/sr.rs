@@ -1,15 +1,17 @@
 //! `SR.scan`: the SR's VDIs as its storage driver finds them, through the agent of a host that
 //! has the SR attached (`StorageAction::Scan`). A VDI the driver holds and the DB does not
 //! gets a row, as xapi introduces a volume it finds; the sizes of one the DB has are brought up
-//! to date. A row whose volume the driver does not hold is left as it is: VDIs hold no data yet,
-//! so the driver holds none of the disks made through the API.
+//! to date. A row whose volume the driver does not hold is left as it is (a disk made before
+//! its SR's driver held volumes, say).
 
 use api_spec::{Value, errors};
-use host_api::{ActionResult, HostAction, SrSpec, StorageAction, VdiInfo};
+use host_api::{ActionResult, HostAction, StorageAction, VdiInfo};
 
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::vm::operations::{Draft, Overlay};
+use crate::storage::sr_spec::where_attached;
+use crate::storage::volumes::size;
+use crate::vm::operations::Draft;
 
 /// `SR.scan(sr)`: asks a host where the SR is attached (a live one first) what VDIs it
 /// holds, then records them in one Txn. `SR_HAS_NO_PBDS [sr]` when no PBD of the SR is
@@ -42,40 +44,6 @@ pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
         .await?;
     tracing::info!(sr = %sr, host = %host, found = found.len(), added, "SR scanned");
     Ok(void())
-}
-
-/// The host to scan `sr` on and what its driver needs: the first attached PBD whose host is
-/// live, else the first attached PBD (its host's agent then answers `HOST_OFFLINE`).
-pub(crate) fn where_attached(view: &Overlay, sr: &str) -> Result<(String, SrSpec), Error> {
-    if !view.exists("SR", sr) {
-        return Err(errors::handle_invalid("SR", sr).into());
-    }
-    let attached: Vec<String> = view
-        .children("PBD", "SR", sr)
-        .into_iter()
-        .filter(|pbd| view.bool("PBD", pbd, "currently_attached"))
-        .collect();
-    let is_live = |pbd: &String| {
-        let host = view.str("PBD", pbd, "host");
-        view.bool("host_metrics", view.str("host", host, "metrics"), "live")
-    };
-    let pbd = attached
-        .iter()
-        .find(|pbd| is_live(pbd))
-        .or(attached.first())
-        .ok_or_else(|| errors::sr_has_no_pbds(sr))?;
-    let config = view.string_map("PBD", pbd, "device_config");
-    let location = config
-        .get("location")
-        .or(config.get("path"))
-        .cloned()
-        .unwrap_or_default();
-    let spec = SrSpec {
-        uuid: view.str("SR", sr, "uuid").to_owned(),
-        sr_type: view.str("SR", sr, "type").to_owned(),
-        location,
-    };
-    Ok((view.str("PBD", pbd, "host").to_owned(), spec))
 }
 
 /// Gives each VDI of `found` that `sr` has no row for (by `location`) a row, and brings the
@@ -123,11 +91,6 @@ fn record(draft: &mut Draft, sr: &str, found: &[VdiInfo]) -> usize {
         }
     }
     added
-}
-
-/// A size as the DB keeps it (an int): a driver's byte count past `i64::MAX` is clamped.
-fn size(bytes: u64) -> Value {
-    Value::Int(i64::try_from(bytes).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
-//! The custom messages of `VDI` that need no storage backend yet (`storage/`): `create`
-//! (which gives the disk its `location`), `snapshot`, `clone` and `copy`, each one Txn that
-//! makes a new VDI row.
+//! The custom messages of `VDI`: `create`, `destroy`, `resize`, `snapshot`, `clone` and
+//! `copy` (`resize_online` is removed from the API, as in xapi). Each asks the storage driver
+//! of a host where the disk's SR is attached first (`storage/volumes.rs`) and records its
+//! answer in one Txn after; a failed driver call changes nothing, and a volume whose row is
+//! not committed is destroyed again.
 
 use std::collections::BTreeMap;
+use std::slice;
 
 use api_spec::classes::vdi::VdiOperation;
 use api_spec::{NULL_REF, Value, errors};
@@ -11,30 +14,63 @@ use crate::call::ctx::{Args, Ctx};
 use crate::call::generic;
 use crate::error::Error;
 use crate::storage::vdi_copies::{DiskOp, copy_vdi};
-use crate::vm::operations::Draft;
+use crate::storage::volumes::{self, commit_or_undo, recorded_fields, size_bytes};
+use crate::vm::operations::{Draft, Overlay};
 
-/// `VDI.create`: the generic constructor, with a `location` of its own in its SR (its uuid).
+/// `VDI.create`: the generic constructor, its record checked before the SR's driver makes the
+/// volume, whose `location` and sizes the row records.
 pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let class = args.class();
     let given = args.fields("args")?.clone();
-    let (r, _) = ctx
-        .master
-        .decide(|db| {
-            let (r, mut txn) = generic::create_txn(db, class, given.clone(), BTreeMap::new())?;
-            if let Some(fields) = generic::created_fields(&mut txn) {
-                let uuid = fields.get("uuid").cloned().unwrap_or(Value::str(""));
-                fields.insert("location".to_owned(), uuid);
+    let (sr, size) = {
+        let db = ctx.db();
+        generic::create_txn(&db, class, given.clone(), BTreeMap::new())?;
+        let sr = given.get("SR").and_then(Value::as_str).unwrap_or(NULL_REF);
+        let size = given.get("virtual_size").and_then(Value::as_int);
+        (sr.to_owned(), size.unwrap_or(0))
+    };
+    let made = volumes::create(&ctx, &sr, size_bytes("virtual_size", size)?).await?;
+    let commit = ctx.master.decide(|db| {
+        let (r, mut txn) = generic::create_txn(db, class, given.clone(), BTreeMap::new())?;
+        if let Some(fields) = generic::created_fields(&mut txn) {
+            for (name, value) in recorded_fields(&made.info) {
+                fields.insert(name.to_owned(), value);
             }
-            Ok((txn, r))
-        })
-        .await?;
+        }
+        Ok((txn, r))
+    });
+    let (r, _) = commit_or_undo(&ctx, slice::from_ref(&made), commit).await?;
+    tracing::debug!(vdi = %r, sr = %sr, location = %made.info.location, "disk created");
     Ok(Value::String(r))
 }
 
+/// `VDI_IN_USE [vdi; operation]` when a VBD has `vdi` attached.
+fn check_detached(view: &Overlay, vdi: &str, operation: VdiOperation) -> Result<(), Error> {
+    let vbds = view.children("VBD", "VDI", vdi);
+    if vbds
+        .iter()
+        .any(|vbd| view.bool("VBD", vbd, "currently_attached"))
+    {
+        return Err(errors::vdi_in_use(vdi, operation).into());
+    }
+    Ok(())
+}
+
 /// `VDI.destroy`: refused while a VBD has the disk attached (`VDI_IN_USE [vdi; destroy]`);
-/// the VBDs that point at it go with it, as xapi destroys them.
+/// the driver deletes the volume, then the VBDs that point at it go with the row, as xapi
+/// destroys them.
 pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vdi = args.str("self")?;
+    let volume = {
+        let db = ctx.db();
+        let view = Overlay::new(&db);
+        if !view.exists("VDI", vdi) {
+            return Err(errors::handle_invalid("VDI", vdi).into());
+        }
+        check_detached(&view, vdi, VdiOperation::Destroy)?;
+        volumes::volume_of(&view, vdi)?
+    };
+    volumes::destroy(&ctx, &volume).await?;
     ctx.master
         .decide(|db| {
             let mut draft = Draft::new(db);
@@ -53,21 +89,55 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
             Ok((draft.into_txn(), ()))
         })
         .await?;
-    tracing::debug!(vdi = %vdi, "disk destroyed");
+    tracing::debug!(vdi = %vdi, location = %volume.location, "disk destroyed");
     Ok(crate::call::ctx::void())
 }
 
-/// Makes the snapshot, clone or copy of `vdi` that `op` says, in one Txn.
-async fn new_disk(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Value, Error> {
-    let now = ctx.now();
-    let (r, _) = ctx
-        .master
+/// `VDI.resize`: grows the disk, which no VBD may have attached (`VDI_IN_USE [vdi;
+/// resize]`); a smaller size is refused by the driver as xapi's are
+/// (`SR_BACKEND_FAILURE_79`), changing nothing.
+pub(super) async fn resize(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let (vdi, size) = (args.str("vdi")?, args.int("size")?);
+    let size = size_bytes("size", size)?;
+    {
+        let db = ctx.db();
+        let view = Overlay::new(&db);
+        if !view.exists("VDI", vdi) {
+            return Err(errors::handle_invalid("VDI", vdi).into());
+        }
+        check_detached(&view, vdi, VdiOperation::Resize)?;
+    }
+    let info = volumes::resize(&ctx, vdi, size).await?;
+    ctx.master
         .decide(|db| {
             let mut draft = Draft::new(db);
-            let r = copy_vdi(&mut draft, vdi, op, now)?;
-            Ok((draft.into_txn(), r))
+            if !draft.view().exists("VDI", vdi) {
+                return Err(errors::handle_invalid("VDI", vdi).into());
+            }
+            draft.require_exists("VDI", vdi);
+            for (field, value) in recorded_fields(&info) {
+                if draft.view().field("VDI", vdi, field) != Some(&value) {
+                    draft.update("VDI", vdi, field, value);
+                }
+            }
+            Ok((draft.into_txn(), ()))
         })
         .await?;
+    tracing::debug!(vdi = %vdi, virtual_size_bytes = info.virtual_size_bytes, "disk resized");
+    Ok(crate::call::ctx::void())
+}
+
+/// Makes the snapshot, clone or copy of `vdi` that `op` says: its volume through the driver,
+/// then its row in one Txn.
+async fn new_disk(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Value, Error> {
+    let made = volumes::copy(ctx, vdi, op).await?;
+    let now = ctx.now();
+    let commit = ctx.master.decide(|db| {
+        let mut draft = Draft::new(db);
+        let r = copy_vdi(&mut draft, vdi, op, now, &made.info)?;
+        Ok((draft.into_txn(), r))
+    });
+    let (r, _) = commit_or_undo(ctx, slice::from_ref(&made), commit).await?;
     tracing::debug!(vdi = %vdi, new = %r, operation = ?op, "disk copied");
     Ok(Value::String(r))
 }
@@ -83,9 +153,10 @@ pub(super) async fn clone(ctx: Ctx, args: Args) -> Result<Value, Error> {
     new_disk(&ctx, args.str("vdi")?, DiskOp::Clone).await
 }
 
-/// `VDI.copy`: a new disk in `sr` made from this one; or, given `into_vdi`, that disk, which
-/// must be at least as large (`VDI_TOO_SMALL`). `base_vdi` (a delta's base) needs no work
-/// without data.
+/// `VDI.copy`: a new disk in `sr` made from this one (within its SR a clone; to another SR,
+/// an empty disk of its size until the data plane carries disks); or, given `into_vdi`, that
+/// disk, which must be at least as large (`VDI_TOO_SMALL`), and is left as it is (no data is
+/// copied into it yet). `base_vdi` (a delta's base) is not used.
 pub(super) async fn copy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vdi, sr, into) = (args.str("vdi")?, args.str("sr")?, args.str("into_vdi")?);
     if into == NULL_REF {
@@ -108,15 +179,26 @@ pub(super) async fn copy(ctx: Ctx, args: Args) -> Result<Value, Error> {
 mod tests {
 
     use super::*;
-    use crate::testing::{TestPool, s};
+    use crate::db::ProposeError;
+    use crate::host_link::LinkFailure;
+    use crate::testing::{ActionKind, TestPool, s};
 
     /// A 1 GiB user disk in the pool's SR, made through `VDI.create`.
     async fn disk(pool: &TestPool, session: &str, name: &str) -> String {
+        let vdi = pool
+            .call_as(session, "VDI.create", vec![record(pool, name, 1 << 30)])
+            .await
+            .expect("a VDI");
+        vdi.as_str().expect("a ref").to_owned()
+    }
+
+    /// The record of a user disk of `size` bytes in the pool's SR, for `VDI.create`.
+    fn record(pool: &TestPool, name: &str, size: i64) -> Value {
         let sr = pool.refs("SR").remove(0);
         let record: BTreeMap<String, Value> = [
             ("name_label", s(name)),
             ("SR", s(&sr)),
-            ("virtual_size", Value::Int(1 << 30)),
+            ("virtual_size", Value::Int(size)),
             ("type", s("user")),
             ("sharable", Value::Bool(false)),
             ("read_only", Value::Bool(false)),
@@ -125,40 +207,53 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let vdi = pool
-            .call_as(session, "VDI.create", vec![Value::Struct(record)])
-            .await
-            .expect("a VDI");
-        vdi.as_str().expect("a ref").to_owned()
+        Value::Struct(record)
     }
 
-    /// A created VDI has its uuid as location; a snapshot, a clone and a copy are new VDIs
-    /// with their own location, the snapshot pointing at its original.
+    /// The locations of the volumes the fake agent holds in the pool's SR.
+    fn volumes(pool: &TestPool) -> Vec<String> {
+        let sr = pool.refs("SR").remove(0);
+        let vdis = pool.agent.vdis(&pool.text("SR", &sr, "uuid"));
+        vdis.into_iter().map(|vdi| vdi.location).collect()
+    }
+
+    /// A created VDI records the location and sizes of the volume its SR's driver made; a
+    /// snapshot, a clone and a copy are new volumes and new VDIs with their location, the
+    /// snapshot pointing at its original.
     #[tokio::test]
     async fn create_snapshot_clone_and_copy_make_new_disks() {
         let pool = TestPool::new();
         let session = pool.login().await;
         let vdi = disk(&pool, &session, "data").await;
+        assert_eq!(volumes(&pool), [pool.text("VDI", &vdi, "location")]);
         assert_eq!(
-            pool.text("VDI", &vdi, "location"),
-            pool.text("VDI", &vdi, "uuid")
+            pool.field("VDI", &vdi, "physical_utilisation"),
+            Some(Value::Int(1 << 29)),
+            "as the fake driver answered"
         );
         let sr = pool.text("VDI", &vdi, "SR");
         let empty = Value::Struct(BTreeMap::new());
         let mut made = Vec::new();
-        for (method, args) in [
-            ("VDI.snapshot", vec![s(&vdi), empty.clone()]),
-            ("VDI.clone", vec![s(&vdi), empty]),
-            ("VDI.copy", vec![s(&vdi), s(&sr), s(NULL_REF), s(NULL_REF)]),
+        for (method, args, kind) in [
+            (
+                "VDI.snapshot",
+                vec![s(&vdi), empty.clone()],
+                ActionKind::SnapshotVdi,
+            ),
+            ("VDI.clone", vec![s(&vdi), empty], ActionKind::CloneVdi),
+            (
+                "VDI.copy",
+                vec![s(&vdi), s(&sr), s(NULL_REF), s(NULL_REF)],
+                ActionKind::CloneVdi,
+            ),
         ] {
             let new = pool.call_as(&session, method, args).await.expect(method);
             let new = new.as_str().expect("a ref").to_owned();
             assert_ne!(new, vdi, "{method}");
             assert_eq!(pool.text("VDI", &new, "name_label"), "data", "{method}");
-            assert_eq!(
-                pool.text("VDI", &new, "location"),
-                pool.text("VDI", &new, "uuid")
-            );
+            assert_eq!(pool.agent.kinds().last(), Some(&kind), "{method}");
+            let location = pool.text("VDI", &new, "location");
+            assert_eq!(volumes(&pool).last(), Some(&location), "{method}");
             made.push(new);
         }
         assert_eq!(
@@ -172,8 +267,99 @@ mod tests {
         assert_eq!(pool.text("VDI", &made[1], "snapshot_of"), NULL_REF);
     }
 
+    /// A driver that fails leaves no row; a Txn that fails after the driver made the volume
+    /// destroys the volume again.
+    #[tokio::test]
+    async fn a_failed_create_leaves_neither_row_nor_volume() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let rows = pool.refs("VDI").len();
+        pool.agent
+            .fail_next(ActionKind::CreateVdi, LinkFailure::HostOffline);
+        let create = || pool.call_as(&session, "VDI.create", vec![record(&pool, "x", 1 << 20)]);
+        assert_eq!(create().await, Err(errors::host_offline(&pool.host)));
+        assert_eq!(pool.refs("VDI").len(), rows);
+        pool.db
+            .fail_next_proposal(ProposeError::TooLarge { bytes: 2, limit: 1 });
+        assert!(create().await.is_err());
+        assert_eq!(pool.refs("VDI").len(), rows);
+        assert_eq!(
+            pool.agent.kinds(),
+            [
+                ActionKind::CreateVdi,
+                ActionKind::CreateVdi,
+                ActionKind::DestroyVdi
+            ]
+        );
+        assert!(volumes(&pool).is_empty());
+    }
+
+    /// A VDI on an SR with no attached PBD is neither made nor destroyed
+    /// (`SR_HAS_NO_PBDS [sr]`), and no host is asked; a negative size is `INVALID_VALUE`.
+    #[tokio::test]
+    async fn vdis_need_an_attached_sr_and_a_size() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vdi = disk(&pool, &session, "data").await;
+        let sr = pool.refs("SR").remove(0);
+        let create = |size| pool.call_as(&session, "VDI.create", vec![record(&pool, "x", size)]);
+        assert_eq!(
+            create(-1).await,
+            Err(errors::invalid_value("virtual_size", -1))
+        );
+        let pbd = pool.ref_list("SR", &sr, "PBDs").remove(0);
+        pool.write("PBD", &pbd, &[("currently_attached", Value::Bool(false))]);
+        let actions = pool.agent.kinds().len();
+        assert_eq!(create(1 << 20).await, Err(errors::sr_has_no_pbds(&sr)));
+        assert_eq!(
+            pool.call_as(&session, "VDI.destroy", vec![s(&vdi)]).await,
+            Err(errors::sr_has_no_pbds(&sr))
+        );
+        assert_eq!(
+            pool.call_as(&session, "VDI.resize", vec![s(&vdi), Value::Int(2 << 30)])
+                .await,
+            Err(errors::sr_has_no_pbds(&sr))
+        );
+        assert_eq!(pool.agent.kinds().len(), actions);
+        assert!(pool.read().get("VDI", &vdi).is_some());
+    }
+
+    /// A resize grows the disk as the driver says; a shrink is the driver's
+    /// `SR_BACKEND_FAILURE_79` and changes nothing; an attached disk is not resized
+    /// (`VDI_IN_USE`).
+    #[tokio::test]
+    async fn resize_grows_detached_disks_only() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.running_vm(&session, "web").await;
+        let (vbd, vdi) = pool.add_disk(&session, &vm, "1").await;
+        let resize = |method, size| pool.call_as(&session, method, vec![s(&vdi), Value::Int(size)]);
+        assert_eq!(resize("VDI.resize", 2 << 30).await, Ok(s("")));
+        assert_eq!(
+            pool.field("VDI", &vdi, "virtual_size"),
+            Some(Value::Int(2 << 30))
+        );
+        let shrink = resize("VDI.resize", 1 << 30).await.expect_err("a shrink");
+        assert_eq!(shrink.code, "SR_BACKEND_FAILURE_79");
+        assert_eq!(
+            pool.field("VDI", &vdi, "virtual_size"),
+            Some(Value::Int(2 << 30))
+        );
+        pool.call_as(&session, "VBD.plug", vec![s(&vbd)])
+            .await
+            .expect("plugged");
+        assert_eq!(
+            resize("VDI.resize", 3 << 30).await,
+            Err(errors::vdi_in_use(&vdi, "resize"))
+        );
+        assert_eq!(
+            pool.field("VDI", &vdi, "virtual_size"),
+            Some(Value::Int(2 << 30))
+        );
+    }
+
     /// A disk attached to a running VM is not destroyed (`VDI_IN_USE`); once detached it is,
-    /// with the VBD that pointed at it.
+    /// its volume first, then its row with the VBD that pointed at it.
     #[tokio::test]
     async fn destroy_refuses_attached_disks_and_takes_their_vbds() {
         let pool = TestPool::new();
@@ -188,7 +374,10 @@ mod tests {
         pool.call_as(&session, "VBD.unplug", vec![s(&vbd)])
             .await
             .expect("unplugged");
+        let location = pool.text("VDI", &vdi, "location");
+        assert!(volumes(&pool).contains(&location));
         assert_eq!(destroy().await, Ok(s("")));
+        assert!(!volumes(&pool).contains(&location));
         let db = pool.read();
         assert!(db.get("VDI", &vdi).is_none() && db.get("VBD", &vbd).is_none());
     }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::call::session;
 use crate::call::tasks::{self, TaskHandle};
 use crate::error::{Error, to_api_error};
-use crate::handlers::sr::where_attached;
+use crate::storage::sr_spec::where_attached;
 use crate::vm::agent_failures::{self, Context};
 use crate::vm::operations::{Draft, Overlay};
 use crate::vm::power_state::power_state;
@@ -143,7 +143,7 @@ fn target(master: &Master, vdi: &str, operation: &str) -> Result<Target, Error> 
     let (host, spec) = where_attached(&view, &sr)?;
     let disk = DiskSpec {
         vdi_uuid: view.str("VDI", &vdi, "uuid").to_owned(),
-        sr_type: spec.sr_type.clone(),
+        sr: spec.clone(),
         location: view.str("VDI", &vdi, "location").to_owned(),
         virtual_size_bytes: u64::try_from(view.int("VDI", &vdi, "virtual_size")).unwrap_or(0),
     };

@@ -1,13 +1,14 @@
-//! VDI records, as long as oxapi has no storage backend (storage is a later issue): the
-//! snapshots, clones and copies of disks that VM and VDI operations make are new VDI rows, each
-//! with a `location` of its own in its SR (the new VDI's uuid) and the sizes of the original.
-//! No bytes are copied: a copy starts with whatever the backend finds at its location.
+//! The rows of the snapshots, clones and copies of disks that VM and VDI operations make: each
+//! a new VDI row with the original's fields but for those a copy does not inherit, and the
+//! `location` and sizes of the volume its SR's driver made for it (`volumes.rs`).
 
 use api_spec::{NEVER, NULL_REF, Value, errors};
 use db_schema::Op;
+use host_api::VdiInfo;
 
 use crate::db::record;
 use crate::error::Error;
+use crate::storage::volumes::recorded_fields;
 use crate::vm::operations::Draft;
 
 /// What a new VDI is of its original.
@@ -21,13 +22,15 @@ pub(crate) enum DiskOp<'a> {
     Copy { sr: &'a str },
 }
 
-/// Creates the row of a snapshot, clone or copy of `vdi` at `now`; returns its ref.
-/// `HANDLE_INVALID` when `vdi`, or the SR of a copy, has no row.
+/// Creates the row of a snapshot, clone or copy of `vdi` at `now`, whose volume the driver
+/// answered as `made`; returns its ref. `HANDLE_INVALID` when `vdi`, or the SR of a copy, has
+/// no row.
 pub(crate) fn copy_vdi(
     draft: &mut Draft,
     vdi: &str,
     op: DiskOp<'_>,
     now: i64,
+    made: &VdiInfo,
 ) -> Result<String, Error> {
     let view = draft.view();
     let Some(source) = view.row("VDI", vdi).cloned() else {
@@ -45,9 +48,8 @@ pub(crate) fn copy_vdi(
     let is_snapshot = op == DiskOp::Snapshot;
     let uuid = record::new_uuid();
     let mut fields = source;
-    for (name, value) in [
-        ("uuid", Value::String(uuid.clone())),
-        ("location", Value::String(uuid)),
+    let fresh = [
+        ("uuid", Value::String(uuid)),
         ("SR", Value::String(sr)),
         ("allowed_operations", Value::Array(Vec::new())),
         ("current_operations", Value::Struct(Default::default())),
@@ -71,7 +73,8 @@ pub(crate) fn copy_vdi(
         ("metadata_of_pool", Value::str(NULL_REF)),
         ("metadata_latest", Value::Bool(false)),
         ("cbt_enabled", Value::Bool(false)),
-    ] {
+    ];
+    for (name, value) in fresh.into_iter().chain(recorded_fields(made)) {
         fields.insert(name.to_owned(), value);
     }
     let r = record::new_ref();
@@ -103,8 +106,18 @@ mod tests {
         )
     }
 
-    /// A snapshot points at its original and keeps its sizes; a clone does not; both get a
-    /// location of their own in the original's SR; a copy goes to the SR asked for.
+    /// The volume a driver made at `location`, of 10 GiB with 1 GiB used.
+    fn made(location: &str) -> VdiInfo {
+        VdiInfo {
+            location: location.to_owned(),
+            virtual_size_bytes: 10 << 30,
+            physical_utilisation_bytes: 1 << 30,
+            read_only: false,
+        }
+    }
+
+    /// A snapshot points at its original; a clone does not; each gets the location and sizes
+    /// of the volume made for it, in the original's SR; a copy goes to the SR asked for.
     #[test]
     fn snapshots_clones_and_copies_are_new_rows() {
         let pool = TestPool::new();
@@ -113,9 +126,17 @@ mod tests {
         let mut draft = Draft::new(&db);
         let vdi = disk(&mut draft, &sr);
         let other_sr = draft.create("SR", [("name_label", Value::str("other"))]);
-        let snapshot = copy_vdi(&mut draft, &vdi, DiskOp::Snapshot, 100).expect("snapshot");
-        let clone = copy_vdi(&mut draft, &vdi, DiskOp::Clone, 100).expect("clone");
-        let copy = copy_vdi(&mut draft, &vdi, DiskOp::Copy { sr: &other_sr }, 100).expect("copy");
+        let snapshot =
+            copy_vdi(&mut draft, &vdi, DiskOp::Snapshot, 100, &made("s")).expect("snapshot");
+        let clone = copy_vdi(&mut draft, &vdi, DiskOp::Clone, 100, &made("c")).expect("clone");
+        let copy = copy_vdi(
+            &mut draft,
+            &vdi,
+            DiskOp::Copy { sr: &other_sr },
+            100,
+            &made("k"),
+        )
+        .expect("copy");
         let view = draft.view();
         assert!(view.bool("VDI", &snapshot, "is_a_snapshot"));
         assert_eq!(view.str("VDI", &snapshot, "snapshot_of"), vdi);
@@ -125,11 +146,8 @@ mod tests {
         );
         assert!(!view.bool("VDI", &clone, "is_a_snapshot"));
         assert_eq!(view.str("VDI", &clone, "snapshot_of"), NULL_REF);
-        for new in [&snapshot, &clone, &copy] {
-            assert_eq!(
-                view.str("VDI", new, "location"),
-                view.str("VDI", new, "uuid")
-            );
+        for (new, location) in [(&snapshot, "s"), (&clone, "c"), (&copy, "k")] {
+            assert_eq!(view.str("VDI", new, "location"), location);
             assert_ne!(view.str("VDI", new, "uuid"), view.str("VDI", &vdi, "uuid"));
             assert_eq!(view.int("VDI", new, "virtual_size"), 10 << 30);
             assert_eq!(view.int("VDI", new, "physical_utilisation"), 1 << 30);
@@ -137,7 +155,13 @@ mod tests {
         }
         assert_eq!(view.str("VDI", &clone, "SR"), sr);
         assert_eq!(view.str("VDI", &copy, "SR"), other_sr);
-        let missing = copy_vdi(&mut draft, &vdi, DiskOp::Copy { sr: NULL_REF }, 100);
+        let missing = copy_vdi(
+            &mut draft,
+            &vdi,
+            DiskOp::Copy { sr: NULL_REF },
+            100,
+            &made("m"),
+        );
         assert_eq!(
             missing.map_err(crate::error::to_api_error),
             Err(errors::handle_invalid("SR", NULL_REF))

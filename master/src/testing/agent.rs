@@ -38,6 +38,11 @@ pub enum ActionKind {
     ScanSr,
     ImportVdi,
     ExportVdi,
+    CreateVdi,
+    DestroyVdi,
+    ResizeVdi,
+    SnapshotVdi,
+    CloneVdi,
     AttachNetwork,
     DetachNetwork,
     Inventory,
@@ -68,6 +73,11 @@ impl ActionKind {
             HostAction::Storage(StorageAction::Scan { .. }) => ActionKind::ScanSr,
             HostAction::Storage(StorageAction::Import { .. }) => ActionKind::ImportVdi,
             HostAction::Storage(StorageAction::Export { .. }) => ActionKind::ExportVdi,
+            HostAction::Storage(StorageAction::CreateVdi { .. }) => ActionKind::CreateVdi,
+            HostAction::Storage(StorageAction::DestroyVdi { .. }) => ActionKind::DestroyVdi,
+            HostAction::Storage(StorageAction::ResizeVdi { .. }) => ActionKind::ResizeVdi,
+            HostAction::Storage(StorageAction::SnapshotVdi { .. }) => ActionKind::SnapshotVdi,
+            HostAction::Storage(StorageAction::CloneVdi { .. }) => ActionKind::CloneVdi,
             HostAction::Network(NetworkAction::Attach { .. }) => ActionKind::AttachNetwork,
             HostAction::Network(NetworkAction::Detach { .. }) => ActionKind::DetachNetwork,
             HostAction::Inventory => ActionKind::Inventory,
@@ -143,6 +153,8 @@ struct FakeState {
     kept_images: BTreeSet<String>,
     /// The VDIs each SR holds, by SR uuid, as a scan finds them.
     vdis: BTreeMap<String, Vec<VdiInfo>>,
+    /// The number the next VDI's location is made from.
+    last_vdi: u64,
     /// The bridges set up on the hosts.
     bridges: BTreeSet<String>,
 }
@@ -205,6 +217,17 @@ impl FakeAgent {
         self.lock()
             .received
             .iter()
+            .map(|r| ActionKind::of(&r.action))
+            .collect()
+    }
+
+    /// The kinds of the VM actions received so far, in order (storage and network actions
+    /// left out).
+    pub fn vm_kinds(&self) -> Vec<ActionKind> {
+        self.lock()
+            .received
+            .iter()
+            .filter(|r| matches!(r.action, HostAction::Vm(_)))
             .map(|r| ActionKind::of(&r.action))
             .collect()
     }
@@ -359,19 +382,7 @@ impl FakeAgent {
             HostAction::Vm(VmAction::MigrateOut { .. } | VmAction::MigrateIn { .. }) => {
                 unreachable!("migrations are run by `migrate_out` and `migrate_in`")
             }
-            HostAction::Storage(StorageAction::Scan { sr }) => Ok(ActionResult::Vdis(
-                state.vdis.get(&sr.uuid).cloned().unwrap_or_default(),
-            )),
-            // The fake moves no bytes: an import leaves the VDI as the DB has it.
-            HostAction::Storage(StorageAction::Import { disk, .. }) => {
-                Ok(ActionResult::Vdis(vec![VdiInfo {
-                    location: disk.location.clone(),
-                    virtual_size_bytes: disk.virtual_size_bytes,
-                    physical_utilisation_bytes: disk.virtual_size_bytes,
-                    read_only: false,
-                }]))
-            }
-            HostAction::Storage(StorageAction::Export { .. }) => Ok(ActionResult::Done),
+            HostAction::Storage(action) => FakeAgent::storage(state, action),
             HostAction::Network(NetworkAction::Attach { bridge, .. }) => {
                 state.bridges.insert(bridge.clone());
                 Ok(ActionResult::Done)
@@ -383,6 +394,86 @@ impl FakeAgent {
             HostAction::Inventory => Ok(ActionResult::Inventory(
                 state.domains.values().cloned().collect(),
             )),
+        }
+    }
+}
+
+impl FakeAgent {
+    /// Every VDI the SR `sr_uuid` holds now.
+    pub fn vdis(&self, sr_uuid: &str) -> Vec<VdiInfo> {
+        self.lock().vdis.get(sr_uuid).cloned().unwrap_or_default()
+    }
+
+    /// Carries out a VDI action on the in-memory SRs: a new VDI's location is `fake-<n>`, and
+    /// its physical utilisation half its virtual size.
+    fn storage(state: &mut FakeState, action: &StorageAction) -> Result<ActionResult, LinkFailure> {
+        let sr = action.sr().uuid.clone();
+        let missing = |location: &str| {
+            LinkFailure::Agent(AgentFailure::VdiMissing {
+                sr: sr.clone(),
+                location: location.to_owned(),
+            })
+        };
+        let made = |state: &mut FakeState, virtual_size_bytes: u64, read_only: bool| {
+            state.last_vdi += 1;
+            let vdi = VdiInfo {
+                location: format!("fake-{}", state.last_vdi),
+                virtual_size_bytes,
+                physical_utilisation_bytes: virtual_size_bytes / 2,
+                read_only,
+            };
+            state.vdis.entry(sr.clone()).or_default().push(vdi.clone());
+            Ok(ActionResult::Vdi(vdi))
+        };
+        let position = |state: &FakeState, location: &str| {
+            let vdis = state.vdis.get(&sr).map(Vec::as_slice).unwrap_or_default();
+            vdis.iter().position(|vdi| vdi.location == location)
+        };
+        match action {
+            StorageAction::CreateVdi {
+                virtual_size_bytes, ..
+            } => made(state, *virtual_size_bytes, false),
+            StorageAction::SnapshotVdi { location, .. }
+            | StorageAction::CloneVdi { location, .. } => {
+                let index = position(state, location).ok_or_else(|| missing(location))?;
+                let size = state.vdis[&sr][index].virtual_size_bytes;
+                let read_only = matches!(action, StorageAction::SnapshotVdi { .. });
+                made(state, size, read_only)
+            }
+            StorageAction::DestroyVdi { location, .. } => {
+                let index = position(state, location).ok_or_else(|| missing(location))?;
+                state.vdis.entry(sr.clone()).or_default().remove(index);
+                Ok(ActionResult::Done)
+            }
+            StorageAction::ResizeVdi {
+                location,
+                virtual_size_bytes,
+                ..
+            } => {
+                let index = position(state, location).ok_or_else(|| missing(location))?;
+                let vdi = &mut state.vdis.entry(sr.clone()).or_default()[index];
+                if *virtual_size_bytes < vdi.virtual_size_bytes {
+                    return Err(LinkFailure::Agent(AgentFailure::VdiCannotShrink {
+                        sr: sr.clone(),
+                        location: location.clone(),
+                        virtual_size_bytes: vdi.virtual_size_bytes,
+                        requested_bytes: *virtual_size_bytes,
+                    }));
+                }
+                vdi.virtual_size_bytes = *virtual_size_bytes;
+                Ok(ActionResult::Vdi(vdi.clone()))
+            }
+            StorageAction::Scan { .. } => Ok(ActionResult::Vdis(
+                state.vdis.get(&sr).cloned().unwrap_or_default(),
+            )),
+            // The fake moves no bytes: an import leaves the VDI as the DB has it.
+            StorageAction::Import { disk, .. } => Ok(ActionResult::Vdis(vec![VdiInfo {
+                location: disk.location.clone(),
+                virtual_size_bytes: disk.virtual_size_bytes,
+                physical_utilisation_bytes: disk.virtual_size_bytes,
+                read_only: false,
+            }])),
+            StorageAction::Export { .. } => Ok(ActionResult::Done),
         }
     }
 }

@@ -2,9 +2,10 @@
 //! An agent knows VMs and devices by uuid only; the master, which has the DB, names them by ref
 //! as xapi does, and names the task a cancelled action belonged to.
 
+use api_spec::errors::BackendFailure;
 use api_spec::{ApiError, errors};
 use db_schema::Db;
-use host_api::AgentFailure;
+use host_api::{AgentFailure, StorageOperation};
 
 use crate::host_link::LinkFailure;
 
@@ -93,9 +94,56 @@ pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure)
             errors::vdi_too_small(vdi, image_bytes)
         }
         AgentFailure::ImageUnusable { reason } => errors::vdi_io_error(reason),
+        AgentFailure::VdiInUse {
+            sr,
+            location,
+            operation,
+        } => errors::vdi_in_use(vdi_at(db, &sr, &location), operation.word()),
+        AgentFailure::VdiMissing { sr, location } => {
+            errors::vdi_missing(by_ref(&["SR"], &sr), vdi_at(db, &sr, &location))
+        }
+        // xapi's file and LVM backends refuse a shrink as an invalid size.
+        AgentFailure::VdiCannotShrink {
+            virtual_size_bytes,
+            requested_bytes,
+            ..
+        } => errors::sr_backend_failure_numbered(
+            BackendFailure::VdiSize,
+            format_args!(
+                "shrinking from {virtual_size_bytes} to {requested_bytes} bytes is not allowed"
+            ),
+            "",
+        ),
+        AgentFailure::StorageBackend {
+            operation,
+            status,
+            stderr,
+        } => errors::sr_backend_failure_numbered(backend_failure(operation), status, stderr),
         AgentFailure::Internal { message } => {
             errors::internal_error(format!("host agent: {message}"))
         }
+    }
+}
+
+/// The VDI of the SR `sr_uuid` at `location`, by ref; `location` itself when no row has it.
+fn vdi_at(db: &Db, sr_uuid: &str, location: &str) -> String {
+    let sr = db.ref_by_uuid("SR", sr_uuid);
+    db.rows("VDI")
+        .find(|(_, row)| Some(row.str("SR")) == sr && row.str("location") == location)
+        .map_or(location, |(r, _)| r)
+        .to_owned()
+}
+
+/// The numbered backend failure a storage driver's failure at `operation` is sent as.
+fn backend_failure(operation: StorageOperation) -> BackendFailure {
+    match operation {
+        StorageOperation::Attach | StorageOperation::Detach => BackendFailure::VdiUnavailable,
+        StorageOperation::CreateVdi => BackendFailure::VdiCreate,
+        StorageOperation::DestroyVdi => BackendFailure::VdiRemove,
+        StorageOperation::ResizeVdi => BackendFailure::VdiResize,
+        StorageOperation::SnapshotVdi => BackendFailure::VdiSnapshot,
+        StorageOperation::CloneVdi => BackendFailure::VdiClone,
+        StorageOperation::Scan => BackendFailure::SrScan,
     }
 }
 
@@ -189,6 +237,74 @@ mod tests {
             [
                 "INTERNAL_ERROR",
                 "host agent: build failed: injected failure"
+            ]
+        );
+    }
+
+    /// A storage driver's failures become xapi's storage errors: a VDI in use or missing
+    /// named by ref (by its location when no row has it), a shrink SR_BACKEND_FAILURE_79, and
+    /// a failed tool SR_BACKEND_FAILURE_<n> of its operation with what it printed.
+    #[test]
+    fn storage_failures_become_xapi_storage_errors() {
+        let pool = TestPool::new();
+        let sr = pool.refs("SR").remove(0);
+        let sr_uuid = pool.text("SR", &sr, "uuid");
+        let db = pool.read();
+        let mut draft = crate::vm::operations::Draft::new(&db);
+        let vdi = draft.create(
+            "VDI",
+            [
+                ("SR", api_spec::Value::str(sr.as_str())),
+                ("location", api_spec::Value::str("a.qcow2")),
+            ],
+        );
+        let txn = draft.into_txn();
+        drop(db);
+        pool.db.apply(&txn).expect("the VDI row");
+        let db = pool.read();
+        let error = |failure: AgentFailure| {
+            to_api_error(&db, &context("OpaqueRef:vm"), failure.into()).description()
+        };
+        assert_eq!(
+            error(AgentFailure::VdiInUse {
+                sr: sr_uuid.clone(),
+                location: "a.qcow2".to_owned(),
+                operation: StorageOperation::DestroyVdi,
+            }),
+            ["VDI_IN_USE", vdi.as_str(), "destroy"]
+        );
+        assert_eq!(
+            error(AgentFailure::VdiMissing {
+                sr: sr_uuid.clone(),
+                location: "gone.qcow2".to_owned(),
+            }),
+            ["VDI_MISSING", sr.as_str(), "gone.qcow2"]
+        );
+        assert_eq!(
+            error(AgentFailure::VdiCannotShrink {
+                sr: sr_uuid,
+                location: "a.qcow2".to_owned(),
+                virtual_size_bytes: 2048,
+                requested_bytes: 1024,
+            }),
+            [
+                "SR_BACKEND_FAILURE_79",
+                "",
+                "VDI size invalid [opterr=shrinking from 2048 to 1024 bytes is not allowed]",
+                ""
+            ]
+        );
+        assert_eq!(
+            error(AgentFailure::StorageBackend {
+                operation: StorageOperation::ResizeVdi,
+                status: "exit status: 1".to_owned(),
+                stderr: "Image is not in qcow2 format".to_owned(),
+            }),
+            [
+                "SR_BACKEND_FAILURE_110",
+                "",
+                "VDI resize failed [opterr=exit status: 1]",
+                "Image is not in qcow2 format"
             ]
         );
     }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::storage::sr_spec::sr_spec;
 use crate::vm::operations::Overlay;
 use host_api::{AfterCrash, AfterShutdown, DiskSpec, VbdKind, VbdSpec, VifSpec, VmSpec};
 
@@ -64,13 +65,11 @@ fn after_crash(value: &str) -> AfterCrash {
     }
 }
 
-/// The image behind a VDI.
+/// The image behind a VDI, with its SR as a host where the SR is attached reaches it.
 pub(crate) fn disk(view: &Overlay, vdi: &str) -> DiskSpec {
     DiskSpec {
         vdi_uuid: view.str("VDI", vdi, "uuid").to_owned(),
-        sr_type: view
-            .str("SR", view.str("VDI", vdi, "SR"), "type")
-            .to_owned(),
+        sr: sr_spec(view, view.str("VDI", vdi, "SR")),
         location: view.str("VDI", vdi, "location").to_owned(),
         virtual_size_bytes: unsigned(view.int("VDI", vdi, "virtual_size")),
     }
@@ -159,7 +158,7 @@ mod tests {
     use crate::vm::operations::Draft;
 
     /// A VM's spec carries its memory, VCPUs, platform and actions, its disks in device
-    /// order with their image (an empty CD without one) and its NICs with their bridge.
+    /// order with their image and SR (an empty CD without one) and its NICs with their bridge.
     #[test]
     fn the_spec_carries_resources_disks_and_nics() {
         let pool = TestPool::new();
@@ -216,6 +215,9 @@ mod tests {
         assert_eq!(spec.vbds[0].disk, None);
         let disk = spec.vbds[1].disk.as_ref().expect("a disk");
         assert_eq!(disk.location, "disk-0.qcow2");
+        assert_eq!(disk.sr.uuid, pool.text("SR", &sr, "uuid"));
+        assert_eq!(disk.sr.sr_type, "ext");
+        assert_eq!(disk.sr.location, "/var/lib/oxapi/sr");
         assert_eq!(disk.virtual_size_bytes, 10 << 30);
         assert!(!spec.vbds[1].read_only);
         assert_eq!(spec.vifs[0].bridge, "xenbr0");

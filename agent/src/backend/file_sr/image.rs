@@ -69,7 +69,7 @@ impl FileSr {
     ) -> Result<VdiInfo, BackendError> {
         let op = BackendOp::Import;
         let path = existing(sr, &disk.location)?;
-        if self.is_attached(sr, &disk.location) {
+        if self.is_attached(sr, &disk.location).await {
             return Err(BackendError::InUse {
                 what: format!("vdi at {}", disk.location),
             });
@@ -109,7 +109,7 @@ impl FileSr {
             fresh.path.as_os_str(),
         ];
         self.qemu_img(op, &args).await?;
-        if self.is_attached(sr, &disk.location) {
+        if self.is_attached(sr, &disk.location).await {
             return Err(BackendError::InUse {
                 what: format!("vdi at {}", disk.location),
             });
@@ -166,7 +166,7 @@ impl FileSr {
     ) -> Result<(), BackendError> {
         let op = BackendOp::Export;
         let path = existing(sr, &disk.location)?;
-        if self.is_attached(sr, &disk.location) {
+        if self.is_attached(sr, &disk.location).await {
             return Err(BackendError::InUse {
                 what: format!("vdi at {}", disk.location),
             });

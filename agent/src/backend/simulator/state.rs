@@ -558,7 +558,7 @@ mod tests {
     }
 
     /// A state file written before the simulator had storage and network (and before disks
-    /// named their SR type) still loads, with nothing attached.
+    /// named their SR) still loads, with nothing attached.
     #[test]
     fn a_state_file_without_storage_and_network_loads() {
         let mut state = SimState::default();
@@ -567,9 +567,10 @@ mod tests {
         let fields = old.as_object_mut().expect("an object");
         fields.remove("storage");
         fields.remove("network");
-        let text = serde_json::to_string(&old)
-            .expect("encodes")
-            .replace("\"sr_type\":\"ext\",", "");
+        let text = serde_json::to_string(&old).expect("encodes").replace(
+            "\"sr\":{\"location\":\"/srs/sr\",\"sr_type\":\"ext\",\"uuid\":\"sr\"},",
+            "",
+        );
         assert!(!text.contains("sr_type"));
         let loaded: SimState = serde_json::from_str(&text).expect("an old state file loads");
         assert_eq!(loaded.domains.len(), 1);

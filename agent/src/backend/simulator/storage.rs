@@ -152,6 +152,7 @@ impl SimStorage {
             .get_mut(&sr.uuid)
             .and_then(|vdis| vdis.get_mut(location))
             .ok_or_else(|| BackendError::NoVdi {
+                sr: sr.uuid.clone(),
                 location: location.to_owned(),
             })
     }
@@ -159,8 +160,10 @@ impl SimStorage {
     pub fn destroy_vdi(&mut self, sr: &SrSpec, location: &str) -> Result<(), BackendError> {
         self.vdi(sr, location)?;
         if self.attached.values().any(|a| a.location == location) {
-            return Err(BackendError::InUse {
-                what: format!("vdi at {location}"),
+            return Err(BackendError::VdiInUse {
+                sr: sr.uuid.clone(),
+                location: location.to_owned(),
+                op: BackendOp::DestroyVdi,
             });
         }
         if let Some(vdis) = self.srs.get_mut(&sr.uuid) {
@@ -177,7 +180,12 @@ impl SimStorage {
     ) -> Result<VdiInfo, BackendError> {
         let vdi = self.vdi(sr, location)?;
         if virtual_size_bytes < vdi.virtual_size_bytes {
-            return Err(failed(BackendOp::ResizeVdi, "a vdi cannot shrink"));
+            return Err(BackendError::CannotShrink {
+                sr: sr.uuid.clone(),
+                location: location.to_owned(),
+                virtual_size_bytes: vdi.virtual_size_bytes,
+                requested_bytes: virtual_size_bytes,
+            });
         }
         vdi.virtual_size_bytes = virtual_size_bytes;
         Ok(vdi.clone())
@@ -444,7 +452,10 @@ mod tests {
             .resize_vdi(&sr, &base.location, 2 << 30)
             .expect("resize");
         assert_eq!(grown.virtual_size_bytes, 2 << 30);
-        assert!(storage.resize_vdi(&sr, &base.location, 1).is_err());
+        assert!(matches!(
+            storage.resize_vdi(&sr, &base.location, 1),
+            Err(BackendError::CannotShrink { .. })
+        ));
         let snapshot = storage
             .copy_vdi(&sr, &base.location, true)
             .expect("snapshot");

@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(insert().await, Err(errors::vbd_not_empty(&cd)));
         assert_eq!(eject(&cd).await, Ok(s("")));
         assert_eq!(pool.field("VBD", &cd, "empty"), Some(Value::Bool(true)));
-        assert!(pool.agent.received().is_empty());
+        assert!(pool.agent.vm_kinds().is_empty());
         let start = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
         pool.call_as(&session, "VM.start", start)
             .await
@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(eject(&cd).await, Ok(s("")));
         assert_eq!(pool.text("VBD", &cd, "VDI"), NULL_REF);
         assert_eq!(
-            pool.agent.kinds(),
+            pool.agent.vm_kinds(),
             [ActionKind::Start, ActionKind::InsertCd, ActionKind::EjectCd]
         );
         assert!(pool.current("VBD", &cd).is_empty());

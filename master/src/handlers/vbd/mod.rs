@@ -371,7 +371,7 @@ mod tests {
             HostAction::Vm(VmAction::UnplugVbd { force: true, .. })
         ));
         assert_eq!(
-            pool.agent.kinds()[1..],
+            pool.agent.vm_kinds()[1..],
             [
                 ActionKind::PlugVbd,
                 ActionKind::UnplugVbd,

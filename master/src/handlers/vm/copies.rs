@@ -1,14 +1,17 @@
 //! A VM's copies, as xapi's `Xapi_vm_clone` makes them: `clone` (disks cloned in their SR),
 //! `copy` (disks copied to an SR) and, for `snapshot.rs`, snapshots (disks snapshotted; the
-//! new VM is a snapshot of the original, which becomes its child). Each is one Txn: the new VDIs (`storage/vdi_copies.rs`: no
-//! bytes are copied yet), the new VM with its own metrics, and copies of its VBDs and VIFs.
-//! CD drives keep their disk and empty drives stay empty.
+//! new VM is a snapshot of the original, which becomes its child). The storage drivers make
+//! the new disks' volumes first (`storage/volumes.rs`), then one Txn records the new VDIs
+//! (`storage/vdi_copies.rs`), the new VM with its own metrics, and copies of its VBDs and
+//! VIFs; if a volume or the Txn fails, the volumes made are destroyed again. CD drives keep
+//! their disk and empty drives stay empty.
 
 use std::collections::BTreeMap;
 
 use api_spec::classes::vm::{VmOperation, VmPowerState};
-use api_spec::{NEVER, NULL_REF, Value};
+use api_spec::{NEVER, NULL_REF, Value, errors};
 use db_schema::Op;
+use host_api::VdiInfo;
 
 use super::records::create_metrics;
 use crate::call::ctx::{Args, Ctx};
@@ -16,7 +19,8 @@ use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vif::random_mac;
 use crate::storage::vdi_copies::{DiskOp, copy_vdi};
-use crate::vm::operations::{self, Draft, Fields};
+use crate::storage::volumes;
+use crate::vm::operations::{self, Draft, Fields, Overlay};
 use crate::vm::power_state::{NO_DOMID, power_state_of};
 
 /// Which copy is made.
@@ -33,7 +37,7 @@ pub(super) enum Kind<'a> {
     },
 }
 
-impl Kind<'_> {
+impl<'a> Kind<'a> {
     fn operation(self) -> VmOperation {
         match self {
             Kind::Clone => VmOperation::Clone,
@@ -44,6 +48,16 @@ impl Kind<'_> {
 
     fn is_snapshot(self) -> bool {
         matches!(self, Kind::Snapshot { .. })
+    }
+
+    /// How each disk of the copy is made from the original's (a copy to each disk's own SR
+    /// is a clone there).
+    fn disk_op(self) -> DiskOp<'a> {
+        match self {
+            Kind::Snapshot { .. } => DiskOp::Snapshot,
+            Kind::Copy { sr: Some(sr) } => DiskOp::Copy { sr },
+            Kind::Copy { sr: None } | Kind::Clone => DiskOp::Clone,
+        }
     }
 }
 
@@ -75,40 +89,48 @@ pub(in crate::handlers) async fn copy(ctx: Ctx, args: Args) -> Result<Value, Err
     copy_as(&ctx, vm, new_name, Kind::Copy { sr }).await
 }
 
-/// Makes the copy of `vm` that `kind` says in one Txn; answers its ref.
+/// Makes the copy of `vm` that `kind` says: the volumes of its new disks, then one Txn;
+/// answers its ref.
 pub(super) async fn copy_as(
     ctx: &Ctx,
     vm: &str,
     new_name: &str,
     kind: Kind<'_>,
 ) -> Result<Value, Error> {
+    let disks = {
+        let db = ctx.db();
+        let view = Overlay::new(&db);
+        operations::check(&view, vm, kind.operation())?;
+        copied_disks(&view, vm, kind)
+    };
+    let (made, volumes) = volumes::copy_all(ctx, disks, kind.disk_op()).await?;
     let now = ctx.now();
-    let (r, _) = ctx
-        .master
-        .decide(|db| {
-            let mut draft = Draft::new(db);
-            let r = copy_vm(&mut draft, vm, new_name, kind, now)?;
-            Ok((draft.into_txn(), r))
-        })
-        .await?;
+    let commit = ctx.master.decide(|db| {
+        let mut draft = Draft::new(db);
+        let r = copy_vm(&mut draft, vm, new_name, kind, now, &volumes)?;
+        Ok((draft.into_txn(), r))
+    });
+    let (r, _) = volumes::commit_or_undo(ctx, &made, commit).await?;
     tracing::debug!(vm = %vm, new = %r, operation = %kind.operation(), "VM copied");
     Ok(Value::String(r))
 }
 
-/// Adds to `draft` the copy of `vm` that `kind` says, named `new_name`; returns its ref.
-pub(super) fn copy_vm(
+/// Adds to `draft` the copy of `vm` that `kind` says, named `new_name`, its new disks on the
+/// volumes in `volumes` (by the original disk); returns its ref.
+fn copy_vm(
     draft: &mut Draft,
     vm: &str,
     new_name: &str,
     kind: Kind<'_>,
     now: i64,
+    volumes: &BTreeMap<String, VdiInfo>,
 ) -> Result<String, Error> {
     operations::check(draft.view(), vm, kind.operation())?;
     for field in ["power_state", "current_operations", "VBDs", "VIFs"] {
         draft.require_unchanged("VM", vm, field);
     }
     let source = draft.view().row("VM", vm).cloned().unwrap_or_default();
-    let disks = copy_disks(draft, vm, kind, now)?;
+    let disks = copy_disks(draft, vm, kind, now, volumes)?;
     let (metrics, metrics_op) = create_metrics(now)?;
     draft.push(metrics_op);
     let fields = vm_fields(vm, source, new_name, kind, metrics, now);
@@ -153,13 +175,34 @@ pub(super) fn copy_vm(
     Ok(copy)
 }
 
+/// The disks of `vm` that a copy of kind `kind` makes anew: those of its VBDs but CD drives,
+/// empty drives and the disks a snapshot ignores.
+fn copied_disks(view: &Overlay, vm: &str, kind: Kind<'_>) -> Vec<String> {
+    view.children("VBD", "VM", vm)
+        .iter()
+        .filter(|vbd| copies_disk(view, vbd, kind))
+        .map(|vbd| view.str("VBD", vbd, "VDI").to_owned())
+        .collect()
+}
+
+/// Whether a copy of kind `kind` makes the disk of `vbd` anew.
+fn copies_disk(view: &Overlay, vbd: &str, kind: Kind<'_>) -> bool {
+    let vdi = view.str("VBD", vbd, "VDI");
+    let is_ignored =
+        matches!(kind, Kind::Snapshot { ignore_vdis } if ignore_vdis.iter().any(|v| v == vdi));
+    let is_empty = view.bool("VBD", vbd, "empty") || !view.exists("VDI", vdi);
+    !is_ignored && !is_empty && view.str("VBD", vbd, "type") != "CD"
+}
+
 /// The disks of the copy: for each VBD copied (as the replica has it), the VDI its copy
-/// points at. Disks are copied as `kind` says; CD drives keep theirs.
+/// points at. Disks are copied as `kind` says, on the volume `volumes` has for each; CD drives
+/// keep theirs.
 fn copy_disks(
     draft: &mut Draft,
     vm: &str,
     kind: Kind<'_>,
     now: i64,
+    volumes: &BTreeMap<String, VdiInfo>,
 ) -> Result<Vec<(Option<Fields>, String)>, Error> {
     let mut disks = Vec::new();
     for vbd in draft.view().children("VBD", "VM", vm) {
@@ -177,22 +220,14 @@ fn copy_disks(
         let view = draft.view();
         let row = view.row("VBD", &vbd).cloned();
         let is_empty = view.bool("VBD", &vbd, "empty") || !view.exists("VDI", &vdi);
-        let new_vdi = if is_empty {
-            NULL_REF.to_owned()
-        } else if view.str("VBD", &vbd, "type") == "CD" {
-            vdi
+        let new_vdi = if !copies_disk(view, &vbd, kind) {
+            if is_empty { NULL_REF.to_owned() } else { vdi }
         } else {
-            let target_sr = match kind {
-                Kind::Copy { sr: Some(sr) } => Some(sr.to_owned()),
-                Kind::Copy { sr: None } => Some(view.str("VDI", &vdi, "SR").to_owned()),
-                Kind::Clone | Kind::Snapshot { .. } => None,
-            };
-            let op = match (kind, &target_sr) {
-                (Kind::Snapshot { .. }, _) => DiskOp::Snapshot,
-                (_, Some(sr)) => DiskOp::Copy { sr },
-                (_, None) => DiskOp::Clone,
-            };
-            copy_vdi(draft, &vdi, op, now)?
+            // The disks changed since their volumes were made: another call won the race.
+            let made = volumes.get(&vdi).ok_or_else(|| {
+                errors::operation_not_allowed("the VM's disks changed during the copy")
+            })?;
+            copy_vdi(draft, &vdi, kind.disk_op(), now, made)?
         };
         disks.push((row, new_vdi));
     }
@@ -447,9 +482,14 @@ mod tests {
                 .expect("a disk");
             let new_vdi = pool.text("VBD", disk, "VDI");
             assert_ne!(new_vdi, vdi);
-            assert_eq!(
-                pool.text("VDI", &new_vdi, "location"),
-                pool.text("VDI", &new_vdi, "uuid")
+            let location = pool.text("VDI", &new_vdi, "location");
+            let sr_uuid = pool.text("SR", &other_sr, "uuid");
+            assert!(
+                pool.agent
+                    .vdis(&sr_uuid)
+                    .iter()
+                    .any(|v| v.location == location),
+                "the driver made the volume at {location}"
             );
             assert_eq!(
                 pool.field("VDI", &new_vdi, "virtual_size"),

@@ -283,7 +283,10 @@ pub(crate) fn answer(
 ) -> Result<Value, Error> {
     let domain: Option<DomainInfo> = match outcome? {
         ActionResult::Domain(domain) => domain,
-        ActionResult::Inventory(_) | ActionResult::Vdis(_) | ActionResult::Done => {
+        ActionResult::Inventory(_)
+        | ActionResult::Vdis(_)
+        | ActionResult::Vdi(_)
+        | ActionResult::Done => {
             let message = format!(
                 "the host agent answered another action's result for VM {vm}; this is a bug"
             );

@@ -1,14 +1,16 @@
 //! `VM.provision`: a template made into a VM with the disks its `other_config:disks` asks
 //! for, in xapi's XML (`<provision><disk device="0" size="…" sr="" bootable="true"
 //! type="system"/></provision>`): each disk a new VDI (in the SR named by uuid, or the pool's
-//! default SR when none is named; `storage/` has no data for it yet) and a VBD. The key goes
-//! once the disks are made, and the VM is no longer a template, as in xapi.
+//! default SR when none is named), its volume made by that SR's storage driver first
+//! (`storage/volumes.rs`), and a VBD. The key goes once the disks are made, and the VM is no
+//! longer a template, as in xapi.
 
 use std::collections::BTreeMap;
 
 use api_spec::classes::vm::VmOperation;
 use api_spec::{NULL_REF, Value, errors};
 use db_schema::Db;
+use host_api::VdiInfo;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
@@ -17,7 +19,8 @@ use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record;
 use crate::error::Error;
 use crate::handlers::vbd::add_vbd;
-use crate::vm::operations::{self, Draft};
+use crate::storage::volumes;
+use crate::vm::operations::{self, Draft, Overlay};
 
 /// The `other_config` key of the disks to make.
 const DISKS_KEY: &str = "disks";
@@ -107,48 +110,81 @@ fn disk_sr(db: &Db, draft: &Draft, uuid: &str) -> Result<String, Error> {
 /// VM.
 pub(in crate::handlers) async fn provision(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vm = args.str("vm")?;
+    let planned = {
+        let db = ctx.db();
+        let draft = Draft::new(&db);
+        operations::check(draft.view(), vm, VmOperation::Provision)?;
+        let mut planned = Vec::new();
+        for request in requests(draft.view(), vm)? {
+            let size = volumes::size_bytes("size", request.size_bytes)?;
+            planned.push((disk_sr(&db, &draft, &request.sr)?, size));
+        }
+        planned
+    };
+    let made = volumes::make_each(&ctx, planned, |(sr, size)| {
+        let ctx = &ctx;
+        async move { volumes::create(ctx, &sr, size).await }
+    })
+    .await?;
+    let infos: Vec<VdiInfo> = made.iter().map(|m| m.info.clone()).collect();
     let now = ctx.now();
-    let (disks, _) = ctx
-        .master
-        .decide(|db| {
-            let mut draft = Draft::new(db);
-            let disks = provision_txn(db, &mut draft, vm, now)?;
-            Ok((draft.into_txn(), disks))
-        })
-        .await?;
+    let commit = ctx.master.decide(|db| {
+        let mut draft = Draft::new(db);
+        let disks = provision_txn(db, &mut draft, vm, now, &infos)?;
+        Ok((draft.into_txn(), disks))
+    });
+    let (disks, _) = volumes::commit_or_undo(&ctx, &made, commit).await?;
     tracing::debug!(vm = %vm, disks, "VM provisioned");
     Ok(void())
 }
 
-/// Adds the provisioning of `vm` to `draft`; returns how many disks it makes.
-fn provision_txn(db: &Db, draft: &mut Draft, vm: &str, now: i64) -> Result<usize, Error> {
+/// The disks the template `vm` asks for (`other_config:disks`).
+fn requests(view: &Overlay, vm: &str) -> Result<Vec<DiskRequest>, Error> {
+    let other_config = view.string_map("VM", vm, "other_config");
+    match other_config.get(DISKS_KEY) {
+        Some(xml) => parse_disks(xml)
+            .ok_or_else(|| errors::invalid_value(format!("other_config:{DISKS_KEY}"), xml).into()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Adds the provisioning of `vm` to `draft`, each disk asked for on the volume of `volumes`
+/// at its index; returns how many disks it makes.
+fn provision_txn(
+    db: &Db,
+    draft: &mut Draft,
+    vm: &str,
+    now: i64,
+    volumes: &[VdiInfo],
+) -> Result<usize, Error> {
     operations::check(draft.view(), vm, VmOperation::Provision)?;
     for field in ["power_state", "current_operations", "other_config"] {
         draft.require_unchanged("VM", vm, field);
     }
-    let other_config = draft.view().string_map("VM", vm, "other_config");
-    let requests = match other_config.get(DISKS_KEY) {
-        Some(xml) => parse_disks(xml)
-            .ok_or_else(|| errors::invalid_value(format!("other_config:{DISKS_KEY}"), xml))?,
-        None => Vec::new(),
-    };
+    let requests = requests(draft.view(), vm)?;
+    if requests.len() != volumes.len() {
+        // The template changed since the volumes were made: another call won the race.
+        let reason = "the template's disks changed during the provision";
+        return Err(errors::operation_not_allowed(reason).into());
+    }
     let vm_uuid = draft.view().str("VM", vm, "uuid").to_owned();
-    for request in &requests {
+    for (request, made) in requests.iter().zip(volumes) {
         let sr = disk_sr(db, draft, &request.sr)?;
         draft.require_exists("SR", &sr);
-        let uuid = record::new_uuid();
+        let [location, virtual_size, physical_utilisation] = volumes::recorded_fields(made);
         let vdi = draft.create(
             "VDI",
             [
-                ("uuid", Value::String(uuid.clone())),
-                ("location", Value::String(uuid)),
+                ("uuid", Value::String(record::new_uuid())),
+                location,
+                virtual_size,
+                physical_utilisation,
                 ("name_label", Value::str(request.device.as_str())),
                 (
                     "name_description",
                     Value::str("Created by template provisioner"),
                 ),
                 ("SR", Value::String(sr)),
-                ("virtual_size", Value::Int(request.size_bytes)),
                 ("type", Value::str(request.vdi_type)),
                 ("managed", Value::Bool(true)),
                 (
@@ -249,8 +285,8 @@ mod tests {
         vm.as_str().expect("a ref").to_owned()
     }
 
-    /// Provisioning a template's clone gives it its 10 GiB system disk in the default SR as
-    /// a bootable VBD at 0, removes the disks key and makes it a VM.
+    /// Provisioning a template's clone gives it its 10 GiB system disk in the default SR (a
+    /// volume its driver made) as a bootable VBD at 0, removes the disks key and makes it a VM.
     #[tokio::test]
     async fn provision_makes_the_disks_the_template_asks_for() {
         let pool = TestPool::new();
@@ -277,10 +313,14 @@ mod tests {
         assert_eq!(pool.text("VDI", &vdi, "SR"), pool.refs("SR")[0]);
         assert_eq!(pool.text("VDI", &vdi, "type"), "system");
         assert_eq!(pool.text("VDI", &vdi, "name_label"), "0");
-        assert_eq!(
-            pool.text("VDI", &vdi, "location"),
-            pool.text("VDI", &vdi, "uuid")
-        );
+        let sr_uuid = pool.text("SR", &pool.refs("SR")[0], "uuid");
+        let volumes: Vec<String> = pool
+            .agent
+            .vdis(&sr_uuid)
+            .into_iter()
+            .map(|v| v.location)
+            .collect();
+        assert_eq!(volumes, [pool.text("VDI", &vdi, "location")]);
         let other_config = pool.field("VM", &vm, "other_config").expect("a map");
         assert!(
             !other_config

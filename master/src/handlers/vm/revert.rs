@@ -1,13 +1,15 @@
 //! `VM.revert`: a VM brought back to one of its snapshots, as xapi's `Xapi_vm_snapshot.revert`
-//! does it. A VM with a domain (or a suspend image) is shut down hard first; then one Txn gives
-//! it clones of the snapshot's disks (its own disks that the snapshot has copies of go, and the
-//! other snapshots of those disks now point at the clones), copies of the snapshot's VBDs and
-//! VIFs (MACs kept) instead of its own, and the snapshot's settings. It ends Halted.
+//! does it. A VM with a domain (or a suspend image) is shut down hard first; the storage
+//! drivers clone the snapshot's disks; then one Txn gives the VM those clones (its own disks
+//! that the snapshot has copies of go, and the other snapshots of those disks now point at the
+//! clones), copies of the snapshot's VBDs and VIFs (MACs kept) instead of its own, and the
+//! snapshot's settings. It ends Halted, and the volumes of the disks that went are deleted.
 
 use std::collections::BTreeMap;
 
 use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{NULL_REF, Value, errors};
+use host_api::VdiInfo;
 
 use super::copies::{create_device, device_fields};
 use super::shutdown::hard_shutdown_vm;
@@ -15,6 +17,7 @@ use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record;
 use crate::error::{Error, xenapi};
 use crate::storage::vdi_copies::{DiskOp, copy_vdi};
+use crate::storage::volumes::{self, Volume};
 use crate::vm::operations::{self, Draft};
 use crate::vm::power_state::{drop_suspend_image, power_state, set_stopped};
 
@@ -66,20 +69,40 @@ pub(in crate::handlers) async fn revert(ctx: Ctx, args: Args) -> Result<Value, E
         tracing::info!(vm = %vm, "reverting a VM that is not halted: shutting it down first");
         hard_shutdown_vm(&ctx, &vm).await?;
     }
+    let disks: Vec<String> = {
+        let db = ctx.db();
+        let view = operations::Overlay::new(&db);
+        view.children("VBD", "VM", snapshot)
+            .iter()
+            .filter(|vbd| view.str("VBD", vbd, "type") == "Disk")
+            .map(|vbd| view.str("VBD", vbd, "VDI").to_owned())
+            .filter(|vdi| view.exists("VDI", vdi))
+            .collect()
+    };
+    let (made, clones) = volumes::copy_all(&ctx, disks, DiskOp::Clone).await?;
     let now = ctx.now();
-    ctx.master
-        .decide(|db| {
-            let mut draft = Draft::new(db);
-            revert_txn(&mut draft, snapshot, &vm, now)?;
-            Ok((draft.into_txn(), ()))
-        })
-        .await?;
+    let commit = ctx.master.decide(|db| {
+        let mut draft = Draft::new(db);
+        let gone = revert_txn(&mut draft, snapshot, &vm, now, &clones)?;
+        Ok((draft.into_txn(), gone))
+    });
+    let (gone, _) = volumes::commit_or_undo(&ctx, &made, commit).await?;
+    for volume in &gone {
+        volumes::forget(&ctx, volume).await;
+    }
     tracing::info!(vm = %vm, snapshot = %snapshot, "VM reverted");
     Ok(void())
 }
 
-/// Adds the revert of `vm` to `snapshot` to `draft`.
-fn revert_txn(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Result<(), Error> {
+/// Adds the revert of `vm` to `snapshot` to `draft`, the snapshot's disks cloned on the
+/// volumes of `clones` (by the snapshot's disk); returns the volumes of the VM's disks that go.
+fn revert_txn(
+    draft: &mut Draft,
+    snapshot: &str,
+    vm: &str,
+    now: i64,
+    clones: &BTreeMap<String, VdiInfo>,
+) -> Result<Vec<Volume>, Error> {
     let view = draft.view();
     operations::check(view, snapshot, VmOperation::Revert)?;
     if !view.exists("VM", vm) || view.str("VM", snapshot, "snapshot_of") != vm {
@@ -102,7 +125,7 @@ fn revert_txn(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Result<(
     for field in ["snapshot_of", "VBDs", "VIFs"] {
         draft.require_unchanged("VM", snapshot, field);
     }
-    replace_disks(draft, snapshot, vm, now)?;
+    let gone = replace_disks(draft, snapshot, vm, now, clones)?;
     for vif in draft.view().children("VIF", "VM", vm) {
         draft.destroy("VIF", &vif);
     }
@@ -117,12 +140,19 @@ fn revert_txn(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Result<(
     draft.update("VM", vm, "parent", Value::str(snapshot));
     drop_suspend_image(draft, vm);
     set_stopped(draft, vm, VmPowerState::Halted, now);
-    Ok(())
+    Ok(gone)
 }
 
-/// Gives `vm` clones of the snapshot's disks (CD drives keep their disk) in VBDs copied from
-/// the snapshot's, instead of its own VBDs; its disks the snapshot has copies of go.
-fn replace_disks(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Result<(), Error> {
+/// Gives `vm` clones of the snapshot's disks (CD drives keep their disk) on the volumes of
+/// `clones`, in VBDs copied from the snapshot's, instead of its own VBDs; its disks the
+/// snapshot has copies of go, and their volumes are returned.
+fn replace_disks(
+    draft: &mut Draft,
+    snapshot: &str,
+    vm: &str,
+    now: i64,
+    clones: &BTreeMap<String, VdiInfo>,
+) -> Result<Vec<Volume>, Error> {
     let snapshot_vbds = draft.view().children("VBD", "VM", snapshot);
     let originals: Vec<String> = snapshot_vbds
         .iter()
@@ -139,9 +169,18 @@ fn replace_disks(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Resul
     for vbd in draft.view().children("VBD", "VM", vm) {
         draft.destroy("VBD", &vbd);
     }
+    let mut gone = Vec::new();
     for vdi in own_disks.iter().filter(|vdi| originals.contains(vdi)) {
         // A disk another VM still uses stays.
         if draft.view().children("VBD", "VDI", vdi).is_empty() {
+            match volumes::volume_of(draft.view(), vdi) {
+                Ok(volume) => gone.push(volume),
+                Err(error) => tracing::warn!(
+                    vdi = %vdi,
+                    error = %crate::error::to_api_error(error),
+                    "the volume of a reverted disk is left: its SR is attached nowhere"
+                ),
+            }
             draft.destroy("VDI", vdi);
         }
     }
@@ -152,7 +191,11 @@ fn replace_disks(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Resul
         let is_disk = view.str("VBD", &vbd, "type") == "Disk";
         let new_vdi = if is_disk && view.exists("VDI", &vdi) {
             let original = view.str("VDI", &vdi, "snapshot_of").to_owned();
-            let clone = copy_vdi(draft, &vdi, DiskOp::Clone, now)?;
+            // The snapshot's disks changed since their clones were made.
+            let made = clones.get(&vdi).ok_or_else(|| {
+                errors::operation_not_allowed("the snapshot's disks changed during the revert")
+            })?;
+            let clone = copy_vdi(draft, &vdi, DiskOp::Clone, now, made)?;
             repoint_snapshots(draft, &original, &clone);
             clone
         } else {
@@ -162,7 +205,7 @@ fn replace_disks(draft: &mut Draft, snapshot: &str, vm: &str, now: i64) -> Resul
         fields.insert("VDI".to_owned(), Value::String(new_vdi));
         create_device(draft, "VBD", fields)?;
     }
-    Ok(())
+    Ok(gone)
 }
 
 /// Makes every snapshot of `original` a snapshot of `clone`, the disk that replaces it.
@@ -265,7 +308,8 @@ mod tests {
         assert_eq!(pool.allowed("VM", &vm), HALTED_OPERATIONS);
     }
 
-    /// A running VM is shut down hard before it is reverted, and ends Halted.
+    /// A running VM is shut down hard before it is reverted, then the snapshot's disk is
+    /// cloned and the VM's own disk's volume deleted; it ends Halted.
     #[tokio::test]
     async fn a_running_vm_is_shut_down_before_the_revert() {
         let pool = TestPool::new();
@@ -279,7 +323,14 @@ mod tests {
         assert_eq!(reply, Ok(s("")));
         assert_eq!(
             pool.agent.kinds(),
-            [ActionKind::Start, ActionKind::Shutdown]
+            [
+                ActionKind::CreateVdi,
+                ActionKind::SnapshotVdi,
+                ActionKind::Start,
+                ActionKind::Shutdown,
+                ActionKind::CloneVdi,
+                ActionKind::DestroyVdi
+            ]
         );
         assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
         assert!(pool.agent.domains().is_empty());

@@ -239,7 +239,12 @@ async fn still_runs(ctx: &Ctx, host: &str, uuid: &str) -> bool {
         .await
     {
         Ok(ActionResult::Inventory(domains)) => domains.iter().any(|d| d.vm == uuid),
-        Ok(ActionResult::Domain(_) | ActionResult::Vdis(_) | ActionResult::Done) => false,
+        Ok(
+            ActionResult::Domain(_)
+            | ActionResult::Vdis(_)
+            | ActionResult::Vdi(_)
+            | ActionResult::Done,
+        ) => false,
         Err(failure) => {
             tracing::warn!(host = %host, error = %failure, "host agent not reached; resetting anyway");
             false

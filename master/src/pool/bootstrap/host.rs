@@ -90,9 +90,14 @@ pub(super) fn host_rows(
         [
             ("host", Value::str(host)),
             ("SR", Value::str(sr.as_str())),
+            // `location` names the directory as a file SR's PBD does, which is what the
+            // storage driver reads; `path` stays for those that read it.
             (
                 "device_config",
-                strings([("path", facts.local_sr_path.clone())]),
+                strings([
+                    ("location", facts.local_sr_path.clone()),
+                    ("path", facts.local_sr_path.clone()),
+                ]),
             ),
             ("currently_attached", Value::Bool(true)),
         ],

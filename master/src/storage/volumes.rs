@@ -1,0 +1,265 @@
+//! A VDI's volume, through the storage driver of a host where its SR is attached
+//! (`sr_spec::where_attached`): made (created, snapshotted, cloned), resized or destroyed
+//! BEFORE the Txn that records it, so that a failed driver call leaves the DB as it was. The
+//! driver's answer is what the row records (`location`, `virtual_size`,
+//! `physical_utilisation`). A volume made for a row that is then not committed is destroyed
+//! again (`undo`).
+//!
+//! A copy within its SR is a clone (a writable VDI reading the original's data, with no
+//! copy); a copy to another SR is, until the data plane carries disks between hosts, an empty
+//! volume of the original's size there.
+
+use std::collections::BTreeMap;
+
+use api_spec::{Value, errors};
+use host_api::{ActionResult, HostAction, SrSpec, StorageAction, VdiInfo};
+
+use crate::call::ctx::Ctx;
+use crate::db::ProposeError;
+use crate::error::Error;
+use crate::storage::sr_spec::where_attached;
+use crate::storage::vdi_copies::DiskOp;
+use crate::vm::operations::Overlay;
+
+/// A volume on a host's SR: the host to ask about it, its SR as that host's driver reaches
+/// it, and its location there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Volume {
+    pub host: String,
+    pub sr: SrSpec,
+    pub location: String,
+}
+
+/// A volume a driver made for a new VDI row, with the driver's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Made {
+    pub volume: Volume,
+    pub info: VdiInfo,
+}
+
+/// The volume of the VDI `vdi` as `view` has it: `HANDLE_INVALID` when the VDI does not
+/// exist, `SR_HAS_NO_PBDS` when its SR is attached nowhere.
+pub(crate) fn volume_of(view: &Overlay, vdi: &str) -> Result<Volume, Error> {
+    if !view.exists("VDI", vdi) {
+        return Err(errors::handle_invalid("VDI", vdi).into());
+    }
+    let (host, sr) = where_attached(view, view.str("VDI", vdi, "SR"))?;
+    Ok(Volume {
+        host,
+        sr,
+        location: view.str("VDI", vdi, "location").to_owned(),
+    })
+}
+
+/// Runs `action` on `host`, whose answer must be a VDI.
+async fn vdi_action(ctx: &Ctx, host: &str, action: StorageAction) -> Result<VdiInfo, Error> {
+    let what = format!("{action:?}");
+    match ctx.run_on_host(host, HostAction::Storage(action)).await? {
+        ActionResult::Vdi(info) => Ok(info),
+        _ => {
+            let message = format!("the host agent answered {what} with something else than a VDI");
+            Err(errors::internal_error(message).into())
+        }
+    }
+}
+
+/// A size from the API as a driver takes it: `INVALID_VALUE [field; value]` when negative.
+pub(crate) fn size_bytes(field: &str, size: i64) -> Result<u64, Error> {
+    u64::try_from(size).map_err(|_| errors::invalid_value(field, size).into())
+}
+
+/// Makes an empty volume of `virtual_size_bytes` in `sr`.
+pub(crate) async fn create(ctx: &Ctx, sr: &str, virtual_size_bytes: u64) -> Result<Made, Error> {
+    let (host, spec) = {
+        let db = ctx.db();
+        where_attached(&Overlay::new(&db), sr)?
+    };
+    let action = StorageAction::CreateVdi {
+        sr: spec.clone(),
+        virtual_size_bytes,
+    };
+    let info = vdi_action(ctx, &host, action).await?;
+    Ok(made(host, spec, info))
+}
+
+fn made(host: String, sr: SrSpec, info: VdiInfo) -> Made {
+    Made {
+        volume: Volume {
+            host,
+            sr,
+            location: info.location.clone(),
+        },
+        info,
+    }
+}
+
+/// Makes the volume of the snapshot, clone or copy of `vdi` that `op` says.
+pub(crate) async fn copy(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Made, Error> {
+    let (source, size, target) = {
+        let db = ctx.db();
+        let view = Overlay::new(&db);
+        let source = volume_of(&view, vdi)?;
+        let size = view.int("VDI", vdi, "virtual_size");
+        let target = match op {
+            DiskOp::Copy { sr } if sr != view.str("VDI", vdi, "SR") => Some(sr.to_owned()),
+            DiskOp::Copy { .. } | DiskOp::Snapshot | DiskOp::Clone => None,
+        };
+        (source, size, target)
+    };
+    if let Some(sr) = target {
+        return create(ctx, &sr, size_bytes("virtual_size", size)?).await;
+    }
+    let Volume { host, sr, location } = source;
+    let action = match op {
+        DiskOp::Snapshot => StorageAction::SnapshotVdi {
+            sr: sr.clone(),
+            location,
+        },
+        DiskOp::Clone | DiskOp::Copy { .. } => StorageAction::CloneVdi {
+            sr: sr.clone(),
+            location,
+        },
+    };
+    let info = vdi_action(ctx, &host, action).await?;
+    Ok(made(host, sr, info))
+}
+
+/// Makes a volume for each of `items` with `make`; if one fails, those made are destroyed
+/// again.
+pub(crate) async fn make_each<I, F, Fut>(
+    ctx: &Ctx,
+    items: I,
+    mut make: F,
+) -> Result<Vec<Made>, Error>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<Made, Error>>,
+{
+    let mut made = Vec::new();
+    for item in items {
+        match make(item).await {
+            Ok(volume) => made.push(volume),
+            Err(error) => {
+                undo(ctx, &made).await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Makes the volumes of copies of each of `vdis` as `op` says: the volumes made, and the
+/// driver's answer for each disk. If one fails, those made are destroyed again.
+pub(crate) async fn copy_all(
+    ctx: &Ctx,
+    vdis: Vec<String>,
+    op: DiskOp<'_>,
+) -> Result<(Vec<Made>, BTreeMap<String, VdiInfo>), Error> {
+    let made = make_each(ctx, &vdis, |vdi| copy(ctx, vdi, op)).await?;
+    let answers = vdis
+        .into_iter()
+        .zip(made.iter().map(|m| m.info.clone()))
+        .collect();
+    Ok((made, answers))
+}
+
+/// Grows the volume of `vdi` to `virtual_size_bytes`; the driver's answer.
+pub(crate) async fn resize(
+    ctx: &Ctx,
+    vdi: &str,
+    virtual_size_bytes: u64,
+) -> Result<VdiInfo, Error> {
+    let volume = {
+        let db = ctx.db();
+        volume_of(&Overlay::new(&db), vdi)?
+    };
+    let action = StorageAction::ResizeVdi {
+        sr: volume.sr,
+        location: volume.location,
+        virtual_size_bytes,
+    };
+    vdi_action(ctx, &volume.host, action).await
+}
+
+/// Deletes `volume`. One its SR does not hold is gone already, as xapi's file SR takes it.
+pub(crate) async fn destroy(ctx: &Ctx, volume: &Volume) -> Result<(), Error> {
+    let action = StorageAction::DestroyVdi {
+        sr: volume.sr.clone(),
+        location: volume.location.clone(),
+    };
+    match ctx
+        .run_on_host(&volume.host, HostAction::Storage(action))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(Error::Api(error)) if error.code == errors::VDI_MISSING => {
+            tracing::info!(sr = %volume.sr.uuid, location = %volume.location, "volume gone already");
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Deletes the volumes made for rows that were not committed; a failure is logged (a later
+/// `SR.scan` finds what is left).
+pub(crate) async fn undo(ctx: &Ctx, made: &[Made]) {
+    for made in made {
+        forget(ctx, &made.volume).await;
+    }
+}
+
+/// Deletes `volume`, whose row is gone; a failure is logged (a later `SR.scan` finds it).
+pub(crate) async fn forget(ctx: &Ctx, volume: &Volume) {
+    if let Err(error) = destroy(ctx, volume).await {
+        tracing::warn!(
+            sr = %volume.sr.uuid,
+            location = %volume.location,
+            error = %crate::error::to_api_error(error),
+            "volume left behind: an SR.scan finds it"
+        );
+    }
+}
+
+/// Runs `commit` (a Txn recording the volumes in `made`); destroys them again when it
+/// surely was not applied. When its outcome is unknown (leadership lost as it was proposed)
+/// the volumes stay: deleting one a committed row names would lose a disk, while one left
+/// without a row is found again by `SR.scan`.
+pub(crate) async fn commit_or_undo<T>(
+    ctx: &Ctx,
+    made: &[Made],
+    commit: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let outcome = commit.await;
+    match &outcome {
+        Ok(_) => {}
+        Err(Error::Propose(ProposeError::NotLeader | ProposeError::Stopped)) => {
+            for made in made {
+                tracing::warn!(
+                    sr = %made.volume.sr.uuid,
+                    location = %made.volume.location,
+                    "volume kept: whether its row was committed is unknown"
+                );
+            }
+        }
+        Err(_) => undo(ctx, made).await,
+    }
+    outcome
+}
+
+/// The fields of a VDI row that the driver's answer `info` sets.
+pub(crate) fn recorded_fields(info: &VdiInfo) -> [(&'static str, Value); 3] {
+    [
+        ("location", Value::str(&info.location)),
+        ("virtual_size", size(info.virtual_size_bytes)),
+        (
+            "physical_utilisation",
+            size(info.physical_utilisation_bytes),
+        ),
+    ]
+}
+
+/// A size as the DB keeps it (an int): a driver's byte count past `i64::MAX` is clamped.
+pub(crate) fn size(bytes: u64) -> Value {
+    Value::Int(i64::try_from(bytes).unwrap_or(i64::MAX))
+}

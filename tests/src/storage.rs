@@ -1,0 +1,64 @@
+//! Storage on a test host: its local SR, the directory the `file` driver keeps that SR's
+//! VDIs in, a host that runs that driver, and what `qemu-img` / `qemu-io` say of a VDI's file.
+
+use std::path::{Path, PathBuf};
+
+use api_spec::Value;
+
+use crate::{Client, Host, HostOptions};
+
+/// A one-host pool whose local SR keeps its VDIs as qcow2 files (`agent.storage_driver =
+/// "file"`).
+pub fn file_driver_host() -> Host {
+    Host::start_with(HostOptions {
+        root_password: Some(format!("pw-{}", std::process::id())),
+        config: Some(serde_json::json!({ "agent": { "storage_driver": "file" } })),
+        ..HostOptions::default()
+    })
+}
+
+/// The SR of the host's first PBD: its local SR.
+pub async fn local_sr(client: &Client) -> String {
+    let pbds = client.ok("PBD.get_all", vec![]).await;
+    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
+    let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
+    sr.as_str().expect("an SR ref").to_owned()
+}
+
+/// The directory of `sr` as its first PBD's `device_config:location` names it.
+pub async fn sr_directory(client: &Client, sr: &str) -> PathBuf {
+    let pbds = client.ok("SR.get_PBDs", vec![Value::str(sr)]).await;
+    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
+    let config = client.ok("PBD.get_device_config", vec![pbd.clone()]).await;
+    let config = config.as_struct().expect("a map");
+    let dir = config
+        .get("location")
+        .and_then(Value::as_str)
+        .expect("the SR's directory, as a file SR's PBD names it");
+    PathBuf::from(dir)
+}
+
+/// What `qemu-img info` says of the image at `path` (`None` when it is not one).
+pub fn image_info(path: &Path) -> Option<serde_json::Value> {
+    let output = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json", "-U"])
+        .arg(path)
+        .output()
+        .expect("qemu-img runs (tests/run installs it)");
+    if !output.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+/// Runs `qemu-io -c <command>` on the qcow2 image at `path`; whether it succeeded (a `read
+/// -P` pattern that does not match fails).
+pub fn qemu_io(path: &Path, command: &str) -> bool {
+    let output = std::process::Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", command])
+        .arg(path)
+        .output()
+        .expect("qemu-io runs (tests/run installs it)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    output.status.success() && !stdout.contains("Pattern verification failed")
+}
