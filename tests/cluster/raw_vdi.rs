@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use api_spec::Value;
 use oxapi_tests::Client;
 use oxapi_tests::Protocol;
-use oxapi_tests::client::pinned_tls;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Node};
+use oxapi_tests::storage::{export_raw, import_raw, transfer_query as query};
 use serde_json::json;
 
 const MIB: usize = 1 << 20;
@@ -69,40 +69,14 @@ async fn local_vdi(client: &Client, host: &Node, name: &str, bytes: usize) -> St
         .expect("the scan found the file")
 }
 
-/// An HTTPS client of `host`, its certificate pinned.
-fn http(host: &Node) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(pinned_tls(&host.cert_pem()))
-        .build()
-        .expect("a client")
-}
-
 /// `PUT /import_raw_vdi` of `image` to `host`; the status and the body.
 async fn import(host: &Node, query: &str, image: Vec<u8>) -> (u16, String) {
-    let url = format!("{}/import_raw_vdi?{query}", host.url());
-    let reply = http(host)
-        .put(url)
-        .body(image)
-        .send()
-        .await
-        .expect("an answer");
-    let status = reply.status().as_u16();
-    (status, reply.text().await.unwrap_or_default())
+    import_raw(&host.url(), &host.cert_pem(), query, image).await
 }
 
 /// `GET /export_raw_vdi` from `host`; the status and the bytes.
 async fn export(host: &Node, query: &str) -> (u16, Vec<u8>) {
-    let url = format!("{}/export_raw_vdi?{query}", host.url());
-    let reply = http(host).get(url).send().await.expect("an answer");
-    let status = reply.status().as_u16();
-    let bytes = reply.bytes().await.expect("the whole body");
-    (status, bytes.to_vec())
-}
-
-/// `session_id`, `vdi` and `format` as a query.
-fn query(client: &Client, vdi: &str, format: &str) -> String {
-    let session = client.session.as_deref().expect("logged in");
-    format!("session_id={session}&vdi={vdi}&format={format}")
+    export_raw(&host.url(), &host.cert_pem(), query).await
 }
 
 /// `size` bytes of a pattern, every third MiB a hole of zeros, and zeros at the end.

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use api_spec::Value;
 use oxapi_tests::events::EventWait;
-use oxapi_tests::guest::{kernel_args, marker};
+use oxapi_tests::guest::{BLOCK_BYTES, block_sha256, kernel_args, marker, sha256_hex};
 use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, parent_pid};
+use oxapi_tests::storage::{export_raw, import_raw, local_sr, transfer_query};
 use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Host, HostOptions, Protocol, SerialLog, logged_in, test_guest};
 
@@ -204,7 +205,7 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     let template = default_template(&client).await;
     let vm = halted_vm(&client, &template, "linux", 256 * MIB).await;
     let uuid = uuid(&client, &vm).await;
-    let serial = oxapi_tests::qemu::guest_dir(&host.data_dir(), &uuid).join("serial.log");
+    let serial = oxapi_tests::qemu::serial_log(&host.data_dir(), &uuid);
     let set = |field: &'static str, value: String| {
         let client = &client;
         let vm = vm.clone();
@@ -269,4 +270,155 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     set("PV_args", kernel_args(&["oxapi.panic"])).await;
     client.ok("VM.start", start).await;
     wait_power_state(&client, &vm, "Halted").await;
+}
+
+/// A struct value from `fields`.
+fn record(fields: &[(&str, Value)]) -> Value {
+    Value::Struct(
+        fields
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect(),
+    )
+}
+
+/// A VBD of `vdi` at `userdevice` of `vm` (bootable when it is "0"), detached until `vm`
+/// starts or the VBD is plugged.
+async fn plug_new_disk(client: &Client, vm: &str, vdi: &str, userdevice: &str) -> String {
+    let empty = || Value::Struct(Default::default());
+    let vbd = client
+        .ok(
+            "VBD.create",
+            vec![record(&[
+                ("VM", Value::str(vm)),
+                ("VDI", Value::str(vdi)),
+                ("userdevice", Value::str(userdevice)),
+                ("bootable", Value::Bool(userdevice == "0")),
+                ("mode", Value::str("RW")),
+                ("type", Value::str("Disk")),
+                ("empty", Value::Bool(false)),
+                ("other_config", empty()),
+                ("qos_algorithm_type", Value::str("")),
+                ("qos_algorithm_params", empty()),
+            ])],
+        )
+        .await;
+    vbd.as_str().expect("a VBD ref").to_owned()
+}
+
+/// The sha256 of the first MiB of `vdi`, exported raw through `host`.
+async fn first_mib_sha256(host: &Host, client: &Client, vdi: &str) -> (String, Vec<u8>) {
+    let query = transfer_query(client, vdi, "raw");
+    let (status, bytes) = export_raw(&host.url(), &host.cert_pem(), &query).await;
+    assert_eq!(status, 200, "export of {vdi}");
+    (sha256_hex(&bytes[..BLOCK_BYTES]), bytes)
+}
+
+/// The Linux guest writes a known block to its virtio disk, a qcow2 VDI on the local SR;
+/// the VM suspends into a suspend VDI and resumes (the guest, not booted again, then sees a
+/// second disk hot-plugged and unplugged, and powers off on the button); the block is read
+/// back from the VDI's export, from a clone that another
+/// boot of the guest reads, and from a VDI the export was imported into.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_import() {
+    if !oxapi_tests::qemu_available() {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+        return;
+    }
+    let Some(guest) = test_guest() else { return };
+    let host = Host::start_with(HostOptions {
+        qemu: true,
+        config: Some(serde_json::json!({"qemu": {"accel": "tcg"}})),
+        ..HostOptions::default()
+    });
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let template = default_template(&client).await;
+    let vm = halted_vm(&client, &template, "disk", 256 * MIB).await;
+    let uuid = uuid(&client, &vm).await;
+    let serial = oxapi_tests::qemu::serial_log(&host.data_dir(), &uuid);
+    let sr = local_sr(&client).await;
+    let new_vdi = || async {
+        let vdi = client
+            .ok(
+                "VDI.create",
+                vec![record(&[
+                    ("name_label", Value::str("data")),
+                    ("SR", Value::str(&sr)),
+                    ("virtual_size", Value::Int(16 * MIB)),
+                    ("type", Value::str("user")),
+                    ("sharable", Value::Bool(false)),
+                    ("read_only", Value::Bool(false)),
+                    ("other_config", Value::Struct(Default::default())),
+                ])],
+            )
+            .await;
+        vdi.as_str().expect("a VDI ref").to_owned()
+    };
+    let set = |field: &'static str, value: String| {
+        let client = &client;
+        let vm = vm.clone();
+        async move {
+            let setter = format!("VM.set_{field}");
+            client
+                .ok(&setter, vec![Value::str(&vm), Value::str(&value)])
+                .await;
+        }
+    };
+    set("PV_kernel", guest.kernel.display().to_string()).await;
+    set("PV_ramdisk", guest.initrd.display().to_string()).await;
+    set("PV_args", kernel_args(&["oxapi.write=a7"])).await;
+    let vdi = new_vdi().await;
+    let vbd = plug_new_disk(&client, &vm, &vdi, "0").await;
+    let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
+    let expected = block_sha256(0xa7);
+
+    client.ok("VM.start", start.clone()).await;
+    let wrote = wait_marker(&mut SerialLog::new(&serial), marker::WROTE);
+    assert_eq!(wrote, expected);
+
+    client.ok("VM.suspend", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Suspended");
+    let image = field(&client, &vm, "suspend_VDI").await;
+    let resume = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
+    client.ok("VM.resume", resume).await;
+    assert_eq!(power_state(&client, &vm).await, "Running");
+    let gone = client.call("VDI.get_uuid", vec![image]).await;
+    assert!(gone.is_err(), "the suspend image goes once resumed");
+    // The resumed guest sees a disk plugged into it and released again, without a boot.
+    let second = new_vdi().await;
+    let hotplugged = plug_new_disk(&client, &vm, &second, "1").await;
+    client.ok("VBD.plug", vec![Value::str(&hotplugged)]).await;
+    let mut log = SerialLog::new(&serial);
+    wait_marker(&mut log, "OXAPI-GUEST-INFO block vdb added");
+    client.ok("VBD.unplug", vec![Value::str(&hotplugged)]).await;
+    wait_marker(&mut log, "OXAPI-GUEST-INFO block vdb removed");
+    let booted = SerialLog::new(&serial).wait_for(marker::UP, Duration::ZERO);
+    assert!(booted.is_err(), "the resumed guest did not boot again");
+    client.ok("VM.clean_shutdown", vec![Value::str(&vm)]).await;
+    assert_eq!(power_state(&client, &vm).await, "Halted");
+
+    let (written, image) = first_mib_sha256(&host, &client, &vdi).await;
+    assert_eq!(written, expected, "the block is in the VDI");
+
+    let clone = client
+        .ok(
+            "VDI.clone",
+            vec![Value::str(&vdi), Value::Struct(Default::default())],
+        )
+        .await;
+    let clone = clone.as_str().expect("a VDI ref").to_owned();
+    client.ok("VBD.destroy", vec![Value::str(&vbd)]).await;
+    plug_new_disk(&client, &vm, &clone, "0").await;
+    set("PV_args", kernel_args(&["oxapi.read"])).await;
+    client.ok("VM.start", start).await;
+    let read = wait_marker(&mut SerialLog::new(&serial), marker::READ);
+    assert_eq!(read, expected, "the clone holds the block");
+    client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
+
+    let imported = new_vdi().await;
+    let query = transfer_query(&client, &imported, "raw");
+    let (status, answer) = import_raw(&host.url(), &host.cert_pem(), &query, image).await;
+    assert_eq!(status, 200, "{answer}");
+    let (again, _) = first_mib_sha256(&host, &client, &imported).await;
+    assert_eq!(again, expected, "the re-imported VDI holds the block");
 }

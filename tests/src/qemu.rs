@@ -9,6 +9,16 @@ pub fn guest_dir(data_dir: &Path, uuid: &str) -> PathBuf {
     data_dir.join("qemu").join(uuid)
 }
 
+/// The serial console log of the VM `uuid`'s QEMU while it runs.
+pub fn serial_log(data_dir: &Path, uuid: &str) -> PathBuf {
+    guest_dir(data_dir, uuid).join("serial.log")
+}
+
+/// The serial console log of the VM `uuid`'s last run, kept once its QEMU is gone.
+pub fn last_serial_log(data_dir: &Path, uuid: &str) -> PathBuf {
+    data_dir.join("qemu").join(format!("{uuid}.serial.log"))
+}
+
 /// The pid of the VM `uuid`'s QEMU, if that process is alive (not a zombie) and runs QEMU for
 /// this VM.
 pub fn guest_pid(data_dir: &Path, uuid: &str) -> Option<u32> {

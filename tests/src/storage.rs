@@ -1,5 +1,6 @@
 //! Storage on a test host: its local SR, the directory the `file` driver keeps that SR's
-//! VDIs in, a host that runs that driver, and what `qemu-img` / `qemu-io` say of a VDI's file.
+//! VDIs in, a host that runs that driver, what `qemu-img` / `qemu-io` say of a VDI's file, and
+//! a VDI's bytes through `PUT /import_raw_vdi` and `GET /export_raw_vdi`.
 
 use std::path::{Path, PathBuf};
 
@@ -61,4 +62,43 @@ pub fn qemu_io(path: &Path, command: &str) -> bool {
         .expect("qemu-io runs (tests/run installs it)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     output.status.success() && !stdout.contains("Pattern verification failed")
+}
+
+/// An HTTPS client of the host at `cert_pem`, its certificate pinned.
+fn http(cert_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(crate::client::pinned_tls(cert_pem))
+        .build()
+        .expect("a client")
+}
+
+/// `PUT /import_raw_vdi?{query}` of `image` to the host at `url`; the status and the body.
+pub async fn import_raw(url: &str, cert_pem: &[u8], query: &str, image: Vec<u8>) -> (u16, String) {
+    let reply = http(cert_pem)
+        .put(format!("{url}/import_raw_vdi?{query}"))
+        .body(image)
+        .send()
+        .await
+        .expect("an answer");
+    let status = reply.status().as_u16();
+    (status, reply.text().await.unwrap_or_default())
+}
+
+/// `GET /export_raw_vdi?{query}` from the host at `url`; the status and the bytes.
+pub async fn export_raw(url: &str, cert_pem: &[u8], query: &str) -> (u16, Vec<u8>) {
+    let reply = http(cert_pem)
+        .get(format!("{url}/export_raw_vdi?{query}"))
+        .send()
+        .await
+        .expect("an answer");
+    let status = reply.status().as_u16();
+    let bytes = reply.bytes().await.expect("the whole body");
+    (status, bytes.to_vec())
+}
+
+/// The query of an import or export of `vdi` (a ref or uuid) as `format`, in `client`'s
+/// session.
+pub fn transfer_query(client: &Client, vdi: &str, format: &str) -> String {
+    let session = client.session.as_deref().expect("logged in");
+    format!("session_id={session}&vdi={vdi}&format={format}")
 }

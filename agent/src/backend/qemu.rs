@@ -216,7 +216,10 @@ impl Qemu {
                         path: self.root.clone(),
                         source,
                     })?;
-                for entry in entries.flatten() {
+                let dirs = entries
+                    .flatten()
+                    .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()));
+                for entry in dirs {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     let paths = VmPaths::new(&self.root, &name);
                     match self.reattach(&name, paths).await {
@@ -966,7 +969,8 @@ impl Hypervisor for Qemu {
         })
     }
 
-    /// Asks QEMU to quit, kills it if it does not, and removes its directory.
+    /// Asks QEMU to quit, kills it if it does not, and removes its directory (the serial log
+    /// of the run stays as `<vm>.serial.log` beside it).
     fn destroy<'a>(&'a self, vm: &'a str) -> Op<'a> {
         Box::pin(async move {
             self.load().await?;
@@ -991,6 +995,8 @@ impl Hypervisor for Qemu {
                 }
             }
             lock(&self.vms).remove(vm);
+            // The guest's console output of this run stays, beside the directory.
+            let _ = std::fs::rename(&running.paths.serial_log, &running.paths.last_serial_log);
             if let Err(err) = std::fs::remove_dir_all(&running.paths.dir) {
                 tracing::warn!(
                     vm,

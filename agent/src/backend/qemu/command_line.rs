@@ -21,6 +21,8 @@ pub struct VmPaths {
     pub serial: PathBuf,
     /// Everything the guest wrote on its serial console.
     pub serial_log: PathBuf,
+    /// The serial log of the VM's last run, kept once its domain is destroyed.
+    pub last_serial_log: PathBuf,
     /// QEMU's own stdout and stderr.
     pub qemu_log: PathBuf,
     /// The domain as the driver keeps it.
@@ -37,6 +39,7 @@ impl VmPaths {
             serial_log: dir.join("serial.log"),
             qemu_log: dir.join("qemu.log"),
             record: dir.join("domain.json"),
+            last_serial_log: root.join(format!("{vm}.serial.log")),
             dir,
         }
     }

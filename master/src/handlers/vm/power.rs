@@ -7,10 +7,11 @@ use api_spec::{Value, errors};
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
 use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
-use crate::vm::operations::{Draft, Overlay};
+use crate::storage::volumes;
+use crate::vm::operations::{self, Draft, Overlay};
 use crate::vm::power_state::{drop_suspend_image, set_running, set_stopped};
 use crate::vm::vm_spec;
-use host_api::{ActionResult, HostAction, VmAction};
+use host_api::{ActionResult, HostAction, VdiInfo, VmAction};
 
 /// A suspend image's size: the VM's memory at most, and room for its device state.
 const SUSPEND_IMAGE_EXTRA_BYTES: i64 = 1 << 20;
@@ -31,13 +32,17 @@ fn suspend_sr(view: &Overlay, vm: &str, host: &str) -> Option<String> {
     .map(str::to_owned)
 }
 
-/// Creates the record of `vm`'s suspend image on `sr` (its data comes with the storage
-/// work: the agent writes it at its `location`); returns its ref.
-fn create_suspend_image(draft: &mut Draft, vm: &str, sr: &str) -> String {
-    let size = draft
-        .view()
+/// The size of `vm`'s suspend image, in bytes.
+fn suspend_image_bytes(view: &Overlay, vm: &str) -> Result<u64, Error> {
+    let size = view
         .int("VM", vm, "memory_static_max")
         .saturating_add(SUSPEND_IMAGE_EXTRA_BYTES);
+    volumes::size_bytes("memory_static_max", size)
+}
+
+/// Creates the record of `vm`'s suspend image on `sr`, whose volume the SR's driver made
+/// (`image`: the agent writes the image there); returns its ref.
+fn create_suspend_image(draft: &mut Draft, vm: &str, sr: &str, image: &VdiInfo) -> String {
     let uuid = crate::db::record::new_uuid();
     let name = format!(
         "Suspend image of {}",
@@ -50,28 +55,38 @@ fn create_suspend_image(draft: &mut Draft, vm: &str, sr: &str) -> String {
             ("name_label", Value::String(name)),
             ("name_description", Value::str("Suspend image")),
             ("SR", Value::str(sr)),
-            ("virtual_size", Value::Int(size)),
-            ("physical_utilisation", Value::Int(size)),
             ("type", Value::str("suspend")),
             ("sharable", Value::Bool(false)),
             ("read_only", Value::Bool(false)),
             ("managed", Value::Bool(true)),
-            ("location", Value::String(uuid)),
             ("other_config", Value::Struct(Default::default())),
-        ],
+        ]
+        .into_iter()
+        .chain(volumes::recorded_fields(image)),
     )
 }
 
-/// `VM.suspend`: saves a running VM to a new suspend image and destroys its domain.
+/// `VM.suspend`: saves a running VM to a new suspend image and destroys its domain. The
+/// image's volume is made by its SR's driver first, and deleted again unless the VM ends
+/// suspended.
 pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vm = args.str("vm")?;
+    let (sr, size) = {
+        let db = ctx.db();
+        // The checks the operation's begin makes, so that no volume is made for a suspend
+        // refused at once (the draft is dropped).
+        operations::begin(&mut Draft::new(&db), vm, VmOperation::Suspend, "")?;
+        let view = Overlay::new(&db);
+        let host = view.str("VM", vm, "resident_on");
+        let sr = suspend_sr(&view, vm, host).ok_or_else(|| errors::vm_no_suspend_sr(vm))?;
+        (sr, suspend_image_bytes(&view, vm)?)
+    };
+    let made = volumes::create(&ctx, &sr, size).await?;
     let operation = Operation::new(&ctx, vm, VmOperation::Suspend);
-    let (host, action) = operation
+    let begun = operation
         .begin(|draft| {
             let host = draft.view().str("VM", vm, "resident_on").to_owned();
-            let sr =
-                suspend_sr(draft.view(), vm, &host).ok_or_else(|| errors::vm_no_suspend_sr(vm))?;
-            let image = create_suspend_image(draft, vm, &sr);
+            let image = create_suspend_image(draft, vm, &sr, &made.info);
             draft.set("VM", vm, "suspend_VDI", Value::str(image.as_str()));
             let action = HostAction::Vm(VmAction::Suspend {
                 vm: draft.view().str("VM", vm, "uuid").to_owned(),
@@ -79,9 +94,17 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
             });
             Ok((host, action))
         })
-        .await?;
+        .await;
+    let (host, action) = match begun {
+        Ok(begun) => begun,
+        Err(error) => {
+            volumes::forget(&ctx, &made.volume).await;
+            return Err(error);
+        }
+    };
     let outcome = operation.run(&host, action).await;
     let now = ctx.now();
+    let is_suspended = matches!(outcome, Ok(ActionResult::Domain(None)));
     operation
         .end(|draft| {
             match &outcome {
@@ -97,6 +120,9 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
             Ok(())
         })
         .await?;
+    if !is_suspended {
+        volumes::forget(&ctx, &made.volume).await;
+    }
     answer(vm, outcome, Expect::Gone)
 }
 
@@ -246,9 +272,12 @@ mod tests {
                 "snapshot"
             ]
         );
-        let HostAction::Vm(VmAction::Suspend { image: disk, .. }) =
-            &pool.agent.received()[1].action
-        else {
+        let received = pool.agent.received();
+        let suspend = received.iter().find_map(|sent| match &sent.action {
+            HostAction::Vm(VmAction::Suspend { image, .. }) => Some(image.clone()),
+            _ => None,
+        });
+        let Some(disk) = suspend else {
             panic!("a suspend");
         };
         assert_eq!(disk.vdi_uuid, pool.text("VDI", &image, "uuid"));
@@ -257,9 +286,16 @@ mod tests {
         assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
         assert_eq!(pool.text("VM", &vm, "suspend_VDI"), NULL_REF);
         assert!(pool.read().get("VDI", &image).is_none());
+        // The image's volume is made before the suspend and deleted after the resume.
         assert_eq!(
             pool.agent.kinds(),
-            [ActionKind::Start, ActionKind::Suspend, ActionKind::Resume]
+            [
+                ActionKind::Start,
+                ActionKind::CreateVdi,
+                ActionKind::Suspend,
+                ActionKind::Resume,
+                ActionKind::DestroyVdi
+            ]
         );
     }
 

@@ -13,6 +13,7 @@ use super::{Expect, Operation, answer};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record::row;
 use crate::error::Error;
+use crate::storage::volumes;
 use crate::vm::operations::Draft;
 use crate::vm::power_state::{
     drop_suspend_image, power_state, power_state_of, set_running, set_stopped,
@@ -86,18 +87,27 @@ async fn stop(ctx: &Ctx, vm: &str, op: VmOperation, how: How) -> Result<Value, E
         .begin(|draft| {
             let view = draft.view();
             if power_state(view, vm) == VmPowerState::Suspended {
+                let image = view.str("VM", vm, "suspend_VDI");
+                let volume = volumes::volume_of(view, image).ok();
                 halt_suspended(draft, vm, &key, now);
-                return Ok(None);
+                return Ok(Err(volume));
             }
             let host = view.str("VM", vm, "resident_on").to_owned();
             let uuid = view.str("VM", vm, "uuid").to_owned();
             let delay_secs = view.int("VM", vm, "shutdown_delay");
-            Ok(Some((host, uuid, delay_secs)))
+            Ok(Ok((host, uuid, delay_secs)))
         })
         .await?;
-    let Some((host, uuid, delay_secs)) = begun else {
-        tracing::debug!(vm = %vm, "suspended VM halted");
-        return Ok(void());
+    let (host, uuid, delay_secs) = match begun {
+        Ok(running) => running,
+        Err(image_volume) => {
+            // The suspend image's row went in the Txn: its volume goes now.
+            if let Some(volume) = image_volume {
+                volumes::forget(ctx, &volume).await;
+            }
+            tracing::debug!(vm = %vm, "suspended VM halted");
+            return Ok(void());
+        }
     };
     let outcome = match how {
         How::Clean => operation.run(&host, shutdown_action(&uuid, true)).await,
@@ -413,7 +423,15 @@ mod tests {
         );
         assert_halted(&pool, &vm);
         assert!(pool.read().get("VDI", &image).is_none());
-        assert_eq!(pool.agent.kinds(), [ActionKind::Start, ActionKind::Suspend]);
+        assert_eq!(
+            pool.agent.kinds(),
+            [
+                ActionKind::Start,
+                ActionKind::CreateVdi,
+                ActionKind::Suspend,
+                ActionKind::DestroyVdi
+            ]
+        );
     }
 
     /// `power_state_reset` halts a VM whose domain its agent no longer has (or whose agent

@@ -8,6 +8,7 @@ use api_spec::{NULL_REF, Value, errors};
 use super::{Expect, Operation, answer, mark_devices, unmark_devices};
 use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
+use crate::storage::volumes;
 use crate::vm::memory::{self, Limits};
 use crate::vm::operations::Overlay;
 use crate::vm::placement::{self, Need, Policy};
@@ -118,7 +119,7 @@ async fn boot(
     let is_resume = matches!(op, VmOperation::Resume | VmOperation::ResumeOn);
     let operation = Operation::new(ctx, vm, op);
     let key = operation.key().to_owned();
-    let (host, spec, action) = {
+    let (host, spec, action, image_volume) = {
         // Placement reads what every host has free; one decision at a time, as xapi's global
         // lock around `choose_host` and the reservation.
         let _placing = ctx.master.placement.lock().await;
@@ -130,11 +131,13 @@ async fn boot(
                 let host = place(view, vm, target)?;
                 let spec = vm_spec::build(view, vm);
                 let sent = spec.clone();
+                let mut image_volume = None;
                 let action = if is_resume {
                     let image = view.str("VM", vm, "suspend_VDI");
                     if !view.exists("VDI", image) {
                         return Err(errors::handle_invalid("VDI", image).into());
                     }
+                    image_volume = volumes::volume_of(view, image).ok();
                     HostAction::Vm(VmAction::Resume {
                         vm: spec,
                         image: vm_spec::disk(view, image),
@@ -150,7 +153,7 @@ async fn boot(
                     Value::str(host.as_str()),
                 );
                 mark_devices(draft, vm, &key)?;
-                Ok((host, sent, action))
+                Ok((host, sent, action, image_volume))
             })
             .await?
     };
@@ -177,6 +180,10 @@ async fn boot(
         })
         .await?;
     if outcome.is_ok() {
+        // The resumed VM's suspend image has no row any more: its volume goes too.
+        if let Some(volume) = &image_volume {
+            volumes::forget(&ctx, volume).await;
+        }
         tracing::debug!(vm = %vm, host = %host, operation = %op, "VM started");
         crate::vm::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
     }
