@@ -1,0 +1,282 @@
+//! The QEMU figures, on a one-host pool with the qemu backend and guests of 128 MiB without an
+//! OS (KVM where the host finds it usable): `VM.start` end to end beside a bare launch of the
+//! same guest (`bare_qemu`), 10 starts at once beside 10 bare launches at once, and
+//! `VM.suspend` / `VM.resume`; then the storage figures (`storage`). Oxapi's trials and the
+//! bare ones alternate, so that the load of a shared machine falls on both alike.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use api_spec::Value;
+use oxapi_tests::qemu::{guest_dir, guest_pid};
+use oxapi_tests::vms::{default_template, halted_vm};
+use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
+use tokio::task::JoinSet;
+
+use crate::bare_qemu::{BareGuest, Launched, launch};
+use crate::{percentile, storage};
+
+/// The memory of every guest.
+const GUEST_BYTES: i64 = 128 << 20;
+/// How many guests start at once in the concurrent figure.
+const AT_ONCE: usize = 10;
+
+/// Runs the QEMU figures with `trials` trials of each.
+pub async fn run(protocol: Protocol, trials: usize) {
+    let host = Host::start_with(HostOptions {
+        root_password: Some(format!("pw-{}", std::process::id())),
+        qemu: true,
+        ..HostOptions::default()
+    });
+    let admin = logged_in(&host, protocol).await;
+    let template = default_template(&admin).await;
+    let vms = guests(&admin, &template, AT_ONCE).await;
+    let scratch = tempfile::Builder::new()
+        .prefix("oxapi-bench-qemu-")
+        .tempdir()
+        .expect("a temp dir for the bare QEMUs");
+    let (machine, whole) = bare_guests(&host, &admin, &vms[0]).await;
+    let accel = machine.accel();
+    let runs_on = host
+        .startup_lines
+        .iter()
+        .find_map(|line| line.strip_prefix("guests run on: "))
+        .unwrap_or("(oxapi did not say)");
+    println!(
+        "QEMU: one-host pool, guests of {} MiB without an OS on {accel}, {trials} trials; oxapi: guests run on {runs_on}",
+        GUEST_BYTES >> 20
+    );
+    println!(
+        "  bare QEMU, same machine: {} {}",
+        machine.binary,
+        machine.shown_args()
+    );
+
+    let mut bare_launches = 0;
+    let mut bare_dir = || {
+        bare_launches += 1;
+        scratch.path().join(format!("b{bare_launches}"))
+    };
+    // One untimed round first: the binary, its libraries and firmware come into the page cache.
+    let mut starts = Timings::default();
+    for trial in 0..=trials {
+        let oxapi = start_once(&admin, &vms[0]).await;
+        let (bare, launched) = launch(&machine, bare_dir()).await;
+        launched.stop().await;
+        let (bare_whole, launched) = launch(&whole, bare_dir()).await;
+        launched.stop().await;
+        if trial > 0 {
+            starts.push(oxapi, bare, bare_whole);
+        }
+    }
+    starts.print("VM.start, one VM", "one launch");
+
+    let mut at_once = Timings::default();
+    let clients = clients(&host, protocol, AT_ONCE).await;
+    for trial in 0..=trials {
+        let oxapi = start_all(&clients, &vms).await;
+        let dirs: Vec<_> = (0..AT_ONCE).map(|_| bare_dir()).collect();
+        let bare = launch_all(&machine, dirs).await;
+        let dirs: Vec<_> = (0..AT_ONCE).map(|_| bare_dir()).collect();
+        let bare_whole = launch_all(&whole, dirs).await;
+        if trial > 0 {
+            at_once.push(oxapi, bare, bare_whole);
+        }
+    }
+    at_once.print(
+        &format!("{AT_ONCE} VM.start at once, until all replied"),
+        &format!("{AT_ONCE} launches at once, until all run"),
+    );
+
+    suspend_resume(&admin, &vms[0], trials).await;
+    storage::run(&admin).await;
+}
+
+/// `count` halted guests cloned from `template`.
+async fn guests(admin: &Client, template: &str, count: usize) -> Vec<String> {
+    let mut vms = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("bench qemu {i}");
+        vms.push(halted_vm(admin, template, &name, GUEST_BYTES).await);
+    }
+    vms
+}
+
+/// `count` clients of `host`, each logged in on its own connection.
+async fn clients(host: &Host, protocol: Protocol, count: usize) -> Vec<Client> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(logged_in(host, protocol).await);
+    }
+    clients
+}
+
+/// The bare launches of `vm`'s guest: its machine alone, and oxapi's whole command line; read
+/// from the QEMU that oxapi runs for it (started, then stopped, here).
+async fn bare_guests(host: &Host, admin: &Client, vm: &str) -> (BareGuest, BareGuest) {
+    let uuid = admin.ok("VM.get_uuid", vec![Value::str(vm)]).await;
+    let uuid = uuid.as_str().expect("a uuid").to_owned();
+    admin.ok("VM.start", start_params(vm)).await;
+    let pid = guest_pid(&host.data_dir(), &uuid).expect("a QEMU runs the started VM");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("QEMU's command line");
+    let cmdline: Vec<String> = cmdline
+        .split(|byte| *byte == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    admin.ok("VM.hard_shutdown", vec![Value::str(vm)]).await;
+    let dir = guest_dir(&host.data_dir(), &uuid);
+    (
+        BareGuest::machine_of(&cmdline),
+        BareGuest::whole_command_line_of(&cmdline, &dir),
+    )
+}
+
+/// `VM.start(vm, start_paused = false, force = false)`.
+fn start_params(vm: &str) -> Vec<Value> {
+    vec![Value::str(vm), Value::Bool(false), Value::Bool(false)]
+}
+
+/// Times one `VM.start` of `vm` end to end, then stops it (untimed).
+async fn start_once(admin: &Client, vm: &str) -> Duration {
+    let sent = Instant::now();
+    admin.ok("VM.start", start_params(vm)).await;
+    let took = sent.elapsed();
+    admin.ok("VM.hard_shutdown", vec![Value::str(vm)]).await;
+    took
+}
+
+/// Times `VM.start` of every VM of `vms` at once, one per client, until all replied; then
+/// stops them (untimed).
+async fn start_all(clients: &[Client], vms: &[String]) -> Duration {
+    let each = |method: &'static str, params: fn(&str) -> Vec<Value>| {
+        let mut calls = JoinSet::new();
+        for (client, vm) in clients.iter().zip(vms) {
+            let (client, params) = (client.clone(), params(vm));
+            calls.spawn(async move { client.ok(method, params).await });
+        }
+        calls.join_all()
+    };
+    let sent = Instant::now();
+    each("VM.start", start_params).await;
+    let took = sent.elapsed();
+    each("VM.hard_shutdown", |vm| vec![Value::str(vm)]).await;
+    took
+}
+
+/// Launches `guest` once per directory of `dirs`, all at once; times them until all run, then
+/// stops them (untimed).
+async fn launch_all(guest: &BareGuest, dirs: Vec<PathBuf>) -> Duration {
+    let mut launches = JoinSet::new();
+    let started = Instant::now();
+    for dir in dirs {
+        let guest = guest.clone();
+        launches.spawn(async move { launch(&guest, dir).await.1 });
+    }
+    let launched: Vec<Launched> = launches.join_all().await;
+    let took = started.elapsed();
+    for qemu in launched {
+        qemu.stop().await;
+    }
+    took
+}
+
+/// `VM.suspend` then `VM.resume` of `vm`, `trials` times each, timed end to end; a failure is
+/// printed as the figure.
+async fn suspend_resume(admin: &Client, vm: &str, trials: usize) {
+    admin.ok("VM.start", start_params(vm)).await;
+    let (mut suspends, mut resumes) = (Vec::new(), Vec::new());
+    for _ in 0..trials {
+        let sent = Instant::now();
+        if let Err(e) = admin.call("VM.suspend", vec![Value::str(vm)]).await {
+            println!("VM.suspend, one VM of 128 MiB: failed: {e}");
+            break;
+        }
+        suspends.push(sent.elapsed());
+        let sent = Instant::now();
+        let resumed = admin.call("VM.resume", start_params(vm)).await;
+        if let Err(e) = resumed {
+            println!("VM.resume, one VM of 128 MiB: failed: {e}");
+            break;
+        }
+        resumes.push(sent.elapsed());
+    }
+    for (what, times) in [("VM.suspend", &mut suspends), ("VM.resume", &mut resumes)] {
+        if !times.is_empty() {
+            println!("{what}, one VM of 128 MiB: {}", Spread::of(times));
+        }
+    }
+    let power_state = admin.ok("VM.get_power_state", vec![Value::str(vm)]).await;
+    if power_state.as_str() != Some("Halted") {
+        admin.ok("VM.hard_shutdown", vec![Value::str(vm)]).await;
+    }
+}
+
+/// The times of oxapi and of both bare launches, trial by trial.
+#[derive(Default)]
+struct Timings {
+    oxapi: Vec<Duration>,
+    bare: Vec<Duration>,
+    bare_whole: Vec<Duration>,
+}
+
+impl Timings {
+    fn push(&mut self, oxapi: Duration, bare: Duration, bare_whole: Duration) {
+        self.oxapi.push(oxapi);
+        self.bare.push(bare);
+        self.bare_whole.push(bare_whole);
+    }
+
+    /// Prints the three spreads and the ratio of the medians, oxapi / bare.
+    fn print(&mut self, oxapi: &str, bare: &str) {
+        let oxapi_spread = Spread::of(&mut self.oxapi);
+        let bare_spread = Spread::of(&mut self.bare);
+        let whole_spread = Spread::of(&mut self.bare_whole);
+        let ratio = oxapi_spread.p50.as_secs_f64() / bare_spread.p50.as_secs_f64();
+        println!("{oxapi} (oxapi): {oxapi_spread}");
+        println!("  bare QEMU, same machine, {bare}: {bare_spread}");
+        println!("  bare QEMU, oxapi's whole command line, {bare}: {whole_spread}");
+        println!("  ratio oxapi / bare (p50): {ratio:.2}");
+    }
+}
+
+/// The median, shortest and longest of some times.
+struct Spread {
+    p50: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Spread {
+    /// The spread of `times` (sorted in place; at least one).
+    fn of(times: &mut [Duration]) -> Spread {
+        times.sort();
+        Spread {
+            p50: percentile(times, 0.5),
+            min: times[0],
+            max: times[times.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        write!(
+            f,
+            "p50 {:.1} ms, min {:.1} ms, max {:.1} ms",
+            ms(self.p50),
+            ms(self.min),
+            ms(self.max)
+        )
+    }
+}
+
+/// Whether the QEMU part can run here; `Err` says why not.
+pub fn available() -> Result<(), &'static str> {
+    if oxapi_tests::qemu_available() {
+        Ok(())
+    } else {
+        Err("qemu-system-x86_64 is not installed (tests/run installs it)")
+    }
+}
