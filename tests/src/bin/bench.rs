@@ -233,14 +233,20 @@ async fn over_all_vms(
     vms.len() as f64 / start.elapsed().as_secs_f64()
 }
 
-/// `LIFECYCLE_VMS` halted VMs with little memory, cloned from `template`.
-async fn lifecycle_vms(admin: &Client, template: &str) -> Arc<Vec<String>> {
-    let mut vms = Vec::with_capacity(LIFECYCLE_VMS);
-    for i in 0..LIFECYCLE_VMS {
-        let name = format!("lifecycle {i}");
-        vms.push(halted_vm(admin, template, &name, LIFECYCLE_VM_BYTES).await);
+/// `count` halted VMs of `memory_bytes` each, cloned from `template`, named `<name> <i>`.
+async fn halted_vms(
+    admin: &Client,
+    template: &str,
+    name: &str,
+    count: usize,
+    memory_bytes: i64,
+) -> Vec<String> {
+    let mut vms = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("{name} {i}");
+        vms.push(halted_vm(admin, template, &name, memory_bytes).await);
     }
-    Arc::new(vms)
+    vms
 }
 
 #[tokio::main]
@@ -298,7 +304,15 @@ async fn simulator_and_pool(args: &Args) {
             "write  VM.set_name_label   {clients:>2} clients: {rate:>9.0} calls/s (each committed and fsynced)"
         );
     }
-    let vms = lifecycle_vms(&admin, &template).await;
+    let vms = halted_vms(
+        &admin,
+        &template,
+        "lifecycle",
+        LIFECYCLE_VMS,
+        LIFECYCLE_VM_BYTES,
+    )
+    .await;
+    let vms = Arc::new(vms);
     for clients in LIFECYCLE_CONCURRENCY {
         let no_extra: fn() -> Vec<Value> = Vec::new;
         let start_extra: fn() -> Vec<Value> = || vec![Value::Bool(false), Value::Bool(false)];

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use api_spec::Value;
 use oxapi_tests::qemu::{guest_dir, guest_pid};
-use oxapi_tests::vms::{default_template, halted_vm};
+use oxapi_tests::vms::default_template;
 use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
 use tokio::task::JoinSet;
 
 use crate::bare_qemu::{BareGuest, Launched, launch};
-use crate::{percentile, storage};
+use crate::{clients_of, halted_vms, percentile, storage};
 
 /// The memory of every guest.
 const GUEST_BYTES: i64 = 128 << 20;
@@ -30,7 +30,7 @@ pub async fn run(protocol: Protocol, trials: usize) {
     });
     let admin = logged_in(&host, protocol).await;
     let template = default_template(&admin).await;
-    let vms = guests(&admin, &template, AT_ONCE).await;
+    let vms = halted_vms(&admin, &template, "bench qemu", AT_ONCE, GUEST_BYTES).await;
     let scratch = tempfile::Builder::new()
         .prefix("oxapi-bench-qemu-")
         .tempdir()
@@ -72,7 +72,7 @@ pub async fn run(protocol: Protocol, trials: usize) {
     starts.print("VM.start, one VM", "one launch");
 
     let mut at_once = Timings::default();
-    let clients = clients(&host, protocol, AT_ONCE).await;
+    let clients = clients_of(&host, protocol, AT_ONCE).await;
     for trial in 0..=trials {
         let oxapi = start_all(&clients, &vms).await;
         let dirs: Vec<_> = (0..AT_ONCE).map(|_| bare_dir()).collect();
@@ -90,25 +90,6 @@ pub async fn run(protocol: Protocol, trials: usize) {
 
     suspend_resume(&admin, &vms[0], trials).await;
     storage::run(&admin).await;
-}
-
-/// `count` halted guests cloned from `template`.
-async fn guests(admin: &Client, template: &str, count: usize) -> Vec<String> {
-    let mut vms = Vec::with_capacity(count);
-    for i in 0..count {
-        let name = format!("bench qemu {i}");
-        vms.push(halted_vm(admin, template, &name, GUEST_BYTES).await);
-    }
-    vms
-}
-
-/// `count` clients of `host`, each logged in on its own connection.
-async fn clients(host: &Host, protocol: Protocol, count: usize) -> Vec<Client> {
-    let mut clients = Vec::with_capacity(count);
-    for _ in 0..count {
-        clients.push(logged_in(host, protocol).await);
-    }
-    clients
 }
 
 /// The bare launches of `vm`'s guest: its machine alone, and oxapi's whole command line; read
