@@ -31,63 +31,35 @@ pub async fn run(protocol: Protocol, trials: usize) {
     let admin = logged_in(&host, protocol).await;
     let template = default_template(&admin).await;
     let vms = halted_vms(&admin, &template, "bench qemu", AT_ONCE, GUEST_BYTES).await;
-    let scratch = tempfile::Builder::new()
-        .prefix("oxapi-bench-qemu-")
-        .tempdir()
-        .expect("a temp dir for the bare QEMUs");
     let (machine, whole) = bare_guests(&host, &admin, &vms[0]).await;
-    let accel = machine.accel();
     let runs_on = host
         .startup_lines
         .iter()
         .find_map(|line| line.strip_prefix("guests run on: "))
         .unwrap_or("(oxapi did not say)");
     println!(
-        "QEMU: one-host pool, guests of {} MiB without an OS on {accel}, {trials} trials; oxapi: guests run on {runs_on}",
-        GUEST_BYTES >> 20
+        "QEMU: one-host pool, guests of {} MiB without an OS on {}, {trials} trials; oxapi: guests run on {runs_on}",
+        GUEST_BYTES >> 20,
+        machine.accel()
     );
     println!(
         "  bare QEMU, same machine: {} {}",
         machine.binary,
         machine.shown_args()
     );
+    let mut dirs = BareDirs::new();
+    let bare = [&machine, &whole];
 
-    let mut bare_launches = 0;
-    let mut bare_dir = || {
-        bare_launches += 1;
-        scratch.path().join(format!("b{bare_launches}"))
-    };
-    // One untimed round first: the binary, its libraries and firmware come into the page cache.
-    let mut starts = Timings::default();
-    for trial in 0..=trials {
-        let oxapi = start_once(&admin, &vms[0]).await;
-        let (bare, launched) = launch(&machine, bare_dir()).await;
-        launched.stop().await;
-        let (bare_whole, launched) = launch(&whole, bare_dir()).await;
-        launched.stop().await;
-        if trial > 0 {
-            starts.push(oxapi, bare, bare_whole);
-        }
-    }
-    starts.print("VM.start, one VM", "one launch");
-
-    let mut at_once = Timings::default();
+    one_start(&admin, &vms[0], bare, &mut dirs, trials)
+        .await
+        .print("VM.start, one VM", "one launch");
     let clients = clients_of(&host, protocol, AT_ONCE).await;
-    for trial in 0..=trials {
-        let oxapi = start_all(&clients, &vms).await;
-        let dirs: Vec<_> = (0..AT_ONCE).map(|_| bare_dir()).collect();
-        let bare = launch_all(&machine, dirs).await;
-        let dirs: Vec<_> = (0..AT_ONCE).map(|_| bare_dir()).collect();
-        let bare_whole = launch_all(&whole, dirs).await;
-        if trial > 0 {
-            at_once.push(oxapi, bare, bare_whole);
-        }
-    }
-    at_once.print(
-        &format!("{AT_ONCE} VM.start at once, until all replied"),
-        &format!("{AT_ONCE} launches at once, until all run"),
-    );
-
+    starts_at_once(&clients, &vms, bare, &mut dirs, trials)
+        .await
+        .print(
+            &format!("{AT_ONCE} VM.start at once, until all replied"),
+            &format!("{AT_ONCE} launches at once, until all run"),
+        );
     suspend_resume(&admin, &vms[0], trials).await;
     storage::run(&admin).await;
 }
@@ -111,6 +83,55 @@ async fn bare_guests(host: &Host, admin: &Client, vm: &str) -> (BareGuest, BareG
         BareGuest::machine_of(&cmdline),
         BareGuest::whole_command_line_of(&cmdline, &dir),
     )
+}
+
+/// `trials` single starts of `vm` through oxapi, each followed by one bare launch of each of
+/// `bare`; after one untimed round (the binary, its libraries and firmware come into the page
+/// cache).
+async fn one_start(
+    admin: &Client,
+    vm: &str,
+    bare: [&BareGuest; 2],
+    dirs: &mut BareDirs,
+    trials: usize,
+) -> Timings {
+    let mut timings = Timings::default();
+    for trial in 0..=trials {
+        let oxapi = start_once(admin, vm).await;
+        let mut launches = [Duration::ZERO; 2];
+        for (took, guest) in launches.iter_mut().zip(bare) {
+            let (launch_took, launched) = launch(guest, dirs.next()).await;
+            launched.stop().await;
+            *took = launch_took;
+        }
+        if trial > 0 {
+            timings.push(oxapi, launches);
+        }
+    }
+    timings
+}
+
+/// `trials` rounds of starting every VM of `vms` at once through oxapi (one client each), each
+/// followed by as many bare launches at once of each of `bare`; after one untimed round.
+async fn starts_at_once(
+    clients: &[Client],
+    vms: &[String],
+    bare: [&BareGuest; 2],
+    dirs: &mut BareDirs,
+    trials: usize,
+) -> Timings {
+    let mut timings = Timings::default();
+    for trial in 0..=trials {
+        let oxapi = start_all(clients, vms).await;
+        let mut launches = [Duration::ZERO; 2];
+        for (took, guest) in launches.iter_mut().zip(bare) {
+            *took = launch_all(guest, dirs).await;
+        }
+        if trial > 0 {
+            timings.push(oxapi, launches);
+        }
+    }
+    timings
 }
 
 /// `VM.start(vm, start_paused = false, force = false)`.
@@ -145,9 +166,10 @@ async fn start_all(clients: &[Client], vms: &[String]) -> Duration {
     took
 }
 
-/// Launches `guest` once per directory of `dirs`, all at once; times them until all run, then
-/// stops them (untimed).
-async fn launch_all(guest: &BareGuest, dirs: Vec<PathBuf>) -> Duration {
+/// Launches `guest` `AT_ONCE` times at once, each in a new directory of `dirs`; times them
+/// until all run, then stops them (untimed).
+async fn launch_all(guest: &BareGuest, dirs: &mut BareDirs) -> Duration {
+    let dirs: Vec<PathBuf> = (0..AT_ONCE).map(|_| dirs.next()).collect();
     let mut launches = JoinSet::new();
     let started = Instant::now();
     for dir in dirs {
@@ -193,7 +215,30 @@ async fn suspend_resume(admin: &Client, vm: &str, trials: usize) {
     }
 }
 
-/// The times of oxapi and of both bare launches, trial by trial.
+/// A new directory for each bare QEMU, all in one temp dir that goes with it.
+struct BareDirs {
+    root: tempfile::TempDir,
+    made: usize,
+}
+
+impl BareDirs {
+    fn new() -> BareDirs {
+        let root = tempfile::Builder::new()
+            .prefix("oxapi-bench-qemu-")
+            .tempdir()
+            .expect("a temp dir for the bare QEMUs");
+        BareDirs { root, made: 0 }
+    }
+
+    /// The path of a directory no launch has used (the launch makes it).
+    fn next(&mut self) -> PathBuf {
+        self.made += 1;
+        self.root.path().join(format!("b{}", self.made))
+    }
+}
+
+/// The times of oxapi and of both bare launches (same machine, whole command line), trial by
+/// trial.
 #[derive(Default)]
 struct Timings {
     oxapi: Vec<Duration>,
@@ -202,7 +247,7 @@ struct Timings {
 }
 
 impl Timings {
-    fn push(&mut self, oxapi: Duration, bare: Duration, bare_whole: Duration) {
+    fn push(&mut self, oxapi: Duration, [bare, bare_whole]: [Duration; 2]) {
         self.oxapi.push(oxapi);
         self.bare.push(bare);
         self.bare_whole.push(bare_whole);
