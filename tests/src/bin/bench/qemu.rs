@@ -50,16 +50,14 @@ pub async fn run(protocol: Protocol, trials: usize) {
     let mut dirs = BareDirs::new();
     let bare = [&machine, &whole];
 
-    one_start(&admin, &vms[0], bare, &mut dirs, trials)
+    let clients = clients_of(&host, protocol, AT_ONCE).await;
+    rounds(&clients[..1], &vms[..1], bare, &mut dirs, trials)
         .await
         .print("VM.start, one VM", "one launch");
-    let clients = clients_of(&host, protocol, AT_ONCE).await;
-    starts_at_once(&clients, &vms, bare, &mut dirs, trials)
-        .await
-        .print(
-            &format!("{AT_ONCE} VM.start at once, until all replied"),
-            &format!("{AT_ONCE} launches at once, until all run"),
-        );
+    rounds(&clients, &vms, bare, &mut dirs, trials).await.print(
+        &format!("{AT_ONCE} VM.start at once, until all replied"),
+        &format!("{AT_ONCE} launches at once, until all run"),
+    );
     suspend_resume(&admin, &vms[0], trials).await;
     storage::run(&admin).await;
 }
@@ -85,35 +83,10 @@ async fn bare_guests(host: &Host, admin: &Client, vm: &str) -> (BareGuest, BareG
     )
 }
 
-/// `trials` single starts of `vm` through oxapi, each followed by one bare launch of each of
-/// `bare`; after one untimed round (the binary, its libraries and firmware come into the page
-/// cache).
-async fn one_start(
-    admin: &Client,
-    vm: &str,
-    bare: [&BareGuest; 2],
-    dirs: &mut BareDirs,
-    trials: usize,
-) -> Timings {
-    let mut timings = Timings::default();
-    for trial in 0..=trials {
-        let oxapi = start_once(admin, vm).await;
-        let mut launches = [Duration::ZERO; 2];
-        for (took, guest) in launches.iter_mut().zip(bare) {
-            let (launch_took, launched) = launch(guest, dirs.next()).await;
-            launched.stop().await;
-            *took = launch_took;
-        }
-        if trial > 0 {
-            timings.push(oxapi, launches);
-        }
-    }
-    timings
-}
-
-/// `trials` rounds of starting every VM of `vms` at once through oxapi (one client each), each
-/// followed by as many bare launches at once of each of `bare`; after one untimed round.
-async fn starts_at_once(
+/// `trials` rounds, after one untimed round (the binary, its libraries and firmware come into
+/// the page cache): every VM of `vms` started at once through oxapi (one client of `clients`
+/// each), then as many bare launches at once of each of `bare`.
+async fn rounds(
     clients: &[Client],
     vms: &[String],
     bare: [&BareGuest; 2],
@@ -125,7 +98,7 @@ async fn starts_at_once(
         let oxapi = start_all(clients, vms).await;
         let mut launches = [Duration::ZERO; 2];
         for (took, guest) in launches.iter_mut().zip(bare) {
-            *took = launch_all(guest, dirs).await;
+            *took = launch_all(guest, dirs, vms.len()).await;
         }
         if trial > 0 {
             timings.push(oxapi, launches);
@@ -137,15 +110,6 @@ async fn starts_at_once(
 /// `VM.start(vm, start_paused = false, force = false)`.
 fn start_params(vm: &str) -> Vec<Value> {
     vec![Value::str(vm), Value::Bool(false), Value::Bool(false)]
-}
-
-/// Times one `VM.start` of `vm` end to end, then stops it (untimed).
-async fn start_once(admin: &Client, vm: &str) -> Duration {
-    let sent = Instant::now();
-    admin.ok("VM.start", start_params(vm)).await;
-    let took = sent.elapsed();
-    admin.ok("VM.hard_shutdown", vec![Value::str(vm)]).await;
-    took
 }
 
 /// Times `VM.start` of every VM of `vms` at once, one per client, until all replied; then
@@ -166,10 +130,10 @@ async fn start_all(clients: &[Client], vms: &[String]) -> Duration {
     took
 }
 
-/// Launches `guest` `AT_ONCE` times at once, each in a new directory of `dirs`; times them
+/// Launches `guest` `count` times at once, each in a new directory of `dirs`; times them
 /// until all run, then stops them (untimed).
-async fn launch_all(guest: &BareGuest, dirs: &mut BareDirs) -> Duration {
-    let dirs: Vec<PathBuf> = (0..AT_ONCE).map(|_| dirs.next()).collect();
+async fn launch_all(guest: &BareGuest, dirs: &mut BareDirs, count: usize) -> Duration {
+    let dirs: Vec<PathBuf> = (0..count).map(|_| dirs.next()).collect();
     let mut launches = JoinSet::new();
     let started = Instant::now();
     for dir in dirs {
