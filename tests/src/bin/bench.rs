@@ -2,10 +2,18 @@
 //! per second with 1 and 16 concurrent clients, `VM.start` and `VM.clean_shutdown` throughput on
 //! the zero-latency simulator with 1, 10 and 100 concurrent calls, and the delay from a write to
 //! the wake-up of a blocked `event.from`; then on a 3-host pool (`cluster`), the replicated write
-//! throughput and the failover time. Run it with `tests/bench` (release build).
+//! throughput and the failover time; then, where QEMU is installed, real guests on the qemu
+//! backend beside bare QEMU (`qemu`, `bare_qemu`) and the storage figures (`storage`). Run it
+//! with `tests/bench` (release build).
 
+#[path = "bench/bare_qemu.rs"]
+mod bare_qemu;
 #[path = "bench/cluster.rs"]
 mod cluster;
+#[path = "bench/qemu.rs"]
+mod qemu;
+#[path = "bench/storage.rs"]
+mod storage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,10 +35,24 @@ const LIFECYCLE_VM_BYTES: i64 = 32 << 20;
 struct Args {
     seconds: u64,
     protocol: Protocol,
-    /// Failover trials on the 3-host pool.
+    /// Trials of each timed event: failovers on the 3-host pool; starts, suspends and resumes
+    /// on QEMU.
     trials: usize,
     /// Skip the 3-host pool's figures.
     is_one_host_only: bool,
+    /// Which parts run: the simulator's and the pool's, the QEMU one, or all.
+    parts: Parts,
+}
+
+/// The parts of the benchmark a run measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Parts {
+    /// Every part; the QEMU one only where `qemu-system-x86_64` is installed.
+    All,
+    /// Only the QEMU part (`--qemu`).
+    QemuOnly,
+    /// Every part but the QEMU one (`--no-qemu`).
+    NoQemu,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +61,7 @@ fn parse_args() -> Args {
         protocol: Protocol::JsonRpc,
         trials: 10,
         is_one_host_only: false,
+        parts: Parts::All,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -57,6 +80,8 @@ fn parse_args() -> Args {
                     .unwrap_or_else(|| usage("--trials takes a whole number above 0"));
             }
             "--one-host" => args.is_one_host_only = true,
+            "--qemu" => args.parts = Parts::QemuOnly,
+            "--no-qemu" => args.parts = Parts::NoQemu,
             "--xmlrpc" => args.protocol = Protocol::XmlRpc,
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -69,7 +94,9 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("bench: {problem}");
     }
-    eprintln!("usage: bench [--seconds N] [--trials N] [--one-host] [--xmlrpc]");
+    eprintln!(
+        "usage: bench [--seconds N] [--trials N] [--one-host] [--xmlrpc] [--qemu | --no-qemu]"
+    );
     std::process::exit(2);
 }
 
@@ -206,19 +233,41 @@ async fn over_all_vms(
     vms.len() as f64 / start.elapsed().as_secs_f64()
 }
 
-/// `LIFECYCLE_VMS` halted VMs with little memory, cloned from `template`.
-async fn lifecycle_vms(admin: &Client, template: &str) -> Arc<Vec<String>> {
-    let mut vms = Vec::with_capacity(LIFECYCLE_VMS);
-    for i in 0..LIFECYCLE_VMS {
-        let name = format!("lifecycle {i}");
-        vms.push(halted_vm(admin, template, &name, LIFECYCLE_VM_BYTES).await);
+/// `count` halted VMs of `memory_bytes` each, cloned from `template`, named `<name> <i>`.
+async fn halted_vms(
+    admin: &Client,
+    template: &str,
+    name: &str,
+    count: usize,
+    memory_bytes: i64,
+) -> Vec<String> {
+    let mut vms = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("{name} {i}");
+        vms.push(halted_vm(admin, template, &name, memory_bytes).await);
     }
-    Arc::new(vms)
+    vms
 }
 
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    if args.parts != Parts::QemuOnly {
+        simulator_and_pool(&args).await;
+    }
+    match (args.parts, qemu::available()) {
+        (Parts::NoQemu, _) => {}
+        (_, Ok(())) => qemu::run(args.protocol, args.trials).await,
+        (Parts::QemuOnly, Err(why)) => {
+            eprintln!("bench: --qemu: {why}");
+            std::process::exit(1);
+        }
+        (Parts::All, Err(why)) => println!("QEMU figures skipped: {why}"),
+    }
+}
+
+/// The figures on the simulator's one-host pool, then the 3-host pool's.
+async fn simulator_and_pool(args: &Args) {
     let duration = Duration::from_secs(args.seconds);
     let host = Host::start();
     let admin = logged_in(&host, args.protocol).await;
@@ -255,7 +304,15 @@ async fn main() {
             "write  VM.set_name_label   {clients:>2} clients: {rate:>9.0} calls/s (each committed and fsynced)"
         );
     }
-    let vms = lifecycle_vms(&admin, &template).await;
+    let vms = halted_vms(
+        &admin,
+        &template,
+        "lifecycle",
+        LIFECYCLE_VMS,
+        LIFECYCLE_VM_BYTES,
+    )
+    .await;
+    let vms = Arc::new(vms);
     for clients in LIFECYCLE_CONCURRENCY {
         let no_extra: fn() -> Vec<Value> = Vec::new;
         let start_extra: fn() -> Vec<Value> = || vec![Value::Bool(false), Value::Bool(false)];
