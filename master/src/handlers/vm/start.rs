@@ -182,7 +182,7 @@ async fn boot(
     if outcome.is_ok() {
         // The resumed VM's suspend image has no row any more: its volume goes too.
         if let Some(volume) = &image_volume {
-            volumes::forget(&ctx, volume).await;
+            volumes::forget(ctx, volume).await;
         }
         tracing::debug!(vm = %vm, host = %host, operation = %op, "VM started");
         crate::vm::spec_push::push_if_stale(&ctx.master, vm, &spec).await;
