@@ -45,7 +45,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use host_api::{
-    ActionResult, AgentFailure, AgentReport, GuestEvent, HostAction, PowerState, VmAction, VmSpec,
+    ActionResult, AgentFailure, AgentReport, GuestEvent, HostAction, HypervisorInfo, PowerState,
+    VmAction, VmSpec,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -113,8 +114,8 @@ pub struct Agent {
     transfer_wait: Duration,
     /// Stops the task that listens to the hypervisor's events.
     stop: CancellationToken,
-    /// What runs guests here (`Drivers::describe`).
-    backend: String,
+    /// What runs guests here.
+    hypervisor: HypervisorInfo,
 }
 
 impl Agent {
@@ -130,7 +131,7 @@ impl Agent {
         reports: mpsc::Sender<AgentReport>,
     ) -> Result<Arc<Agent>, AgentError> {
         let drivers = Drivers::from_config(&config.backend, &config.storage, data_dir)?;
-        let backend = drivers.describe().await;
+        let hypervisor = drivers.hypervisor_info().await;
         // Subscribed before reading the domains, so no change falls between the two.
         let events = drivers.hypervisor.events();
         let domains = drivers.hypervisor.discover().await?;
@@ -144,7 +145,7 @@ impl Agent {
             transfer,
             transfer_wait: config.transfer_wait,
             stop: CancellationToken::new(),
-            backend,
+            hypervisor,
         });
         let checks = domains
             .iter()
@@ -156,15 +157,15 @@ impl Agent {
             workers = config.workers,
             domains = domains.len(),
             term,
-            backend = %agent.backend,
+            backend = %agent.hypervisor.describe(),
             "host agent started"
         );
         Ok(agent)
     }
 
     /// What runs guests here, e.g. `qemu (kvm, cpu host)` or `simulator`.
-    pub fn backend(&self) -> &str {
-        &self.backend
+    pub fn backend(&self) -> String {
+        self.hypervisor.describe()
     }
 
     /// The simulator, when it is the driver.
@@ -432,6 +433,8 @@ async fn report_inventory(agent: Weak<Agent>, checks: Vec<oneshot::Receiver<()>>
         match agent.drivers.hypervisor.discover().await {
             Ok(domains) => {
                 let domains = domains.iter().map(Domain::info).collect();
+                let hypervisor = agent.hypervisor.clone();
+                agent.report(AgentReport::Hypervisor(hypervisor)).await;
                 agent.report(AgentReport::Inventory(domains)).await;
                 return;
             }

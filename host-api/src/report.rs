@@ -79,6 +79,31 @@ pub enum AgentReport {
     },
     /// Every domain this host runs, sent when the agent starts (after a restart, say).
     Inventory(Vec<DomainInfo>),
+    /// What runs guests on this host, sent when the agent starts, before its inventory.
+    Hypervisor(HypervisorInfo),
+}
+
+/// What runs guests on a host: the host's `capabilities`, `cpu_info` and
+/// `software_version` say it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HypervisorInfo {
+    /// `qemu` or `simulator`.
+    pub kind: String,
+    /// QEMU's accelerator, `kvm` or `tcg` (empty for the simulator).
+    pub accel: String,
+    /// QEMU's `-cpu` for guests (empty for the simulator).
+    pub cpu_model: String,
+}
+
+impl HypervisorInfo {
+    /// For people: `qemu (kvm, cpu host)` or `simulator`.
+    pub fn describe(&self) -> String {
+        if self.accel.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{} ({}, cpu {})", self.kind, self.accel, self.cpu_model)
+        }
+    }
 }
 
 /// What a host's heartbeat says about the host itself, besides that it is alive.

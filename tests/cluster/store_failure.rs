@@ -13,6 +13,7 @@ use oxapi_tests::client::Client;
 use oxapi_tests::cluster::watch::{is_live, messages_named, metrics_of, wait_live};
 use oxapi_tests::cluster::{Cluster, ClusterOptions, skipped, vm};
 use oxapi_tests::disk::SmallDisk;
+use oxapi_tests::events::EventWait;
 use serde_json::json;
 
 /// How long the pool may take to show what the test waits for.
@@ -96,7 +97,16 @@ async fn a_host_whose_disk_fills_keeps_its_vm_is_reported_and_recovers() {
             .await;
     }
     let last_label = format!("label {writes}");
-    let bodies = alerts(&admin, "HOST_DATABASE_STORE_FAILED", host_uuid).await;
+    // The host may stop being live (its heartbeats stall) before its store failure is
+    // reported: wait for the alert.
+    let mut wait = EventWait::new(&admin, &["message"], WAIT);
+    let bodies = loop {
+        let bodies = alerts(&admin, "HOST_DATABASE_STORE_FAILED", host_uuid).await;
+        if !bodies.is_empty() {
+            break bodies;
+        }
+        wait.next("no HOST_DATABASE_STORE_FAILED alert").await;
+    };
     assert_eq!(bodies.len(), 1, "one alert: {bodies:?}");
     assert!(bodies[0].contains("store"), "{bodies:?}");
     let mut login = failing.client(Protocol::JsonRpc);

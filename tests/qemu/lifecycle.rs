@@ -78,6 +78,31 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let said = said.expect("oxapi says what runs guests");
     assert!(said.starts_with("guests run on: qemu ("), "{said}");
     let client = logged_in(&host, Protocol::JsonRpc).await;
+    // The host's row says which accelerator its guests run with.
+    let hosts = client.ok("host.get_all", vec![]).await;
+    let this = hosts
+        .as_array()
+        .and_then(|h| h.first())
+        .expect("a host")
+        .clone();
+    let mut wait = EventWait::new(&client, &["host"], Duration::from_secs(30));
+    let accel = loop {
+        let cpu_info = client.ok("host.get_cpu_info", vec![this.clone()]).await;
+        let accel = cpu_info
+            .as_struct()
+            .and_then(|info| info.get("accel"))
+            .cloned();
+        if let Some(Value::String(accel)) = accel {
+            break accel;
+        }
+        wait.next("the host's cpu_info never named its accelerator")
+            .await;
+    };
+    assert!(said.contains(&format!("({accel},")), "{said} vs {accel}");
+    let capabilities = client.ok("host.get_capabilities", vec![this]).await;
+    let expected = Value::str(format!("qemu-{accel}-x86_64"));
+    let offered = capabilities.as_array().expect("a set");
+    assert!(offered.contains(&expected), "{capabilities:?}");
     let template = default_template(&client).await;
     let vm = halted_vm(&client, &template, "qemu-life", 128 * MIB).await;
     let uuid = uuid(&client, &vm).await;

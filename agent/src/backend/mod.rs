@@ -30,7 +30,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use host_api::{PowerState, StorageOperation};
+use host_api::{HypervisorInfo, PowerState, StorageOperation};
 use serde::{Deserialize, Serialize};
 
 use self::file_sr::{FileSr, FileSrConfig};
@@ -128,18 +128,22 @@ impl Drivers {
         Ok(drivers)
     }
 
-    /// What runs guests here, for people: `simulator`, or `qemu (kvm, cpu host)`; probes the
-    /// qemu driver's acceleration if that is not done yet.
-    pub async fn describe(&self) -> String {
+    /// What runs guests here; probes the qemu driver's acceleration if that is not done yet.
+    pub async fn hypervisor_info(&self) -> HypervisorInfo {
         match &self.qemu {
             Some(qemu) => {
                 let acceleration = qemu.acceleration().await;
-                format!(
-                    "qemu ({}, cpu {})",
-                    acceleration.accel, acceleration.cpu_model
-                )
+                HypervisorInfo {
+                    kind: "qemu".to_owned(),
+                    accel: acceleration.accel.clone(),
+                    cpu_model: acceleration.cpu_model.clone(),
+                }
             }
-            None => "simulator".to_owned(),
+            None => HypervisorInfo {
+                kind: "simulator".to_owned(),
+                accel: String::new(),
+                cpu_model: String::new(),
+            },
         }
     }
 

@@ -132,7 +132,7 @@ async fn start_parts(
         restarts,
         https: listeners.https,
         http: listeners.http,
-        backend: agent.backend().to_owned(),
+        backend: agent.backend(),
     })
 }
 

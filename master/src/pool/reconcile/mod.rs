@@ -15,6 +15,7 @@
 //! VMs with an operation running in this process (on the VM or on one of its devices) are left
 //! to that operation, whose end writes what its action did (`in_progress.rs`).
 
+mod hypervisor;
 mod in_progress;
 mod takeover;
 
@@ -45,6 +46,7 @@ pub(crate) async fn report(master: &Master, host: &str, report: AgentReport) {
             guest_changed(master, host, vm, *event, now.as_ref()).await
         }
         AgentReport::Inventory(domains) => inventory(master, host, domains).await,
+        AgentReport::Hypervisor(info) => hypervisor::record(master, host, info).await,
     };
     if let Err(e) = outcome {
         let code = to_api_error(e).code;
