@@ -198,7 +198,7 @@ pub(crate) fn start(spec: &VmSpec, paused: bool) -> Vec<MicroOp> {
     plan
 }
 
-/// Tear `domain` down, asking its guest first when `guest` says how.
+/// Tear `domain` down, asking its guest first when `guest` says how, else pausing it.
 pub(crate) fn teardown(
     domain: &Domain,
     reason: HookReason,
@@ -209,6 +209,13 @@ pub(crate) fn teardown(
         MicroOp::SetNeedsPoweroff(true),
     ];
     plan.extend(guest.map(MicroOp::ShutdownGuest));
+    // Without the guest's help its vCPUs stop first: a device then leaves a stopped guest
+    // (a running one would have to release it, as in a hot unplug).
+    // (A suspend or a migration paused it already, to save its memory.)
+    let is_saved = matches!(reason, HookReason::Suspend);
+    if guest.is_none() && !is_saved && domain.state == RunState::Running {
+        plan.push(MicroOp::Pause);
+    }
     plan.extend(
         domain
             .vifs
@@ -511,6 +518,7 @@ mod tests {
     /// and detached: the start's steps, reversed.
     #[test]
     fn teardown_releases_each_device_after_unplugging_it() {
+        // A running domain torn down without its guest's help is paused first.
         let spec = vm_spec("a", 1, 1);
         let domain = crate::testing::domain_of(&spec);
         let plan = teardown(&domain, HookReason::HardShutdown, None);
@@ -519,6 +527,7 @@ mod tests {
             [
                 "hook",
                 "set_needs_poweroff",
+                "pause",
                 "unplug_nic",
                 "tear_down_vif",
                 "unplug_disk",

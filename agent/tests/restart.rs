@@ -127,6 +127,9 @@ async fn a_guest_that_stopped_meanwhile_is_handled_at_start() {
     );
     let restarted = now.expect("restarted in place");
     assert!(restarted.domid > before.domid);
+    let Some(AgentReport::Hypervisor(_)) = reports.recv().await else {
+        panic!("then the hypervisor");
+    };
     let Some(AgentReport::Inventory(domains)) = reports.recv().await else {
         panic!("then the inventory");
     };

@@ -67,7 +67,7 @@ async fn wait_gone(pid: u32, uuid: &str) {
 }
 
 /// start → pause → unpause → clean shutdown that the guest ignores → hard reboot → shutdown
-/// (clean, then hard when ignored), each seen in the VM's power state and in the QEMU process that runs it.
+/// (clean, then hard when ignored) of a VM with a disk, each seen in the VM's power state and in the QEMU process that runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let Some(host) = qemu_host() else { return };
@@ -107,6 +107,9 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let vm = halted_vm(&client, &template, "qemu-life", 128 * MIB).await;
     let uuid = uuid(&client, &vm).await;
     let data_dir = host.data_dir();
+    // A disk the guest never releases: stopping it hard must not wait for the guest.
+    let disk = new_disk(&client, &local_sr(&client).await).await;
+    plug_new_disk(&client, &vm, &disk, "0").await;
 
     client
         .ok(
@@ -307,6 +310,25 @@ fn record(fields: &[(&str, Value)]) -> Value {
     )
 }
 
+/// A new 16 MiB user disk in `sr`.
+async fn new_disk(client: &Client, sr: &str) -> String {
+    let vdi = client
+        .ok(
+            "VDI.create",
+            vec![record(&[
+                ("name_label", Value::str("data")),
+                ("SR", Value::str(sr)),
+                ("virtual_size", Value::Int(16 * MIB)),
+                ("type", Value::str("user")),
+                ("sharable", Value::Bool(false)),
+                ("read_only", Value::Bool(false)),
+                ("other_config", Value::Struct(Default::default())),
+            ])],
+        )
+        .await;
+    vdi.as_str().expect("a VDI ref").to_owned()
+}
+
 /// A VBD of `vdi` at `userdevice` of `vm` (bootable when it is "0"), detached until `vm`
 /// starts or the VBD is plugged.
 async fn plug_new_disk(client: &Client, vm: &str, vdi: &str, userdevice: &str) -> String {
@@ -362,23 +384,7 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
     let uuid = uuid(&client, &vm).await;
     let serial = oxapi_tests::qemu::serial_log(&host.data_dir(), &uuid);
     let sr = local_sr(&client).await;
-    let new_vdi = || async {
-        let vdi = client
-            .ok(
-                "VDI.create",
-                vec![record(&[
-                    ("name_label", Value::str("data")),
-                    ("SR", Value::str(&sr)),
-                    ("virtual_size", Value::Int(16 * MIB)),
-                    ("type", Value::str("user")),
-                    ("sharable", Value::Bool(false)),
-                    ("read_only", Value::Bool(false)),
-                    ("other_config", Value::Struct(Default::default())),
-                ])],
-            )
-            .await;
-        vdi.as_str().expect("a VDI ref").to_owned()
-    };
+    let new_vdi = || new_disk(&client, &sr);
     let set = |field: &'static str, value: String| {
         let client = &client;
         let vm = vm.clone();

@@ -58,9 +58,13 @@ impl TestAgent {
         let agent = Agent::start(config, dir.path(), TERM, transfer, sender)
             .await
             .expect("the agent starts");
+        match next_report(&mut reports).await {
+            AgentReport::Hypervisor(info) => assert_eq!(info.kind, "simulator"),
+            other => panic!("the first report is the hypervisor, got {other:?}"),
+        }
         let initial_inventory = match next_report(&mut reports).await {
             AgentReport::Inventory(domains) => domains,
-            other => panic!("the first report is the inventory, got {other:?}"),
+            other => panic!("the second report is the inventory, got {other:?}"),
         };
         TestAgent {
             agent,

@@ -130,6 +130,10 @@ mod tests {
         .expect("agent");
         assert!(matches!(
             reported.recv().await,
+            Some(AgentReport::Hypervisor(_))
+        ));
+        assert!(matches!(
+            reported.recv().await,
             Some(AgentReport::Inventory(_))
         ));
         let spec = vm_spec("crashing", 1, 1);
