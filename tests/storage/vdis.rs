@@ -104,7 +104,7 @@ async fn a_vdi_is_a_qcow2_file_that_grows_and_goes() {
 }
 
 /// A snapshot and a clone read the data their original held: a block written into the
-/// original's file before is read back from both.
+/// original's file before is read back from both, also once the original is destroyed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_and_clones_hold_their_originals_data() {
     let disk = FileDisk::new().await;
@@ -140,6 +140,15 @@ async fn snapshots_and_clones_hold_their_originals_data() {
     );
     let sr_of = client.ok("VDI.get_SR", vec![Value::str(&made[1])]).await;
     assert_eq!(sr_of, Value::str(&disk.sr));
+
+    // The original destroyed, its snapshot and clone still read its data: the chain's base
+    // stays (no coalesce) while a child needs it.
+    client.ok("VDI.destroy", vec![Value::str(vdi)]).await;
+    assert!(!disk.file.exists(), "the original's file goes");
+    for new in &made {
+        let file = file_of(client, &disk.dir, new).await;
+        assert!(qemu_io(&file, "read -P 0xab 0 64k"), "{file:?}");
+    }
 }
 
 /// A VDI whose file is not a qcow2 image is not resized (`SR_BACKEND_FAILURE_110`, with
