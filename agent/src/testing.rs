@@ -21,6 +21,7 @@ pub fn vm_spec(name: &str, disks: usize, nics: usize) -> VmSpec {
         memory_dynamic_max_bytes: 256 * MIB,
         vcpus_max: 4,
         vcpus_at_startup: 2,
+        vcpus_params: BTreeMap::new(),
         platform: BTreeMap::new(),
         hvm_boot_params: BTreeMap::from([("order".to_owned(), "cd".to_owned())]),
         pv_kernel: String::new(),

@@ -19,6 +19,10 @@ pub struct VmSpec {
     pub memory_dynamic_max_bytes: u64,
     pub vcpus_max: u32,
     pub vcpus_at_startup: u32,
+    /// `VCPUs_params`: `mask` (the host CPUs the vCPUs may run on, e.g. `0,2-3`), `weight`,
+    /// `cap`.
+    #[serde(default)]
+    pub vcpus_params: BTreeMap<String, String>,
     pub platform: BTreeMap<String, String>,
     pub hvm_boot_params: BTreeMap<String, String>,
     pub pv_kernel: String,

@@ -111,6 +111,11 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let disk = new_disk(&client, &local_sr(&client).await).await;
     plug_new_disk(&client, &vm, &disk, "0").await;
 
+    let mask = Value::Struct([("mask".to_owned(), Value::str("1"))].into_iter().collect());
+    client
+        .ok("VM.set_VCPUs_params", vec![Value::str(&vm), mask])
+        .await;
+
     client
         .ok(
             "VM.start",
@@ -124,6 +129,10 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
         host.pid(),
         "QEMU is a direct child of oxapi"
     );
+    // VCPUs_params:mask keeps every vCPU thread on host CPU 1.
+    let affinities = oxapi_tests::qemu::vcpu_affinities(pid);
+    assert!(!affinities.is_empty(), "QEMU names its vCPU threads");
+    assert!(affinities.iter().all(|cpus| cpus == "1"), "{affinities:?}");
     let domid = field(&client, &vm, "domid").await;
     assert!(matches!(domid, Value::Int(id) if id > 0), "{domid:?}");
 

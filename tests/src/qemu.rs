@@ -55,6 +55,29 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
         .and_then(|ppid| ppid.trim().parse().ok())
 }
 
+/// The `Cpus_allowed_list` of each vCPU thread of QEMU `pid` (QEMU names them `CPU n/KVM`
+/// or `CPU n/TCG`).
+pub fn vcpu_affinities(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut allowed = Vec::new();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("CPU ") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        if let Some(list) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        {
+            allowed.push(list.trim().to_owned());
+        }
+    }
+    allowed
+}
+
 /// Kills every QEMU the driver started under `data_dir`.
 pub fn kill_guests(data_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("qemu")) else {
