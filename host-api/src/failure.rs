@@ -158,6 +158,10 @@ pub enum AgentFailure {
         status: String,
         stderr: String,
     },
+    /// The driver of the SR `sr` (a uuid) does not do what was asked of it (an ISO library
+    /// writes nothing).
+    #[error("sr {sr} does not support this operation")]
+    SrOperationNotSupported { sr: String },
     /// Anything else, with the chain of its causes, for an operator to read.
     #[error("host agent: {message}")]
     Internal { message: String },
