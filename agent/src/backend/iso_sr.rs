@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::storage::plug_directory;
 use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
 
 /// The extension of a VDI's file (in any case).
@@ -46,6 +47,11 @@ impl Storage for IsoSr {
     /// An ISO is attached wherever its file is: attaching sets nothing up.
     fn attached<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a, Option<AttachedDisk>> {
         Box::pin(async move { Ok(iso_disk(disk).ok()) })
+    }
+
+    /// An ISO library is a directory that must exist: it is never made.
+    fn plug_sr<'a>(&'a self, sr: &'a SrSpec, _create: bool) -> Op<'a> {
+        Box::pin(plug_directory(sr, false))
     }
 
     fn create_vdi<'a>(&'a self, sr: &'a SrSpec, _virtual_size_bytes: u64) -> Op<'a, VdiInfo> {
@@ -222,6 +228,22 @@ mod tests {
         let (dir, mut sr) = library(&[], 0);
         sr.location = dir.path().join("missing").to_string_lossy().into_owned();
         assert!(IsoSr.scan(&sr).await.is_err());
+    }
+
+    /// A plug finds the library's directory and never makes it: a missing one, or a file,
+    /// is `SrUnavailable`.
+    #[tokio::test]
+    async fn a_plug_needs_the_directory_to_exist() {
+        let (dir, mut sr) = library(&["x.iso"], 1024);
+        IsoSr.plug_sr(&sr, true).await.expect("a plug");
+        for location in [dir.path().join("missing"), dir.path().join("x.iso")] {
+            sr.location = location.to_string_lossy().into_owned();
+            assert!(matches!(
+                IsoSr.plug_sr(&sr, true).await,
+                Err(BackendError::SrUnavailable { .. })
+            ));
+        }
+        assert!(!dir.path().join("missing").exists());
     }
 
     /// A read-only attach gives the file as a raw disk; a read-write one is refused, and a

@@ -196,6 +196,7 @@ pub enum BackendOp {
     Activate,
     Deactivate,
     Detach,
+    PlugSr,
     CreateVdi,
     DestroyVdi,
     ResizeVdi,
@@ -241,6 +242,7 @@ impl BackendOp {
             BackendOp::Activate => "activate",
             BackendOp::Deactivate => "deactivate",
             BackendOp::Detach => "detach",
+            BackendOp::PlugSr => "plug_sr",
             BackendOp::CreateVdi => "create_vdi",
             BackendOp::DestroyVdi => "destroy_vdi",
             BackendOp::ResizeVdi => "resize_vdi",
@@ -349,6 +351,9 @@ pub enum BackendError {
     /// An image to import is not what its format says, or may not be used as it is.
     #[error("unusable image: {reason}")]
     ImageUnusable { reason: String },
+    /// This host does not reach the SR `sr` (a uuid) where its spec says.
+    #[error("sr {sr} is not available: {reason}")]
+    SrUnavailable { sr: String, reason: String },
     /// The driver of the SR `sr` (a uuid) does not do `op` (an ISO library writes nothing).
     #[error("sr {sr} does not support {op}")]
     NotSupported { sr: String, op: BackendOp },

@@ -7,6 +7,7 @@ mod event;
 mod host;
 mod hotplug;
 mod message;
+mod pbd;
 mod pif;
 mod pool;
 mod session;
@@ -55,6 +56,8 @@ table! {
     "message.destroy_many" => message::destroy_many,
     "message.get" => message::get,
     "message.get_since" => message::get_since,
+    "PBD.plug" => pbd::plug,
+    "PBD.unplug" => pbd::unplug,
     "PIF.db_introduce" => pif::db_introduce,
     "PIF.plug" => pif::plug,
     "PIF.unplug" => pif::unplug,
@@ -71,7 +74,12 @@ table! {
     "session.login_with_password" => session::login_with_password,
     "session.logout" => session::logout,
     "session.slave_local_login_with_password" => session::slave_local_login_with_password,
+    "SR.create" => sr::create,
+    "SR.destroy" => sr::destroy,
+    "SR.forget" => sr::forget,
+    "SR.introduce" => sr::introduce,
     "SR.scan" => sr::scan,
+    "SR.update" => sr::update,
     "task.cancel" => task::cancel,
     "task.create" => task::create,
     "task.destroy" => task::destroy,
@@ -232,6 +240,13 @@ mod tests {
             "PIF.unplug",
             "PIF.db_introduce",
             "SR.scan",
+            "SR.create",
+            "SR.introduce",
+            "SR.forget",
+            "SR.destroy",
+            "SR.update",
+            "PBD.plug",
+            "PBD.unplug",
         ];
         for name in needed {
             assert!(api().method(name).is_some(), "{name} is declared");

@@ -119,6 +119,9 @@ pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure)
             status,
             stderr,
         } => errors::sr_backend_failure_numbered(backend_failure(operation), status, stderr),
+        AgentFailure::SrUnavailable { reason, .. } => {
+            errors::sr_backend_failure_numbered(BackendFailure::SrUnavailable, reason, "")
+        }
         AgentFailure::SrOperationNotSupported { sr } => {
             errors::sr_operation_not_supported(by_ref(&["SR"], &sr))
         }
