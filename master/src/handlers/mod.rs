@@ -23,6 +23,22 @@ use api_spec::Value;
 use crate::call::ctx::{Args, Ctx};
 use crate::db::BoxFuture;
 use crate::error::Error;
+use crate::vm::operations::Draft;
+
+/// Records the `currently_attached` of the row `r` of `class` (a PIF, a PBD) once its host
+/// has done what plugging or unplugging it needs, unless the row was destroyed meanwhile.
+async fn record_attached(ctx: &Ctx, class: &str, r: &str, attached: bool) -> Result<(), Error> {
+    ctx.master
+        .decide(|db| {
+            let mut draft = Draft::new(db);
+            if draft.view().exists(class, r) {
+                draft.update(class, r, "currently_attached", Value::Bool(attached));
+            }
+            Ok((draft.into_txn(), ()))
+        })
+        .await?;
+    Ok(())
+}
 
 /// A handler: owns its context and arguments, so its future can run as a task.
 pub(crate) type Handler = fn(Ctx, Args) -> BoxFuture<'static, Result<Value, Error>>;

@@ -6,10 +6,11 @@
 use api_spec::{Value, errors};
 use host_api::{HostAction, StorageAction};
 
+use super::record_attached;
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::storage::sr_spec::spec;
-use crate::vm::operations::{Draft, Overlay};
+use crate::vm::operations::Overlay;
 use crate::vm::power_state::power_state;
 
 /// `PBD.plug(self)`: asks the PBD's host to reach the SR as the PBD says, then records the PBD
@@ -36,7 +37,7 @@ pub(super) async fn plug(ctx: Ctx, args: Args) -> Result<Value, Error> {
         create: false,
     });
     ctx.run_on_host(&host, action).await?;
-    set_attached(&ctx, pbd, true).await?;
+    record_attached(&ctx, "PBD", pbd, true).await?;
     tracing::info!(pbd = %pbd, host = %host, sr = %sr.uuid, "PBD plugged");
     Ok(void())
 }
@@ -60,7 +61,7 @@ pub(super) async fn unplug(ctx: Ctx, args: Args) -> Result<Value, Error> {
             return Ok(void());
         }
     }
-    set_attached(&ctx, pbd, false).await?;
+    record_attached(&ctx, "PBD", pbd, false).await?;
     tracing::info!(pbd = %pbd, "PBD unplugged");
     Ok(void())
 }
@@ -75,20 +76,6 @@ fn vdi_in_use(view: &Overlay, sr: &str, host: &str) -> Option<String> {
                 && view.str("VM", vm, "resident_on") == host
         })
     })
-}
-
-/// Records `pbd`'s `currently_attached` (unless it was destroyed meanwhile).
-async fn set_attached(ctx: &Ctx, pbd: &str, attached: bool) -> Result<(), Error> {
-    ctx.master
-        .decide(|db| {
-            let mut draft = Draft::new(db);
-            if draft.view().exists("PBD", pbd) {
-                draft.update("PBD", pbd, "currently_attached", Value::Bool(attached));
-            }
-            Ok((draft.into_txn(), ()))
-        })
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]
