@@ -83,6 +83,8 @@ fn backend_failure(err: BackendError) -> AgentFailure {
             image_bytes,
         },
         BackendError::ImageUnusable { reason } => AgentFailure::ImageUnusable { reason },
+        BackendError::SrUnavailable { sr, reason } => AgentFailure::SrUnavailable { sr, reason },
+        BackendError::NotSupported { sr, .. } => AgentFailure::SrOperationNotSupported { sr },
         BackendError::NoVdi { sr, location } => AgentFailure::VdiMissing { sr, location },
         BackendError::CannotShrink {
             sr,

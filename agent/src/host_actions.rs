@@ -30,6 +30,11 @@ pub(crate) async fn storage(
             tracing::debug!(sr = %sr.uuid, vdis = vdis.len(), "SR scanned");
             return Ok(ActionResult::Vdis(vdis));
         }
+        StorageAction::Plug { sr, create } => {
+            driver.plug_sr(sr, *create).await?;
+            tracing::info!(sr = %sr.uuid, create, "SR plugged");
+            return Ok(ActionResult::Done);
+        }
         StorageAction::Import {
             sr,
             disk,

@@ -53,6 +53,8 @@ pub fn decl(code: &str) -> Option<&'static ErrorDecl> {
 pub enum BackendFailure {
     /// A scan of the SR failed.
     SrScan,
+    /// The SR is not where its PBD says (a missing directory, one that cannot be made).
+    SrUnavailable,
     /// A VDI could not be made reachable.
     VdiUnavailable,
     /// A VDI could not be removed.
@@ -74,6 +76,7 @@ impl BackendFailure {
     pub fn number(self) -> u32 {
         match self {
             BackendFailure::SrScan => 40,
+            BackendFailure::SrUnavailable => 47,
             BackendFailure::VdiUnavailable => 46,
             BackendFailure::VdiRemove => 64,
             BackendFailure::VdiCreate => 78,
@@ -88,6 +91,7 @@ impl BackendFailure {
     pub fn summary(self) -> &'static str {
         match self {
             BackendFailure::SrScan => "SR scan failed",
+            BackendFailure::SrUnavailable => "The SR is not available",
             BackendFailure::VdiUnavailable => "VDI not available",
             BackendFailure::VdiRemove => "VDI removal failed",
             BackendFailure::VdiCreate => "VDI creation failed",
@@ -307,6 +311,7 @@ declare_errors! {
     SR_HAS_NO_PBDS sr_has_no_pbds(sr);
     SR_HAS_PBD sr_has_pbd(sr);
     SR_NOT_ATTACHED sr_not_attached(sr);
+    SR_NOT_EMPTY sr_not_empty();
     SR_OPERATION_NOT_SUPPORTED sr_operation_not_supported(sr);
     SR_UNKNOWN_DRIVER sr_unknown_driver(driver);
     TASK_CANCELLED task_cancelled(task);

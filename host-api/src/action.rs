@@ -29,6 +29,10 @@ pub enum HostAction {
 pub enum StorageAction {
     /// List every VDI the SR holds (`SR.scan`). Answers `ActionResult::Vdis`.
     Scan { sr: SrSpec },
+    /// Check that this host reaches the SR where its spec says (`PBD.plug`); with `create`,
+    /// make that place first if the SR's type can (`SR.create`: a file SR's directory).
+    /// Answers `ActionResult::Done`.
+    Plug { sr: SrSpec, create: bool },
     /// Expect the transfer `token` on the data plane and write the image it brings, laid out
     /// as `format`, into the VDI `disk` of `sr` (`PUT /import_raw_vdi`); a failure leaves the
     /// VDI as it was. Answers `ActionResult::Vdis` with that one VDI as it is now.
@@ -74,6 +78,7 @@ impl StorageAction {
     pub fn sr(&self) -> &SrSpec {
         match self {
             StorageAction::Scan { sr }
+            | StorageAction::Plug { sr, .. }
             | StorageAction::CreateVdi { sr, .. }
             | StorageAction::DestroyVdi { sr, .. }
             | StorageAction::ResizeVdi { sr, .. }

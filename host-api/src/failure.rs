@@ -158,6 +158,14 @@ pub enum AgentFailure {
         status: String,
         stderr: String,
     },
+    /// This host does not reach the SR `sr` (a uuid) where its spec says: `reason` says why
+    /// (a missing directory, one that cannot be made).
+    #[error("sr {sr} is not available: {reason}")]
+    SrUnavailable { sr: String, reason: String },
+    /// The driver of the SR `sr` (a uuid) does not do what was asked of it (an ISO library
+    /// writes nothing).
+    #[error("sr {sr} does not support this operation")]
+    SrOperationNotSupported { sr: String },
     /// Anything else, with the chain of its causes, for an operator to read.
     #[error("host agent: {message}")]
     Internal { message: String },

@@ -62,3 +62,27 @@ def test_create_resize_and_snapshot_keep_the_data(file_host):
     assert s.xenapi.VDI.get_snapshot_of(snap) == vdi
     assert _qemu_io(_file(s, snap), "read -P 0xab 0 64k")
     s.xenapi.session.logout()
+
+
+def test_an_iso_library_made_with_sr_create_lists_its_isos(file_host, tmp_path):
+    """SR.create makes an iso SR on a directory holding an ISO with one attached PBD; SR.scan
+    makes a read-only VDI of the ISO with its length; writing into the SR is refused."""
+    s = file_host.session()
+    with open(tmp_path / "disc.iso", "wb") as iso:
+        iso.truncate(1 << 20)
+    host = s.xenapi.host.get_all()[0]
+    sr = s.xenapi.SR.create(host, {"location": str(tmp_path)}, "0", "ISOs", "", "iso", "iso",
+                            False, {})
+    [pbd] = s.xenapi.SR.get_PBDs(sr)
+    assert s.xenapi.PBD.get_currently_attached(pbd)
+
+    s.xenapi.SR.scan(sr)
+    [vdi] = s.xenapi.SR.get_VDIs(sr)
+    record = s.xenapi.VDI.get_record(vdi)
+    assert (record["location"], record["read_only"], record["virtual_size"]) == (
+        "disc.iso", True, str(1 << 20))
+    with pytest.raises(XenAPI.Failure) as refused:
+        s.xenapi.VDI.create({
+            "name_label": "no", "SR": sr, "virtual_size": str(1 << 20), "type": "user",
+            "sharable": False, "read_only": False, "other_config": {}})
+    assert refused.value.details == ["SR_OPERATION_NOT_SUPPORTED", sr]

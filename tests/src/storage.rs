@@ -2,6 +2,7 @@
 //! VDIs in, a host that runs that driver, what `qemu-img` / `qemu-io` say of a VDI's file, and
 //! a VDI's bytes through `PUT /import_raw_vdi` and `GET /export_raw_vdi`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use api_spec::Value;
@@ -24,6 +25,30 @@ pub async fn local_sr(client: &Client) -> String {
     let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
     let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
     sr.as_str().expect("an SR ref").to_owned()
+}
+
+/// A user disk of `size` bytes in `sr`, made through `VDI.create`; its ref.
+pub async fn create_vdi(client: &Client, sr: &str, size: i64) -> String {
+    let vdi = client
+        .ok("VDI.create", vec![Value::Struct(vdi_record(sr, size))])
+        .await;
+    vdi.as_str().expect("a ref").to_owned()
+}
+
+/// `VDI.create`'s record of a user disk of `size` bytes in `sr`.
+pub fn vdi_record(sr: &str, size: i64) -> BTreeMap<String, Value> {
+    [
+        ("name_label", Value::str("data")),
+        ("SR", Value::str(sr)),
+        ("virtual_size", Value::Int(size)),
+        ("type", Value::str("user")),
+        ("sharable", Value::Bool(false)),
+        ("read_only", Value::Bool(false)),
+        ("other_config", Value::Struct(BTreeMap::new())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// The directory of `sr` as its first PBD's `device_config:location` names it.

@@ -6,28 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use api_spec::Value;
-use oxapi_tests::storage::{file_driver_host, image_info, local_sr, qemu_io, sr_directory};
+use oxapi_tests::storage::{
+    create_vdi as create, file_driver_host, image_info, local_sr, qemu_io, sr_directory,
+};
 use oxapi_tests::{Client, Host, Protocol, logged_in};
 
 const GIB: i64 = 1 << 30;
-
-/// A user disk of `size` bytes in `sr`, made through `VDI.create`.
-async fn create(client: &Client, sr: &str, size: i64) -> String {
-    let record: BTreeMap<String, Value> = [
-        ("name_label", Value::str("data")),
-        ("SR", Value::str(sr)),
-        ("virtual_size", Value::Int(size)),
-        ("type", Value::str("user")),
-        ("sharable", Value::Bool(false)),
-        ("read_only", Value::Bool(false)),
-        ("other_config", Value::Struct(BTreeMap::new())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let vdi = client.ok("VDI.create", vec![Value::Struct(record)]).await;
-    vdi.as_str().expect("a ref").to_owned()
-}
 
 /// The file of `vdi` in the SR's directory `dir`.
 async fn file_of(client: &Client, dir: &Path, vdi: &str) -> PathBuf {

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 
+use super::storage::plug_directory;
 use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage, state_file};
 
 /// The extension of a VDI's file.
@@ -394,6 +395,10 @@ impl Storage for FileSr {
         })
     }
 
+    fn plug_sr<'a>(&'a self, sr: &'a SrSpec, create: bool) -> Op<'a> {
+        Box::pin(plug_directory(sr, create))
+    }
+
     fn create_vdi<'a>(&'a self, sr: &'a SrSpec, virtual_size_bytes: u64) -> Op<'a, VdiInfo> {
         Box::pin(async move {
             let op = BackendOp::CreateVdi;
@@ -537,6 +542,30 @@ mod tests {
             .expect("qemu-img runs");
         let info: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
         info["backing-filename"].as_str().map(str::to_owned)
+    }
+
+    /// A plug of a missing directory is `SrUnavailable`, unless asked to make it, which it
+    /// does with its parents; an SR without a location is refused either way.
+    #[tokio::test]
+    async fn a_plug_makes_the_directory_only_when_asked() {
+        let (dir, storage, mut sr) = empty_sr();
+        let nested = dir.path().join("a/b");
+        sr.location = nested.to_string_lossy().into_owned();
+        assert!(matches!(
+            storage.plug_sr(&sr, false).await,
+            Err(BackendError::SrUnavailable { .. })
+        ));
+        storage
+            .plug_sr(&sr, true)
+            .await
+            .expect("a plug that makes it");
+        assert!(nested.is_dir());
+        storage.plug_sr(&sr, false).await.expect("a plug");
+        sr.location = String::new();
+        assert!(matches!(
+            storage.plug_sr(&sr, true).await,
+            Err(BackendError::SrUnavailable { .. })
+        ));
     }
 
     /// A created VDI is a thin qcow2 file that a scan finds with its virtual size; destroyed,

@@ -8,8 +8,8 @@
 //! - `network.rs`: `Network`, what a network and a VIF need on this host (a bridge, a tap);
 //! - `simulator.rs`: the simulator, which implements all three;
 //! - `state_file.rs`: a driver's state kept in a file that a crash never leaves half written.
-//! - `qemu.rs`: real domains, one QEMU each; with it, directory SRs are `file_sr.rs`'s and
-//!   NICs are on `user_network.rs`'s user-mode network.
+//! - `qemu.rs`: real domains, one QEMU each; with it, directory SRs are `file_sr.rs`'s, ISO
+//!   libraries `iso_sr.rs`'s, and NICs are on `user_network.rs`'s user-mode network.
 //!
 //! A start goes storage → hypervisor for each disk and network → hypervisor for each NIC
 //! (`micro_ops.rs`). Every operation of every driver has a name (`BackendOp`), which the
@@ -18,6 +18,7 @@
 
 pub mod file_sr;
 pub mod hypervisor;
+pub mod iso_sr;
 pub mod network;
 pub mod qemu;
 pub mod simulator;
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use self::file_sr::{FileSr, FileSrConfig};
 pub use self::hypervisor::{Domain, DomainEvent, Hypervisor, RunState, ShutdownReason};
+use self::iso_sr::IsoSr;
 pub use self::network::{Network, NicPort};
 use self::qemu::{Qemu, QemuConfig};
 use self::simulator::{Simulator, SimulatorConfig};
@@ -56,7 +58,8 @@ pub enum BackendConfig {
 }
 
 /// Which driver keeps the VDIs of the SR types a directory holds (`ext`, the local SR, and
-/// `file`); every other type stays with the backend's own storage.
+/// `file`; with the file driver, ISO libraries are the iso driver's); every other type stays
+/// with the backend's own storage.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum StorageChoice {
     /// The backend's own storage (the simulator's records without data).
@@ -68,6 +71,9 @@ pub enum StorageChoice {
 
 /// The SR types whose VDIs are files in a directory.
 const DIRECTORY_SR_TYPES: [&str; 2] = ["ext", "file"];
+
+/// The SR type of an ISO library (`iso_sr.rs`), whose driver comes with the file driver.
+const ISO_SR_TYPE: &str = "iso";
 
 /// The drivers of this host, as the factory chose them.
 pub struct Drivers {
@@ -124,6 +130,9 @@ impl Drivers {
             for sr_type in DIRECTORY_SR_TYPES {
                 drivers.storage.insert(sr_type.to_owned(), file.clone());
             }
+            drivers
+                .storage
+                .insert(ISO_SR_TYPE.to_owned(), Arc::new(IsoSr));
         }
         Ok(drivers)
     }
@@ -191,6 +200,7 @@ pub enum BackendOp {
     Activate,
     Deactivate,
     Detach,
+    PlugSr,
     CreateVdi,
     DestroyVdi,
     ResizeVdi,
@@ -236,6 +246,7 @@ impl BackendOp {
             BackendOp::Activate => "activate",
             BackendOp::Deactivate => "deactivate",
             BackendOp::Detach => "detach",
+            BackendOp::PlugSr => "plug_sr",
             BackendOp::CreateVdi => "create_vdi",
             BackendOp::DestroyVdi => "destroy_vdi",
             BackendOp::ResizeVdi => "resize_vdi",
@@ -344,6 +355,12 @@ pub enum BackendError {
     /// An image to import is not what its format says, or may not be used as it is.
     #[error("unusable image: {reason}")]
     ImageUnusable { reason: String },
+    /// This host does not reach the SR `sr` (a uuid) where its spec says.
+    #[error("sr {sr} is not available: {reason}")]
+    SrUnavailable { sr: String, reason: String },
+    /// The driver of the SR `sr` (a uuid) does not do `op` (an ISO library writes nothing).
+    #[error("sr {sr} does not support {op}")]
+    NotSupported { sr: String, op: BackendOp },
     #[error("no saved image at {location}")]
     NoImage { location: String },
     #[error("{op} failed: {reason}")]
@@ -385,8 +402,8 @@ mod tests {
         ));
     }
 
-    /// With the file driver chosen, the local and file SR types are its; others stay the
-    /// simulator's.
+    /// With the file driver chosen, the local and file SR types are its and ISO libraries the
+    /// iso driver's; others stay the simulator's.
     #[tokio::test]
     async fn the_file_driver_takes_the_directory_sr_types() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -417,6 +434,14 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert!(drivers.storage("iso").expect("iso").scan(&sr).await.is_ok());
+        assert!(
+            drivers
+                .storage("iso")
+                .expect("iso")
+                .scan(&sr)
+                .await
+                .is_err()
+        );
+        assert!(drivers.storage("nfs").expect("nfs").scan(&sr).await.is_ok());
     }
 }

@@ -17,7 +17,7 @@ use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Op;
+use super::{BackendError, Op};
 
 /// The driver of one SR type. Methods are in the order a start uses them, then the reverses,
 /// then the management of an SR's VDIs.
@@ -34,6 +34,9 @@ pub trait Storage: Send + Sync + 'static {
     /// What `attach` made of `disk` on this host, if it is attached: how a later run (a
     /// teardown undoing its unplug) finds the path to plug again.
     fn attached<'a>(&'a self, disk: &'a DiskSpec) -> Op<'a, Option<AttachedDisk>>;
+    /// Checks that this host reaches `sr` where its spec says, making that place first when
+    /// `create` and the SR type can; `SrUnavailable` otherwise.
+    fn plug_sr<'a>(&'a self, sr: &'a SrSpec, create: bool) -> Op<'a>;
     /// Makes an empty VDI of `virtual_size_bytes` in `sr`.
     fn create_vdi<'a>(&'a self, sr: &'a SrSpec, virtual_size_bytes: u64) -> Op<'a, VdiInfo>;
     /// Deletes the VDI at `location` in `sr`; it must not be attached.
@@ -71,6 +74,32 @@ pub trait Storage: Send + Sync + 'static {
         format: ImageFormat,
         out: &'a mut (dyn AsyncWrite + Send + Unpin),
     ) -> Op<'a>;
+}
+
+/// Checks that the directory of `sr` (its `location`) is one on this host, making it first
+/// (with its parents) when `create`: how the drivers whose SRs are directories plug them.
+pub(super) async fn plug_directory(sr: &SrSpec, create: bool) -> Result<(), BackendError> {
+    let unavailable = |reason: String| BackendError::SrUnavailable {
+        sr: sr.uuid.clone(),
+        reason,
+    };
+    if sr.location.is_empty() {
+        return Err(unavailable("no device_config:location".to_owned()));
+    }
+    let path = PathBuf::from(&sr.location);
+    if create {
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(|err| unavailable(format!("cannot make {}: {err}", path.display())))?;
+    }
+    match tokio::fs::metadata(&path).await {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(unavailable(format!(
+            "{} is not a directory",
+            path.display()
+        ))),
+        Err(err) => Err(unavailable(format!("{}: {err}", path.display()))),
+    }
 }
 
 /// A VDI made reachable on this host: what the hypervisor opens.

@@ -7,6 +7,7 @@ mod event;
 mod host;
 mod hotplug;
 mod message;
+mod pbd;
 mod pif;
 mod pool;
 mod session;
@@ -22,6 +23,22 @@ use api_spec::Value;
 use crate::call::ctx::{Args, Ctx};
 use crate::db::BoxFuture;
 use crate::error::Error;
+use crate::vm::operations::Draft;
+
+/// Records the `currently_attached` of the row `r` of `class` (a PIF, a PBD) once its host
+/// has done what plugging or unplugging it needs, unless the row was destroyed meanwhile.
+async fn record_attached(ctx: &Ctx, class: &str, r: &str, attached: bool) -> Result<(), Error> {
+    ctx.master
+        .decide(|db| {
+            let mut draft = Draft::new(db);
+            if draft.view().exists(class, r) {
+                draft.update(class, r, "currently_attached", Value::Bool(attached));
+            }
+            Ok((draft.into_txn(), ()))
+        })
+        .await?;
+    Ok(())
+}
 
 /// A handler: owns its context and arguments, so its future can run as a task.
 pub(crate) type Handler = fn(Ctx, Args) -> BoxFuture<'static, Result<Value, Error>>;
@@ -55,6 +72,8 @@ table! {
     "message.destroy_many" => message::destroy_many,
     "message.get" => message::get,
     "message.get_since" => message::get_since,
+    "PBD.plug" => pbd::plug,
+    "PBD.unplug" => pbd::unplug,
     "PIF.db_introduce" => pif::db_introduce,
     "PIF.plug" => pif::plug,
     "PIF.unplug" => pif::unplug,
@@ -71,7 +90,12 @@ table! {
     "session.login_with_password" => session::login_with_password,
     "session.logout" => session::logout,
     "session.slave_local_login_with_password" => session::slave_local_login_with_password,
+    "SR.create" => sr::create,
+    "SR.destroy" => sr::destroy,
+    "SR.forget" => sr::forget,
+    "SR.introduce" => sr::introduce,
     "SR.scan" => sr::scan,
+    "SR.update" => sr::update,
     "task.cancel" => task::cancel,
     "task.create" => task::create,
     "task.destroy" => task::destroy,
@@ -232,6 +256,13 @@ mod tests {
             "PIF.unplug",
             "PIF.db_introduce",
             "SR.scan",
+            "SR.create",
+            "SR.introduce",
+            "SR.forget",
+            "SR.destroy",
+            "SR.update",
+            "PBD.plug",
+            "PBD.unplug",
         ];
         for name in needed {
             assert!(api().method(name).is_some(), "{name} is declared");

@@ -170,15 +170,7 @@ async fn set_attached(
             format!("the host agent answered another action's result for PIF {pif}; this is a bug");
         return Err(errors::internal_error(message).into());
     }
-    ctx.master
-        .decide(|db| {
-            let mut draft = Draft::new(db);
-            if draft.view().exists("PIF", pif) {
-                draft.update("PIF", pif, "currently_attached", Value::Bool(attached));
-            }
-            Ok((draft.into_txn(), ()))
-        })
-        .await?;
+    super::record_attached(ctx, "PIF", pif, attached).await?;
     tracing::info!(pif = %pif, host = %host, attached, "PIF plugged state changed");
     Ok(void())
 }

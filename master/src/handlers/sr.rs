@@ -1,8 +1,12 @@
-//! `SR.scan`: the SR's VDIs as its storage driver finds them, through the agent of a host that
+//! `SR.scan` and `SR.update`: the SR's VDIs as its storage driver finds them, through the agent of a host that
 //! has the SR attached (`StorageAction::Scan`). A VDI the driver holds and the DB does not
 //! gets a row, as xapi introduces a volume it finds; the sizes of one the DB has are brought up
 //! to date. A row whose volume the driver does not hold is left as it is (a disk made before
-//! its SR's driver held volumes, say).
+//! its SR's driver held volumes, say). How an SR is made and removed is in `sr/lifecycle.rs`.
+
+mod lifecycle;
+
+pub(super) use lifecycle::{create, destroy, forget, introduce};
 
 use api_spec::{Value, errors};
 use host_api::{ActionResult, HostAction, StorageAction, VdiInfo};
@@ -44,6 +48,12 @@ pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
         .await?;
     tracing::info!(sr = %sr, host = %host, found = found.len(), added, "SR scanned");
     Ok(void())
+}
+
+/// `SR.update(sr)`: as `SR.scan`, the sizes of the SR's VDIs brought up to date from its
+/// driver.
+pub(super) async fn update(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    scan(ctx, args).await
 }
 
 /// Gives each VDI of `found` that `sr` has no row for (by `location`) a row, and brings the

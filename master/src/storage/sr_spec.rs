@@ -47,7 +47,7 @@ fn attached_pbd(view: &Overlay, sr: &str) -> Option<String> {
 }
 
 /// The spec of `sr` seen through `pbd`: its `device_config` `location` (or `path`).
-fn spec(view: &Overlay, sr: &str, pbd: Option<&str>) -> SrSpec {
+pub(crate) fn spec(view: &Overlay, sr: &str, pbd: Option<&str>) -> SrSpec {
     let location = pbd
         .map(|pbd| {
             let config = view.string_map("PBD", pbd, "device_config");

@@ -36,6 +36,7 @@ pub enum ActionKind {
     MigrateIn,
     MigrateFinish,
     ScanSr,
+    PlugSr,
     ImportVdi,
     ExportVdi,
     CreateVdi,
@@ -71,6 +72,7 @@ impl ActionKind {
             HostAction::Vm(VmAction::MigrateIn { .. }) => ActionKind::MigrateIn,
             HostAction::Vm(VmAction::MigrateFinish { .. }) => ActionKind::MigrateFinish,
             HostAction::Storage(StorageAction::Scan { .. }) => ActionKind::ScanSr,
+            HostAction::Storage(StorageAction::Plug { .. }) => ActionKind::PlugSr,
             HostAction::Storage(StorageAction::Import { .. }) => ActionKind::ImportVdi,
             HostAction::Storage(StorageAction::Export { .. }) => ActionKind::ExportVdi,
             HostAction::Storage(StorageAction::CreateVdi { .. }) => ActionKind::CreateVdi,
@@ -473,7 +475,7 @@ impl FakeAgent {
                 physical_utilisation_bytes: disk.virtual_size_bytes,
                 read_only: false,
             }])),
-            StorageAction::Export { .. } => Ok(ActionResult::Done),
+            StorageAction::Export { .. } | StorageAction::Plug { .. } => Ok(ActionResult::Done),
         }
     }
 }

@@ -119,6 +119,12 @@ pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure)
             status,
             stderr,
         } => errors::sr_backend_failure_numbered(backend_failure(operation), status, stderr),
+        AgentFailure::SrUnavailable { reason, .. } => {
+            errors::sr_backend_failure_numbered(BackendFailure::SrUnavailable, reason, "")
+        }
+        AgentFailure::SrOperationNotSupported { sr } => {
+            errors::sr_operation_not_supported(by_ref(&["SR"], &sr))
+        }
         AgentFailure::Internal { message } => {
             errors::internal_error(format!("host agent: {message}"))
         }
@@ -279,6 +285,12 @@ mod tests {
                 location: "gone.qcow2".to_owned(),
             }),
             ["VDI_MISSING", sr.as_str(), "gone.qcow2"]
+        );
+        assert_eq!(
+            error(AgentFailure::SrOperationNotSupported {
+                sr: sr_uuid.clone(),
+            }),
+            ["SR_OPERATION_NOT_SUPPORTED", sr.as_str()]
         );
         assert_eq!(
             error(AgentFailure::VdiCannotShrink {

@@ -327,6 +327,11 @@ impl Storage for Simulator {
         }))
     }
 
+    /// The simulator's SRs are records: every one is reachable.
+    fn plug_sr<'a>(&'a self, sr: &'a SrSpec, _create: bool) -> Op<'a> {
+        Box::pin(self.run(BackendOp::PlugSr, &sr.uuid, |_| quiet(Ok(()))))
+    }
+
     fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>> {
         Box::pin(self.run(BackendOp::Scan, &sr.uuid, |m| quiet(Ok(m.storage.scan(sr)))))
     }
