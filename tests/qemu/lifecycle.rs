@@ -321,21 +321,7 @@ fn record(fields: &[(&str, Value)]) -> Value {
 
 /// A new 16 MiB user disk in `sr`.
 async fn new_disk(client: &Client, sr: &str) -> String {
-    let vdi = client
-        .ok(
-            "VDI.create",
-            vec![record(&[
-                ("name_label", Value::str("data")),
-                ("SR", Value::str(sr)),
-                ("virtual_size", Value::Int(16 * MIB)),
-                ("type", Value::str("user")),
-                ("sharable", Value::Bool(false)),
-                ("read_only", Value::Bool(false)),
-                ("other_config", Value::Struct(Default::default())),
-            ])],
-        )
-        .await;
-    vdi.as_str().expect("a VDI ref").to_owned()
+    oxapi_tests::storage::create_vdi(client, sr, 16 * MIB).await
 }
 
 /// A VBD of `vdi` at `userdevice` of `vm` (bootable when it is "0"), detached until `vm`

@@ -59,7 +59,7 @@ pub async fn run(protocol: Protocol, trials: usize) {
         &format!("{AT_ONCE} launches at once, until all run"),
     );
     suspend_resume(&admin, &vms[0], trials).await;
-    storage::run(&admin).await;
+    storage::run(&host, &admin, trials).await;
 }
 
 /// The bare launches of `vm`'s guest: its machine alone, and oxapi's whole command line; read
@@ -231,7 +231,7 @@ impl Timings {
 }
 
 /// The median, shortest and longest of some times.
-struct Spread {
+pub struct Spread {
     p50: Duration,
     min: Duration,
     max: Duration,
@@ -239,7 +239,7 @@ struct Spread {
 
 impl Spread {
     /// The spread of `times` (sorted in place; at least one).
-    fn of(times: &mut [Duration]) -> Spread {
+    pub fn of(times: &mut [Duration]) -> Spread {
         times.sort();
         Spread {
             p50: percentile(times, 0.5),
