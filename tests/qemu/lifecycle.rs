@@ -212,6 +212,65 @@ async fn a_restarted_oxapi_takes_over_its_qemus_and_a_dead_qemu_is_a_crash() {
     assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
 }
 
+/// A halted VM of 256 MiB on a new qemu host under TCG that boots the Linux test guest
+/// directly, with the guest's `words` on its kernel command line.
+struct LinuxVm {
+    host: Host,
+    client: Client,
+    vm: String,
+    uuid: String,
+    serial: std::path::PathBuf,
+}
+
+impl LinuxVm {
+    /// `None` (the test skips) without QEMU or the test guest.
+    async fn new(name: &str, words: &[&str]) -> Option<LinuxVm> {
+        if !oxapi_tests::qemu_available() {
+            eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+            return None;
+        }
+        let guest = test_guest()?;
+        let host = Host::start_with(HostOptions {
+            qemu: true,
+            config: Some(serde_json::json!({"qemu": {"accel": "tcg"}})),
+            ..HostOptions::default()
+        });
+        let client = logged_in(&host, Protocol::JsonRpc).await;
+        let template = default_template(&client).await;
+        let vm = halted_vm(&client, &template, name, 256 * MIB).await;
+        let uuid = uuid(&client, &vm).await;
+        let serial = oxapi_tests::qemu::serial_log(&host.data_dir(), &uuid);
+        let linux = LinuxVm {
+            host,
+            client,
+            vm,
+            uuid,
+            serial,
+        };
+        linux
+            .set("PV_kernel", guest.kernel.display().to_string())
+            .await;
+        linux
+            .set("PV_ramdisk", guest.initrd.display().to_string())
+            .await;
+        linux.set("PV_args", kernel_args(words)).await;
+        Some(linux)
+    }
+
+    /// Sets the VM's string field `field` to `value`.
+    async fn set(&self, field: &str, value: String) {
+        let setter = format!("VM.set_{field}");
+        let params = vec![Value::str(&self.vm), Value::str(&value)];
+        self.client.ok(&setter, params).await;
+    }
+
+    /// The host, the client, and copies of the VM's ref, uuid and serial log path.
+    fn parts(&self) -> (&Host, &Client, String, String, std::path::PathBuf) {
+        let (vm, uuid, serial) = (self.vm.clone(), self.uuid.clone(), self.serial.clone());
+        (&self.host, &self.client, vm, uuid, serial)
+    }
+}
+
 /// Waits for `marker` on the serial console of `vm`'s QEMU (a new log at each start).
 fn wait_marker(log: &mut SerialLog, marker: &str) -> String {
     tokio::task::block_in_place(|| log.wait_for(marker, GUEST_BOOT_TIMEOUT))
@@ -228,34 +287,11 @@ const GUEST_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// (pvpanic) is a crash, honoured through `actions_after_crash`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
-    if !oxapi_tests::qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+    let Some(linux) = LinuxVm::new("linux", &[]).await else {
         return;
-    }
-    let Some(guest) = test_guest() else { return };
-    let host = Host::start_with(HostOptions {
-        qemu: true,
-        config: Some(serde_json::json!({"qemu": {"accel": "tcg"}})),
-        ..HostOptions::default()
-    });
-    let client = logged_in(&host, Protocol::JsonRpc).await;
-    let template = default_template(&client).await;
-    let vm = halted_vm(&client, &template, "linux", 256 * MIB).await;
-    let uuid = uuid(&client, &vm).await;
-    let serial = oxapi_tests::qemu::serial_log(&host.data_dir(), &uuid);
-    let set = |field: &'static str, value: String| {
-        let client = &client;
-        let vm = vm.clone();
-        async move {
-            let setter = format!("VM.set_{field}");
-            client
-                .ok(&setter, vec![Value::str(&vm), Value::str(&value)])
-                .await;
-        }
     };
-    set("PV_kernel", guest.kernel.display().to_string()).await;
-    set("PV_ramdisk", guest.initrd.display().to_string()).await;
-    set("PV_args", kernel_args(&[])).await;
+    let (host, client, vm, uuid, serial) = linux.parts();
+    let set = |field, value| linux.set(field, value);
     let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
     let int = |value: i64| Value::Int(value);
     let limits = [128 * MIB, 256 * MIB, 256 * MIB, 256 * MIB].map(int);
@@ -279,7 +315,7 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     wait_marker(&mut log, "OXAPI-GUEST-INFO cpus online=0-1 count=2");
     let range = vec![Value::str(&vm), int(192 * MIB), int(192 * MIB)];
     client.ok("VM.set_memory_dynamic_range", range).await;
-    let metrics = field(&client, &vm, "metrics").await;
+    let metrics = field(client, &vm, "metrics").await;
     let actual = client
         .ok("VM_metrics.get_memory_actual", vec![metrics])
         .await;
@@ -291,13 +327,13 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
         "memory_actual {actual}"
     );
     client.ok("VM.clean_shutdown", vec![Value::str(&vm)]).await;
-    assert_eq!(power_state(&client, &vm).await, "Halted");
+    assert_eq!(power_state(client, &vm).await, "Halted");
 
     client.ok("VM.start", start.clone()).await;
     let pid = guest_pid(&host.data_dir(), &uuid).expect("a QEMU runs the VM");
     wait_marker(&mut SerialLog::new(&serial), marker::UP);
     client.ok("VM.clean_reboot", vec![Value::str(&vm)]).await;
-    assert_eq!(power_state(&client, &vm).await, "Running");
+    assert_eq!(power_state(client, &vm).await, "Running");
     assert_ne!(guest_pid(&host.data_dir(), &uuid), Some(pid), "a new QEMU");
     let mut log = SerialLog::new(&serial);
     wait_marker(&mut log, marker::UP);
@@ -306,7 +342,7 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     set("actions_after_crash", "destroy".to_owned()).await;
     set("PV_args", kernel_args(&["oxapi.panic"])).await;
     client.ok("VM.start", start).await;
-    wait_power_state(&client, &vm, "Halted").await;
+    wait_power_state(client, &vm, "Halted").await;
 }
 
 /// A struct value from `fields`.
@@ -363,38 +399,15 @@ async fn first_mib_sha256(host: &Host, client: &Client, vdi: &str) -> (String, V
 /// boot of the guest reads, and from a VDI the export was imported into.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_import() {
-    if !oxapi_tests::qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+    let Some(linux) = LinuxVm::new("disk", &["oxapi.write=a7"]).await else {
         return;
-    }
-    let Some(guest) = test_guest() else { return };
-    let host = Host::start_with(HostOptions {
-        qemu: true,
-        config: Some(serde_json::json!({"qemu": {"accel": "tcg"}})),
-        ..HostOptions::default()
-    });
-    let client = logged_in(&host, Protocol::JsonRpc).await;
-    let template = default_template(&client).await;
-    let vm = halted_vm(&client, &template, "disk", 256 * MIB).await;
-    let uuid = uuid(&client, &vm).await;
-    let serial = oxapi_tests::qemu::serial_log(&host.data_dir(), &uuid);
-    let sr = local_sr(&client).await;
-    let new_vdi = || new_disk(&client, &sr);
-    let set = |field: &'static str, value: String| {
-        let client = &client;
-        let vm = vm.clone();
-        async move {
-            let setter = format!("VM.set_{field}");
-            client
-                .ok(&setter, vec![Value::str(&vm), Value::str(&value)])
-                .await;
-        }
     };
-    set("PV_kernel", guest.kernel.display().to_string()).await;
-    set("PV_ramdisk", guest.initrd.display().to_string()).await;
-    set("PV_args", kernel_args(&["oxapi.write=a7"])).await;
+    let (host, client, vm, _, serial) = linux.parts();
+    let set = |field, value| linux.set(field, value);
+    let sr = local_sr(client).await;
+    let new_vdi = || new_disk(client, &sr);
     let vdi = new_vdi().await;
-    let vbd = plug_new_disk(&client, &vm, &vdi, "0").await;
+    let vbd = plug_new_disk(client, &vm, &vdi, "0").await;
     let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
     let expected = block_sha256(0xa7);
 
@@ -403,16 +416,16 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
     assert_eq!(wrote, expected);
 
     client.ok("VM.suspend", vec![Value::str(&vm)]).await;
-    assert_eq!(power_state(&client, &vm).await, "Suspended");
-    let image = field(&client, &vm, "suspend_VDI").await;
+    assert_eq!(power_state(client, &vm).await, "Suspended");
+    let image = field(client, &vm, "suspend_VDI").await;
     let resume = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
     client.ok("VM.resume", resume).await;
-    assert_eq!(power_state(&client, &vm).await, "Running");
+    assert_eq!(power_state(client, &vm).await, "Running");
     let gone = client.call("VDI.get_uuid", vec![image]).await;
     assert!(gone.is_err(), "the suspend image goes once resumed");
     // The resumed guest sees a disk plugged into it and released again, without a boot.
     let second = new_vdi().await;
-    let hotplugged = plug_new_disk(&client, &vm, &second, "1").await;
+    let hotplugged = plug_new_disk(client, &vm, &second, "1").await;
     client.ok("VBD.plug", vec![Value::str(&hotplugged)]).await;
     let mut log = SerialLog::new(&serial);
     wait_marker(&mut log, "OXAPI-GUEST-INFO block vdb added");
@@ -421,9 +434,9 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
     let booted = SerialLog::new(&serial).wait_for(marker::UP, Duration::ZERO);
     assert!(booted.is_err(), "the resumed guest did not boot again");
     client.ok("VM.clean_shutdown", vec![Value::str(&vm)]).await;
-    assert_eq!(power_state(&client, &vm).await, "Halted");
+    assert_eq!(power_state(client, &vm).await, "Halted");
 
-    let (written, image) = first_mib_sha256(&host, &client, &vdi).await;
+    let (written, image) = first_mib_sha256(host, client, &vdi).await;
     assert_eq!(written, expected, "the block is in the VDI");
 
     let clone = client
@@ -434,7 +447,7 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
         .await;
     let clone = clone.as_str().expect("a VDI ref").to_owned();
     client.ok("VBD.destroy", vec![Value::str(&vbd)]).await;
-    plug_new_disk(&client, &vm, &clone, "0").await;
+    plug_new_disk(client, &vm, &clone, "0").await;
     set("PV_args", kernel_args(&["oxapi.read"])).await;
     client.ok("VM.start", start).await;
     let read = wait_marker(&mut SerialLog::new(&serial), marker::READ);
@@ -442,9 +455,9 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
     client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
 
     let imported = new_vdi().await;
-    let query = transfer_query(&client, &imported, "raw");
+    let query = transfer_query(client, &imported, "raw");
     let (status, answer) = import_raw(&host.url(), &host.cert_pem(), &query, image).await;
     assert_eq!(status, 200, "{answer}");
-    let (again, _) = first_mib_sha256(&host, &client, &imported).await;
+    let (again, _) = first_mib_sha256(host, client, &imported).await;
     assert_eq!(again, expected, "the re-imported VDI holds the block");
 }
