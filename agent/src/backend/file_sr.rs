@@ -42,8 +42,10 @@ const EXTENSION: &str = "qcow2";
 /// How a hidden base's name starts.
 const BASE_PREFIX: &str = ".base-";
 /// The address space `qemu-img` may take, in bytes: a corrupt image cannot make it eat the
-/// host's memory.
-const QEMU_IMG_MEMORY_BYTES: u64 = 1 << 30;
+/// host's memory. Address space, not memory: glibc reserves 64 MiB per malloc arena (up to
+/// eight per core) and each thread's stack, so 1 GiB made `qemu-img` fail to start its
+/// threads now and then (`qemu_thread_create: Resource temporarily unavailable`).
+const QEMU_IMG_MEMORY_BYTES: u64 = 4 << 30;
 
 /// The file, under the data dir, that holds the VDIs attached on this host.
 pub const STATE_FILE: &str = "file-sr/attached.json";
