@@ -44,6 +44,14 @@ pub use self::storage::{AttachedDisk, DiskFormat, Storage};
 use self::user_network::UserNetwork;
 use crate::BoxFuture;
 
+/// Locks a mutex whose data stays consistent even if a holder panicked (every change is made
+/// whole or not at all), as the drivers' mutexes are.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The future of one driver operation.
 pub type Op<'a, T = ()> = BoxFuture<'a, Result<T, BackendError>>;
 

@@ -44,7 +44,7 @@ use self::command_line::{VmPaths, root_port};
 use self::qmp::{Qmp, QmpError, QmpEvent};
 use super::{
     AttachedDisk, BackendError, BackendOp, DiskFormat, Domain, DomainEvent, Hypervisor, NicPort,
-    Op, RunState, ShutdownReason,
+    Op, RunState, ShutdownReason, lock,
 };
 
 /// The `qemu` driver's settings (`agent.qemu` in the config).
@@ -1297,12 +1297,6 @@ impl Hypervisor for Qemu {
     fn events(&self) -> broadcast::Receiver<DomainEvent> {
         self.signals.events.subscribe()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

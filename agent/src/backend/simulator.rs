@@ -25,14 +25,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use self::state::{Effect, SimState};
-use crate::backend::{BackendError, BackendOp, Domain, DomainEvent, ShutdownReason};
+use crate::backend::{BackendError, BackendOp, Domain, DomainEvent, ShutdownReason, lock};
 
 /// The state file, relative to the data dir.
 pub const STATE_FILE: &str = "simulator/domains.json";
@@ -386,12 +386,6 @@ fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temp = path.with_extension("json.tmp");
     std::fs::write(&temp, bytes)?;
     std::fs::rename(&temp, path)
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked (every change is made
-/// whole or not at all).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn quiet<T>(result: Result<T, BackendError>) -> Result<(T, Effect), BackendError> {

@@ -12,17 +12,26 @@ use super::BackendError;
 
 /// Reads the state at `path`; `T::default()` when there is no file yet.
 pub fn read<T: DeserializeOwned + Default>(path: &Path) -> Result<T, BackendError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| BackendError::Corrupt {
-            path: path.to_owned(),
-            source,
-        }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(source) => Err(BackendError::State {
-            path: path.to_owned(),
-            source,
-        }),
+    match read_existing(path) {
+        Err(BackendError::State { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(T::default())
+        }
+        read => read,
     }
+}
+
+/// Reads the state at `path`, which must exist.
+pub fn read_existing<T: DeserializeOwned>(path: &Path) -> Result<T, BackendError> {
+    let bytes = std::fs::read(path).map_err(|source| BackendError::State {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| BackendError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Replaces the state at `path` with `state`, durably.

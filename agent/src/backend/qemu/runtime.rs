@@ -2,7 +2,6 @@
 //! pidfile, serial socket and log, QEMU's own log, the domain record), the spawn that keeps
 //! QEMU a direct child of `oxapi`, and the checks that find it again after a restart.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -10,7 +9,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::command_line::VmPaths;
-use crate::backend::{BackendError, BackendOp, Domain};
+use crate::backend::{BackendError, BackendOp, Domain, state_file};
 
 /// `sun_path`'s size: a socket path must be shorter.
 const SOCKET_PATH_MAX: usize = 108;
@@ -113,32 +112,12 @@ pub fn kill(pid: u32, vm: &str) {
     }
 }
 
-/// Writes `domain` to `paths.record` as the repository writes files: a temp file, fsynced,
-/// renamed over, the directory fsynced.
+/// Writes `domain` to `paths.record`, durably (`state_file`).
 pub fn save_record(paths: &VmPaths, domain: &Domain) -> Result<(), BackendError> {
-    let state = |source| BackendError::State {
-        path: paths.record.clone(),
-        source,
-    };
-    let bytes = serde_json::to_vec_pretty(domain).map_err(|err| state(err.into()))?;
-    let temp = paths.dir.join("domain.json.tmp");
-    let mut file = std::fs::File::create(&temp).map_err(state)?;
-    file.write_all(&bytes).map_err(state)?;
-    file.sync_all().map_err(state)?;
-    std::fs::rename(&temp, &paths.record).map_err(state)?;
-    std::fs::File::open(&paths.dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(state)
+    state_file::write(&paths.record, domain)
 }
 
 /// The domain kept in `paths.record`.
 pub fn load_record(paths: &VmPaths) -> Result<Domain, BackendError> {
-    let bytes = std::fs::read(&paths.record).map_err(|source| BackendError::State {
-        path: paths.record.clone(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| BackendError::Corrupt {
-        path: paths.record.clone(),
-        source,
-    })
+    state_file::read_existing(&paths.record)
 }
