@@ -5,7 +5,10 @@
 //! - `command_line.rs`: the machine, started paused (`-S`) with its stops kept
 //!   (`-action shutdown=pause,…`), disks and NICs left to QMP;
 //! - `qmp.rs`: the QMP client;
-//! - `runtime.rs`: the process (spawn, pidfile, kill) and the domain record kept beside it.
+//! - `runtime.rs`: the process (spawn, pidfile, kill) and the domain record kept beside it;
+//! - `events.rs`: QMP events and QEMU's exit, recorded in the domain;
+//! - `suspend.rs`: suspend images as qcow2 internal snapshots;
+//! - `affinity.rs`: `VCPUs_params:mask`.
 //!
 //! A domain is created by starting its QEMU paused; disks go in with `blockdev-add` +
 //! `device_add` on a root port of their own, NICs with `netdev_add` + `device_add`, and `cont`
@@ -24,9 +27,12 @@
 //! network driver makes taps (issue 12); migration images are not streamed by this driver yet.
 
 mod accel;
+mod affinity;
 mod command_line;
+mod events;
 mod qmp;
 mod runtime;
+mod suspend;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +47,8 @@ use tokio::sync::{OnceCell, broadcast, watch};
 
 pub use self::accel::{AccelChoice, Acceleration};
 use self::command_line::{VmPaths, root_port};
-use self::qmp::{Qmp, QmpError, QmpEvent};
+use self::events::{Signals, state_of};
+use self::qmp::{Qmp, QmpError};
 use super::{
     AttachedDisk, BackendError, BackendOp, DiskFormat, Domain, DomainEvent, Hypervisor, NicPort,
     Op, RunState, ShutdownReason, lock,
@@ -100,22 +107,6 @@ pub struct Qemu {
     signals: Arc<Signals>,
 }
 
-/// What tells the agent a domain changed.
-struct Signals {
-    events: broadcast::Sender<DomainEvent>,
-    /// Bumped on every change of any domain (`wait_shutdown` watches it).
-    changed: watch::Sender<u64>,
-}
-
-impl Signals {
-    fn changed(&self, vm: &str, is_event: bool) {
-        self.changed.send_modify(|generation| *generation += 1);
-        if is_event {
-            let _ = self.events.send(DomainEvent { vm: vm.to_owned() });
-        }
-    }
-}
-
 /// One domain: its QEMU and the record kept beside it.
 struct Vm {
     paths: VmPaths,
@@ -157,9 +148,6 @@ impl Vm {
 
 /// How near its target a balloon counts as there.
 const BALLOON_SLACK_BYTES: u64 = 1 << 20;
-/// The internal snapshot of a suspend image that holds the VM's state, and its job.
-const SUSPEND_TAG: &str = "oxapi-suspend";
-const SUSPEND_JOB: &str = "oxapi-suspend";
 /// How long QEMU has to quit when asked, before it is killed.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often to try QEMU's monitor socket while QEMU starts.
@@ -321,31 +309,6 @@ impl Qemu {
         Ok(vm)
     }
 
-    /// Follows the events and the exit of `vm`'s QEMU until it is gone.
-    fn watch(&self, vm: Arc<Vm>) {
-        let signals = self.signals.clone();
-        let events = vm.qmp.as_ref().map(Qmp::events);
-        tokio::spawn(async move {
-            let mut exited = vm.exited.clone();
-            let mut events = events;
-            loop {
-                tokio::select! {
-                    gone = exited.wait_for(|exited| *exited) => {
-                        let _ = gone;
-                        if !vm.is_destroying.load(Ordering::SeqCst) {
-                            crashed(&vm, &signals);
-                        }
-                        return;
-                    }
-                    event = next_event(&mut events) => match event {
-                        Some(event) => on_event(&vm, &event, &signals),
-                        None => events = None,
-                    },
-                }
-            }
-        });
-    }
-
     /// Starts the QEMU of `spec` (paused) and dials its monitor.
     async fn start_qemu(&self, spec: &VmSpec) -> Result<Arc<Vm>, BackendError> {
         let acceleration = self.acceleration().await.clone();
@@ -408,31 +371,6 @@ impl Qemu {
         Ok(vm)
     }
 
-    /// Keeps every vCPU thread of `vm` on the host CPUs of its `VCPUs_params:mask`, if it
-    /// has one. (`weight` and `cap` would need a cgroup of the VM's own: not honoured.)
-    async fn pin_vcpus(&self, vm: &Vm, op: BackendOp) -> Result<(), BackendError> {
-        let mask = vm.domain().spec.vcpus_params.get("mask").cloned();
-        let Some(mask) = mask else {
-            return Ok(());
-        };
-        let cpus = cpu_list(&mask).ok_or_else(|| BackendError::Failed {
-            op,
-            reason: format!("VCPUs_params:mask {mask:?} is not a list of host CPUs"),
-        })?;
-        let vcpus = self.command(vm, op, "query-cpus-fast", json!({})).await?;
-        let threads = vcpus.as_array().cloned().unwrap_or_default();
-        for thread in threads
-            .iter()
-            .filter_map(|cpu| cpu.get("thread-id")?.as_i64())
-        {
-            set_affinity(thread, &cpus).map_err(|err| BackendError::Failed {
-                op,
-                reason: format!("cannot keep vCPU thread {thread} on CPUs {mask}: {err}"),
-            })?;
-        }
-        Ok(())
-    }
-
     /// Connects to the monitor of a QEMU just started, as soon as it listens.
     async fn dial(&self, paths: &VmPaths, exited: watch::Receiver<bool>) -> Result<Qmp, QmpError> {
         let deadline = tokio::time::Instant::now() + self.config.qmp_timeout;
@@ -465,26 +403,12 @@ impl Qemu {
 
     /// Runs `device_del` on `id` and waits until the guest has released it.
     async fn unplug_device(&self, vm: &Vm, op: BackendOp, id: &str) -> Result<(), BackendError> {
-        let qmp = vm.qmp(op)?;
-        let mut events = qmp.events();
+        let mut events = vm.qmp(op)?.events();
         self.command(vm, op, "device_del", json!({"id": id}))
             .await?;
-        let released = async {
-            loop {
-                match events.recv().await {
-                    Ok(event)
-                        if event.name == "DEVICE_DELETED"
-                            && event.data.get("device").and_then(Value::as_str) == Some(id) =>
-                    {
-                        return Ok(());
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err(QmpError::Closed),
-                }
-            }
-        };
+        let released = events.next_matching(|event| event.is("DEVICE_DELETED", &[("device", id)]));
         match tokio::time::timeout(self.config.unplug_timeout, released).await {
-            Ok(result) => result.map_err(|err| failed(op, err)),
+            Ok(result) => result.map(drop).map_err(|err| failed(op, err)),
             Err(_) => Err(BackendError::Failed {
                 op,
                 reason: format!(
@@ -492,101 +416,6 @@ impl Qemu {
                     self.config.unplug_timeout
                 ),
             }),
-        }
-    }
-
-    /// Opens the suspend image `image` (at `at`) in QEMU, runs the snapshot job `command`
-    /// (`snapshot-save` or `snapshot-load`) with it as the VM state's home, and closes it.
-    async fn with_image(
-        &self,
-        vm: &Vm,
-        op: BackendOp,
-        image: &DiskSpec,
-        at: &AttachedDisk,
-        command: &str,
-    ) -> Result<(), BackendError> {
-        if at.format != DiskFormat::Qcow2 {
-            return Err(BackendError::Failed {
-                op,
-                reason: format!("suspend image {} is not a qcow2 VDI", image.vdi_uuid),
-            });
-        }
-        let key = short(&image.vdi_uuid);
-        let (file_node, image_node) = (format!("t{key}"), format!("s{key}"));
-        // Writable both ways: loading a snapshot also reverts the image's own (empty) disk.
-        let file = json!({"driver": "file", "filename": at.path, "node-name": file_node});
-        self.command(vm, op, "blockdev-add", file).await?;
-        let format = json!({"driver": "qcow2", "node-name": image_node, "file": file_node});
-        let mut result = self.command(vm, op, "blockdev-add", format).await.map(drop);
-        if result.is_ok() {
-            let arguments = json!({
-                "job-id": SUSPEND_JOB,
-                "tag": SUSPEND_TAG,
-                "vmstate": image_node,
-                "devices": [image_node],
-            });
-            result = self.run_job(vm, op, command, arguments).await;
-            let _ = self
-                .command(vm, op, "blockdev-del", json!({"node-name": image_node}))
-                .await;
-        }
-        let _ = self
-            .command(vm, op, "blockdev-del", json!({"node-name": file_node}))
-            .await;
-        result
-    }
-
-    /// Runs the QMP job `command` (its `job-id` in `arguments`) to its end, within
-    /// `image_timeout`, and dismisses it; its error, if it had one.
-    async fn run_job(
-        &self,
-        vm: &Vm,
-        op: BackendOp,
-        command: &str,
-        arguments: Value,
-    ) -> Result<(), BackendError> {
-        let id = arguments["job-id"].as_str().unwrap_or_default().to_owned();
-        let mut events = vm.qmp(op)?.events();
-        self.command(vm, op, command, arguments).await?;
-        let concluded = async {
-            loop {
-                match events.recv().await {
-                    Ok(event)
-                        if event.name == "JOB_STATUS_CHANGE"
-                            && event.data.get("id").and_then(Value::as_str) == Some(&id)
-                            && event.data.get("status").and_then(Value::as_str)
-                                == Some("concluded") =>
-                    {
-                        return Ok(());
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err(QmpError::Closed),
-                }
-            }
-        };
-        match tokio::time::timeout(self.config.image_timeout, concluded).await {
-            Ok(result) => result.map_err(|err| failed(op, err))?,
-            Err(_) => {
-                let _ = self.command(vm, op, "job-cancel", json!({"id": id})).await;
-                return Err(BackendError::Failed {
-                    op,
-                    reason: format!("{command} took longer than {:?}", self.config.image_timeout),
-                });
-            }
-        }
-        let jobs = self.command(vm, op, "query-jobs", json!({})).await?;
-        let error = jobs.as_array().and_then(|jobs| {
-            jobs.iter()
-                .find(|job| job.get("id").and_then(Value::as_str) == Some(&id))
-                .and_then(|job| job.get("error"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
-        self.command(vm, op, "job-dismiss", json!({"id": id}))
-            .await?;
-        match error {
-            Some(reason) => Err(BackendError::Failed { op, reason }),
-            None => Ok(()),
         }
     }
 
@@ -600,132 +429,6 @@ fn failed(op: BackendOp, err: QmpError) -> BackendError {
     BackendError::Failed {
         op,
         reason: err.to_string(),
-    }
-}
-
-async fn next_event(events: &mut Option<broadcast::Receiver<QmpEvent>>) -> Option<QmpEvent> {
-    let Some(receiver) = events else {
-        return std::future::pending().await;
-    };
-    loop {
-        match receiver.recv().await {
-            Ok(event) => return Some(event),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "QMP events missed");
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
-        }
-    }
-}
-
-/// The run state `query-status` gives, `before` being the one kept (for a shutdown's reason).
-fn state_of(status: &Value, before: RunState) -> RunState {
-    match status
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-    {
-        "running" => RunState::Running,
-        "shutdown" => match before {
-            RunState::Shutdown(reason) => RunState::Shutdown(reason),
-            _ => RunState::Shutdown(ShutdownReason::PowerOff),
-        },
-        "guest-panicked" | "internal-error" => RunState::Shutdown(ShutdownReason::Crash),
-        _ => RunState::Paused,
-    }
-}
-
-/// Applies one QMP event to the domain of `vm`.
-fn on_event(vm: &Vm, event: &QmpEvent, signals: &Signals) {
-    let reason = event.data.get("reason").and_then(Value::as_str);
-    let change: Option<(RunState, bool)> = match (event.name.as_str(), reason) {
-        ("SHUTDOWN", Some("guest-shutdown")) => {
-            let reason = if vm.is_reboot_requested.swap(false, Ordering::SeqCst) {
-                ShutdownReason::Reboot
-            } else {
-                ShutdownReason::PowerOff
-            };
-            Some((RunState::Shutdown(reason), true))
-        }
-        ("SHUTDOWN", Some("guest-reset")) => {
-            Some((RunState::Shutdown(ShutdownReason::Reboot), true))
-        }
-        ("SHUTDOWN", Some("guest-panic")) | ("GUEST_PANICKED", _) => {
-            Some((RunState::Shutdown(ShutdownReason::Crash), true))
-        }
-        ("STOP", _) if vm.domain().state == RunState::Running => Some((RunState::Paused, false)),
-        ("RESUME", _) if vm.domain().state == RunState::Paused => Some((RunState::Running, false)),
-        ("BALLOON_CHANGE", _) => {
-            if let Some(actual) = event.data.get("actual").and_then(Value::as_u64) {
-                let name = vm.domain().vm().to_owned();
-                let _ = vm.update(|domain| domain.memory_actual_bytes = actual);
-                signals.changed(&name, false);
-            }
-            None
-        }
-        _ => None,
-    };
-    let Some((state, is_event)) = change else {
-        return;
-    };
-    let name = vm.domain().vm().to_owned();
-    if let Err(err) = vm.update(|domain| domain.state = state) {
-        tracing::error!(vm = %name, error = &err as &dyn std::error::Error, "cannot keep the domain");
-    }
-    tracing::info!(vm = %name, event = %event.name, ?state, "domain changed");
-    signals.changed(&name, is_event);
-}
-
-/// Records that the QEMU of `vm` disappeared without being destroyed.
-fn crashed(vm: &Vm, signals: &Signals) {
-    let name = vm.domain().vm().to_owned();
-    let is_shut_down = matches!(vm.domain().state, RunState::Shutdown(_));
-    if !is_shut_down {
-        let crash = RunState::Shutdown(ShutdownReason::Crash);
-        if let Err(err) = vm.update(|domain| domain.state = crash) {
-            tracing::error!(vm = %name, error = &err as &dyn std::error::Error, "cannot keep the domain");
-        }
-    }
-    tracing::warn!(vm = %name, "QEMU exited without being destroyed");
-    signals.changed(&name, true);
-}
-
-/// The CPUs of a list such as `0,2-3`; `None` when it is not one (or names a CPU past what
-/// `sched_setaffinity` takes).
-fn cpu_list(list: &str) -> Option<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in list.split(',').map(str::trim) {
-        let (first, last) = match part.split_once('-') {
-            Some((first, last)) => (first.trim().parse().ok()?, last.trim().parse().ok()?),
-            None => {
-                let cpu: usize = part.parse().ok()?;
-                (cpu, cpu)
-            }
-        };
-        if first > last || last >= libc::CPU_SETSIZE as usize {
-            return None;
-        }
-        cpus.extend(first..=last);
-    }
-    (!cpus.is_empty()).then_some(cpus)
-}
-
-/// Keeps thread `thread` on `cpus`.
-fn set_affinity(thread: i64, cpus: &[usize]) -> std::io::Result<()> {
-    let thread = libc::pid_t::try_from(thread).map_err(std::io::Error::other)?;
-    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes inside the set for every
-    // cpu below CPU_SETSIZE, which `cpu_list` checked; sched_setaffinity reads the set only.
-    let result = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(thread, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -1235,29 +938,24 @@ impl Hypervisor for Qemu {
                 .command(&running, op, "query-balloon", json!({}))
                 .await?;
             let mut actual = balloon.get("actual").and_then(Value::as_u64).unwrap_or(0);
-            let wait = async {
-                while !reached(actual) {
-                    match events.recv().await {
-                        Ok(event) if event.name == "BALLOON_CHANGE" => {
-                            if let Some(now) = event.data.get("actual").and_then(Value::as_u64) {
-                                actual = now;
-                            }
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
+            if !reached(actual) {
+                let there = events.next_matching(|event| {
+                    if let Some(now) = event.data.get("actual").and_then(Value::as_u64)
+                        && event.name == "BALLOON_CHANGE"
+                    {
+                        actual = now;
                     }
+                    reached(actual)
+                });
+                let waited = tokio::time::timeout(self.config.qmp_timeout, there).await;
+                if waited.is_err() {
+                    tracing::info!(
+                        vm,
+                        target = bytes,
+                        actual,
+                        "the guest has not reached its memory target"
+                    );
                 }
-            };
-            if tokio::time::timeout(self.config.qmp_timeout, wait)
-                .await
-                .is_err()
-            {
-                tracing::info!(
-                    vm,
-                    target = bytes,
-                    actual,
-                    "the guest has not reached its memory target"
-                );
             }
             running.update(|domain| domain.memory_actual_bytes = actual)
         })
@@ -1296,23 +994,5 @@ impl Hypervisor for Qemu {
 
     fn events(&self) -> broadcast::Receiver<DomainEvent> {
         self.signals.events.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A mask is a list of CPUs and ranges; anything else, an empty list or a CPU past the
-    /// set's size is refused.
-    #[test]
-    fn masks_are_lists_of_cpus_and_ranges() {
-        assert_eq!(cpu_list("1"), Some(vec![1]));
-        assert_eq!(cpu_list("0,2-3"), Some(vec![0, 2, 3]));
-        assert_eq!(cpu_list(" 4 - 5 , 7"), Some(vec![4, 5, 7]));
-        assert_eq!(cpu_list(""), None);
-        assert_eq!(cpu_list("3-1"), None);
-        assert_eq!(cpu_list("a"), None);
-        assert_eq!(cpu_list("100000"), None);
     }
 }

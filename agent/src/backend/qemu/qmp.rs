@@ -49,6 +49,48 @@ pub struct QmpEvent {
     pub data: Value,
 }
 
+impl QmpEvent {
+    /// Whether this is the event `name` whose data has each string field of `fields`.
+    pub fn is(&self, name: &str, fields: &[(&str, &str)]) -> bool {
+        self.name == name
+            && fields
+                .iter()
+                .all(|(key, value)| self.data.get(*key).and_then(Value::as_str) == Some(*value))
+    }
+}
+
+/// The events of one QEMU from some point on.
+pub struct QmpEvents(broadcast::Receiver<QmpEvent>);
+
+impl QmpEvents {
+    /// The next event; `None` once the connection has ended. Events a slow reader missed are
+    /// logged and skipped.
+    pub async fn next(&mut self) -> Option<QmpEvent> {
+        loop {
+            match self.0.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "QMP events missed");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event `matches` accepts; `Closed` if the connection ends first.
+    pub async fn next_matching(
+        &mut self,
+        mut matches: impl FnMut(&QmpEvent) -> bool,
+    ) -> Result<QmpEvent, QmpError> {
+        while let Some(event) = self.next().await {
+            if matches(&event) {
+                return Ok(event);
+            }
+        }
+        Err(QmpError::Closed)
+    }
+}
+
 type Pending = HashMap<u64, oneshot::Sender<Result<Value, (String, String)>>>;
 
 /// A connection to one QEMU's monitor, in command mode.
@@ -121,8 +163,8 @@ impl Qmp {
     }
 
     /// Events from now on.
-    pub fn events(&self) -> broadcast::Receiver<QmpEvent> {
-        self.events.subscribe()
+    pub fn events(&self) -> QmpEvents {
+        QmpEvents(self.events.subscribe())
     }
 
     /// Resolves once the connection has reached its end.
@@ -324,7 +366,7 @@ mod tests {
         let mut events = qmp.events();
         let status = qmp.execute("query-status", json!({}), SECOND).await;
         assert_eq!(status.expect("status")["status"], "running");
-        assert_eq!(events.recv().await.expect("an event").name, "RESUME");
+        assert_eq!(events.next().await.expect("an event").name, "RESUME");
         let refused = qmp.execute("frobnicate", json!({}), SECOND).await;
         assert!(
             matches!(refused, Err(QmpError::Refused { class, .. }) if class == "CommandNotFound")
