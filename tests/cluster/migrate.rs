@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use api_spec::Value;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, history, vm};
+use oxapi_tests::storage::{create_vbd, create_vdi};
 use oxapi_tests::{Client, Protocol, vms};
 use support::Xe;
 
@@ -126,46 +127,8 @@ async fn a_vm_with_a_local_disk_cannot_migrate() {
     let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
     let sr = sr.as_str().expect("an SR ref").to_owned();
     let guest = vm::new_vm(&client, "rooted").await;
-    let disk = |pairs: &[(&str, Value)]| {
-        Value::Struct(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
-        )
-    };
-    let empty = || Value::Struct(BTreeMap::new());
-    let vdi = client
-        .ok(
-            "VDI.create",
-            vec![disk(&[
-                ("name_label", Value::str("root")),
-                ("SR", Value::str(&sr)),
-                ("virtual_size", Value::Int(1 << 30)),
-                ("type", Value::str("user")),
-                ("sharable", Value::Bool(false)),
-                ("read_only", Value::Bool(false)),
-                ("other_config", empty()),
-            ])],
-        )
-        .await;
-    client
-        .ok(
-            "VBD.create",
-            vec![disk(&[
-                ("VM", Value::str(&guest)),
-                ("VDI", vdi),
-                ("userdevice", Value::str("0")),
-                ("bootable", Value::Bool(true)),
-                ("mode", Value::str("RW")),
-                ("type", Value::str("Disk")),
-                ("empty", Value::Bool(false)),
-                ("other_config", empty()),
-                ("qos_algorithm_type", Value::str("")),
-                ("qos_algorithm_params", empty()),
-            ])],
-        )
-        .await;
+    let vdi = create_vdi(&client, &sr, 1 << 30).await;
+    create_vbd(&client, &guest, &vdi, "0").await;
     vm::start_on(&client, &guest, &host)
         .await
         .expect("the VM starts on its disk's host");

@@ -10,7 +10,7 @@ use api_spec::Value;
 use oxapi_tests::events::EventWait;
 use oxapi_tests::guest::{BLOCK_BYTES, block_sha256, kernel_args, marker, sha256_hex};
 use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, parent_pid};
-use oxapi_tests::storage::{export_raw, import_raw, local_sr, transfer_query};
+use oxapi_tests::storage::{create_vbd, export_raw, import_raw, local_sr, transfer_query};
 use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Host, HostOptions, Protocol, SerialLog, logged_in, test_guest};
 
@@ -109,7 +109,7 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let data_dir = host.data_dir();
     // A disk the guest never releases: stopping it hard must not wait for the guest.
     let disk = new_disk(&client, &local_sr(&client).await).await;
-    plug_new_disk(&client, &vm, &disk, "0").await;
+    create_vbd(&client, &vm, &disk, "0").await;
 
     let mask = Value::Struct([("mask".to_owned(), Value::str("1"))].into_iter().collect());
     client
@@ -345,43 +345,9 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     wait_power_state(client, &vm, "Halted").await;
 }
 
-/// A struct value from `fields`.
-fn record(fields: &[(&str, Value)]) -> Value {
-    Value::Struct(
-        fields
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), value.clone()))
-            .collect(),
-    )
-}
-
 /// A new 16 MiB user disk in `sr`.
 async fn new_disk(client: &Client, sr: &str) -> String {
     oxapi_tests::storage::create_vdi(client, sr, 16 * MIB).await
-}
-
-/// A VBD of `vdi` at `userdevice` of `vm` (bootable when it is "0"), detached until `vm`
-/// starts or the VBD is plugged.
-async fn plug_new_disk(client: &Client, vm: &str, vdi: &str, userdevice: &str) -> String {
-    let empty = || Value::Struct(Default::default());
-    let vbd = client
-        .ok(
-            "VBD.create",
-            vec![record(&[
-                ("VM", Value::str(vm)),
-                ("VDI", Value::str(vdi)),
-                ("userdevice", Value::str(userdevice)),
-                ("bootable", Value::Bool(userdevice == "0")),
-                ("mode", Value::str("RW")),
-                ("type", Value::str("Disk")),
-                ("empty", Value::Bool(false)),
-                ("other_config", empty()),
-                ("qos_algorithm_type", Value::str("")),
-                ("qos_algorithm_params", empty()),
-            ])],
-        )
-        .await;
-    vbd.as_str().expect("a VBD ref").to_owned()
 }
 
 /// The sha256 of the first MiB of `vdi`, exported raw through `host`.
@@ -407,7 +373,7 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
     let sr = local_sr(client).await;
     let new_vdi = || new_disk(client, &sr);
     let vdi = new_vdi().await;
-    let vbd = plug_new_disk(client, &vm, &vdi, "0").await;
+    let vbd = create_vbd(client, &vm, &vdi, "0").await;
     let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
     let expected = block_sha256(0xa7);
 
@@ -425,7 +391,7 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
     assert!(gone.is_err(), "the suspend image goes once resumed");
     // The resumed guest sees a disk plugged into it and released again, without a boot.
     let second = new_vdi().await;
-    let hotplugged = plug_new_disk(client, &vm, &second, "1").await;
+    let hotplugged = create_vbd(client, &vm, &second, "1").await;
     client.ok("VBD.plug", vec![Value::str(&hotplugged)]).await;
     let mut log = SerialLog::new(&serial);
     wait_marker(&mut log, "OXAPI-GUEST-INFO block vdb added");
@@ -447,7 +413,7 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
         .await;
     let clone = clone.as_str().expect("a VDI ref").to_owned();
     client.ok("VBD.destroy", vec![Value::str(&vbd)]).await;
-    plug_new_disk(client, &vm, &clone, "0").await;
+    create_vbd(client, &vm, &clone, "0").await;
     set("PV_args", kernel_args(&["oxapi.read"])).await;
     client.ok("VM.start", start).await;
     let read = wait_marker(&mut SerialLog::new(&serial), marker::READ);

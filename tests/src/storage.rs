@@ -35,6 +35,29 @@ pub async fn create_vdi(client: &Client, sr: &str, size: i64) -> String {
     vdi.as_str().expect("a ref").to_owned()
 }
 
+/// A read-write disk VBD of `vdi` at `userdevice` of `vm` (bootable when it is "0"), made
+/// through `VBD.create`: detached until the VM starts or the VBD is plugged; its ref.
+pub async fn create_vbd(client: &Client, vm: &str, vdi: &str, userdevice: &str) -> String {
+    let empty = || Value::Struct(BTreeMap::new());
+    let record: BTreeMap<String, Value> = [
+        ("VM", Value::str(vm)),
+        ("VDI", Value::str(vdi)),
+        ("userdevice", Value::str(userdevice)),
+        ("bootable", Value::Bool(userdevice == "0")),
+        ("mode", Value::str("RW")),
+        ("type", Value::str("Disk")),
+        ("empty", Value::Bool(false)),
+        ("other_config", empty()),
+        ("qos_algorithm_type", Value::str("")),
+        ("qos_algorithm_params", empty()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let vbd = client.ok("VBD.create", vec![Value::Struct(record)]).await;
+    vbd.as_str().expect("a ref").to_owned()
+}
+
 /// `VDI.create`'s record of a user disk of `size` bytes in `sr`.
 pub fn vdi_record(sr: &str, size: i64) -> BTreeMap<String, Value> {
     [
