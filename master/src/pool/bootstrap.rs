@@ -235,11 +235,11 @@ fn int(n: u64) -> Value {
 }
 
 /// A `(string -> string) map`.
-pub(crate) fn strings<const N: usize>(pairs: [(&str, String); N]) -> Value {
+pub(crate) fn strings<K: Into<String>>(pairs: impl IntoIterator<Item = (K, String)>) -> Value {
     Value::Struct(
         pairs
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .map(|(k, v)| (k.into(), Value::String(v)))
             .collect(),
     )
 }

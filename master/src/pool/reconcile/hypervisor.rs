@@ -3,14 +3,11 @@
 //! `cpu_info:cpu_model`, and for QEMU the `capabilities` it offers (HVM guests, with its
 //! accelerator). Written only when it changed, so a restart costs no Raft entry.
 
-use std::collections::BTreeMap;
-
-use api_spec::Value;
 use host_api::HypervisorInfo;
 
 use crate::Master;
 use crate::error::Error;
-use crate::pool::bootstrap::string_set;
+use crate::pool::bootstrap::{string_set, strings};
 use crate::vm::operations::Draft;
 
 /// Records `info` on the row of `host`.
@@ -55,16 +52,10 @@ pub(super) async fn record(
     Ok(())
 }
 
-fn strings(map: BTreeMap<String, String>) -> Value {
-    Value::Struct(
-        map.into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use api_spec::Value;
+
     use super::*;
     use crate::testing::TestPool;
 
