@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::storage::volumes::{self, Volume};
 use crate::vm::operations::{Draft, Fields, Overlay};
 use crate::vm::vm_spec;
 use api_spec::classes::vm::VmPowerState;
@@ -243,11 +244,15 @@ pub(crate) fn set_stopped(draft: &mut Draft, vm: &str, power_state: VmPowerState
     }
 }
 
-/// Forgets the VM's suspend image: its VDI row goes and `suspend_VDI` is null again.
-pub(crate) fn drop_suspend_image(draft: &mut Draft, vm: &str) {
+/// Forgets the VM's suspend image: its VDI row goes and `suspend_VDI` is null again. Returns
+/// the image's volume (when its SR is attached somewhere), for the caller to delete with
+/// `volumes::forget` once the Txn is committed.
+pub(crate) fn drop_suspend_image(draft: &mut Draft, vm: &str) -> Option<Volume> {
     let vdi = draft.view().str("VM", vm, "suspend_VDI").to_owned();
+    let volume = volumes::volume_of(draft.view(), &vdi).ok();
     draft.destroy("VDI", &vdi);
     draft.update("VM", vm, "suspend_VDI", Value::str(NULL_REF));
+    volume
 }
 
 #[cfg(test)]

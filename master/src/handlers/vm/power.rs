@@ -73,10 +73,10 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
     let vm = args.str("vm")?;
     let (sr, size) = {
         let db = ctx.db();
-        // The checks the operation's begin makes, so that no volume is made for a suspend
-        // refused at once (the draft is dropped).
-        operations::begin(&mut Draft::new(&db), vm, VmOperation::Suspend, "")?;
         let view = Overlay::new(&db);
+        // The checks the operation's begin makes, so that no volume is made for a suspend
+        // refused at once.
+        operations::check(&view, vm, VmOperation::Suspend)?;
         let host = view.str("VM", vm, "resident_on");
         let sr = suspend_sr(&view, vm, host).ok_or_else(|| errors::vm_no_suspend_sr(vm))?;
         (sr, suspend_image_bytes(&view, vm)?)
@@ -115,8 +115,11 @@ pub(in crate::handlers) async fn suspend(ctx: Ctx, args: Args) -> Result<Value, 
                     set_running(draft, vm, &host, info, false, now);
                     drop_suspend_image(draft, vm);
                 }
-                _ => drop_suspend_image(draft, vm),
+                _ => {
+                    drop_suspend_image(draft, vm);
+                }
             }
+            // The image's volume is `made`'s: deleted below unless the VM is suspended.
             Ok(())
         })
         .await?;

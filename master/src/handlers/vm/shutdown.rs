@@ -13,7 +13,7 @@ use super::{Expect, Operation, answer};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::db::record::row;
 use crate::error::Error;
-use crate::storage::volumes;
+use crate::storage::volumes::{self, Volume};
 use crate::vm::operations::Draft;
 use crate::vm::power_state::{
     drop_suspend_image, power_state, power_state_of, set_running, set_stopped,
@@ -73,41 +73,38 @@ pub(in crate::handlers) async fn shutdown(ctx: Ctx, args: Args) -> Result<Value,
 
 /// Halts a suspended VM in the begin Txn itself: its suspend image goes, and the operation
 /// ends in the same Txn.
-fn halt_suspended(draft: &mut Draft, vm: &str, key: &str, now: i64) {
-    drop_suspend_image(draft, vm);
+fn halt_suspended(draft: &mut Draft, vm: &str, key: &str, now: i64) -> Option<Volume> {
+    let image = drop_suspend_image(draft, vm);
     set_stopped(draft, vm, VmPowerState::Halted, now);
     crate::vm::operations::end(draft, "VM", vm, key);
+    image
 }
 
 async fn stop(ctx: &Ctx, vm: &str, op: VmOperation, how: How) -> Result<Value, Error> {
     let operation = Operation::new(ctx, vm, op);
     let key = operation.key().to_owned();
     let now = ctx.now();
+    let mut image_volume = None;
     let begun = operation
         .begin(|draft| {
             let view = draft.view();
             if power_state(view, vm) == VmPowerState::Suspended {
-                let image = view.str("VM", vm, "suspend_VDI");
-                let volume = volumes::volume_of(view, image).ok();
-                halt_suspended(draft, vm, &key, now);
-                return Ok(Err(volume));
+                image_volume = halt_suspended(draft, vm, &key, now);
+                return Ok(None);
             }
             let host = view.str("VM", vm, "resident_on").to_owned();
             let uuid = view.str("VM", vm, "uuid").to_owned();
             let delay_secs = view.int("VM", vm, "shutdown_delay");
-            Ok(Ok((host, uuid, delay_secs)))
+            Ok(Some((host, uuid, delay_secs)))
         })
         .await?;
-    let (host, uuid, delay_secs) = match begun {
-        Ok(running) => running,
-        Err(image_volume) => {
-            // The suspend image's row went in the Txn: its volume goes now.
-            if let Some(volume) = image_volume {
-                volumes::forget(ctx, &volume).await;
-            }
-            tracing::debug!(vm = %vm, "suspended VM halted");
-            return Ok(void());
+    let Some((host, uuid, delay_secs)) = begun else {
+        // The suspend image's row went in the Txn: its volume goes now.
+        if let Some(volume) = &image_volume {
+            volumes::forget(ctx, volume).await;
         }
+        tracing::debug!(vm = %vm, "suspended VM halted");
+        return Ok(void());
     };
     let outcome = match how {
         How::Clean => operation.run(&host, shutdown_action(&uuid, true)).await,

@@ -119,7 +119,7 @@ async fn boot(
     let is_resume = matches!(op, VmOperation::Resume | VmOperation::ResumeOn);
     let operation = Operation::new(ctx, vm, op);
     let key = operation.key().to_owned();
-    let (host, spec, action, image_volume) = {
+    let (host, spec, action) = {
         // Placement reads what every host has free; one decision at a time, as xapi's global
         // lock around `choose_host` and the reservation.
         let _placing = ctx.master.placement.lock().await;
@@ -131,13 +131,11 @@ async fn boot(
                 let host = place(view, vm, target)?;
                 let spec = vm_spec::build(view, vm);
                 let sent = spec.clone();
-                let mut image_volume = None;
                 let action = if is_resume {
                     let image = view.str("VM", vm, "suspend_VDI");
                     if !view.exists("VDI", image) {
                         return Err(errors::handle_invalid("VDI", image).into());
                     }
-                    image_volume = volumes::volume_of(view, image).ok();
                     HostAction::Vm(VmAction::Resume {
                         vm: spec,
                         image: vm_spec::disk(view, image),
@@ -153,12 +151,13 @@ async fn boot(
                     Value::str(host.as_str()),
                 );
                 mark_devices(draft, vm, &key)?;
-                Ok((host, sent, action, image_volume))
+                Ok((host, sent, action))
             })
             .await?
     };
     let outcome = operation.run(&host, action).await;
     let now = ctx.now();
+    let mut image_volume = None;
     operation
         .end(|draft| {
             unmark_devices(draft, vm, &key);
@@ -166,7 +165,7 @@ async fn boot(
                 Ok(ActionResult::Domain(Some(info))) => {
                     set_running(draft, vm, &host, info, true, now);
                     if is_resume {
-                        drop_suspend_image(draft, vm);
+                        image_volume = drop_suspend_image(draft, vm);
                     }
                 }
                 _ => draft.update(
