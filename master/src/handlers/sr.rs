@@ -14,7 +14,7 @@ use host_api::{ActionResult, HostAction, StorageAction, VdiInfo};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
 use crate::storage::sr_spec::where_attached;
-use crate::storage::volumes::size;
+use crate::storage::volumes::{record_answer, recorded_fields};
 use crate::vm::operations::Draft;
 
 /// `SR.scan(sr)`: asks a host where the SR is attached (a live one first) what VDIs it
@@ -70,32 +70,17 @@ fn record(draft: &mut Draft, sr: &str, found: &[VdiInfo]) -> usize {
         .collect();
     let mut added = 0;
     for vdi in found {
-        let sizes = [
-            ("virtual_size", size(vdi.virtual_size_bytes)),
-            ("physical_utilisation", size(vdi.physical_utilisation_bytes)),
-        ];
+        // A known row keeps its location (the one it was found by), so only sizes change.
         match rows.iter().find(|(location, _)| *location == vdi.location) {
-            Some((_, r)) => {
-                for (field, value) in sizes {
-                    if draft.view().field("VDI", r, field) != Some(&value) {
-                        draft.update("VDI", r, field, value);
-                    }
-                }
-            }
+            Some((_, r)) => record_answer(draft, r, vdi),
             None => {
-                let [virtual_size, physical_utilisation] = sizes;
-                draft.create(
-                    "VDI",
-                    [
-                        ("SR", Value::str(sr)),
-                        ("location", Value::str(&vdi.location)),
-                        virtual_size,
-                        physical_utilisation,
-                        ("read_only", Value::Bool(vdi.read_only)),
-                        ("type", Value::str("user")),
-                        ("managed", Value::Bool(true)),
-                    ],
-                );
+                let fields = [
+                    ("SR", Value::str(sr)),
+                    ("read_only", Value::Bool(vdi.read_only)),
+                    ("type", Value::str("user")),
+                    ("managed", Value::Bool(true)),
+                ];
+                draft.create("VDI", fields.into_iter().chain(recorded_fields(vdi)));
                 added += 1;
             }
         }

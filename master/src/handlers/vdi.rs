@@ -64,9 +64,6 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let volume = {
         let db = ctx.db();
         let view = Overlay::new(&db);
-        if !view.exists("VDI", vdi) {
-            return Err(errors::handle_invalid("VDI", vdi).into());
-        }
         check_detached(&view, vdi, VdiOperation::Destroy)?;
         volumes::volume_of(&view, vdi)?
     };
@@ -78,10 +75,8 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
                 return Err(errors::handle_invalid("VDI", vdi).into());
             }
             draft.require_unchanged("VDI", vdi, "VBDs");
+            check_detached(draft.view(), vdi, VdiOperation::Destroy)?;
             for vbd in draft.view().children("VBD", "VDI", vdi) {
-                if draft.view().bool("VBD", &vbd, "currently_attached") {
-                    return Err(errors::vdi_in_use(vdi, VdiOperation::Destroy).into());
-                }
                 draft.require_unchanged("VBD", &vbd, "currently_attached");
                 draft.destroy("VBD", &vbd);
             }
@@ -99,14 +94,7 @@ pub(super) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
 pub(super) async fn resize(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vdi, size) = (args.str("vdi")?, args.int("size")?);
     let size = size_bytes("size", size)?;
-    {
-        let db = ctx.db();
-        let view = Overlay::new(&db);
-        if !view.exists("VDI", vdi) {
-            return Err(errors::handle_invalid("VDI", vdi).into());
-        }
-        check_detached(&view, vdi, VdiOperation::Resize)?;
-    }
+    check_detached(&Overlay::new(&ctx.db()), vdi, VdiOperation::Resize)?;
     let info = volumes::resize(&ctx, vdi, size).await?;
     ctx.master
         .decide(|db| {
@@ -115,11 +103,7 @@ pub(super) async fn resize(ctx: Ctx, args: Args) -> Result<Value, Error> {
                 return Err(errors::handle_invalid("VDI", vdi).into());
             }
             draft.require_exists("VDI", vdi);
-            for (field, value) in recorded_fields(&info) {
-                if draft.view().field("VDI", vdi, field) != Some(&value) {
-                    draft.update("VDI", vdi, field, value);
-                }
-            }
+            volumes::record_answer(&mut draft, vdi, &info);
             Ok((draft.into_txn(), ()))
         })
         .await?;

@@ -19,7 +19,7 @@ use crate::db::ProposeError;
 use crate::error::Error;
 use crate::storage::sr_spec::where_attached;
 use crate::storage::vdi_copies::DiskOp;
-use crate::vm::operations::Overlay;
+use crate::vm::operations::{Draft, Overlay};
 
 /// A volume on a host's SR: the host to ask about it, its SR as that host's driver reaches
 /// it, and its location there.
@@ -257,6 +257,15 @@ pub(crate) fn recorded_fields(info: &VdiInfo) -> [(&'static str, Value); 3] {
             size(info.physical_utilisation_bytes),
         ),
     ]
+}
+
+/// Writes onto the row of `vdi` the fields of the driver's answer `info` that differ.
+pub(crate) fn record_answer(draft: &mut Draft, vdi: &str, info: &VdiInfo) {
+    for (field, value) in recorded_fields(info) {
+        if draft.view().field("VDI", vdi, field) != Some(&value) {
+            draft.update("VDI", vdi, field, value);
+        }
+    }
 }
 
 /// A size as the DB keeps it (an int): a driver's byte count past `i64::MAX` is clamped.
