@@ -24,9 +24,7 @@ use std::sync::Arc;
 
 use api_spec::classes::vm::VmPowerState;
 use api_spec::{ApiError, NULL_REF, Value, errors};
-use host_api::{
-    ActionResult, DiskSpec, HostAction, ImageFormat, SrSpec, StorageAction, TransferToken,
-};
+use host_api::{ActionResult, DiskSpec, HostAction, ImageFormat, StorageAction, TransferToken};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +35,7 @@ use crate::storage::sr_spec::where_attached;
 use crate::vm::agent_failures::{self, Context};
 use crate::vm::operations::{Draft, Overlay};
 use crate::vm::power_state::power_state;
+use crate::vm::vm_spec;
 use crate::{Master, Origin};
 
 /// `(session, vdi, operation)` → the ref of the host the VDI's bytes go to or come from;
@@ -110,7 +109,7 @@ struct Target {
     vdi: String,
     /// The host whose agent reaches the VDI's SR.
     host: String,
-    sr: SrSpec,
+    /// The VDI as that host's driver finds it (its SR included).
     disk: DiskSpec,
 }
 
@@ -139,20 +138,9 @@ fn target(master: &Master, vdi: &str, operation: &str) -> Result<Target, Error> 
     if operation == Direction::Import.name() && view.bool("VDI", &vdi, "read_only") {
         return Err(errors::vdi_readonly(&vdi).into());
     }
-    let sr = view.str("VDI", &vdi, "SR").to_owned();
-    let (host, spec) = where_attached(&view, &sr)?;
-    let disk = DiskSpec {
-        vdi_uuid: view.str("VDI", &vdi, "uuid").to_owned(),
-        sr: spec.clone(),
-        location: view.str("VDI", &vdi, "location").to_owned(),
-        virtual_size_bytes: u64::try_from(view.int("VDI", &vdi, "virtual_size")).unwrap_or(0),
-    };
-    Ok(Target {
-        vdi,
-        host,
-        sr: spec,
-        disk,
-    })
+    let (host, _) = where_attached(&view, view.str("VDI", &vdi, "SR"))?;
+    let disk = vm_spec::disk(&view, &vdi);
+    Ok(Target { vdi, host, disk })
 }
 
 /// Runs an import or an export: `args` are `vdi, format, token, host, task`.
@@ -207,14 +195,14 @@ async fn run(
                 .into());
             }
             StorageAction::Import {
-                sr: target.sr.clone(),
+                sr: target.disk.sr.clone(),
                 disk: target.disk.clone(),
                 format,
                 token,
             }
         }
         Direction::Export => StorageAction::Export {
-            sr: target.sr.clone(),
+            sr: target.disk.sr.clone(),
             disk: target.disk.clone(),
             format,
             to_host: host.to_owned(),

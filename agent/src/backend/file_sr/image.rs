@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
-use super::{EXTENSION, FileSr, existing};
+use super::{EXTENSION, FileSr, existing, in_use};
 use crate::backend::{BackendError, BackendOp};
 
 /// An image is received and sent this many bytes at a time.
@@ -70,9 +70,7 @@ impl FileSr {
         let op = BackendOp::Import;
         let path = existing(sr, &disk.location)?;
         if self.is_attached(sr, &disk.location).await {
-            return Err(BackendError::InUse {
-                what: format!("vdi at {}", disk.location),
-            });
+            return Err(in_use(sr, &disk.location, op));
         }
         let virtual_size = self.info(op, &path).await?.virtual_size;
         let received = TempFile::new(sr, "import", format);
@@ -110,9 +108,7 @@ impl FileSr {
         ];
         self.qemu_img(op, &args).await?;
         if self.is_attached(sr, &disk.location).await {
-            return Err(BackendError::InUse {
-                what: format!("vdi at {}", disk.location),
-            });
+            return Err(in_use(sr, &disk.location, op));
         }
         std::fs::rename(&fresh.path, &path).map_err(io_failure(&fresh.path))?;
         tracing::info!(sr = %sr.uuid, location = %disk.location, bytes, format = format.name(), "image imported");
@@ -167,9 +163,7 @@ impl FileSr {
         let op = BackendOp::Export;
         let path = existing(sr, &disk.location)?;
         if self.is_attached(sr, &disk.location).await {
-            return Err(BackendError::InUse {
-                what: format!("vdi at {}", disk.location),
-            });
+            return Err(in_use(sr, &disk.location, op));
         }
         let converted = TempFile::new(sr, "export", format);
         let args = [
