@@ -4,13 +4,13 @@
 //! from `/export_raw_vdi` in raw and qcow2; bad requests get xapi's answers and leave the
 //! VDI as it was.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use api_spec::Value;
 use oxapi_tests::Client;
 use oxapi_tests::Protocol;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Node};
-use oxapi_tests::storage::{export_raw, import_raw, transfer_query as query};
+use oxapi_tests::storage::{create_vdi, export_raw, import_raw, transfer_query as query};
 use serde_json::json;
 
 const MIB: usize = 1 << 20;
@@ -30,43 +30,17 @@ async fn file_pool() -> (Cluster, usize) {
     (cluster, master)
 }
 
-/// A new VDI of `bytes` on the local SR of `host`, made as a qcow2 file in its directory and
-/// found by `SR.scan`; its uuid.
-async fn local_vdi(client: &Client, host: &Node, name: &str, bytes: usize) -> String {
+/// A new VDI of `bytes` on the local SR of `host` (a qcow2 file its driver makes); its uuid.
+async fn local_vdi(client: &Client, host: &Node, bytes: usize) -> String {
     let pbds = client
         .ok("host.get_PBDs", vec![Value::str(host.host_ref())])
         .await;
-    let pbd = pbds
-        .as_array()
-        .and_then(|p| p.first())
-        .expect("a PBD")
-        .clone();
+    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
     let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
-    let config = client.ok("PBD.get_device_config", vec![pbd]).await;
-    let config = config.as_struct().expect("a map");
-    let dir = config
-        .get("path")
-        .or(config.get("location"))
-        .and_then(Value::as_str)
-        .expect("the local SR's directory");
-    let location = format!("{name}.qcow2");
-    let status = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(Path::new(dir).join(&location))
-        .arg(bytes.to_string())
-        .status()
-        .expect("qemu-img runs (tests/run installs it)");
-    assert!(status.success());
-    client.ok("SR.scan", vec![sr]).await;
-    let vdis = client.ok("VDI.get_all_records", vec![]).await;
-    let vdis = vdis.as_struct().expect("records");
-    vdis.values()
-        .find_map(|record| {
-            let record = record.as_struct()?;
-            (record.get("location")?.as_str()? == location)
-                .then(|| record.get("uuid")?.as_str().map(str::to_owned))?
-        })
-        .expect("the scan found the file")
+    let size = i64::try_from(bytes).expect("a small disk");
+    let vdi = create_vdi(client, sr.as_str().expect("an SR ref"), size).await;
+    let uuid = client.ok("VDI.get_uuid", vec![Value::str(&vdi)]).await;
+    uuid.as_str().expect("a uuid").to_owned()
 }
 
 /// `PUT /import_raw_vdi` of `image` to `host`; the status and the body.
@@ -123,7 +97,7 @@ async fn an_image_imported_through_another_host_comes_back_whole() {
     let (cluster, master) = file_pool().await;
     let (sr_host, front) = (&cluster.nodes[master], &cluster.nodes[1 - master]);
     let client = front.login(Protocol::JsonRpc).await;
-    let vdi = local_vdi(&client, sr_host, "imported", 128 * MIB).await;
+    let vdi = local_vdi(&client, sr_host, 128 * MIB).await;
     let image = image(96 * MIB);
     let before = cluster.reset_peak_resident();
     let (status, body) = import(front, &query(&client, &vdi, "raw"), image.clone()).await;
@@ -166,7 +140,7 @@ async fn bad_imports_are_refused_and_change_nothing() {
     let (cluster, master) = file_pool().await;
     let (sr_host, front) = (&cluster.nodes[master], &cluster.nodes[1 - master]);
     let client = front.login(Protocol::JsonRpc).await;
-    let vdi = local_vdi(&client, sr_host, "kept", 4 * MIB).await;
+    let vdi = local_vdi(&client, sr_host, 4 * MIB).await;
     let kept = image(4 * MIB);
     let (status, _) = import(front, &query(&client, &vdi, "raw"), kept.clone()).await;
     assert_eq!(status, 200);
