@@ -34,7 +34,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 
-use super::storage::plug_directory;
+use super::storage::{existing_file_in_sr, file_in_sr, file_names_in, plug_directory};
 use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage, state_file};
 
 /// The extension of a VDI's file.
@@ -305,26 +305,12 @@ fn fresh_name() -> String {
 /// The path of the VDI at `location` in `sr`; a location that is not a plain name of a VDI's
 /// file (a path, a base, another extension) names no VDI.
 fn vdi_path(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
-    let plain = Path::new(location).file_name() == Some(OsStr::new(location));
-    if !plain || !is_vdi_name(location) {
-        return Err(BackendError::NoVdi {
-            sr: sr.uuid.clone(),
-            location: location.to_owned(),
-        });
-    }
-    Ok(Path::new(&sr.location).join(location))
+    file_in_sr(sr, location, is_vdi_name)
 }
 
 /// The path of the VDI at `location` in `sr`, which must exist.
 fn existing(sr: &SrSpec, location: &str) -> Result<PathBuf, BackendError> {
-    let path = vdi_path(sr, location)?;
-    if !path.is_file() {
-        return Err(BackendError::NoVdi {
-            sr: sr.uuid.clone(),
-            location: location.to_owned(),
-        });
-    }
-    Ok(path)
+    existing_file_in_sr(sr, location, is_vdi_name)
 }
 
 /// Whether a file name in an SR directory is a VDI's (not hidden, ends `.qcow2`).
@@ -465,16 +451,7 @@ impl Storage for FileSr {
                 path: dir.to_owned(),
                 source,
             };
-            let mut names = Vec::new();
-            for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-                let entry = entry.map_err(unreadable)?;
-                let is_file = entry.file_type().map_err(unreadable)?.is_file();
-                match entry.file_name().into_string() {
-                    Ok(name) if is_file && is_vdi_name(&name) => names.push(name),
-                    _ => {}
-                }
-            }
-            names.sort();
+            let names = file_names_in(dir, is_vdi_name).map_err(unreadable)?;
             let mut found = Vec::with_capacity(names.len());
             for name in names {
                 match self.vdi_info(BackendOp::Scan, sr, &name, false).await {

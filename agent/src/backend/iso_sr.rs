@@ -7,13 +7,12 @@
 //! in or taken out of the directory by hand; a scan brings the SR's VDIs up to date. Nothing is
 //! set up on the host, so the driver keeps no state.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::storage::plug_directory;
+use super::storage::{existing_file_in_sr, file_names_in, plug_directory};
 use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
 
 /// The extension of a VDI's file (in any case).
@@ -111,16 +110,12 @@ impl Storage for IsoSr {
 
 /// The ISOs in the directory `dir`, by name, as VDIs.
 fn list(dir: &Path) -> Result<Vec<VdiInfo>, BackendError> {
-    let entries = std::fs::read_dir(dir).map_err(|err| failed(BackendOp::Scan, err))?;
-    let mut vdis = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|err| failed(BackendOp::Scan, err))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+    let names = file_names_in(dir, is_iso_name).map_err(|err| failed(BackendOp::Scan, err))?;
+    let mut vdis = Vec::with_capacity(names.len());
+    for name in names {
+        // A file gone since the listing is not listed.
+        let Ok(metadata) = std::fs::metadata(dir.join(&name)) else {
             continue;
-        };
-        let metadata = match entry.metadata() {
-            Ok(metadata) if metadata.is_file() && is_iso_name(&name) => metadata,
-            _ => continue,
         };
         vdis.push(VdiInfo {
             location: name,
@@ -129,24 +124,14 @@ fn list(dir: &Path) -> Result<Vec<VdiInfo>, BackendError> {
             read_only: true,
         });
     }
-    vdis.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(vdis)
 }
 
 /// The ISO of `disk` as the hypervisor opens it; `NoVdi` unless `disk.location` is the plain
 /// name of an ISO file in its SR's directory.
 fn iso_disk(disk: &DiskSpec) -> Result<AttachedDisk, BackendError> {
-    let location = disk.location.as_str();
-    let plain = Path::new(location).file_name() == Some(OsStr::new(location));
-    let path = Path::new(&disk.sr.location).join(location);
-    if !plain || !is_iso_name(location) || !path.is_file() {
-        return Err(BackendError::NoVdi {
-            sr: disk.sr.uuid.clone(),
-            location: location.to_owned(),
-        });
-    }
     Ok(AttachedDisk {
-        path,
+        path: existing_file_in_sr(&disk.sr, &disk.location, is_iso_name)?,
         format: DiskFormat::Raw,
         read_only: true,
     })

@@ -11,7 +11,8 @@
 //!
 //! VDIs are named by their `location` in their SR, as the master keeps it.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,56 @@ pub(super) async fn plug_directory(sr: &SrSpec, create: bool) -> Result<(), Back
             path.display()
         ))),
         Err(err) => Err(unavailable(format!("{}: {err}", path.display()))),
+    }
+}
+
+/// The path of the file at `location` in the directory of `sr`; `NoVdi` unless `location`
+/// is a plain file name (no path) that `is_name` accepts: how the drivers whose VDIs are
+/// files in their SR's directory name them.
+pub(super) fn file_in_sr(
+    sr: &SrSpec,
+    location: &str,
+    is_name: fn(&str) -> bool,
+) -> Result<PathBuf, BackendError> {
+    let plain = Path::new(location).file_name() == Some(OsStr::new(location));
+    if !plain || !is_name(location) {
+        return Err(no_vdi(sr, location));
+    }
+    Ok(Path::new(&sr.location).join(location))
+}
+
+/// As `file_in_sr`, for a file that must exist.
+pub(super) fn existing_file_in_sr(
+    sr: &SrSpec,
+    location: &str,
+    is_name: fn(&str) -> bool,
+) -> Result<PathBuf, BackendError> {
+    let path = file_in_sr(sr, location, is_name)?;
+    if !path.is_file() {
+        return Err(no_vdi(sr, location));
+    }
+    Ok(path)
+}
+
+/// The names of the files in `dir` that `is_name` accepts, sorted.
+pub(super) fn file_names_in(dir: &Path, is_name: fn(&str) -> bool) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let is_file = entry.file_type()?.is_file();
+        match entry.file_name().into_string() {
+            Ok(name) if is_file && is_name(&name) => names.push(name),
+            _ => {}
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn no_vdi(sr: &SrSpec, location: &str) -> BackendError {
+    BackendError::NoVdi {
+        sr: sr.uuid.clone(),
+        location: location.to_owned(),
     }
 }
 
