@@ -6,21 +6,27 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use host_api::{ActionResult, DiskSpec, NetworkAction, StorageAction};
+use host_api::{
+    ActionResult, AgentFailure, DiskSpec, ImageFormat, NetworkAction, SrSpec, StorageAction,
+    TransferToken,
+};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::Agent;
-use crate::backend::Drivers;
+use crate::backend::{Drivers, Storage};
 use crate::error::AgentError;
 use crate::transfer::{IncomingBytes, PIPE_BYTES};
 
 /// Carries out `action` with the storage driver of its SR's type; an import or an export
-/// moves its bytes through the agent's transfer, and reports its progress.
+/// moves its bytes through the agent's transfer, reports its progress and stops when
+/// `cancel` is.
 pub(crate) async fn storage(
     agent: &Agent,
     action: &StorageAction,
     progress: &watch::Sender<f64>,
+    cancel: &CancellationToken,
 ) -> Result<ActionResult, AgentError> {
     let sr = action.sr();
     let driver = agent.drivers.storage(&sr.sr_type)?;
@@ -41,15 +47,8 @@ pub(crate) async fn storage(
             format,
             token,
         } => {
-            let incoming = agent.transfer.receive(token, agent.transfer_wait)?;
-            let mut image = FinishAtEnd {
-                incoming: Some(incoming),
-                bytes: 0,
-                disk,
-                progress,
-            };
-            let vdi = driver.import(sr, disk, *format, &mut image).await?;
-            return Ok(ActionResult::Vdis(vec![vdi]));
+            let imported = import(agent, driver, sr, disk, *format, token, progress);
+            return until_cancelled(cancel, imported).await;
         }
         StorageAction::Export {
             sr,
@@ -58,18 +57,8 @@ pub(crate) async fn storage(
             to_host,
             token,
         } => {
-            let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
-            let export = async move {
-                // Dropping the writer ends the stream, exported or not: the receiver learns
-                // from the action's result whether the stream is whole.
-                driver.export(sr, disk, *format, &mut writer).await
-            };
-            let send = agent.transfer.send(to_host, token, Box::pin(reader));
-            let (exported, sent) = tokio::join!(export, send);
-            exported?;
-            let bytes = sent?;
-            tracing::info!(sr = %sr.uuid, vdi = %disk.vdi_uuid, to_host, bytes, "vdi exported");
-            return Ok(ActionResult::Done);
+            let exported = export(agent, driver, sr, disk, *format, to_host, token);
+            return until_cancelled(cancel, exported).await;
         }
         StorageAction::DestroyVdi { sr, location } => {
             driver.destroy_vdi(sr, location).await?;
@@ -95,6 +84,69 @@ pub(crate) async fn storage(
         "VDI made or changed"
     );
     Ok(ActionResult::Vdi(made))
+}
+
+/// Runs `transfer` (an import or an export) until `cancel` is cancelled. What a stopped
+/// transfer leaves is a temp file that its drop removes: an import replaces the VDI by one
+/// rename at its end.
+async fn until_cancelled(
+    cancel: &CancellationToken,
+    transfer: impl Future<Output = Result<ActionResult, AgentError>>,
+) -> Result<ActionResult, AgentError> {
+    tokio::select! {
+        moved = transfer => moved,
+        () = cancel.cancelled() => Err(AgentFailure::Cancelled.into()),
+    }
+}
+
+/// Writes the image that the transfer `token` brings, laid out as `format`, into `disk`.
+async fn import(
+    agent: &Agent,
+    driver: &dyn Storage,
+    sr: &SrSpec,
+    disk: &DiskSpec,
+    format: ImageFormat,
+    token: &TransferToken,
+    progress: &watch::Sender<f64>,
+) -> Result<ActionResult, AgentError> {
+    let incoming = agent.transfer.receive(token, agent.transfer_wait)?;
+    let mut image = FinishAtEnd {
+        incoming: Some(incoming),
+        bytes: 0,
+        disk,
+        progress,
+    };
+    let vdi = driver.import(sr, disk, format, &mut image).await?;
+    Ok(ActionResult::Vdis(vec![vdi]))
+}
+
+/// Streams `disk`, laid out as `format`, to `to_host` as the transfer `token`, once that
+/// host expects it (a copy's import may still be on its way): an export is not made twice.
+async fn export(
+    agent: &Agent,
+    driver: &dyn Storage,
+    sr: &SrSpec,
+    disk: &DiskSpec,
+    format: ImageFormat,
+    to_host: &str,
+    token: &TransferToken,
+) -> Result<ActionResult, AgentError> {
+    agent
+        .transfer
+        .wait_for_receiver(to_host, token, agent.transfer_wait)
+        .await?;
+    let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
+    let exported = async move {
+        // Dropping the writer ends the stream, exported or not: the receiver learns from the
+        // action's result whether the stream is whole.
+        driver.export(sr, disk, format, &mut writer).await
+    };
+    let send = agent.transfer.send(to_host, token, Box::pin(reader));
+    let (exported, sent) = tokio::join!(exported, send);
+    exported?;
+    let bytes = sent?;
+    tracing::info!(sr = %sr.uuid, vdi = %disk.vdi_uuid, to_host, bytes, "vdi exported");
+    Ok(ActionResult::Done)
 }
 
 /// The image of an import as its driver reads it: tells the sender every byte was taken as

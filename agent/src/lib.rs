@@ -209,7 +209,7 @@ impl Agent {
                 ));
             }
             HostAction::Storage(action) => {
-                let result = host_actions::storage(self, &action, &progress).await;
+                let result = host_actions::storage(self, &action, &progress, &cancel).await;
                 progress.send_replace(1.0);
                 return result;
             }

@@ -29,10 +29,7 @@ use crate::Agent;
 use crate::backend::{AttachedDisk, BackendError, NicPort, ShutdownReason};
 use crate::error::AgentError;
 use crate::hooks::{HookPoint, HookReason};
-use crate::transfer::{PIPE_BYTES, TransferError};
-
-/// How soon a migration's sender tries again when its receiver does not expect it yet.
-const RECEIVER_RETRY_INTERVAL: Duration = Duration::from_millis(20);
+use crate::transfer::PIPE_BYTES;
 
 /// One step of an action on one VM's domain.
 #[derive(Debug, Clone, PartialEq)]
@@ -379,10 +376,9 @@ async fn perform(
 }
 
 /// Streams the image of the domain of `vm` to `to_host` through a small pipe, so that neither
-/// the hypervisor nor the transfer ever holds it whole. A receiver that does not expect the
-/// token yet (its `MigrateIn` is on its way) is tried again, with a new stream, until the
-/// agent's transfer wait has passed, or until cancelled (the receiver failed): the domain is
-/// paused, so its image is the same.
+/// the hypervisor nor the transfer ever holds it whole, once the receiver expects the token
+/// (its `MigrateIn` may still be on its way): waiting for it the agent's transfer wait at
+/// most, or until cancelled (the receiver failed).
 async fn send_image(
     agent: &Agent,
     vm: &str,
@@ -390,35 +386,28 @@ async fn send_image(
     token: &TransferToken,
     cancel: &CancellationToken,
 ) -> Result<(), AgentError> {
-    let deadline = tokio::time::Instant::now() + agent.transfer_wait;
-    loop {
-        let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
-        let save = async {
-            let mut writer = PipeWriter {
-                pipe: writer,
-                is_broken: false,
-            };
-            let saved = agent.drivers.hypervisor.save_image(vm, &mut writer).await;
-            // Dropping the writer ends the stream, saved or not.
-            (saved, writer.is_broken)
+    tokio::select! {
+        waited = agent.transfer.wait_for_receiver(to_host, token, agent.transfer_wait) => waited?,
+        () = cancel.cancelled() => return Err(AgentFailure::Cancelled.into()),
+    }
+    let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
+    let save = async {
+        let mut writer = PipeWriter {
+            pipe: writer,
+            is_broken: false,
         };
-        let send = agent.transfer.send(to_host, token, Box::pin(reader));
-        match tokio::join!(save, send) {
-            // The save failed only because the transfer stopped reading: try again.
-            ((Ok(()), _) | (Err(_), true), Err(TransferError::NotExpected))
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tokio::select! {
-                    () = tokio::time::sleep(RECEIVER_RETRY_INTERVAL) => {}
-                    () = cancel.cancelled() => return Err(AgentFailure::Cancelled.into()),
-                }
-            }
-            ((Err(err), _), _) => return Err(err.into()),
-            ((Ok(()), _), Err(err)) => return Err(err.into()),
-            ((Ok(()), _), Ok(bytes)) => {
-                tracing::info!(vm, to_host, bytes, "migration image sent");
-                return Ok(());
-            }
+        let saved = agent.drivers.hypervisor.save_image(vm, &mut writer).await;
+        // Dropping the writer ends the stream, saved or not.
+        (saved, writer.is_broken)
+    };
+    let send = agent.transfer.send(to_host, token, Box::pin(reader));
+    match tokio::join!(save, send) {
+        // The save failed only because the transfer stopped reading: the transfer says why.
+        ((Err(_), true), Err(err)) | ((Ok(()), _), Err(err)) => Err(err.into()),
+        ((Err(err), _), _) => Err(err.into()),
+        ((Ok(()), _), Ok(bytes)) => {
+            tracing::info!(vm, to_host, bytes, "migration image sent");
+            Ok(())
         }
     }
 }

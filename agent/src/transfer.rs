@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use host_api::TransferToken;
 use tokio::io::{AsyncRead, AsyncWriteExt, DuplexStream, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::BoxFuture;
 
@@ -40,6 +40,15 @@ pub trait BulkTransfer: Send + Sync + 'static {
         token: &'a TransferToken,
         body: Outgoing,
     ) -> BoxFuture<'a, Result<u64, TransferError>>;
+    /// Waits, for `wait` at most, until the agent of `to_host` expects `token`, without using
+    /// the token: for a sender whose bytes are costly to make twice (a disk exported).
+    /// `NotExpected` when it still does not.
+    fn wait_for_receiver<'a>(
+        &'a self,
+        to_host: &'a str,
+        token: &'a TransferToken,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<(), TransferError>>;
 }
 
 /// The receiving end of one transfer.
@@ -65,6 +74,8 @@ pub enum TransferError {
 #[derive(Default)]
 pub struct LocalTransfer {
     waiting: Mutex<HashMap<TransferToken, LocalEnd>>,
+    /// Told each time a transfer is expected.
+    expected: Notify,
 }
 
 /// The sending end of an expected transfer.
@@ -107,6 +118,7 @@ impl BulkTransfer for LocalTransfer {
                 reason: "a transfer with this token is expected already".to_owned(),
             });
         }
+        self.expected.notify_waiters();
         Ok(Box::new(LocalIncoming {
             pipe: ours,
             bytes: 0,
@@ -140,6 +152,27 @@ impl BulkTransfer for LocalTransfer {
             }
         })
     }
+
+    fn wait_for_receiver<'a>(
+        &'a self,
+        _to_host: &'a str,
+        token: &'a TransferToken,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<(), TransferError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                // Listening before looking: an expectation made in between is not missed.
+                let expected = self.expected.notified();
+                if self.waiting().contains_key(token) {
+                    return Ok(());
+                }
+                if tokio::time::timeout_at(deadline, expected).await.is_err() {
+                    return Err(TransferError::NotExpected);
+                }
+            }
+        })
+    }
 }
 
 impl AsyncRead for LocalIncoming {
@@ -168,5 +201,35 @@ impl IncomingBytes for LocalIncoming {
         if let Some(verdict) = self.verdict.take() {
             let _ = verdict.send(Err(reason));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender waiting for its receiver goes on as soon as the token is expected, and is told
+    /// `NotExpected` when it never is.
+    #[tokio::test]
+    async fn a_sender_waits_for_its_receiver() {
+        let transfer = LocalTransfer::new();
+        let token = TransferToken("a".repeat(32));
+        let waiting = {
+            let transfer = Arc::clone(&transfer);
+            let token = token.clone();
+            tokio::spawn(async move {
+                transfer
+                    .wait_for_receiver("host", &token, Duration::from_secs(30))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let _incoming = transfer
+            .receive(&token, Duration::from_secs(30))
+            .expect("expected");
+        assert_eq!(waiting.await.expect("joined"), Ok(()));
+        let other = TransferToken("b".repeat(32));
+        let never = transfer.wait_for_receiver("host", &other, Duration::from_millis(10));
+        assert_eq!(never.await, Err(TransferError::NotExpected));
     }
 }

@@ -17,6 +17,7 @@ mod devices;
 mod pool_control;
 
 pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received, fake_image};
+pub use devices::sr_create_args;
 pub use pool_control::{ControlCall, FakePoolControl, TEST_NODE_ID};
 
 use crate::db::{BoxFuture, ProposeError, ReplicatedDb};

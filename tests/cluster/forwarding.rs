@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use api_spec::Value;
+use oxapi_tests::Protocol;
 use oxapi_tests::cluster::watch::wait_live;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, vm};
-use oxapi_tests::events::EventWait;
-use oxapi_tests::{Client, Protocol};
+use oxapi_tests::events::wait_task;
 use serde_json::json;
 
 /// How long the master may take to count a host live or not.
@@ -177,27 +177,6 @@ async fn a_host_that_is_down_is_offline_then_not_live_until_it_is_back() {
         &cluster.nodes[down].simulator_state(),
         &uuid
     ));
-}
-
-/// Waits, with `event.from` on the task, until `done(record)` holds; returns the record.
-async fn wait_task(
-    client: &Client,
-    task: &Value,
-    done: impl Fn(&BTreeMap<String, Value>) -> bool,
-) -> BTreeMap<String, Value> {
-    let task_ref = task.as_str().expect("a task ref");
-    let class = format!("task/{task_ref}");
-    let mut events = EventWait::new(client, &[class.as_str()], Duration::from_secs(60));
-    loop {
-        let record = client.ok("task.get_record", vec![task.clone()]).await;
-        let record = record.as_struct().expect("a task record").clone();
-        if done(&record) {
-            return record;
-        }
-        events
-            .next(&format!("task never got there: {record:?}"))
-            .await;
-    }
 }
 
 /// A start on another host, slow there (its simulator builds for 5 s), cancelled with

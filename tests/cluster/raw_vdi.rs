@@ -1,8 +1,9 @@
-//! xapi's HTTP handlers for a VDI's bytes on a 2-host pool with the `file` storage driver:
-//! an image `PUT` to `/import_raw_vdi` on the host that does not have the VDI's SR goes
-//! through the data plane into the VDI, with bounded memory on both hosts, and comes back
-//! from `/export_raw_vdi` in raw and qcow2; bad requests get xapi's answers and leave the
-//! VDI as it was.
+//! A VDI's bytes between the hosts of a 2-host pool with the `file` storage driver: xapi's
+//! HTTP handlers (an image `PUT` to `/import_raw_vdi` on the host that does not have the
+//! VDI's SR goes through the data plane into the VDI, with bounded memory on both hosts, and
+//! comes back from `/export_raw_vdi` in raw and qcow2; bad requests get xapi's answers and
+//! leave the VDI as it was), and `VDI.copy` / `VM.copy` to the other host's SR, which carry
+//! the data host to host.
 
 use std::path::PathBuf;
 
@@ -10,10 +11,15 @@ use api_spec::Value;
 use oxapi_tests::Client;
 use oxapi_tests::Protocol;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Node};
-use oxapi_tests::storage::{create_vdi, export_raw, import_raw, transfer_query as query};
+use oxapi_tests::events::wait_task;
+use oxapi_tests::storage::{
+    create_vbd, create_vdi, export_raw, import_raw, transfer_query as query,
+};
+use oxapi_tests::vms::{default_template, halted_vm};
 use serde_json::json;
 
 const MIB: usize = 1 << 20;
+const NULL: &str = "OpaqueRef:NULL";
 /// How much a host's resident memory may grow while an image passes through it.
 const RSS_GROWTH_LIMIT: u64 = 64 << 20;
 
@@ -30,16 +36,28 @@ async fn file_pool() -> (Cluster, usize) {
     (cluster, master)
 }
 
-/// A new VDI of `bytes` on the local SR of `host` (a qcow2 file its driver makes); its uuid.
-async fn local_vdi(client: &Client, host: &Node, bytes: usize) -> String {
+/// The local SR of `host`.
+async fn local_sr(client: &Client, host: &Node) -> String {
     let pbds = client
         .ok("host.get_PBDs", vec![Value::str(host.host_ref())])
         .await;
     let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
     let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
+    sr.as_str().expect("an SR ref").to_owned()
+}
+
+/// A new VDI of `bytes` on the local SR of `host` (a qcow2 file its driver makes); its uuid.
+async fn local_vdi(client: &Client, host: &Node, bytes: usize) -> String {
     let size = i64::try_from(bytes).expect("a small disk");
-    let vdi = create_vdi(client, sr.as_str().expect("an SR ref"), size).await;
-    let uuid = client.ok("VDI.get_uuid", vec![Value::str(&vdi)]).await;
+    let vdi = create_vdi(client, &local_sr(client, host).await, size).await;
+    uuid_of(client, "VDI", &vdi).await
+}
+
+/// The uuid of the object `r` of `class`.
+async fn uuid_of(client: &Client, class: &str, r: &str) -> String {
+    let uuid = client
+        .ok(&format!("{class}.get_uuid"), vec![Value::str(r)])
+        .await;
     uuid.as_str().expect("a uuid").to_owned()
 }
 
@@ -163,4 +181,91 @@ async fn bad_imports_are_refused_and_change_nothing() {
     let (status, after) = export(front, &query(&client, &vdi, "raw")).await;
     assert_eq!(status, 200);
     assert!(after == kept, "the VDI changed");
+}
+
+/// `VDI.copy` to the local SR of the other host moves the VDI's data there (as a task, which
+/// ends with success), and so does `VM.copy` to that SR for the VM's disk; each copy comes
+/// back byte for byte from its own SR, and the original is left as it was. A copy to an SR
+/// attached nowhere is `SR_HAS_NO_PBDS` and leaves no VDI behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_to_the_other_hosts_sr_carry_the_data() {
+    let (cluster, master) = file_pool().await;
+    let (source, other) = (&cluster.nodes[master], &cluster.nodes[1 - master]);
+    let client = other.login(Protocol::JsonRpc).await;
+    let vdi_uuid = local_vdi(&client, source, 24 * MIB).await;
+    let original = image(24 * MIB);
+    let (status, _) = import(source, &query(&client, &vdi_uuid, "raw"), original.clone()).await;
+    assert_eq!(status, 200);
+    let vdi = client
+        .ok("VDI.get_by_uuid", vec![Value::str(&vdi_uuid)])
+        .await;
+    let to_sr = local_sr(&client, other).await;
+    let holds = |uuid: String, what: &'static str| {
+        let (client, original) = (&client, &original);
+        async move {
+            let (status, raw) = export(other, &query(client, &uuid, "raw")).await;
+            assert_eq!(status, 200, "export of {what}");
+            assert!(raw == *original, "{what} differs from the original");
+        }
+    };
+
+    let task = client
+        .ok(
+            "Async.VDI.copy",
+            vec![
+                vdi.clone(),
+                Value::str(&to_sr),
+                Value::str(NULL),
+                Value::str(NULL),
+            ],
+        )
+        .await;
+    let done = wait_task(&client, &task, |t| {
+        t.get("status") != Some(&Value::str("pending"))
+    })
+    .await;
+    assert_eq!(done.get("status"), Some(&Value::str("success")), "{done:?}");
+    // A task's result is the XML-RPC value of the call's answer, as xapi keeps it.
+    let result = done
+        .get("result")
+        .and_then(Value::as_str)
+        .expect("a result");
+    let copy = result
+        .trim_start_matches("<value>")
+        .trim_end_matches("</value>")
+        .to_owned();
+    let sr = client.ok("VDI.get_SR", vec![Value::str(&copy)]).await;
+    assert_eq!(sr.as_str(), Some(to_sr.as_str()));
+    holds(uuid_of(&client, "VDI", &copy).await, "the VDI's copy").await;
+    holds(vdi_uuid.clone(), "the original").await;
+
+    let template = default_template(&client).await;
+    let vm = halted_vm(&client, &template, "with a disk", 64 * MIB as i64).await;
+    create_vbd(&client, &vm, vdi.as_str().expect("a ref"), "0").await;
+    let vm_copy = client
+        .ok(
+            "VM.copy",
+            vec![Value::str(&vm), Value::str("copied"), Value::str(&to_sr)],
+        )
+        .await;
+    let vbds = client.ok("VM.get_VBDs", vec![vm_copy]).await;
+    let vbd = vbds.as_array().and_then(|v| v.first()).expect("a VBD");
+    let disk = client.ok("VBD.get_VDI", vec![vbd.clone()]).await;
+    let disk = disk.as_str().expect("a VDI ref").to_owned();
+    holds(uuid_of(&client, "VDI", &disk).await, "the VM copy's disk").await;
+
+    let vdis = client.ok("VDI.get_all", vec![]).await;
+    let pbds = client.ok("SR.get_PBDs", vec![Value::str(&to_sr)]).await;
+    for pbd in pbds.as_array().expect("PBDs") {
+        client.ok("PBD.unplug", vec![pbd.clone()]).await;
+    }
+    let refused = client
+        .call(
+            "VDI.copy",
+            vec![vdi, Value::str(&to_sr), Value::str(NULL), Value::str(NULL)],
+        )
+        .await
+        .expect_err("no PBD is attached");
+    assert_eq!(refused.code, "SR_HAS_NO_PBDS");
+    assert_eq!(client.ok("VDI.get_all", vec![]).await, vdis);
 }

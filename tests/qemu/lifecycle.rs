@@ -10,7 +10,9 @@ use api_spec::Value;
 use oxapi_tests::events::EventWait;
 use oxapi_tests::guest::{BLOCK_BYTES, block_sha256, kernel_args, marker, sha256_hex};
 use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, parent_pid};
-use oxapi_tests::storage::{create_vbd, export_raw, import_raw, local_sr, transfer_query};
+use oxapi_tests::storage::{
+    create_sr, create_vbd, export_raw, import_raw, local_sr, transfer_query,
+};
 use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Host, HostOptions, Protocol, SerialLog, logged_in, test_guest};
 
@@ -361,10 +363,10 @@ async fn first_mib_sha256(host: &Host, client: &Client, vdi: &str) -> (String, V
 /// The Linux guest writes a known block to its virtio disk, a qcow2 VDI on the local SR;
 /// the VM suspends into a suspend VDI and resumes (the guest, not booted again, then sees a
 /// second disk hot-plugged and unplugged, and powers off on the button); the block is read
-/// back from the VDI's export, from a clone that another
-/// boot of the guest reads, and from a VDI the export was imported into.
+/// back from the VDI's export, from a clone that another boot of the guest reads, from a
+/// snapshot, from a copy to another file SR, and from a VDI the export was imported into.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_import() {
+async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_and_import() {
     let Some(linux) = LinuxVm::new("disk", &["oxapi.write=a7"]).await else {
         return;
     };
@@ -419,6 +421,28 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_export_and_imp
     let read = wait_marker(&mut SerialLog::new(&serial), marker::READ);
     assert_eq!(read, expected, "the clone holds the block");
     client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
+
+    let empty = Value::Struct(Default::default());
+    let snapshot = client
+        .ok("VDI.snapshot", vec![Value::str(&vdi), empty])
+        .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let location = dir.path().join("other-sr");
+    let other_sr = create_sr(client, "file", &location.to_string_lossy())
+        .await
+        .expect("SR.create");
+    let null = Value::str("OpaqueRef:NULL");
+    let copy = client
+        .ok(
+            "VDI.copy",
+            vec![Value::str(&vdi), Value::str(&other_sr), null.clone(), null],
+        )
+        .await;
+    for (what, disk) in [("snapshot", snapshot), ("copy to another SR", copy)] {
+        let disk = disk.as_str().expect("a VDI ref");
+        let (held, _) = first_mib_sha256(host, client, disk).await;
+        assert_eq!(held, expected, "the {what} holds the block");
+    }
 
     let imported = new_vdi().await;
     let query = transfer_query(client, &imported, "raw");

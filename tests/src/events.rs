@@ -1,6 +1,7 @@
 //! Waiting for a condition the way a XenAPI client does: look, then wait on `event.from` for the
 //! next change of the classes it depends on, until a deadline.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use api_spec::Value;
@@ -40,5 +41,26 @@ impl<'a> EventWait<'a> {
         ];
         let batch = self.client.ok("event.from", params).await;
         self.token = batch.as_struct().expect("an event batch")["token"].clone();
+    }
+}
+
+/// Waits, with `event.from` on the task, until `done(record)` holds; returns the record.
+pub async fn wait_task(
+    client: &Client,
+    task: &Value,
+    done: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> BTreeMap<String, Value> {
+    let task_ref = task.as_str().expect("a task ref");
+    let class = format!("task/{task_ref}");
+    let mut events = EventWait::new(client, &[class.as_str()], Duration::from_secs(60));
+    loop {
+        let record = client.ok("task.get_record", vec![task.clone()]).await;
+        let record = record.as_struct().expect("a task record").clone();
+        if done(&record) {
+            return record;
+        }
+        events
+            .next(&format!("task never got there: {record:?}"))
+            .await;
     }
 }

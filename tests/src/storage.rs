@@ -27,6 +27,28 @@ pub async fn local_sr(client: &Client) -> String {
     sr.as_str().expect("an SR ref").to_owned()
 }
 
+/// `SR.create` on the pool's one host: a non-shared SR of `sr_type` at `location`.
+pub async fn create_sr(client: &Client, sr_type: &str, location: &str) -> Result<String, String> {
+    let hosts = client.ok("host.get_all", vec![]).await;
+    let host = hosts.as_array().and_then(|h| h.first()).expect("a host");
+    let config = BTreeMap::from([("location".to_owned(), Value::str(location))]);
+    let params = vec![
+        host.clone(),
+        Value::Struct(config),
+        Value::Int(0),
+        Value::str(format!("{sr_type} SR")),
+        Value::str(""),
+        Value::str(sr_type),
+        Value::str("user"),
+        Value::Bool(false),
+        Value::Struct(BTreeMap::new()),
+    ];
+    match client.call("SR.create", params).await {
+        Ok(sr) => Ok(sr.as_str().expect("a ref").to_owned()),
+        Err(err) => Err(err.code),
+    }
+}
+
 /// A user disk of `size` bytes in `sr`, made through `VDI.create`; its ref.
 pub async fn create_vdi(client: &Client, sr: &str, size: i64) -> String {
     let vdi = client

@@ -3,35 +3,11 @@
 //! while its PBD is unplugged; an `iso` SR lists the `.iso` files of its directory as
 //! read-only VDIs and refuses to write.
 
-use std::collections::BTreeMap;
-
 use api_spec::Value;
-use oxapi_tests::storage::{create_vdi, file_driver_host, vdi_record};
+use oxapi_tests::storage::{create_sr, create_vdi, file_driver_host, vdi_record};
 use oxapi_tests::{Client, Protocol, logged_in};
 
 const MIB: i64 = 1 << 20;
-
-/// `SR.create` on the pool's one host: a non-shared SR of `sr_type` at `location`.
-async fn create_sr(client: &Client, sr_type: &str, location: &str) -> Result<String, String> {
-    let hosts = client.ok("host.get_all", vec![]).await;
-    let host = hosts.as_array().and_then(|h| h.first()).expect("a host");
-    let config = BTreeMap::from([("location".to_owned(), Value::str(location))]);
-    let params = vec![
-        host.clone(),
-        Value::Struct(config),
-        Value::Int(0),
-        Value::str(format!("{sr_type} SR")),
-        Value::str(""),
-        Value::str(sr_type),
-        Value::str("user"),
-        Value::Bool(false),
-        Value::Struct(BTreeMap::new()),
-    ];
-    match client.call("SR.create", params).await {
-        Ok(sr) => Ok(sr.as_str().expect("a ref").to_owned()),
-        Err(err) => Err(err.code),
-    }
-}
 
 /// The one PBD of `sr`.
 async fn pbd_of(client: &Client, sr: &str) -> Value {

@@ -77,11 +77,24 @@ impl Ctx {
     /// The action is about the host itself, for no VM.
     pub async fn run_on_host(&self, host: &str, action: HostAction) -> Result<ActionResult, Error> {
         let (progress, _) = watch::channel(0.0);
+        self.run_on_host_with(host, action, self.cancel_token(), progress)
+            .await
+    }
+
+    /// Runs `action` as `run_on_host` does, stopped by `cancel`, its progress (0 to 1) sent
+    /// to `progress`.
+    pub async fn run_on_host_with(
+        &self,
+        host: &str,
+        action: HostAction,
+        cancel: CancellationToken,
+        progress: watch::Sender<f64>,
+    ) -> Result<ActionResult, Error> {
         let term = self.master.db.term();
         let outcome = self
             .master
             .link
-            .run(host, term, action, progress, self.cancel_token())
+            .run(host, term, action, progress, cancel)
             .await;
         outcome.map_err(|failure| {
             agent_failures::to_api_error(&self.db(), &Context::host(host), failure).into()

@@ -36,6 +36,7 @@ pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
             for (name, value) in recorded_fields(&made.info) {
                 fields.insert(name.to_owned(), value);
             }
+            fields.insert("uuid".to_owned(), Value::str(&made.uuid));
         }
         Ok((txn, r))
     });
@@ -118,7 +119,7 @@ async fn new_disk(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Value, Error> 
     let now = ctx.now();
     let commit = ctx.master.decide(|db| {
         let mut draft = Draft::new(db);
-        let r = copy_vdi(&mut draft, vdi, op, now, &made.info)?;
+        let r = copy_vdi(&mut draft, vdi, op, now, &made)?;
         Ok((draft.into_txn(), r))
     });
     let (r, _) = commit_or_undo(ctx, slice::from_ref(&made), commit).await?;
@@ -138,9 +139,9 @@ pub(super) async fn clone(ctx: Ctx, args: Args) -> Result<Value, Error> {
 }
 
 /// `VDI.copy`: a new disk in `sr` made from this one (within its SR a clone; to another SR,
-/// an empty disk of its size until the data plane carries disks); or, given `into_vdi`, that
-/// disk, which must be at least as large (`VDI_TOO_SMALL`), and is left as it is (no data is
-/// copied into it yet). `base_vdi` (a delta's base) is not used.
+/// a new disk there filled with this one's data, host to host: `volumes::copy`); or, given
+/// `into_vdi`, that disk, which must be at least as large (`VDI_TOO_SMALL`), and is left as it
+/// is (no data is copied into it yet). `base_vdi` (a delta's base) is not used.
 pub(super) async fn copy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vdi, sr, into) = (args.str("vdi")?, args.str("sr")?, args.str("into_vdi")?);
     if into == NULL_REF {
@@ -166,6 +167,7 @@ mod tests {
     use crate::db::ProposeError;
     use crate::host_link::LinkFailure;
     use crate::testing::{ActionKind, TestPool, s};
+    use host_api::{AgentFailure, HostAction, StorageAction};
 
     /// A 1 GiB user disk in the pool's SR, made through `VDI.create`.
     async fn disk(pool: &TestPool, session: &str, name: &str) -> String {
@@ -249,6 +251,74 @@ mod tests {
             Some(Value::Array(vec![s(&made[0])]))
         );
         assert_eq!(pool.text("VDI", &made[1], "snapshot_of"), NULL_REF);
+    }
+
+    /// A copy to another SR is a new volume there, filled by an import on that SR's host of
+    /// what the original's host exports to it under one token; the new row has the uuid the
+    /// import was told. An export that fails fails the copy with its error and destroys the
+    /// new volume.
+    #[tokio::test]
+    async fn a_copy_to_another_sr_moves_the_data_host_to_host() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vdi = disk(&pool, &session, "data").await;
+        let other = pool.add_host("other", 8 << 30);
+        let sr = pool.new_file_sr(&session, &other, "/srv/other").await;
+        let copy = pool
+            .call_as(
+                &session,
+                "VDI.copy",
+                vec![s(&vdi), s(&sr), s(NULL_REF), s(NULL_REF)],
+            )
+            .await
+            .expect("a copy");
+        let copy = copy.as_str().expect("a ref").to_owned();
+        let received = pool.agent.received();
+        let import = received.iter().find_map(|r| match &r.action {
+            HostAction::Storage(StorageAction::Import { disk, token, .. }) => Some((disk, token)),
+            _ => None,
+        });
+        let export = received.iter().find_map(|r| match &r.action {
+            HostAction::Storage(StorageAction::Export {
+                disk,
+                to_host,
+                token,
+                ..
+            }) => Some((disk, to_host, token)),
+            _ => None,
+        });
+        let (Some((taken, taken_token)), Some((sent, to_host, sent_token))) = (import, export)
+        else {
+            panic!("an import and an export, got {received:?}");
+        };
+        assert_eq!(sent.location, pool.text("VDI", &vdi, "location"));
+        assert_eq!(to_host, &other);
+        assert_eq!(sent_token, taken_token);
+        assert_eq!(taken.vdi_uuid, pool.text("VDI", &copy, "uuid"));
+        assert_eq!(taken.location, pool.text("VDI", &copy, "location"));
+        assert_eq!(pool.text("VDI", &copy, "SR"), sr);
+
+        let rows = pool.refs("VDI").len();
+        pool.agent.fail_next(
+            ActionKind::ExportVdi,
+            AgentFailure::VdiInUse {
+                sr: pool.text("SR", &pool.text("VDI", &vdi, "SR"), "uuid"),
+                location: pool.text("VDI", &vdi, "location"),
+                operation: host_api::StorageOperation::CloneVdi,
+            },
+        );
+        let refused = pool
+            .call_as(
+                &session,
+                "VDI.copy",
+                vec![s(&vdi), s(&sr), s(NULL_REF), s(NULL_REF)],
+            )
+            .await
+            .expect_err("the export fails");
+        assert_eq!(refused.code, errors::VDI_IN_USE);
+        assert_eq!(pool.refs("VDI").len(), rows);
+        assert_eq!(pool.agent.kinds().last(), Some(&ActionKind::DestroyVdi));
+        assert_eq!(pool.agent.vdis(&pool.text("SR", &sr, "uuid")).len(), 1);
     }
 
     /// A driver that fails leaves no row; a Txn that fails after the driver made the volume

@@ -4,11 +4,10 @@
 
 use api_spec::{NEVER, NULL_REF, Value, errors};
 use db_schema::Op;
-use host_api::VdiInfo;
 
 use crate::db::record;
 use crate::error::Error;
-use crate::storage::volumes::recorded_fields;
+use crate::storage::volumes::{Made, recorded_fields};
 use crate::vm::operations::Draft;
 
 /// What a new VDI is of its original.
@@ -22,15 +21,15 @@ pub(crate) enum DiskOp<'a> {
     Copy { sr: &'a str },
 }
 
-/// Creates the row of a snapshot, clone or copy of `vdi` at `now`, whose volume the driver
-/// answered as `made`; returns its ref. `HANDLE_INVALID` when `vdi`, or the SR of a copy, has
+/// Creates the row of a snapshot, clone or copy of `vdi` at `now`, on the volume `made` (its
+/// uuid and the driver's answer); returns its ref. `HANDLE_INVALID` when `vdi`, or the SR of a copy, has
 /// no row.
 pub(crate) fn copy_vdi(
     draft: &mut Draft,
     vdi: &str,
     op: DiskOp<'_>,
     now: i64,
-    made: &VdiInfo,
+    made: &Made,
 ) -> Result<String, Error> {
     let view = draft.view();
     let Some(source) = view.row("VDI", vdi).cloned() else {
@@ -46,10 +45,9 @@ pub(crate) fn copy_vdi(
     draft.require_exists("VDI", vdi);
     draft.require_exists("SR", &sr);
     let is_snapshot = op == DiskOp::Snapshot;
-    let uuid = record::new_uuid();
     let mut fields = source;
     let fresh = [
-        ("uuid", Value::String(uuid)),
+        ("uuid", Value::str(&made.uuid)),
         ("SR", Value::String(sr)),
         ("allowed_operations", Value::Array(Vec::new())),
         ("current_operations", Value::Struct(Default::default())),
@@ -74,7 +72,7 @@ pub(crate) fn copy_vdi(
         ("metadata_latest", Value::Bool(false)),
         ("cbt_enabled", Value::Bool(false)),
     ];
-    for (name, value) in fresh.into_iter().chain(recorded_fields(made)) {
+    for (name, value) in fresh.into_iter().chain(recorded_fields(&made.info)) {
         fields.insert(name.to_owned(), value);
     }
     let r = record::new_ref();
@@ -106,13 +104,23 @@ mod tests {
         )
     }
 
-    /// The volume a driver made at `location`, of 10 GiB with 1 GiB used.
-    fn made(location: &str) -> VdiInfo {
-        VdiInfo {
+    /// The volume a driver made at `location`, of 10 GiB with 1 GiB used, for a row of
+    /// uuid `uuid`.
+    fn made(location: &str, uuid: &str) -> Made {
+        let info = host_api::VdiInfo {
             location: location.to_owned(),
             virtual_size_bytes: 10 << 30,
             physical_utilisation_bytes: 1 << 30,
             read_only: false,
+        };
+        Made {
+            volume: crate::storage::volumes::Volume {
+                host: NULL_REF.to_owned(),
+                sr: host_api::SrSpec::default(),
+                location: location.to_owned(),
+            },
+            info,
+            uuid: uuid.to_owned(),
         }
     }
 
@@ -126,15 +134,22 @@ mod tests {
         let mut draft = Draft::new(&db);
         let vdi = disk(&mut draft, &sr);
         let other_sr = draft.create("SR", [("name_label", Value::str("other"))]);
-        let snapshot =
-            copy_vdi(&mut draft, &vdi, DiskOp::Snapshot, 100, &made("s")).expect("snapshot");
-        let clone = copy_vdi(&mut draft, &vdi, DiskOp::Clone, 100, &made("c")).expect("clone");
+        let snapshot = copy_vdi(
+            &mut draft,
+            &vdi,
+            DiskOp::Snapshot,
+            100,
+            &made("s", "uuid-s"),
+        )
+        .expect("snapshot");
+        let clone =
+            copy_vdi(&mut draft, &vdi, DiskOp::Clone, 100, &made("c", "uuid-c")).expect("clone");
         let copy = copy_vdi(
             &mut draft,
             &vdi,
             DiskOp::Copy { sr: &other_sr },
             100,
-            &made("k"),
+            &made("k", "uuid-k"),
         )
         .expect("copy");
         let view = draft.view();
@@ -148,7 +163,7 @@ mod tests {
         assert_eq!(view.str("VDI", &clone, "snapshot_of"), NULL_REF);
         for (new, location) in [(&snapshot, "s"), (&clone, "c"), (&copy, "k")] {
             assert_eq!(view.str("VDI", new, "location"), location);
-            assert_ne!(view.str("VDI", new, "uuid"), view.str("VDI", &vdi, "uuid"));
+            assert_eq!(view.str("VDI", new, "uuid"), format!("uuid-{location}"));
             assert_eq!(view.int("VDI", new, "virtual_size"), 10 << 30);
             assert_eq!(view.int("VDI", new, "physical_utilisation"), 1 << 30);
             assert_eq!(view.str("VDI", new, "name_label"), "root");
@@ -160,7 +175,7 @@ mod tests {
             &vdi,
             DiskOp::Copy { sr: NULL_REF },
             100,
-            &made("m"),
+            &made("m", "uuid-m"),
         );
         assert_eq!(
             missing.map_err(crate::error::to_api_error),

@@ -6,20 +6,26 @@
 //! again (`undo`).
 //!
 //! A copy within its SR is a clone (a writable VDI reading the original's data, with no
-//! copy); a copy to another SR is, until the data plane carries disks between hosts, an empty
-//! volume of the original's size there.
+//! copy). A copy to another SR is a new volume there into which the host of that SR imports,
+//! as a qcow2 image, what the host of the original exports to it: the bytes go straight from
+//! one agent to the other over the data plane (within one host too), never through the master.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use api_spec::{Value, errors};
-use host_api::{ActionResult, HostAction, SrSpec, StorageAction, VdiInfo};
+use host_api::{
+    ActionResult, DiskSpec, HostAction, ImageFormat, SrSpec, StorageAction, TransferToken, VdiInfo,
+};
+use tokio::sync::watch;
 
 use crate::call::ctx::Ctx;
-use crate::db::ProposeError;
+use crate::db::{ProposeError, record};
 use crate::error::Error;
 use crate::storage::sr_spec::where_attached;
 use crate::storage::vdi_copies::DiskOp;
 use crate::vm::operations::{Draft, Overlay};
+use crate::vm::vm_spec;
 
 /// A volume on a host's SR: the host to ask about it, its SR as that host's driver reaches
 /// it, and its location there.
@@ -35,6 +41,9 @@ pub(crate) struct Volume {
 pub(crate) struct Made {
     pub volume: Volume,
     pub info: VdiInfo,
+    /// The uuid of the row it is made for (drivers that key a volume by its VDI's uuid, as
+    /// the simulator's does, know it before the row exists).
+    pub uuid: String,
 }
 
 /// The volume of the VDI `vdi` as `view` has it: `HANDLE_INVALID` when the VDI does not
@@ -90,24 +99,31 @@ fn made(host: String, sr: SrSpec, info: VdiInfo) -> Made {
             location: info.location.clone(),
         },
         info,
+        uuid: record::new_uuid(),
     }
 }
 
 /// Makes the volume of the snapshot, clone or copy of `vdi` that `op` says.
 pub(crate) async fn copy(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Made, Error> {
-    let (source, size, target) = {
+    let (source, disk, target) = {
         let db = ctx.db();
         let view = Overlay::new(&db);
         let source = volume_of(&view, vdi)?;
-        let size = view.int("VDI", vdi, "virtual_size");
         let target = match op {
             DiskOp::Copy { sr } if sr != view.str("VDI", vdi, "SR") => Some(sr.to_owned()),
             DiskOp::Copy { .. } | DiskOp::Snapshot | DiskOp::Clone => None,
         };
-        (source, size, target)
+        (source, vm_spec::disk(&view, vdi), target)
     };
     if let Some(sr) = target {
-        return create(ctx, &sr, size_bytes("virtual_size", size)?).await;
+        let made = create(ctx, &sr, disk.virtual_size_bytes).await?;
+        return match copy_data(ctx, &source.host, disk, &made).await {
+            Ok(info) => Ok(Made { info, ..made }),
+            Err(error) => {
+                forget(ctx, &made.volume).await;
+                Err(error)
+            }
+        };
     }
     let Volume { host, sr, location } = source;
     let action = match op {
@@ -122,6 +138,82 @@ pub(crate) async fn copy(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Made, E
     };
     let info = vdi_action(ctx, &host, action).await?;
     Ok(made(host, sr, info))
+}
+
+/// Which end of a copy failed first: the other's failure follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Import,
+    Export,
+}
+
+/// Fills the new volume `target` with the data of `source` (a disk its SR's driver reaches on
+/// `source_host`): the host of `target` imports, as qcow2, what `source_host` exports to it
+/// under a fresh one-use token. Either end failing stops the other; the error is the first
+/// one's. The import's progress is the call's. The driver's answer for `target` once filled.
+async fn copy_data(
+    ctx: &Ctx,
+    source_host: &str,
+    source: DiskSpec,
+    target: &Made,
+) -> Result<VdiInfo, Error> {
+    let token = TransferToken(uuid::Uuid::new_v4().simple().to_string());
+    let import = StorageAction::Import {
+        sr: target.volume.sr.clone(),
+        disk: DiskSpec {
+            vdi_uuid: target.uuid.clone(),
+            sr: target.volume.sr.clone(),
+            location: target.volume.location.clone(),
+            virtual_size_bytes: target.info.virtual_size_bytes,
+        },
+        format: ImageFormat::Qcow2,
+        token: token.clone(),
+    };
+    let export = StorageAction::Export {
+        sr: source.sr.clone(),
+        disk: source,
+        format: ImageFormat::Qcow2,
+        to_host: target.volume.host.clone(),
+        token,
+    };
+    // Either end failing stops the other, which would otherwise wait for it.
+    let stop = ctx.cancel_token().child_token();
+    let first_failure = OnceLock::new();
+    let end = |end: End, host: &str, action: StorageAction, progress: watch::Sender<f64>| {
+        let (stop, first_failure, host) = (stop.clone(), &first_failure, host.to_owned());
+        async move {
+            let action = HostAction::Storage(action);
+            let outcome = ctx
+                .run_on_host_with(&host, action, stop.clone(), progress)
+                .await;
+            if outcome.is_err() {
+                let _ = first_failure.set(end);
+                stop.cancel();
+            }
+            outcome
+        }
+    };
+    let (progress, mut progressed) = watch::channel(0.0);
+    let report = async {
+        while progressed.changed().await.is_ok() {
+            let value = *progressed.borrow_and_update();
+            ctx.set_progress(value).await;
+        }
+    };
+    let (imported, exported, ()) = tokio::join!(
+        end(End::Import, &target.volume.host, import, progress),
+        end(End::Export, source_host, export, watch::channel(0.0).0),
+        report,
+    );
+    match (imported, exported) {
+        (Err(error), _) if first_failure.get() == Some(&End::Import) => Err(error),
+        (_, Err(error)) | (Err(error), Ok(_)) => Err(error),
+        (Ok(ActionResult::Vdis(mut vdis)), Ok(_)) if vdis.len() == 1 => Ok(vdis.remove(0)),
+        (Ok(_), Ok(_)) => {
+            let message = "the host agent answered an import with something else than one VDI";
+            Err(errors::internal_error(message).into())
+        }
+    }
 }
 
 /// Makes a volume for each of `items` with `make`; if one fails, those made are destroyed
@@ -149,19 +241,16 @@ where
     Ok(made)
 }
 
-/// Makes the volumes of copies of each of `vdis` as `op` says: the volumes made, and the
-/// driver's answer for each disk. If one fails, those made are destroyed again.
+/// Makes the volumes of copies of each of `vdis` (once each, however often it is named) as
+/// `op` says: the volume made for each disk. If one fails, those made are destroyed again.
 pub(crate) async fn copy_all(
     ctx: &Ctx,
     vdis: Vec<String>,
     op: DiskOp<'_>,
-) -> Result<(Vec<Made>, BTreeMap<String, VdiInfo>), Error> {
+) -> Result<BTreeMap<String, Made>, Error> {
+    let vdis: BTreeSet<String> = vdis.into_iter().collect();
     let made = make_each(ctx, &vdis, |vdi| copy(ctx, vdi, op)).await?;
-    let answers = vdis
-        .into_iter()
-        .zip(made.iter().map(|m| m.info.clone()))
-        .collect();
-    Ok((made, answers))
+    Ok(vdis.into_iter().zip(made).collect())
 }
 
 /// Grows the volume of `vdi` to `virtual_size_bytes`; the driver's answer.
@@ -203,7 +292,7 @@ pub(crate) async fn destroy(ctx: &Ctx, volume: &Volume) -> Result<(), Error> {
 
 /// Deletes the volumes made for rows that were not committed; a failure is logged (a later
 /// `SR.scan` finds what is left).
-pub(crate) async fn undo(ctx: &Ctx, made: &[Made]) {
+pub(crate) async fn undo<'a>(ctx: &Ctx, made: impl IntoIterator<Item = &'a Made>) {
     for made in made {
         forget(ctx, &made.volume).await;
     }
@@ -225,9 +314,9 @@ pub(crate) async fn forget(ctx: &Ctx, volume: &Volume) {
 /// surely was not applied. When its outcome is unknown (leadership lost as it was proposed)
 /// the volumes stay: deleting one a committed row names would lose a disk, while one left
 /// without a row is found again by `SR.scan`.
-pub(crate) async fn commit_or_undo<T>(
+pub(crate) async fn commit_or_undo<'a, T>(
     ctx: &Ctx,
-    made: &[Made],
+    made: impl IntoIterator<Item = &'a Made>,
     commit: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     let outcome = commit.await;

@@ -70,6 +70,16 @@ impl TestPool {
         vdi.as_str().expect("a ref").to_owned()
     }
 
+    /// A new file SR at `location` whose PBD is on `host` (attached); returns the SR.
+    pub async fn new_file_sr(&self, session: &str, host: &str, location: &str) -> String {
+        let args = sr_create_args(host, "file", location, false);
+        let sr = self.call_as(session, "SR.create", args).await;
+        sr.expect("the SR is created")
+            .as_str()
+            .expect("a ref")
+            .to_owned()
+    }
+
     /// Gives `vm` a new 1 GiB disk (`new_disk`) in a read-write VBD at `device`; returns the
     /// VBD and the VDI.
     pub async fn add_disk(&self, session: &str, vm: &str, device: &str) -> (String, String) {
@@ -115,4 +125,20 @@ fn fields(pairs: &[(&str, Value)]) -> Value {
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect(),
     )
+}
+
+/// The arguments of `SR.create` for an SR of `sr_type` at `location` on `host`.
+pub fn sr_create_args(host: &str, sr_type: &str, location: &str, shared: bool) -> Vec<Value> {
+    let config = BTreeMap::from([("location".to_owned(), Value::str(location))]);
+    vec![
+        Value::str(host),
+        Value::Struct(config),
+        Value::Int(0),
+        Value::str("library"),
+        Value::str(""),
+        Value::str(sr_type),
+        Value::str("user"),
+        Value::Bool(shared),
+        Value::Struct(BTreeMap::new()),
+    ]
 }

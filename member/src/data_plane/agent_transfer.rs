@@ -80,6 +80,27 @@ impl BulkTransfer for AgentTransfer {
             }
         })
     }
+
+    fn wait_for_receiver<'a>(
+        &'a self,
+        to_host: &'a str,
+        token: &'a TransferToken,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<(), TransferError>> {
+        Box::pin(async move {
+            let endpoint = self.endpoint(to_host)?;
+            let deadline = Instant::now() + wait;
+            match self
+                .plane
+                .wait_until_expected(&endpoint, &self::token(token)?, deadline)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(DataPlaneError::UnknownToken { .. }) => Err(TransferError::NotExpected),
+                Err(err) => Err(failed(err)),
+            }
+        })
+    }
 }
 
 impl IncomingBytes for Incoming {

@@ -220,23 +220,7 @@ mod tests {
     use host_api::AgentFailure;
 
     use super::*;
-    use crate::testing::{ActionKind, TestPool, s};
-
-    /// `SR.create`'s arguments for an SR of `sr_type` at `location` on `host`.
-    fn create_args(host: &str, sr_type: &str, location: &str, shared: bool) -> Vec<Value> {
-        let config = BTreeMap::from([("location".to_owned(), s(location))]);
-        vec![
-            s(host),
-            Value::Struct(config),
-            Value::Int(0),
-            s("library"),
-            s(""),
-            s(sr_type),
-            s("user"),
-            Value::Bool(shared),
-            Value::Struct(BTreeMap::new()),
-        ]
-    }
+    use crate::testing::{ActionKind, TestPool, s, sr_create_args};
 
     /// The SR's PBDs with their hosts and whether they are attached.
     fn pbds(pool: &TestPool, sr: &str) -> Vec<(String, bool)> {
@@ -270,7 +254,7 @@ mod tests {
             },
         );
         // The given host is asked first, so the failure is the call's.
-        let args = create_args(&pool.host, "file", "/srv/shared", true);
+        let args = sr_create_args(&pool.host, "file", "/srv/shared", true);
         let refused = pool.call_as(&session, "SR.create", args.clone()).await;
         assert_eq!(
             refused.map_err(|err| err.code),
@@ -304,7 +288,7 @@ mod tests {
     async fn an_unknown_type_is_refused() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let args = create_args(&pool.host, "lvmoiscsi", "/x", false);
+        let args = sr_create_args(&pool.host, "lvmoiscsi", "/x", false);
         assert_eq!(
             pool.call_as(&session, "SR.create", args).await,
             Err(errors::sr_unknown_driver("lvmoiscsi"))
@@ -318,7 +302,7 @@ mod tests {
     async fn an_sr_goes_only_once_detached() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let args = create_args(&pool.host, "file", "/srv/sr", false);
+        let args = sr_create_args(&pool.host, "file", "/srv/sr", false);
         let sr = pool.call_as(&session, "SR.create", args).await;
         let sr = sr.expect("an SR").as_str().expect("a ref").to_owned();
         let config = BTreeMap::from([

@@ -8,10 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::storage::volumes::Made;
 use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{NEVER, NULL_REF, Value, errors};
 use db_schema::Op;
-use host_api::VdiInfo;
 
 use super::records::create_metrics;
 use crate::call::ctx::{Args, Ctx};
@@ -103,14 +103,14 @@ pub(super) async fn copy_as(
         operations::check(&view, vm, kind.operation())?;
         copied_disks(&view, vm, kind)
     };
-    let (made, volumes) = volumes::copy_all(ctx, disks, kind.disk_op()).await?;
+    let made = volumes::copy_all(ctx, disks, kind.disk_op()).await?;
     let now = ctx.now();
     let commit = ctx.master.decide(|db| {
         let mut draft = Draft::new(db);
-        let r = copy_vm(&mut draft, vm, new_name, kind, now, &volumes)?;
+        let r = copy_vm(&mut draft, vm, new_name, kind, now, &made)?;
         Ok((draft.into_txn(), r))
     });
-    let (r, _) = volumes::commit_or_undo(ctx, &made, commit).await?;
+    let (r, _) = volumes::commit_or_undo(ctx, made.values(), commit).await?;
     tracing::debug!(vm = %vm, new = %r, operation = %kind.operation(), "VM copied");
     Ok(Value::String(r))
 }
@@ -123,7 +123,7 @@ fn copy_vm(
     new_name: &str,
     kind: Kind<'_>,
     now: i64,
-    volumes: &BTreeMap<String, VdiInfo>,
+    volumes: &BTreeMap<String, Made>,
 ) -> Result<String, Error> {
     operations::check(draft.view(), vm, kind.operation())?;
     for field in ["power_state", "current_operations", "VBDs", "VIFs"] {
@@ -195,16 +195,17 @@ fn copies_disk(view: &Overlay, vbd: &str, kind: Kind<'_>) -> bool {
 }
 
 /// The disks of the copy: for each VBD copied (as the replica has it), the VDI its copy
-/// points at. Disks are copied as `kind` says, on the volume `volumes` has for each; CD drives
-/// keep theirs.
+/// points at. Disks are copied as `kind` says, on the volume `volumes` has for each, once
+/// each (two VBDs of one disk have the same copy); CD drives keep theirs.
 fn copy_disks(
     draft: &mut Draft,
     vm: &str,
     kind: Kind<'_>,
     now: i64,
-    volumes: &BTreeMap<String, VdiInfo>,
+    volumes: &BTreeMap<String, Made>,
 ) -> Result<Vec<(Option<Fields>, String)>, Error> {
     let mut disks = Vec::new();
+    let mut copies: BTreeMap<String, String> = BTreeMap::new();
     for vbd in draft.view().children("VBD", "VM", vm) {
         let view = draft.view();
         let vdi = view.str("VBD", &vbd, "VDI").to_owned();
@@ -222,12 +223,16 @@ fn copy_disks(
         let is_empty = view.bool("VBD", &vbd, "empty") || !view.exists("VDI", &vdi);
         let new_vdi = if !copies_disk(view, &vbd, kind) {
             if is_empty { NULL_REF.to_owned() } else { vdi }
+        } else if let Some(copy) = copies.get(&vdi) {
+            copy.clone()
         } else {
             // The disks changed since their volumes were made: another call won the race.
             let made = volumes.get(&vdi).ok_or_else(|| {
                 errors::operation_not_allowed("the VM's disks changed during the copy")
             })?;
-            copy_vdi(draft, &vdi, kind.disk_op(), now, made)?
+            let copy = copy_vdi(draft, &vdi, kind.disk_op(), now, made)?;
+            copies.insert(vdi, copy.clone());
+            copy
         };
         disks.push((row, new_vdi));
     }

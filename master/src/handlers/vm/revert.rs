@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::storage::volumes::Made;
 use api_spec::classes::vm::{VmOperation, VmPowerState};
 use api_spec::{NULL_REF, Value, errors};
-use host_api::VdiInfo;
 
 use super::copies::{create_device, device_fields};
 use super::shutdown::hard_shutdown_vm;
@@ -79,14 +79,14 @@ pub(in crate::handlers) async fn revert(ctx: Ctx, args: Args) -> Result<Value, E
             .filter(|vdi| view.exists("VDI", vdi))
             .collect()
     };
-    let (made, clones) = volumes::copy_all(&ctx, disks, DiskOp::Clone).await?;
+    let clones = volumes::copy_all(&ctx, disks, DiskOp::Clone).await?;
     let now = ctx.now();
     let commit = ctx.master.decide(|db| {
         let mut draft = Draft::new(db);
         let gone = revert_txn(&mut draft, snapshot, &vm, now, &clones)?;
         Ok((draft.into_txn(), gone))
     });
-    let (gone, _) = volumes::commit_or_undo(&ctx, &made, commit).await?;
+    let (gone, _) = volumes::commit_or_undo(&ctx, clones.values(), commit).await?;
     for volume in &gone {
         volumes::forget(&ctx, volume).await;
     }
@@ -101,7 +101,7 @@ fn revert_txn(
     snapshot: &str,
     vm: &str,
     now: i64,
-    clones: &BTreeMap<String, VdiInfo>,
+    clones: &BTreeMap<String, Made>,
 ) -> Result<Vec<Volume>, Error> {
     let view = draft.view();
     operations::check(view, snapshot, VmOperation::Revert)?;
@@ -151,7 +151,7 @@ fn replace_disks(
     snapshot: &str,
     vm: &str,
     now: i64,
-    clones: &BTreeMap<String, VdiInfo>,
+    clones: &BTreeMap<String, Made>,
 ) -> Result<Vec<Volume>, Error> {
     let snapshot_vbds = draft.view().children("VBD", "VM", snapshot);
     let originals: Vec<String> = snapshot_vbds
