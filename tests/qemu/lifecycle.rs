@@ -9,9 +9,9 @@ use std::time::Duration;
 use api_spec::Value;
 use oxapi_tests::events::EventWait;
 use oxapi_tests::guest::{BLOCK_BYTES, block_sha256, kernel_args, marker, sha256_hex};
-use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, parent_pid};
+use oxapi_tests::qemu::{guest_pid, has_open, is_alive_qemu_of, parent_pid};
 use oxapi_tests::storage::{
-    create_sr, create_vbd, export_raw, import_raw, local_sr, transfer_query,
+    create_cd, create_sr, create_vbd, export_raw, import_raw, local_sr, transfer_query,
 };
 use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Host, HostOptions, Protocol, SerialLog, logged_in, test_guest};
@@ -212,6 +212,70 @@ async fn a_restarted_oxapi_takes_over_its_qemus_and_a_dead_qemu_is_a_crash() {
     }
     wait_power_state(&client, &vm, "Halted").await;
     assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+}
+
+/// A CD drive on QEMU: a VM starts with its drive empty; `VBD.insert` of an ISO from an ISO
+/// library puts the ISO in the running guest's drive (QEMU opens the file) and `VBD.eject`
+/// takes it out (QEMU lets the file go), as often as asked; a full drive takes no ISO and a
+/// disk is not ejected, as xapi refuses them; a VM started with the ISO in the drive has it
+/// open from the start, until ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_guests_cd_drive_takes_and_gives_back_an_iso() {
+    let Some(host) = qemu_host() else { return };
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let disk = oxapi_tests::storage::create_vdi(&client, &local_sr(&client).await, MIB).await;
+    let library = tempfile::tempdir().expect("a temp dir");
+    let iso_path = library.path().join("tools.iso");
+    std::fs::write(&iso_path, vec![0u8; 64 * 2048]).expect("an ISO file");
+    let sr = create_sr(&client, "iso", &library.path().to_string_lossy())
+        .await
+        .expect("SR.create");
+    client.ok("SR.scan", vec![Value::str(&sr)]).await;
+    let isos = client.ok("SR.get_VDIs", vec![Value::str(&sr)]).await;
+    let iso = isos.as_array().and_then(|v| v.first()).expect("the ISO");
+    let iso = iso.as_str().expect("a ref").to_owned();
+    let template = default_template(&client).await;
+    let vm = halted_vm(&client, &template, "cd", 64 * MIB).await;
+    let cd = create_cd(&client, &vm, None, "3").await;
+    let vm_uuid = uuid(&client, &vm).await;
+    let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
+    client.ok("VM.start", start.clone()).await;
+    let pid = guest_pid(&host.data_dir(), &vm_uuid).expect("a QEMU");
+    assert!(!has_open(pid, &iso_path), "the drive starts empty");
+    for _ in 0..2 {
+        client
+            .ok("VBD.insert", vec![Value::str(&cd), Value::str(&iso)])
+            .await;
+        assert!(has_open(pid, &iso_path), "QEMU reads the inserted ISO");
+        let empty = client.ok("VBD.get_empty", vec![Value::str(&cd)]).await;
+        assert_eq!(empty, Value::Bool(false));
+        client.ok("VBD.eject", vec![Value::str(&cd)]).await;
+        assert!(!has_open(pid, &iso_path), "QEMU let the ejected ISO go");
+    }
+    client
+        .ok("VBD.insert", vec![Value::str(&cd), Value::str(&iso)])
+        .await;
+    let refused = client
+        .call("VBD.insert", vec![Value::str(&cd), Value::str(&iso)])
+        .await
+        .expect_err("the drive is full");
+    assert_eq!(refused.code, "VBD_NOT_EMPTY");
+    let disk_vbd = create_vbd(&client, &vm, &disk, "1").await;
+    let refused = client
+        .call("VBD.eject", vec![Value::str(&disk_vbd)])
+        .await
+        .expect_err("a disk is not removable");
+    assert_eq!(refused.code, "VBD_NOT_REMOVABLE_MEDIA");
+    assert!(has_open(pid, &iso_path), "the refusals left the ISO in");
+    client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
+
+    client.ok("VM.start", start).await;
+    let pid = guest_pid(&host.data_dir(), &vm_uuid).expect("a QEMU");
+    assert!(
+        has_open(pid, &iso_path),
+        "QEMU starts with the ISO in the drive"
+    );
+    client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
 }
 
 /// A halted VM of 256 MiB on a new qemu host under TCG that boots the Linux test guest

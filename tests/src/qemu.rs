@@ -46,6 +46,15 @@ pub fn is_alive_qemu_of(pid: u32, uuid: &str) -> bool {
         .any(|arg| arg == uuid.as_bytes())
 }
 
+/// Whether process `pid` has the file at `path` open.
+pub fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+}
+
 /// The parent of process `pid`.
 pub fn parent_pid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

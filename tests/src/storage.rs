@@ -60,15 +60,33 @@ pub async fn create_vdi(client: &Client, sr: &str, size: i64) -> String {
 /// A read-write disk VBD of `vdi` at `userdevice` of `vm` (bootable when it is "0"), made
 /// through `VBD.create`: detached until the VM starts or the VBD is plugged; its ref.
 pub async fn create_vbd(client: &Client, vm: &str, vdi: &str, userdevice: &str) -> String {
+    new_vbd(client, vm, Some(vdi), userdevice, "Disk").await
+}
+
+/// A read-only CD drive of `vm` at `userdevice`, holding `iso` or empty, made through
+/// `VBD.create`; its ref.
+pub async fn create_cd(client: &Client, vm: &str, iso: Option<&str>, userdevice: &str) -> String {
+    new_vbd(client, vm, iso, userdevice, "CD").await
+}
+
+/// A VBD of `kind` (`Disk` or `CD`) at `userdevice` of `vm`, on `vdi` or empty.
+async fn new_vbd(
+    client: &Client,
+    vm: &str,
+    vdi: Option<&str>,
+    userdevice: &str,
+    kind: &str,
+) -> String {
     let empty = || Value::Struct(BTreeMap::new());
+    let is_cd = kind == "CD";
     let record: BTreeMap<String, Value> = [
         ("VM", Value::str(vm)),
-        ("VDI", Value::str(vdi)),
+        ("VDI", Value::str(vdi.unwrap_or("OpaqueRef:NULL"))),
         ("userdevice", Value::str(userdevice)),
         ("bootable", Value::Bool(userdevice == "0")),
-        ("mode", Value::str("RW")),
-        ("type", Value::str("Disk")),
-        ("empty", Value::Bool(false)),
+        ("mode", Value::str(if is_cd { "RO" } else { "RW" })),
+        ("type", Value::str(kind)),
+        ("empty", Value::Bool(vdi.is_none())),
         ("other_config", empty()),
         ("qos_algorithm_type", Value::str("")),
         ("qos_algorithm_params", empty()),
