@@ -33,8 +33,9 @@ pub(crate) async fn storage(
     let made = match action {
         StorageAction::Scan { sr } => {
             let vdis = driver.scan(sr).await?;
-            tracing::debug!(sr = %sr.uuid, vdis = vdis.len(), "SR scanned");
-            return Ok(ActionResult::Vdis(vdis));
+            let usage = driver.usage(sr).await?;
+            tracing::debug!(sr = %sr.uuid, vdis = vdis.len(), ?usage, "SR scanned");
+            return Ok(ActionResult::Scanned { vdis, usage });
         }
         StorageAction::Plug { sr, create } => {
             driver.plug_sr(sr, *create).await?;
@@ -117,7 +118,7 @@ async fn import(
         progress,
     };
     let vdi = driver.import(sr, disk, format, &mut image).await?;
-    Ok(ActionResult::Vdis(vec![vdi]))
+    Ok(ActionResult::Vdi(vdi))
 }
 
 /// Streams `disk`, laid out as `format`, to `to_host` as the transfer `token`, once that

@@ -27,7 +27,8 @@ pub enum HostAction {
 /// An action on an SR, run by the storage driver of its type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StorageAction {
-    /// List every VDI the SR holds (`SR.scan`). Answers `ActionResult::Vdis`.
+    /// List every VDI the SR holds, and what the SR takes (`SR.scan`). Answers
+    /// `ActionResult::Scanned`.
     Scan { sr: SrSpec },
     /// Check that this host reaches the SR where its spec says (`PBD.plug`); with `create`,
     /// make that place first if the SR's type can (`SR.create`: a file SR's directory).
@@ -35,7 +36,7 @@ pub enum StorageAction {
     Plug { sr: SrSpec, create: bool },
     /// Expect the transfer `token` on the data plane and write the image it brings, laid out
     /// as `format`, into the VDI `disk` of `sr` (`PUT /import_raw_vdi`); a failure leaves the
-    /// VDI as it was. Answers `ActionResult::Vdis` with that one VDI as it is now.
+    /// VDI as it was. Answers `ActionResult::Vdi`, the VDI as it is now.
     Import {
         sr: SrSpec,
         disk: DiskSpec,

@@ -16,7 +16,7 @@ pub use failure::{AgentFailure, PowerState, StorageOperation};
 pub use protocol::PROTOCOL_VERSION;
 pub use report::{
     ActionResult, AgentReport, ConsoleInfo, DomainInfo, DomainState, GuestEvent, HostHealth,
-    HypervisorInfo, VdiInfo,
+    HypervisorInfo, SrUsage, VdiInfo,
 };
 pub use spec::{
     AfterCrash, AfterShutdown, DiskSpec, ImageFormat, SrSpec, VbdKind, VbdSpec, VifSpec, VmSpec,

@@ -43,6 +43,14 @@ pub struct VdiInfo {
     pub read_only: bool,
 }
 
+/// What an SR takes of the place that holds it, as its driver finds it: for a directory,
+/// the size of its filesystem and the bytes in use there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrUsage {
+    pub physical_size_bytes: u64,
+    pub physical_utilisation_bytes: u64,
+}
+
 /// The result of an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ActionResult {
@@ -50,10 +58,10 @@ pub enum ActionResult {
     Domain(Option<DomainInfo>),
     /// The answer to `Inventory`.
     Inventory(Vec<DomainInfo>),
-    /// The answer to `StorageAction::Scan`: every VDI the SR holds; to
-    /// `StorageAction::Import`: the one VDI written.
-    Vdis(Vec<VdiInfo>),
-    /// The answer to a storage action that makes or changes a VDI: the VDI as it is now.
+    /// The answer to `StorageAction::Scan`: every VDI the SR holds, and what it takes.
+    Scanned { vdis: Vec<VdiInfo>, usage: SrUsage },
+    /// The answer to a storage action that makes or changes a VDI (an import included): the
+    /// VDI as it is now.
     Vdi(VdiInfo),
     /// The action did what it had to and has nothing to tell.
     Done,

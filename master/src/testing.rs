@@ -16,7 +16,7 @@ mod agent;
 mod devices;
 mod pool_control;
 
-pub use agent::{ActionKind, FAKE_PROGRESS, FakeAgent, Gate, Received, fake_image};
+pub use agent::{ActionKind, FAKE_PROGRESS, FAKE_SR_BYTES, FakeAgent, Gate, Received, fake_image};
 pub use devices::sr_create_args;
 pub use pool_control::{ControlCall, FakePoolControl, TEST_NODE_ID};
 

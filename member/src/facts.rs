@@ -3,7 +3,6 @@
 
 use std::ffi::CStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use master::pool::bootstrap::{CpuFacts, HostFacts};
@@ -94,11 +93,12 @@ pub fn read(
         path: sr_path.clone(),
         source,
     })?;
-    let (local_sr_size_bytes, local_sr_used_bytes) =
-        filesystem_usage(&sr_path).map_err(|source| FactsError::Statvfs {
+    let usage = agent::backend::storage::filesystem_usage(&sr_path).map_err(|source| {
+        FactsError::Statvfs {
             path: sr_path.clone(),
             source,
-        })?;
+        }
+    })?;
     let local_sr_path = std::path::absolute(&sr_path).unwrap_or(sr_path);
 
     Ok(HostFacts {
@@ -109,8 +109,8 @@ pub fn read(
         management_device,
         management_mac,
         local_sr_path: local_sr_path.to_string_lossy().into_owned(),
-        local_sr_size_bytes,
-        local_sr_used_bytes,
+        local_sr_size_bytes: usage.physical_size_bytes,
+        local_sr_used_bytes: usage.physical_utilisation_bytes,
     })
 }
 
@@ -318,23 +318,6 @@ unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
             _ => None,
         }
     }
-}
-
-/// The size of the filesystem holding `path` and the bytes in use on it.
-fn filesystem_usage(path: &Path) -> std::io::Result<(u64, u64)> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path holds a NUL byte"))?;
-    // SAFETY: statvfs is plain data; all-zero is a valid value.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is NUL-terminated and `stat` is a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // The field types are platform aliases (c_ulong, fsblkcnt_t); all fit u64.
-    let fragment = stat.f_frsize as u64;
-    let size = (stat.f_blocks as u64).saturating_mul(fragment);
-    let free = (stat.f_bfree as u64).saturating_mul(fragment);
-    Ok((size, size.saturating_sub(free)))
 }
 
 #[cfg(test)]

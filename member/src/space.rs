@@ -19,15 +19,7 @@ pub struct SpaceLimits {
 
 /// The bytes free on the disk of `path` for an unprivileged user (statvfs(2)'s `f_bavail`).
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
-    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statvfs(2) writes only into `stat`, which we own; `path` is NUL-terminated.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    agent::backend::storage::filesystem_stat(path).map(|stat| stat.available_bytes)
 }
 
 /// The bytes the store of `data_dir` takes: the Raft log file and every dump.

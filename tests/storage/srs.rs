@@ -9,6 +9,30 @@ use oxapi_tests::{Client, Protocol, logged_in};
 
 const MIB: i64 = 1 << 20;
 
+/// The int field `field` of `sr`.
+async fn int_field(client: &Client, sr: &str, field: &str) -> i64 {
+    let value = client
+        .ok(&format!("SR.get_{field}"), vec![Value::str(sr)])
+        .await;
+    value.as_int().expect("an int")
+}
+
+/// The size and the bytes used of the filesystem holding `path`, as `df` reports them.
+fn filesystem(path: &std::path::Path) -> (i64, i64) {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=size,used"])
+        .arg(path)
+        .output()
+        .expect("df runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1).expect("a line of figures");
+    let mut figures = line
+        .split_whitespace()
+        .map(|f| f.parse().expect("a number"));
+    let size = figures.next().expect("a size");
+    (size, figures.next().expect("the bytes used"))
+}
+
 /// The one PBD of `sr`.
 async fn pbd_of(client: &Client, sr: &str) -> Value {
     let pbds = client.ok("SR.get_PBDs", vec![Value::str(sr)]).await;
@@ -28,7 +52,8 @@ async fn refusal(client: &Client, method: &str, sr: &str) -> Option<String> {
         .map(|err| err.code)
 }
 
-/// A `file` SR made on a new directory holds a VDI as a qcow2 file there; with its PBD
+/// A `file` SR made on a new directory is as large as that directory's filesystem, allocates
+/// what its VDIs add up to, and holds a VDI as a qcow2 file there; with its PBD
 /// unplugged, `VDI.create` is `SR_HAS_NO_PBDS`; plugged again, it works again. Forget and
 /// destroy are `SR_HAS_PBD` while plugged, destroy `SR_NOT_EMPTY` while a VDI is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,10 +74,28 @@ async fn a_file_sr_is_made_plugged_and_unplugged_through_the_api() {
         Value::Bool(true)
     );
 
+    // Made, the SR is as large as its directory's filesystem and takes what is used there.
+    let (size, used) = filesystem(&location);
+    assert_eq!(int_field(&client, &sr, "physical_size").await, size);
+    let utilisation = int_field(&client, &sr, "physical_utilisation").await;
+    assert!(
+        utilisation > 0 && utilisation <= size,
+        "{utilisation} of {size}, df says {used}"
+    );
+    assert_eq!(int_field(&client, &sr, "virtual_allocation").await, 0);
+
     let vdi = create_vdi(&client, &sr, MIB).await;
     let file = client.ok("VDI.get_location", vec![Value::str(&vdi)]).await;
     let file = location.join(file.as_str().expect("a location"));
     assert!(file.is_file(), "{file:?}");
+    create_vdi(&client, &sr, 3 * MIB).await;
+    assert_eq!(
+        int_field(&client, &sr, "virtual_allocation").await,
+        4 * MIB,
+        "the SR allocates what its disks add up to"
+    );
+    client.ok("VDI.destroy", vec![Value::str(&vdi)]).await;
+    assert_eq!(int_field(&client, &sr, "virtual_allocation").await, 3 * MIB);
     assert_eq!(
         refusal(&client, "SR.forget", &sr).await.as_deref(),
         Some("SR_HAS_PBD")

@@ -29,12 +29,14 @@ use std::time::Duration;
 
 mod image;
 
-use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
+use host_api::{DiskSpec, ImageFormat, SrSpec, SrUsage, VdiInfo};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 
-use super::storage::{existing_file_in_sr, file_in_sr, file_names_in, plug_directory};
+use super::storage::{
+    directory_usage, existing_file_in_sr, file_in_sr, file_names_in, plug_directory,
+};
 use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage, state_file};
 
 /// The extension of a VDI's file.
@@ -463,6 +465,10 @@ impl Storage for FileSr {
             }
             Ok(found)
         })
+    }
+
+    fn usage<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, SrUsage> {
+        Box::pin(directory_usage(sr))
     }
 
     fn import<'a>(

@@ -9,10 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
+use host_api::{DiskSpec, ImageFormat, SrSpec, SrUsage, VdiInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::storage::{existing_file_in_sr, file_names_in, plug_directory};
+use super::storage::{directory_usage, existing_file_in_sr, file_names_in, plug_directory};
 use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
 
 /// The extension of a VDI's file (in any case).
@@ -85,6 +85,10 @@ impl Storage for IsoSr {
                 .await
                 .map_err(|err| failed(BackendOp::Scan, err))?
         })
+    }
+
+    fn usage<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, SrUsage> {
+        Box::pin(directory_usage(sr))
     }
 
     fn import<'a>(

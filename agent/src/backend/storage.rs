@@ -14,7 +14,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
+use host_api::{DiskSpec, ImageFormat, SrSpec, SrUsage, VdiInfo};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -55,6 +55,8 @@ pub trait Storage: Send + Sync + 'static {
     fn clone_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo>;
     /// Every VDI `sr` holds, as its driver finds them.
     fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>>;
+    /// What `sr` takes of the place that holds it.
+    fn usage<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, SrUsage>;
     /// Writes what `image` yields, laid out as `format`, into the VDI `disk` of `sr`, which
     /// must not be attached: afterwards the VDI reads as the image, and as zeros past its
     /// end. An image larger than the VDI is `ImageTooLarge`, one that is not what `format`
@@ -100,6 +102,61 @@ pub(super) async fn plug_directory(sr: &SrSpec, create: bool) -> Result<(), Back
             path.display()
         ))),
         Err(err) => Err(unavailable(format!("{}: {err}", path.display()))),
+    }
+}
+
+/// What statvfs(2) says of a filesystem, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilesystemStat {
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+    /// Free for an unprivileged user (`f_bavail`).
+    pub available_bytes: u64,
+}
+
+/// What statvfs(2) says of the filesystem holding `path`.
+pub fn filesystem_stat(path: &Path) -> std::io::Result<FilesystemStat> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+    // SAFETY: statvfs is plain data; all-zero is a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `stat` is a valid out-pointer.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The field types are platform aliases (c_ulong, fsblkcnt_t); all fit u64.
+    let fragment = stat.f_frsize as u64;
+    let bytes = |blocks: u64| blocks.saturating_mul(fragment);
+    Ok(FilesystemStat {
+        size_bytes: bytes(stat.f_blocks as u64),
+        free_bytes: bytes(stat.f_bfree as u64),
+        available_bytes: bytes(stat.f_bavail as u64),
+    })
+}
+
+/// The size of the filesystem holding `path`, and the bytes in use on it.
+pub fn filesystem_usage(path: &Path) -> std::io::Result<SrUsage> {
+    let stat = filesystem_stat(path)?;
+    Ok(SrUsage {
+        physical_size_bytes: stat.size_bytes,
+        physical_utilisation_bytes: stat.size_bytes.saturating_sub(stat.free_bytes),
+    })
+}
+
+/// What the SR whose directory is `sr`'s location takes: its filesystem's size and use, as
+/// xapi's file SRs report them; `SrUnavailable` when the directory cannot be read.
+pub(super) async fn directory_usage(sr: &SrSpec) -> Result<SrUsage, BackendError> {
+    let path = PathBuf::from(&sr.location);
+    let usage = tokio::task::spawn_blocking(move || filesystem_usage(&path)).await;
+    let unavailable = |reason: String| BackendError::SrUnavailable {
+        sr: sr.uuid.clone(),
+        reason,
+    };
+    match usage {
+        Ok(Ok(usage)) => Ok(usage),
+        Ok(Err(err)) => Err(unavailable(format!("{}: {err}", sr.location))),
+        Err(err) => Err(unavailable(err.to_string())),
     }
 }
 

@@ -13,15 +13,21 @@ use host_api::{ActionResult, HostAction, StorageAction, VdiInfo};
 
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
+use crate::storage::allocation;
 use crate::storage::sr_spec::where_attached;
-use crate::storage::volumes::{record_answer, recorded_fields};
+use crate::storage::volumes::{self, record_answer, recorded_fields};
 use crate::vm::operations::Draft;
 
 /// `SR.scan(sr)`: asks a host where the SR is attached (a live one first) what VDIs it
-/// holds, then records them in one Txn. `SR_HAS_NO_PBDS [sr]` when no PBD of the SR is
-/// attached.
+/// holds and what it takes, then records them in one Txn. `SR_HAS_NO_PBDS [sr]` when no PBD
+/// of the SR is attached.
 pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
-    let sr = args.str("sr")?;
+    scan_sr(&ctx, args.str("sr")?).await?;
+    Ok(void())
+}
+
+/// Scans `sr` (see `scan`).
+pub(super) async fn scan_sr(ctx: &Ctx, sr: &str) -> Result<(), Error> {
     let (host, spec) = {
         let db = ctx.db();
         let draft = Draft::new(&db);
@@ -29,7 +35,7 @@ pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
     };
     let action = HostAction::Storage(StorageAction::Scan { sr: spec });
     let answer = ctx.run_on_host(&host, action).await?;
-    let ActionResult::Vdis(found) = answer else {
+    let ActionResult::Scanned { vdis: found, usage } = answer else {
         let message = format!("the host agent answered a scan of SR {sr} with another result");
         return Err(errors::internal_error(message).into());
     };
@@ -43,15 +49,25 @@ pub(super) async fn scan(ctx: Ctx, args: Args) -> Result<Value, Error> {
             // Two scans at once must not both add a row for the same volume.
             draft.require_unchanged("SR", sr, "VDIs");
             let added = record(&mut draft, sr, &found);
+            for (field, bytes) in [
+                ("physical_size", usage.physical_size_bytes),
+                ("physical_utilisation", usage.physical_utilisation_bytes),
+            ] {
+                let value = volumes::size(bytes);
+                if draft.view().field("SR", sr, field) != Some(&value) {
+                    draft.update("SR", sr, field, value);
+                }
+            }
+            allocation::settle_sr(&mut draft, sr);
             Ok((draft.into_txn(), added))
         })
         .await?;
-    tracing::info!(sr = %sr, host = %host, found = found.len(), added, "SR scanned");
-    Ok(void())
+    tracing::info!(sr = %sr, host = %host, found = found.len(), added, ?usage, "SR scanned");
+    Ok(())
 }
 
-/// `SR.update(sr)`: as `SR.scan`, the sizes of the SR's VDIs brought up to date from its
-/// driver.
+/// `SR.update(sr)`: as `SR.scan`, the sizes of the SR and its VDIs brought up to date from
+/// its driver.
 pub(super) async fn update(ctx: Ctx, args: Args) -> Result<Value, Error> {
     scan(ctx, args).await
 }
@@ -95,7 +111,7 @@ mod tests {
 
     use super::*;
     use crate::host_link::LinkFailure;
-    use crate::testing::{ActionKind, TestPool, s};
+    use crate::testing::{ActionKind, FAKE_SR_BYTES, TestPool, s};
 
     fn vdi(location: &str, virtual_size_bytes: u64) -> VdiInfo {
         VdiInfo {
@@ -164,6 +180,25 @@ mod tests {
             pool.field("VDI", &found, "physical_utilisation"),
             Some(Value::Int(2 << 30))
         );
+        // The SR takes what its driver says, and allocates what its disks add up to.
+        let used: u64 = pool
+            .agent
+            .vdis(&uuid)
+            .iter()
+            .map(|vdi| vdi.physical_utilisation_bytes)
+            .sum();
+        let allocated: i64 = expected.iter().map(|(_, size)| size).sum();
+        for (field, value) in [
+            ("physical_size", FAKE_SR_BYTES as i64),
+            ("physical_utilisation", used as i64),
+            ("virtual_allocation", allocated),
+        ] {
+            assert_eq!(
+                pool.field("SR", &sr, field),
+                Some(Value::Int(value)),
+                "{field}"
+            );
+        }
         let scans: Vec<_> = pool
             .agent
             .received()

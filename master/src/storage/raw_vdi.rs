@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use api_spec::classes::vm::VmPowerState;
 use api_spec::{ApiError, NULL_REF, Value, errors};
-use host_api::{ActionResult, DiskSpec, HostAction, ImageFormat, StorageAction, TransferToken};
+use host_api::{
+    ActionResult, DiskSpec, HostAction, ImageFormat, StorageAction, TransferToken, VdiInfo,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,7 @@ use crate::call::session;
 use crate::call::tasks::{self, TaskHandle};
 use crate::error::{Error, to_api_error};
 use crate::storage::sr_spec::where_attached;
+use crate::storage::volumes;
 use crate::vm::agent_failures::{self, Context};
 use crate::vm::operations::{Draft, Overlay};
 use crate::vm::power_state::power_state;
@@ -210,10 +213,8 @@ async fn run(
         },
     };
     let answer = run_on_host(master, &target.host, HostAction::Storage(action), task).await?;
-    if let (Direction::Import, ActionResult::Vdis(written)) = (direction, &answer)
-        && let Some(written) = written.first()
-    {
-        record_sizes(master, &target.vdi, written.physical_utilisation_bytes).await?;
+    if let (Direction::Import, ActionResult::Vdi(written)) = (direction, &answer) {
+        record_sizes(master, &target.vdi, written).await?;
     }
     tracing::info!(vdi = %target.vdi, host = %target.host, operation = direction.name(), format = format.name(), "vdi data moved");
     Ok(Value::str(""))
@@ -257,20 +258,15 @@ async fn run_on_host(
     })
 }
 
-/// Records what the VDI `vdi` takes in its SR after an import.
-async fn record_sizes(
-    master: &Master,
-    vdi: &str,
-    physical_utilisation_bytes: u64,
-) -> Result<(), Error> {
-    let value = Value::Int(i64::try_from(physical_utilisation_bytes).unwrap_or(i64::MAX));
+/// Records what the VDI `vdi` takes in its SR after an import, as its driver answered.
+async fn record_sizes(master: &Master, vdi: &str, written: &VdiInfo) -> Result<(), Error> {
     master
         .decide(|db| {
             let mut draft = Draft::new(db);
             if !draft.view().exists("VDI", vdi) {
                 return Err(errors::handle_invalid("VDI", vdi).into());
             }
-            draft.update("VDI", vdi, "physical_utilisation", value.clone());
+            volumes::record_answer(&mut draft, vdi, written);
             Ok((draft.into_txn(), ()))
         })
         .await?;

@@ -208,9 +208,9 @@ async fn copy_data(
     match (imported, exported) {
         (Err(error), _) if first_failure.get() == Some(&End::Import) => Err(error),
         (_, Err(error)) | (Err(error), Ok(_)) => Err(error),
-        (Ok(ActionResult::Vdis(mut vdis)), Ok(_)) if vdis.len() == 1 => Ok(vdis.remove(0)),
+        (Ok(ActionResult::Vdi(written)), Ok(_)) => Ok(written),
         (Ok(_), Ok(_)) => {
-            let message = "the host agent answered an import with something else than one VDI";
+            let message = "the host agent answered an import with something else than a VDI";
             Err(errors::internal_error(message).into())
         }
     }

@@ -10,7 +10,7 @@ use crate::db::BoxFuture;
 use crate::host_link::{HostLink, LinkFailure};
 use host_api::{
     ActionResult, AgentFailure, ConsoleInfo, DomainInfo, DomainState, HostAction, NetworkAction,
-    PowerState, StorageAction, TransferToken, VdiInfo, VmAction, VmSpec,
+    PowerState, SrUsage, StorageAction, TransferToken, VdiInfo, VmAction, VmSpec,
 };
 
 /// The kinds of host actions, by which tests script the fake agent.
@@ -136,6 +136,9 @@ impl Gate {
 
 /// The progress the fake agent reports before it finishes (or blocks on a gate).
 pub const FAKE_PROGRESS: f64 = 0.5;
+
+/// The size the fake's storage gives every SR it scans.
+pub const FAKE_SR_BYTES: u64 = 500 << 30;
 
 /// What the fake agent's hypervisor runs and what the test told it to do.
 #[derive(Debug, Default)]
@@ -465,16 +468,22 @@ impl FakeAgent {
                 vdi.virtual_size_bytes = *virtual_size_bytes;
                 Ok(ActionResult::Vdi(vdi.clone()))
             }
-            StorageAction::Scan { .. } => Ok(ActionResult::Vdis(
-                state.vdis.get(&sr).cloned().unwrap_or_default(),
-            )),
+            StorageAction::Scan { .. } => {
+                let vdis = state.vdis.get(&sr).cloned().unwrap_or_default();
+                let used = vdis.iter().map(|vdi| vdi.physical_utilisation_bytes).sum();
+                let usage = SrUsage {
+                    physical_size_bytes: FAKE_SR_BYTES,
+                    physical_utilisation_bytes: used,
+                };
+                Ok(ActionResult::Scanned { vdis, usage })
+            }
             // The fake moves no bytes: an import leaves the VDI as the DB has it.
-            StorageAction::Import { disk, .. } => Ok(ActionResult::Vdis(vec![VdiInfo {
+            StorageAction::Import { disk, .. } => Ok(ActionResult::Vdi(VdiInfo {
                 location: disk.location.clone(),
                 virtual_size_bytes: disk.virtual_size_bytes,
                 physical_utilisation_bytes: disk.virtual_size_bytes,
                 read_only: false,
-            }])),
+            })),
             StorageAction::Export { .. } | StorageAction::Plug { .. } => Ok(ActionResult::Done),
         }
     }

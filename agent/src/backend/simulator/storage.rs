@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use host_api::{DiskSpec, ImageFormat, SrSpec, VdiInfo};
+use host_api::{DiskSpec, ImageFormat, SrSpec, SrUsage, VdiInfo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::state::failed;
 use super::{Simulator, quiet};
+use crate::backend::storage::filesystem_usage;
 use crate::backend::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage};
 
 /// What the simulated storage holds.
@@ -334,6 +335,26 @@ impl Storage for Simulator {
 
     fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>> {
         Box::pin(self.run(BackendOp::Scan, &sr.uuid, |m| quiet(Ok(m.storage.scan(sr)))))
+    }
+
+    /// A simulated SR uses what its VDIs say they take, of the filesystem of its location
+    /// where that is a directory here (the local SR's is), else of exactly that much.
+    fn usage<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, SrUsage> {
+        Box::pin(async move {
+            let vdis = self
+                .run(BackendOp::Scan, &sr.uuid, |m| quiet(Ok(m.storage.scan(sr))))
+                .await?;
+            let used = vdis
+                .iter()
+                .map(|vdi| vdi.physical_utilisation_bytes)
+                .fold(0u64, u64::saturating_add);
+            let size = filesystem_usage(std::path::Path::new(&sr.location))
+                .map_or(used, |usage| usage.physical_size_bytes);
+            Ok(SrUsage {
+                physical_size_bytes: size,
+                physical_utilisation_bytes: used,
+            })
+        })
     }
 
     fn import<'a>(

@@ -28,8 +28,8 @@ const GIVEN_FIELDS: [&str; 6] = [
 /// content_type, shared, sm_config)`: asks the driver of `host`, then (when `shared`) of every
 /// other host of the pool, to reach the SR at `device_config:location`, making the directory
 /// of a `file` or `ext` SR (an `iso` library must exist); then records the SR and one PBD per
-/// host, attached where its host reached the SR. `host`'s failure is the call's and records
-/// nothing (`SR_BACKEND_FAILURE_47` for a location that is missing or cannot be made); another
+/// host, attached where its host reached the SR, and scans it. `host`'s failure is the call's
+/// and records nothing (`SR_BACKEND_FAILURE_47` for a location that is missing or cannot be made); another
 /// host's leaves its PBD detached. `SR_UNKNOWN_DRIVER [type]` for another type.
 pub(in crate::handlers) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let host = args.str("host")?;
@@ -92,6 +92,11 @@ pub(in crate::handlers) async fn create(ctx: Ctx, args: Args) -> Result<Value, E
         })
         .await?;
     tracing::info!(sr = %sr, sr_type, hosts = hosts.len(), "SR created");
+    // What the SR holds (an ISO library's files, an existing directory's disks) and what it
+    // takes are known from the start; a failed scan leaves that to the next one.
+    if let Err(error) = super::scan_sr(&ctx, &sr).await {
+        tracing::warn!(sr = %sr, error = %crate::error::to_api_error(error), "a new SR's first scan failed");
+    }
     Ok(Value::String(sr))
 }
 

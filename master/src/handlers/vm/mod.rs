@@ -284,7 +284,7 @@ pub(crate) fn answer(
     let domain: Option<DomainInfo> = match outcome? {
         ActionResult::Domain(domain) => domain,
         ActionResult::Inventory(_)
-        | ActionResult::Vdis(_)
+        | ActionResult::Scanned { .. }
         | ActionResult::Vdi(_)
         | ActionResult::Done => {
             let message = format!(

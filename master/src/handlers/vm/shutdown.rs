@@ -248,7 +248,7 @@ async fn still_runs(ctx: &Ctx, host: &str, uuid: &str) -> bool {
         Ok(ActionResult::Inventory(domains)) => domains.iter().any(|d| d.vm == uuid),
         Ok(
             ActionResult::Domain(_)
-            | ActionResult::Vdis(_)
+            | ActionResult::Scanned { .. }
             | ActionResult::Vdi(_)
             | ActionResult::Done,
         ) => false,

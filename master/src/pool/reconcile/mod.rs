@@ -70,7 +70,7 @@ pub(crate) async fn ask(master: &Master, host: &str) -> Result<(), Error> {
     match answer {
         ActionResult::Inventory(domains) => inventory(master, host, &domains).await,
         ActionResult::Domain(_)
-        | ActionResult::Vdis(_)
+        | ActionResult::Scanned { .. }
         | ActionResult::Vdi(_)
         | ActionResult::Done => {
             tracing::warn!(host = %host, "host agent answered an inventory with something else");

@@ -161,7 +161,8 @@ fn allowed(view: &Overlay, class: &str, r: &str) -> Option<Vec<Value>> {
 
 /// `txn` with `allowed_operations` set right on every VM, VBD and VIF it touches (and on the
 /// VBDs and VIFs of every VM it touches), as the DB will be after it, and with preconditions
-/// on the fields that computation read from the replica.
+/// on the fields that computation read from the replica; and with the `virtual_allocation` of
+/// the SRs whose disks it changes (`storage::allocation`).
 pub(crate) fn complete(db: &Db, txn: Txn) -> Txn {
     let mut draft = Draft::new(db);
     let Txn { preconditions, ops } = txn;
@@ -171,6 +172,7 @@ pub(crate) fn complete(db: &Db, txn: Txn) -> Txn {
     for op in ops {
         draft.push(op);
     }
+    crate::storage::allocation::settle(&mut draft);
     let mut rows: BTreeSet<(&'static str, String)> = BTreeSet::new();
     for (class, r) in draft.view().touched() {
         match class {

@@ -141,6 +141,11 @@ impl<'a> Overlay<'a> {
         refs.into_iter().collect()
     }
 
+    /// The replica the view starts from, as it is before the ops.
+    pub fn replica(&self) -> &'a Db {
+        self.db
+    }
+
     /// The rows the applied ops touched (created, changed or destroyed), by class and ref.
     pub fn touched(&self) -> impl Iterator<Item = (&str, &str)> {
         self.rows.keys().map(|(c, r)| (c.as_str(), r.as_str()))
