@@ -2,8 +2,10 @@
 //! deleted, imported from or exported to the data plane, by its storage driver; a network's
 //! bridge set up or removed by the network driver. They run at once, beside the VMs' queues.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 
 use host_api::{
@@ -19,6 +21,26 @@ use crate::backend::{Drivers, Storage};
 use crate::error::AgentError;
 use crate::transfer::{IncomingBytes, PIPE_BYTES};
 
+/// One lock per SR: the storage actions that list or change what an SR holds run one at a
+/// time on it, as xapi's storage manager runs each SR's operations under the SR's lock (a
+/// `file` SR's snapshot renames the VDI's file: two at once on one disk would lose it).
+/// Imports and exports move their bytes outside it, and plugging only looks.
+#[derive(Default)]
+pub(crate) struct SrLocks {
+    by_sr: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SrLocks {
+    /// Waits for the turn of the SR `sr` (a uuid); it lasts as long as the guard.
+    async fn turn(&self, sr: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut by_sr = self.by_sr.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(by_sr.entry(sr.to_owned()).or_default())
+        };
+        lock.lock_owned().await
+    }
+}
+
 /// Carries out `action` with the storage driver of its SR's type; an import or an export
 /// moves its bytes through the agent's transfer, reports its progress and stops when
 /// `cancel` is.
@@ -30,6 +52,17 @@ pub(crate) async fn storage(
 ) -> Result<ActionResult, AgentError> {
     let sr = action.sr();
     let driver = agent.drivers.storage(&sr.sr_type)?;
+    let _turn = match action {
+        StorageAction::Import { .. }
+        | StorageAction::Export { .. }
+        | StorageAction::Plug { .. } => None,
+        StorageAction::Scan { .. }
+        | StorageAction::CreateVdi { .. }
+        | StorageAction::DestroyVdi { .. }
+        | StorageAction::ResizeVdi { .. }
+        | StorageAction::SnapshotVdi { .. }
+        | StorageAction::CloneVdi { .. } => Some(agent.sr_locks.turn(&sr.uuid).await),
+    };
     let made = match action {
         StorageAction::Scan { sr } => {
             let vdis = driver.scan(sr).await?;

@@ -116,6 +116,8 @@ pub struct Agent {
     stop: CancellationToken,
     /// What runs guests here.
     hypervisor: HypervisorInfo,
+    /// Runs the storage actions on one SR one at a time.
+    sr_locks: host_actions::SrLocks,
 }
 
 impl Agent {
@@ -146,6 +148,7 @@ impl Agent {
             transfer_wait: config.transfer_wait,
             stop: CancellationToken::new(),
             hypervisor,
+            sr_locks: host_actions::SrLocks::default(),
         });
         let checks = domains
             .iter()

@@ -6,18 +6,21 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent::AgentConfig;
-use agent::backend::Storage;
+use agent::backend::simulator::SimulatorConfig;
+use agent::backend::{BackendConfig, BackendOp, Storage};
 use agent::testing::{disk, vm_spec};
 use agent::transfer::{BulkTransfer, LocalTransfer};
 use host_api::{
     ActionResult, AgentFailure, HostAction, ImageFormat, NetworkAction, SrSpec, SrUsage,
     StorageAction, TransferToken, VdiInfo, VmAction,
 };
-use support::{TestAgent, failure};
+use support::{TestAgent, failure, most_at_once};
 use tokio::io::AsyncReadExt;
+use tokio::task::JoinSet;
 
 fn sr() -> SrSpec {
     SrSpec {
@@ -222,4 +225,57 @@ async fn a_network_attach_sets_up_its_bridge_and_a_detach_removes_it() {
         AgentFailure::Internal { .. }
     ));
     assert!(agent.simulator().bridges().contains_key(&bridge));
+}
+
+/// Storage actions on one SR run one at a time, however many arrive at once, while those on
+/// another SR go on beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_actions_on_one_sr_never_overlap() {
+    let slow = [
+        BackendOp::CreateVdi,
+        BackendOp::Scan,
+        BackendOp::SnapshotVdi,
+    ]
+    .map(|op| (op, Duration::from_millis(3)));
+    let config = AgentConfig {
+        backend: BackendConfig::Simulator(SimulatorConfig {
+            latency: slow.into_iter().collect(),
+            failures: Vec::new(),
+        }),
+        ..AgentConfig::default()
+    };
+    let agent = Arc::new(TestAgent::start(config).await);
+    let other = SrSpec {
+        uuid: "sr-2".to_owned(),
+        ..sr()
+    };
+    let made = agent
+        .simulator()
+        .create_vdi(&sr(), 1 << 20)
+        .await
+        .expect("a VDI");
+    let mut running = JoinSet::new();
+    for i in 0..12 {
+        let action = match i % 4 {
+            0 => StorageAction::CreateVdi {
+                sr: sr(),
+                virtual_size_bytes: 1 << 20,
+            },
+            1 => StorageAction::Scan { sr: sr() },
+            2 => StorageAction::SnapshotVdi {
+                sr: sr(),
+                location: made.location.clone(),
+            },
+            _ => StorageAction::Scan { sr: other.clone() },
+        };
+        let agent = Arc::clone(&agent);
+        running.spawn(async move { agent.run(HostAction::Storage(action)).await });
+    }
+    while let Some(outcome) = running.join_next().await {
+        assert!(outcome.expect("the action's task").is_ok());
+    }
+    let on_one = agent.ops_on(&sr().uuid);
+    assert!(on_one.len() >= 9, "the actions ran: {}", on_one.len());
+    assert_eq!(most_at_once(&on_one), 1, "actions on one SR overlapped");
+    assert!(!agent.ops_on(&other.uuid).is_empty());
 }
