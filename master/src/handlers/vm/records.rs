@@ -13,9 +13,10 @@ use crate::call::ctx::{Args, Ctx, void};
 use crate::call::generic;
 use crate::db::record::{self, exists, row};
 use crate::error::Error;
+use crate::storage::volumes::{self, Volume};
 use crate::vm::device_slots::{free_vbd_disks, free_vif_devices};
 use crate::vm::operations::{self, Draft, Overlay, field_equals};
-use crate::vm::power_state::NO_DOMID;
+use crate::vm::power_state::{NO_DOMID, drop_suspend_image};
 
 /// Checks that `op` may start on `vm` now (xapi's operation rules); returns the preconditions
 /// that keep what the check read: the VM's power state and operations in progress.
@@ -75,14 +76,16 @@ pub(in crate::handlers) async fn create(ctx: Ctx, args: Args) -> Result<Value, E
 /// its children (snapshots whose parent it is) get its parent, and its snapshots stay.
 pub(in crate::handlers) async fn destroy(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let vm = args.str("self")?;
-    ctx.master
-        .decide(|db| Ok((destroy_txn(db, vm)?, ())))
-        .await?;
+    let (image, _) = ctx.master.decide(|db| destroy_txn(db, vm)).await?;
+    if let Some(image) = image {
+        volumes::forget(&ctx, &image).await;
+    }
     tracing::debug!(vm = %vm, "VM destroyed");
     Ok(void())
 }
 
-fn destroy_txn(db: &Db, vm: &str) -> Result<Txn, Error> {
+/// The destruction of `vm`, and the volume of its suspend image, to delete once committed.
+fn destroy_txn(db: &Db, vm: &str) -> Result<(Txn, Option<Volume>), Error> {
     let row = row(db, "VM", vm)?;
     if row.get("is_default_template").and_then(Value::as_bool) == Some(true) {
         return Err(errors::vm_cannot_delete_default_template(vm).into());
@@ -109,18 +112,18 @@ fn destroy_txn(db: &Db, vm: &str) -> Result<Txn, Error> {
     for (class, field) in [
         ("VM_metrics", "metrics"),
         ("VM_guest_metrics", "guest_metrics"),
-        ("VDI", "suspend_VDI"),
     ] {
         let child = row.str(field).to_owned();
         draft.destroy(class, &child);
     }
+    let image = drop_suspend_image(&mut draft, vm);
     let parent = Value::str(row.str("parent"));
     for child in draft.view().children("VM", "parent", vm) {
         draft.require_exists("VM", &child);
         draft.set("VM", &child, "parent", parent.clone());
     }
     draft.destroy("VM", vm);
-    Ok(draft.into_txn())
+    Ok((draft.into_txn(), image))
 }
 
 /// `VM.get_allowed_VBD_devices`: the disk numbers a new VBD of the VM may take.
@@ -342,8 +345,16 @@ mod tests {
             .await
             .expect("suspended");
         let image = pool.text("VM", &vm, "suspend_VDI");
+        let image_location = pool.text("VDI", &image, "location");
+        let sr_uuid = pool.text("SR", &pool.text("VDI", &image, "SR"), "uuid");
+        let holds_image = || {
+            let volumes = pool.agent.vdis(&sr_uuid);
+            volumes.iter().any(|v| v.location == image_location)
+        };
+        assert!(holds_image(), "the image has a volume");
         let reply = pool.call_as(&session, "VM.destroy", vec![s(&vm)]).await;
         assert_eq!(reply, Ok(s("")));
+        assert!(!holds_image(), "the image's volume went with it");
         let db = pool.read();
         assert!(db.get("VDI", &image).is_none());
         assert!(db.get("VDI", &vdi).is_some());

@@ -138,7 +138,8 @@ fn revert_txn(
     draft.destroy("VM_guest_metrics", &guest_metrics);
     draft.update("VM", vm, "guest_metrics", Value::str(NULL_REF));
     draft.update("VM", vm, "parent", Value::str(snapshot));
-    drop_suspend_image(draft, vm);
+    let mut gone = gone;
+    gone.extend(drop_suspend_image(draft, vm));
     set_stopped(draft, vm, VmPowerState::Halted, now);
     Ok(gone)
 }
