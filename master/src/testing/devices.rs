@@ -54,9 +54,14 @@ impl TestPool {
     /// A new 1 GiB user disk named `name` in the pool's SR; returns the VDI.
     pub async fn new_disk(&self, session: &str, name: &str) -> String {
         let sr = self.refs("SR").remove(0);
+        self.new_disk_on(session, name, &sr).await
+    }
+
+    /// A new 1 GiB user disk named `name` in `sr`; returns the VDI.
+    pub async fn new_disk_on(&self, session: &str, name: &str, sr: &str) -> String {
         let record = fields(&[
             ("name_label", Value::str(name)),
-            ("SR", Value::String(sr)),
+            ("SR", Value::str(sr)),
             ("virtual_size", Value::Int(1 << 30)),
             ("type", Value::str("user")),
             ("sharable", Value::Bool(false)),
@@ -83,7 +88,22 @@ impl TestPool {
     /// Gives `vm` a new 1 GiB disk (`new_disk`) in a read-write VBD at `device`; returns the
     /// VBD and the VDI.
     pub async fn add_disk(&self, session: &str, vm: &str, device: &str) -> (String, String) {
-        let vdi = self.new_disk(session, &format!("disk {device}")).await;
+        let sr = self.refs("SR").remove(0);
+        self.add_disk_on(session, vm, device, &sr).await
+    }
+
+    /// Gives `vm` a new 1 GiB disk in `sr` in a read-write VBD at `device`; returns the VBD
+    /// and the VDI.
+    pub async fn add_disk_on(
+        &self,
+        session: &str,
+        vm: &str,
+        device: &str,
+        sr: &str,
+    ) -> (String, String) {
+        let vdi = self
+            .new_disk_on(session, &format!("disk {device}"), sr)
+            .await;
         let vbd = self.create_vbd(session, vm, device, Some(&vdi)).await;
         (vbd, vdi)
     }

@@ -1,7 +1,8 @@
 //! Where a VM starts: `choose` picks a host among candidates (affinity first, then by the
-//! pool's placement policy), `check` vets a host the caller named (`start_on`), `check_srs`
-//! whether a host sees the VM's disks (a migration's destination), and `candidates` reads the
-//! pool's hosts with what they have free.
+//! pool's placement policy), `check_host` vets a host the caller named (`start_on`,
+//! `resume_on`, a migration's destination): `check` whether it is up with the memory,
+//! `check_srs` whether it sees the VM's disks and suspend image; and `candidates` reads the
+//! pool's hosts that see them, with what they have free.
 
 use api_spec::classes::vm::VmPowerState;
 use api_spec::{ApiError, errors};
@@ -88,16 +89,31 @@ pub(crate) fn check(candidate: &Candidate, memory_bytes: i64) -> Result<(), ApiE
     Ok(())
 }
 
+/// Whether `vm` can run on `host` now, in xapi's order (`assert_can_boot_here`):
+/// `HOST_NOT_LIVE`, `HOST_DISABLED [host]`, `VM_REQUIRES_SR [vm; sr]`, then
+/// `HOST_NOT_ENOUGH_FREE_MEMORY [needed; available]` (the VM's own use not counted, so the
+/// host it runs on always has room for it).
+pub(crate) fn check_host(view: &Overlay, vm: &str, host: &str) -> Result<(), ApiError> {
+    let candidate = candidate(view, host, vm);
+    check(&candidate, 0)?;
+    check_srs(view, vm, host)?;
+    check(&candidate, memory::start_bytes(view, vm))
+}
+
+/// The SRs `host` has a plugged PBD for: those its storage reaches.
+pub(crate) fn plugged_srs(view: &Overlay, host: &str) -> Vec<String> {
+    view.children("PBD", "host", host)
+        .into_iter()
+        .filter(|pbd| view.bool("PBD", pbd, "currently_attached"))
+        .map(|pbd| view.str("PBD", &pbd, "SR").to_owned())
+        .collect()
+}
+
 /// `VM_REQUIRES_SR [vm; sr]` unless `host` has a plugged PBD for the SR of every disk of `vm`
 /// (empty drives aside, the suspend image included for a suspended VM), as xapi's
 /// `assert_can_see_SRs`: a VM whose disks are on a host's local SR can run only there.
 pub(crate) fn check_srs(view: &Overlay, vm: &str, host: &str) -> Result<(), ApiError> {
-    let plugged: Vec<String> = view
-        .children("PBD", "host", host)
-        .into_iter()
-        .filter(|pbd| view.bool("PBD", pbd, "currently_attached"))
-        .map(|pbd| view.str("PBD", &pbd, "SR").to_owned())
-        .collect();
+    let plugged = plugged_srs(view, host);
     let mut vdis: Vec<String> = view
         .children("VBD", "VM", vm)
         .into_iter()
@@ -164,10 +180,12 @@ pub(crate) fn choose(
     }
 }
 
-/// Every host of the pool as a candidate for `vm` (whose own reservation is not counted).
+/// Every host of the pool that sees the SRs `vm` needs (`check_srs`) as a candidate for it
+/// (its own reservation not counted): xapi leaves the others out of its choice.
 pub(crate) fn candidates(view: &Overlay, vm: &str) -> Vec<Candidate> {
     view.refs("host")
         .into_iter()
+        .filter(|host| check_srs(view, vm, host).is_ok())
         .map(|host| candidate(view, &host, vm))
         .collect()
 }

@@ -45,6 +45,8 @@ pub struct NodeSetup {
     pub env: Vec<(String, String)>,
     /// With a size, its data dir is a tmpfs of that many bytes (which needs root).
     pub disk_bytes: Option<u64>,
+    /// Run real VMs with QEMU (`--backend qemu`) instead of the simulator.
+    pub qemu: bool,
 }
 
 /// One host of a test pool.
@@ -61,6 +63,8 @@ pub struct Node {
     root: tempfile::TempDir,
     /// Variables set in the environment of every start (e.g. a fake clock's).
     env: Vec<(String, String)>,
+    /// Whether it runs the qemu backend.
+    qemu: bool,
     child: Option<Child>,
     stdout: Option<watch::Receiver<Stdout>>,
     state: NodeState,
@@ -75,6 +79,7 @@ impl Node {
             config,
             env,
             disk_bytes,
+            qemu,
         } = setup;
         let root = tempfile::Builder::new()
             .prefix("oxapi-cluster-")
@@ -95,6 +100,7 @@ impl Node {
             disk,
             root,
             env,
+            qemu,
             child: None,
             stdout: None,
             state: NodeState::Down,
@@ -213,7 +219,7 @@ impl Node {
             .arg("--unix-socket")
             .arg(self.root.path().join("xapi.sock"))
             .arg("--backend")
-            .arg("simulator")
+            .arg(if self.qemu { "qemu" } else { "simulator" })
             .arg("--log")
             .arg("info")
             .env("OXAPI_ROOT_PASSWORD", &self.first_password)
@@ -341,6 +347,8 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        // The QEMUs outlive `oxapi` by design (a restart takes them over): not the test.
+        crate::qemu::kill_guests(&self.data_dir());
         crate::host::print_logs_of_failed_test(&self.ip.to_string(), self.starts, |start| {
             self.log_path(start)
         });

@@ -47,6 +47,8 @@ pub struct ClusterOptions {
     pub small_disks: BTreeMap<usize, u64>,
     /// Environment variables of one host's process, by index (e.g. a `FakeClock`'s).
     pub host_env: BTreeMap<usize, Vec<(String, String)>>,
+    /// Every host runs real VMs with QEMU (`--backend qemu`) instead of the simulator.
+    pub qemu: bool,
 }
 
 impl ClusterOptions {
@@ -63,6 +65,7 @@ impl ClusterOptions {
             host_config: BTreeMap::new(),
             small_disks: BTreeMap::new(),
             host_env: BTreeMap::new(),
+            qemu: false,
         }
     }
 
@@ -145,6 +148,7 @@ impl Cluster {
                     config: options.config_of(i),
                     env: options.host_env.get(&i).cloned().unwrap_or_default(),
                     disk_bytes: options.small_disks.get(&i).copied(),
+                    qemu: options.qemu,
                 };
                 tokio::spawn(Node::start(i, subnet.host(i), setup))
             })

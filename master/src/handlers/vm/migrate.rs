@@ -20,8 +20,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Operation, Share};
 use crate::call::ctx::{Args, Ctx, void};
 use crate::error::Error;
-use crate::vm::memory;
-use crate::vm::operations::Overlay;
 use crate::vm::placement;
 use crate::vm::power_state::{power_state, set_resident_unknown, set_running, set_stopped};
 use crate::vm::vm_spec;
@@ -33,17 +31,6 @@ pub(in crate::handlers) async fn pool_migrate(ctx: Ctx, args: Args) -> Result<Va
     let (vm, host) = (args.str("vm")?, args.str("host")?);
     migrate(&ctx, vm, host, Share::WHOLE).await?;
     Ok(void())
-}
-
-/// Whether `vm` can run on `host` once migrated, in xapi's order (`assert_can_boot_here`):
-/// `HOST_NOT_LIVE`, `HOST_DISABLED [host]`, `VM_REQUIRES_SR [vm; sr]`, then
-/// `HOST_NOT_ENOUGH_FREE_MEMORY [needed; available]` (the VM's own use not counted, so its own
-/// host always has room for it).
-pub(crate) fn check_destination(view: &Overlay, vm: &str, host: &str) -> Result<(), ApiError> {
-    let candidate = placement::candidate(view, host, vm);
-    placement::check(&candidate, 0)?;
-    placement::check_srs(view, vm, host)?;
-    placement::check(&candidate, memory::start_bytes(view, vm))
 }
 
 /// What became of the domain once the source had sent it.
@@ -79,7 +66,7 @@ pub(in crate::handlers) async fn migrate(
                 if !view.exists("host", host) {
                     return Err(errors::handle_invalid("host", host).into());
                 }
-                check_destination(view, vm, host)?;
+                placement::check_host(view, vm, host)?;
                 let source = view.str("VM", vm, "resident_on").to_owned();
                 if !view.exists("host", &source) {
                     let message = format!("VM {vm} is running but resident on no host");

@@ -9,6 +9,7 @@ use crate::call::ctx::{Args, Ctx};
 use crate::error::Error;
 use crate::storage::volumes;
 use crate::vm::operations::{self, Draft, Overlay};
+use crate::vm::placement;
 use crate::vm::power_state::{drop_suspend_image, set_running, set_stopped};
 use crate::vm::vm_spec;
 use host_api::{ActionResult, HostAction, VdiInfo, VmAction};
@@ -16,20 +17,57 @@ use host_api::{ActionResult, HostAction, VdiInfo, VmAction};
 /// A suspend image's size: the VM's memory at most, and room for its device state.
 const SUSPEND_IMAGE_EXTRA_BYTES: i64 = 1 << 20;
 
-/// The SR a VM's suspend image goes to: the VM's `suspend_SR`, else the pool's
-/// `suspend_image_SR`, else its host's `suspend_image_sr` (xapi's `choose_suspend_sr`), else
-/// the pool's default SR.
+/// The SR a VM's suspend image goes to, among those its host `host` reaches: the VM's
+/// `suspend_SR`, else the pool's `suspend_image_SR`, else the host's `suspend_image_sr` (xapi's
+/// `choose_suspend_sr`), else the pool's default SR, else the SR of one of its disks. When
+/// every drive of the VM is on a shared SR, a shared SR of these after the VM's own
+/// `suspend_SR` wins over a host's local one: the image goes where every host that reaches
+/// the VM's disks reaches it too, so that the VM resumes on any of them.
 fn suspend_sr(view: &Overlay, vm: &str, host: &str) -> Option<String> {
     let pool = view.refs("pool").into_iter().next().unwrap_or_default();
-    [
-        view.str("VM", vm, "suspend_SR"),
+    let reached = placement::plugged_srs(view, host);
+    let is_usable = |sr: &&str| view.exists("SR", sr) && reached.iter().any(|r| r == sr);
+    let own = view.str("VM", vm, "suspend_SR");
+    if is_usable(&own) {
+        return Some(own.to_owned());
+    }
+    let drives = drive_srs(view, vm);
+    let defaults: Vec<&str> = [
         view.str("pool", &pool, "suspend_image_SR"),
         view.str("host", host, "suspend_image_sr"),
         view.str("pool", &pool, "default_SR"),
     ]
     .into_iter()
-    .find(|sr| view.exists("SR", sr))
-    .map(str::to_owned)
+    .chain(
+        drives
+            .iter()
+            .filter(|(_, is_disk)| *is_disk)
+            .map(|(sr, _)| sr.as_str()),
+    )
+    .filter(is_usable)
+    .collect();
+    let is_shared = |sr: &str| view.bool("SR", sr, "shared");
+    let is_agile = drives.iter().all(|(sr, _)| is_shared(sr));
+    let shared = defaults.iter().find(|sr| is_shared(sr));
+    match shared {
+        Some(sr) if is_agile => Some(sr),
+        _ => defaults.first(),
+    }
+    .map(|sr| (*sr).to_owned())
+}
+
+/// The SR of each drive of `vm` that is not empty, and whether the drive is a disk (not a CD).
+fn drive_srs(view: &Overlay, vm: &str) -> Vec<(String, bool)> {
+    view.children("VBD", "VM", vm)
+        .into_iter()
+        .filter(|vbd| !view.bool("VBD", vbd, "empty"))
+        .filter_map(|vbd| {
+            let vdi = view.str("VBD", &vbd, "VDI");
+            let is_disk = view.str("VBD", &vbd, "type") == "Disk";
+            view.exists("VDI", vdi)
+                .then(|| (view.str("VDI", vdi, "SR").to_owned(), is_disk))
+        })
+        .collect()
 }
 
 /// The size of `vm`'s suspend image, in bytes.
@@ -300,6 +338,45 @@ mod tests {
                 ActionKind::DestroyVdi
             ]
         );
+    }
+
+    /// The suspend image goes to an SR the VM's host reaches: a VM whose disk is on a shared
+    /// SR suspends there though the pool's `suspend_image_SR` is the host's local SR (so it
+    /// can resume on any host that reaches its disk); a VM with a disk on the local SR
+    /// suspends there, passing over a pool `suspend_image_SR` its host does not reach; the
+    /// VM's own `suspend_SR` wins.
+    #[tokio::test]
+    async fn the_suspend_image_goes_where_the_host_reaches_shared_for_a_vm_on_shared_srs() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let local = pool.refs("SR").remove(0);
+        let pool_ref = pool.refs("pool").remove(0);
+        assert_eq!(pool.text("pool", &pool_ref, "suspend_image_SR"), local);
+        let other = pool.add_host("other", 64 << 30);
+        let args = crate::testing::sr_create_args(&pool.host, "file", "/srv/shared", true);
+        let shared = pool.call_as(&session, "SR.create", args).await;
+        let shared = shared.expect("an SR").as_str().expect("a ref").to_owned();
+        let elsewhere = pool.new_file_sr(&session, &other, "/srv/other").await;
+        // The SR the image of a new VM goes to, its disk on `disk_sr`, its `suspend_SR` `own`.
+        let suspended_to = |name: &'static str, disk_sr: String, own: String| {
+            let (pool, session) = (&pool, &session);
+            async move {
+                let vm = pool.new_vm(session, name).await;
+                pool.add_disk_on(session, &vm, "0", &disk_sr).await;
+                pool.write("VM", &vm, &[("suspend_SR", s(&own))]);
+                pool.start_on(session, &vm, &pool.host).await;
+                let suspended = pool.call_as(session, "VM.suspend", vec![s(&vm)]).await;
+                assert_eq!(suspended, Ok(s("")), "{name}");
+                let image = pool.text("VM", &vm, "suspend_VDI");
+                pool.text("VDI", &image, "SR")
+            }
+        };
+        let none = || NULL_REF.to_owned();
+        assert_eq!(suspended_to("agile", shared.clone(), none()).await, shared);
+        let own = suspended_to("own", shared.clone(), local.clone()).await;
+        assert_eq!(own, local);
+        pool.write("pool", &pool_ref, &[("suspend_image_SR", s(&elsewhere))]);
+        assert_eq!(suspended_to("pinned", local.clone(), none()).await, local);
     }
 
     /// A suspend the agent fails keeps the VM running and removes the image it made.

@@ -81,21 +81,21 @@ fn check_vcpus(view: &Overlay, vm: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The host `vm` boots on: `target`, checked, or placement's choice.
+/// The host `vm` boots on: `target`, checked, or placement's choice among the hosts that see
+/// its disks (and, to resume, its suspend image).
 fn place(view: &Overlay, vm: &str, target: Target<'_>) -> Result<String, Error> {
-    let need = memory::start_bytes(view, vm);
     match target {
         Target::On(host) => {
             if !view.exists("host", host) {
                 return Err(errors::handle_invalid("host", host).into());
             }
-            placement::check(&placement::candidate(view, host, vm), need)?;
+            placement::check_host(view, vm, host)?;
             Ok(host.to_owned())
         }
         Target::Anywhere => {
             let affinity = view.str("VM", vm, "affinity");
             let need = Need {
-                memory_bytes: need,
+                memory_bytes: memory::start_bytes(view, vm),
                 affinity: view.exists("host", affinity).then(|| affinity.to_owned()),
             };
             let candidates = placement::candidates(view, vm);
@@ -512,6 +512,59 @@ mod tests {
             pool.call_as(&session, "VM.start_on", on).await,
             Err(errors::host_disabled(&other))
         );
+    }
+
+    /// A host that does not reach a VM's disk cannot take it: `start_on` and `resume_on`
+    /// there are `VM_REQUIRES_SR [vm; sr]`, nothing sent nor changed, and `start` and `resume`
+    /// pass it over though the VM's affinity names it.
+    #[tokio::test]
+    async fn a_host_that_does_not_reach_the_vms_sr_cannot_take_it() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let other = pool.add_host("other", 64 * GIB);
+        let vm = pool.new_vm(&session, "web").await;
+        let (_, vdi) = pool.add_disk(&session, &vm, "0").await;
+        let sr = pool.text("VDI", &vdi, "SR");
+        pool.call_as(&session, "VM.set_affinity", vec![s(&vm), s(&other)])
+            .await
+            .expect("set");
+        let sent = pool.agent.received().len();
+        let on = |method: &'static str| {
+            let args = vec![s(&vm), s(&other), Value::Bool(false), Value::Bool(false)];
+            pool.call_as(&session, method, args)
+        };
+        assert_eq!(
+            on("VM.start_on").await,
+            Err(errors::vm_requires_sr(&vm, &sr))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Halted");
+        assert_eq!(pool.agent.received().len(), sent);
+        start(&pool, &session, &vm).await.expect("started");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
+
+        pool.call_as(&session, "VM.suspend", vec![s(&vm)])
+            .await
+            .expect("suspended");
+        let image = pool.text("VM", &vm, "suspend_VDI");
+        let allowed = pool.allowed("VM", &vm);
+        let sent = pool.agent.received().len();
+        assert_eq!(
+            on("VM.resume_on").await,
+            Err(errors::vm_requires_sr(&vm, &sr))
+        );
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Suspended");
+        assert_eq!(pool.text("VM", &vm, "suspend_VDI"), image);
+        assert_eq!(
+            pool.text("VM", &vm, "scheduled_to_be_resident_on"),
+            NULL_REF
+        );
+        assert_eq!(pool.allowed("VM", &vm), allowed);
+        assert_eq!(pool.agent.received().len(), sent);
+        let args = vec![s(&vm), Value::Bool(false), Value::Bool(false)];
+        pool.call_as(&session, "VM.resume", args)
+            .await
+            .expect("resumed");
+        assert_eq!(pool.text("VM", &vm, "resident_on"), pool.host);
     }
 
     /// With several hosts, breadth-first (the default) starts on the host with the most free
