@@ -10,14 +10,14 @@ use std::task::{Context, Poll};
 
 use host_api::{
     ActionResult, AgentFailure, DiskSpec, ImageFormat, NetworkAction, SrSpec, StorageAction,
-    TransferToken,
+    TransferToken, VdiInfo,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Agent;
-use crate::backend::{Drivers, Storage};
+use crate::backend::{BackendError, BackendOp, Drivers, Storage};
 use crate::error::AgentError;
 use crate::transfer::{IncomingBytes, PIPE_BYTES};
 
@@ -108,8 +108,12 @@ pub(crate) async fn storage(
             location,
             virtual_size_bytes,
         } => driver.resize_vdi(sr, location, *virtual_size_bytes).await?,
-        StorageAction::SnapshotVdi { sr, location } => driver.snapshot_vdi(sr, location).await?,
-        StorageAction::CloneVdi { sr, location } => driver.clone_vdi(sr, location).await?,
+        StorageAction::SnapshotVdi { sr, location } => {
+            branch(agent, driver, sr, location, BackendOp::SnapshotVdi).await?
+        }
+        StorageAction::CloneVdi { sr, location } => {
+            branch(agent, driver, sr, location, BackendOp::CloneVdi).await?
+        }
     };
     tracing::info!(
         sr = %sr.uuid,
@@ -118,6 +122,64 @@ pub(crate) async fn storage(
         "VDI made or changed"
     );
     Ok(ActionResult::Vdi(made))
+}
+
+/// A snapshot (`op` `SnapshotVdi`) or clone (`CloneVdi`) of the VDI at `location`: by its
+/// driver alone; or, when the driver finds it in use and a running domain here writes to it,
+/// live: the driver freezes its data under a new, empty top, the hypervisor moves the guest
+/// onto that top, and the driver branches the frozen data. The guest is not paused.
+async fn branch(
+    agent: &Agent,
+    driver: &dyn Storage,
+    sr: &SrSpec,
+    location: &str,
+    op: BackendOp,
+) -> Result<VdiInfo, AgentError> {
+    let read_only = op == BackendOp::SnapshotVdi;
+    let alone = if read_only {
+        driver.snapshot_vdi(sr, location).await
+    } else {
+        driver.clone_vdi(sr, location).await
+    };
+    let in_use = match alone {
+        Err(err @ BackendError::VdiInUse { .. }) => err,
+        done => return Ok(done?),
+    };
+    let Some((vm, vbd)) = writer_of(agent, sr, location).await? else {
+        return Err(in_use.into());
+    };
+    let frozen = driver.freeze(sr, location, op).await?;
+    let hypervisor = &agent.drivers.hypervisor;
+    if let Err(err) = hypervisor.switch_disk(&vm, &vbd, &frozen.overlay).await {
+        if let Err(thaw) = driver.thaw(sr, location, &frozen).await {
+            tracing::error!(sr = %sr.uuid, location, error = %thaw, "a frozen VDI could not be thawed");
+        }
+        return Err(err.into());
+    }
+    let made = driver.branch_frozen(sr, &frozen, read_only, op).await?;
+    tracing::info!(sr = %sr.uuid, location, vm, vbd, "disk of a running guest branched");
+    Ok(made)
+}
+
+/// The domain (by VM uuid) and VBD that write to the VDI at `location` in `sr`, if a live
+/// domain here does.
+async fn writer_of(
+    agent: &Agent,
+    sr: &SrSpec,
+    location: &str,
+) -> Result<Option<(String, String)>, AgentError> {
+    let domains = agent.drivers.hypervisor.discover().await?;
+    let writer = domains.iter().find_map(|domain| {
+        let vbd = domain.vbds.iter().find(|vbd| {
+            !vbd.read_only
+                && vbd
+                    .disk
+                    .as_ref()
+                    .is_some_and(|disk| disk.sr.uuid == sr.uuid && disk.location == location)
+        })?;
+        Some((domain.vm().to_owned(), vbd.uuid.clone()))
+    });
+    Ok(writer)
 }
 
 /// Runs `transfer` (an import or an export) until `cancel` is cancelled. What a stopped

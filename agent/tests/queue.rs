@@ -45,8 +45,10 @@ fn slow_config(workers: usize, latency: Duration) -> AgentConfig {
 }
 
 /// Many actions on one VM sent at once run one after the other: none of their backend
-/// operations overlap, while another VM's do run beside them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// operations overlap, while another VM's do run beside them. One thread runs the test, so
+/// the actions reach the VM's queue in the order they were sent (on several, a shutdown could
+/// overtake the start and leave the rest nothing to do); they still interleave at every await.
+#[tokio::test(flavor = "current_thread")]
 async fn operations_on_one_vm_never_overlap() {
     let agent = Arc::new(TestAgent::start(slow_config(8, Duration::from_millis(2))).await);
     let (spec, other) = (vm_spec("busy", 2, 1), vm_spec("other", 2, 1));

@@ -424,11 +424,12 @@ async fn first_mib_sha256(host: &Host, client: &Client, vdi: &str) -> (String, V
     (sha256_hex(&bytes[..BLOCK_BYTES]), bytes)
 }
 
-/// The Linux guest writes a known block to its virtio disk, a qcow2 VDI on the local SR;
-/// the VM suspends into a suspend VDI and resumes (the guest, not booted again, then sees a
-/// second disk hot-plugged and unplugged, and powers off on the button); the block is read
-/// back from the VDI's export, from a clone that another boot of the guest reads, from a
-/// snapshot, from a copy to another file SR, and from a VDI the export was imported into.
+/// The Linux guest writes a known block to its virtio disk, a qcow2 VDI on the local SR, which
+/// is snapshotted while the guest runs; the VM suspends into a suspend VDI and resumes (the
+/// guest, not booted again, then sees a second disk hot-plugged, snapshotted twice and
+/// unplugged, and powers off on the button); the block is read back from the VDI's export,
+/// from the live snapshot, from a clone that another boot of the guest reads, from a snapshot,
+/// from a copy to another file SR, and from a VDI the export was imported into.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_and_import() {
     let Some(linux) = LinuxVm::new("disk", &["oxapi.write=a7"]).await else {
@@ -446,6 +447,12 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_an
     client.ok("VM.start", start.clone()).await;
     let wrote = wait_marker(&mut SerialLog::new(&serial), marker::WROTE);
     assert_eq!(wrote, expected);
+    // A snapshot of the running guest's disk: the guest goes on, on a new top of the chain.
+    let empty = || Value::Struct(Default::default());
+    let live_snapshot = client
+        .ok("VDI.snapshot", vec![Value::str(&vdi), empty()])
+        .await;
+    assert_eq!(power_state(client, &vm).await, "Running");
 
     client.ok("VM.suspend", vec![Value::str(&vm)]).await;
     assert_eq!(power_state(client, &vm).await, "Suspended");
@@ -461,6 +468,12 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_an
     client.ok("VBD.plug", vec![Value::str(&hotplugged)]).await;
     let mut log = SerialLog::new(&serial);
     wait_marker(&mut log, "OXAPI-GUEST-INFO block vdb added");
+    // Its chain grows twice under the guest, and still unplugs whole.
+    for _ in 0..2 {
+        client
+            .ok("VDI.snapshot", vec![Value::str(&second), empty()])
+            .await;
+    }
     client.ok("VBD.unplug", vec![Value::str(&hotplugged)]).await;
     wait_marker(&mut log, "OXAPI-GUEST-INFO block vdb removed");
     let booted = SerialLog::new(&serial).wait_for(marker::UP, Duration::ZERO);
@@ -486,9 +499,8 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_an
     assert_eq!(read, expected, "the clone holds the block");
     client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
 
-    let empty = Value::Struct(Default::default());
     let snapshot = client
-        .ok("VDI.snapshot", vec![Value::str(&vdi), empty])
+        .ok("VDI.snapshot", vec![Value::str(&vdi), empty()])
         .await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let location = dir.path().join("other-sr");
@@ -502,7 +514,11 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_an
             vec![Value::str(&vdi), Value::str(&other_sr), null.clone(), null],
         )
         .await;
-    for (what, disk) in [("snapshot", snapshot), ("copy to another SR", copy)] {
+    for (what, disk) in [
+        ("snapshot of the running guest's disk", live_snapshot),
+        ("snapshot", snapshot),
+        ("copy to another SR", copy),
+    ] {
         let disk = disk.as_str().expect("a VDI ref");
         let (held, _) = first_mib_sha256(host, client, disk).await;
         assert_eq!(held, expected, "the {what} holds the block");

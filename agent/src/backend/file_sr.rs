@@ -37,7 +37,7 @@ use tokio::sync::Mutex;
 use super::storage::{
     directory_usage, existing_file_in_sr, file_in_sr, file_names_in, plug_directory,
 };
-use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Op, Storage, state_file};
+use super::{AttachedDisk, BackendError, BackendOp, DiskFormat, Frozen, Op, Storage, state_file};
 
 /// The extension of a VDI's file.
 const EXTENSION: &str = "qcow2";
@@ -202,19 +202,23 @@ impl FileSr {
         })
     }
 
-    /// Makes a new overlay in `sr` whose backing file is `backing` (a name in `sr`); its
-    /// location.
+    /// Makes a new overlay `name` in `sr` of `virtual_size_bytes` whose backing file is
+    /// `backing` (a name in `sr`), without opening the backing file (a running guest may hold
+    /// its lock).
     async fn overlay(
         &self,
         op: BackendOp,
         sr: &SrSpec,
         backing: &str,
         name: &str,
+        virtual_size_bytes: u64,
     ) -> Result<(), BackendError> {
         let path = Path::new(&sr.location).join(name);
+        let size = virtual_size_bytes.to_string();
         let args = [
             OsStr::new("create"),
             OsStr::new("-q"),
+            OsStr::new("-u"),
             OsStr::new("-f"),
             OsStr::new(EXTENSION),
             OsStr::new("-b"),
@@ -222,12 +226,52 @@ impl FileSr {
             OsStr::new("-F"),
             OsStr::new(EXTENSION),
             path.as_os_str(),
+            OsStr::new(&size),
         ];
         self.qemu_img(op, &args).await.map(drop)
     }
 
-    /// Freezes the VDI at `location` as a hidden base with a new overlay at its name, and makes
-    /// a second overlay on that base: the snapshot or clone.
+    /// Freezes the VDI at `location` as a hidden base (renamed: a guest writing to it keeps
+    /// its open file) with a new, empty overlay on it at the VDI's name.
+    async fn freeze_vdi(
+        &self,
+        op: BackendOp,
+        sr: &SrSpec,
+        location: &str,
+    ) -> Result<Frozen, BackendError> {
+        let path = existing(sr, location)?;
+        let size = self.info(op, &path).await?.virtual_size;
+        let base = format!("{BASE_PREFIX}{}", fresh_name());
+        let base_path = Path::new(&sr.location).join(&base);
+        rename(&path, &base_path)?;
+        if let Err(err) = self.overlay(op, sr, &base, location, size).await {
+            // Put the VDI back as it was; the error says what failed.
+            let _ = std::fs::rename(&base_path, &path);
+            return Err(err);
+        }
+        Ok(Frozen {
+            base,
+            overlay: path,
+            virtual_size_bytes: size,
+        })
+    }
+
+    /// Makes a second overlay on the base of `frozen`: the snapshot or clone.
+    async fn branch_frozen_vdi(
+        &self,
+        op: BackendOp,
+        sr: &SrSpec,
+        frozen: &Frozen,
+        read_only: bool,
+    ) -> Result<VdiInfo, BackendError> {
+        let branch = fresh_name();
+        let size = frozen.virtual_size_bytes;
+        self.overlay(op, sr, &frozen.base, &branch, size).await?;
+        self.vdi_info(op, sr, &branch, read_only).await
+    }
+
+    /// Freezes the VDI at `location`, which nothing may have attached, and branches it: the
+    /// snapshot or clone.
     async fn branch(
         &self,
         op: BackendOp,
@@ -235,21 +279,11 @@ impl FileSr {
         location: &str,
         read_only: bool,
     ) -> Result<VdiInfo, BackendError> {
-        let path = existing(sr, location)?;
         if self.is_attached(sr, location).await {
             return Err(in_use(sr, location, op));
         }
-        let base = format!("{BASE_PREFIX}{}", fresh_name());
-        let base_path = Path::new(&sr.location).join(&base);
-        rename(&path, &base_path)?;
-        if let Err(err) = self.overlay(op, sr, &base, location).await {
-            // Put the VDI back as it was; the error says what failed.
-            let _ = std::fs::rename(&base_path, &path);
-            return Err(err);
-        }
-        let branch = fresh_name();
-        self.overlay(op, sr, &base, &branch).await?;
-        self.vdi_info(op, sr, &branch, read_only).await
+        let frozen = self.freeze_vdi(op, sr, location).await?;
+        self.branch_frozen_vdi(op, sr, &frozen, read_only).await
     }
 
     /// Runs `qemu-img <verb> -q -f qcow2 <path> <bytes>`: a create or a resize to `bytes`.
@@ -442,6 +476,31 @@ impl Storage for FileSr {
 
     fn clone_vdi<'a>(&'a self, sr: &'a SrSpec, location: &'a str) -> Op<'a, VdiInfo> {
         Box::pin(self.branch(BackendOp::CloneVdi, sr, location, false))
+    }
+
+    fn freeze<'a>(&'a self, sr: &'a SrSpec, location: &'a str, op: BackendOp) -> Op<'a, Frozen> {
+        Box::pin(self.freeze_vdi(op, sr, location))
+    }
+
+    /// Removes the overlay and gives the base its name back: the VDI is as it was (a guest
+    /// still writing to it writes to the same file).
+    fn thaw<'a>(&'a self, sr: &'a SrSpec, location: &'a str, frozen: &'a Frozen) -> Op<'a> {
+        Box::pin(async move {
+            let base = Path::new(&sr.location).join(&frozen.base);
+            rename(&base, &frozen.overlay)?;
+            tracing::info!(sr = %sr.uuid, location, "VDI thawed");
+            Ok(())
+        })
+    }
+
+    fn branch_frozen<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        frozen: &'a Frozen,
+        read_only: bool,
+        op: BackendOp,
+    ) -> Op<'a, VdiInfo> {
+        Box::pin(self.branch_frozen_vdi(op, sr, frozen, read_only))
     }
 
     /// Every `*.qcow2` file of the SR's directory; one `qemu-img` cannot read as qcow2 is

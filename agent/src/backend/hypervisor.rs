@@ -18,6 +18,8 @@
 //! then reads the domain and decides from its current state, so a lost or repeated event does
 //! no harm.
 
+use std::path::Path;
+
 use host_api::{
     ConsoleInfo, DiskSpec, DomainInfo, DomainState, PowerState, VbdSpec, VifSpec, VmSpec,
 };
@@ -25,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast;
 
-use super::Op;
 use super::network::NicPort;
 use super::storage::AttachedDisk;
+use super::{BackendError, BackendOp, Op};
 
 /// A hypervisor, as the agent drives it. Methods are in the order a start uses them, then the
 /// reverses, then the rest. VMs are named by uuid.
@@ -100,6 +102,18 @@ pub trait Hypervisor: Send + Sync + 'static {
         attached: &'a AttachedDisk,
     ) -> Op<'a>;
     fn eject_cd<'a>(&'a self, vm: &'a str, vbd: &'a str) -> Op<'a>;
+    /// Moves the disk of `vbd`, which the guest writes to, onto `overlay`: a new, empty top of
+    /// its chain whose backing is what the guest wrote to so far, which it no longer writes
+    /// (see `Storage::freeze`). Hypervisors without chains cannot (the default).
+    fn switch_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, overlay: &'a Path) -> Op<'a> {
+        let _ = (vm, vbd, overlay);
+        Box::pin(async {
+            Err(BackendError::Failed {
+                op: BackendOp::SnapshotVdi,
+                reason: "this hypervisor cannot move a disk onto a new top".to_owned(),
+            })
+        })
+    }
     fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
     fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a>;
     /// Keeps `spec` as what the domain of `vm` was created from (its `vbds` and `vifs` aside):

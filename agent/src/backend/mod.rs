@@ -40,7 +40,7 @@ use self::iso_sr::IsoSr;
 pub use self::network::{Network, NicPort};
 use self::qemu::{Qemu, QemuConfig};
 use self::simulator::{Simulator, SimulatorConfig};
-pub use self::storage::{AttachedDisk, DiskFormat, Storage};
+pub use self::storage::{AttachedDisk, DiskFormat, Frozen, Storage};
 use self::user_network::UserNetwork;
 use crate::BoxFuture;
 

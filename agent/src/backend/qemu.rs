@@ -30,6 +30,7 @@ mod accel;
 mod affinity;
 mod command_line;
 mod events;
+mod layers;
 mod qmp;
 mod runtime;
 mod suspend;
@@ -722,8 +723,7 @@ impl Hypervisor for Qemu {
                 self.unplug_device(&running, op, &format!("vbd-{vbd}"))
                     .await?;
                 if plugged.disk.is_some() {
-                    let key = short(vbd);
-                    for node in [format!("d{key}"), format!("f{key}")] {
+                    for node in layers::nodes_of(self, &running, op, vbd).await? {
                         self.command(&running, op, "blockdev-del", json!({"node-name": node}))
                             .await?;
                     }
@@ -863,6 +863,13 @@ impl Hypervisor for Qemu {
                     plugged.disk = Some(disk.clone());
                 }
             })
+        })
+    }
+
+    fn switch_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, overlay: &'a Path) -> Op<'a> {
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            self.switch_to_overlay(&running, vbd, overlay).await
         })
     }
 

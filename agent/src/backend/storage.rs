@@ -18,7 +18,7 @@ use host_api::{DiskSpec, ImageFormat, SrSpec, SrUsage, VdiInfo};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{BackendError, Op};
+use super::{BackendError, BackendOp, Op};
 
 /// The driver of one SR type. Methods are in the order a start uses them, then the reverses,
 /// then the management of an SR's VDIs.
@@ -57,6 +57,40 @@ pub trait Storage: Send + Sync + 'static {
     fn scan<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, Vec<VdiInfo>>;
     /// What `sr` takes of the place that holds it.
     fn usage<'a>(&'a self, sr: &'a SrSpec) -> Op<'a, SrUsage>;
+    /// The first step of a snapshot or clone (`op`) of the VDI at `location` that a running
+    /// guest writes to: the VDI's data frozen, and a new, empty top for its chain that the
+    /// hypervisor moves the guest onto (see `Hypervisor::switch_disk`). Drivers without
+    /// chains cannot (the default).
+    fn freeze<'a>(&'a self, sr: &'a SrSpec, location: &'a str, op: BackendOp) -> Op<'a, Frozen> {
+        let _ = (sr, location);
+        Box::pin(async move {
+            Err(BackendError::Failed {
+                op,
+                reason: "this storage driver cannot snapshot a disk in use".to_owned(),
+            })
+        })
+    }
+    /// Undoes `freeze` when the guest could not be moved onto the new top.
+    fn thaw<'a>(&'a self, sr: &'a SrSpec, location: &'a str, frozen: &'a Frozen) -> Op<'a> {
+        let _ = (sr, location, frozen);
+        Box::pin(async { Ok(()) })
+    }
+    /// The last step: the snapshot (`read_only`) or clone of the frozen data.
+    fn branch_frozen<'a>(
+        &'a self,
+        sr: &'a SrSpec,
+        frozen: &'a Frozen,
+        read_only: bool,
+        op: BackendOp,
+    ) -> Op<'a, VdiInfo> {
+        let _ = (sr, frozen, read_only);
+        Box::pin(async move {
+            Err(BackendError::Failed {
+                op,
+                reason: "this storage driver cannot snapshot a disk in use".to_owned(),
+            })
+        })
+    }
     /// Writes what `image` yields, laid out as `format`, into the VDI `disk` of `sr`, which
     /// must not be attached: afterwards the VDI reads as the image, and as zeros past its
     /// end. An image larger than the VDI is `ImageTooLarge`, one that is not what `format`
@@ -208,6 +242,16 @@ fn no_vdi(sr: &SrSpec, location: &str) -> BackendError {
         sr: sr.uuid.clone(),
         location: location.to_owned(),
     }
+}
+
+/// A VDI whose data `Storage::freeze` froze as a hidden base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frozen {
+    /// The base's name in the SR.
+    pub base: String,
+    /// The VDI's new, empty top, at the VDI's own path.
+    pub overlay: PathBuf,
+    pub virtual_size_bytes: u64,
 }
 
 /// A VDI made reachable on this host: what the hypervisor opens.

@@ -321,6 +321,39 @@ mod tests {
         assert_eq!(pool.agent.vdis(&pool.text("SR", &sr, "uuid")).len(), 1);
     }
 
+    /// The disk of a guest running on one host, on an SR every host reaches, is snapshotted
+    /// by that host, where the guest can be moved onto the new top of its chain.
+    #[tokio::test]
+    async fn a_running_guests_disk_is_snapshotted_where_the_guest_runs() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let other = pool.add_host("other", 8 << 30);
+        let args = crate::testing::sr_create_args(&pool.host, "file", "/srv/shared", true);
+        let sr = pool.call_as(&session, "SR.create", args).await;
+        let sr = sr.expect("an SR").as_str().expect("a ref").to_owned();
+        let vm = pool.new_vm(&session, "web").await;
+        let (_, vdi) = pool.add_disk_on(&session, &vm, "0", &sr).await;
+        let empty = || Value::Struct(BTreeMap::new());
+        for (host, running) in [(&pool.host, false), (&other, true)] {
+            if running {
+                pool.start_on(&session, &vm, &other).await;
+            }
+            pool.call_as(&session, "VDI.snapshot", vec![s(&vdi), empty()])
+                .await
+                .expect("a snapshot");
+            let asked = pool
+                .agent
+                .received()
+                .into_iter()
+                .rev()
+                .find_map(|r| match r.action {
+                    HostAction::Storage(StorageAction::SnapshotVdi { .. }) => Some(r.host),
+                    _ => None,
+                });
+            assert_eq!(asked.as_ref(), Some(host), "running: {running}");
+        }
+    }
+
     /// A driver that fails leaves no row; a Txn that fails after the driver made the volume
     /// destroys the volume again.
     #[tokio::test]

@@ -60,6 +60,20 @@ pub(crate) fn volume_of(view: &Overlay, vdi: &str) -> Result<Volume, Error> {
     })
 }
 
+/// The host whose running guest writes to `vdi`, if one does: its data is branched there,
+/// where the guest can be moved onto the new top of the disk's chain (another host of a
+/// shared SR would branch it under the guest's feet).
+fn writer_host(view: &Overlay, vdi: &str) -> Option<String> {
+    view.children("VBD", "VDI", vdi).iter().find_map(|vbd| {
+        let vm = view.str("VBD", vbd, "VM");
+        let host = view.str("VM", vm, "resident_on");
+        let writes = view.bool("VBD", vbd, "currently_attached")
+            && view.str("VBD", vbd, "mode") == "RW"
+            && view.exists("host", host);
+        writes.then(|| host.to_owned())
+    })
+}
+
 /// Runs `action` on `host`, whose answer must be a VDI.
 async fn vdi_action(ctx: &Ctx, host: &str, action: StorageAction) -> Result<VdiInfo, Error> {
     let what = format!("{action:?}");
@@ -108,7 +122,10 @@ pub(crate) async fn copy(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Made, E
     let (source, disk, target) = {
         let db = ctx.db();
         let view = Overlay::new(&db);
-        let source = volume_of(&view, vdi)?;
+        let mut source = volume_of(&view, vdi)?;
+        if let Some(host) = writer_host(&view, vdi) {
+            source.host = host;
+        }
         let target = match op {
             DiskOp::Copy { sr } if sr != view.str("VDI", vdi, "SR") => Some(sr.to_owned()),
             DiskOp::Copy { .. } | DiskOp::Snapshot | DiskOp::Clone => None,
