@@ -5,6 +5,7 @@ use api_spec::{NULL_REF, Value};
 
 use super::format;
 use super::generic::{columns, json_object, print_records};
+use super::vm::devices_of;
 use crate::args::Params;
 use crate::client::Session;
 use crate::error::XeError;
@@ -88,19 +89,8 @@ pub(super) async fn cd_drives(
     session: &Session,
     record: &Value,
 ) -> Result<Vec<(String, Value)>, XeError> {
-    let vbds = record
-        .as_struct()
-        .and_then(|r| r.get("VBDs")?.as_array())
-        .unwrap_or(&[]);
-    let mut cds = Vec::new();
-    for vbd in vbds.iter().filter_map(Value::as_str) {
-        let record = session
-            .call("VBD.get_record", vec![Value::str(vbd)])
-            .await?;
-        if field(&record, "type") == "CD" {
-            cds.push((vbd.to_owned(), record));
-        }
-    }
+    let mut cds = devices_of(session, "VBD", record).await?;
+    cds.retain(|(_, vbd)| field(vbd, "type") == "CD");
     cds.sort_by_cached_key(|(_, cd)| {
         let device = field(cd, "userdevice");
         (device.parse::<u64>().unwrap_or(u64::MAX), device)

@@ -6,9 +6,9 @@
 use api_spec::{NULL_REF, Value};
 
 use super::cds::{cd_drives, cd_list, cd_name, field, iso_named, only_one};
-use super::storage::{constructor_record, fields_from_params, object, pool_field, size_param};
+use super::storage::{constructor_record, create, object, pool_field, size_param};
 use super::vm::{selected_vms, vm_command};
-use super::{Action, Command, print_uuid};
+use super::{Action, Command};
 use crate::args::Params;
 use crate::client::Session;
 use crate::error::XeError;
@@ -286,7 +286,7 @@ async fn default_sr(session: &Session) -> Result<Value, XeError> {
 
 /// `vbd-create`: `VBD.create` of a record from the parameters given.
 async fn vbd_create(session: &Session, params: &Params) -> Result<(), XeError> {
-    let mut fields = vec![
+    let fields = vec![
         ("type", Value::str("Disk")),
         ("mode", Value::str("RW")),
         ("bootable", Value::Bool(false)),
@@ -303,8 +303,5 @@ async fn vbd_create(session: &Session, params: &Params) -> Result<(), XeError> {
         ("mode", "mode"),
         ("unpluggable", "unpluggable"),
     ];
-    fields.extend(fields_from_params(session, "VBD", params, &named).await?);
-    let record = constructor_record("VBD", fields);
-    let vbd = call_and_wait(session, "VBD.create", vec![record]).await?;
-    print_uuid(session, "VBD", params, vbd).await
+    create(session, "VBD", fields, &named, params).await
 }

@@ -152,12 +152,10 @@ async fn sr_create(session: &Session, params: &Params) -> Result<(), XeError> {
 
 /// `vdi-create`: `VDI.create` of a record from the parameters given.
 async fn vdi_create(session: &Session, params: &Params) -> Result<(), XeError> {
-    let mut fields = vec![
+    let size = size_param(params, "virtual-size")?;
+    let fields = vec![
         ("type", Value::str("user")),
-        (
-            "virtual_size",
-            Value::Int(size_param(params, "virtual-size")?),
-        ),
+        ("virtual_size", Value::Int(size)),
         ("sm_config", map_param(params, "sm-config")),
     ];
     let named = [
@@ -167,10 +165,22 @@ async fn vdi_create(session: &Session, params: &Params) -> Result<(), XeError> {
         ("type", "type"),
         ("sharable", "sharable"),
     ];
-    fields.extend(fields_from_params(session, "VDI", params, &named).await?);
-    let record = constructor_record("VDI", fields);
-    let vdi = call_and_wait(session, "VDI.create", vec![record]).await?;
-    print_uuid(session, "VDI", params, vdi).await
+    create(session, "VDI", fields, &named, params).await
+}
+
+/// `<class>.create` of a constructor record: `fields`, then what the parameters `named` give
+/// (`(parameter, field)`); prints the new object's uuid.
+pub(super) async fn create(
+    session: &Session,
+    class: &str,
+    mut fields: Vec<(&str, Value)>,
+    named: &[(&str, &'static str)],
+    params: &Params,
+) -> Result<(), XeError> {
+    fields.extend(fields_from_params(session, class, params, named).await?);
+    let record = constructor_record(class, fields);
+    let new = call_and_wait(session, &format!("{class}.create"), vec![record]).await?;
+    print_uuid(session, class, params, new).await
 }
 
 /// `vdi-copy`: `VDI.copy` into a new VDI in `sr-uuid=` or into the VDI `into-vdi-uuid=` (one
@@ -268,7 +278,7 @@ pub(super) fn map_param(params: &Params, name: &str) -> Value {
 
 /// The fields of `class` the parameters give: for each `(parameter, field)` given, its value
 /// read as the field's type says (a reference by uuid, an enum in any case, …).
-pub(super) async fn fields_from_params(
+async fn fields_from_params(
     session: &Session,
     class: &str,
     params: &Params,

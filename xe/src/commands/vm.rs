@@ -334,15 +334,8 @@ async fn disks_of(
     session: &Session,
     record: &Value,
 ) -> Result<Vec<(String, String, String)>, XeError> {
-    let vbds = record
-        .as_struct()
-        .and_then(|r| r.get("VBDs")?.as_array())
-        .unwrap_or(&[]);
     let mut disks = Vec::new();
-    for vbd in vbds.iter().filter_map(Value::as_str) {
-        let vbd = session
-            .call("VBD.get_record", vec![Value::str(vbd)])
-            .await?;
+    for (_, vbd) in devices_of(session, "VBD", record).await? {
         let field = |name| vbd.as_struct().and_then(|r| r.get(name)?.as_str());
         let Some(vdi) = field("VDI").filter(|v| *v != NULL_REF) else {
             continue;
@@ -409,6 +402,28 @@ async fn uninstall(session: &Session, vm: &Value, record: &Value) -> Result<(), 
     Ok(())
 }
 
+/// The devices of `class` (`VBD`, `VIF`) of the VM whose record is `vm`: each one's ref and
+/// record.
+pub(super) async fn devices_of(
+    session: &Session,
+    class: &str,
+    vm: &Value,
+) -> Result<Vec<(String, Value)>, XeError> {
+    let field = format!("{class}s");
+    let refs = vm
+        .as_struct()
+        .and_then(|r| r.get(&field)?.as_array())
+        .unwrap_or(&[]);
+    let mut devices = Vec::new();
+    for r in refs.iter().filter_map(Value::as_str) {
+        let record = session
+            .call(&format!("{class}.get_record"), vec![Value::str(r)])
+            .await?;
+        devices.push((r.to_owned(), record));
+    }
+    Ok(devices)
+}
+
 /// `vm-vbd-list` / `vm-vif-list`: the devices of the selected VMs.
 async fn device_list(
     session: &Session,
@@ -419,19 +434,9 @@ async fn device_list(
     let device_view = views::view_of(class).ok_or_else(|| XeError::UnknownCommand {
         name: class.to_owned(),
     })?;
-    let field = format!("{class}s");
     let mut records = Vec::new();
     for (_, vm) in vms {
-        let refs = vm
-            .as_struct()
-            .and_then(|r| r.get(&field)?.as_array())
-            .unwrap_or(&[]);
-        for r in refs.iter().filter_map(Value::as_str) {
-            let record = session
-                .call(&format!("{class}.get_record"), vec![Value::str(r)])
-                .await?;
-            records.push((r.to_owned(), record));
-        }
+        records.extend(devices_of(session, class, vm).await?);
     }
     sort_by_name(&mut records);
     let columns = columns(device_view, params.get("params"))?;
