@@ -138,14 +138,14 @@ impl ClientBuilder {
 /// A client of one host. Cloning shares its connections.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// `https://host:port` (or `http://`), without a trailing slash.
     base: String,
     protocol: Protocol,
     /// `None` over plain HTTP.
     trust: Option<Arc<Trust>>,
     /// The longest reply body read, in bytes.
-    max_reply_bytes: usize,
+    pub(crate) max_reply_bytes: usize,
 }
 
 impl Client {
@@ -284,36 +284,48 @@ impl Client {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let mut reply = request.send().await.map_err(failed)?;
-        // Refused as soon as it is known to be too long: by its declared length, else once that
-        // many bytes have arrived. Dropping the reply closes the connection.
-        let too_large = || ClientError::TooLarge {
-            url: url.clone(),
-            limit: self.max_reply_bytes,
-        };
-        let declared = reply.content_length().unwrap_or(0);
-        if usize::try_from(declared).map_or(true, |declared| declared > self.max_reply_bytes) {
-            return Err(too_large());
-        }
-        let status = reply.status().as_u16();
-        let headers = std::mem::take(reply.headers_mut());
-        let mut body = Vec::new();
-        while let Some(chunk) = reply.chunk().await.map_err(failed)? {
-            if body.len() + chunk.len() > self.max_reply_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        let reply = request.send().await.map_err(failed)?;
+        read_reply(&url, reply, self.max_reply_bytes).await
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// The whole of `reply` (an answer from `url`), refused as soon as it is known to be longer
+/// than `limit`: by its declared length, else once that many bytes have arrived. Dropping the
+/// reply closes the connection.
+pub(crate) async fn read_reply(
+    url: &str,
+    mut reply: reqwest::Response,
+    limit: usize,
+) -> Result<Reply, ClientError> {
+    let too_large = || ClientError::TooLarge {
+        url: url.to_owned(),
+        limit,
+    };
+    let declared = reply.content_length().unwrap_or(0);
+    if usize::try_from(declared).map_or(true, |declared| declared > limit) {
+        return Err(too_large());
+    }
+    let status = reply.status().as_u16();
+    let headers = std::mem::take(reply.headers_mut());
+    let mut body = Vec::new();
+    while let Some(chunk) = reply.chunk().await.map_err(|source| ClientError::Request {
+        url: url.to_owned(),
+        source,
+    })? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]

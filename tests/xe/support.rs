@@ -173,6 +173,47 @@ impl Xe {
         )
     }
 
+    /// Runs, and measures the most memory xe held: what it did and its peak resident set, in
+    /// KiB.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "wait4 reaps the child, with its resource usage"
+    )]
+    pub fn run_measured(&self, args: &[&str]) -> (Run, u64) {
+        use std::io::Read;
+
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("xe starts");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+        let mut status = 0;
+        // SAFETY: rusage is plain integers, for which all zeros is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: the pointers are valid for the call; `pid` is our child, not yet waited for
+        // (std's `Child` is not waited on afterwards).
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+        let run = Run {
+            ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            stdout: stdout.join().expect("stdout read"),
+            stderr: stderr.join().expect("stderr read"),
+        };
+        let peak_kib = u64::try_from(usage.ru_maxrss).expect("a size");
+        (run, peak_kib)
+    }
+
     /// Runs and fails the test unless xe succeeded; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let run = self.run(args);

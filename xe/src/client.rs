@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use api_client::{Attempt, Client, ClientError, Failover};
+use api_client::{Attempt, Client, ClientError, Download, Failover, Reply};
 use api_spec::{ApiError, Value};
+use tokio::io::AsyncRead;
 
 use crate::error::XeError;
 use crate::members::PoolMembers;
@@ -128,6 +129,48 @@ impl Session {
     pub async fn call_str(&self, method: &str, params: Vec<Value>) -> Result<String, XeError> {
         let value = self.call(method, params).await?;
         as_string(value, "a string")
+    }
+
+    /// PUTs `length` bytes of `body` to the HTTP handler `path` of the host the session is on,
+    /// with the session and `query` (`/import_raw_vdi`); the answer, whatever its status.
+    pub async fn put_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: impl AsyncRead + Send + 'static,
+        length: u64,
+    ) -> Result<Reply, XeError> {
+        let query = self.with_session(query);
+        let answer = self
+            .conn
+            .client
+            .put_stream(path, &query, body, length)
+            .await;
+        answer.map_err(|e| self.conn.error(path, e))
+    }
+
+    /// GETs the HTTP handler `path` of the host the session is on, with the session and
+    /// `query` (`/export_raw_vdi`); the answer, its body still to be read.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Download, XeError> {
+        let query = self.with_session(query);
+        let answer = self.conn.client.get_stream(path, &query).await;
+        answer.map_err(|e| self.conn.error(path, e))
+    }
+
+    /// `query` after the session, as xapi's HTTP handlers take it (`session_id=`).
+    fn with_session<'a>(&'a self, query: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = vec![("session_id", self.session.as_str())];
+        all.extend_from_slice(query);
+        all
+    }
+
+    /// A transfer's failure, as the call behind `method` would have failed.
+    pub fn transfer_error(&self, method: &str, error: ClientError) -> XeError {
+        self.conn.error(method, error)
     }
 
     /// Ends the session; a failure here changes nothing for the command, so it is ignored.

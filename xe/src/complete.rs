@@ -121,7 +121,11 @@ fn parameter_names(command: &Command, before: &[String]) -> Vec<String> {
         .iter()
         .chain(&command.optional)
         .filter(|n| !given(n))
-        .map(|n| format!("{n}="))
+        // A map parameter (`device-config:`) is completed up to its key.
+        .map(|n| match n.ends_with(':') {
+            true => (*n).to_owned(),
+            false => format!("{n}="),
+        })
         .collect();
     if let (Extra::Fields, Some(view)) = (command.extra, command.view) {
         let setting = command.action == Action::ParamSet;

@@ -89,6 +89,14 @@ pub enum XeError {
         what: String,
         expected: &'static str,
     },
+    #[error("VM {vm} has no {drive}")]
+    NoDrive { vm: String, drive: String },
+    #[error("VM {vm} has several {drive}s: name one by its uuid with `xe {command}`")]
+    SeveralDrives {
+        vm: String,
+        drive: String,
+        command: &'static str,
+    },
     #[error("not confirmed: nothing was done")]
     NotConfirmed,
     #[error("timed out after {seconds} s")]

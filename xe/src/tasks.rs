@@ -34,8 +34,9 @@ pub async fn call_and_wait(
     outcome_of(method, &outcome?)
 }
 
-/// A terminal's progress bar, or a hidden one.
-fn progress_bar(label: &str) -> ProgressBar {
+/// A terminal's progress bar labelled `label`, positions 0 to 100; a hidden one when stderr is
+/// not a terminal.
+pub fn progress_bar(label: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

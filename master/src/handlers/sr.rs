@@ -1,8 +1,9 @@
 //! `SR.scan` and `SR.update`: the SR's VDIs as its storage driver finds them, through the agent of a host that
 //! has the SR attached (`StorageAction::Scan`). A VDI the driver holds and the DB does not
-//! gets a row, as xapi introduces a volume it finds; the sizes of one the DB has are brought up
-//! to date. A row whose volume the driver does not hold is left as it is (a disk made before
-//! its SR's driver held volumes, say). How an SR is made and removed is in `sr/lifecycle.rs`.
+//! gets a row named after its file, as xapi introduces a volume it finds; the sizes of one the
+//! DB has are brought up to date. A row whose volume the driver does not hold is left as it is
+//! (a disk made before its SR's driver held volumes, say). How an SR is made and removed is in
+//! `sr/lifecycle.rs`.
 
 mod lifecycle;
 
@@ -90,7 +91,10 @@ fn record(draft: &mut Draft, sr: &str, found: &[VdiInfo]) -> usize {
         match rows.iter().find(|(location, _)| *location == vdi.location) {
             Some((_, r)) => record_answer(draft, r, vdi),
             None => {
+                // Named after its file, as xapi's ISO libraries name an ISO: what `xe
+                // vm-cd-add cd-name=` finds it by.
                 let fields = [
+                    ("name_label", Value::str(&vdi.location)),
                     ("SR", Value::str(sr)),
                     ("read_only", Value::Bool(vdi.read_only)),
                     ("type", Value::str("user")),
@@ -141,8 +145,8 @@ mod tests {
     }
 
     /// A scan asks the SR's host with the SR's uuid, type and path; a VDI the driver holds
-    /// and the DB does not gets a row, a known one gets its sizes, and a row the driver does
-    /// not hold stays.
+    /// and the DB does not gets a row named after its file, a known one gets its sizes, and a
+    /// row the driver does not hold stays.
     #[tokio::test]
     async fn a_scan_records_what_the_driver_holds() {
         let pool = TestPool::new();
@@ -199,6 +203,7 @@ mod tests {
                 "{field}"
             );
         }
+        assert_eq!(pool.text("VDI", &found, "name_label"), "found.img");
         let scans: Vec<_> = pool
             .agent
             .received()

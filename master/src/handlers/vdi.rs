@@ -2,7 +2,8 @@
 //! `copy` (`resize_online` is removed from the API, as in xapi). Each asks the storage driver
 //! of a host where the disk's SR is attached first (`storage/volumes.rs`) and records its
 //! answer in one Txn after; a failed driver call changes nothing, and a volume whose row is
-//! not committed is destroyed again.
+//! not committed is destroyed again. `set_name_label` and `set_name_description` change the
+//! row alone.
 
 use std::collections::BTreeMap;
 use std::slice;
@@ -10,7 +11,7 @@ use std::slice;
 use api_spec::classes::vdi::VdiOperation;
 use api_spec::{NULL_REF, Value, errors};
 
-use crate::call::ctx::{Args, Ctx};
+use crate::call::ctx::{Args, Ctx, void};
 use crate::call::generic;
 use crate::error::Error;
 use crate::storage::vdi_copies::{DiskOp, copy_vdi};
@@ -43,6 +44,23 @@ pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (r, _) = commit_or_undo(&ctx, slice::from_ref(&made), commit).await?;
     tracing::debug!(vdi = %r, sr = %sr, location = %made.info.location, "disk created");
     Ok(Value::String(r))
+}
+
+/// `VDI.set_name_label`. xapi also tells the SR's driver, for SRs that keep names; oxapi's
+/// drivers keep none.
+pub(super) async fn set_name_label(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    set_name(&ctx, &args, "name_label").await
+}
+
+/// `VDI.set_name_description`, as `set_name_label`.
+pub(super) async fn set_name_description(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    set_name(&ctx, &args, "name_description").await
+}
+
+async fn set_name(ctx: &Ctx, args: &Args, field: &str) -> Result<Value, Error> {
+    let (vdi, value) = (args.str("self")?, args.str("value")?);
+    ctx.set_field("VDI", vdi, field, Value::str(value)).await?;
+    Ok(void())
 }
 
 /// `VDI_IN_USE [vdi; operation]` when a VBD has `vdi` attached.
@@ -194,6 +212,30 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         Value::Struct(record)
+    }
+
+    /// A VDI's name and description change on its row, without asking any host; an unknown
+    /// VDI is `HANDLE_INVALID`.
+    #[tokio::test]
+    async fn names_change_on_the_row_alone() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vdi = disk(&pool, &session, "data").await;
+        let asked = pool.agent.received().len();
+        for (method, field) in [
+            ("VDI.set_name_label", "name_label"),
+            ("VDI.set_name_description", "name_description"),
+        ] {
+            let reply = pool.call_as(&session, method, vec![s(&vdi), s("new")]);
+            assert_eq!(reply.await, Ok(s("")), "{method}");
+            assert_eq!(pool.text("VDI", &vdi, field), "new", "{method}");
+            let unknown = vec![s("OpaqueRef:nowhere"), s("x")];
+            assert_eq!(
+                pool.call_as(&session, method, unknown).await,
+                Err(errors::handle_invalid("VDI", "OpaqueRef:nowhere"))
+            );
+        }
+        assert_eq!(pool.agent.received().len(), asked);
     }
 
     /// The locations of the volumes the fake agent holds in the pool's SR.

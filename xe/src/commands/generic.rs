@@ -83,7 +83,11 @@ pub fn print_records(
     }
 }
 
-fn json_object(columns: &[&CliField], record: &Value, lookup: &Lookup) -> serde_json::Value {
+pub(super) fn json_object(
+    columns: &[&CliField],
+    record: &Value,
+    lookup: &Lookup,
+) -> serde_json::Value {
     serde_json::Value::Object(
         columns
             .iter()

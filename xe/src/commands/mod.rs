@@ -2,18 +2,26 @@
 //! from api-spec, and the operation commands with xe's names and parameters; the check of the
 //! parameters a command is given, and the dispatch to its implementation.
 
+mod cds;
+mod drives;
 mod event;
 mod generic;
+mod object_message;
 mod pool;
 mod setters;
+mod storage;
+mod vdi_transfer;
 mod vm;
 
 use std::sync::LazyLock;
 
+use api_spec::Value;
+
 use crate::args::Params;
 use crate::client::Session;
 use crate::error::XeError;
-use crate::output::Format;
+use crate::output::{self, Format};
+use crate::tasks;
 use crate::views::{self, View};
 
 /// Switches every command accepts (and ignores where they mean nothing).
@@ -40,6 +48,13 @@ pub enum Action {
     ParamRemove,
     ParamClear,
     Vm(vm::VmAction),
+    /// One message on the object `uuid=` names (`sr-scan`, `vbd-eject`, …).
+    OnObject {
+        class: &'static str,
+        message: &'static str,
+    },
+    Storage(storage::StorageAction),
+    Drive(drives::DriveAction),
     Pool(pool::PoolAction),
     EventWait,
 }
@@ -48,6 +63,7 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Command {
     pub name: String,
+    /// Parameter names; one ending in `:` is a map given entry by entry (`device-config:k=v`).
     pub required: Vec<&'static str>,
     pub optional: Vec<&'static str>,
     pub extra: Extra,
@@ -119,7 +135,8 @@ impl Command {
         }
         let named = self.named_params();
         for (name, _) in params.iter() {
-            if named.contains(&name) {
+            let is_map_entry = |n: &&str| n.ends_with(':') && name.starts_with(*n);
+            if named.contains(&name) || named.iter().any(is_map_entry) {
                 continue;
             }
             let known = match (self.extra, self.view) {
@@ -235,6 +252,9 @@ static COMMANDS: LazyLock<Vec<Command>> = LazyLock::new(|| {
         generic_commands(view, &mut all);
     }
     vm::commands(&mut all);
+    object_message::commands(&mut all);
+    storage::commands(&mut all);
+    drives::commands(&mut all);
     pool::commands(&mut all);
     all.push(
         Command::new(
@@ -271,6 +291,22 @@ pub fn format(params: &Params) -> Format {
     }
 }
 
+/// Prints the uuid of the new object of `class` that a call answered the ref `r` of.
+async fn print_uuid(
+    session: &Session,
+    class: &str,
+    params: &Params,
+    r: Value,
+) -> Result<(), XeError> {
+    let uuid = tasks::uuid_of(session, class, r).await?;
+    let text = match format(params) {
+        Format::Json => output::json(&serde_json::Value::String(uuid)),
+        _ => format!("{uuid}\n"),
+    };
+    output::print(&text);
+    Ok(())
+}
+
 /// Runs `command` in `session`.
 pub async fn run(command: &Command, session: &Session, params: &Params) -> Result<(), XeError> {
     let view = command.view;
@@ -283,6 +319,11 @@ pub async fn run(command: &Command, session: &Session, params: &Params) -> Resul
         (Action::ParamRemove, Some(view)) => setters::param_remove(session, view, params).await,
         (Action::ParamClear, Some(view)) => setters::param_clear(session, view, params).await,
         (Action::Vm(action), _) => vm::run(action, command, session, params).await,
+        (Action::OnObject { class, message }, _) => {
+            object_message::run(class, message, session, params).await
+        }
+        (Action::Storage(action), _) => storage::run(action, session, params).await,
+        (Action::Drive(action), _) => drives::run(action, command, session, params).await,
         (Action::Pool(action), _) => pool::run(action, command, session, params).await,
         (Action::EventWait, _) => event::wait(session, params).await,
         (_, None) => Err(XeError::UnknownCommand {
@@ -337,5 +378,23 @@ mod tests {
         .expect("fields are filters");
         let err = list.check(&params(&["colour=red"])).expect_err("unknown");
         assert!(matches!(err, XeError::UnknownParam { ref name, .. } if name == "colour"));
+    }
+
+    /// A map parameter is given entry by entry (`device-config:location=…`); its bare name
+    /// and other maps are refused.
+    #[test]
+    fn map_parameters_are_given_entry_by_entry() {
+        let create = find("sr-create").expect("sr-create");
+        let given = [
+            "name-label=isos",
+            "type=iso",
+            "device-config:location=/srv/iso",
+        ];
+        create.check(&params(&given)).expect("a map entry");
+        for bad in ["device-config=/srv/iso", "other-config:k=v"] {
+            let all = [&given[..2], &[bad]].concat();
+            let err = create.check(&params(&all)).expect_err(bad);
+            assert!(matches!(err, XeError::UnknownParam { .. }), "{bad}");
+        }
     }
 }

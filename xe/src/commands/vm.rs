@@ -7,14 +7,13 @@ use std::io::BufRead;
 use api_spec::{NULL_REF, Value};
 
 use super::generic::{columns, print_records, sort_by_name};
-use super::{Action, Command, format};
+use super::{Action, Command, format, print_uuid};
 use crate::args::Params;
 use crate::client::Session;
 use crate::error::XeError;
-use crate::output::{self, Format};
 use crate::render::Lookup;
 use crate::select;
-use crate::tasks::{self, call_and_wait};
+use crate::tasks::call_and_wait;
 use crate::views::{self, View};
 
 /// A VM or device operation.
@@ -37,12 +36,16 @@ pub enum VmAction {
     Migrate,
     /// `vm-vbd-list` (`VBD`) and `vm-vif-list` (`VIF`).
     DeviceList(&'static str),
-    /// `vbd-plug`, `vif-unplug`, …: the class and whether to plug.
-    Plug(&'static str, bool),
 }
 
-fn vm_command(name: &str, action: VmAction, optional: &[&'static str], help: &str) -> Command {
-    Command::new(name, Action::Vm(action), help)
+/// A command on the VMs `vm=` and field filters choose.
+pub(super) fn vm_command(
+    name: &str,
+    action: Action,
+    optional: &[&'static str],
+    help: &str,
+) -> Command {
+    Command::new(name, action, help)
         .optional(&["vm"])
         .optional(optional)
         .selecting("vm")
@@ -127,7 +130,7 @@ pub fn commands(out: &mut Vec<Command>) {
             "Lists the virtual network interfaces (VIFs) of the selected VM(s).",
         ),
     ] {
-        out.push(vm_command(name, action, optional, help));
+        out.push(vm_command(name, Action::Vm(action), optional, help));
     }
     for (name, action, help) in [
         (
@@ -148,36 +151,20 @@ pub fn commands(out: &mut Vec<Command>) {
         ),
     ] {
         let optional: &[&'static str] = if action == Copy { &["sr-uuid"] } else { &[] };
-        out.push(vm_command(name, action, optional, help).required(&["new-name-label"]));
+        out.push(
+            vm_command(name, Action::Vm(action), optional, help).required(&["new-name-label"]),
+        );
     }
     out.push(
         vm_command(
             "vm-migrate",
-            Migrate,
+            Action::Vm(Migrate),
             &["live"],
             "Moves the selected VM(s) to the host host= names (by name or uuid); live=true keeps \
              them running.",
         )
         .required(&["host"]),
     );
-    for (class, view) in [("VBD", "vbd"), ("VIF", "vif")] {
-        for plug in [true, false] {
-            let verb = if plug { "plug" } else { "unplug" };
-            out.push(
-                Command::new(
-                    format!("{view}-{verb}"),
-                    Action::Vm(Plug(class, plug)),
-                    format!(
-                        "{} the {class} uuid= names {} its running VM.",
-                        if plug { "Plugs" } else { "Unplugs" },
-                        if plug { "into" } else { "from" }
-                    ),
-                )
-                .required(&["uuid"])
-                .on(view),
-            );
-        }
-    }
 }
 
 fn view(name: &str) -> Result<&'static View, XeError> {
@@ -194,27 +181,10 @@ pub async fn run(
     params: &Params,
 ) -> Result<(), XeError> {
     let mut lookup = Lookup::default();
-    match action {
-        VmAction::Install => return install(session, params, &mut lookup).await,
-        VmAction::Plug(class, plug) => {
-            let uuid = params.get("uuid").unwrap_or_default();
-            let r = select::by_uuid(session, class, uuid).await?;
-            let verb = if plug { "plug" } else { "unplug" };
-            call_and_wait(session, &format!("{class}.{verb}"), vec![Value::String(r)]).await?;
-            return Ok(());
-        }
-        _ => {}
+    if action == VmAction::Install {
+        return install(session, params, &mut lookup).await;
     }
-    let vm_view = view("vm")?;
-    let vms = select::objects(
-        session,
-        vm_view,
-        "vm",
-        params,
-        &command.named_params(),
-        &mut lookup,
-    )
-    .await?;
+    let vms = selected_vms(session, command, params, &mut lookup).await?;
     if let VmAction::DeviceList(class) = action {
         return device_list(session, class, &vms, params).await;
     }
@@ -235,6 +205,17 @@ pub async fn run(
     Ok(())
 }
 
+/// The VMs a command's `vm=` and field filters choose.
+pub(super) async fn selected_vms(
+    session: &Session,
+    command: &Command,
+    params: &Params,
+    lookup: &mut Lookup,
+) -> Result<Vec<(String, Value)>, XeError> {
+    let named = command.named_params();
+    select::objects(session, view("vm")?, "vm", params, &named, lookup).await
+}
+
 /// The ref of the host `param` names (by name or uuid).
 async fn host(
     session: &Session,
@@ -247,17 +228,6 @@ async fn host(
     };
     let r = select::one_by_name_or_uuid(session, view("host")?, param, wanted, lookup).await?;
     Ok(Some(Value::String(r)))
-}
-
-/// Prints the uuid of a new VM.
-async fn print_new_vm(session: &Session, params: &Params, r: Value) -> Result<(), XeError> {
-    let uuid = tasks::uuid_of(session, "VM", r).await?;
-    let text = match format(params) {
-        Format::Json => output::json(&serde_json::Value::String(uuid)),
-        _ => format!("{uuid}\n"),
-    };
-    output::print(&text);
-    Ok(())
 }
 
 async fn one(
@@ -304,7 +274,7 @@ async fn one(
                 "VM.snapshot"
             };
             let new = call_and_wait(session, method, vec![vm, new_name()]).await?;
-            return print_new_vm(session, params, new).await;
+            return print_uuid(session, "VM", params, new).await;
         }
         VmAction::Copy => {
             let sr = match params.get("sr-uuid") {
@@ -313,11 +283,11 @@ async fn one(
             };
             let new =
                 call_and_wait(session, "VM.copy", vec![vm, new_name(), Value::String(sr)]).await?;
-            return print_new_vm(session, params, new).await;
+            return print_uuid(session, "VM", params, new).await;
         }
         VmAction::Uninstall => return uninstall(session, &vm, record).await,
         // `run` handles these before any VM is selected.
-        VmAction::Install | VmAction::DeviceList(_) | VmAction::Plug(..) => return Ok(()),
+        VmAction::Install | VmAction::DeviceList(_) => return Ok(()),
     };
     call_and_wait(session, method, args).await?;
     Ok(())
@@ -355,7 +325,7 @@ async fn install(session: &Session, params: &Params, lookup: &mut Lookup) -> Res
     session
         .call("VM.set_is_a_template", vec![vm.clone(), Value::Bool(false)])
         .await?;
-    print_new_vm(session, params, vm).await
+    print_uuid(session, "VM", params, vm).await
 }
 
 /// The disks `vm-uninstall` destroys with a VM: the VDIs of its disk VBDs that no other VM
@@ -364,15 +334,8 @@ async fn disks_of(
     session: &Session,
     record: &Value,
 ) -> Result<Vec<(String, String, String)>, XeError> {
-    let vbds = record
-        .as_struct()
-        .and_then(|r| r.get("VBDs")?.as_array())
-        .unwrap_or(&[]);
     let mut disks = Vec::new();
-    for vbd in vbds.iter().filter_map(Value::as_str) {
-        let vbd = session
-            .call("VBD.get_record", vec![Value::str(vbd)])
-            .await?;
+    for (_, vbd) in devices_of(session, "VBD", record).await? {
         let field = |name| vbd.as_struct().and_then(|r| r.get(name)?.as_str());
         let Some(vdi) = field("VDI").filter(|v| *v != NULL_REF) else {
             continue;
@@ -439,6 +402,28 @@ async fn uninstall(session: &Session, vm: &Value, record: &Value) -> Result<(), 
     Ok(())
 }
 
+/// The devices of `class` (`VBD`, `VIF`) of the VM whose record is `vm`: each one's ref and
+/// record.
+pub(super) async fn devices_of(
+    session: &Session,
+    class: &str,
+    vm: &Value,
+) -> Result<Vec<(String, Value)>, XeError> {
+    let field = format!("{class}s");
+    let refs = vm
+        .as_struct()
+        .and_then(|r| r.get(&field)?.as_array())
+        .unwrap_or(&[]);
+    let mut devices = Vec::new();
+    for r in refs.iter().filter_map(Value::as_str) {
+        let record = session
+            .call(&format!("{class}.get_record"), vec![Value::str(r)])
+            .await?;
+        devices.push((r.to_owned(), record));
+    }
+    Ok(devices)
+}
+
 /// `vm-vbd-list` / `vm-vif-list`: the devices of the selected VMs.
 async fn device_list(
     session: &Session,
@@ -449,19 +434,9 @@ async fn device_list(
     let device_view = views::view_of(class).ok_or_else(|| XeError::UnknownCommand {
         name: class.to_owned(),
     })?;
-    let field = format!("{class}s");
     let mut records = Vec::new();
     for (_, vm) in vms {
-        let refs = vm
-            .as_struct()
-            .and_then(|r| r.get(&field)?.as_array())
-            .unwrap_or(&[]);
-        for r in refs.iter().filter_map(Value::as_str) {
-            let record = session
-                .call(&format!("{class}.get_record"), vec![Value::str(r)])
-                .await?;
-            records.push((r.to_owned(), record));
-        }
+        records.extend(devices_of(session, class, vm).await?);
     }
     sort_by_name(&mut records);
     let columns = columns(device_view, params.get("params"))?;
