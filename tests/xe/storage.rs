@@ -68,10 +68,13 @@ fn iso_library_cds_go_in_and_out_of_a_halted_vm() {
         ],
     );
     assert_eq!(param(&xe, "sr", &sr, "type"), "iso");
+    // A new SR is scanned once: the ISO is there already, and a scan finds nothing more.
     let in_library = format!("sr-uuid={sr}");
-    assert_eq!(xe.minimal(&["vdi-list", &in_library]), "");
+    let listed = xe.minimal(&["vdi-list", &in_library]);
     xe.ok(&["sr-scan", &format!("uuid={sr}")]);
+    assert_eq!(xe.minimal(&["vdi-list", &in_library]), listed);
     let cd = xe.minimal(&["vdi-list", &in_library, "name-label=install.iso"]);
+    assert_eq!(cd, listed, "the one VDI is the ISO");
     assert_eq!(
         param(&xe, "vdi", &cd, "virtual-size"),
         (8 * 2048).to_string()

@@ -376,24 +376,26 @@ mod tests {
         let vm = pool.new_vm(&session, "web").await;
         let (_, vdi) = pool.add_disk_on(&session, &vm, "0", &sr).await;
         let empty = || Value::Struct(BTreeMap::new());
-        for (host, running) in [(&pool.host, false), (&other, true)] {
-            if running {
-                pool.start_on(&session, &vm, &other).await;
-            }
+        let snapshot_host = || async {
             pool.call_as(&session, "VDI.snapshot", vec![s(&vdi), empty()])
                 .await
                 .expect("a snapshot");
-            let asked = pool
-                .agent
-                .received()
-                .into_iter()
-                .rev()
-                .find_map(|r| match r.action {
-                    HostAction::Storage(StorageAction::SnapshotVdi { .. }) => Some(r.host),
-                    _ => None,
-                });
-            assert_eq!(asked.as_ref(), Some(host), "running: {running}");
-        }
+            let received = pool.agent.received();
+            received.into_iter().rev().find_map(|r| match r.action {
+                HostAction::Storage(StorageAction::SnapshotVdi { .. }) => Some(r.host),
+                _ => None,
+            })
+        };
+        // Halted, the disk is snapshotted wherever the SR is reached; running, on the guest's
+        // host, the other one.
+        let idle = snapshot_host().await.expect("a host snapshotted it");
+        let guest_host = if idle == other {
+            pool.host.clone()
+        } else {
+            other
+        };
+        pool.start_on(&session, &vm, &guest_host).await;
+        assert_eq!(snapshot_host().await, Some(guest_host));
     }
 
     /// A driver that fails leaves no row; a Txn that fails after the driver made the volume
