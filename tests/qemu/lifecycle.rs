@@ -425,10 +425,10 @@ async fn first_mib_sha256(host: &Host, client: &Client, vdi: &str) -> (String, V
 }
 
 /// The Linux guest writes a known block to its virtio disk, a qcow2 VDI on the local SR, which
-/// is snapshotted while the guest runs; the VM suspends into a suspend VDI and resumes (the
+/// is snapshotted and copied to another file SR while the guest runs; the VM suspends into a suspend VDI and resumes (the
 /// guest, not booted again, then sees a second disk hot-plugged, snapshotted twice and
 /// unplugged, and powers off on the button); the block is read back from the VDI's export,
-/// from the live snapshot, from a clone that another boot of the guest reads, from a snapshot,
+/// from the live snapshot and copy, from a clone that another boot of the guest reads, from a snapshot,
 /// from a copy to another file SR, and from a VDI the export was imported into.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_and_import() {
@@ -443,6 +443,16 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_an
     let vbd = create_vbd(client, &vm, &vdi, "0").await;
     let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
     let expected = block_sha256(0xa7);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let location = dir.path().join("other-sr");
+    let other_sr = create_sr(client, "file", &location.to_string_lossy())
+        .await
+        .expect("SR.create");
+    let null = || Value::str("OpaqueRef:NULL");
+    let copy_to_other_sr = |vdi: &str| {
+        let params = vec![Value::str(vdi), Value::str(&other_sr), null(), null()];
+        client.ok("VDI.copy", params)
+    };
 
     client.ok("VM.start", start.clone()).await;
     let wrote = wait_marker(&mut SerialLog::new(&serial), marker::WROTE);
@@ -452,6 +462,7 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_an
     let live_snapshot = client
         .ok("VDI.snapshot", vec![Value::str(&vdi), empty()])
         .await;
+    let live_copy = copy_to_other_sr(&vdi).await;
     assert_eq!(power_state(client, &vm).await, "Running");
 
     client.ok("VM.suspend", vec![Value::str(&vm)]).await;
@@ -502,20 +513,10 @@ async fn a_linux_guests_disk_keeps_its_data_through_suspend_clone_copy_export_an
     let snapshot = client
         .ok("VDI.snapshot", vec![Value::str(&vdi), empty()])
         .await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let location = dir.path().join("other-sr");
-    let other_sr = create_sr(client, "file", &location.to_string_lossy())
-        .await
-        .expect("SR.create");
-    let null = Value::str("OpaqueRef:NULL");
-    let copy = client
-        .ok(
-            "VDI.copy",
-            vec![Value::str(&vdi), Value::str(&other_sr), null.clone(), null],
-        )
-        .await;
+    let copy = copy_to_other_sr(&vdi).await;
     for (what, disk) in [
         ("snapshot of the running guest's disk", live_snapshot),
+        ("copy of the running guest's disk to another SR", live_copy),
         ("snapshot", snapshot),
         ("copy to another SR", copy),
     ] {

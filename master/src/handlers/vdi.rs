@@ -395,7 +395,29 @@ mod tests {
             other
         };
         pool.start_on(&session, &vm, &guest_host).await;
-        assert_eq!(snapshot_host().await, Some(guest_host));
+        assert_eq!(snapshot_host().await, Some(guest_host.clone()));
+
+        // Copied elsewhere, it is exported from a snapshot taken for the copy, which goes.
+        let to_sr = pool
+            .new_file_sr(&session, &pool.host, "/srv/elsewhere")
+            .await;
+        let params = vec![s(&vdi), s(&to_sr), s(NULL_REF), s(NULL_REF)];
+        pool.call_as(&session, "VDI.copy", params)
+            .await
+            .expect("a copy");
+        let received = pool.agent.received();
+        let exported = received.iter().rev().find_map(|r| match &r.action {
+            HostAction::Storage(StorageAction::Export { disk, .. }) => Some((&r.host, disk)),
+            _ => None,
+        });
+        let (from, disk) = exported.expect("an export");
+        assert_eq!(from, &guest_host);
+        assert_ne!(disk.location, pool.text("VDI", &vdi, "location"));
+        let destroyed = received.iter().rev().find_map(|r| match &r.action {
+            HostAction::Storage(StorageAction::DestroyVdi { location, .. }) => Some(location),
+            _ => None,
+        });
+        assert_eq!(destroyed, Some(&disk.location), "the copy's snapshot goes");
     }
 
     /// A driver that fails leaves no row; a Txn that fails after the driver made the volume

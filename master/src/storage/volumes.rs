@@ -119,22 +119,24 @@ fn made(host: String, sr: SrSpec, info: VdiInfo) -> Made {
 
 /// Makes the volume of the snapshot, clone or copy of `vdi` that `op` says.
 pub(crate) async fn copy(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Made, Error> {
-    let (source, disk, target) = {
+    let (source, disk, target, is_written) = {
         let db = ctx.db();
         let view = Overlay::new(&db);
         let mut source = volume_of(&view, vdi)?;
-        if let Some(host) = writer_host(&view, vdi) {
+        let writer = writer_host(&view, vdi);
+        let is_written = writer.is_some();
+        if let Some(host) = writer {
             source.host = host;
         }
         let target = match op {
             DiskOp::Copy { sr } if sr != view.str("VDI", vdi, "SR") => Some(sr.to_owned()),
             DiskOp::Copy { .. } | DiskOp::Snapshot | DiskOp::Clone => None,
         };
-        (source, vm_spec::disk(&view, vdi), target)
+        (source, vm_spec::disk(&view, vdi), target, is_written)
     };
     if let Some(sr) = target {
         let made = create(ctx, &sr, disk.virtual_size_bytes).await?;
-        return match copy_data(ctx, &source.host, disk, &made).await {
+        return match copy_live_or_not(ctx, &source, disk, &made, is_written).await {
             Ok(info) => Ok(Made { info, ..made }),
             Err(error) => {
                 forget(ctx, &made.volume).await;
@@ -155,6 +157,38 @@ pub(crate) async fn copy(ctx: &Ctx, vdi: &str, op: DiskOp<'_>) -> Result<Made, E
     };
     let info = vdi_action(ctx, &host, action).await?;
     Ok(made(host, sr, info))
+}
+
+/// Fills `target` with the data of `disk` (on `source`), as `copy_data` does. A disk a running
+/// guest writes to (`is_written`) is copied from a snapshot of it taken for the purpose (live,
+/// on the guest's host), which goes again afterwards: the snapshot holds the disk's data, so
+/// its spec keeps the disk's uuid.
+async fn copy_live_or_not(
+    ctx: &Ctx,
+    source: &Volume,
+    disk: DiskSpec,
+    target: &Made,
+    is_written: bool,
+) -> Result<VdiInfo, Error> {
+    if !is_written {
+        return copy_data(ctx, &source.host, disk, target).await;
+    }
+    let action = StorageAction::SnapshotVdi {
+        sr: source.sr.clone(),
+        location: source.location.clone(),
+    };
+    let snapshot = vdi_action(ctx, &source.host, action).await?;
+    let frozen = DiskSpec {
+        location: snapshot.location.clone(),
+        ..disk
+    };
+    let copied = copy_data(ctx, &source.host, frozen, target).await;
+    let snapshot = Volume {
+        location: snapshot.location,
+        ..source.clone()
+    };
+    forget(ctx, &snapshot).await;
+    copied
 }
 
 /// Which end of a copy failed first: the other's failure follows from it.
