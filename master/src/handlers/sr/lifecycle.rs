@@ -245,7 +245,8 @@ mod tests {
     }
 
     /// A shared SR gets one PBD per host, each plugged by asking its host to make the
-    /// directory; a host whose driver fails keeps its PBD detached.
+    /// directory; the given host is asked first, so its driver's failure is the call's and
+    /// records nothing.
     #[tokio::test]
     async fn a_shared_sr_is_plugged_on_every_host() {
         let pool = TestPool::new();
