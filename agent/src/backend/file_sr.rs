@@ -270,7 +270,7 @@ impl FileSr {
         self.vdi_info(op, sr, &branch, read_only).await
     }
 
-    /// Freezes the VDI at `location`, which nothing may have attached, and branches it: the
+    /// Freezes the VDI at `location`, which nothing may write to, and branches it: the
     /// snapshot or clone.
     async fn branch(
         &self,
@@ -279,7 +279,7 @@ impl FileSr {
         location: &str,
         read_only: bool,
     ) -> Result<VdiInfo, BackendError> {
-        if self.is_attached(sr, location).await {
+        if self.is_written(sr, location).await {
             return Err(in_use(sr, location, op));
         }
         let frozen = self.freeze_vdi(op, sr, location).await?;
@@ -311,6 +311,16 @@ impl FileSr {
         let path = Path::new(&sr.location).join(location);
         let attached = self.attached.lock().await;
         attached.values().any(|disk| disk.path == path)
+    }
+
+    /// Whether a VDI of `sr` at `location` is attached here read-write: one attached
+    /// read-only only is read, and may be branched or exported as it is.
+    async fn is_written(&self, sr: &SrSpec, location: &str) -> bool {
+        let path = Path::new(&sr.location).join(location);
+        let attached = self.attached.lock().await;
+        attached
+            .values()
+            .any(|disk| disk.path == path && !disk.read_only)
     }
 }
 
@@ -736,6 +746,33 @@ mod tests {
             .destroy_vdi(&sr, &vdi.location)
             .await
             .expect("destroy");
+    }
+
+    /// A disk attached read-only is only read: it is snapshotted as if it were not attached;
+    /// one attached read-write is not (its guest's host takes it live, elsewhere).
+    #[tokio::test]
+    async fn a_disk_read_only_in_use_is_snapshotted_a_written_one_is_not() {
+        let (_dir, storage, sr) = empty_sr();
+        for read_only in [true, false] {
+            let vdi = storage.create_vdi(&sr, 1 << 20).await.expect("create");
+            let mut spec = disk(&vdi.location);
+            spec.vdi_uuid = vdi.location.clone();
+            spec.sr = sr.clone();
+            storage.attach(&spec, read_only).await.expect("attach");
+            let snapshot = storage.snapshot_vdi(&sr, &vdi.location).await;
+            if read_only {
+                let snapshot = snapshot.expect("a snapshot of a disk only read");
+                assert_eq!(
+                    backing(&sr, &snapshot.location),
+                    backing(&sr, &vdi.location)
+                );
+            } else {
+                assert!(
+                    matches!(snapshot, Err(BackendError::VdiInUse { .. })),
+                    "{snapshot:?}"
+                );
+            }
+        }
     }
 
     /// What is attached outlives the driver: a driver opened again on the same data dir (as

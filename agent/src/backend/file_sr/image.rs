@@ -162,7 +162,7 @@ impl FileSr {
     ) -> Result<(), BackendError> {
         let op = BackendOp::Export;
         let path = existing(sr, &disk.location)?;
-        if self.is_attached(sr, &disk.location).await {
+        if self.is_written(sr, &disk.location).await {
             return Err(in_use(sr, &disk.location, op));
         }
         let converted = TempFile::new(sr, "export", format);
