@@ -82,7 +82,7 @@ impl Ctx {
     }
 
     /// Runs `action` as `run_on_host` does, stopped by `cancel`, its progress (0 to 1) sent
-    /// to `progress`.
+    /// to `progress`. A cancellation names the call's task.
     pub async fn run_on_host_with(
         &self,
         host: &str,
@@ -96,9 +96,35 @@ impl Ctx {
             .link
             .run(host, term, action, progress, cancel)
             .await;
-        outcome.map_err(|failure| {
-            agent_failures::to_api_error(&self.db(), &Context::host(host), failure).into()
-        })
+        let context = Context {
+            host,
+            vm: "",
+            task: self.task.as_ref().map_or("", |task| task.r#ref.as_str()),
+        };
+        outcome
+            .map_err(|failure| agent_failures::to_api_error(&self.db(), &context, failure).into())
+    }
+
+    /// Runs `action` as `run_on_host_with` does, its progress being the call's task's.
+    pub async fn run_on_host_reporting(
+        &self,
+        host: &str,
+        action: HostAction,
+        cancel: CancellationToken,
+    ) -> Result<ActionResult, Error> {
+        let (progress, mut progressed) = watch::channel(0.0);
+        let report = async {
+            // Ends when the action drops its progress, once it is done.
+            while progressed.changed().await.is_ok() {
+                let value = *progressed.borrow_and_update();
+                self.set_progress(value).await;
+            }
+        };
+        let (outcome, ()) = tokio::join!(
+            self.run_on_host_with(host, action, cancel, progress),
+            report
+        );
+        outcome
     }
 
     /// Sets `field` of the object `r` of `class` in one commit: `HANDLE_INVALID` when it does not

@@ -27,15 +27,13 @@ use api_spec::{ApiError, NULL_REF, Value, errors};
 use host_api::{
     ActionResult, DiskSpec, HostAction, ImageFormat, StorageAction, TransferToken, VdiInfo,
 };
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
+use crate::call::ctx::Ctx;
 use crate::call::session;
 use crate::call::tasks::{self, TaskHandle};
 use crate::error::{Error, to_api_error};
 use crate::storage::sr_spec::where_attached;
 use crate::storage::volumes;
-use crate::vm::agent_failures::{self, Context};
 use crate::vm::operations::{Draft, Overlay};
 use crate::vm::power_state::power_state;
 use crate::vm::vm_spec;
@@ -84,8 +82,8 @@ pub(crate) async fn call(
     tracing::debug!(method, ?origin, "http handler call");
     let outcome = match method {
         RAW_VDI_HOST => target(master, strings[1], strings[2]).map(|t| Value::str(t.host)),
-        IMPORT_RAW_VDI => transfer(master, Direction::Import, &strings[1..]).await,
-        _ => transfer(master, Direction::Export, &strings[1..]).await,
+        IMPORT_RAW_VDI => transfer(master, Direction::Import, &strings, origin).await,
+        _ => transfer(master, Direction::Export, &strings, origin).await,
     };
     outcome.map_err(to_api_error)
 }
@@ -146,19 +144,27 @@ fn target(master: &Master, vdi: &str, operation: &str) -> Result<Target, Error> 
     Ok(Target { vdi, host, disk })
 }
 
-/// Runs an import or an export: `args` are `vdi, format, token, host, task`.
+/// Runs an import or an export: `args` are `session, vdi, format, token, host, task`; the
+/// transfer's progress is the task's, and `task.cancel` stops it.
 async fn transfer(
     master: &Arc<Master>,
     direction: Direction,
     args: &[&str],
+    origin: Origin,
 ) -> Result<Value, Error> {
-    let [vdi, format, token, host, task] = args else {
+    let [session, vdi, format, token, host, task] = args else {
         return Err(errors::internal_error("an http handler call with the wrong arguments").into());
     };
     let format = ImageFormat::parse(format)
         .ok_or_else(|| errors::value_not_supported("format", format, "raw and qcow2 are"))?;
     let task = adopt(master, task)?;
-    let outcome = run(master, direction, vdi, format, token, host, task.as_ref())
+    let ctx = Ctx {
+        master: Arc::clone(master),
+        session: Some((*session).to_owned()),
+        origin,
+        task: task.clone(),
+    };
+    let outcome = run(&ctx, direction, vdi, format, token, host)
         .await
         .map_err(to_api_error);
     if let Some(task) = task {
@@ -179,15 +185,14 @@ fn adopt(master: &Master, task: &str) -> Result<Option<TaskHandle>, Error> {
 }
 
 async fn run(
-    master: &Arc<Master>,
+    ctx: &Ctx,
     direction: Direction,
     vdi: &str,
     format: ImageFormat,
     token: &str,
     host: &str,
-    task: Option<&TaskHandle>,
 ) -> Result<Value, Error> {
-    let target = target(master, vdi, direction.name())?;
+    let target = target(&ctx.master, vdi, direction.name())?;
     let token = TransferToken(token.to_owned());
     let action = match direction {
         Direction::Import => {
@@ -212,50 +217,15 @@ async fn run(
             token,
         },
     };
-    let answer = run_on_host(master, &target.host, HostAction::Storage(action), task).await?;
+    let action = HostAction::Storage(action);
+    let answer = ctx
+        .run_on_host_reporting(&target.host, action, ctx.cancel_token())
+        .await?;
     if let (Direction::Import, ActionResult::Vdi(written)) = (direction, &answer) {
-        record_sizes(master, &target.vdi, written).await?;
+        record_sizes(&ctx.master, &target.vdi, written).await?;
     }
     tracing::info!(vdi = %target.vdi, host = %target.host, operation = direction.name(), format = format.name(), "vdi data moved");
     Ok(Value::str(""))
-}
-
-/// Runs `action` on `host`'s agent at this master's term, its progress going to `task` and
-/// cancelled with it.
-async fn run_on_host(
-    master: &Arc<Master>,
-    host: &str,
-    action: HostAction,
-    task: Option<&TaskHandle>,
-) -> Result<ActionResult, Error> {
-    let (progress, mut progressed) = watch::channel(0.0);
-    let cancel = task.map_or_else(CancellationToken::new, |task| task.cancel.clone());
-    let term = master.db.term();
-    let run = master.link.run(host, term, action, progress, cancel);
-    tokio::pin!(run);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut run => break outcome,
-            changed = progressed.changed() => {
-                let value = *progressed.borrow_and_update();
-                match (changed, task) {
-                    (Ok(()), Some(task)) => tasks::report_progress(master, task, value).await,
-                    (Ok(()), None) => {}
-                    // The action dropped its progress: its outcome comes next.
-                    (Err(_), _) => break (&mut run).await,
-                }
-            }
-        }
-    };
-    let task_ref = task.map_or("", |task| task.r#ref.as_str());
-    outcome.map_err(|failure| {
-        let context = Context {
-            host,
-            vm: "",
-            task: task_ref,
-        };
-        agent_failures::to_api_error(&master.db.read(), &context, failure).into()
-    })
 }
 
 /// Records what the VDI `vdi` takes in its SR after an import, as its driver answered.

@@ -230,13 +230,19 @@ async fn copy_data(
     // Either end failing stops the other, which would otherwise wait for it.
     let stop = ctx.cancel_token().child_token();
     let first_failure = OnceLock::new();
-    let end = |end: End, host: &str, action: StorageAction, progress: watch::Sender<f64>| {
+    let end = |end: End, host: &str, action: StorageAction| {
         let (stop, first_failure, host) = (stop.clone(), &first_failure, host.to_owned());
         async move {
             let action = HostAction::Storage(action);
-            let outcome = ctx
-                .run_on_host_with(&host, action, stop.clone(), progress)
-                .await;
+            // The import's progress is the copy's.
+            let outcome = match end {
+                End::Import => ctx.run_on_host_reporting(&host, action, stop.clone()).await,
+                End::Export => {
+                    let (progress, _) = watch::channel(0.0);
+                    ctx.run_on_host_with(&host, action, stop.clone(), progress)
+                        .await
+                }
+            };
             if outcome.is_err() {
                 let _ = first_failure.set(end);
                 stop.cancel();
@@ -244,17 +250,9 @@ async fn copy_data(
             outcome
         }
     };
-    let (progress, mut progressed) = watch::channel(0.0);
-    let report = async {
-        while progressed.changed().await.is_ok() {
-            let value = *progressed.borrow_and_update();
-            ctx.set_progress(value).await;
-        }
-    };
-    let (imported, exported, ()) = tokio::join!(
-        end(End::Import, &target.volume.host, import, progress),
-        end(End::Export, source_host, export, watch::channel(0.0).0),
-        report,
+    let (imported, exported) = tokio::join!(
+        end(End::Import, &target.volume.host, import),
+        end(End::Export, source_host, export),
     );
     match (imported, exported) {
         (Err(error), _) if first_failure.get() == Some(&End::Import) => Err(error),
