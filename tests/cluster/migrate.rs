@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use api_spec::Value;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, VmWatch, history, vm};
-use oxapi_tests::storage::{create_vbd, create_vdi};
+use oxapi_tests::storage::{create_vbd, create_vdi, local_sr_of};
 use oxapi_tests::{Client, Protocol, vms};
 use support::Xe;
 
@@ -122,10 +122,7 @@ async fn a_vm_with_a_local_disk_cannot_migrate() {
     let client = cluster.nodes[master].login(Protocol::JsonRpc).await;
     let (from, to) = ((master + 1) % 3, (master + 2) % 3);
     let host = cluster.nodes[from].host_ref();
-    let pbds = client.ok("host.get_PBDs", vec![Value::str(&host)]).await;
-    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
-    let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
-    let sr = sr.as_str().expect("an SR ref").to_owned();
+    let sr = local_sr_of(&client, &host).await;
     let guest = vm::new_vm(&client, "rooted").await;
     let vdi = create_vdi(&client, &sr, 1 << 30).await;
     create_vbd(&client, &guest, &vdi, "0").await;

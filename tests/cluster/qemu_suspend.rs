@@ -13,7 +13,9 @@ use api_spec::{ApiError, NULL_REF, Value};
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Node, vm};
 use oxapi_tests::guest::{BLOCK_BYTES, block_sha256, kernel_args, marker, sha256_hex};
 use oxapi_tests::qemu::{guest_pid, last_serial_log, parent_pid, serial_log};
-use oxapi_tests::storage::{create_vbd, create_vdi, export_raw, import_raw, transfer_query};
+use oxapi_tests::storage::{
+    create_vbd, create_vdi, export_raw, import_raw, local_sr_of, transfer_query,
+};
 use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Protocol, SerialLog, qemu_available, test_guest};
 use serde_json::json;
@@ -80,21 +82,6 @@ async fn vm_with_disk(
     let disk = create_vdi(client, sr, 16 * MIB).await;
     create_vbd(client, &guest, &disk, "0").await;
     (guest, uuid, disk)
-}
-
-/// The local SR of `host`: the SR of its PBD that no other host has.
-async fn local_sr(client: &Client, host: &Node) -> String {
-    let pbds = client
-        .ok("host.get_PBDs", vec![Value::str(host.host_ref())])
-        .await;
-    for pbd in pbds.as_array().expect("a set of PBDs") {
-        let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
-        let shared = client.ok("SR.get_shared", vec![sr.clone()]).await;
-        if shared == Value::Bool(false) {
-            return sr.as_str().expect("an SR ref").to_owned();
-        }
-    }
-    panic!("host {} has no local SR", host.index);
 }
 
 /// `VM.<method>(vm, host, false, false)`: `start_on` or `resume_on`.
@@ -218,7 +205,7 @@ async fn a_suspend_image_out_of_reach_of_a_host_cannot_resume_there() {
     let (first, second) = (&cluster.nodes[0], &cluster.nodes[1]);
     let client = first.login(Protocol::JsonRpc).await;
     let (guest, uuid, _) = vm_with_disk(&client, "kept", 128 * MIB, &shared).await;
-    let local = local_sr(&client, first).await;
+    let local = local_sr_of(&client, &first.host_ref()).await;
     set(&client, &guest, "suspend_SR", &local).await;
     set(&client, &guest, "affinity", &second.host_ref()).await;
     call_on(&client, "start_on", &guest, first)

@@ -13,7 +13,7 @@ use oxapi_tests::Protocol;
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Node};
 use oxapi_tests::events::wait_task;
 use oxapi_tests::storage::{
-    create_vbd, create_vdi, export_raw, import_raw, transfer_query as query,
+    create_vbd, create_vdi, export_raw, import_raw, local_sr_of, transfer_query as query,
 };
 use oxapi_tests::vms::{default_template, halted_vm};
 use serde_json::json;
@@ -36,20 +36,10 @@ async fn file_pool() -> (Cluster, usize) {
     (cluster, master)
 }
 
-/// The local SR of `host`.
-async fn local_sr(client: &Client, host: &Node) -> String {
-    let pbds = client
-        .ok("host.get_PBDs", vec![Value::str(host.host_ref())])
-        .await;
-    let pbd = pbds.as_array().and_then(|p| p.first()).expect("a PBD");
-    let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
-    sr.as_str().expect("an SR ref").to_owned()
-}
-
 /// A new VDI of `bytes` on the local SR of `host` (a qcow2 file its driver makes); its uuid.
 async fn local_vdi(client: &Client, host: &Node, bytes: usize) -> String {
     let size = i64::try_from(bytes).expect("a small disk");
-    let vdi = create_vdi(client, &local_sr(client, host).await, size).await;
+    let vdi = create_vdi(client, &local_sr_of(client, &host.host_ref()).await, size).await;
     uuid_of(client, "VDI", &vdi).await
 }
 
@@ -199,7 +189,7 @@ async fn copies_to_the_other_hosts_sr_carry_the_data() {
     let vdi = client
         .ok("VDI.get_by_uuid", vec![Value::str(&vdi_uuid)])
         .await;
-    let to_sr = local_sr(&client, other).await;
+    let to_sr = local_sr_of(&client, &other.host_ref()).await;
     let holds = |uuid: String, what: &'static str| {
         let (client, original) = (&client, &original);
         async move {

@@ -49,6 +49,19 @@ pub async fn create_sr(client: &Client, sr_type: &str, location: &str) -> Result
     }
 }
 
+/// The local SR of `host` (a ref): the SR of its PBDs that is not shared.
+pub async fn local_sr_of(client: &Client, host: &str) -> String {
+    let pbds = client.ok("host.get_PBDs", vec![Value::str(host)]).await;
+    for pbd in pbds.as_array().expect("a set of PBDs") {
+        let sr = client.ok("PBD.get_SR", vec![pbd.clone()]).await;
+        let shared = client.ok("SR.get_shared", vec![sr.clone()]).await;
+        if shared == Value::Bool(false) {
+            return sr.as_str().expect("an SR ref").to_owned();
+        }
+    }
+    panic!("host {host} has no local SR");
+}
+
 /// A user disk of `size` bytes in `sr`, made through `VDI.create`; its ref.
 pub async fn create_vdi(client: &Client, sr: &str, size: i64) -> String {
     let vdi = client

@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 
 use super::network::NicPort;
 use super::storage::AttachedDisk;
-use super::{BackendError, BackendOp, Op};
+use super::{BackendOp, Op, cannot};
 
 /// A hypervisor, as the agent drives it. Methods are in the order a start uses them, then the
 /// reverses, then the rest. VMs are named by uuid.
@@ -107,12 +107,10 @@ pub trait Hypervisor: Send + Sync + 'static {
     /// (see `Storage::freeze`). Hypervisors without chains cannot (the default).
     fn switch_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, overlay: &'a Path) -> Op<'a> {
         let _ = (vm, vbd, overlay);
-        Box::pin(async {
-            Err(BackendError::Failed {
-                op: BackendOp::SnapshotVdi,
-                reason: "this hypervisor cannot move a disk onto a new top".to_owned(),
-            })
-        })
+        cannot(
+            BackendOp::SnapshotVdi,
+            "this hypervisor cannot move a disk onto a new top",
+        )
     }
     fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
     fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a>;

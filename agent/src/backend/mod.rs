@@ -55,6 +55,16 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 /// The future of one driver operation.
 pub type Op<'a, T = ()> = BoxFuture<'a, Result<T, BackendError>>;
 
+/// An operation a driver cannot do: an `Op` that fails at once with `reason`.
+pub(crate) fn cannot<'a, T: Send + 'a>(op: BackendOp, reason: &'static str) -> Op<'a, T> {
+    Box::pin(async move {
+        Err(BackendError::Failed {
+            op,
+            reason: reason.to_owned(),
+        })
+    })
+}
+
 /// Which drivers the agent uses, and their settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackendConfig {

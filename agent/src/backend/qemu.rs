@@ -52,7 +52,7 @@ use self::events::{Signals, state_of};
 use self::qmp::{Qmp, QmpError};
 use super::{
     AttachedDisk, BackendError, BackendOp, DiskFormat, Domain, DomainEvent, Hypervisor, NicPort,
-    Op, RunState, ShutdownReason, lock,
+    Op, RunState, ShutdownReason, cannot, lock,
 };
 
 /// The `qemu` driver's settings (`agent.qemu` in the config).
@@ -441,12 +441,8 @@ fn short(uuid: &str) -> String {
         .collect()
 }
 
-fn unsupported<T>(op: BackendOp) -> Result<T, BackendError> {
-    Err(BackendError::Failed {
-        op,
-        reason: "the qemu driver does not stream migration images yet".to_owned(),
-    })
-}
+/// Why the qemu driver refuses a migration image.
+const NO_MIGRATION_IMAGES: &str = "the qemu driver does not stream migration images yet";
 
 impl Hypervisor for Qemu {
     fn create<'a>(&'a self, spec: &'a VmSpec) -> Op<'a, i64> {
@@ -817,7 +813,7 @@ impl Hypervisor for Qemu {
         _vm: &'a str,
         _to: &'a mut (dyn AsyncWrite + Send + Unpin),
     ) -> Op<'a> {
-        Box::pin(async { unsupported(BackendOp::SaveImage) })
+        cannot(BackendOp::SaveImage, NO_MIGRATION_IMAGES)
     }
 
     fn receive_image<'a>(
@@ -825,11 +821,11 @@ impl Hypervisor for Qemu {
         _vm: &'a str,
         _from: &'a mut (dyn AsyncRead + Send + Unpin),
     ) -> Op<'a> {
-        Box::pin(async { unsupported(BackendOp::ReceiveImage) })
+        cannot(BackendOp::ReceiveImage, NO_MIGRATION_IMAGES)
     }
 
     fn restore_received<'a>(&'a self, _vm: &'a str) -> Op<'a> {
-        Box::pin(async { unsupported(BackendOp::RestoreReceived) })
+        cannot(BackendOp::RestoreReceived, NO_MIGRATION_IMAGES)
     }
 
     fn insert_cd<'a>(

@@ -18,7 +18,10 @@ use host_api::{DiskSpec, ImageFormat, SrSpec, SrUsage, VdiInfo};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{BackendError, BackendOp, Op};
+use super::{BackendError, BackendOp, Op, cannot};
+
+/// Why a driver without chains refuses to branch a disk in use.
+const CANNOT_BRANCH_LIVE: &str = "this storage driver cannot snapshot a disk in use";
 
 /// The driver of one SR type. Methods are in the order a start uses them, then the reverses,
 /// then the management of an SR's VDIs.
@@ -63,12 +66,7 @@ pub trait Storage: Send + Sync + 'static {
     /// chains cannot (the default).
     fn freeze<'a>(&'a self, sr: &'a SrSpec, location: &'a str, op: BackendOp) -> Op<'a, Frozen> {
         let _ = (sr, location);
-        Box::pin(async move {
-            Err(BackendError::Failed {
-                op,
-                reason: "this storage driver cannot snapshot a disk in use".to_owned(),
-            })
-        })
+        cannot(op, CANNOT_BRANCH_LIVE)
     }
     /// Undoes `freeze` when the guest could not be moved onto the new top.
     fn thaw<'a>(&'a self, sr: &'a SrSpec, location: &'a str, frozen: &'a Frozen) -> Op<'a> {
@@ -84,12 +82,7 @@ pub trait Storage: Send + Sync + 'static {
         op: BackendOp,
     ) -> Op<'a, VdiInfo> {
         let _ = (sr, frozen, read_only);
-        Box::pin(async move {
-            Err(BackendError::Failed {
-                op,
-                reason: "this storage driver cannot snapshot a disk in use".to_owned(),
-            })
-        })
+        cannot(op, CANNOT_BRANCH_LIVE)
     }
     /// Writes what `image` yields, laid out as `format`, into the VDI `disk` of `sr`, which
     /// must not be attached: afterwards the VDI reads as the image, and as zeros past its
