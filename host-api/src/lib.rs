@@ -7,6 +7,7 @@
 
 mod action;
 mod failure;
+pub mod overhead;
 mod protocol;
 mod report;
 mod spec;

@@ -104,6 +104,15 @@ pub struct HypervisorInfo {
 }
 
 impl HypervisorInfo {
+    /// The name the host's `software_version:hypervisor` gives it (`qemu-kvm`, `qemu-tcg`,
+    /// `simulator`), which `overhead::vm_overhead_bytes` takes.
+    pub fn name(&self) -> String {
+        match self.accel.as_str() {
+            "" => self.kind.clone(),
+            accel => format!("{}-{accel}", self.kind),
+        }
+    }
+
     /// For people: `qemu (kvm, cpu host)` or `simulator`.
     pub fn describe(&self) -> String {
         if self.accel.is_empty() {

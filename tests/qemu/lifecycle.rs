@@ -9,7 +9,7 @@ use std::time::Duration;
 use api_spec::Value;
 use oxapi_tests::events::EventWait;
 use oxapi_tests::guest::{BLOCK_BYTES, block_sha256, kernel_args, marker, sha256_hex};
-use oxapi_tests::qemu::{guest_pid, has_open, is_alive_qemu_of, parent_pid};
+use oxapi_tests::qemu::{guest_pid, has_open, is_alive_qemu_of, parent_pid, peak_resident_bytes};
 use oxapi_tests::storage::{
     create_cd, create_sr, create_vbd, export_raw, import_raw, local_sr, transfer_query,
 };
@@ -113,9 +113,11 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let disk = new_disk(&client, &local_sr(&client).await).await;
     create_vbd(&client, &vm, &disk, "0").await;
 
-    let mask = Value::Struct([("mask".to_owned(), Value::str("1"))].into_iter().collect());
+    let params = [("mask", "1"), ("weight", "512"), ("cap", "50")];
+    let params = params.map(|(key, value)| (key.to_owned(), Value::str(value)));
+    let params = Value::Struct(params.into_iter().collect());
     client
-        .ok("VM.set_VCPUs_params", vec![Value::str(&vm), mask])
+        .ok("VM.set_VCPUs_params", vec![Value::str(&vm), params])
         .await;
 
     client
@@ -135,6 +137,29 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let affinities = oxapi_tests::qemu::vcpu_affinities(pid);
     assert!(!affinities.is_empty(), "QEMU names its vCPU threads");
     assert!(affinities.iter().all(|cpus| cpus == "1"), "{affinities:?}");
+    // `weight` and `cap` are the share and quota of a cpu cgroup of the guest's own.
+    let group = oxapi_tests::qemu::cpu_cgroup(pid);
+    if let Some((group, is_v2)) = &group {
+        assert!(
+            group.ends_with(format!("oxapi/{uuid}")),
+            "{}",
+            group.display()
+        );
+        let read = |file: &str| {
+            let value = std::fs::read_to_string(group.join(file)).expect(file);
+            value.trim().to_owned()
+        };
+        if *is_v2 {
+            assert_eq!(read("cpu.weight"), "200");
+            assert_eq!(read("cpu.max"), "50000 100000");
+        } else {
+            assert_eq!(read("cpu.shares"), "2048");
+            assert_eq!(read("cpu.cfs_quota_us"), "50000");
+            assert_eq!(read("cpu.cfs_period_us"), "100000");
+        }
+    } else {
+        eprintln!("the cpu cgroup is not checked: this machine has no cpu controller");
+    }
     let domid = field(&client, &vm, "domid").await;
     assert!(matches!(domid, Value::Int(id) if id > 0), "{domid:?}");
 
@@ -157,12 +182,20 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let rebooted = guest_pid(&data_dir, &uuid).expect("a QEMU runs the VM again");
     assert_ne!(rebooted, pid, "a hard reboot starts a new QEMU");
     wait_gone(pid, &uuid).await;
+    assert_eq!(
+        oxapi_tests::qemu::cpu_cgroup(rebooted),
+        group,
+        "the new QEMU's group"
+    );
 
     // `VM.shutdown` tries the power button, then stops the guest hard.
     client.ok("VM.shutdown", vec![Value::str(&vm)]).await;
     assert_eq!(power_state(&client, &vm).await, "Halted");
     wait_gone(rebooted, &uuid).await;
     assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+    if let Some((group, _)) = group {
+        assert!(!group.exists(), "the guest's cpu cgroup goes with it");
+    }
 }
 
 /// `oxapi` killed with SIGKILL leaves its QEMUs running; started again, it takes them over
@@ -347,13 +380,16 @@ fn wait_marker(log: &mut SerialLog, marker: &str) -> String {
 const GUEST_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The real Linux test guest, booted directly from `PV_kernel` / `PV_ramdisk` / `PV_args`
-/// under TCG: it reaches user space; a CPU hot-added comes online and the balloon moves
+/// under TCG: it reaches user space; once it has touched all its memory, its QEMU holds more
+/// than the guest's memory but never more than that and the VM's `memory_overhead` (what the
+/// host's free memory counts it at); a CPU hot-added comes online and the balloon moves
 /// `memory_actual`; `VM.clean_shutdown` presses its power button and it
-/// powers itself off (Halted); `VM.clean_reboot` brings it back on a new QEMU; a kernel panic
+/// powers itself off (Halted); started again with `VCPUs_params:cap`, its QEMU is throttled;
+/// `VM.clean_reboot` brings it back on a new QEMU; a kernel panic
 /// (pvpanic) is a crash, honoured through `actions_after_crash`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
-    let Some(linux) = LinuxVm::new("linux", &[]).await else {
+    let Some(linux) = LinuxVm::new("linux", &["oxapi.fill"]).await else {
         return;
     };
     let (host, client, vm, uuid, serial) = linux.parts();
@@ -374,6 +410,22 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     client.ok("VM.start", start.clone()).await;
     let mut log = SerialLog::new(&serial);
     wait_marker(&mut log, marker::UP);
+    wait_marker(&mut log, marker::FILLED);
+    let pid = guest_pid(&host.data_dir(), &uuid).expect("a QEMU runs the VM");
+    let peak = peak_resident_bytes(pid).expect("QEMU's peak resident memory");
+    let overhead = field(client, &vm, "memory_overhead").await;
+    let computed = client
+        .ok("VM.compute_memory_overhead", vec![Value::str(&vm)])
+        .await;
+    assert_eq!(overhead, computed);
+    let Value::Int(overhead) = overhead else {
+        panic!("memory_overhead is an int: {overhead:?}");
+    };
+    assert!(peak > 256 * MIB, "QEMU takes more than its guest: {peak}");
+    assert!(
+        peak <= 256 * MIB + overhead,
+        "QEMU's peak {peak} is within the guest's memory and its overhead {overhead}"
+    );
     // A CPU hot-added comes online in the guest; the balloon gives memory back to the host.
     client
         .ok("VM.set_VCPUs_number_live", vec![Value::str(&vm), int(2)])
@@ -395,9 +447,28 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     client.ok("VM.clean_shutdown", vec![Value::str(&vm)]).await;
     assert_eq!(power_state(client, &vm).await, "Halted");
 
+    // Capped at half a host CPU, the guest's boot is throttled.
+    let cap = [("cap".to_owned(), Value::str("50"))].into_iter().collect();
+    client
+        .ok(
+            "VM.set_VCPUs_params",
+            vec![Value::str(&vm), Value::Struct(cap)],
+        )
+        .await;
     client.ok("VM.start", start.clone()).await;
     let pid = guest_pid(&host.data_dir(), &uuid).expect("a QEMU runs the VM");
     wait_marker(&mut SerialLog::new(&serial), marker::UP);
+    match oxapi_tests::qemu::cpu_cgroup(pid) {
+        Some((group, _)) => {
+            let stat = std::fs::read_to_string(group.join("cpu.stat")).expect("cpu.stat");
+            let throttled = stat
+                .lines()
+                .find_map(|line| line.strip_prefix("nr_throttled "))
+                .and_then(|n| n.trim().parse::<u64>().ok());
+            assert!(throttled.is_some_and(|n| n > 0), "{stat}");
+        }
+        None => eprintln!("the cap is not checked: this machine has no cpu controller"),
+    }
     client.ok("VM.clean_reboot", vec![Value::str(&vm)]).await;
     assert_eq!(power_state(client, &vm).await, "Running");
     assert_ne!(guest_pid(&host.data_dir(), &uuid), Some(pid), "a new QEMU");

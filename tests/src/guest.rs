@@ -23,6 +23,8 @@ pub mod marker {
     pub const WROTE: &str = "OXAPI-GUEST-WROTE";
     /// `oxapi.read`: followed by the sha256 of the first MiB of /dev/vda.
     pub const READ: &str = "OXAPI-GUEST-READ";
+    /// `oxapi.fill` touched the guest's available memory; followed by `kib=<n>`.
+    pub const FILLED: &str = "OXAPI-GUEST-FILLED";
     /// `oxapi.reboot`: the guest is about to reboot.
     pub const REBOOTING: &str = "OXAPI-GUEST-REBOOTING";
     /// `oxapi.reboot`: the boot after the reboot, which does not reboot again.

@@ -64,6 +64,43 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
         .and_then(|ppid| ppid.trim().parse().ok())
 }
 
+/// The most memory process `pid` has held resident so far (`VmHWM`), in bytes.
+pub fn peak_resident_bytes(pid: u32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: i64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The cpu cgroup process `pid` is in, as a directory, and whether it is cgroup v2's; `None`
+/// when this machine has no cpu controller (cgroup v2's unified hierarchy when it offers one,
+/// else v1's hierarchy of its own).
+pub fn cpu_cgroup(pid: u32) -> Option<(PathBuf, bool)> {
+    let root = Path::new("/sys/fs/cgroup");
+    let unified = std::fs::read_to_string(root.join("cgroup.controllers"))
+        .is_ok_and(|list| list.split_whitespace().any(|c| c == "cpu"));
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    groups.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim_start_matches('/');
+        if unified {
+            controllers.is_empty().then(|| (root.join(path), true))
+        } else {
+            controllers
+                .split(',')
+                .any(|c| c == "cpu")
+                .then(|| (root.join(controllers).join(path), false))
+        }
+    })
+}
+
 /// The `Cpus_allowed_list` of each vCPU thread of QEMU `pid` (QEMU names them `CPU n/KVM`
 /// or `CPU n/TCG`).
 pub fn vcpu_affinities(pid: u32) -> Vec<String> {

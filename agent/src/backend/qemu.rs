@@ -8,7 +8,8 @@
 //! - `runtime.rs`: the process (spawn, pidfile, kill) and the domain record kept beside it;
 //! - `events.rs`: QMP events and QEMU's exit, recorded in the domain;
 //! - `suspend.rs`: suspend images as qcow2 internal snapshots;
-//! - `affinity.rs`: `VCPUs_params:mask`.
+//! - `affinity.rs`: `VCPUs_params:mask`;
+//! - `cpu_group.rs`: `VCPUs_params:weight` and `cap`, as a cpu cgroup per guest.
 //!
 //! A domain is created by starting its QEMU paused; disks go in with `blockdev-add` +
 //! `device_add` on a root port of their own, NICs with `netdev_add` + `device_add`, and `cont`
@@ -29,6 +30,7 @@
 mod accel;
 mod affinity;
 mod command_line;
+mod cpu_group;
 mod events;
 mod layers;
 mod qmp;
@@ -48,6 +50,7 @@ use tokio::sync::{OnceCell, broadcast, watch};
 
 pub use self::accel::{AccelChoice, Acceleration};
 use self::command_line::{VmPaths, root_port};
+use self::cpu_group::{CGROUP_ROOT, CpuHierarchy};
 use self::events::{Signals, state_of};
 use self::qmp::{Qmp, QmpError};
 use super::{
@@ -106,6 +109,8 @@ pub struct Qemu {
     loaded: OnceCell<()>,
     vms: Mutex<BTreeMap<String, Arc<Vm>>>,
     signals: Arc<Signals>,
+    /// The cgroup hierarchy with the host's cpu controller, for `weight` and `cap`.
+    cpu_hierarchy: Option<CpuHierarchy>,
 }
 
 /// One domain: its QEMU and the record kept beside it.
@@ -166,6 +171,7 @@ impl Qemu {
             loaded: OnceCell::new(),
             vms: Mutex::new(BTreeMap::new()),
             signals: Arc::new(Signals { events, changed }),
+            cpu_hierarchy: CpuHierarchy::find(Path::new(CGROUP_ROOT)),
         })
     }
 
@@ -364,8 +370,15 @@ impl Qemu {
             exited,
             is_destroying: AtomicBool::new(false),
         });
-        if let Err(err) = self.pin_vcpus(&vm, BackendOp::Create).await {
+        let placed = match self.pin_vcpus(&vm, BackendOp::Create).await {
+            Ok(()) => self.share_cpus(&vm, BackendOp::Create),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = placed {
             runtime::kill(pid, &spec.uuid);
+            let mut exited = vm.exited.clone();
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, exited.wait_for(|gone| *gone)).await;
+            self.release_cpus(&spec.uuid);
             let _ = std::fs::remove_dir_all(&vm.paths.dir);
             return Err(err);
         }
@@ -764,6 +777,7 @@ impl Hypervisor for Qemu {
                 }
             }
             lock(&self.vms).remove(vm);
+            self.release_cpus(vm);
             // The guest's console output of this run stays, beside the directory.
             let _ = std::fs::rename(&running.paths.serial_log, &running.paths.last_serial_log);
             if let Err(err) = std::fs::remove_dir_all(&running.paths.dir) {

@@ -126,6 +126,7 @@ table! {
     "VM.clean_reboot" => vm::clean_reboot,
     "VM.clean_shutdown" => vm::clean_shutdown,
     "VM.clone" => vm::clone,
+    "VM.compute_memory_overhead" => vm::compute_memory_overhead,
     "VM.copy" => vm::copy,
     "VM.create" => vm::create,
     "VM.destroy" => vm::destroy,

@@ -61,7 +61,7 @@ pub(crate) fn plan(view: &Overlay, host: &str) -> Plan {
             Some(error) => {
                 plan.insert(vm, Err(error));
             }
-            None => movable.push((memory::start_bytes(view, &vm), vm)),
+            None => movable.push((memory::guest_bytes(view, &vm), vm)),
         }
     }
     // Biggest first, ties by ref, so the plan is deterministic.
@@ -88,7 +88,8 @@ pub(crate) fn plan(view: &Overlay, host: &str) -> Plan {
         };
         let chosen = placement::choose(&candidates, &need, policy).map(|(target, _)| target);
         if let Ok(target) = &chosen {
-            *placed_bytes.entry(target.clone()).or_default() += need_bytes;
+            let overhead = memory::overhead_on(view, &vm, target);
+            *placed_bytes.entry(target.clone()).or_default() += need_bytes + overhead;
         }
         plan.insert(vm, chosen);
     }

@@ -6,10 +6,17 @@
 //! the VM's `memory_dynamic_min` plus its `memory_overhead` (ballooning is assumed to
 //! cooperate: the `Dynamic_min` policy), never below zero. Starting or resuming a VM needs
 //! its `memory_dynamic_min` (its `memory_static_max` for `pv_in_pvh` guests, which cannot
-//! start ballooned down) plus its `memory_overhead`. xapi adds a shadow-memory estimate from
-//! its memory model; oxapi's hypervisors have none, so `memory_overhead` stands for it.
+//! start ballooned down) plus what it takes beyond its memory there.
+//!
+//! That last part is oxapi's, where xapi adds a shadow-memory estimate from its memory model:
+//! what a VM takes beyond its memory depends on the hypervisor of the host
+//! (`software_version:hypervisor`): a QEMU under KVM, a QEMU under TCG with its translation
+//! cache, or the simulator, which takes nothing (`host_api::overhead`). Placement weighs each
+//! candidate host with its own figure; the VM's `memory_overhead` records the figure of the
+//! host it was placed on, and that is what it is counted at there.
 
 use api_spec::{ApiError, errors};
+use host_api::overhead;
 
 use crate::vm::operations::Overlay;
 
@@ -66,14 +73,48 @@ fn used_bytes(view: &Overlay, vm: &str) -> i64 {
         .max(0)
 }
 
-/// What starting or resuming `vm` needs free on a host, in bytes.
-pub(crate) fn start_bytes(view: &Overlay, vm: &str) -> i64 {
-    let main = if view.str("VM", vm, "domain_type") == "pv_in_pvh" {
+/// What `vm` takes on `host` beyond its memory, in bytes, by the host's hypervisor.
+pub(crate) fn overhead_on(view: &Overlay, vm: &str, host: &str) -> i64 {
+    let software = view.string_map("host", host, "software_version");
+    let hypervisor = software.get("hypervisor").map_or("", String::as_str);
+    overhead::vm_overhead_bytes(
+        hypervisor,
+        view.int("VM", vm, "VCPUs_max"),
+        view.int("VM", vm, "memory_static_max"),
+    )
+}
+
+/// What `vm` takes beyond its memory where it runs, or else on the host it would start on
+/// first (its affinity host), or else on the pool's costliest host (`VM.compute_memory_overhead`).
+pub(crate) fn overhead(view: &Overlay, vm: &str) -> i64 {
+    let pinned = ["resident_on", "affinity"]
+        .into_iter()
+        .map(|field| view.str("VM", vm, field))
+        .find(|host| view.exists("host", host));
+    match pinned {
+        Some(host) => overhead_on(view, vm, host),
+        None => view
+            .refs("host")
+            .iter()
+            .map(|host| overhead_on(view, vm, host))
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+/// The memory starting or resuming `vm` gives its guest at least, in bytes, wherever it runs.
+pub(crate) fn guest_bytes(view: &Overlay, vm: &str) -> i64 {
+    if view.str("VM", vm, "domain_type") == "pv_in_pvh" {
         view.int("VM", vm, "memory_static_max")
     } else {
         view.int("VM", vm, "memory_dynamic_min")
-    };
-    main.saturating_add(view.int("VM", vm, "memory_overhead"))
+    }
+}
+
+/// What starting or resuming `vm` on `host` needs free there, in bytes.
+pub(crate) fn start_bytes(view: &Overlay, vm: &str, host: &str) -> i64 {
+    guest_bytes(view, vm)
+        .saturating_add(overhead_on(view, vm, host))
         .max(0)
 }
 
@@ -153,6 +194,6 @@ mod tests {
             host_free_bytes(draft.view(), host, Some(&scheduled)),
             total - GIB
         );
-        assert_eq!(start_bytes(draft.view(), &scheduled), 3 * GIB);
+        assert_eq!(start_bytes(draft.view(), &scheduled, host), 2 * GIB);
     }
 }

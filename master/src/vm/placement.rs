@@ -49,6 +49,8 @@ pub(crate) struct Candidate {
     /// `host_metrics.live`.
     pub is_live: bool,
     pub free_bytes: i64,
+    /// What the VM would take there beyond its memory (`memory::overhead_on`).
+    pub overhead_bytes: i64,
 }
 
 /// Why `choose` picked its host.
@@ -65,6 +67,7 @@ pub(crate) enum Reason {
 /// What a VM asks of its host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Need {
+    /// The guest's memory; each candidate adds its own overhead.
     pub memory_bytes: i64,
     /// The VM's `affinity` host, if it names one.
     pub affinity: Option<String>,
@@ -97,7 +100,7 @@ pub(crate) fn check_host(view: &Overlay, vm: &str, host: &str) -> Result<(), Api
     let candidate = candidate(view, host, vm);
     check(&candidate, 0)?;
     check_srs(view, vm, host)?;
-    check(&candidate, memory::start_bytes(view, vm))
+    check(&candidate, memory::start_bytes(view, vm, host))
 }
 
 /// The SRs `host` has a plugged PBD for: those its storage reaches.
@@ -145,7 +148,8 @@ pub(crate) fn choose(
     need: &Need,
     policy: Policy,
 ) -> Result<(String, Reason), ApiError> {
-    let fits = |c: &&Candidate| check(c, need.memory_bytes).is_ok();
+    let needed = |c: &Candidate| need.memory_bytes.saturating_add(c.overhead_bytes);
+    let fits = |c: &&Candidate| check(c, needed(c)).is_ok();
     if let Some(affinity) = &need.affinity
         && let Some(host) = candidates.iter().filter(fits).find(|c| &c.host == affinity)
     {
@@ -173,7 +177,7 @@ pub(crate) fn choose(
         .max_by(|a, b| a.free_bytes.cmp(&b.free_bytes).then(b.host.cmp(&a.host)));
     match short {
         Some(host) => Err(errors::host_not_enough_free_memory(
-            need.memory_bytes,
+            needed(host),
             host.free_bytes,
         )),
         None => Err(errors::no_hosts_available()),
@@ -198,6 +202,7 @@ pub(crate) fn candidate(view: &Overlay, host: &str, vm: &str) -> Candidate {
         is_enabled: view.bool("host", host, "enabled"),
         is_live: view.bool("host_metrics", metrics, "live"),
         free_bytes: memory::host_free_bytes(view, host, Some(vm)),
+        overhead_bytes: memory::overhead_on(view, vm, host),
     }
 }
 
@@ -213,6 +218,7 @@ mod tests {
             is_enabled: true,
             is_live: true,
             free_bytes: free_gib * GIB,
+            overhead_bytes: 0,
         }
     }
 

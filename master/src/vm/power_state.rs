@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::storage::volumes::{self, Volume};
 use crate::vm::operations::{Draft, Fields, Overlay};
-use crate::vm::vm_spec;
+use crate::vm::{memory, vm_spec};
 use api_spec::classes::vm::VmPowerState;
 use api_spec::{NULL_REF, Value};
 use host_api::{DomainInfo, DomainState};
@@ -71,7 +71,8 @@ pub(crate) fn domain_power_state(state: DomainState) -> VmPowerState {
     }
 }
 
-/// Makes `vm` show the domain `info` on `host`. `is_new_domain` (a start, reboot or resume)
+/// Makes `vm` show the domain `info` on `host`, its `memory_overhead` the host's figure.
+/// `is_new_domain` (a start, reboot or resume)
 /// sets the start time and the boot-time metrics and gives the VM new consoles; otherwise its
 /// consoles are kept, added or removed to match what the domain has.
 pub(crate) fn set_running(
@@ -85,6 +86,8 @@ pub(crate) fn set_running(
     let power_state = domain_power_state(info.state);
     set_power_state(draft, vm, power_state);
     set_residence(draft, vm, host, info.domid);
+    let overhead = memory::overhead_on(draft.view(), vm, host);
+    draft.update("VM", vm, "memory_overhead", Value::Int(overhead));
     let metrics = draft.view().str("VM", vm, "metrics").to_owned();
     if draft.view().exists("VM_metrics", &metrics) {
         let memory = i64::try_from(info.memory_actual_bytes).unwrap_or(i64::MAX);

@@ -8,7 +8,7 @@ use crate::backend::{BackendError, BackendOp};
 
 impl Qemu {
     /// Keeps every vCPU thread of `vm` on the host CPUs of its `VCPUs_params:mask`, if it
-    /// has one. (`weight` and `cap` would need a cgroup of the VM's own: not honoured.)
+    /// has one.
     pub(super) async fn pin_vcpus(&self, vm: &Vm, op: BackendOp) -> Result<(), BackendError> {
         let mask = vm.domain().spec.vcpus_params.get("mask").cloned();
         let Some(mask) = mask else {

@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use host_api::VmSpec;
+use host_api::overhead::TCG_TRANSLATION_CACHE_MIB;
 
 use super::accel::Acceleration;
 
@@ -69,11 +70,16 @@ pub fn arguments(spec: &VmSpec, paths: &VmPaths, accel: &Acceleration) -> Vec<Os
         spec.name_label.replace(',', ",,")
     );
     push(&["-name", &name, "-uuid", &spec.uuid]);
+    // TCG's translation cache is bounded to what the master's memory model reserves for it.
+    let accel_arg = match accel.accel.as_str() {
+        "tcg" => format!("tcg,tb-size={TCG_TRANSLATION_CACHE_MIB}"),
+        other => other.to_owned(),
+    };
     push(&[
         "-machine",
         "q35",
         "-accel",
-        &accel.accel,
+        &accel_arg,
         "-cpu",
         &accel.cpu_model,
     ]);
@@ -159,6 +165,7 @@ mod tests {
         let paths = VmPaths::new(Path::new("/run/x"), &spec.uuid);
         let line = joined(&arguments(&spec, &paths, &accel()));
         assert!(line.contains("-m 256 "), "{line}");
+        assert!(line.contains("-accel tcg,tb-size=64 "), "{line}");
         assert!(line.contains("-smp 2,maxcpus=4 "), "{line}");
         assert!(line.contains(" -S "), "{line}");
         assert!(line.contains("-action shutdown=pause,reboot=shutdown,panic=pause"));

@@ -208,6 +208,21 @@ pub(in crate::handlers) async fn set_memory(ctx: Ctx, args: Args) -> Result<Valu
     change_memory(&ctx, vm, Change::All(limits)).await
 }
 
+/// `VM.compute_memory_overhead`: what the VM takes beyond its memory where it runs (or else on
+/// its affinity host, or else on the pool's costliest host), by that host's hypervisor.
+pub(in crate::handlers) async fn compute_memory_overhead(
+    ctx: Ctx,
+    args: Args,
+) -> Result<Value, Error> {
+    let vm = args.str("vm")?;
+    let db = ctx.db();
+    crate::db::record::row(&db, "VM", vm)?;
+    Ok(Value::Int(crate::vm::memory::overhead(
+        &Overlay::new(&db),
+        vm,
+    )))
+}
+
 /// An int field of a live VM.
 fn current(ctx: &Ctx, vm: &str, field: &str) -> Result<i64, Error> {
     let db = ctx.db();

@@ -95,7 +95,7 @@ fn place(view: &Overlay, vm: &str, target: Target<'_>) -> Result<String, Error> 
         Target::Anywhere => {
             let affinity = view.str("VM", vm, "affinity");
             let need = Need {
-                memory_bytes: memory::start_bytes(view, vm),
+                memory_bytes: memory::guest_bytes(view, vm),
                 affinity: view.exists("host", affinity).then(|| affinity.to_owned()),
             };
             let candidates = placement::candidates(view, vm);
@@ -150,6 +150,8 @@ async fn boot(
                     "scheduled_to_be_resident_on",
                     Value::str(host.as_str()),
                 );
+                let overhead = memory::overhead_on(draft.view(), vm, &host);
+                draft.set("VM", vm, "memory_overhead", Value::Int(overhead));
                 mark_devices(draft, vm, &key)?;
                 Ok((host, sent, action))
             })
@@ -497,6 +499,56 @@ mod tests {
         );
         assert!(pool.agent.received().is_empty());
         assert!(pool.current("VM", &vm).is_empty());
+    }
+
+    /// On a QEMU host a VM takes its QEMU's overhead beyond its memory, by the host's
+    /// hypervisor (`host_api::overhead`): a host with room for the memory but not the overhead
+    /// refuses the start, the VM started elsewhere records that host's figure in
+    /// `memory_overhead`, and the host counts it as used. Before it runs,
+    /// `VM.compute_memory_overhead` gives the costliest host's figure.
+    #[tokio::test]
+    async fn a_qemu_host_counts_what_its_qemu_takes() {
+        use host_api::overhead::vm_overhead_bytes;
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let vm = pool.new_vm(&session, "web").await;
+        let int = |field| pool.field("VM", &vm, field).and_then(|v| v.as_int());
+        let (vcpus, size) = (int("VCPUs_max"), int("memory_static_max"));
+        let (vcpus, size) = (vcpus.expect("VCPUs_max"), size.expect("static max"));
+        let memory = int("memory_dynamic_min").expect("dynamic min");
+        let (tcg, kvm) = (
+            vm_overhead_bytes("qemu-tcg", vcpus, size),
+            vm_overhead_bytes("qemu-kvm", vcpus, size),
+        );
+        assert!(tcg > kvm && kvm > 0, "{tcg} {kvm}");
+        let tight = pool.add_host("tight", memory + tcg - 1);
+        let roomy = pool.add_host("roomy", 8 * GIB);
+        for (host, hypervisor) in [(&tight, "qemu-tcg"), (&roomy, "qemu-kvm")] {
+            let software = crate::pool::bootstrap::strings([("hypervisor", hypervisor.to_owned())]);
+            pool.write("host", host, &[("software_version", software)]);
+        }
+        let overhead = |session| pool.call_as(session, "VM.compute_memory_overhead", vec![s(&vm)]);
+        assert_eq!(overhead(&session).await, Ok(Value::Int(tcg)));
+        let on = |host: &str| vec![s(&vm), s(host), Value::Bool(false), Value::Bool(false)];
+        assert_eq!(
+            pool.call_as(&session, "VM.start_on", on(&tight)).await,
+            Err(errors::host_not_enough_free_memory(
+                memory + tcg,
+                memory + tcg - 1
+            ))
+        );
+        pool.call_as(&session, "VM.start_on", on(&roomy))
+            .await
+            .expect("started");
+        assert_eq!(
+            pool.field("VM", &vm, "memory_overhead"),
+            Some(Value::Int(kvm))
+        );
+        assert_eq!(overhead(&session).await, Ok(Value::Int(kvm)));
+        let free = pool
+            .call_as(&session, "host.compute_free_memory", vec![s(&roomy)])
+            .await;
+        assert_eq!(free, Ok(Value::Int(8 * GIB - memory - kvm)));
     }
 
     /// `start_on` refuses a disabled host.

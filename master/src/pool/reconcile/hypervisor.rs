@@ -23,10 +23,7 @@ pub(super) async fn record(
             if !view.exists("host", host) {
                 return Ok((draft.into_txn(), false));
             }
-            let name = match info.accel.as_str() {
-                "" => info.kind.clone(),
-                accel => format!("{}-{accel}", info.kind),
-            };
+            let name = info.name();
             let mut software = view.string_map("host", host, "software_version");
             let mut cpu_info = view.string_map("host", host, "cpu_info");
             let old = (software.clone(), cpu_info.clone());
