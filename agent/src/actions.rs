@@ -320,12 +320,11 @@ fn migrate_out(domain: &Domain, to_host: &str, token: &TransferToken) -> Vec<Mic
     plan
 }
 
+/// The devices go in before the image is loaded, as for a resume.
 fn migrate_finish(spec: &VmSpec, paused: bool) -> Vec<MicroOp> {
-    let mut plan = vec![
-        MicroOp::Create(Box::new(spec.clone())),
-        MicroOp::RestoreReceived,
-    ];
+    let mut plan = vec![MicroOp::Create(Box::new(spec.clone()))];
     plan.extend(plug_devices(spec));
+    plan.push(MicroOp::RestoreReceived);
     plan.push(MicroOp::Hook(
         HookPoint::PostMigrate,
         HookReason::MigrateDestination,

@@ -112,10 +112,10 @@ async fn a_domain_moves_from_one_agent_to_another() {
         [
             "receive_image",
             "create",
-            "restore_received",
             "plug_disk",
             "plug_nic",
             "start_device_model",
+            "restore_received",
             "unpause",
             "set_needs_poweroff"
         ]
@@ -167,8 +167,9 @@ async fn a_failure_on_either_side_leaves_the_domain_where_it_was() {
     );
 }
 
-/// A destination that fails to build the domain from the kept image undoes what it built, and
-/// cannot build it again without a new image.
+/// A destination that fails to build the domain once it loaded the kept image undoes what it
+/// built, and cannot build it again without a new image; one that fails before (plugging a
+/// device: the devices go in first) still has the image.
 #[tokio::test]
 async fn a_failed_finish_leaves_no_domain_and_uses_the_image_up() {
     let (source, destination) = two_agents().await;
@@ -184,6 +185,12 @@ async fn a_failed_finish_leaves_no_domain_and_uses_the_image_up() {
         )
     );
     fail_next(&destination, BackendOp::PlugNic);
+    assert!(matches!(
+        failure(finish(&destination, &spec).await),
+        AgentFailure::Internal { .. }
+    ));
+    assert_eq!(destination.domain(&vm).await, None);
+    fail_next(&destination, BackendOp::Unpause);
     assert!(matches!(
         failure(finish(&destination, &spec).await),
         AgentFailure::Internal { .. }

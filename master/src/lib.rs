@@ -255,7 +255,7 @@ impl Master {
     /// Takes in what the agent of `host` (a host ref) reports unasked (a guest that powered
     /// off, what runs there after a restart) and reconciles the DB with it. A failure is
     /// logged; the agent's next report reconciles again.
-    pub async fn report(&self, host: &str, report: AgentReport) {
+    pub async fn report(self: &Arc<Self>, host: &str, report: AgentReport) {
         self.liveness.heard(host, self.monotonic_secs());
         reconcile::report(self, host, report).await;
     }
@@ -283,7 +283,7 @@ impl Master {
 
     /// Asks the agent of `host` what it runs and reconciles the DB with the answer, as after
     /// an `Inventory` report (for a master that takes over while the agents keep running).
-    pub async fn reconcile(&self, host: &str) -> Result<(), ApiError> {
+    pub async fn reconcile(self: &Arc<Self>, host: &str) -> Result<(), ApiError> {
         reconcile::ask(self, host)
             .await
             .map_err(error::to_api_error)

@@ -487,6 +487,16 @@ impl TestPool {
         vm
     }
 
+    /// A new VM named `name`, started and then suspended; the VM and its suspend VDI.
+    pub async fn suspended_vm(&self, session: &str, name: &str) -> (String, String) {
+        let vm = self.running_vm(session, name).await;
+        self.call_as(session, "VM.suspend", vec![Value::str(vm.as_str())])
+            .await
+            .expect("the VM suspends");
+        let image = self.text("VM", &vm, "suspend_VDI");
+        (vm, image)
+    }
+
     /// A new VM named `name`, started on `host` (as `new_vm`, then `start_on`).
     pub async fn running_vm_on(&self, session: &str, name: &str, host: &str) -> String {
         let vm = self.new_vm(session, name).await;

@@ -4,7 +4,7 @@
 //! QEMU child of that host's `oxapi`; it also starts on either host. A suspend image on a
 //! host's local SR does not move: resuming elsewhere is `VM_REQUIRES_SR` and changes nothing.
 //! Most guests have no OS (they idle in SeaBIOS); one test carries the Linux test guest,
-//! booted once, from one host to the other with the block it wrote.
+//! booted once, from one host to the other with the block it wrote, and migrates it back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -245,10 +245,11 @@ async fn a_suspend_image_out_of_reach_of_a_host_cannot_resume_there() {
 
 /// The Linux test guest, booted once on the first host, writes a block to its disk on the
 /// shared SR; suspended there and resumed on the second host, it runs on without booting
-/// again and powers itself off when its power button is pressed there; the block is on the
-/// disk.
+/// again; `VM.pool_migrate` (not live) takes it back to the first host, where it runs on
+/// again, without booting, and powers itself off when its power button is pressed; the block
+/// is on the disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_linux_guest_suspended_on_one_host_runs_on_from_the_other() {
+async fn a_linux_guest_suspended_on_one_host_runs_on_from_the_other_and_migrates_back() {
     let Some((cluster, shared, _dir)) = qemu_pool().await else {
         return;
     };
@@ -277,15 +278,28 @@ async fn a_linux_guest_suspended_on_one_host_runs_on_from_the_other() {
         .await
         .expect("the VM resumes on the second host");
     assert_runs_on(&cluster, &client, &guest, &uuid, 1).await;
+    let options = Value::Struct(BTreeMap::new());
+    let back = vec![Value::str(&guest), Value::str(first.host_ref()), options];
+    client.ok("VM.pool_migrate", back).await;
+    assert_runs_on(&cluster, &client, &guest, &uuid, 0).await;
+    let mut there = SerialLog::new(&last_serial_log(&second.data_dir(), &uuid));
+    assert!(
+        there.wait_for(marker::UP, Duration::ZERO).is_err(),
+        "the guest did not boot on the second host"
+    );
     act(&client, "clean_shutdown", &guest).await;
     assert_eq!(vm::field(&client, &guest, "power_state").await, "Halted");
-    let mut there = SerialLog::new(&last_serial_log(&second.data_dir(), &uuid));
-    assert!(there.wait_for(marker::POWEROFF, Duration::ZERO).is_ok());
-    let mut booted = SerialLog::new(&last_serial_log(&second.data_dir(), &uuid));
+    let mut back_there = SerialLog::new(&last_serial_log(&first.data_dir(), &uuid));
+    assert!(
+        back_there
+            .wait_for(marker::POWEROFF, Duration::ZERO)
+            .is_ok()
+    );
+    let mut booted = SerialLog::new(&last_serial_log(&first.data_dir(), &uuid));
     assert!(
         booted.wait_for(marker::UP, Duration::ZERO).is_err(),
         "the guest did not boot again"
     );
-    let block = head_of(second, &client, &disk, BLOCK_BYTES).await;
+    let block = head_of(first, &client, &disk, BLOCK_BYTES).await;
     assert_eq!(sha256_hex(&block), expected, "the block is on the disk");
 }

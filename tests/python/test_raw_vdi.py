@@ -3,10 +3,13 @@ in the query of `PUT /import_raw_vdi` and `GET /export_raw_vdi`, with urllib. Th
 is the simulator's, which keeps the length and SHA-256 of what an import brought."""
 
 import hashlib
+import http.client
 import json
 import os
 import ssl
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -54,3 +57,40 @@ def test_an_image_larger_than_the_vdi_is_refused(host, session):
     status, body = _request(host, "PUT", "/import_raw_vdi?" + query, b"\1" * (2 << 20))
     assert status == 500
     assert json.loads(body)[:2] == ["VDI_TOO_SMALL", vdi]
+
+
+def _progress_between(session, task, deadline):
+    """The task's progress once it is past 0 and short of 1, waiting for it until `deadline`."""
+    while True:
+        progress = session.xenapi.task.get_progress(task)
+        if 0.0 < progress < 1.0 or time.monotonic() > deadline:
+            return progress
+        time.sleep(0.05)
+
+
+def test_an_import_reports_its_progress_on_its_task_while_the_bytes_come(host, session):
+    """With half of the image sent and the rest held back, the import's task shows a progress
+    between 0 and 1; once the rest is sent the task succeeds with progress 1."""
+    size = 8 << 20
+    vdi = _vdi(session, size)
+    task = session.xenapi.task.create("import", "")
+    query = "session_id=%s&vdi=%s&format=raw&task_id=%s" % (session._session, vdi, task)
+    address = urllib.parse.urlsplit(host.url)
+    connection = http.client.HTTPSConnection(
+        address.hostname, address.port, context=ssl._create_unverified_context(), timeout=60)
+    connection.putrequest("PUT", "/import_raw_vdi?" + query)
+    connection.putheader("Content-Length", str(size))
+    connection.endheaders()
+    chunk = b"\x5a" * (1 << 20)
+    for _ in range(size // len(chunk) // 2):
+        connection.send(chunk)
+    midway = _progress_between(session, task, time.monotonic() + 30)
+    assert 0.0 < midway < 1.0
+    assert session.xenapi.task.get_status(task) == "pending"
+    for _ in range(size // len(chunk) // 2):
+        connection.send(chunk)
+    reply = connection.getresponse()
+    assert (reply.status, reply.read()) == (200, b"")
+    connection.close()
+    assert session.xenapi.task.get_status(task) == "success"
+    assert session.xenapi.task.get_progress(task) == 1.0

@@ -55,7 +55,7 @@ use self::events::{Signals, state_of};
 use self::qmp::{Qmp, QmpError};
 use super::{
     AttachedDisk, BackendError, BackendOp, DiskFormat, Domain, DomainEvent, Hypervisor, NicPort,
-    Op, RunState, ShutdownReason, cannot, lock,
+    Op, RunState, ShutdownReason, lock,
 };
 
 /// The `qemu` driver's settings (`agent.qemu` in the config).
@@ -454,9 +454,6 @@ fn short(uuid: &str) -> String {
         .collect()
 }
 
-/// Why the qemu driver refuses a migration image.
-const NO_MIGRATION_IMAGES: &str = "the qemu driver does not stream migration images yet";
-
 impl Hypervisor for Qemu {
     fn create<'a>(&'a self, spec: &'a VmSpec) -> Op<'a, i64> {
         Box::pin(async move {
@@ -805,7 +802,7 @@ impl Hypervisor for Qemu {
                     domain.state = RunState::Paused;
                 }
             })?;
-            self.with_image(&running, op, image, at, "snapshot-save")
+            self.with_image(&running, op, &image.vdi_uuid, at, "snapshot-save")
                 .await
         })
     }
@@ -816,30 +813,39 @@ impl Hypervisor for Qemu {
         Box::pin(async move {
             let op = BackendOp::Restore;
             let running = self.vm(vm)?;
-            self.with_image(&running, op, image, at, "snapshot-load")
+            self.with_image(&running, op, &image.vdi_uuid, at, "snapshot-load")
                 .await?;
             running.update(|domain| domain.is_built = true)
         })
     }
 
+    /// Stops the guest, writes its state into a migration image beside its QEMU (as a
+    /// suspend does) and streams that image into `to`.
     fn save_image<'a>(
         &'a self,
-        _vm: &'a str,
-        _to: &'a mut (dyn AsyncWrite + Send + Unpin),
+        vm: &'a str,
+        to: &'a mut (dyn AsyncWrite + Send + Unpin),
     ) -> Op<'a> {
-        cannot(BackendOp::SaveImage, NO_MIGRATION_IMAGES)
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            self.send_migration_image(&running, to).await
+        })
     }
 
     fn receive_image<'a>(
         &'a self,
-        _vm: &'a str,
-        _from: &'a mut (dyn AsyncRead + Send + Unpin),
+        vm: &'a str,
+        from: &'a mut (dyn AsyncRead + Send + Unpin),
     ) -> Op<'a> {
-        cannot(BackendOp::ReceiveImage, NO_MIGRATION_IMAGES)
+        Box::pin(self.keep_migration_image(vm, from))
     }
 
-    fn restore_received<'a>(&'a self, _vm: &'a str) -> Op<'a> {
-        cannot(BackendOp::RestoreReceived, NO_MIGRATION_IMAGES)
+    /// Loads the image `receive_image` kept into the paused QEMU, whose devices are plugged.
+    fn restore_received<'a>(&'a self, vm: &'a str) -> Op<'a> {
+        Box::pin(async move {
+            let running = self.vm(vm)?;
+            self.load_migration_image(&running).await
+        })
     }
 
     fn insert_cd<'a>(

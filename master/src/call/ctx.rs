@@ -27,6 +27,17 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The context of work the master does on its own (reconciling what an agent reported),
+    /// under no session and no task.
+    pub fn internal(master: &Arc<Master>) -> Ctx {
+        Ctx {
+            master: Arc::clone(master),
+            session: None,
+            origin: Origin::LocalSocket,
+            task: None,
+        }
+    }
+
     /// The local replica. Never hold it across an `.await`.
     pub fn db(&self) -> RwLockReadGuard<'_, Db> {
         self.master.db.read()

@@ -1,11 +1,17 @@
 //! Suspend and resume: the guest's memory and device state kept in the suspend VDI (a
 //! qcow2) as its internal snapshot, written with `snapshot-save` and read with
 //! `snapshot-load`, each a QMP job run to its end.
+//!
+//! A migration image is the same kind of qcow2, made for the move: the source writes it
+//! beside its QEMU, streams it to the destination and deletes it; the destination keeps it,
+//! as `<vm>.migration.qcow2` beside the VM directories, until the new QEMU loads it.
 
-use host_api::DiskSpec;
+use std::path::{Path, PathBuf};
+
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{Qemu, Vm, failed, short};
+use super::{Qemu, RunState, Vm, failed, short};
 use crate::backend::{AttachedDisk, BackendError, BackendOp, DiskFormat};
 
 /// The internal snapshot of a suspend image that holds the VM's state, and its job.
@@ -13,23 +19,24 @@ const SUSPEND_TAG: &str = "oxapi-suspend";
 const SUSPEND_JOB: &str = "oxapi-suspend";
 
 impl Qemu {
-    /// Opens the suspend image `image` (at `at`) in QEMU, runs the snapshot job `command`
-    /// (`snapshot-save` or `snapshot-load`) with it as the VM state's home, and closes it.
+    /// Opens the image at `at` (a suspend VDI, or a migration image; `uuid` names it) in
+    /// QEMU, runs the snapshot job `command` (`snapshot-save` or `snapshot-load`) with it as
+    /// the VM state's home, and closes it.
     pub(super) async fn with_image(
         &self,
         vm: &Vm,
         op: BackendOp,
-        image: &DiskSpec,
+        uuid: &str,
         at: &AttachedDisk,
         command: &str,
     ) -> Result<(), BackendError> {
         if at.format != DiskFormat::Qcow2 {
             return Err(BackendError::Failed {
                 op,
-                reason: format!("suspend image {} is not a qcow2 VDI", image.vdi_uuid),
+                reason: format!("suspend image {uuid} is not a qcow2 VDI"),
             });
         }
-        let key = short(&image.vdi_uuid);
+        let key = short(uuid);
         let (file_node, image_node) = (format!("t{key}"), format!("s{key}"));
         // Writable both ways: loading a snapshot also reverts the image's own (empty) disk.
         let file = json!({"driver": "file", "filename": at.path, "node-name": file_node});
@@ -52,6 +59,109 @@ impl Qemu {
             .command(vm, op, "blockdev-del", json!({"node-name": file_node}))
             .await;
         result
+    }
+
+    /// Stops the guest and writes its state into a new migration image beside its QEMU,
+    /// then streams that image into `to` and deletes it.
+    pub(super) async fn send_migration_image(
+        &self,
+        vm: &Vm,
+        to: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<(), BackendError> {
+        let op = BackendOp::SaveImage;
+        self.command(vm, op, "stop", json!({})).await?;
+        vm.update(|domain| {
+            if domain.state == RunState::Running {
+                domain.state = RunState::Paused;
+            }
+        })?;
+        let path = vm.paths.dir.join(SENT_IMAGE);
+        let sent = async {
+            new_image(op, &path).await?;
+            let uuid = vm.domain().spec.uuid.clone();
+            self.with_image(vm, op, &uuid, &qcow2_at(&path), "snapshot-save")
+                .await?;
+            let io = |err: std::io::Error| BackendError::Failed {
+                op,
+                reason: format!("cannot send the migration image: {err}"),
+            };
+            let mut image = tokio::fs::File::open(&path).await.map_err(io)?;
+            tokio::io::copy(&mut image, to).await.map_err(io)?;
+            to.flush().await.map_err(io)
+        };
+        let result = sent.await;
+        let _ = tokio::fs::remove_file(&path).await;
+        result
+    }
+
+    /// The migration image received for `vm`, kept until its new QEMU loads it.
+    pub(super) fn received_image(&self, vm: &str) -> PathBuf {
+        self.root.join(format!("{vm}.migration.qcow2"))
+    }
+
+    /// Keeps the migration image read from `from` for `vm` (written whole to a temporary
+    /// file, synced, then renamed over an earlier one), once it is seen to be a qcow2.
+    pub(super) async fn keep_migration_image(
+        &self,
+        vm: &str,
+        from: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<(), BackendError> {
+        let op = BackendOp::ReceiveImage;
+        let path = self.received_image(vm);
+        let partial = path.with_extension("partial");
+        let io = |err: std::io::Error| BackendError::Failed {
+            op,
+            reason: format!("cannot keep the migration image: {err}"),
+        };
+        let kept = async {
+            std::fs::create_dir_all(&self.root).map_err(io)?;
+            let mut magic = [0u8; 4];
+            from.read_exact(&mut magic).await.map_err(io)?;
+            if magic != QCOW2_MAGIC {
+                return Err(BackendError::Failed {
+                    op,
+                    reason: "the migration image is not a qcow2 image".to_owned(),
+                });
+            }
+            let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
+            file.write_all(&magic).await.map_err(io)?;
+            tokio::io::copy(from, &mut file).await.map_err(io)?;
+            file.sync_all().await.map_err(io)?;
+            tokio::fs::rename(&partial, &path).await.map_err(io)?;
+            std::fs::File::open(&self.root)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io)
+        };
+        let result = kept.await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        result
+    }
+
+    /// Loads the migration image received for the VM of `vm` into its paused QEMU, whose
+    /// devices are plugged already, and deletes the image.
+    pub(super) async fn load_migration_image(&self, vm: &Vm) -> Result<(), BackendError> {
+        let uuid = vm.domain().spec.uuid.clone();
+        let path = self.received_image(&uuid);
+        if !path.exists() {
+            return Err(BackendError::Failed {
+                op: BackendOp::RestoreReceived,
+                reason: format!("no migration image was received for vm {uuid}"),
+            });
+        }
+        let loaded = self
+            .with_image(
+                vm,
+                BackendOp::RestoreReceived,
+                &uuid,
+                &qcow2_at(&path),
+                "snapshot-load",
+            )
+            .await;
+        let _ = std::fs::remove_file(&path);
+        loaded?;
+        vm.update(|domain| domain.is_built = true)
     }
 
     /// Runs the QMP job `command` (its `job-id` in `arguments`) to its end, within
@@ -94,4 +204,40 @@ impl Qemu {
             None => Ok(()),
         }
     }
+}
+
+/// The name of the migration image the source writes in the VM's directory.
+const SENT_IMAGE: &str = "migration.qcow2";
+/// What a qcow2 image starts with.
+const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+
+/// The image file at `path` as QEMU takes it.
+fn qcow2_at(path: &Path) -> AttachedDisk {
+    AttachedDisk {
+        path: path.to_owned(),
+        format: DiskFormat::Qcow2,
+        read_only: false,
+    }
+}
+
+/// Makes an empty qcow2 image at `path` to hold a VM's state (its disk is never used).
+async fn new_image(op: BackendOp, path: &Path) -> Result<(), BackendError> {
+    let output = tokio::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg("1M")
+        .output()
+        .await
+        .map_err(|err| BackendError::Failed {
+            op,
+            reason: format!("cannot run qemu-img: {err}"),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(BackendError::QemuImg {
+        op,
+        status: output.status.to_string(),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
 }

@@ -408,11 +408,7 @@ mod tests {
     async fn hard_shutdown_of_a_suspended_vm_drops_its_image() {
         let pool = TestPool::new();
         let session = pool.login().await;
-        let vm = pool.running_vm(&session, "web").await;
-        pool.call_as(&session, "VM.suspend", vec![s(&vm)])
-            .await
-            .expect("suspended");
-        let image = pool.text("VM", &vm, "suspend_VDI");
+        let (vm, image) = pool.suspended_vm(&session, "web").await;
         assert_eq!(
             pool.call_as(&session, "VM.hard_shutdown", vec![s(&vm)])
                 .await,

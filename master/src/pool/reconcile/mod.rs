@@ -5,7 +5,8 @@
 //!   start time, or paused when preserved after a crash).
 //! - `Inventory`, sent by an agent that (re)started: for every VM the DB has resident on or
 //!   scheduled to that host, a reported domain makes it Running or Paused as reported and a
-//!   missing one makes it Halted (a suspended VM whose resume died stays Suspended). A reported
+//!   missing one makes it Halted (a suspended VM whose resume died stays Suspended; one whose
+//!   resume ran has used its suspend image, which is deleted). A reported
 //!   domain the DB places nowhere (the VM Halted or Suspended) is adopted; one whose VM runs
 //!   elsewhere, is a template or snapshot, or is unknown is left alone and raised as a
 //!   `VM_GHOST` message. The operations of those VMs that no worker of this process runs died
@@ -19,6 +20,8 @@ mod hypervisor;
 mod in_progress;
 mod takeover;
 
+use std::sync::Arc;
+
 use api_spec::classes::vm::VmPowerState;
 use api_spec::{NULL_REF, Value};
 use db_schema::Txn;
@@ -27,7 +30,9 @@ pub(crate) use self::in_progress::{clear_dead_operations, is_busy};
 pub use self::takeover::Takeover;
 pub(crate) use self::takeover::take_over;
 use crate::Master;
+use crate::call::ctx::Ctx;
 use crate::error::{Error, to_api_error};
+use crate::storage::volumes::{self, Volume};
 use crate::vm::agent_failures;
 use crate::vm::operations::Draft;
 use crate::vm::power_state::{drop_suspend_image, power_state, set_running, set_stopped};
@@ -40,7 +45,7 @@ pub(crate) const GHOST_MESSAGE: &str = "VM_GHOST";
 const GHOST_PRIORITY: i64 = 2;
 
 /// Takes in a report of the agent of `host`; a failure is logged, the next report retries.
-pub(crate) async fn report(master: &Master, host: &str, report: AgentReport) {
+pub(crate) async fn report(master: &Arc<Master>, host: &str, report: AgentReport) {
     let outcome = match &report {
         AgentReport::GuestChanged { vm, event, now } => {
             guest_changed(master, host, vm, *event, now.as_ref()).await
@@ -55,7 +60,7 @@ pub(crate) async fn report(master: &Master, host: &str, report: AgentReport) {
 }
 
 /// Asks the agent of `host` what it runs and reconciles the DB with the answer.
-pub(crate) async fn ask(master: &Master, host: &str) -> Result<(), Error> {
+pub(crate) async fn ask(master: &Arc<Master>, host: &str) -> Result<(), Error> {
     let (progress, _) = tokio::sync::watch::channel(0.0);
     let cancel = tokio_util::sync::CancellationToken::new();
     let term = master.db.term();
@@ -124,9 +129,9 @@ enum Stray {
     Ghost(String),
 }
 
-async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Result<(), Error> {
+async fn inventory(master: &Arc<Master>, host: &str, domains: &[DomainInfo]) -> Result<(), Error> {
     let now = master.now();
-    let (ghosts, _) = master
+    let ((ghosts, used_images), _) = master
         .decide(|db| {
             let mut draft = Draft::new(db);
             let host_metrics = draft.view().str("host", host, "metrics").to_owned();
@@ -136,6 +141,7 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
                 draft.update("host_metrics", &host_metrics, "last_updated", stamp);
             }
             let mut ghosts = 0;
+            let mut used_images = Vec::new();
             for vm in draft.view().refs("VM") {
                 let view = draft.view();
                 if view.bool("VM", &vm, "is_control_domain") {
@@ -161,7 +167,9 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
                     continue;
                 }
                 match (is_here, reported) {
-                    (true, Some(info)) => keep_running(&mut draft, &vm, host, info, now),
+                    (true, Some(info)) => {
+                        used_images.extend(keep_running(&mut draft, &vm, host, info, now));
+                    }
                     (true, None) => {
                         if power_state(draft.view(), &vm) == VmPowerState::Suspended {
                             let null = Value::str(NULL_REF);
@@ -173,7 +181,7 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
                     (false, Some(info)) => match stray(&draft, &vm) {
                         Stray::Adopt => {
                             tracing::info!(vm = %uuid, host = %host, "running domain adopted");
-                            keep_running(&mut draft, &vm, host, info, now);
+                            used_images.extend(keep_running(&mut draft, &vm, host, info, now));
                         }
                         Stray::Ghost(why) => {
                             ghost(&mut draft, host, info, Some(&vm), &why, now);
@@ -189,9 +197,13 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
                     ghosts += 1;
                 }
             }
-            Ok((draft.into_txn(), ghosts))
+            Ok((draft.into_txn(), (ghosts, used_images)))
         })
         .await?;
+    let ctx = Ctx::internal(master);
+    for image in &used_images {
+        volumes::forget(&ctx, image).await;
+    }
     if ghosts > 0 {
         tracing::warn!(host = %host, ghosts, "domains the pool does not place on their host");
     }
@@ -200,16 +212,23 @@ async fn inventory(master: &Master, host: &str, domains: &[DomainInfo]) -> Resul
 }
 
 /// Makes `vm` show its reported domain on `host`; a suspended VM running again has used its
-/// suspend image.
-fn keep_running(draft: &mut Draft, vm: &str, host: &str, info: &DomainInfo, now: i64) {
+/// suspend image, whose volume is returned to be deleted.
+fn keep_running(
+    draft: &mut Draft,
+    vm: &str,
+    host: &str,
+    info: &DomainInfo,
+    now: i64,
+) -> Option<Volume> {
     let view = draft.view();
     let was = power_state(view, vm);
     let (was_live, was_suspended) = (was.has_domain(), was == VmPowerState::Suspended);
     let is_new_domain = !was_live || view.int("VM", vm, "domid") != info.domid;
     set_running(draft, vm, host, info, is_new_domain, now);
-    if was_suspended {
-        drop_suspend_image(draft, vm);
+    if !was_suspended {
+        return None;
     }
+    drop_suspend_image(draft, vm)
 }
 
 /// Whether a domain of `vm` that the DB places nowhere on this host may be adopted.
@@ -374,6 +393,27 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(raised, expected);
+    }
+
+    /// A suspended VM whose resume ran but was not recorded (its master died first) is
+    /// running once its host's inventory shows it, and its used suspend image is deleted.
+    #[tokio::test]
+    async fn an_inventory_deletes_the_image_of_a_resume_it_finds_done() {
+        let pool = TestPool::new();
+        let session = pool.login().await;
+        let (vm, image) = pool.suspended_vm(&session, "web").await;
+        let uuid = pool.text("VM", &vm, "uuid");
+        let resumed = domain(&uuid, 7, DomainState::Running);
+        pool.master
+            .report(&pool.host, AgentReport::Inventory(vec![resumed]))
+            .await;
+        assert_eq!(pool.text("VM", &vm, "power_state"), "Running");
+        assert_eq!(pool.text("VM", &vm, "suspend_VDI"), NULL_REF);
+        assert!(pool.read().get("VDI", &image).is_none());
+        assert_eq!(
+            pool.agent.kinds().last(),
+            Some(&crate::testing::ActionKind::DestroyVdi)
+        );
     }
 
     /// A start cut short after its begin Txn (the VM scheduled here, its task pending) ends
