@@ -68,6 +68,9 @@ fn backend_failure(err: BackendError) -> AgentFailure {
         },
         BackendError::DeviceAttached { device } => AgentFailure::DeviceAlreadyAttached { device },
         BackendError::DeviceDetached { device } => AgentFailure::DeviceAlreadyDetached { device },
+        BackendError::DetachRejected { device, reason } => {
+            AgentFailure::DetachRejected { device, reason }
+        }
         BackendError::DriveEmpty { vbd } => AgentFailure::DriveEmpty { vbd },
         BackendError::DriveNotEmpty { vbd } => AgentFailure::DriveNotEmpty { vbd },
         BackendError::NotRemovable { vbd } => AgentFailure::NotRemovable { vbd },

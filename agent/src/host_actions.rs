@@ -107,7 +107,7 @@ pub(crate) async fn storage(
             sr,
             location,
             virtual_size_bytes,
-        } => driver.resize_vdi(sr, location, *virtual_size_bytes).await?,
+        } => grow(agent, driver, sr, location, *virtual_size_bytes).await?,
         StorageAction::SnapshotVdi { sr, location } => {
             branch(agent, driver, sr, location, BackendOp::SnapshotVdi).await?
         }
@@ -159,6 +159,27 @@ async fn branch(
     let made = driver.branch_frozen(sr, &frozen, read_only, op).await?;
     tracing::info!(sr = %sr.uuid, location, vm, vbd, "disk of a running guest branched");
     Ok(made)
+}
+
+/// Resizes the VDI at `location` to `bytes`: by its driver alone (which refuses a shrink, and
+/// a growth of a disk in use); or, when a running domain here writes to it, live: the
+/// hypervisor grows the image under the guest, and the driver then reports the VDI.
+async fn grow(
+    agent: &Agent,
+    driver: &dyn Storage,
+    sr: &SrSpec,
+    location: &str,
+    bytes: u64,
+) -> Result<VdiInfo, AgentError> {
+    let in_use = match driver.resize_vdi(sr, location, bytes).await {
+        Err(err @ BackendError::VdiInUse { .. }) => err,
+        done => return Ok(done?),
+    };
+    let Some((vm, vbd)) = writer_of(agent, sr, location).await? else {
+        return Err(in_use.into());
+    };
+    agent.drivers.hypervisor.grow_disk(&vm, &vbd, bytes).await?;
+    Ok(driver.resize_vdi(sr, location, bytes).await?)
 }
 
 /// The domain (by VM uuid) and VBD that write to the VDI at `location` in `sr`, if a live

@@ -103,6 +103,9 @@ pub enum AgentFailure {
     /// A VBD or VIF (by uuid) is not plugged.
     #[error("device {device} is not attached")]
     DeviceAlreadyDetached { device: String },
+    /// The guest did not let a VBD or VIF (by uuid) go; `reason` says how.
+    #[error("device {device} was not released: {reason}")]
+    DetachRejected { device: String, reason: String },
     #[error("drive {vbd} is empty")]
     DriveEmpty { vbd: String },
     #[error("drive {vbd} is not empty")]

@@ -2,8 +2,9 @@
 //! "Other install media" (`VM.clone`, then `VM.provision` makes its empty system disk, as
 //! `xe vm-install` does): a disk image imported into that disk boots, an ISO from an ISO
 //! library in its CD drive boots, and `HVM_boot_params:order` picks which of the two boots
-//! when both could. The guests are 512-byte boot sectors made here, which print a marker on
-//! COM1 and halt: no OS, so they run under KVM where it works.
+//! when both could; a booted disk grows under its running guest (`VDI.resize_online`). The
+//! guests are 512-byte boot sectors made here, which print a marker on COM1 and halt: no OS,
+//! so they run under KVM where it works.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use api_spec::Value;
 use oxapi_tests::qemu::serial_log;
-use oxapi_tests::storage::{create_cd, create_sr, import_raw, transfer_query};
+use oxapi_tests::storage::{
+    create_cd, create_sr, image_info, import_raw, sr_directory, transfer_query,
+};
 use oxapi_tests::{Client, Host, HostOptions, Protocol, SerialLog, logged_in};
 
 const MIB: usize = 1 << 20;
@@ -222,7 +225,9 @@ fn the_boot_sector_prints_the_message_its_code_points_at() {
 
 /// A raw disk image imported (`PUT /import_raw_vdi`) into the system disk of a VM installed
 /// from "Other install media", as the README's cloud-image recipe does, boots on start: its
-/// boot sector prints on the serial console.
+/// boot sector prints on the serial console. The running guest's disk then grows under it
+/// with `VDI.resize_online` (QEMU's `block_resize`: the image QEMU holds open, write-locked,
+/// has the new size), while `VDI.resize` refuses it (`VDI_IN_USE`) and a shrink is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_disk_image_boots_a_vm_installed_from_the_template() {
     let Some(host) = qemu_host() else { return };
@@ -232,7 +237,35 @@ async fn an_imported_disk_image_boots_a_vm_installed_from_the_template() {
     import_image(&host, &client, &disk, disk_image(DISK_MARKER)).await;
 
     start_and_see(&host, &client, &vm, &uuid, DISK_MARKER).await;
+    grow_under_the_guest(&client, &disk).await;
     hard_shutdown(&client, &vm).await;
+}
+
+/// Grows `disk`, attached to a running guest, by 64 MiB online, and checks it.
+async fn grow_under_the_guest(client: &Client, disk: &str) {
+    let size_of = || client.ok("VDI.get_virtual_size", vec![Value::str(disk)]);
+    let before = size_of().await.as_int().expect("a size");
+    let grown = before + (64 << 20);
+    let resize = |method: &'static str, size: i64| {
+        client.call(method, vec![Value::str(disk), Value::Int(size)])
+    };
+    let refused = resize("VDI.resize", grown).await.expect_err("in use");
+    assert_eq!(refused.code, "VDI_IN_USE", "{refused:?}");
+    let shrink = resize("VDI.resize_online", before - (1 << 20))
+        .await
+        .expect_err("a shrink");
+    assert_eq!(shrink.code, "SR_BACKEND_FAILURE_79", "{shrink:?}");
+    assert_eq!(size_of().await, Value::Int(before));
+
+    assert_eq!(resize("VDI.resize_online", grown).await, Ok(Value::str("")));
+    assert_eq!(size_of().await, Value::Int(grown));
+    let sr = client.ok("VDI.get_SR", vec![Value::str(disk)]).await;
+    let location = client.ok("VDI.get_location", vec![Value::str(disk)]).await;
+    let path = sr_directory(client, sr.as_str().expect("an SR ref"))
+        .await
+        .join(location.as_str().expect("a location"));
+    let info = image_info(&path).expect("the disk is a qcow2 image");
+    assert_eq!(info["virtual-size"].as_i64(), Some(grown), "{info}");
 }
 
 /// An ISO from an ISO library, put in the CD drive (userdevice 3) of a VM installed from

@@ -370,6 +370,42 @@ impl LinuxVm {
     }
 }
 
+/// Waits until the VM's QEMU `pid` is gone although nobody asked (its guest stopped and oxapi
+/// honoured an `actions_after_*`); returns the VM's power state then and its next QEMU: after a
+/// restart, a new QEMU whose guest runs, and the power state read once it runs; after a destroy,
+/// Halted and none. Polls the QEMU's pidfile: a restart need not change the VM's record.
+async fn wait_next_qemu(linux: &LinuxVm, pid: u32) -> (String, Option<u32>) {
+    let (client, vm, data_dir) = (&linux.client, &linux.vm, linux.host.data_dir());
+    let deadline = tokio::time::Instant::now() + GUEST_BOOT_TIMEOUT;
+    loop {
+        let next = guest_pid(&data_dir, &linux.uuid);
+        if next != Some(pid) {
+            match (next, power_state(client, vm).await.as_str()) {
+                (None, "Halted") => return ("Halted".to_owned(), None),
+                (Some(next), _) => {
+                    // Any line: the kernel writes on the console from its first steps, so the
+                    // guest runs, its domain whole.
+                    wait_marker(&mut SerialLog::new(&linux.serial), "");
+                    return (power_state(client, vm).await, Some(next));
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "VM {vm} still on QEMU {pid}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// When the VM's last domain was started, as `VM_metrics.start_time` says.
+async fn start_time(client: &Client, vm: &str) -> String {
+    let metrics = field(client, vm, "metrics").await;
+    let time = client.ok("VM_metrics.get_start_time", vec![metrics]).await;
+    time.as_str().expect("a datetime").to_owned()
+}
+
 /// Waits for `marker` on the serial console of `vm`'s QEMU (a new log at each start).
 fn wait_marker(log: &mut SerialLog, marker: &str) -> String {
     tokio::task::block_in_place(|| log.wait_for(marker, GUEST_BOOT_TIMEOUT))
@@ -386,7 +422,10 @@ const GUEST_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// `memory_actual`; `VM.clean_shutdown` presses its power button and it
 /// powers itself off (Halted); started again with `VCPUs_params:cap`, its QEMU is throttled;
 /// `VM.clean_reboot` brings it back on a new QEMU; a kernel panic
-/// (pvpanic) is a crash, honoured through `actions_after_crash`.
+/// (pvpanic) is a crash, honoured through `actions_after_crash`; the guest's own reboot and
+/// power-off are honoured through `actions_after_reboot` and `_shutdown` (destroy: Halted;
+/// restart: booted again, with a later `VM_metrics.start_time`), a change of them reaching the
+/// running VM at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     let Some(linux) = LinuxVm::new("linux", &["oxapi.fill"]).await else {
@@ -478,8 +517,73 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
     client.ok("VM.hard_shutdown", vec![Value::str(&vm)]).await;
     set("actions_after_crash", "destroy".to_owned()).await;
     set("PV_args", kernel_args(&["oxapi.panic"])).await;
-    client.ok("VM.start", start).await;
+    client.ok("VM.start", start.clone()).await;
     wait_power_state(client, &vm, "Halted").await;
+
+    // The guest reboots and powers off by itself, each honoured through its own setting while
+    // the other settings say the opposite, so that one event taken for another fails. With a
+    // disk and both words its boots alternate: one that finds no flag on the disk sets it and
+    // reboots (REBOOTING), the next clears it (REBOOTED) and powers off (POWEROFF). Each boot's
+    // markers are read in the log its QEMU leaves (before the next stop replaces it, a boot later).
+    let disk = new_disk(client, &local_sr(client).await).await;
+    create_vbd(client, &vm, &disk, "0").await;
+    // Uncapped, so that the four boots below take no longer than they must.
+    let uncapped = vec![Value::str(&vm), Value::Struct(Default::default())];
+    client.ok("VM.set_VCPUs_params", uncapped).await;
+    set("PV_args", kernel_args(&["oxapi.reboot", "oxapi.poweroff"])).await;
+    set("actions_after_crash", "restart".to_owned()).await;
+    set("actions_after_reboot", "destroy".to_owned()).await;
+    set("actions_after_shutdown", "restart".to_owned()).await;
+    let last_log = oxapi_tests::qemu::last_serial_log(&host.data_dir(), &uuid);
+    let left_in_log = |markers: &[&str]| {
+        let mut log = SerialLog::new(&last_log);
+        for marker in markers {
+            log.wait_for(marker, Duration::ZERO)
+                .unwrap_or_else(|err| panic!("the last boot's log: {err}"));
+        }
+    };
+    let qemu = || guest_pid(&host.data_dir(), &uuid).expect("a QEMU runs the VM");
+    client.ok("VM.start", start.clone()).await;
+    let (state, _) = wait_next_qemu(&linux, qemu()).await;
+    assert_eq!(
+        state, "Halted",
+        "actions_after_reboot=destroy after the guest rebooted"
+    );
+    left_in_log(&[marker::UP, marker::REBOOTING]);
+
+    // Started again, the guest finds the flag and powers off: restarted; that boot reboots:
+    // restarted; the next powers off again, now that `actions_after_shutdown` says destroy.
+    set("actions_after_reboot", "restart".to_owned()).await;
+    client.ok("VM.start", start).await;
+    let started_at = start_time(client, &vm).await;
+    let (state, second) = wait_next_qemu(&linux, qemu()).await;
+    assert_eq!(
+        state, "Running",
+        "actions_after_shutdown=restart after the guest powered off"
+    );
+    // Set as the guest boots again, seconds before that boot reboots.
+    set("actions_after_shutdown", "destroy".to_owned()).await;
+    left_in_log(&[marker::UP, marker::REBOOTED, marker::POWEROFF]);
+    let second = second.expect("a restart runs a new QEMU");
+    let (state, third) = wait_next_qemu(&linux, second).await;
+    assert_eq!(
+        state, "Running",
+        "actions_after_reboot=restart after the guest rebooted"
+    );
+    left_in_log(&[marker::UP, marker::REBOOTING]);
+    let third = third.expect("a restart runs a new QEMU");
+    let (state, _) = wait_next_qemu(&linux, third).await;
+    assert_eq!(
+        state, "Halted",
+        "actions_after_shutdown=destroy after the guest powered off"
+    );
+    left_in_log(&[marker::UP, marker::REBOOTED, marker::POWEROFF]);
+    // Each restart is a new domain, booted later (as xapi records it).
+    let restarted_at = start_time(client, &vm).await;
+    assert!(
+        restarted_at > started_at,
+        "VM_metrics.start_time after two restarts: {restarted_at}, not later than VM.start's {started_at}"
+    );
 }
 
 /// A new 16 MiB user disk in `sr`.

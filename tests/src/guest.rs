@@ -29,7 +29,7 @@ pub mod marker {
     pub const REBOOTING: &str = "OXAPI-GUEST-REBOOTING";
     /// `oxapi.reboot`: the boot after the reboot, which does not reboot again.
     pub const REBOOTED: &str = "OXAPI-GUEST-REBOOTED";
-    /// The power button was pressed: the guest syncs and powers off.
+    /// The power button was pressed, or `oxapi.poweroff` asked: the guest syncs and powers off.
     pub const POWEROFF: &str = "OXAPI-GUEST-POWEROFF";
     /// A word of the command line could not be obeyed; followed by the word and why.
     pub const ERROR: &str = "OXAPI-GUEST-ERROR";

@@ -90,14 +90,22 @@ async fn new_vbd(
     userdevice: &str,
     kind: &str,
 ) -> String {
+    let mode = if kind == "CD" { "RO" } else { "RW" };
+    let record = vbd_record(vm, vdi, userdevice, kind, mode);
+    let vbd = client.ok("VBD.create", vec![record]).await;
+    vbd.as_str().expect("a ref").to_owned()
+}
+
+/// `VBD.create`'s record of a VBD of `kind` (`Disk` or `CD`) in `mode` (`RW` or `RO`) at
+/// `userdevice` of `vm` (bootable when it is "0"), on `vdi` or empty.
+pub fn vbd_record(vm: &str, vdi: Option<&str>, userdevice: &str, kind: &str, mode: &str) -> Value {
     let empty = || Value::Struct(BTreeMap::new());
-    let is_cd = kind == "CD";
     let record: BTreeMap<String, Value> = [
         ("VM", Value::str(vm)),
         ("VDI", Value::str(vdi.unwrap_or("OpaqueRef:NULL"))),
         ("userdevice", Value::str(userdevice)),
         ("bootable", Value::Bool(userdevice == "0")),
-        ("mode", Value::str(if is_cd { "RO" } else { "RW" })),
+        ("mode", Value::str(mode)),
         ("type", Value::str(kind)),
         ("empty", Value::Bool(vdi.is_none())),
         ("other_config", empty()),
@@ -107,8 +115,23 @@ async fn new_vbd(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let vbd = client.ok("VBD.create", vec![Value::Struct(record)]).await;
-    vbd.as_str().expect("a ref").to_owned()
+    Value::Struct(record)
+}
+
+/// The size and the bytes used of the filesystem holding `path`, as `df` reports them.
+pub fn filesystem_figures(path: &Path) -> (i64, i64) {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=size,used"])
+        .arg(path)
+        .output()
+        .expect("df runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1).expect("a line of figures");
+    let mut figures = line
+        .split_whitespace()
+        .map(|f| f.parse().expect("a number"));
+    let size = figures.next().expect("a size");
+    (size, figures.next().expect("the bytes used"))
 }
 
 /// `VDI.create`'s record of a user disk of `size` bytes in `sr`.

@@ -4,7 +4,9 @@
 //! read-only VDIs and refuses to write.
 
 use api_spec::Value;
-use oxapi_tests::storage::{create_sr, create_vdi, file_driver_host, vdi_record};
+use oxapi_tests::storage::{
+    create_sr, create_vdi, file_driver_host, filesystem_figures, vdi_record,
+};
 use oxapi_tests::{Client, Protocol, logged_in};
 
 const MIB: i64 = 1 << 20;
@@ -15,22 +17,6 @@ async fn int_field(client: &Client, sr: &str, field: &str) -> i64 {
         .ok(&format!("SR.get_{field}"), vec![Value::str(sr)])
         .await;
     value.as_int().expect("an int")
-}
-
-/// The size and the bytes used of the filesystem holding `path`, as `df` reports them.
-fn filesystem(path: &std::path::Path) -> (i64, i64) {
-    let out = std::process::Command::new("df")
-        .args(["-B1", "--output=size,used"])
-        .arg(path)
-        .output()
-        .expect("df runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1).expect("a line of figures");
-    let mut figures = line
-        .split_whitespace()
-        .map(|f| f.parse().expect("a number"));
-    let size = figures.next().expect("a size");
-    (size, figures.next().expect("the bytes used"))
 }
 
 /// The one PBD of `sr`.
@@ -75,7 +61,7 @@ async fn a_file_sr_is_made_plugged_and_unplugged_through_the_api() {
     );
 
     // Made, the SR is as large as its directory's filesystem and takes what is used there.
-    let (size, used) = filesystem(&location);
+    let (size, used) = filesystem_figures(&location);
     assert_eq!(int_field(&client, &sr, "physical_size").await, size);
     let utilisation = int_field(&client, &sr, "physical_utilisation").await;
     assert!(

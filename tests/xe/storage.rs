@@ -160,9 +160,9 @@ fn iso_library_cds_go_in_and_out_of_a_halted_vm() {
     assert!(err.contains("unknown parameter: device-config"), "{err}");
 }
 
-/// `vdi-create` (sizes with xe's suffixes), `vdi-resize`, `vdi-snapshot`, `vdi-clone`,
-/// `vdi-copy` and `vdi-destroy` print the new uuids where xe does and change the VDIs as
-/// asked; `vm-disk-add` gives a VM a new disk; `vbd-create` and `vbd-destroy` make and remove
+/// `vdi-create` (sizes with xe's suffixes), `vdi-resize` (`online=true` too),
+/// `vdi-snapshot`, `vdi-clone`, `vdi-copy` and `vdi-destroy` print the new uuids where xe does
+/// and change the VDIs as asked; `vm-disk-add` gives a VM a new disk; `vbd-create` and `vbd-destroy` make and remove
 /// drives by uuid. Bad sizes, missing objects and wrong pairs of parameters are refused.
 #[test]
 fn vdi_commands_make_and_change_disks() {
@@ -180,7 +180,12 @@ fn vdi_commands_make_and_change_disks() {
     );
     assert_eq!(param(&xe, "vdi", &vdi, "type"), "user");
     let this = format!("uuid={vdi}");
-    xe.ok(&["vdi-resize", &this, "disk-size=16 mib"]);
+    xe.ok(&["vdi-resize", &this, "disk-size=12 mib"]);
+    assert_eq!(
+        param(&xe, "vdi", &vdi, "virtual-size"),
+        (12 * MIB).to_string()
+    );
+    xe.ok(&["vdi-resize", &this, "disk-size=16MiB", "online=true"]);
     assert_eq!(
         param(&xe, "vdi", &vdi, "virtual-size"),
         (16 * MIB).to_string()

@@ -473,6 +473,9 @@ impl Storage for FileSr {
                 });
             }
             if virtual_size_bytes > now {
+                if self.is_attached(sr, location).await {
+                    return Err(in_use(sr, location, op));
+                }
                 self.qemu_img_sized(op, "resize", &path, virtual_size_bytes)
                     .await?;
             }

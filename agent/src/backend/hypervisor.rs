@@ -112,6 +112,16 @@ pub trait Hypervisor: Send + Sync + 'static {
             "this hypervisor cannot move a disk onto a new top",
         )
     }
+    /// Grows the disk of `vbd`, which the guest has open, to `bytes` (more than it holds):
+    /// the top image of its chain grows and the guest is told. Hypervisors that cannot refuse
+    /// (the default).
+    fn grow_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, bytes: u64) -> Op<'a> {
+        let _ = (vm, vbd, bytes);
+        cannot(
+            BackendOp::ResizeVdi,
+            "this hypervisor cannot grow a disk a guest has open",
+        )
+    }
     fn set_vcpus<'a>(&'a self, vm: &'a str, count: u32) -> Op<'a>;
     fn set_memory_target<'a>(&'a self, vm: &'a str, bytes: u64) -> Op<'a>;
     /// Keeps `spec` as what the domain of `vm` was created from (its `vbds` and `vifs` aside):

@@ -321,6 +321,9 @@ pub enum BackendError {
     DeviceAttached { device: String },
     #[error("device {device} is not attached")]
     DeviceDetached { device: String },
+    /// The guest did not let the device (a VBD or VIF, by uuid) go.
+    #[error("device {device} was not released: {reason}")]
+    DetachRejected { device: String, reason: String },
     #[error("drive {vbd} is empty")]
     DriveEmpty { vbd: String },
     #[error("drive {vbd} is not empty")]

@@ -108,6 +108,9 @@ pub struct Qemu {
     /// Set once the directories left by an earlier run have been read.
     loaded: OnceCell<()>,
     vms: Mutex<BTreeMap<String, Arc<Vm>>>,
+    /// The domid given last: each new QEMU gets a larger one, as Xen numbers its domains, so a
+    /// VM restarted in place shows a new domain.
+    last_domid: Mutex<i64>,
     signals: Arc<Signals>,
     /// The cgroup hierarchy with the host's cpu controller, for `weight` and `cap`.
     cpu_hierarchy: Option<CpuHierarchy>,
@@ -170,6 +173,7 @@ impl Qemu {
             acceleration: OnceCell::new(),
             loaded: OnceCell::new(),
             vms: Mutex::new(BTreeMap::new()),
+            last_domid: Mutex::new(0),
             signals: Arc::new(Signals { events, changed }),
             cpu_hierarchy: CpuHierarchy::find(Path::new(CGROUP_ROOT)),
         })
@@ -330,7 +334,10 @@ impl Qemu {
         std::fs::create_dir_all(&paths.dir).map_err(state)?;
         let domid = {
             let vms = lock(&self.vms);
-            vms.values().map(|vm| vm.domain().domid).max().unwrap_or(0) + 1
+            let running = vms.values().map(|vm| vm.domain().domid).max();
+            let mut last = lock(&self.last_domid);
+            *last = running.unwrap_or(0).max(*last) + 1;
+            *last
         };
         let domain = Domain {
             domid,
@@ -415,19 +422,27 @@ impl Qemu {
             .map_err(|err| failed(op, err))
     }
 
-    /// Runs `device_del` on `id` and waits until the guest has released it.
-    async fn unplug_device(&self, vm: &Vm, op: BackendOp, id: &str) -> Result<(), BackendError> {
+    /// Runs `device_del` on the device of `kind` (`vbd` or `vif`) `uuid` and waits until the
+    /// guest has released it: `DetachRejected` if it has not within the unplug timeout.
+    async fn unplug_device(
+        &self,
+        vm: &Vm,
+        op: BackendOp,
+        kind: &str,
+        uuid: &str,
+    ) -> Result<(), BackendError> {
+        let id = &format!("{kind}-{uuid}");
         let mut events = vm.qmp(op)?.events();
         self.command(vm, op, "device_del", json!({"id": id}))
             .await?;
         let released = events.next_matching(|event| event.is("DEVICE_DELETED", &[("device", id)]));
         match tokio::time::timeout(self.config.unplug_timeout, released).await {
             Ok(result) => result.map(drop).map_err(|err| failed(op, err)),
-            Err(_) => Err(BackendError::Failed {
-                op,
+            Err(_) => Err(BackendError::DetachRejected {
+                device: uuid.to_owned(),
                 reason: format!(
-                    "the guest did not release {id} within {:?}",
-                    self.config.unplug_timeout
+                    "the guest did not release it within {} s",
+                    self.config.unplug_timeout.as_secs_f64()
                 ),
             }),
         }
@@ -698,8 +713,7 @@ impl Hypervisor for Qemu {
                 });
             }
             if Self::is_guest_running(&running) {
-                self.unplug_device(&running, op, &format!("vif-{vif}"))
-                    .await?;
+                self.unplug_device(&running, op, "vif", vif).await?;
                 let netdev = format!("n{}", short(vif));
                 self.command(&running, op, "netdev_del", json!({"id": netdev}))
                     .await?;
@@ -726,8 +740,7 @@ impl Hypervisor for Qemu {
                 });
             };
             if Self::is_guest_running(&running) {
-                self.unplug_device(&running, op, &format!("vbd-{vbd}"))
-                    .await?;
+                self.unplug_device(&running, op, "vbd", vbd).await?;
                 if plugged.disk.is_some() {
                     for node in layers::nodes_of(self, &running, op, vbd).await? {
                         self.command(&running, op, "blockdev-del", json!({"node-name": node}))
@@ -886,6 +899,21 @@ impl Hypervisor for Qemu {
         Box::pin(async move {
             let running = self.vm(vm)?;
             self.switch_to_overlay(&running, vbd, overlay).await
+        })
+    }
+
+    /// `block_resize` of the top of the disk's chain; virtio-blk tells the guest.
+    fn grow_disk<'a>(&'a self, vm: &'a str, vbd: &'a str, bytes: u64) -> Op<'a> {
+        Box::pin(async move {
+            let op = BackendOp::ResizeVdi;
+            let running = self.vm(vm)?;
+            let nodes = layers::nodes_of(self, &running, op, vbd).await?;
+            let top = nodes.first().cloned().unwrap_or_default();
+            let arguments = json!({"node-name": top, "size": bytes});
+            self.command(&running, op, "block_resize", arguments)
+                .await?;
+            tracing::info!(vm, vbd, node = %top, bytes, "disk grown under its guest");
+            Ok(())
         })
     }
 

@@ -123,9 +123,9 @@ pub static VDI_MESSAGES: &[Message] = &[
         .returns(VDI_REF),
     Message::new("resize", Role::VmAdmin)
         .params(&[Param::new("vdi", VDI_REF), Param::new("size", Ty::Int)]),
+    // Removed from xapi (its backends could not); oxapi grows a disk a running guest writes.
     Message::new("resize_online", Role::VmAdmin)
-        .params(&[Param::new("vdi", VDI_REF), Param::new("size", Ty::Int)])
-        .lifecycle(Lifecycle::Removed),
+        .params(&[Param::new("vdi", VDI_REF), Param::new("size", Ty::Int)]),
     Message::new("introduce", Role::VmAdmin)
         .params(&[
             Param::new("uuid", Ty::String),

@@ -1,5 +1,6 @@
-//! The custom messages of `VDI`: `create`, `destroy`, `resize`, `snapshot`, `clone` and
-//! `copy` (`resize_online` is removed from the API, as in xapi). Each asks the storage driver
+//! The custom messages of `VDI`: `create`, `destroy`, `resize`, `resize_online` (removed
+//! from xapi; here it grows a disk a running guest writes too), `snapshot`, `clone` and
+//! `copy`. Each asks the storage driver
 //! of a host where the disk's SR is attached first (`storage/volumes.rs`) and records its
 //! answer in one Txn after; a failed driver call changes nothing, and a volume whose row is
 //! not committed is destroyed again. `set_name_label` and `set_name_description` change the
@@ -38,6 +39,8 @@ pub(super) async fn create(ctx: Ctx, args: Args) -> Result<Value, Error> {
                 fields.insert(name.to_owned(), value);
             }
             fields.insert("uuid".to_owned(), Value::str(&made.uuid));
+            // A disk its SR's driver made is the SR's to manage, as xapi records it.
+            fields.insert("managed".to_owned(), Value::Bool(true));
         }
         Ok((txn, r))
     });
@@ -114,7 +117,20 @@ pub(super) async fn resize(ctx: Ctx, args: Args) -> Result<Value, Error> {
     let (vdi, size) = (args.str("vdi")?, args.int("size")?);
     let size = size_bytes("size", size)?;
     check_detached(&Overlay::new(&ctx.db()), vdi, VdiOperation::Resize)?;
-    let info = volumes::resize(&ctx, vdi, size).await?;
+    grow(&ctx, vdi, size).await
+}
+
+/// `VDI.resize_online`: as `resize`, and for a disk a running guest has attached read-write
+/// too, which the host the guest runs on grows under it (the guest sees its disk grow). A disk
+/// attached read-only only is `VDI_IN_USE`.
+pub(super) async fn resize_online(ctx: Ctx, args: Args) -> Result<Value, Error> {
+    let (vdi, size) = (args.str("vdi")?, args.int("size")?);
+    grow(&ctx, vdi, size_bytes("size", size)?).await
+}
+
+/// Has the driver grow `vdi` to `size` bytes and records its answer.
+async fn grow(ctx: &Ctx, vdi: &str, size: u64) -> Result<Value, Error> {
+    let info = volumes::resize(ctx, vdi, size).await?;
     ctx.master
         .decide(|db| {
             let mut draft = Draft::new(db);
@@ -479,9 +495,9 @@ mod tests {
 
     /// A resize grows the disk as the driver says; a shrink is the driver's
     /// `SR_BACKEND_FAILURE_79` and changes nothing; an attached disk is not resized
-    /// (`VDI_IN_USE`).
+    /// (`VDI_IN_USE`) but by `resize_online`.
     #[tokio::test]
-    async fn resize_grows_detached_disks_only() {
+    async fn resize_grows_detached_disks_and_resize_online_attached_ones() {
         let pool = TestPool::new();
         let session = pool.login().await;
         let vm = pool.running_vm(&session, "web").await;
@@ -508,6 +524,11 @@ mod tests {
         assert_eq!(
             pool.field("VDI", &vdi, "virtual_size"),
             Some(Value::Int(2 << 30))
+        );
+        assert_eq!(resize("VDI.resize_online", 3 << 30).await, Ok(s("")));
+        assert_eq!(
+            pool.field("VDI", &vdi, "virtual_size"),
+            Some(Value::Int(3 << 30))
         );
     }
 

@@ -302,7 +302,8 @@ pub(crate) async fn copy_all(
     Ok(vdis.into_iter().zip(made).collect())
 }
 
-/// Grows the volume of `vdi` to `virtual_size_bytes`; the driver's answer.
+/// Grows the volume of `vdi` to `virtual_size_bytes`, on the host whose running guest writes
+/// to it if one does (it grows the disk under the guest); the driver's answer.
 pub(crate) async fn resize(
     ctx: &Ctx,
     vdi: &str,
@@ -310,7 +311,12 @@ pub(crate) async fn resize(
 ) -> Result<VdiInfo, Error> {
     let volume = {
         let db = ctx.db();
-        volume_of(&Overlay::new(&db), vdi)?
+        let view = Overlay::new(&db);
+        let mut volume = volume_of(&view, vdi)?;
+        if let Some(host) = writer_host(&view, vdi) {
+            volume.host = host;
+        }
+        volume
     };
     let action = StorageAction::ResizeVdi {
         sr: volume.sr,

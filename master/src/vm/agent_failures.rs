@@ -75,6 +75,13 @@ pub(crate) fn to_api_error(db: &Db, context: &Context<'_>, failure: LinkFailure)
         AgentFailure::DeviceAlreadyDetached { device } => {
             errors::device_already_detached(by_ref(&["VBD", "VIF"], &device))
         }
+        AgentFailure::DetachRejected { device, reason } => {
+            let class = ["VBD", "VIF"]
+                .into_iter()
+                .find(|class| db.ref_by_uuid(class, &device).is_some())
+                .unwrap_or("VBD");
+            errors::device_detach_rejected(class, by_ref(&[class], &device), reason)
+        }
         AgentFailure::DriveEmpty { vbd } => errors::vbd_is_empty(by_ref(&["VBD"], &vbd)),
         AgentFailure::DriveNotEmpty { vbd } => errors::vbd_not_empty(by_ref(&["VBD"], &vbd)),
         AgentFailure::NotRemovable { vbd } => {

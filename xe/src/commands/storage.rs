@@ -10,7 +10,7 @@ use api_spec::{NULL_REF, Qualifier, Value, api};
 
 use super::setters::parse_value;
 use super::{Action, Command, print_uuid, vdi_transfer};
-use crate::args::Params;
+use crate::args::{Params, is_true};
 use crate::client::Session;
 use crate::error::XeError;
 use crate::select;
@@ -66,9 +66,11 @@ pub fn commands(out: &mut Vec<Command>) {
         storage(
             "vdi-resize",
             VdiResize,
-            "Grows the VDI uuid= to disk-size= (bytes, or with a suffix: KiB, MiB, GiB, TiB).",
+            "Grows the VDI uuid= to disk-size= (bytes, or with a suffix: KiB, MiB, GiB, TiB); \
+             with online=true also while a running VM writes to it.",
         )
         .required(&["uuid", "disk-size"])
+        .optional(&["online"])
         .on("vdi"),
     );
     out.push(
@@ -114,7 +116,13 @@ pub async fn run(action: StorageAction, session: &Session, params: &Params) -> R
         StorageAction::VdiResize => {
             let vdi = object(session, "VDI", params, "uuid").await?;
             let size = Value::Int(size_param(params, "disk-size")?);
-            call_and_wait(session, "VDI.resize", vec![vdi, size]).await?;
+            let online = params.get("online").is_some_and(is_true);
+            let method = if online {
+                "VDI.resize_online"
+            } else {
+                "VDI.resize"
+            };
+            call_and_wait(session, method, vec![vdi, size]).await?;
             Ok(())
         }
         StorageAction::VdiCopy => vdi_copy(session, params).await,
