@@ -40,9 +40,12 @@ def fresh_address():
 
 
 class Host:
-    """One oxapi process with its own data dir, address and log."""
+    """One oxapi process with its own data dir, address and log.
 
-    def __init__(self, password="pytest-root-pw", config=None):
+    `backend` is passed as `--backend`; None leaves the flag out, so oxapi picks its default.
+    `start_lines` holds what oxapi printed on stdout before its ready line, at the last start."""
+
+    def __init__(self, password="pytest-root-pw", config=None, backend="simulator"):
         self.root = tempfile.mkdtemp(prefix="oxapi-py-")
         self.ip = fresh_address()
         self.password = password
@@ -54,8 +57,10 @@ class Host:
             self.config_path = os.path.join(self.root, "config.json")
             with open(self.config_path, "w") as f:
                 json.dump(config, f)
+        self.backend = backend
         self.proc = None
         self.starts = 0
+        self.start_lines = []
         self.start()
 
     @property
@@ -68,8 +73,10 @@ class Host:
     def start(self):
         assert self.proc is None
         self.starts += 1
-        args = [oxapi_bin(), "serve", "--backend", "simulator", "--data-dir", self.data_dir,
+        args = [oxapi_bin(), "serve", "--data-dir", self.data_dir,
                 "--listen", "%s:%d" % (self.ip, HTTPS_PORT), "--unix-socket", self.socket]
+        if self.backend is not None:
+            args += ["--backend", self.backend]
         if self.config_path:
             args += ["--config", self.config_path]
         env = dict(os.environ, OXAPI_ROOT_PASSWORD=self.password)
@@ -83,6 +90,7 @@ class Host:
             lines.put(None)
 
         threading.Thread(target=drain, args=(self.proc.stdout,), daemon=True).start()
+        self.start_lines = []
         deadline = time.monotonic() + READY_TIMEOUT_SECS
         while True:
             try:
@@ -94,6 +102,7 @@ class Host:
                     raise RuntimeError("oxapi did not become ready:\n" + f.read())
             if line.startswith("oxapi ready:"):
                 return
+            self.start_lines.append(line.rstrip("\n"))
 
     def kill(self):
         """SIGKILL and reap."""

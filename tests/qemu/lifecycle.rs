@@ -1,8 +1,8 @@
 //! A VM's life on the `qemu` backend, against a real `oxapi` running real QEMUs: each running
 //! VM is one `qemu-system-x86_64`, a direct child of `oxapi`, driven over QMP. Most guests have
 //! no OS (SeaBIOS finds nothing to boot and idles), so they run under KVM where it works and
-//! ignore the ACPI power button, as a guest without its tools does; one test boots the real
-//! Linux test guest (`tests/guest/build`) under TCG.
+//! ignore the ACPI power button, as a guest without its tools does; the tests of `LinuxVm`
+//! boot the real Linux test guest (`tests/guest/build`) under TCG.
 
 use std::time::Duration;
 
@@ -68,8 +68,19 @@ async fn wait_gone(pid: u32, uuid: &str) {
     }
 }
 
-/// start → pause → unpause → clean shutdown that the guest ignores → hard reboot → shutdown
-/// (clean, then hard when ignored) of a VM with a disk, each seen in the VM's power state and in the QEMU process that runs it.
+/// The arguments process `pid` was started with.
+fn command_line(pid: u32) -> Vec<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let arguments = bytes.split(|byte| *byte == 0).filter(|arg| !arg.is_empty());
+    arguments
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+/// start (QEMU started paused, `-S`, and continued once its devices are plugged) → pause →
+/// unpause → clean shutdown that the guest ignores → hard reboot → shutdown (clean, then hard
+/// when ignored) of a VM with a disk, each seen in the VM's power state and in the QEMU process
+/// that runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     let Some(host) = qemu_host() else { return };
@@ -132,6 +143,12 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
         parent_pid(pid),
         host.pid(),
         "QEMU is a direct child of oxapi"
+    );
+    // QEMU starts paused (`-S`) and is continued once every device is plugged.
+    let arguments = command_line(pid);
+    assert!(
+        arguments.iter().any(|arg| arg == "-S"),
+        "QEMU is started paused: {arguments:?}"
     );
     // VCPUs_params:mask keeps every vCPU thread on host CPU 1.
     let affinities = oxapi_tests::qemu::vcpu_affinities(pid);
@@ -198,28 +215,49 @@ async fn a_vm_lives_its_whole_life_in_one_qemu_per_start() {
     }
 }
 
-/// `oxapi` killed with SIGKILL leaves its QEMUs running; started again, it takes them over
-/// (the VM stays Running on the same QEMU and can be shut down through it). A QEMU that dies
-/// by itself is a crashed domain, honoured through `actions_after_crash`.
+/// `oxapi` killed with SIGKILL leaves its QEMUs running; started again, it takes over those
+/// that still run (the VM stays Running on the same QEMU, with its domid, and can be paused
+/// through it) and finds those that died meanwhile crashed, honoured through
+/// `actions_after_crash` (destroy: Halted; restart: Running on a new QEMU of the new `oxapi`,
+/// with a domid of its own). A QEMU that dies while `oxapi` runs is a crash too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_oxapi_takes_over_its_qemus_and_a_dead_qemu_is_a_crash() {
     let Some(mut host) = qemu_host() else { return };
     let client = logged_in(&host, Protocol::JsonRpc).await;
     let template = default_template(&client).await;
-    let vm = halted_vm(&client, &template, "qemu-kept", 128 * MIB).await;
-    let uuid = uuid(&client, &vm).await;
     let data_dir = host.data_dir();
-    client
-        .ok(
-            "VM.start",
-            vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)],
-        )
-        .await;
-    let pid = guest_pid(&data_dir, &uuid).expect("a QEMU runs the VM");
-    let domid = field(&client, &vm, "domid").await;
+    let mut vms = Vec::new();
+    for (name, after_crash) in [
+        ("qemu-kept", "destroy"),
+        ("qemu-died-destroy", "destroy"),
+        ("qemu-died-restart", "restart"),
+    ] {
+        let vm = halted_vm(&client, &template, name, 128 * MIB).await;
+        let after_crash = vec![Value::str(&vm), Value::str(after_crash)];
+        client.ok("VM.set_actions_after_crash", after_crash).await;
+        client
+            .ok(
+                "VM.start",
+                vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)],
+            )
+            .await;
+        let uuid = uuid(&client, &vm).await;
+        let pid = guest_pid(&data_dir, &uuid).expect("a QEMU runs the VM");
+        let domid = field(&client, &vm, "domid").await;
+        vms.push((vm, uuid, pid, domid));
+    }
+    let [kept, destroyed, restarted] = &vms[..] else {
+        unreachable!("three VMs")
+    };
+    let (vm, uuid, pid, domid) = kept.clone();
 
     host.kill();
     assert!(is_alive_qemu_of(pid, &uuid), "QEMU outlives a killed oxapi");
+    // Two QEMUs die while nobody watches them.
+    for (_, dead_uuid, dead_pid, _) in [destroyed, restarted] {
+        sigkill(*dead_pid);
+        wait_gone(*dead_pid, dead_uuid).await;
+    }
     host.start_again();
     let client = logged_in(&host, Protocol::JsonRpc).await;
     assert_eq!(power_state(&client, &vm).await, "Running");
@@ -233,18 +271,64 @@ async fn a_restarted_oxapi_takes_over_its_qemus_and_a_dead_qemu_is_a_crash() {
     client.ok("VM.unpause", vec![Value::str(&vm)]).await;
     assert_eq!(power_state(&client, &vm).await, "Running");
 
-    client
-        .ok(
-            "VM.set_actions_after_crash",
-            vec![Value::str(&vm), Value::str("destroy")],
-        )
-        .await;
-    // SAFETY: kill has no memory effects; the pid is this VM's QEMU.
+    // actions_after_crash=destroy: Halted, its QEMU's files gone.
+    let (died, died_uuid, _, _) = destroyed;
+    wait_power_state(&client, died, "Halted").await;
+    assert!(!oxapi_tests::qemu::guest_dir(&data_dir, died_uuid).exists());
+    // actions_after_crash=restart: running again on a QEMU the new oxapi started.
+    let (again, again_uuid, dead_pid, _) = restarted;
+    let new_pid = wait_new_qemu(&data_dir, again_uuid, *dead_pid).await;
+    assert_eq!(
+        parent_pid(new_pid),
+        host.pid(),
+        "the restarted VM's QEMU is a child of the new oxapi"
+    );
+    wait_power_state(&client, again, "Running").await;
+    let new_domid = field(&client, again, "domid").await;
+    assert!(
+        matches!(new_domid, Value::Int(id) if id > 0),
+        "{new_domid:?}"
+    );
+    // Domids go on from the earlier run's, those of the QEMUs that died included.
+    let earlier = vms
+        .iter()
+        .filter_map(|(_, _, _, domid)| domid.as_int())
+        .max();
+    assert!(
+        new_domid.as_int() > earlier,
+        "a restart is a new domain: {new_domid:?} after {earlier:?}"
+    );
+    client.ok("VM.hard_shutdown", vec![Value::str(again)]).await;
+    wait_gone(new_pid, again_uuid).await;
+
+    // A QEMU that dies while oxapi runs is a crash too.
+    sigkill(pid);
+    wait_power_state(&client, &vm, "Halted").await;
+    assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+}
+
+/// Kills process `pid` (a guest's QEMU) with SIGKILL.
+fn sigkill(pid: u32) {
+    // SAFETY: kill has no memory effects; the caller names a QEMU it found by its pidfile.
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
     }
-    wait_power_state(&client, &vm, "Halted").await;
-    assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+}
+
+/// Waits until the VM `uuid` runs on a QEMU other than `old` (after a restart); returns its pid.
+async fn wait_new_qemu(data_dir: &std::path::Path, uuid: &str, old: u32) -> u32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match guest_pid(data_dir, uuid) {
+            Some(pid) if pid != old => return pid,
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "VM {uuid} never ran on a new QEMU"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A CD drive on QEMU: a VM starts with its drive empty; `VBD.insert` of an ISO from an ISO
@@ -584,6 +668,101 @@ async fn a_linux_guest_boots_powers_off_reboots_and_crashes_as_asked() {
         restarted_at > started_at,
         "VM_metrics.start_time after two restarts: {restarted_at}, not later than VM.start's {started_at}"
     );
+}
+
+/// The Linux guest powers itself off (`oxapi.poweroff`) while `oxapi` is down, killed with
+/// SIGKILL right after `VM.start`: QEMU keeps the stop, and `oxapi`, started again after it,
+/// honours it through `actions_after_shutdown=destroy` (Halted, its QEMU gone) while the
+/// other `actions_after_*` say restart, so that a power-off taken for a reboot or a crash fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linux_guests_power_off_while_oxapi_is_down_is_honoured_once_it_is_back() {
+    let Some(mut linux) = LinuxVm::new("off-while-down", &["oxapi.poweroff"]).await else {
+        return;
+    };
+    linux
+        .set("actions_after_shutdown", "destroy".to_owned())
+        .await;
+    linux
+        .set("actions_after_reboot", "restart".to_owned())
+        .await;
+    linux.set("actions_after_crash", "restart".to_owned()).await;
+    let (vm, uuid, serial, data_dir) = (
+        linux.vm.clone(),
+        linux.uuid.clone(),
+        linux.serial.clone(),
+        linux.host.data_dir(),
+    );
+    let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
+    linux.client.ok("VM.start", start).await;
+    linux.host.kill();
+    let pid = guest_pid(&data_dir, &uuid).expect("a QEMU runs the VM");
+    let mut log = SerialLog::new(&serial);
+    assert!(
+        log.wait_for(marker::POWEROFF, Duration::ZERO).is_err(),
+        "oxapi was killed before the guest powered off"
+    );
+    wait_marker(&mut log, marker::POWEROFF);
+    // The guest's power-off is a stop QEMU keeps (`-action shutdown=pause`), not its exit.
+    let dir = oxapi_tests::qemu::guest_dir(&data_dir, &uuid);
+    let status = tokio::task::block_in_place(|| wait_qmp_status(&dir, "shutdown"));
+    assert_eq!(status, "shutdown", "QEMU {pid} after the guest's power-off");
+    assert!(is_alive_qemu_of(pid, &uuid), "QEMU waits for the agent");
+
+    linux.host.start_again();
+    let client = logged_in(&linux.host, Protocol::JsonRpc).await;
+    wait_power_state(&client, &vm, "Halted").await;
+    wait_gone(pid, &uuid).await;
+    assert!(!oxapi_tests::qemu::guest_dir(&data_dir, &uuid).exists());
+    assert_eq!(
+        guest_pid(&data_dir, &uuid),
+        None,
+        "no QEMU runs the VM again"
+    );
+    let last_log = oxapi_tests::qemu::last_serial_log(&data_dir, &uuid);
+    let kept = SerialLog::new(&last_log).wait_for(marker::POWEROFF, Duration::ZERO);
+    assert!(kept.is_ok(), "the run's log is kept: {kept:?}");
+}
+
+/// Polls, over the QMP socket in the QEMU directory `dir` (while no `oxapi` holds it), QEMU's
+/// run status until it is `wanted` or 30 s have passed; returns the last status read.
+fn wait_qmp_status(dir: &std::path::Path, wanted: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = qmp_status(&dir.join("qmp")).unwrap_or_else(|err| format!("({err})"));
+        if status == wanted || std::time::Instant::now() >= deadline {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// QEMU's run status (`query-status`), asked over the QMP socket at `path`.
+fn qmp_status(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut writer = stream.try_clone()?;
+    let mut lines = BufReader::new(stream).lines();
+    // The greeting, then one answer per command; events may come between them.
+    let mut answer = || -> std::io::Result<serde_json::Value> {
+        loop {
+            let line = lines.next().ok_or(std::io::ErrorKind::UnexpectedEof)??;
+            let message: serde_json::Value = serde_json::from_str(&line)?;
+            if message.get("QMP").is_some() || message.get("return").is_some() {
+                return Ok(message);
+            }
+            if let Some(error) = message.get("error") {
+                return Err(std::io::Error::other(error.to_string()));
+            }
+        }
+    };
+    answer()?;
+    writer.write_all(b"{\"execute\": \"qmp_capabilities\"}\n")?;
+    answer()?;
+    writer.write_all(b"{\"execute\": \"query-status\"}\n")?;
+    let status = answer()?;
+    let status = status["return"]["status"].as_str().unwrap_or_default();
+    Ok(status.to_owned())
 }
 
 /// A new 16 MiB user disk in `sr`.

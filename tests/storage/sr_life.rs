@@ -314,8 +314,9 @@ struct KnownDisk {
 
 /// `SR.forget` of a `file` SR leaves its files; `SR.introduce` with its uuid, `PBD.create`
 /// with the same `device_config`, `PBD.plug` and `SR.scan` (xapi's way to re-attach an SR)
-/// give every disk it held a VDI record again, at the same `location` with the same
-/// `virtual_size`, whose export is the data it held: a disk written after a snapshot, the
+/// give every disk it held its VDI record again, under the same uuid (its file is named
+/// after it), at the same `location` with the same `virtual_size`, whose export is the data it
+/// held: a disk written after a snapshot, the
 /// snapshot (an overlay on a hidden base), and a second disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_file_sr_is_introduced_again_with_its_disks() {
@@ -437,7 +438,12 @@ async fn a_forgotten_file_sr_is_introduced_again_with_its_disks() {
             disk.virtual_size,
             "{location}"
         );
-        let what = format!("{location} (uuid {} before)", disk.uuid);
+        assert_eq!(
+            srs.field("VDI", vdi, "uuid").await,
+            Value::str(&disk.uuid),
+            "{location} keeps its VDI's uuid"
+        );
+        let what = format!("{location} (uuid {})", disk.uuid);
         srs.assert_holds(vdi, &disk.data, disk.virtual_size as usize, &what)
             .await;
     }
@@ -452,7 +458,7 @@ async fn a_forgotten_file_sr_is_introduced_again_with_its_disks() {
 /// `qemu-img`'s actual size of its file, is under 4 MiB) and reaches at least 16 MiB once 16
 /// MiB of non-zero data are imported; `SR.update` sets the SR's `physical_size` and
 /// `physical_utilisation` to what `df` says of the tmpfs, which grows by the import and shrinks
-/// by a destroy; `virtual_allocation` is the sum of the VDIs' `virtual_size` through create,
+/// by a destroy, and between two updates the SR's figure moves by what its disks take; `virtual_allocation` is the sum of the VDIs' `virtual_size` through create,
 /// import, snapshot, clone and destroy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sr_and_vdi_sizes_follow_what_the_disks_hold() {
@@ -503,6 +509,12 @@ async fn sr_and_vdi_sizes_follow_what_the_disks_hold() {
         int(64 * MIB)
     );
     assert_eq!(sr_int("virtual_allocation").await, int(64 * MIB));
+    // Between two measures, the SR's figure follows what its disks take.
+    assert_eq!(
+        sr_int("physical_utilisation").await,
+        used_fresh + written - fresh,
+        "the import's bytes count before any SR.update"
+    );
     let used_written = update().await;
     assert!(
         used_written >= used_fresh + int(16 * MIB),
@@ -510,9 +522,15 @@ async fn sr_and_vdi_sizes_follow_what_the_disks_hold() {
     );
 
     let other = create_vdi(client, &sr, int(32 * MIB)).await;
+    let other_fresh = srs.int_field("VDI", &other, "physical_utilisation").await;
     assert_eq!(sr_int("virtual_allocation").await, int(96 * MIB));
     client.ok("VDI.destroy", vec![Value::str(&vdi)]).await;
     assert_eq!(sr_int("virtual_allocation").await, int(32 * MIB));
+    assert_eq!(
+        sr_int("physical_utilisation").await,
+        used_written + other_fresh - written,
+        "a create and a destroy count before any SR.update"
+    );
     let used_destroyed = update().await;
     assert!(
         used_destroyed + int(16 * MIB) <= used_written,

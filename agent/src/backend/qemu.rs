@@ -108,8 +108,8 @@ pub struct Qemu {
     /// Set once the directories left by an earlier run have been read.
     loaded: OnceCell<()>,
     vms: Mutex<BTreeMap<String, Arc<Vm>>>,
-    /// The domid given last: each new QEMU gets a larger one, as Xen numbers its domains, so a
-    /// VM restarted in place shows a new domain.
+    /// The domid given last (at first, the largest of the earlier run's domains): each new
+    /// QEMU gets a larger one, as Xen numbers its domains, so a VM restarted shows a new domain.
     last_domid: Mutex<i64>,
     signals: Arc<Signals>,
     /// The cgroup hierarchy with the host's cpu controller, for `weight` and `cap`.
@@ -232,6 +232,10 @@ impl Qemu {
                         ),
                     }
                 }
+                // New domids go on from the earlier run's, those of QEMUs that died included.
+                let last = lock(&self.vms).values().map(|vm| vm.domain().domid).max();
+                let mut last_domid = lock(&self.last_domid);
+                *last_domid = last.unwrap_or(0).max(*last_domid);
                 Ok(())
             })
             .await

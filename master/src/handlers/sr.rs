@@ -50,14 +50,13 @@ pub(super) async fn scan_sr(ctx: &Ctx, sr: &str) -> Result<(), Error> {
             // Two scans at once must not both add a row for the same volume.
             draft.require_unchanged("SR", sr, "VDIs");
             let added = record(&mut draft, sr, &found);
+            // Written even when unchanged: what a scan measures stands over what its Txn's
+            // disks would move (`allocation::settle`).
             for (field, bytes) in [
                 ("physical_size", usage.physical_size_bytes),
                 ("physical_utilisation", usage.physical_utilisation_bytes),
             ] {
-                let value = volumes::size(bytes);
-                if draft.view().field("SR", sr, field) != Some(&value) {
-                    draft.update("SR", sr, field, value);
-                }
+                draft.set("SR", sr, field, volumes::size(bytes));
             }
             allocation::settle_sr(&mut draft, sr);
             Ok((draft.into_txn(), added))
@@ -100,7 +99,12 @@ fn record(draft: &mut Draft, sr: &str, found: &[VdiInfo]) -> usize {
                     ("type", Value::str("user")),
                     ("managed", Value::Bool(true)),
                 ];
-                draft.create("VDI", fields.into_iter().chain(recorded_fields(vdi)));
+                // Under the uuid its file is named after, unless a VDI has it already.
+                let uuid = volumes::uuid_named_by(&vdi.location)
+                    .filter(|uuid| draft.view().replica().ref_by_uuid("VDI", uuid).is_none())
+                    .map(|uuid| ("uuid", Value::String(uuid)));
+                let fields = fields.into_iter().chain(uuid).chain(recorded_fields(vdi));
+                draft.create("VDI", fields);
                 added += 1;
             }
         }

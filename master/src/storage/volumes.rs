@@ -112,9 +112,18 @@ fn made(host: String, sr: SrSpec, info: VdiInfo) -> Made {
             sr,
             location: info.location.clone(),
         },
+        uuid: uuid_named_by(&info.location).unwrap_or_else(record::new_uuid),
         info,
-        uuid: record::new_uuid(),
     }
+}
+
+/// The uuid a volume's file is named after (`<uuid>.qcow2`, as the file driver names each
+/// volume it makes): the uuid of its VDI, so that an SR forgotten and introduced again finds
+/// its VDIs under their uuids, as xapi's file SRs do.
+pub(crate) fn uuid_named_by(location: &str) -> Option<String> {
+    let stem = location.rsplit_once('.').map_or(location, |(stem, _)| stem);
+    let uuid = uuid::Uuid::parse_str(stem).ok()?;
+    Some(uuid.hyphenated().to_string())
 }
 
 /// Makes the volume of the snapshot, clone or copy of `vdi` that `op` says.

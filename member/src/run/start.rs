@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::split_alerts;
 use super::stop::Started;
 use super::{ROOT_PASSWORD_ENV, RunError, Running, SystemClock, announce};
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
 use crate::data_dir;
 use crate::data_plane::{AgentTransfer, DataPlane};
 use crate::facts;
@@ -175,6 +175,12 @@ async fn start_agent(
     data_plane: &DataPlane,
     peers: &Peers,
 ) -> Result<(Arc<Agent>, mpsc::Receiver<AgentReport>), RunError> {
+    if config.backend == BackendKind::Auto && config.backend() == BackendKind::Simulator {
+        tracing::warn!(
+            qemu_binary = %config.qemu.binary.display(),
+            "QEMU is not installed here: guests run on the simulator"
+        );
+    }
     let (reports, reported) = mpsc::channel(REPORT_QUEUE);
     let transfer = AgentTransfer::new(data_plane.clone(), peers.clone());
     let agent = Agent::start(

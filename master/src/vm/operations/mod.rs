@@ -24,7 +24,7 @@ use api_spec::classes::vbd::VbdOperation;
 use api_spec::classes::vif::VifOperation;
 use api_spec::classes::vm::VmOperation;
 use api_spec::{ApiError, Value, errors};
-use db_schema::{Db, Txn};
+use db_schema::{Db, Op, Txn};
 
 use crate::error::Error;
 pub(crate) use devices::VBD_FACT_FIELDS;
@@ -169,10 +169,22 @@ pub(crate) fn complete(db: &Db, txn: Txn) -> Txn {
     for precondition in preconditions {
         draft.precondition(precondition);
     }
+    let mut measured = BTreeSet::new();
     for op in ops {
+        if let Op::Set {
+            class,
+            r#ref,
+            field,
+            ..
+        } = &op
+            && class == "SR"
+            && field == "physical_utilisation"
+        {
+            measured.insert(r#ref.clone());
+        }
         draft.push(op);
     }
-    crate::storage::allocation::settle(&mut draft);
+    crate::storage::allocation::settle(&mut draft, &measured);
     let mut rows: BTreeSet<(&'static str, String)> = BTreeSet::new();
     for (class, r) in draft.view().touched() {
         match class {
