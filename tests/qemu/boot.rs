@@ -4,7 +4,8 @@
 //! library in its CD drive boots, and `HVM_boot_params:order` picks which of the two boots
 //! when both could; a booted disk grows under its running guest (`VDI.resize_online`). The
 //! guests are 512-byte boot sectors made here, which print a marker on COM1 and halt: no OS,
-//! so they run under KVM where it works.
+//! so they run under KVM where it works. A UEFI template's VM boots OVMF, with EFI variables of
+//! its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -319,4 +320,79 @@ async fn the_boot_order_picks_the_disk_or_the_cd() {
     client.ok("VM.add_to_HVM_boot_params", order).await;
     start_and_see(&host, &client, &vm, &uuid, CD_MARKER).await;
     hard_shutdown(&client, &vm).await;
+}
+
+/// Where Debian's `ovmf` package puts the empty EFI variable store oxapi copies per VM.
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// What OVMF's boot manager prints on the serial console as it tries the boot options.
+const UEFI_MARKER: &str = "BdsDxe";
+
+/// A VM installed from "Generic Linux UEFI" (`HVM_boot_params:firmware=uefi`) boots OVMF, not
+/// SeaBIOS: its boot manager reports on the serial console as it finds nothing to boot on the
+/// empty disk. The VM has an EFI variable store of its own, kept beside the VM directories,
+/// which the firmware wrote into (its boot options), and which its next start keeps. Under TCG
+/// (OVMF stops with an emulation failure under this nested KVM); skipped without OVMF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uefi_template_boots_ovmf_with_a_variable_store_of_its_own() {
+    if !Path::new(OVMF_VARS).is_file() {
+        eprintln!("skipped: OVMF is not installed (tests/run installs the ovmf package)");
+        return;
+    }
+    if !oxapi_tests::qemu_available() {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+        return;
+    }
+    let host = Host::start_with(HostOptions {
+        qemu: true,
+        config: Some(serde_json::json!({"qemu": {"accel": "tcg"}})),
+        ..HostOptions::default()
+    });
+    let client = logged_in(&host, Protocol::JsonRpc).await;
+    let templates = client
+        .ok(
+            "VM.get_by_name_label",
+            vec![Value::str("Generic Linux UEFI")],
+        )
+        .await;
+    let template = templates.as_array().and_then(|t| t.first());
+    let template = template.expect("the pool has the UEFI template").clone();
+    let vm = client
+        .ok("VM.clone", vec![template, Value::str("uefi")])
+        .await;
+    client.ok("VM.provision", vec![vm.clone()]).await;
+    client
+        .ok("VM.set_is_a_template", vec![vm.clone(), Value::Bool(false)])
+        .await;
+    let vm = vm.as_str().expect("a VM ref").to_owned();
+    let uuid = client.ok("VM.get_uuid", vec![Value::str(&vm)]).await;
+    let uuid = uuid.as_str().expect("a uuid").to_owned();
+    let nvram = host
+        .data_dir()
+        .join("qemu")
+        .join(format!("{uuid}.nvram.fd"));
+    let empty_store = std::fs::read(OVMF_VARS).expect("OVMF's variable store");
+
+    let start = vec![Value::str(&vm), Value::Bool(false), Value::Bool(false)];
+    client.ok("VM.start", start.clone()).await;
+    let mut log = SerialLog::new(&serial_log(&host.data_dir(), &uuid));
+    tokio::task::block_in_place(|| log.wait_for(UEFI_MARKER, BOOT_TIMEOUT))
+        .unwrap_or_else(|err| panic!("{err}"));
+    hard_shutdown(&client, &vm).await;
+    let written = std::fs::read(&nvram).expect("the VM's own variable store");
+    assert_eq!(written.len(), empty_store.len(), "a copy of OVMF's store");
+    assert!(
+        written != empty_store,
+        "the firmware wrote its boot options"
+    );
+
+    client.ok("VM.start", start).await;
+    let mut log = SerialLog::new(&serial_log(&host.data_dir(), &uuid));
+    tokio::task::block_in_place(|| log.wait_for(UEFI_MARKER, BOOT_TIMEOUT))
+        .unwrap_or_else(|err| panic!("{err}"));
+    hard_shutdown(&client, &vm).await;
+    let kept = std::fs::read(&nvram).expect("the VM's own variable store");
+    assert!(
+        kept != empty_store,
+        "the next start kept the VM's variables"
+    );
 }

@@ -72,6 +72,10 @@ pub struct QemuConfig {
     pub unplug_timeout: Duration,
     /// How long writing or loading a suspend image may take.
     pub image_timeout: Duration,
+    /// The UEFI firmware (OVMF's code) that guests with `HVM_boot_params:firmware=uefi` boot.
+    pub ovmf_code: PathBuf,
+    /// The empty EFI variable store each such VM's own store is first copied from.
+    pub ovmf_vars: PathBuf,
 }
 
 impl Default for QemuConfig {
@@ -83,9 +87,15 @@ impl Default for QemuConfig {
             qmp_timeout: Duration::from_secs(10),
             unplug_timeout: Duration::from_secs(10),
             image_timeout: Duration::from_secs(600),
+            ovmf_code: PathBuf::from(OVMF_CODE),
+            ovmf_vars: PathBuf::from(OVMF_VARS),
         }
     }
 }
+
+/// Where Debian's `ovmf` package puts the UEFI firmware, and its empty variable store.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// The emulator this driver runs.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -324,6 +334,44 @@ impl Qemu {
         Ok(vm)
     }
 
+    /// The UEFI firmware of the VM of `paths`: OVMF's code, and the VM's own variable store,
+    /// kept beside the VM directories across its starts (copied from OVMF's empty one at the
+    /// first, durably).
+    fn uefi_firmware(&self, paths: &VmPaths) -> Result<command_line::Uefi, BackendError> {
+        let missing = |path: &Path| BackendError::Failed {
+            op: BackendOp::Build,
+            reason: format!(
+                "firmware=uefi needs OVMF's {} (Debian's ovmf package; qemu.ovmf_code and \
+                 qemu.ovmf_vars name other files)",
+                path.display()
+            ),
+        };
+        for path in [&self.config.ovmf_code, &self.config.ovmf_vars] {
+            if !path.is_file() {
+                return Err(missing(path));
+            }
+        }
+        if !paths.nvram.exists() {
+            let state = |source| BackendError::State {
+                path: paths.nvram.clone(),
+                source,
+            };
+            let partial = paths.nvram.with_extension("partial");
+            std::fs::copy(&self.config.ovmf_vars, &partial).map_err(state)?;
+            std::fs::File::open(&partial)
+                .and_then(|file| file.sync_all())
+                .map_err(state)?;
+            std::fs::rename(&partial, &paths.nvram).map_err(state)?;
+            std::fs::File::open(&self.root)
+                .and_then(|dir| dir.sync_all())
+                .map_err(state)?;
+        }
+        Ok(command_line::Uefi {
+            code: self.config.ovmf_code.clone(),
+            vars: paths.nvram.clone(),
+        })
+    }
+
     /// Starts the QEMU of `spec` (paused) and dials its monitor.
     async fn start_qemu(&self, spec: &VmSpec) -> Result<Arc<Vm>, BackendError> {
         let acceleration = self.acceleration().await.clone();
@@ -357,7 +405,11 @@ impl Qemu {
             consoles: Vec::new(),
         };
         runtime::save_record(&paths, &domain)?;
-        let args = command_line::arguments(spec, &paths, &acceleration);
+        let firmware = match command_line::boots_uefi(spec) {
+            true => Some(self.uefi_firmware(&paths)?),
+            false => None,
+        };
+        let args = command_line::arguments(spec, &paths, &acceleration, firmware.as_ref());
         let (pid, exited) = runtime::spawn(&self.config.binary, &args, &paths)?;
         let qmp = match self.dial(&paths, exited.clone()).await {
             Ok(qmp) => qmp,

@@ -28,6 +28,12 @@ pub struct QemuSettings {
     /// How long writing or loading a suspend image may take, in seconds, 1..=86400;
     /// default 600.
     pub image_timeout_secs: u64,
+    /// The UEFI firmware that guests with `HVM_boot_params:firmware=uefi` boot; default
+    /// Debian's `/usr/share/OVMF/OVMF_CODE_4M.fd` (the `ovmf` package).
+    pub ovmf_code: PathBuf,
+    /// The empty EFI variable store each UEFI VM's own one is first copied from; default
+    /// `/usr/share/OVMF/OVMF_VARS_4M.fd`.
+    pub ovmf_vars: PathBuf,
 }
 
 impl Default for QemuSettings {
@@ -40,6 +46,8 @@ impl Default for QemuSettings {
             qmp_timeout_secs: config.qmp_timeout.as_secs(),
             unplug_timeout_secs: config.unplug_timeout.as_secs(),
             image_timeout_secs: config.image_timeout.as_secs(),
+            ovmf_code: config.ovmf_code,
+            ovmf_vars: config.ovmf_vars,
         }
     }
 }
@@ -71,6 +79,8 @@ impl QemuSettings {
             qmp_timeout: Duration::from_secs(self.qmp_timeout_secs),
             unplug_timeout: Duration::from_secs(self.unplug_timeout_secs),
             image_timeout: Duration::from_secs(self.image_timeout_secs),
+            ovmf_code: self.ovmf_code.clone(),
+            ovmf_vars: self.ovmf_vars.clone(),
         }
     }
 }

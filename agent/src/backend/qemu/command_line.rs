@@ -28,6 +28,8 @@ pub struct VmPaths {
     pub qemu_log: PathBuf,
     /// The domain as the driver keeps it.
     pub record: PathBuf,
+    /// The VM's EFI variables (UEFI guests), kept across its starts beside the VM directories.
+    pub nvram: PathBuf,
 }
 
 impl VmPaths {
@@ -41,6 +43,7 @@ impl VmPaths {
             qemu_log: dir.join("qemu.log"),
             record: dir.join("domain.json"),
             last_serial_log: root.join(format!("{vm}.serial.log")),
+            nvram: root.join(format!("{vm}.nvram.fd")),
             dir,
         }
     }
@@ -61,8 +64,30 @@ pub fn root_port(device: &str, is_nic: bool) -> Option<String> {
     }
 }
 
-/// The arguments of the QEMU of `spec`, paused before its first instruction.
-pub fn arguments(spec: &VmSpec, paths: &VmPaths, accel: &Acceleration) -> Vec<OsString> {
+/// The UEFI firmware a guest boots: OVMF's code (read-only) and the VM's variable store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uefi {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+}
+
+/// Whether `spec` boots UEFI firmware (`HVM_boot_params:firmware=uefi`, and no `PV_kernel`).
+pub fn boots_uefi(spec: &VmSpec) -> bool {
+    spec.pv_kernel.is_empty()
+        && spec
+            .hvm_boot_params
+            .get("firmware")
+            .is_some_and(|firmware| firmware.eq_ignore_ascii_case("uefi"))
+}
+
+/// The arguments of the QEMU of `spec`, paused before its first instruction; `uefi` is its
+/// firmware when it boots UEFI (SeaBIOS otherwise).
+pub fn arguments(
+    spec: &VmSpec,
+    paths: &VmPaths,
+    accel: &Acceleration,
+    uefi: Option<&Uefi>,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let name = format!(
@@ -112,6 +137,16 @@ pub fn arguments(spec: &VmSpec, paths: &VmPaths, accel: &Acceleration) -> Vec<Os
     for port in 0..DISK_PORTS + NIC_PORTS {
         let device = format!("pcie-root-port,id=rp{port},chassis={}", port + 1);
         push(&["-device", &device]);
+    }
+    if let Some(uefi) = uefi {
+        // QEMU's option syntax doubles a comma within a value.
+        let file = |path: &Path| path.display().to_string().replace(',', ",,");
+        let code = format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            file(&uefi.code)
+        );
+        let vars = format!("if=pflash,format=raw,unit=1,file={}", file(&uefi.vars));
+        push(&["-drive", &code, "-drive", &vars]);
     }
     if spec.pv_kernel.is_empty() {
         if let Some(order) = spec.hvm_boot_params.get("order") {
@@ -163,7 +198,7 @@ mod tests {
         spec.vcpus_at_startup = 2;
         spec.vcpus_max = 4;
         let paths = VmPaths::new(Path::new("/run/x"), &spec.uuid);
-        let line = joined(&arguments(&spec, &paths, &accel()));
+        let line = joined(&arguments(&spec, &paths, &accel(), None));
         assert!(line.contains("-m 256 "), "{line}");
         assert!(line.contains("-accel tcg,tb-size=64 "), "{line}");
         assert!(line.contains("-smp 2,maxcpus=4 "), "{line}");
@@ -180,13 +215,13 @@ mod tests {
         spec.hvm_boot_params
             .insert("order".to_owned(), "dcx".to_owned());
         let paths = VmPaths::new(Path::new("/run/x"), &spec.uuid);
-        let line = joined(&arguments(&spec, &paths, &accel()));
+        let line = joined(&arguments(&spec, &paths, &accel(), None));
         assert!(line.contains("-boot order=dc"), "{line}");
         assert!(!line.contains("-kernel"), "{line}");
         spec.pv_kernel = "/boot/vmlinuz".to_owned();
         spec.pv_ramdisk = "/boot/initrd".to_owned();
         spec.pv_args = "console=ttyS0 quiet".to_owned();
-        let args = arguments(&spec, &paths, &accel());
+        let args = arguments(&spec, &paths, &accel(), None);
         let line = joined(&args);
         assert!(
             line.contains("-kernel /boot/vmlinuz -initrd /boot/initrd"),
@@ -194,6 +229,36 @@ mod tests {
         );
         assert!(args.contains(&OsString::from("console=ttyS0 quiet")));
         assert!(!line.contains("-boot"), "{line}");
+    }
+
+    /// `firmware=uefi` boots OVMF from its read-only code with the VM's own variable store
+    /// (commas in paths doubled); a PV kernel or another firmware does not.
+    #[test]
+    fn uefi_guests_boot_ovmf_with_their_own_variables() {
+        let mut spec = spec();
+        assert!(!boots_uefi(&spec));
+        spec.hvm_boot_params
+            .insert("firmware".to_owned(), "uefi".to_owned());
+        assert!(boots_uefi(&spec));
+        let paths = VmPaths::new(Path::new("/run/x"), &spec.uuid);
+        let uefi = Uefi {
+            code: PathBuf::from("/usr/share/OVMF/a,b.fd"),
+            vars: paths.nvram.clone(),
+        };
+        let line = joined(&arguments(&spec, &paths, &accel(), Some(&uefi)));
+        assert!(
+            line.contains(
+                "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/a,,b.fd"
+            ),
+            "{line}"
+        );
+        let vars = format!(
+            "-drive if=pflash,format=raw,unit=1,file=/run/x/{}.nvram.fd",
+            spec.uuid
+        );
+        assert!(line.contains(&vars), "{line}");
+        spec.pv_kernel = "/boot/vmlinuz".to_owned();
+        assert!(!boots_uefi(&spec));
     }
 
     /// Disks take the first root ports by `userdevice`, NICs the next ones by `device`; a
