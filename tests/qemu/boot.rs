@@ -330,8 +330,9 @@ const UEFI_MARKER: &str = "BdsDxe";
 /// A VM installed from "Generic Linux UEFI" (`HVM_boot_params:firmware=uefi`) boots OVMF, not
 /// SeaBIOS: its boot manager reports on the serial console as it finds nothing to boot on the
 /// empty disk. The VM has an EFI variable store of its own, kept beside the VM directories,
-/// which the firmware wrote into (its boot options), and which its next start keeps. Under TCG
-/// (OVMF stops with an emulation failure under this nested KVM); skipped without OVMF.
+/// which the firmware wrote into (its boot options), and which its next start keeps. Under TCG,
+/// forced by the config and shown in the host's `cpu_info` (OVMF stops with an emulation
+/// failure under this nested KVM); skipped without OVMF.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_uefi_template_boots_ovmf_with_a_variable_store_of_its_own() {
     if !Path::new(OVMF_VARS).is_file() {
@@ -348,6 +349,12 @@ async fn a_uefi_template_boots_ovmf_with_a_variable_store_of_its_own() {
         ..HostOptions::default()
     });
     let client = logged_in(&host, Protocol::JsonRpc).await;
+    // The accelerator the config forces is the one the host shows.
+    let hosts = client.ok("host.get_all", vec![]).await;
+    let this = hosts.as_array().and_then(|h| h.first()).expect("a host");
+    let cpu_info = client.ok("host.get_cpu_info", vec![this.clone()]).await;
+    let accel = cpu_info.as_struct().and_then(|info| info.get("accel"));
+    assert_eq!(accel, Some(&Value::str("tcg")), "{cpu_info:?}");
     let templates = client
         .ok(
             "VM.get_by_name_label",

@@ -134,6 +134,20 @@ pub(in crate::handlers) async fn set_memory_dynamic_range(
     change_memory(&ctx, vm, Change::Dynamic { min, max }).await
 }
 
+/// `VM.set_memory_target_live` (deprecated in xapi): the dynamic range's both ends at
+/// `target`, so that a running guest's balloon goes there.
+pub(in crate::handlers) async fn set_memory_target_live(
+    ctx: Ctx,
+    args: Args,
+) -> Result<Value, Error> {
+    let (vm, target) = (args.str("self")?, args.int("target")?);
+    let change = Change::Dynamic {
+        min: target,
+        max: target,
+    };
+    change_memory(&ctx, vm, change).await
+}
+
 /// `VM.set_memory_dynamic_min`: the dynamic range with a new minimum.
 pub(in crate::handlers) async fn set_memory_dynamic_min(
     ctx: Ctx,

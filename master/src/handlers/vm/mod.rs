@@ -39,7 +39,7 @@ pub(super) use copies::{clone, copy};
 pub(super) use memory::{
     compute_memory_overhead, set_memory, set_memory_dynamic_max, set_memory_dynamic_min,
     set_memory_dynamic_range, set_memory_limits, set_memory_static_max, set_memory_static_min,
-    set_memory_static_range,
+    set_memory_static_range, set_memory_target_live,
 };
 pub(super) use migrate::{migrate, pool_migrate};
 pub(super) use power::{clean_reboot, hard_reboot, pause, suspend, unpause};
