@@ -11,9 +11,9 @@ use api_spec::{NULL_REF, Value};
 use oxapi_tests::cluster::watch::{metrics_of, wait_live};
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Node, vm};
 use oxapi_tests::events::EventWait;
-use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, kill_guests, parent_pid};
+use oxapi_tests::qemu::{guest_pid, is_alive_qemu_of, kill_guests, parent_pid, qemu_or_skip};
 use oxapi_tests::vms::{default_template, halted_vm};
-use oxapi_tests::{Client, Protocol, qemu_available};
+use oxapi_tests::{Client, Protocol};
 use serde_json::json;
 
 const MIB: i64 = 1 << 20;
@@ -26,8 +26,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// host named `host-<index>` so that a message naming one is unambiguous (all of them have
 /// this machine's hostname at first). `None` (the test skips) without QEMU.
 async fn qemu_pool() -> Option<Cluster> {
-    if !qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+    if !qemu_or_skip() {
         return None;
     }
     let mut options = ClusterOptions::hosts(3);

@@ -12,12 +12,12 @@ use std::time::Duration;
 use api_spec::{ApiError, NULL_REF, Value};
 use oxapi_tests::cluster::{Cluster, ClusterOptions, Node, vm};
 use oxapi_tests::guest::{BLOCK_BYTES, block_sha256, kernel_args, marker, sha256_hex};
-use oxapi_tests::qemu::{guest_pid, last_serial_log, parent_pid, serial_log};
+use oxapi_tests::qemu::{guest_pid, last_serial_log, parent_pid, qemu_or_skip, serial_log};
 use oxapi_tests::storage::{
     create_vbd, create_vdi, export_raw, import_raw, local_sr_of, transfer_query,
 };
 use oxapi_tests::vms::{default_template, halted_vm};
-use oxapi_tests::{Client, Protocol, SerialLog, qemu_available, test_guest};
+use oxapi_tests::{Client, Protocol, SerialLog, test_guest};
 use serde_json::json;
 
 const MIB: i64 = 1 << 20;
@@ -28,8 +28,7 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// shared `file` SR in a directory both hosts see; the pool, the SR and its directory (kept
 /// while the test runs). `None` (the test skips) without QEMU.
 async fn qemu_pool() -> Option<(Cluster, String, tempfile::TempDir)> {
-    if !qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+    if !qemu_or_skip() {
         return None;
     }
     let mut options = ClusterOptions::hosts(2);

@@ -12,11 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use api_spec::Value;
-use oxapi_tests::qemu::serial_log;
-use oxapi_tests::storage::{
-    create_cd, create_sr, image_info, import_raw, sr_directory, transfer_query,
-};
-use oxapi_tests::{Client, Host, HostOptions, Protocol, SerialLog, logged_in};
+use oxapi_tests::qemu::{qemu_host, serial_log};
+use oxapi_tests::storage::{create_cd, create_sr, image_info, import_image, sr_directory};
+use oxapi_tests::{Client, Host, Protocol, SerialLog, logged_in};
 
 const MIB: usize = 1 << 20;
 /// The default template a user installs an OS from, from an ISO or a disk image.
@@ -105,19 +103,6 @@ fn iso_image(dir: &Path, name: &str, marker: &str) -> Option<PathBuf> {
     }
 }
 
-/// A one-host pool on the qemu backend, its accelerator chosen as for any host; `None` (the
-/// test skips) without QEMU.
-fn qemu_host() -> Option<Host> {
-    if !oxapi_tests::qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
-        return None;
-    }
-    Some(Host::start_with(HostOptions {
-        qemu: true,
-        ..HostOptions::default()
-    }))
-}
-
 /// A VM installed from `TEMPLATE` as `xe vm-install` does it; its ref and uuid.
 async fn install(client: &Client, name: &str) -> (String, String) {
     let templates = client
@@ -162,13 +147,6 @@ async fn system_disk(client: &Client, vm: &str) -> String {
         }
     }
     panic!("VM.provision made no disk at userdevice 0 for {vm}");
-}
-
-/// `PUT /import_raw_vdi` of `image` into `vdi`, as `xe vdi-import format=raw` sends it.
-async fn import_image(host: &Host, client: &Client, vdi: &str, image: Vec<u8>) {
-    let query = transfer_query(client, vdi, "raw");
-    let (status, answer) = import_raw(&host.url(), &host.cert_pem(), &query, image).await;
-    assert_eq!(status, 200, "import into {vdi}: {answer}");
 }
 
 /// An ISO library SR on the directory of `iso`, scanned; the VDI `SR.scan` made of `iso`.
@@ -231,7 +209,7 @@ fn the_boot_sector_prints_the_message_its_code_points_at() {
 /// has the new size), while `VDI.resize` refuses it (`VDI_IN_USE`) and a shrink is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_disk_image_boots_a_vm_installed_from_the_template() {
-    let Some(host) = qemu_host() else { return };
+    let Some(host) = qemu_host(None) else { return };
     let client = logged_in(&host, Protocol::JsonRpc).await;
     let (vm, uuid) = install(&client, "disk-image").await;
     let disk = system_disk(&client, &vm).await;
@@ -269,24 +247,46 @@ async fn grow_under_the_guest(client: &Client, disk: &str) {
     assert_eq!(info["virtual-size"].as_i64(), Some(grown), "{info}");
 }
 
+/// A root client of a host whose ISO library holds the bootable ISO printing `CD_MARKER`.
+struct BootLibrary {
+    client: Client,
+    /// The ISO's VDI.
+    iso: String,
+    /// The library's directory, kept while the test runs.
+    _dir: tempfile::TempDir,
+}
+
+impl BootLibrary {
+    /// `None`, saying why, when the ISO cannot be made here (no `xorriso`).
+    async fn new(host: &Host) -> Option<BootLibrary> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let iso = iso_image(dir.path(), "boot.iso", CD_MARKER)?;
+        let client = logged_in(host, Protocol::JsonRpc).await;
+        let iso = iso_in_library(&client, &iso).await;
+        Some(BootLibrary {
+            client,
+            iso,
+            _dir: dir,
+        })
+    }
+}
+
 /// An ISO from an ISO library, put in the CD drive (userdevice 3) of a VM installed from
 /// "Other install media", as the README's installer recipe does, boots on start: the
 /// template's order `cd` tries the empty system disk first, finds no boot sector, and boots
 /// the CD.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_iso_in_the_cd_drive_boots_a_vm_installed_from_the_template() {
-    let Some(host) = qemu_host() else { return };
-    let library = tempfile::tempdir().expect("a temp dir");
-    let Some(iso) = iso_image(library.path(), "boot.iso", CD_MARKER) else {
+    let Some(host) = qemu_host(None) else { return };
+    let Some(library) = BootLibrary::new(&host).await else {
         return;
     };
-    let client = logged_in(&host, Protocol::JsonRpc).await;
-    let iso = iso_in_library(&client, &iso).await;
-    let (vm, uuid) = install(&client, "installer").await;
-    create_cd(&client, &vm, Some(&iso), "3").await;
+    let (client, iso) = (&library.client, &library.iso);
+    let (vm, uuid) = install(client, "installer").await;
+    create_cd(client, &vm, Some(iso), "3").await;
 
-    start_and_see(&host, &client, &vm, &uuid, CD_MARKER).await;
-    hard_shutdown(&client, &vm).await;
+    start_and_see(&host, client, &vm, &uuid, CD_MARKER).await;
+    hard_shutdown(client, &vm).await;
 }
 
 /// With a bootable disk image and a bootable ISO in the CD drive, `HVM_boot_params:order`
@@ -294,20 +294,18 @@ async fn an_iso_in_the_cd_drive_boots_a_vm_installed_from_the_template() {
 /// HVM-boot-params:order=dc` does) boots the CD.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_boot_order_picks_the_disk_or_the_cd() {
-    let Some(host) = qemu_host() else { return };
-    let library = tempfile::tempdir().expect("a temp dir");
-    let Some(iso) = iso_image(library.path(), "boot.iso", CD_MARKER) else {
+    let Some(host) = qemu_host(None) else { return };
+    let Some(library) = BootLibrary::new(&host).await else {
         return;
     };
-    let client = logged_in(&host, Protocol::JsonRpc).await;
-    let iso = iso_in_library(&client, &iso).await;
-    let (vm, uuid) = install(&client, "both").await;
-    let disk = system_disk(&client, &vm).await;
-    import_image(&host, &client, &disk, disk_image(DISK_MARKER)).await;
-    create_cd(&client, &vm, Some(&iso), "3").await;
+    let (client, iso) = (&library.client, &library.iso);
+    let (vm, uuid) = install(client, "both").await;
+    let disk = system_disk(client, &vm).await;
+    import_image(&host, client, &disk, disk_image(DISK_MARKER)).await;
+    create_cd(client, &vm, Some(iso), "3").await;
 
-    start_and_see(&host, &client, &vm, &uuid, DISK_MARKER).await;
-    hard_shutdown(&client, &vm).await;
+    start_and_see(&host, client, &vm, &uuid, DISK_MARKER).await;
+    hard_shutdown(client, &vm).await;
 
     let key = || Value::str("order");
     client
@@ -318,8 +316,8 @@ async fn the_boot_order_picks_the_disk_or_the_cd() {
         .await;
     let order = vec![Value::str(&vm), key(), Value::str("dc")];
     client.ok("VM.add_to_HVM_boot_params", order).await;
-    start_and_see(&host, &client, &vm, &uuid, CD_MARKER).await;
-    hard_shutdown(&client, &vm).await;
+    start_and_see(&host, client, &vm, &uuid, CD_MARKER).await;
+    hard_shutdown(client, &vm).await;
 }
 
 /// Where Debian's `ovmf` package puts the empty EFI variable store oxapi copies per VM.
@@ -339,15 +337,9 @@ async fn a_uefi_template_boots_ovmf_with_a_variable_store_of_its_own() {
         eprintln!("skipped: OVMF is not installed (tests/run installs the ovmf package)");
         return;
     }
-    if !oxapi_tests::qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+    let Some(host) = qemu_host(Some(serde_json::json!({"qemu": {"accel": "tcg"}}))) else {
         return;
-    }
-    let host = Host::start_with(HostOptions {
-        qemu: true,
-        config: Some(serde_json::json!({"qemu": {"accel": "tcg"}})),
-        ..HostOptions::default()
-    });
+    };
     let client = logged_in(&host, Protocol::JsonRpc).await;
     // The accelerator the config forces is the one the host shows.
     let hosts = client.ok("host.get_all", vec![]).await;

@@ -20,7 +20,7 @@ use oxapi_tests::storage::{
     create_vbd, create_vdi, local_sr, sr_directory, vbd_record, vdi_record,
 };
 use oxapi_tests::vms::{default_template, halted_vm};
-use oxapi_tests::{Client, Host, HostOptions, Protocol, logged_in};
+use oxapi_tests::{Client, Host, Protocol, logged_in};
 
 const MIB: i64 = 1 << 20;
 /// How long a guest has to release a disk on the test host (`qemu.unplug_timeout_secs`).
@@ -33,16 +33,8 @@ const QEMU_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A host on the qemu backend whose guests have `UNPLUG_TIMEOUT` to release a device; `None`
 /// (the test skips) without QEMU.
 fn qemu_host() -> Option<Host> {
-    if !oxapi_tests::qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
-        return None;
-    }
     let config = serde_json::json!({"qemu": {"unplug_timeout_secs": UNPLUG_TIMEOUT.as_secs()}});
-    Some(Host::start_with(HostOptions {
-        qemu: true,
-        config: Some(config),
-        ..HostOptions::default()
-    }))
+    oxapi_tests::qemu::qemu_host(Some(config))
 }
 
 /// A halted VM of 128 MiB without an OS or devices; its ref and uuid.

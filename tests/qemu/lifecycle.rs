@@ -20,15 +20,8 @@ const MIB: i64 = 1 << 20;
 
 /// A host on the qemu backend whose clean shutdowns give up after 2 s.
 fn qemu_host() -> Option<Host> {
-    if !oxapi_tests::qemu_available() {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
-        return None;
-    }
-    Some(Host::start_with(HostOptions {
-        qemu: true,
-        config: Some(serde_json::json!({"agent": {"clean_shutdown_timeout_secs": 2}})),
-        ..HostOptions::default()
-    }))
+    let config = serde_json::json!({"agent": {"clean_shutdown_timeout_secs": 2}});
+    oxapi_tests::qemu::qemu_host(Some(config))
 }
 
 async fn field(client: &Client, vm: &str, name: &str) -> Value {
@@ -408,8 +401,7 @@ struct LinuxVm {
 impl LinuxVm {
     /// `None` (the test skips) without QEMU or the test guest.
     async fn new(name: &str, words: &[&str]) -> Option<LinuxVm> {
-        if !oxapi_tests::qemu_available() {
-            eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+        if !oxapi_tests::qemu::qemu_or_skip() {
             return None;
         }
         let guest = test_guest()?;

@@ -4,6 +4,29 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{Host, HostOptions, qemu_available};
+
+/// Whether QEMU runs here; when it does not, says that the test skips.
+pub fn qemu_or_skip() -> bool {
+    let available = qemu_available();
+    if !available {
+        eprintln!("skipped: qemu-system-x86_64 is not installed (tests/run installs it)");
+    }
+    available
+}
+
+/// A one-host pool on the qemu backend with `config` (the config file's JSON, if any); `None`
+/// (the test skips) without QEMU.
+pub fn qemu_host(config: Option<serde_json::Value>) -> Option<Host> {
+    qemu_or_skip().then(|| {
+        Host::start_with(HostOptions {
+            qemu: true,
+            config,
+            ..HostOptions::default()
+        })
+    })
+}
+
 /// The directory the `qemu` driver keeps the VM `uuid`'s QEMU files in.
 pub fn guest_dir(data_dir: &Path, uuid: &str) -> PathBuf {
     data_dir.join("qemu").join(uuid)

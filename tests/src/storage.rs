@@ -220,6 +220,38 @@ pub async fn export_raw(url: &str, cert_pem: &[u8], query: &str) -> (u16, Vec<u8
     (status, bytes.to_vec())
 }
 
+/// `PUT /import_raw_vdi` of `image` (raw) into `vdi` on `host`, as `xe vdi-import format=raw`
+/// sends it; fails the test on any answer but 200 with an empty body.
+pub async fn import_image(host: &Host, client: &Client, vdi: &str, image: Vec<u8>) {
+    let query = transfer_query(client, vdi, "raw");
+    let (status, body) = import_raw(&host.url(), &host.cert_pem(), &query, image).await;
+    assert_eq!((status, body.as_str()), (200, ""), "import into {vdi}");
+}
+
+/// Asserts that a raw export of `vdi` from `host` is `size` bytes: `image` followed by zeros,
+/// byte for byte; `what` names the disk in a failure.
+pub async fn assert_exports(
+    host: &Host,
+    client: &Client,
+    vdi: &str,
+    image: &[u8],
+    size: usize,
+    what: &str,
+) {
+    let query = transfer_query(client, vdi, "raw");
+    let (status, bytes) = export_raw(&host.url(), &host.cert_pem(), &query).await;
+    assert_eq!(status, 200, "export of {what} ({vdi})");
+    assert_eq!(bytes.len(), size, "size of the export of {what}");
+    let mut expected = image.to_vec();
+    expected.resize(size, 0);
+    if let Some(at) = bytes.iter().zip(&expected).position(|(a, b)| a != b) {
+        panic!(
+            "{what} ({vdi}) differs at byte {at}: {:#04x}, expected {:#04x}",
+            bytes[at], expected[at]
+        );
+    }
+}
+
 /// The query of an import or export of `vdi` (a ref or uuid) as `format`, in `client`'s
 /// session.
 pub fn transfer_query(client: &Client, vdi: &str, format: &str) -> String {

@@ -10,8 +10,8 @@ use api_spec::Value;
 use oxapi_tests::cluster::skipped;
 use oxapi_tests::disk::SmallDisk;
 use oxapi_tests::storage::{
-    create_sr, create_vbd, create_vdi, export_raw, file_driver_host, filesystem_figures,
-    image_info, import_raw, transfer_query,
+    assert_exports, create_sr, create_vbd, create_vdi, export_raw, file_driver_host,
+    filesystem_figures, image_info, import_image, import_raw, transfer_query,
 };
 use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Host, Protocol, logged_in};
@@ -84,8 +84,7 @@ impl FileSrs {
 
     /// Imports `image` (raw) into `vdi`, failing the test on any answer but 200.
     async fn import(&self, vdi: &str, image: Vec<u8>) {
-        let (status, body) = self.import_answer(vdi, image).await;
-        assert_eq!((status, body.as_str()), (200, ""), "import into {vdi}");
+        import_image(&self.host, &self.client, vdi, image).await;
     }
 
     /// `GET /export_raw_vdi` of `vdi` (raw): the status and the bytes.
@@ -96,17 +95,7 @@ impl FileSrs {
 
     /// Asserts that a raw export of `vdi` is `image` followed by zeros up to `size` bytes.
     async fn assert_holds(&self, vdi: &str, image: &[u8], size: usize, what: &str) {
-        let (status, bytes) = self.export(vdi).await;
-        assert_eq!(status, 200, "export of {what} ({vdi})");
-        assert_eq!(bytes.len(), size, "size of the export of {what}");
-        let mut expected = image.to_vec();
-        expected.resize(size, 0);
-        if let Some(at) = bytes.iter().zip(&expected).position(|(a, b)| a != b) {
-            panic!(
-                "{what} ({vdi}) differs at byte {at}: {:#04x}, expected {:#04x}",
-                bytes[at], expected[at]
-            );
-        }
+        assert_exports(&self.host, &self.client, vdi, image, size, what).await;
     }
 
     /// The one PBD of `sr`.

@@ -4,7 +4,7 @@
 
 use api_spec::Value;
 use oxapi_tests::storage::{
-    create_vbd, create_vdi, export_raw, file_driver_host, import_raw, local_sr, transfer_query,
+    assert_exports, create_vbd, create_vdi, file_driver_host, import_image, local_sr,
 };
 use oxapi_tests::vms::{default_template, halted_vm};
 use oxapi_tests::{Client, Host, Protocol, logged_in};
@@ -30,13 +30,6 @@ fn pattern(seed: u8) -> Vec<u8> {
     bytes
 }
 
-/// `image` padded with zeros to the disk's virtual size: what an export of it returns.
-fn whole_disk(image: &[u8]) -> Vec<u8> {
-    let mut disk = image.to_vec();
-    disk.resize(DISK_BYTES, 0);
-    disk
-}
-
 /// A one-host pool on the `file` driver and a root client of it.
 struct FileHost {
     host: Host,
@@ -46,25 +39,12 @@ struct FileHost {
 impl FileHost {
     /// Imports `image` (raw) into `vdi`, failing the test on any answer but 200.
     async fn import(&self, vdi: &str, image: Vec<u8>) {
-        let query = transfer_query(&self.client, vdi, "raw");
-        let (status, body) =
-            import_raw(&self.host.url(), &self.host.cert_pem(), &query, image).await;
-        assert_eq!((status, body.as_str()), (200, ""), "import into {vdi}");
+        import_image(&self.host, &self.client, vdi, image).await;
     }
 
     /// Asserts that a raw export of `vdi` is `image` followed by zeros, byte for byte.
     async fn assert_holds(&self, vdi: &str, image: &[u8], what: &str) {
-        let query = transfer_query(&self.client, vdi, "raw");
-        let (status, bytes) = export_raw(&self.host.url(), &self.host.cert_pem(), &query).await;
-        assert_eq!(status, 200, "export of {what} ({vdi})");
-        assert_eq!(bytes.len(), DISK_BYTES, "size of the export of {what}");
-        let expected = whole_disk(image);
-        if let Some(at) = bytes.iter().zip(&expected).position(|(a, b)| a != b) {
-            panic!(
-                "{what} ({vdi}) differs at byte {at}: {:#04x}, expected {:#04x}",
-                bytes[at], expected[at]
-            );
-        }
+        assert_exports(&self.host, &self.client, vdi, image, DISK_BYTES, what).await;
     }
 
     /// The VDIs of the disk VBDs of `vm`.

@@ -504,6 +504,16 @@ impl Qemu {
         }
     }
 
+    /// Stops the guest's vCPUs (QMP `stop`); a running domain is paused from then on.
+    async fn stop_guest(&self, vm: &Vm, op: BackendOp) -> Result<(), BackendError> {
+        self.command(vm, op, "stop", json!({})).await?;
+        vm.update(|domain| {
+            if domain.state == RunState::Running {
+                domain.state = RunState::Paused;
+            }
+        })
+    }
+
     /// Whether the guest runs now, so that a device going away must be released by it.
     fn is_guest_running(vm: &Vm) -> bool {
         vm.domain().state == RunState::Running
@@ -706,13 +716,7 @@ impl Hypervisor for Qemu {
     fn pause<'a>(&'a self, vm: &'a str) -> Op<'a> {
         Box::pin(async move {
             let running = self.vm(vm)?;
-            self.command(&running, BackendOp::Pause, "stop", json!({}))
-                .await?;
-            running.update(|domain| {
-                if domain.state == RunState::Running {
-                    domain.state = RunState::Paused;
-                }
-            })?;
+            self.stop_guest(&running, BackendOp::Pause).await?;
             self.signals.changed(vm, false);
             Ok(())
         })
@@ -865,12 +869,7 @@ impl Hypervisor for Qemu {
         Box::pin(async move {
             let op = BackendOp::Save;
             let running = self.vm(vm)?;
-            self.command(&running, op, "stop", json!({})).await?;
-            running.update(|domain| {
-                if domain.state == RunState::Running {
-                    domain.state = RunState::Paused;
-                }
-            })?;
+            self.stop_guest(&running, op).await?;
             self.with_image(&running, op, &image.vdi_uuid, at, "snapshot-save")
                 .await
         })

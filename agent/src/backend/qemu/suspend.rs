@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{Qemu, RunState, Vm, failed, short};
+use super::{Qemu, Vm, failed, short};
 use crate::backend::{AttachedDisk, BackendError, BackendOp, DiskFormat};
 
 /// The internal snapshot of a suspend image that holds the VM's state, and its job.
@@ -69,12 +69,7 @@ impl Qemu {
         to: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<(), BackendError> {
         let op = BackendOp::SaveImage;
-        self.command(vm, op, "stop", json!({})).await?;
-        vm.update(|domain| {
-            if domain.state == RunState::Running {
-                domain.state = RunState::Paused;
-            }
-        })?;
+        self.stop_guest(vm, op).await?;
         let path = vm.paths.dir.join(SENT_IMAGE);
         let sent = async {
             new_image(op, &path).await?;
